@@ -1,0 +1,79 @@
+/* protocol.h: the Jupyter wire codec (v5.3): framing, signing, headers. */
+/*
+ * This layer knows nothing of sessions or processes: it turns ZeroMQ
+ * multipart messages into struct jmsg and back, and signs and verifies
+ * them. Everything that comes off the wire is checked here; a failure is
+ * returned as -1/NULL with a cause string (allocated, caller frees), never
+ * an assert.
+ */
+#ifndef CELLBLOCK_PROTOCOL_H
+#define CELLBLOCK_PROTOCOL_H
+
+#include <stddef.h>
+#include <czmq.h>
+#include <jansson.h>
+
+#define PROTOCOL_VERSION	"5.3"
+#define PROTOCOL_DELIM		"<IDS|MSG>"
+#define PROTOCOL_MAX_DEFAULT	((size_t)64 * 1024 * 1024)
+
+/* protocol/xmalloc.c */
+void		*xmalloc(size_t);
+void		*xcalloc(size_t, size_t);
+void		*xrealloc(void *, size_t);
+char		*xstrdup(const char *);
+char		*xstrndup(const char *, size_t);
+int		 xasprintf(char **, const char *, ...)
+		     __attribute__((format(printf, 2, 3)));
+char		*xprintf(const char *, ...)
+		     __attribute__((format(printf, 1, 2)));
+void		 fatal(const char *, ...)
+		     __attribute__((format(printf, 1, 2), noreturn));
+void		 fatalx(const char *, ...)
+		     __attribute__((format(printf, 1, 2), noreturn));
+
+/* protocol/sign.c */
+struct sign;
+struct sign	*sign_new(const char *, const void *, size_t, char **);
+void		 sign_destroy(struct sign **);
+int		 sign_enabled(const struct sign *);
+void		 sign_compute(struct sign *, zframe_t *[4], char [65]);
+int		 sign_verify(struct sign *, const char *, size_t, zframe_t *[4],
+		     char **);
+
+/* protocol/jmsg.c */
+struct jmsg {
+	zmsg_t		*ids;		/* routing ids before the delimiter */
+	zframe_t	*header_raw;	/* header frame exactly as received */
+	json_t		*header;
+	json_t		*parent;
+	json_t		*metadata;
+	json_t		*content;
+	zmsg_t		*buffers;	/* frames after content; may be empty */
+	const char	*msg_type;	/* borrowed from header */
+	const char	*msg_id;	/* borrowed from header */
+	const char	*session;	/* borrowed; "" when absent */
+	const char	*username;	/* borrowed; "" when absent */
+	size_t		 size;		/* total bytes of all frames */
+};
+
+struct jmsg_out {
+	zmsg_t		*ids;		/* routing ids to echo; NULL = none */
+	const char	*topic;		/* iopub topic frame; NULL = none */
+	const char	*msg_type;
+	const char	*session;	/* header.session */
+	const char	*username;	/* header.username */
+	zframe_t	*parent_raw;	/* parent header bytes; NULL = {} */
+	json_t		*metadata;	/* NULL = {} */
+	json_t		*content;	/* NULL = {} */
+	zmsg_t		*buffers;	/* NULL = none */
+};
+
+struct jmsg	*jmsg_decode(zmsg_t **, struct sign *, size_t, char **);
+void		 jmsg_destroy(struct jmsg **);
+zmsg_t		*jmsg_encode(struct sign *, const struct jmsg_out *);
+json_t		*jmsg_header_new(const char *, const char *, const char *);
+void		 jmsg_new_id(char [37]);
+void		 jmsg_now(char [32]);
+
+#endif

@@ -1,0 +1,346 @@
+/* cellblockd.c: the daemon: options, state directory, signals, the loop. */
+
+#include <sys/resource.h>
+#include <sys/signalfd.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <libgen.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <sodium.h>
+
+#include "server.h"
+
+zloop_t		*server_loop;
+char		*server_state_dir;
+char		*server_shim_path;
+char		*server_runner_path;
+uid_t		 server_uid;
+
+static int	 server_sigfd = -1;
+static int	 server_quit;
+
+static void	usage(void) __attribute__((noreturn));
+
+static void
+usage(void)
+{
+	fprintf(stderr, "usage: cellblockd [-fv] [--foreground] "
+	    "[--state-dir DIR] [--config FILE]\n"
+	    "                  [--address IP] [--transport tcp|ipc] "
+	    "[--max-message SIZE]\n");
+	exit(EXIT_USAGE);
+}
+
+/* Paths of our siblings: the build tree first, then an installed layout. */
+static char *
+server_find(const char *exedir, const char *const *candidates)
+{
+	char	*path;
+
+	for (; *candidates != NULL; candidates++) {
+		xasprintf(&path, "%s/%s", exedir, *candidates);
+		if (access(path, R_OK) == 0)
+			return (path);
+		free(path);
+	}
+	return (NULL);
+}
+
+static void
+server_paths(void)
+{
+	static const char *const shims[] = { "cellblock-shim",
+	    "../libexec/cellblock/cellblock-shim", NULL };
+	static const char *const runners[] = {
+	    "../kernel-shim/runner/cellblock_runner.py",
+	    "../share/cellblock/runner/cellblock_runner.py", NULL };
+	char	exe[4096], *dir;
+	ssize_t	n;
+
+	n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+	if (n <= 0)
+		fatal("readlink /proc/self/exe");
+	exe[n] = '\0';
+	dir = dirname(exe);
+	if ((server_shim_path = server_find(dir, shims)) == NULL)
+		fatalx("cannot find cellblock-shim next to %s", dir);
+	if ((server_runner_path = server_find(dir, runners)) == NULL)
+		fatalx("cannot find the runner (cellblock_runner.py) near %s",
+		    dir);
+}
+
+static void
+server_mkdir(const char *sub, mode_t mode)
+{
+	char	*path;
+
+	if (sub == NULL)
+		path = xstrdup(server_state_dir);
+	else
+		xasprintf(&path, "%s/%s", server_state_dir, sub);
+	if (mkdir(path, mode) != 0 && errno != EEXIST)
+		fatal("mkdir %s", path);
+	if (chmod(path, mode) != 0)
+		fatal("chmod %s", path);
+	free(path);
+}
+
+/*
+ * Other users reach a root daemon through control.sock, so its directories
+ * are traversable but not listable; each user's files are their own.
+ */
+static void
+server_state(void)
+{
+	mode_t	mode = server_uid == 0 ? 0711 : 0700;
+
+	server_mkdir(NULL, mode);
+	server_mkdir("sessions", mode);
+	server_mkdir("work", mode);
+	server_mkdir("ipc", mode);
+}
+
+static void
+server_signals(void)
+{
+	sigset_t	set;
+
+	sigemptyset(&set);
+	sigaddset(&set, SIGCHLD);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGHUP);
+	/* Blocked before any thread exists, so every thread inherits it. */
+	if (sigprocmask(SIG_BLOCK, &set, NULL) != 0)
+		fatal("sigprocmask");
+	signal(SIGPIPE, SIG_IGN);
+	server_sigfd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
+	if (server_sigfd == -1)
+		fatal("signalfd");
+}
+
+static int
+server_signal_event(zloop_t *loop, zmq_pollitem_t *item, void *arg)
+{
+	struct signalfd_siginfo	si;
+	int			status;
+	pid_t			pid;
+
+	(void)item;
+	(void)arg;
+	while (read(server_sigfd, &si, sizeof si) == sizeof si) {
+		if (si.ssi_signo != SIGCHLD) {
+			log_info("signal %d: shutting down", si.ssi_signo);
+			server_quit = 1;
+		}
+	}
+	while ((pid = waitpid(-1, &status, WNOHANG)) > 0)
+		kernel_reaped(pid, status);
+	(void)loop;
+	return (server_quit ? -1 : 0);
+}
+
+static void
+server_shared(void)
+{
+	struct conninfo	 ci;
+	char		*path, *cause;
+
+	memset(&ci, 0, sizeof ci);
+	snprintf(ci.transport, sizeof ci.transport, "%s", cfg.transport);
+	if (strcmp(cfg.transport, "ipc") == 0)
+		snprintf(ci.ip, sizeof ci.ip, "%s/ipc/shared", server_state_dir);
+	else
+		snprintf(ci.ip, sizeof ci.ip, "%s", cfg.ip);
+	if ((endpoint_shared = endpoint_new(NULL, &ci, &cause)) == NULL)
+		fatalx("shared endpoint: %s", cause);
+	xasprintf(&path, "%s/shared.json", server_state_dir);
+	if (endpoint_write_file(endpoint_shared, path, server_uid,
+	    &cause) != 0)
+		fatalx("%s", cause);
+	free(path);
+}
+
+static void
+server_raise_nofile(void)
+{
+	struct rlimit	rl;
+
+	/* Each session holds a handful of sockets and pipes. */
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		setrlimit(RLIMIT_NOFILE, &rl);
+	}
+}
+
+static void
+server_daemonize(const char *logpath)
+{
+	int	fd;
+
+	if (daemon(1, 1) != 0)
+		fatal("daemon");
+	fd = open(logpath, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+	if (fd == -1)
+		fatal("%s", logpath);
+	dup2(fd, 1);
+	dup2(fd, 2);
+	close(fd);
+	fd = open("/dev/null", O_RDONLY);
+	dup2(fd, 0);
+	close(fd);
+}
+
+static void
+server_versions(void)
+{
+	int	major, minor, patch;
+
+	zmq_version(&major, &minor, &patch);
+	log_info("cellblockd %s starting: libzmq %d.%d.%d, czmq %d.%d.%d, "
+	    "jansson %s, libsodium %s", CELLBLOCK_VERSION, major, minor, patch,
+	    CZMQ_VERSION_MAJOR, CZMQ_VERSION_MINOR, CZMQ_VERSION_PATCH,
+	    JANSSON_VERSION, sodium_version_string());
+	log_info("state %s, shim %s, runner %s, python %s", server_state_dir,
+	    server_shim_path, server_runner_path, cfg.python);
+}
+
+void
+server_exit(const char *why)
+{
+	log_info("exiting: %s", why);
+	server_quit = 1;
+}
+
+static const struct option server_options[] = {
+	{ "foreground", no_argument, NULL, 'f' },
+	{ "verbose", no_argument, NULL, 'v' },
+	{ "state-dir", required_argument, NULL, 's' },
+	{ "config", required_argument, NULL, 'c' },
+	{ "address", required_argument, NULL, 'A' },
+	{ "transport", required_argument, NULL, 'T' },
+	{ "max-message", required_argument, NULL, 'M' },
+	{ "help", no_argument, NULL, 'h' },
+	{ NULL, 0, NULL, 0 }
+};
+
+int
+main(int argc, char **argv)
+{
+	const char	*statedir = NULL, *config = NULL, *key;
+	int		 ch, foreground = 0, verbose = 0;
+	char		*cause, *path, *logpath;
+	zmq_pollitem_t	 it;
+	struct {
+		const char	*key;
+		const char	*value;
+	} sets[16];
+	size_t		 nsets = 0, i;
+
+	/* A CLI that started us may have left its pipes open. */
+	close_range(3, ~0U, 0);
+	config_defaults();
+	while ((ch = getopt_long(argc, argv, "fvs:c:h", server_options,
+	    NULL)) != -1) {
+		switch (ch) {
+		case 'f':
+			foreground = 1;
+			break;
+		case 'v':
+			verbose = 1;
+			break;
+		case 's':
+			statedir = optarg;
+			break;
+		case 'c':
+			config = optarg;
+			break;
+		case 'A':
+		case 'T':
+		case 'M':
+			key = ch == 'A' ? "address" : ch == 'T' ? "transport" :
+			    "max-message";
+			sets[nsets].key = key;
+			sets[nsets++].value = optarg;
+			break;
+		default:
+			usage();
+		}
+		if (nsets == nitems(sets))
+			usage();
+	}
+	if (optind != argc)
+		usage();
+	if (config != NULL && config_load(config, &cause) != 0)
+		fatalx("%s", cause);
+	for (i = 0; i < nsets; i++) {
+		if (config_set(sets[i].key, sets[i].value, &cause) != 0)
+			fatalx("%s", cause);
+	}
+	if (verbose)
+		cfg.log_level = LEVEL_DEBUG;
+	if (strcmp(cfg.transport, "tcp") != 0 &&
+	    strcmp(cfg.transport, "ipc") != 0)
+		fatalx("transport must be tcp or ipc");
+
+	server_uid = geteuid();
+	server_state_dir = connfile_state_dir(statedir);
+	server_state();
+	server_paths();
+	xasprintf(&logpath, "%s/cellblockd.log", server_state_dir);
+	if (!foreground)
+		server_daemonize(logpath);
+	log_open(cfg.log_level, stderr);
+	if (sodium_init() < 0)
+		fatalx("libsodium init failed");
+	server_raise_nofile();
+	zsys_handler_set(NULL);
+	server_signals();
+	zsys_init();
+	server_versions();
+
+	server_loop = zloop_new();
+	if (heartbeat_start(&cause) != 0)
+		fatalx("%s", cause);
+	server_shared();
+	xasprintf(&path, "%s/control.sock", server_state_dir);
+	if (control_start(path, &cause) != 0)
+		fatalx("%s", cause);
+	memset(&it, 0, sizeof it);
+	it.fd = server_sigfd;
+	it.events = ZMQ_POLLIN;
+	zloop_poller(server_loop, &it, server_signal_event, NULL);
+
+	log_info("ready: control %s, shared endpoint %s/shared.json", path,
+	    server_state_dir);
+	if (foreground) {
+		fprintf(stderr, "\ncellblockd is running. Connect with:\n"
+		    "  jupyter console --existing %s/shared.json\n"
+		    "  CELLBLOCK_STATE_DIR=%s bin/cellblock new\n"
+		    "Stop with Ctrl-C.\n\n", server_state_dir,
+		    server_state_dir);
+	}
+	while (!server_quit) {
+		if (zloop_start(server_loop) != 0 || server_quit)
+			break;
+		if (zsys_interrupted)
+			break;
+	}
+	kernel_shutdown_all();
+	control_stop();
+	endpoint_destroy(&endpoint_shared);
+	heartbeat_stop();
+	zloop_destroy(&server_loop);
+	log_info("stopped");
+	free(path);
+	free(logpath);
+	return (0);
+}

@@ -1,0 +1,84 @@
+/* cmd-ls.c: `cellblock ls`: the caller's sessions (root: everyone's). */
+
+#include <getopt.h>
+#include <pwd.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "server.h"
+
+static int	cmd_ls_exec(int, char **);
+
+const struct cmd_entry cmd_ls_entry = {
+	"ls", "[--json]", cmd_ls_exec
+};
+
+static const char *
+cmd_ls_user(int uid, char *buf, size_t len)
+{
+	struct passwd	*pw = getpwuid(uid);
+
+	if (pw != NULL)
+		return (pw->pw_name);
+	snprintf(buf, len, "%d", uid);
+	return (buf);
+}
+
+static void
+cmd_ls_table(json_t *list)
+{
+	json_t		*s;
+	size_t		 i;
+	char		 ubuf[16];
+	const char	*conn;
+
+	printf("%-24s %-12s %-10s %7s %6s %s\n", "NAME", "STATE", "OWNER",
+	    "PID", "IDLE", "CONNECTION");
+	json_array_foreach(list, i, s) {
+		conn = json_string_value(json_object_get(s,
+		    "connection_file"));
+		printf("%-24s %-12s %-10s %7lld %5llds %s%s\n",
+		    json_string_value(json_object_get(s, "name")),
+		    json_string_value(json_object_get(s, "state")),
+		    cmd_ls_user(json_integer_value(json_object_get(s, "owner")),
+		    ubuf, sizeof ubuf),
+		    (long long)json_integer_value(json_object_get(s, "pid")),
+		    (long long)json_integer_value(json_object_get(s,
+		    "idle_seconds")), conn ? conn : "(shared endpoint)",
+		    json_is_true(json_object_get(s, "attached")) ?
+		    " [attached]" : "");
+	}
+}
+
+static int
+cmd_ls_exec(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "json", no_argument, NULL, 'j' },
+		{ NULL, 0, NULL, 0 }
+	};
+	json_t	*req, *r, *list;
+	int	 ch, code, as_json = 0;
+	char	*s;
+
+	while ((ch = getopt_long(argc, argv, "j", opts, NULL)) != -1) {
+		if (ch != 'j')
+			cmd_usage(&cmd_ls_entry);
+		as_json = 1;
+	}
+	if (optind != argc)
+		cmd_usage(&cmd_ls_entry);
+	req = json_pack("{s:s}", "cmd", "ls");
+	if ((code = client_command(req, &r)) == EXIT_OK) {
+		list = json_object_get(r, "sessions");
+		if (as_json) {
+			s = json_dumps(list, JSON_INDENT(2));
+			printf("%s\n", s);
+			free(s);
+		} else
+			cmd_ls_table(list);
+		json_decref(r);
+	}
+	json_decref(req);
+	return (code);
+}

@@ -1,0 +1,39 @@
+/* cmd-new.c: `cellblock new`: create a session, print its connection file. */
+
+#include <getopt.h>
+#include <stdlib.h>
+
+#include "server.h"
+
+static int	cmd_new_exec(int, char **);
+
+const struct cmd_entry cmd_new_entry = {
+	"new", "[--name NAME]", cmd_new_exec
+};
+
+static int
+cmd_new_exec(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "name", required_argument, NULL, 'n' },
+		{ NULL, 0, NULL, 0 }
+	};
+	json_t	*req, *r;
+	int	 ch, code;
+
+	req = json_pack("{s:s}", "cmd", "new");
+	while ((ch = getopt_long(argc, argv, "n:", opts, NULL)) != -1) {
+		if (ch != 'n')
+			cmd_usage(&cmd_new_entry);
+		json_object_set_new(req, "name", json_string(optarg));
+	}
+	if (optind != argc)
+		cmd_usage(&cmd_new_entry);
+	if ((code = client_command(req, &r)) == EXIT_OK) {
+		printf("%s\n", json_string_value(json_object_get(
+		    json_object_get(r, "session"), "connection_file")));
+		json_decref(r);
+	}
+	json_decref(req);
+	return (code);
+}

@@ -1,0 +1,498 @@
+/* control.c: the unix control socket the CLI talks to, one table of commands. */
+/*
+ * Requests and replies are single lines of JSON. The peer's uid comes from
+ * SO_PEERCRED and owns what it creates; a user sees and touches only their
+ * own sessions, root sees all. An `attach` connection stays open for the
+ * life of its session: when it closes, the session ends, so a killed
+ * launcher never leaves an interpreter behind.
+ */
+
+#include <sys/types.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "server.h"
+
+#define CONTROL_LINE_MAX	(1024 * 1024)
+
+struct control_conn {
+	int		 fd;
+	uid_t		 uid;
+	pid_t		 pid;
+	char		*buf;
+	size_t		 len;
+	struct session	*session;	/* attached session, if any */
+	int		 closed;
+};
+
+static int	 control_fd = -1;
+static char	*control_path;
+
+typedef json_t *control_fn(struct control_conn *, json_t *);
+
+static control_fn control_new, control_ls, control_connect,
+    control_interrupt, control_restart, control_kill, control_attach,
+    control_ping;
+
+/*
+ * Legend: command name as the CLI sends it in "cmd"; handler, which returns
+ * the reply object ({"ok": true, ...} or {"ok": false, "error", "code"}).
+ */
+static const struct {
+	const char	*name;
+	control_fn	*fn;
+} control_table[] = {
+	{ "new", control_new },
+	{ "ls", control_ls },
+	{ "connect", control_connect },
+	{ "interrupt", control_interrupt },
+	{ "restart", control_restart },
+	{ "kill", control_kill },
+	{ "attach", control_attach },
+	{ "ping", control_ping },
+};
+
+static void	control_close(struct control_conn *);
+static int	control_send(struct control_conn *, json_t *);
+
+static json_t *
+control_error(int code, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+static json_t *
+control_error(int code, const char *fmt, ...)
+{
+	va_list	 ap;
+	char	*msg;
+	json_t	*r;
+
+	va_start(ap, fmt);
+	if (vasprintf(&msg, fmt, ap) == -1)
+		fatalx("out of memory");
+	va_end(ap);
+	r = json_pack("{s:b,s:s,s:i}", "ok", 0, "error", msg, "code", code);
+	free(msg);
+	return (r);
+}
+
+/* The session named in the request, if the caller may touch it. */
+static struct session *
+control_session(struct control_conn *c, json_t *req, json_t **err)
+{
+	const char	*name = json_string_value(json_object_get(req, "name"));
+	struct session	*s;
+
+	if (name == NULL) {
+		*err = control_error(EXIT_USAGE, "no session name given");
+		return (NULL);
+	}
+	s = session_find(name);
+	if (s == NULL || s->ending) {
+		*err = control_error(EXIT_NOSESSION, "no session '%s'", name);
+		return (NULL);
+	}
+	if (!session_visible(s, c->uid)) {
+		*err = control_error(EXIT_DENIED, "session '%s' is not yours",
+		    name);
+		return (NULL);
+	}
+	return (s);
+}
+
+static json_t *
+control_ok(struct session *s)
+{
+	json_t	*r = json_pack("{s:b}", "ok", 1);
+
+	if (s != NULL)
+		json_object_set_new(r, "session", kernel_describe(s));
+	return (r);
+}
+
+static int
+control_default_ci(struct conninfo *ci, const char *name)
+{
+	memset(ci, 0, sizeof *ci);
+	snprintf(ci->transport, sizeof ci->transport, "%s", cfg.transport);
+	if (strcmp(cfg.transport, "ipc") == 0)
+		snprintf(ci->ip, sizeof ci->ip, "%s/ipc/%s", server_state_dir,
+		    name);
+	else
+		snprintf(ci->ip, sizeof ci->ip, "%s", cfg.ip);
+	snprintf(ci->scheme, sizeof ci->scheme, "hmac-sha256");
+	return (0);
+}
+
+static json_t *
+control_new(struct control_conn *c, json_t *req)
+{
+	const char	*name = json_string_value(json_object_get(req, "name"));
+	char		 buf[SESSION_NAME_MAX + 1], *cause;
+	struct conninfo	 ci;
+	struct session	*s;
+	json_t		*r;
+
+	if (name == NULL) {
+		session_random_name(buf, sizeof buf);
+		name = buf;
+	}
+	control_default_ci(&ci, name);
+	if ((s = kernel_new_session(name, c->uid, &ci, &cause)) == NULL) {
+		r = control_error(EXIT_FAILED, "%s", cause);
+		free(cause);
+		return (r);
+	}
+	return (control_ok(s));
+}
+
+static json_t *
+control_ls(struct control_conn *c, json_t *req)
+{
+	struct session	*s;
+	json_t		*list = json_array();
+
+	(void)req;
+	for (s = session_first(); s != NULL; s = session_next()) {
+		if (session_visible(s, c->uid) && !s->ending)
+			json_array_append_new(list, kernel_describe(s));
+	}
+	return (json_pack("{s:b,s:o}", "ok", 1, "sessions", list));
+}
+
+/* Connection details for `cellblock run`: the key travels to the owner. */
+static json_t *
+control_connect(struct control_conn *c, json_t *req)
+{
+	struct session	*s;
+	struct endpoint	*ep;
+	json_t		*err, *r;
+
+	if ((s = control_session(c, req, &err)) == NULL)
+		return (err);
+	ep = s->endpoint != NULL ? s->endpoint : endpoint_shared;
+	if (ep == NULL)
+		return (control_error(EXIT_FAILED, "session '%s' has no "
+		    "endpoint", s->name));
+	r = control_ok(s);
+	json_object_set_new(r, "connection", connfile_to_json(&ep->ci));
+	json_object_set_new(r, "shared", json_boolean(ep == endpoint_shared));
+	return (r);
+}
+
+static json_t *
+control_interrupt(struct control_conn *c, json_t *req)
+{
+	struct session	*s;
+	json_t		*err;
+
+	if ((s = control_session(c, req, &err)) == NULL)
+		return (err);
+	kernel_interrupt(s);
+	return (control_ok(s));
+}
+
+static json_t *
+control_restart(struct control_conn *c, json_t *req)
+{
+	struct session	*s;
+	json_t		*err;
+
+	if ((s = control_session(c, req, &err)) == NULL)
+		return (err);
+	kernel_restart(s, "cellblock restart");
+	return (control_ok(s));
+}
+
+static json_t *
+control_kill(struct control_conn *c, json_t *req)
+{
+	struct session	*s;
+	json_t		*err, *r;
+
+	if ((s = control_session(c, req, &err)) == NULL)
+		return (err);
+	r = control_ok(s);
+	kernel_end(s, "cellblock kill");
+	return (r);
+}
+
+/*
+ * Bind a session to the connection file Jupyter wrote, creating it, or
+ * moving an existing session of the caller's (--name) onto those ports.
+ */
+static json_t *
+control_attach(struct control_conn *c, json_t *req)
+{
+	const char	*name = json_string_value(json_object_get(req, "name"));
+	struct conninfo	 ci;
+	struct session	*s;
+	struct endpoint	*ep;
+	char		 buf[SESSION_NAME_MAX + 1], *cause, *path;
+	json_t		*r;
+
+	if (c->session != NULL)
+		return (control_error(EXIT_USAGE, "already attached"));
+	if (connfile_from_json(json_object_get(req, "connection"), &ci,
+	    &cause) != 0) {
+		r = control_error(EXIT_USAGE, "%s", cause);
+		free(cause);
+		return (r);
+	}
+	if (name == NULL) {
+		session_random_name(buf, sizeof buf);
+		name = buf;
+	}
+	if ((s = session_find(name)) != NULL && !s->ending) {
+		if (!session_visible(s, c->uid))
+			return (control_error(EXIT_DENIED, "session '%s' is "
+			    "not yours", name));
+		if (s->attach != NULL) {
+			r = control_error(EXIT_FAILED, "session '%s' is "
+			    "already attached", name);
+			json_object_set_new(r, "retry", json_true());
+			return (r);
+		}
+		if ((ep = endpoint_new(s, &ci, &cause)) == NULL)
+			goto fail;
+		if (s->endpoint != NULL) {
+			kernel_forget_endpoint(s, s->endpoint);
+			endpoint_close(s->endpoint);
+		}
+		s->endpoint = ep;
+		xasprintf(&path, "%s/sessions/%s.json", server_state_dir, name);
+		if (endpoint_write_file(ep, path, s->owner, &cause) != 0)
+			log_warn("%s: %s", name, cause), free(cause);
+		free(path);
+	} else if (s != NULL) {
+		r = control_error(EXIT_FAILED, "session '%s' is ending", name);
+		json_object_set_new(r, "retry", json_true());
+		return (r);
+	}
+	else if ((s = kernel_new_session(name, c->uid, &ci, &cause)) == NULL)
+		goto fail;
+	s->attach = c;
+	c->session = s;
+	log_info("%s: attached by pid %ld", s->name, (long)c->pid);
+	return (control_ok(s));
+fail:
+	r = control_error(EXIT_FAILED, "%s", cause);
+	free(cause);
+	return (r);
+}
+
+static json_t *
+control_ping(struct control_conn *c, json_t *req)
+{
+	(void)c;
+	(void)req;
+	return (json_pack("{s:b,s:s,s:I}", "ok", 1, "version",
+	    CELLBLOCK_VERSION, "pid", (json_int_t)getpid()));
+}
+
+void
+control_session_ended(struct session *s, const char *why)
+{
+	struct control_conn	*c = s->attach;
+
+	if (c == NULL)
+		return;
+	s->attach = NULL;
+	c->session = NULL;
+	control_send(c, json_pack("{s:s,s:s,s:s}", "event", "ended", "name",
+	    s->name, "reason", why));
+}
+
+/* Replies are small; a peer that will not take one loses its connection. */
+static int
+control_send(struct control_conn *c, json_t *reply)
+{
+	char	*s;
+	size_t	 len, off = 0;
+	ssize_t	 n;
+
+	s = json_dumps(reply, JSON_COMPACT);
+	json_decref(reply);
+	if (s == NULL)
+		return (-1);
+	len = strlen(s);
+	s[len++] = '\n';	/* json_dumps leaves room: replaced NUL */
+	while (off < len) {
+		n = send(c->fd, s + off, len - off, MSG_NOSIGNAL);
+		if (n == -1 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			log_warn("control: uid %u: cannot reply: %s",
+			    (u_int)c->uid, strerror(errno));
+			free(s);
+			c->closed = 1;
+			return (-1);
+		}
+		off += n;
+	}
+	free(s);
+	return (0);
+}
+
+static json_t *
+control_dispatch(struct control_conn *c, const char *line, size_t len)
+{
+	json_t		*req, *r;
+	json_error_t	 jerr;
+	const char	*cmd;
+	size_t		 i;
+
+	req = json_loadb(line, len, 0, &jerr);
+	if (req == NULL || !json_is_object(req)) {
+		json_decref(req);
+		return (control_error(EXIT_USAGE, "bad request: %s",
+		    req == NULL ? jerr.text : "not an object"));
+	}
+	cmd = json_string_value(json_object_get(req, "cmd"));
+	for (i = 0; cmd != NULL && i < nitems(control_table); i++) {
+		if (strcmp(control_table[i].name, cmd) == 0) {
+			r = control_table[i].fn(c, req);
+			json_decref(req);
+			return (r);
+		}
+	}
+	r = control_error(EXIT_USAGE, "unknown command '%s'", cmd ? cmd : "");
+	json_decref(req);
+	return (r);
+}
+
+static int
+control_readable(zloop_t *loop, zmq_pollitem_t *item, void *arg)
+{
+	struct control_conn	*c = arg;
+	char			*nl;
+	ssize_t			 n;
+	size_t			 used;
+
+	(void)loop;
+	(void)item;
+	n = read(c->fd, c->buf + c->len, CONTROL_LINE_MAX - c->len);
+	if (n <= 0) {
+		if (n == -1 && (errno == EAGAIN || errno == EINTR))
+			return (0);
+		control_close(c);
+		return (0);
+	}
+	c->len += n;
+	while (!c->closed &&
+	    (nl = memchr(c->buf, '\n', c->len)) != NULL) {
+		used = nl + 1 - c->buf;
+		control_send(c, control_dispatch(c, c->buf, nl - c->buf));
+		memmove(c->buf, c->buf + used, c->len - used);
+		c->len -= used;
+	}
+	if (c->len == CONTROL_LINE_MAX) {
+		log_warn("control: uid %u: request too long", (u_int)c->uid);
+		c->closed = 1;
+	}
+	if (c->closed)
+		control_close(c);
+	return (0);
+}
+
+static void
+control_close(struct control_conn *c)
+{
+	zmq_pollitem_t	 item;
+	struct session	*s = c->session;
+
+	memset(&item, 0, sizeof item);
+	item.fd = c->fd;
+	zloop_poller_end(server_loop, &item);
+	if (s != NULL) {
+		s->attach = NULL;
+		c->session = NULL;
+		kernel_end(s, "its attach client went away");
+	}
+	close(c->fd);
+	free(c->buf);
+	free(c);
+}
+
+static int
+control_accept(zloop_t *loop, zmq_pollitem_t *item, void *arg)
+{
+	struct control_conn	*c;
+	struct ucred		 cred;
+	socklen_t		 len = sizeof cred;
+	zmq_pollitem_t		 it;
+	int			 fd;
+
+	(void)loop;
+	(void)item;
+	(void)arg;
+	fd = accept4(control_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+	if (fd == -1)
+		return (0);
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0) {
+		close(fd);
+		return (0);
+	}
+	c = xcalloc(1, sizeof *c);
+	c->fd = fd;
+	c->uid = cred.uid;
+	c->pid = cred.pid;
+	c->buf = xmalloc(CONTROL_LINE_MAX);
+	memset(&it, 0, sizeof it);
+	it.fd = fd;
+	it.events = ZMQ_POLLIN;
+	zloop_poller(server_loop, &it, control_readable, c);
+	return (0);
+}
+
+int
+control_start(const char *path, char **cause)
+{
+	struct sockaddr_un	 sa;
+	zmq_pollitem_t		 it;
+
+	memset(&sa, 0, sizeof sa);
+	sa.sun_family = AF_UNIX;
+	if (strlen(path) >= sizeof sa.sun_path) {
+		xasprintf(cause, "socket path too long: %s", path);
+		return (-1);
+	}
+	strcpy(sa.sun_path, path);
+	control_fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
+	    0);
+	if (control_fd == -1) {
+		xasprintf(cause, "socket: %s", strerror(errno));
+		return (-1);
+	}
+	unlink(path);
+	if (bind(control_fd, (struct sockaddr *)&sa, sizeof sa) != 0 ||
+	    chmod(path, 0666) != 0 || listen(control_fd, 128) != 0) {
+		xasprintf(cause, "%s: %s", path, strerror(errno));
+		close(control_fd);
+		control_fd = -1;
+		return (-1);
+	}
+	control_path = xstrdup(path);
+	memset(&it, 0, sizeof it);
+	it.fd = control_fd;
+	it.events = ZMQ_POLLIN;
+	zloop_poller(server_loop, &it, control_accept, NULL);
+	return (0);
+}
+
+void
+control_stop(void)
+{
+	if (control_fd == -1)
+		return;
+	close(control_fd);
+	unlink(control_path);
+	free(control_path);
+	control_fd = -1;
+}

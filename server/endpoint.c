@@ -1,0 +1,293 @@
+/* endpoint.c: a Jupyter endpoint: shell, control, stdin, iopub, heartbeat. */
+/*
+ * Each session has its own endpoint and key; the shared endpoint is one
+ * more whose header.session field selects the session (kernel.c). This
+ * file owns the sockets: binding, reading and decoding, sending. Decoding
+ * failures are logged once each and the message dropped.
+ */
+
+#include <sys/stat.h>
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <sodium.h>
+
+#include "server.h"
+
+#define ENDPOINT_BATCH		64	/* messages read per wakeup per socket */
+#define ENDPOINT_BIND_TRIES	20	/* 50 ms apart: a restart's ports */
+
+struct endpoint *endpoint_shared;
+
+static const char *endpoint_names[] = { "shell", "control", "stdin" };
+
+static int	endpoint_readable(zloop_t *, zsock_t *, void *);
+static int	endpoint_bind(zsock_t *, struct conninfo *, int, char **);
+
+static const char *
+endpoint_label(struct endpoint *ep)
+{
+	return (ep->session != NULL ? ep->session->name : "shared");
+}
+
+zsock_t *
+endpoint_socket(struct endpoint *ep, int which)
+{
+	switch (which) {
+	case EP_SHELL:
+		return (ep->shell);
+	case EP_CONTROL:
+		return (ep->control);
+	case EP_STDIN:
+		return (ep->stdin_);
+	}
+	fatalx("bad endpoint socket %d", which);
+}
+
+static int
+endpoint_which(struct endpoint *ep, zsock_t *s)
+{
+	if (s == ep->shell)
+		return (EP_SHELL);
+	if (s == ep->control)
+		return (EP_CONTROL);
+	return (EP_STDIN);
+}
+
+static int
+endpoint_readable(zloop_t *loop, zsock_t *s, void *arg)
+{
+	struct endpoint	*ep = arg;
+	struct jmsg	*jm;
+	zmsg_t		*m;
+	char		*cause;
+	int		 which = endpoint_which(ep, s), n;
+
+	(void)loop;
+	for (n = 0; n < ENDPOINT_BATCH; n++) {
+		if ((zsock_events(s) & ZMQ_POLLIN) == 0)
+			break;
+		if ((m = zmsg_recv(s)) == NULL)
+			break;
+		jm = jmsg_decode(&m, ep->sign, cfg.max_message, &cause);
+		if (jm == NULL) {
+			log_warn("%s: %s: dropped message: %s",
+			    endpoint_label(ep), endpoint_names[which], cause);
+			free(cause);
+			continue;
+		}
+		log_debug("%s: %s: %s", endpoint_label(ep),
+		    endpoint_names[which], jm->msg_type);
+		kernel_receive(ep, which, jm);
+		/* kernel_receive may have closed this endpoint. */
+		if (ep->closed)
+			return (0);
+	}
+	return (0);
+}
+
+static int
+endpoint_port(zsock_t *s)
+{
+	const char	*e = zsock_endpoint(s), *colon;
+
+	if (e == NULL || (colon = strrchr(e, ':')) == NULL)
+		return (0);
+	return (atoi(colon + 1));
+}
+
+static int
+endpoint_bind(zsock_t *s, struct conninfo *ci, int which, char **cause)
+{
+	char	*ep;
+	int	 tries, r = -1;
+
+	ep = connfile_endpoint(ci, which);
+	for (tries = 0; tries < ENDPOINT_BIND_TRIES; tries++) {
+		if (zsock_bind(s, "%s", ep) != -1) {
+			r = 0;
+			break;
+		}
+		/* A restarted kernel reuses ports its predecessor held. */
+		if (zmq_errno() != EADDRINUSE || ci->ports[which] == 0)
+			break;
+		zclock_sleep(50);
+	}
+	if (r != 0)
+		xasprintf(cause, "cannot bind %s: %s", ep,
+		    zmq_strerror(zmq_errno()));
+	else if (strcmp(ci->transport, "tcp") == 0)
+		ci->ports[which] = endpoint_port(s);
+	free(ep);
+	return (r);
+}
+
+static zsock_t *
+endpoint_socket_new(int type)
+{
+	zsock_t	*s;
+
+	s = zsock_new(type);
+	if (s == NULL)
+		fatalx("cannot create ZeroMQ socket");
+	zsock_set_linger(s, 200);
+	if (type == ZMQ_ROUTER)
+		zsock_set_maxmsgsize(s, (int64_t)cfg.max_message);
+	return (s);
+}
+
+/*
+ * Bind a new endpoint. want gives transport, ip, key and ports (0 = any,
+ * for tcp); an empty key gets a fresh random one.
+ */
+struct endpoint *
+endpoint_new(struct session *s, const struct conninfo *want, char **cause)
+{
+	struct endpoint	*ep;
+	u_char		 raw[32];
+	char		*hb;
+	int		 i;
+
+	ep = xcalloc(1, sizeof *ep);
+	ep->session = s;
+	ep->ci = *want;
+	if (ep->ci.scheme[0] == '\0')
+		snprintf(ep->ci.scheme, sizeof ep->ci.scheme, "hmac-sha256");
+	if (ep->ci.key[0] == '\0') {
+		randombytes_buf(raw, sizeof raw);
+		sodium_bin2hex(ep->ci.key, sizeof ep->ci.key, raw, sizeof raw);
+	}
+	if (strcmp(ep->ci.transport, "ipc") == 0) {
+		for (i = 0; i < PORT_N; i++) {
+			if (ep->ci.ports[i] == 0)
+				ep->ci.ports[i] = i + 1;
+		}
+	}
+	ep->sign = sign_new(ep->ci.scheme, ep->ci.key, strlen(ep->ci.key),
+	    cause);
+	if (ep->sign == NULL)
+		goto fail;
+	ep->shell = endpoint_socket_new(ZMQ_ROUTER);
+	ep->control = endpoint_socket_new(ZMQ_ROUTER);
+	ep->stdin_ = endpoint_socket_new(ZMQ_ROUTER);
+	ep->iopub = endpoint_socket_new(ZMQ_PUB);
+	if (endpoint_bind(ep->shell, &ep->ci, PORT_SHELL, cause) != 0 ||
+	    endpoint_bind(ep->iopub, &ep->ci, PORT_IOPUB, cause) != 0 ||
+	    endpoint_bind(ep->stdin_, &ep->ci, PORT_STDIN, cause) != 0 ||
+	    endpoint_bind(ep->control, &ep->ci, PORT_CONTROL, cause) != 0)
+		goto fail;
+	hb = connfile_endpoint(&ep->ci, PORT_HB);
+	i = heartbeat_bind(hb, &ep->hb, cause);
+	free(hb);
+	if (i != 0)
+		goto fail;
+	if (strcmp(ep->ci.transport, "tcp") == 0)
+		ep->ci.ports[PORT_HB] = atoi(strrchr(ep->hb, ':') + 1);
+	zloop_reader(server_loop, ep->shell, endpoint_readable, ep);
+	zloop_reader(server_loop, ep->control, endpoint_readable, ep);
+	zloop_reader(server_loop, ep->stdin_, endpoint_readable, ep);
+	return (ep);
+fail:
+	endpoint_destroy(&ep);
+	return (NULL);
+}
+
+static int
+endpoint_reap(zloop_t *loop, int timer, void *arg)
+{
+	struct endpoint	*ep = arg;
+
+	(void)loop;
+	(void)timer;
+	endpoint_destroy(&ep);
+	return (0);
+}
+
+/*
+ * Close from inside a callback: stop reading now, free from the loop later
+ * (the caller's stack may still hold this endpoint).
+ */
+void
+endpoint_close(struct endpoint *ep)
+{
+	zsock_t	*socks[] = { ep->shell, ep->control, ep->stdin_ };
+	size_t	 i;
+
+	if (ep->closed)
+		return;
+	ep->closed = 1;
+	for (i = 0; i < nitems(socks); i++)
+		zloop_reader_end(server_loop, socks[i]);
+	zloop_timer(server_loop, 1, 1, endpoint_reap, ep);
+}
+
+void
+endpoint_destroy(struct endpoint **epp)
+{
+	struct endpoint	*ep = *epp;
+	zsock_t		**socks[] = { &ep->shell, &ep->control, &ep->stdin_ };
+	size_t		 i;
+
+	if (ep == NULL)
+		return;
+	for (i = 0; i < nitems(socks); i++) {
+		if (*socks[i] != NULL) {
+			if (!ep->closed)
+				zloop_reader_end(server_loop, *socks[i]);
+			zsock_destroy(socks[i]);
+		}
+	}
+	zsock_destroy(&ep->iopub);
+	if (ep->hb != NULL)
+		heartbeat_unbind(ep->hb);
+	if (ep->path != NULL)
+		unlink(ep->path);
+	free(ep->hb);
+	free(ep->path);
+	sign_destroy(&ep->sign);
+	sodium_memzero(ep->ci.key, sizeof ep->ci.key);
+	free(ep);
+	*epp = NULL;
+}
+
+int
+endpoint_write_file(struct endpoint *ep, const char *path, uid_t owner,
+    char **cause)
+{
+	if (connfile_write(path, &ep->ci, owner, cause) != 0)
+		return (-1);
+	free(ep->path);
+	ep->path = xstrdup(path);
+	return (0);
+}
+
+void
+endpoint_send(struct endpoint *ep, int which, const struct jmsg_out *out)
+{
+	zmsg_t	*m;
+
+	if ((m = jmsg_encode(ep->sign, out)) == NULL) {
+		log_warn("%s: cannot encode %s", endpoint_label(ep),
+		    out->msg_type);
+		return;
+	}
+	zmsg_send(&m, endpoint_socket(ep, which));
+	zmsg_destroy(&m);
+}
+
+void
+endpoint_publish(struct endpoint *ep, const struct jmsg_out *out)
+{
+	zmsg_t	*m;
+
+	if ((m = jmsg_encode(ep->sign, out)) == NULL) {
+		log_warn("%s: cannot encode %s", endpoint_label(ep),
+		    out->msg_type);
+		return;
+	}
+	zmsg_send(&m, ep->iopub);
+	zmsg_destroy(&m);
+}

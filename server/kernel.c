@@ -1,0 +1,1132 @@
+/* kernel.c: the Jupyter protocol core: dispatch, busy/idle, queue, aborts. */
+/*
+ * Requests arrive decoded from an endpoint. Some are answered here at once
+ * (kernel_info must never wait for Python to boot); the rest queue per
+ * session and go to the interpreter one at a time, so shell stays FIFO.
+ * The runner's messages come back over the channel and are published with
+ * the right parent. Every request is bracketed by iopub busy/idle.
+ */
+
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+
+#include <errno.h>
+#include <ftw.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <sodium.h>
+
+#include "server.h"
+
+#define KERNEL_KILL_GRACE	2000	/* ms between SIGTERM and SIGKILL */
+#define KERNEL_START_TRIES	3	/* deaths before hello, then give up */
+
+struct req {
+	uint64_t			 id;
+	struct endpoint			*ep;	/* NULL once it is gone */
+	int				 which;
+	struct jmsg			*msg;
+	const struct kernel_entry	*entry;
+	int				 execute;
+	int				 silent;
+	int				 stop_on_error;
+	int				 allow_stdin;
+	int				 input_pending;
+};
+
+enum kernel_where {
+	K_DAEMON,	/* answered by the daemon, now */
+	K_RUNNER,	/* queued for the interpreter */
+};
+
+typedef void kernel_fn(struct session *, struct req *);
+
+static kernel_fn kernel_info, kernel_connect, kernel_shutdown_req,
+    kernel_interrupt_req;
+
+/*
+ * Legend: request type; who answers it; the handler for daemon-answered
+ * types; the reply type sent on the request's socket (NULL: none, as for
+ * comm messages).
+ */
+static const struct kernel_entry {
+	const char		*type;
+	enum kernel_where	 where;
+	kernel_fn		*fn;
+	const char		*reply;
+} kernel_table[] = {
+	{ "kernel_info_request", K_DAEMON, kernel_info, "kernel_info_reply" },
+	{ "connect_request", K_DAEMON, kernel_connect, "connect_reply" },
+	{ "shutdown_request", K_DAEMON, kernel_shutdown_req,
+	  "shutdown_reply" },
+	{ "interrupt_request", K_DAEMON, kernel_interrupt_req,
+	  "interrupt_reply" },
+	{ "execute_request", K_RUNNER, NULL, "execute_reply" },
+	{ "complete_request", K_RUNNER, NULL, "complete_reply" },
+	{ "inspect_request", K_RUNNER, NULL, "inspect_reply" },
+	{ "is_complete_request", K_RUNNER, NULL, "is_complete_reply" },
+	{ "history_request", K_RUNNER, NULL, "history_reply" },
+	{ "comm_info_request", K_RUNNER, NULL, "comm_info_reply" },
+	{ "comm_open", K_RUNNER, NULL, NULL },
+	{ "comm_msg", K_RUNNER, NULL, NULL },
+	{ "comm_close", K_RUNNER, NULL, NULL },
+};
+
+static void	kernel_pump(struct session *);
+static void	kernel_publish(struct session *, struct req *, const char *,
+		    json_t *, json_t *, zmsg_t *);
+static int	kernel_channel_event(zloop_t *, zmq_pollitem_t *, void *);
+static int	kernel_stderr_event(zloop_t *, zmq_pollitem_t *, void *);
+static void	kernel_watch(struct session *, int);
+static void	kernel_stop(struct session *, const char *);
+static void	kernel_finish_end(struct session *, const char *);
+
+/* Requests. */
+
+static void
+kernel_req_free(struct req *req)
+{
+	if (req == NULL)
+		return;
+	jmsg_destroy(&req->msg);
+	free(req);
+}
+
+static int
+kernel_bool(json_t *content, const char *key, int def)
+{
+	json_t	*v = json_object_get(content, key);
+
+	return (json_is_boolean(v) ? json_is_true(v) : def);
+}
+
+static const struct kernel_entry *
+kernel_lookup(const char *type)
+{
+	size_t	i;
+
+	for (i = 0; i < nitems(kernel_table); i++) {
+		if (strcmp(kernel_table[i].type, type) == 0)
+			return (&kernel_table[i]);
+	}
+	return (NULL);
+}
+
+/* Output. */
+
+static zframe_t *
+kernel_parent(struct req *req)
+{
+	return (req != NULL ? req->msg->header_raw : NULL);
+}
+
+/*
+ * Publish on the session's own endpoint and, once the shared endpoint has
+ * spoken for this session, there too under the topic "session/NAME/".
+ * Takes ownership of content and metadata.
+ */
+static void
+kernel_publish(struct session *s, struct req *req, const char *type,
+    json_t *content, json_t *metadata, zmsg_t *buffers)
+{
+	struct endpoint	*ep = s->endpoint;
+	struct jmsg_out	 out;
+	char		*topic;
+
+	if (req != NULL && req->silent && strcmp(type, "status") != 0)
+		goto out;
+	memset(&out, 0, sizeof out);
+	out.msg_type = type;
+	out.session = s->name;
+	out.username = "cellblock";
+	out.parent_raw = kernel_parent(req);
+	out.content = content;
+	out.metadata = metadata;
+	out.buffers = buffers;
+	if (ep != NULL && !ep->closed) {
+		xasprintf(&topic, "kernel.%s.%s", s->name, type);
+		out.topic = topic;
+		endpoint_publish(ep, &out);
+		free(topic);
+	}
+	if (s->shared_seen && endpoint_shared != NULL) {
+		xasprintf(&topic, "session/%s/%s", s->name, type);
+		out.topic = topic;
+		endpoint_publish(endpoint_shared, &out);
+		free(topic);
+	}
+out:
+	json_decref(content);
+	json_decref(metadata);
+}
+
+static void
+kernel_status(struct session *s, struct req *req, const char *state)
+{
+	kernel_publish(s, req, "status",
+	    json_pack("{s:s}", "execution_state", state), NULL, NULL);
+}
+
+/* Send the reply to req on the socket it came in on. Takes ownership. */
+static void
+kernel_reply(struct session *s, struct req *req, const char *type,
+    json_t *content, json_t *metadata, zmsg_t *buffers)
+{
+	struct jmsg_out	out;
+
+	if (req->ep != NULL && !req->ep->closed && type != NULL) {
+		memset(&out, 0, sizeof out);
+		out.ids = req->msg->ids;
+		out.msg_type = type;
+		out.session = s->name;
+		out.username = "cellblock";
+		out.parent_raw = req->msg->header_raw;
+		out.content = content;
+		out.metadata = metadata;
+		out.buffers = buffers;
+		endpoint_send(req->ep, req->which, &out);
+	}
+	json_decref(content);
+	json_decref(metadata);
+}
+
+/* busy, reply, idle: for everything answered without the interpreter. */
+static void
+kernel_answer(struct session *s, struct req *req, json_t *content)
+{
+	kernel_status(s, req, "busy");
+	kernel_reply(s, req, req->entry->reply, content, NULL, NULL);
+	kernel_status(s, req, "idle");
+}
+
+/* A typed failure: one error on iopub, an error reply, state said. */
+static void
+kernel_fail(struct session *s, struct req *req, const char *ename,
+    const char *evalue, int preserved)
+{
+	json_t	*content, *meta;
+
+	content = json_pack("{s:s,s:s,s:s,s:[]}", "status", "error",
+	    "ename", ename, "evalue", evalue, "traceback");
+	if (req->execute && s->exec_count != NULL)
+		json_object_set(content, "execution_count", s->exec_count);
+	meta = json_pack("{s:{s:s,s:b}}", "cellblock", "reason", ename,
+	    "state_preserved", preserved);
+	if (req->execute) {
+		kernel_publish(s, req, "error", json_pack("{s:s,s:s,s:[s]}",
+		    "ename", ename, "evalue", evalue, "traceback",
+		    evalue), NULL, NULL);
+	}
+	kernel_reply(s, req, req->entry->reply, content, meta, NULL);
+	kernel_status(s, req, "idle");
+}
+
+/* Daemon-answered requests. */
+
+static json_t *
+kernel_language_info(struct session *s)
+{
+	json_t	*li;
+
+	if (s->hello != NULL &&
+	    (li = json_object_get(s->hello, "language_info")) != NULL &&
+	    json_is_object(li))
+		return (json_incref(li));
+	return (json_pack("{s:s,s:s,s:s,s:s,s:s,s:{s:s,s:i},s:s}",
+	    "name", "python", "version", CELLBLOCK_PYVER,
+	    "mimetype", "text/x-python", "file_extension", ".py",
+	    "pygments_lexer", "ipython3", "codemirror_mode", "name", "ipython",
+	    "version", 3, "nbconvert_exporter", "python"));
+}
+
+static void
+kernel_info(struct session *s, struct req *req)
+{
+	char	*banner;
+
+	xasprintf(&banner, "cellblock %s: Python %s session '%s'\n",
+	    CELLBLOCK_VERSION, CELLBLOCK_PYVER, s->name);
+	kernel_answer(s, req, json_pack("{s:s,s:s,s:s,s:s,s:o,s:s,s:[],s:b}",
+	    "status", "ok", "protocol_version", PROTOCOL_VERSION,
+	    "implementation", "cellblock", "implementation_version",
+	    CELLBLOCK_VERSION, "language_info", kernel_language_info(s),
+	    "banner", banner, "help_links", "debugger", 0));
+	free(banner);
+}
+
+static void
+kernel_connect(struct session *s, struct req *req)
+{
+	struct endpoint	*ep = req->ep;
+	json_t		*c = json_pack("{s:s}", "status", "ok");
+	int		 i;
+
+	for (i = 0; ep != NULL && i < PORT_N; i++) {
+		json_object_set_new(c, connfile_port_names[i],
+		    json_integer(ep->ci.ports[i]));
+	}
+	kernel_answer(s, req, c);
+}
+
+static void
+kernel_interrupt_req(struct session *s, struct req *req)
+{
+	kernel_interrupt(s);
+	kernel_answer(s, req, json_pack("{s:s}", "status", "ok"));
+}
+
+/*
+ * An attached session belongs to the launcher Jupyter started: on any
+ * shutdown it ends and the kernel manager starts a new launcher if it
+ * wants a restart. Other sessions restart in place.
+ */
+static void
+kernel_shutdown_req(struct session *s, struct req *req)
+{
+	int	restart = kernel_bool(req->msg->content, "restart", 0);
+
+	kernel_answer(s, req, json_pack("{s:s,s:b}", "status", "ok",
+	    "restart", restart));
+	if (restart && s->attach == NULL)
+		kernel_restart(s, "shutdown_request with restart");
+	else
+		kernel_end(s, "shutdown_request");
+}
+
+static void
+kernel_unknown(struct session *s, struct req *req)
+{
+	const char	*type = req->msg->msg_type;
+	size_t		 len = strlen(type);
+	char		*reply;
+
+	log_warn("%s: unsupported message type '%s'", s->name, type);
+	kernel_status(s, req, "busy");
+	if (len > 8 && strcmp(type + len - 8, "_request") == 0) {
+		xasprintf(&reply, "%.*s_reply", (int)(len - 8), type);
+		kernel_reply(s, req, reply, json_pack("{s:s,s:s,s:s,s:[]}",
+		    "status", "error", "ename", "UnsupportedRequest", "evalue",
+		    type, "traceback"), NULL, NULL);
+		free(reply);
+	}
+	kernel_status(s, req, "idle");
+}
+
+/* Incoming. */
+
+static struct session *
+kernel_shared_session(struct jmsg *jm)
+{
+	struct session	*s;
+	char		 name[SESSION_NAME_MAX + 1], *cause;
+	u_char		 hash[32];
+
+	if (session_name_valid(jm->session))
+		snprintf(name, sizeof name, "%s", jm->session);
+	else {
+		crypto_hash_sha256(hash, (const u_char *)jm->session,
+		    strlen(jm->session));
+		snprintf(name, sizeof name, "c-%02x%02x%02x%02x%02x%02x",
+		    hash[0], hash[1], hash[2], hash[3], hash[4], hash[5]);
+	}
+	if ((s = session_find(name)) != NULL) {
+		if (s->owner != server_uid) {
+			log_warn("shared: session %s is not the shared "
+			    "endpoint's to use", name);
+			return (NULL);
+		}
+	} else if ((s = kernel_new_session(name, server_uid, NULL,
+	    &cause)) == NULL) {
+		log_warn("shared: %s", cause);
+		free(cause);
+		return (NULL);
+	}
+	s->shared_seen = 1;
+	return (s);
+}
+
+static void
+kernel_input_reply(struct session *s, struct jmsg *jm)
+{
+	struct req	*cur = s->current;
+	json_t		*v = json_object_get(jm->content, "value");
+	json_t		*m;
+	char		*cause;
+
+	if (cur == NULL || !cur->input_pending) {
+		log_warn("%s: input_reply with no input pending", s->name);
+		return;
+	}
+	cur->input_pending = 0;
+	m = json_pack("{s:s,s:I,s:s}", "op", "input_reply", "id",
+	    (json_int_t)cur->id, "value", json_is_string(v) ?
+	    json_string_value(v) : "");
+	if (channel_send(&s->chan, m, &cause) != 0) {
+		log_warn("%s: %s", s->name, cause);
+		free(cause);
+	}
+	kernel_watch(s, 1);
+	json_decref(m);
+}
+
+void
+kernel_receive(struct endpoint *ep, int which, struct jmsg *jm)
+{
+	struct session	*s = ep->session;
+	struct req	*req;
+
+	if (s == NULL && (s = kernel_shared_session(jm)) == NULL) {
+		jmsg_destroy(&jm);
+		return;
+	}
+	s->last_active = time(NULL);
+	if (which == EP_STDIN) {
+		if (strcmp(jm->msg_type, "input_reply") == 0)
+			kernel_input_reply(s, jm);
+		jmsg_destroy(&jm);
+		return;
+	}
+	req = xcalloc(1, sizeof *req);
+	req->ep = ep;
+	req->which = which;
+	req->msg = jm;
+	req->entry = kernel_lookup(jm->msg_type);
+	if (req->entry == NULL || req->entry->where == K_DAEMON) {
+		session_add_ref(s);
+		if (req->entry == NULL)
+			kernel_unknown(s, req);
+		else
+			req->entry->fn(s, req);
+		kernel_req_free(req);
+		session_remove_ref(s);
+		return;
+	}
+	req->id = s->next_id++;
+	req->execute = strcmp(jm->msg_type, "execute_request") == 0;
+	if (req->execute) {
+		req->silent = kernel_bool(jm->content, "silent", 0);
+		req->stop_on_error = kernel_bool(jm->content, "stop_on_error",
+		    1);
+		req->allow_stdin = kernel_bool(jm->content, "allow_stdin", 1);
+	}
+	zlist_append(s->queue, req);
+	kernel_pump(s);
+}
+
+/* Talking to the runner. */
+
+static json_t *
+kernel_buffers_b64(zmsg_t *buffers)
+{
+	json_t		*a = json_array();
+	zframe_t	*f;
+	char		*b64;
+	size_t		 len;
+
+	for (f = zmsg_first(buffers); f != NULL; f = zmsg_next(buffers)) {
+		len = sodium_base64_encoded_len(zframe_size(f),
+		    sodium_base64_VARIANT_ORIGINAL);
+		b64 = xmalloc(len);
+		sodium_bin2base64(b64, len, zframe_data(f), zframe_size(f),
+		    sodium_base64_VARIANT_ORIGINAL);
+		json_array_append_new(a, json_string(b64));
+		free(b64);
+	}
+	return (a);
+}
+
+static zmsg_t *
+kernel_buffers_bin(json_t *a)
+{
+	zmsg_t		*m;
+	json_t		*v;
+	size_t		 i, len, out;
+	u_char		*bin;
+
+	if (!json_is_array(a) || json_array_size(a) == 0)
+		return (NULL);
+	m = zmsg_new();
+	json_array_foreach(a, i, v) {
+		if (!json_is_string(v))
+			continue;
+		len = json_string_length(v);
+		bin = xmalloc(len + 1);
+		if (sodium_base642bin(bin, len + 1, json_string_value(v), len,
+		    NULL, &out, NULL, sodium_base64_VARIANT_ORIGINAL) == 0)
+			zmsg_addmem(m, bin, out);
+		free(bin);
+	}
+	return (m);
+}
+
+static int
+kernel_send_request(struct session *s, struct req *req)
+{
+	json_t	*m;
+	char	*cause;
+	int	 r;
+
+	m = json_pack("{s:s,s:I,s:s,s:O,s:o,s:s,s:s}", "op", "request",
+	    "id", (json_int_t)req->id, "msg_type", req->msg->msg_type,
+	    "content", req->msg->content, "buffers",
+	    kernel_buffers_b64(req->msg->buffers), "username",
+	    req->msg->username, "session", req->msg->session);
+	r = channel_send(&s->chan, m, &cause);
+	json_decref(m);
+	if (r != 0) {
+		log_warn("%s: cannot send request: %s", s->name, cause);
+		free(cause);
+		return (-1);
+	}
+	kernel_watch(s, 1);
+	return (0);
+}
+
+static void
+kernel_pump(struct session *s)
+{
+	struct req	*req;
+	char		*cause;
+
+	if (s->current == NULL && zlist_size(s->queue) > 0 && s->pid == -1 &&
+	    !s->ending && !s->stopping) {
+		if (kernel_start(s, &cause) != 0) {
+			log_error("%s: %s", s->name, cause);
+			free(cause);
+		}
+	}
+	while (s->current == NULL && s->hello != NULL && !s->stopping &&
+	    (req = zlist_pop(s->queue)) != NULL) {
+		s->current = req;
+		session_set_state(s, SESSION_BUSY, req->msg->msg_type);
+		kernel_status(s, req, "busy");
+		if (kernel_send_request(s, req) != 0)
+			kernel_stop(s, "SessionKilled");
+	}
+}
+
+/* The last request stays known: late output from threads gets its parent. */
+static void
+kernel_finish_current(struct session *s)
+{
+	kernel_req_free(s->last);
+	s->last = s->current;
+	s->current = NULL;
+	if (s->pid != -1 && s->hello != NULL)
+		session_set_state(s, SESSION_IDLE, "request done");
+}
+
+static struct req *
+kernel_req_by_id(struct session *s, json_t *msg)
+{
+	json_int_t	 id = json_integer_value(json_object_get(msg, "id"));
+	struct req	*r;
+
+	r = s->current;
+	if (r != NULL && (json_int_t)r->id == id)
+		return (r);
+	r = s->last;
+	if (r != NULL && (json_int_t)r->id == id)
+		return (r);
+	return (NULL);
+}
+
+static void
+kernel_abort_queued(struct session *s)
+{
+	struct req	*req, *next;
+
+	req = zlist_first(s->queue);
+	while (req != NULL) {
+		next = zlist_next(s->queue);
+		if (req->execute) {
+			zlist_remove(s->queue, req);
+			kernel_status(s, req, "busy");
+			kernel_reply(s, req, "execute_reply",
+			    json_pack("{s:s,s:s,s:s,s:[],s:O?}", "status",
+			    "error", "ename", "ExecutionAborted", "evalue",
+			    "not run: an earlier cell in the queue raised an "
+			    "error", "traceback", "execution_count",
+			    s->exec_count), NULL, NULL);
+			kernel_status(s, req, "idle");
+			kernel_req_free(req);
+		}
+		req = next;
+	}
+}
+
+static void
+kernel_on_hello(struct session *s, json_t *msg)
+{
+	json_decref(s->hello);
+	s->hello = json_incref(msg);
+	s->start_failures = 0;
+	session_set_state(s, SESSION_IDLE, "interpreter ready");
+}
+
+static void
+kernel_on_iopub(struct session *s, json_t *msg)
+{
+	json_t		*type = json_object_get(msg, "msg_type");
+	json_t		*content = json_object_get(msg, "content");
+	json_t		*meta = json_object_get(msg, "metadata");
+	zmsg_t		*bufs;
+
+	if (!json_is_string(type) || !json_is_object(content)) {
+		log_warn("%s: malformed iopub from runner", s->name);
+		return;
+	}
+	bufs = kernel_buffers_bin(json_object_get(msg, "buffers"));
+	kernel_publish(s, kernel_req_by_id(s, msg), json_string_value(type),
+	    json_incref(content), json_is_object(meta) ? json_incref(meta) :
+	    NULL, bufs);
+	zmsg_destroy(&bufs);
+}
+
+static void
+kernel_on_reply(struct session *s, json_t *msg)
+{
+	struct req	*req = s->current;
+	json_t		*content = json_object_get(msg, "content");
+	json_t		*meta = json_object_get(msg, "metadata");
+	zmsg_t		*bufs;
+	int		 error;
+
+	if (req == NULL || kernel_req_by_id(s, msg) != req ||
+	    !json_is_object(content)) {
+		log_warn("%s: reply for no running request", s->name);
+		return;
+	}
+	if (req->execute && json_object_get(content, "execution_count")) {
+		json_decref(s->exec_count);
+		s->exec_count = json_incref(json_object_get(content,
+		    "execution_count"));
+	}
+	error = strcmp(json_string_value(json_object_get(content, "status")) ?
+	    json_string_value(json_object_get(content, "status")) : "",
+	    "error") == 0;
+	bufs = kernel_buffers_bin(json_object_get(msg, "buffers"));
+	kernel_reply(s, req, req->entry->reply, json_incref(content),
+	    json_is_object(meta) ? json_incref(meta) : NULL, bufs);
+	zmsg_destroy(&bufs);
+	kernel_status(s, req, "idle");
+	if (req->execute && error && req->stop_on_error)
+		kernel_abort_queued(s);
+	kernel_finish_current(s);
+}
+
+static void
+kernel_on_input_request(struct session *s, json_t *msg)
+{
+	struct req	*req = s->current;
+	json_t		*prompt = json_object_get(msg, "prompt");
+	struct jmsg_out	 out;
+	json_t		*content;
+
+	if (req == NULL || kernel_req_by_id(s, msg) != req || req->ep == NULL ||
+	    req->ep->closed || !req->allow_stdin) {
+		log_warn("%s: input_request with no client to ask", s->name);
+		return;
+	}
+	content = json_pack("{s:s,s:b}", "prompt", json_is_string(prompt) ?
+	    json_string_value(prompt) : "", "password",
+	    json_is_true(json_object_get(msg, "password")));
+	memset(&out, 0, sizeof out);
+	out.ids = req->msg->ids;
+	out.msg_type = "input_request";
+	out.session = s->name;
+	out.username = "cellblock";
+	out.parent_raw = req->msg->header_raw;
+	out.content = content;
+	endpoint_send(req->ep, EP_STDIN, &out);
+	json_decref(content);
+	req->input_pending = 1;
+}
+
+/*
+ * Legend: the runner's op, and what to do with it (docs/CHANNEL.md).
+ */
+static const struct {
+	const char	*op;
+	void		(*fn)(struct session *, json_t *);
+} kernel_ops[] = {
+	{ "hello", kernel_on_hello },
+	{ "iopub", kernel_on_iopub },
+	{ "reply", kernel_on_reply },
+	{ "input_request", kernel_on_input_request },
+};
+
+static void
+kernel_on_runner(struct session *s, json_t *msg)
+{
+	const char	*op = json_string_value(json_object_get(msg, "op"));
+	size_t		 i;
+
+	for (i = 0; i < nitems(kernel_ops); i++) {
+		if (strcmp(kernel_ops[i].op, op) == 0) {
+			kernel_ops[i].fn(s, msg);
+			return;
+		}
+	}
+	log_debug("%s: ignoring runner op '%s'", s->name, op);
+}
+
+/* Read and handle what the runner sent; -1 when the channel is broken. */
+static int
+kernel_drain(struct session *s)
+{
+	json_t	*msg;
+	char	*cause;
+	int	 r;
+
+	r = channel_fill(&s->chan, &cause);
+	if (r == -1) {
+		log_warn("%s: channel: %s", s->name, cause);
+		free(cause);
+	}
+	while ((msg = channel_next(&s->chan, &cause)) != NULL) {
+		kernel_on_runner(s, msg);
+		json_decref(msg);
+		if (s->chan.fd == -1)
+			return (-1);
+	}
+	if (cause != NULL) {
+		log_warn("%s: channel broken: %s", s->name, cause);
+		free(cause);
+		return (-1);
+	}
+	if (r == 0)
+		log_debug("%s: channel closed by the interpreter", s->name);
+	return (r <= 0 ? -1 : 0);
+}
+
+static int
+kernel_channel_event(zloop_t *loop, zmq_pollitem_t *item, void *arg)
+{
+	struct session	*s = arg;
+	char		*cause;
+
+	(void)loop;
+	session_add_ref(s);
+	if ((item->revents & ZMQ_POLLOUT) &&
+	    channel_flush(&s->chan, &cause) == -1) {
+		log_warn("%s: channel: %s", s->name, cause);
+		free(cause);
+	}
+	if ((item->revents & (ZMQ_POLLIN | ZMQ_POLLERR)) &&
+	    kernel_drain(s) != 0) {
+		/* Dead or misbehaving: the reaper reports why. */
+		kernel_watch(s, 0);
+		if (s->pid > 0)
+			kill(s->pid, SIGKILL);
+	} else
+		kernel_watch(s, 1);
+	session_remove_ref(s);
+	return (0);
+}
+
+/* (Re)register the channel poller; want 0 stops watching. */
+static void
+kernel_watch(struct session *s, int want)
+{
+	zmq_pollitem_t	item;
+
+	if (s->chan.fd == -1)
+		return;
+	memset(&item, 0, sizeof item);
+	item.fd = s->chan.fd;
+	zloop_poller_end(server_loop, &item);
+	if (!want)
+		return;
+	item.events = ZMQ_POLLIN | (channel_pending(&s->chan) ? ZMQ_POLLOUT : 0);
+	zloop_poller(server_loop, &item, kernel_channel_event, s);
+}
+
+/* The shim's stderr: logged line by line, the tail kept for errors. */
+static int
+kernel_stderr_event(zloop_t *loop, zmq_pollitem_t *item, void *arg)
+{
+	struct session	*s = arg;
+	ssize_t		 n;
+	char		*nl;
+
+	(void)loop;
+	n = read(s->errfd, s->errbuf + s->errlen,
+	    sizeof s->errbuf - 1 - s->errlen);
+	if (n <= 0) {
+		if (n == 0 || errno != EAGAIN)
+			zloop_poller_end(server_loop, item);
+		return (0);
+	}
+	s->errlen += n;
+	s->errbuf[s->errlen] = '\0';
+	while ((nl = strchr(s->errbuf, '\n')) != NULL) {
+		*nl = '\0';
+		if (*s->errbuf != '\0')
+			log_warn("%s: interpreter: %s", s->name, s->errbuf);
+		s->errlen -= nl + 1 - s->errbuf;
+		memmove(s->errbuf, nl + 1, s->errlen + 1);
+	}
+	if (s->errlen == sizeof s->errbuf - 1)
+		s->errlen = 0;
+	return (0);
+}
+
+/* Lifecycle of an incarnation. */
+
+int
+kernel_start(struct session *s, char **cause)
+{
+	struct spawn_args	 a;
+	zmq_pollitem_t		 item;
+
+	memset(&a, 0, sizeof a);
+	a.shim = server_shim_path;
+	a.runner = server_runner_path;
+	a.python = cfg.python;
+	a.workdir = s->workdir;
+	a.name = s->name;
+	if (spawn_interpreter(s, &a, cause) != 0)
+		return (-1);
+	session_set_state(s, SESSION_CREATING, "interpreter starting");
+	kernel_watch(s, 1);
+	memset(&item, 0, sizeof item);
+	item.fd = s->errfd;
+	item.events = ZMQ_POLLIN;
+	zloop_poller(server_loop, &item, kernel_stderr_event, s);
+	kernel_status(s, NULL, "starting");
+	return (0);
+}
+
+struct kernel_kill {
+	struct session	*s;
+	pid_t		 pid;
+};
+
+static int
+kernel_kill_timer(zloop_t *loop, int timer, void *arg)
+{
+	struct kernel_kill	*k = arg;
+
+	(void)loop;
+	(void)timer;
+	if (k->s->pid == k->pid) {
+		log_warn("%s: pid %ld ignored SIGTERM; killing", k->s->name,
+		    (long)k->pid);
+		kill(k->pid, SIGKILL);
+	}
+	session_remove_ref(k->s);
+	free(k);
+	return (0);
+}
+
+/* Ask the incarnation to end: SIGTERM now, SIGKILL after a grace period. */
+static void
+kernel_stop(struct session *s, const char *reason)
+{
+	struct kernel_kill	*k;
+
+	if (s->pid <= 0 || s->stopping)
+		return;
+	s->stopping = 1;
+	s->stop_reason = reason;
+	kill(s->pid, SIGTERM);
+	k = xmalloc(sizeof *k);
+	k->s = s;
+	k->pid = s->pid;
+	session_add_ref(s);
+	zloop_timer(server_loop, KERNEL_KILL_GRACE, 1, kernel_kill_timer, k);
+}
+
+void
+kernel_interrupt(struct session *s)
+{
+	if (s->current != NULL && s->hello != NULL)
+		spawn_signal(s, SIGINT);
+}
+
+void
+kernel_restart(struct session *s, const char *why)
+{
+	char	*cause;
+
+	log_info("%s: restarting interpreter (%s)", s->name, why);
+	if (s->pid > 0) {
+		s->restart_pending = 1;
+		kernel_stop(s, "SessionRestarted");
+		return;
+	}
+	if (kernel_start(s, &cause) != 0) {
+		log_error("%s: %s", s->name, cause);
+		free(cause);
+	}
+}
+
+static void
+kernel_fail_queue(struct session *s, const char *ename, const char *evalue)
+{
+	struct req	*req;
+
+	while ((req = zlist_pop(s->queue)) != NULL) {
+		kernel_status(s, req, "busy");
+		kernel_fail(s, req, ename, evalue, 0);
+		kernel_req_free(req);
+	}
+}
+
+void
+kernel_end(struct session *s, const char *why)
+{
+	if (s->ending)
+		return;
+	s->ending = 1;
+	log_info("%s: ending (%s)", s->name, why);
+	kernel_fail_queue(s, "SessionEnded", "the session was shut down "
+	    "before this request ran");
+	if (s->pid > 0)
+		kernel_stop(s, "SessionKilled");
+	else
+		kernel_finish_end(s, why);
+}
+
+static int
+kernel_rm(const char *path, const struct stat *st, int flag, struct FTW *f)
+{
+	(void)st;
+	(void)f;
+	if (flag == FTW_DP)
+		rmdir(path);
+	else
+		unlink(path);
+	return (0);
+}
+
+static void
+kernel_finish_end(struct session *s, const char *why)
+{
+	struct endpoint	*ep = s->endpoint;
+
+	session_set_state(s, SESSION_DEAD, why);
+	if (ep != NULL) {
+		kernel_forget_endpoint(s, ep);
+		endpoint_close(ep);
+		s->endpoint = NULL;
+	}
+	control_session_ended(s, why);
+	/* FTW_PHYS: never follow a link the session planted. */
+	nftw(s->workdir, kernel_rm, 16, FTW_DEPTH | FTW_PHYS | FTW_MOUNT);
+	kernel_req_free(s->current);
+	kernel_req_free(s->last);
+	s->current = s->last = NULL;
+	session_unlink(s);
+}
+
+static void
+kernel_death_reason(struct session *s, int status, const char **ename,
+    char *evalue, size_t len)
+{
+	if (s->stopping && s->stop_reason != NULL) {
+		*ename = s->stop_reason;
+		snprintf(evalue, len, "the interpreter was stopped (%s)",
+		    s->restart_pending ? "restart" : "session ended");
+	} else if (WIFSIGNALED(status)) {
+		*ename = "SessionKilled";
+		snprintf(evalue, len, "the interpreter was killed by signal "
+		    "%d (%s)", WTERMSIG(status), strsignal(WTERMSIG(status)));
+	} else {
+		*ename = "InterpreterExited";
+		snprintf(evalue, len, "the interpreter exited with status %d%s%s",
+		    WEXITSTATUS(status), s->errlen ? ": " : "", s->errbuf);
+	}
+}
+
+/* An incarnation is gone: fail what it was doing, then restart or end. */
+static void
+kernel_lost(struct session *s, int status)
+{
+	const char	*ename;
+	char		 evalue[1280], *cause;
+	int		 before_hello = s->hello == NULL;
+	zmq_pollitem_t	 item;
+
+	kernel_drain(s);
+	kernel_watch(s, 0);
+	memset(&item, 0, sizeof item);
+	item.fd = s->errfd;
+	if (s->errfd != -1) {
+		kernel_stderr_event(server_loop, &item, s);
+		zloop_poller_end(server_loop, &item);
+	}
+	kernel_death_reason(s, status, &ename, evalue, sizeof evalue);
+	log_info("%s: interpreter pid %ld gone: %s: %s", s->name, (long)s->pid,
+	    ename, evalue);
+	spawn_close(s);
+	s->pid = -1;
+	if (s->current != NULL) {
+		kernel_fail(s, s->current, ename, evalue, 0);
+		kernel_finish_current(s);
+	}
+	if (s->ending) {
+		kernel_finish_end(s, "interpreter stopped");
+		return;
+	}
+	if (before_hello && !s->stopping &&
+	    ++s->start_failures >= KERNEL_START_TRIES) {
+		log_error("%s: interpreter failed to start %d times; giving up",
+		    s->name, s->start_failures);
+		kernel_fail_queue(s, "InterpreterFailedToStart", evalue);
+		s->stopping = 0;
+		s->restart_pending = 0;
+		session_set_state(s, SESSION_DEAD, "interpreter cannot start");
+		return;
+	}
+	s->stopping = 0;
+	s->restart_pending = 0;
+	if (kernel_start(s, &cause) != 0) {
+		log_error("%s: %s", s->name, cause);
+		kernel_fail_queue(s, "InterpreterFailedToStart", cause);
+		free(cause);
+		return;
+	}
+	kernel_pump(s);
+}
+
+void
+kernel_reaped(pid_t pid, int status)
+{
+	struct session	*s = session_find_pid(pid);
+
+	if (s == NULL) {
+		log_debug("reaped unknown pid %ld", (long)pid);
+		return;
+	}
+	session_add_ref(s);
+	kernel_lost(s, status);
+	session_remove_ref(s);
+}
+
+void
+kernel_forget_endpoint(struct session *s, struct endpoint *ep)
+{
+	struct req	*req;
+
+	for (req = zlist_first(s->queue); req != NULL;
+	    req = zlist_next(s->queue)) {
+		if (req->ep == ep)
+			req->ep = NULL;
+	}
+	if ((req = s->current) != NULL && req->ep == ep)
+		req->ep = NULL;
+	if ((req = s->last) != NULL && req->ep == ep)
+		req->ep = NULL;
+}
+
+static int
+kernel_mkdir(const char *path, uid_t owner, char **cause)
+{
+	if (mkdir(path, 0700) != 0 && errno != EEXIST) {
+		xasprintf(cause, "%s: %s", path, strerror(errno));
+		return (-1);
+	}
+	if (chown(path, owner, (gid_t)-1) != 0) {
+		xasprintf(cause, "%s: %s", path, strerror(errno));
+		return (-1);
+	}
+	return (0);
+}
+
+/*
+ * A new session: work directory, optional own endpoint and connection
+ * file (ci == NULL: reachable only through the shared endpoint), and its
+ * first interpreter, started at once so the first request is fast.
+ */
+struct session *
+kernel_new_session(const char *name, uid_t owner, const struct conninfo *ci,
+    char **cause)
+{
+	struct session	*s;
+	struct endpoint	*ep;
+	char		*workdir, *path;
+
+	xasprintf(&workdir, "%s/work/%s", server_state_dir, name);
+	s = session_create(name, owner, workdir, cause);
+	if (s == NULL) {
+		free(workdir);
+		return (NULL);
+	}
+	if (kernel_mkdir(workdir, owner, cause) != 0)
+		goto fail;
+	free(workdir);
+	workdir = NULL;
+	if (ci != NULL) {
+		if ((ep = endpoint_new(s, ci, cause)) == NULL)
+			goto fail;
+		s->endpoint = ep;
+		xasprintf(&path, "%s/sessions/%s.json", server_state_dir, name);
+		if (endpoint_write_file(ep, path, owner, cause) != 0) {
+			free(path);
+			goto fail;
+		}
+		free(path);
+	}
+	if (kernel_start(s, cause) != 0)
+		goto fail;
+	return (s);
+fail:
+	free(workdir);
+	if (s->endpoint != NULL)
+		endpoint_destroy((struct endpoint **)&s->endpoint);
+	session_unlink(s);
+	return (NULL);
+}
+
+json_t *
+kernel_describe(struct session *s)
+{
+	struct endpoint	*ep = s->endpoint;
+
+	return (json_pack("{s:s,s:i,s:s,s:I,s:s?,s:I,s:I,s:i,s:b,s:i}",
+	    "name", s->name, "owner", (int)s->owner, "state",
+	    session_state_name(s->state), "pid", (json_int_t)s->pid,
+	    "connection_file", ep != NULL ? ep->path : NULL,
+	    "created", (json_int_t)s->created, "idle_seconds",
+	    (json_int_t)(time(NULL) - s->last_active), "incarnation",
+	    (int)s->incarnation, "attached", s->attach != NULL, "queued",
+	    (int)zlist_size(s->queue)));
+}
+
+/* Daemon exit: every interpreter goes, quickly and for sure. */
+void
+kernel_shutdown_all(void)
+{
+	struct session	*s;
+	int		 i, left, status;
+	pid_t		 pid;
+
+	for (s = session_first(); s != NULL; s = session_next()) {
+		if (s->pid > 0)
+			kill(s->pid, SIGTERM);
+	}
+	for (i = 0; i < 40; i++) {
+		while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+			if ((s = session_find_pid(pid)) != NULL)
+				s->pid = -1;
+		}
+		left = 0;
+		for (s = session_first(); s != NULL; s = session_next())
+			left += s->pid > 0;
+		if (left == 0)
+			break;
+		usleep(50000);
+	}
+	for (s = session_first(); s != NULL; s = session_next()) {
+		if (s->pid > 0)
+			kill(s->pid, SIGKILL);
+		if (s->endpoint != NULL && ((struct endpoint *)s->endpoint)->path)
+			unlink(((struct endpoint *)s->endpoint)->path);
+	}
+}

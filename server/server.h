@@ -1,0 +1,154 @@
+/* server.h: the daemon (cellblockd) and the CLI (cellblock), file by file. */
+#ifndef CELLBLOCK_SERVER_H
+#define CELLBLOCK_SERVER_H
+
+#include <sys/types.h>
+#include <stdio.h>
+
+#include <czmq.h>
+#include <jansson.h>
+
+#include "log.h"
+#include "protocol.h"
+#include "sessions.h"
+
+#ifndef nitems
+#define nitems(a)	(sizeof (a) / sizeof (a)[0])
+#endif
+
+#define CELLBLOCK_KERNEL_NAME	"cellblock"
+#define CELLBLOCK_DISPLAY_NAME	"Python 3 (cellblock)"
+
+/* Exit codes shared by every CLI command (documented in cellblock.1). */
+#define EXIT_OK		0
+#define EXIT_FAILED	1	/* the command ran and failed (code raised) */
+#define EXIT_USAGE	2	/* bad arguments */
+#define EXIT_NODAEMON	3	/* no daemon could be reached or started */
+#define EXIT_NOSESSION	4	/* no such session */
+#define EXIT_DENIED	5	/* the session is not yours */
+
+/* server/config.c */
+struct config {
+	char	*ip;		/* address endpoints bind, 127.0.0.1 */
+	char	*transport;	/* tcp or ipc */
+	size_t	 max_message;	/* bytes; larger wire messages are dropped */
+	int	 log_level;
+	char	*python;	/* interpreter the runner uses */
+};
+extern struct config cfg;
+void		 config_defaults(void);
+int		 config_set(const char *, const char *, char **);
+int		 config_load(const char *, char **);
+int		 config_parse_size(const char *, size_t *);
+
+/* server/connfile.c */
+enum { PORT_SHELL, PORT_IOPUB, PORT_STDIN, PORT_CONTROL, PORT_HB, PORT_N };
+struct conninfo {
+	char	transport[8];
+	char	ip[256];
+	int	ports[PORT_N];
+	char	key[256];
+	char	scheme[32];
+};
+extern const char *connfile_port_names[PORT_N];
+int		 connfile_from_json(json_t *, struct conninfo *, char **);
+json_t		*connfile_to_json(const struct conninfo *);
+int		 connfile_read(const char *, struct conninfo *, char **);
+int		 connfile_write(const char *, const struct conninfo *, uid_t,
+		     char **);
+char		*connfile_endpoint(const struct conninfo *, int);
+char		*connfile_state_dir(const char *);
+
+/* server/heartbeat.c */
+int		 heartbeat_start(char **);
+void		 heartbeat_stop(void);
+int		 heartbeat_bind(const char *, char **, char **);
+void		 heartbeat_unbind(const char *);
+
+/* server/endpoint.c */
+enum { EP_SHELL, EP_CONTROL, EP_STDIN };
+struct endpoint {
+	struct session	*session;	/* NULL: the shared endpoint */
+	struct conninfo	 ci;
+	struct sign	*sign;
+	zsock_t		*shell;
+	zsock_t		*control;
+	zsock_t		*stdin_;
+	zsock_t		*iopub;
+	char		*hb;
+	char		*path;		/* its connection file */
+	int		 closed;	/* freed from the loop soon */
+};
+extern struct endpoint *endpoint_shared;
+struct endpoint	*endpoint_new(struct session *, const struct conninfo *,
+		     char **);
+void		 endpoint_destroy(struct endpoint **);
+void		 endpoint_close(struct endpoint *);
+int		 endpoint_write_file(struct endpoint *, const char *, uid_t,
+		     char **);
+zsock_t		*endpoint_socket(struct endpoint *, int);
+void		 endpoint_send(struct endpoint *, int, const struct jmsg_out *);
+void		 endpoint_publish(struct endpoint *, const struct jmsg_out *);
+
+/* server/kernel.c */
+void		 kernel_receive(struct endpoint *, int, struct jmsg *);
+int		 kernel_start(struct session *, char **);
+void		 kernel_restart(struct session *, const char *);
+void		 kernel_interrupt(struct session *);
+void		 kernel_end(struct session *, const char *);
+void		 kernel_reaped(pid_t, int);
+void		 kernel_forget_endpoint(struct session *, struct endpoint *);
+json_t		*kernel_describe(struct session *);
+struct session	*kernel_new_session(const char *, uid_t,
+		     const struct conninfo *, char **);
+void		 kernel_shutdown_all(void);
+
+/* server/control.c */
+int		 control_start(const char *, char **);
+void		 control_stop(void);
+void		 control_session_ended(struct session *, const char *);
+
+/* server/cellblockd.c */
+extern zloop_t	*server_loop;
+extern char	*server_state_dir;
+extern char	*server_shim_path;
+extern char	*server_runner_path;
+extern uid_t	 server_uid;
+void		 server_exit(const char *);
+
+/* server/client.c (CLI) */
+struct client;
+int		 client_connect(const char *, int, char **);
+json_t		*client_call(int, json_t *, char **);
+int		 client_send(int, json_t *, char **);
+json_t		*client_recv(int, int, char **);
+int		 client_exit_code(json_t *);
+int		 client_command(json_t *, json_t **);
+const char	*client_state_dir(void);
+int		 client_state_dir_set(void);
+void		 client_set_state_dir(const char *);
+
+/* server/jclient.c (CLI: a Jupyter client over ZeroMQ) */
+struct jclient;
+struct jclient	*jclient_new(const struct conninfo *, const char *, char **);
+void		 jclient_destroy(struct jclient **);
+int		 jclient_wait_ready(struct jclient *, int, char **);
+int		 jclient_execute(struct jclient *, const char *, int, int);
+
+/* server/cmd-*.c: one CLI command per file */
+struct cmd_entry {
+	const char	*name;
+	const char	*usage;
+	int		 (*exec)(int, char **);
+};
+extern const struct cmd_entry cmd_new_entry;
+extern const struct cmd_entry cmd_ls_entry;
+extern const struct cmd_entry cmd_run_entry;
+extern const struct cmd_entry cmd_interrupt_entry;
+extern const struct cmd_entry cmd_restart_entry;
+extern const struct cmd_entry cmd_kill_entry;
+extern const struct cmd_entry cmd_attach_entry;
+extern const struct cmd_entry cmd_kernelspec_entry;
+void		 cmd_usage(const struct cmd_entry *) __attribute__((noreturn));
+
+#endif

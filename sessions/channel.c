@@ -1,0 +1,184 @@
+/* channel.c: length-prefixed JSON messages over a session's socketpair. */
+/*
+ * The fd is non-blocking on our side: a runner that stops reading must
+ * never stall the daemon, so writes are buffered and flushed when the
+ * loop says the fd is writable. Frames are a 4-byte big-endian length
+ * and one JSON object (docs/CHANNEL.md); anything else breaks the channel.
+ */
+
+#include <sys/types.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "protocol.h"
+#include "sessions.h"
+
+#define CHANNEL_READ_CHUNK	65536
+
+static void	channel_reserve(char **, size_t *, size_t);
+
+void
+channel_init(struct channel *c, int fd)
+{
+	memset(c, 0, sizeof *c);
+	c->fd = fd;
+	if (fd != -1)
+		fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+}
+
+void
+channel_close(struct channel *c)
+{
+	if (c->fd != -1)
+		close(c->fd);
+	free(c->rbuf);
+	free(c->wbuf);
+	channel_init(c, -1);
+}
+
+static void
+channel_reserve(char **buf, size_t *size, size_t need)
+{
+	size_t	newsize;
+
+	if (need <= *size)
+		return;
+	newsize = *size == 0 ? 4096 : *size;
+	while (newsize < need)
+		newsize *= 2;
+	*buf = xrealloc(*buf, newsize);
+	*size = newsize;
+}
+
+/* Queue one message and try to send it; 0 or -1 with a cause. */
+int
+channel_send(struct channel *c, json_t *msg, char **cause)
+{
+	char	*s;
+	size_t	 len;
+	uint32_t be;
+
+	if (c->fd == -1) {
+		*cause = xstrdup("channel closed");
+		return (-1);
+	}
+	s = json_dumps(msg, JSON_COMPACT);
+	if (s == NULL) {
+		*cause = xstrdup("cannot encode message");
+		return (-1);
+	}
+	len = strlen(s);
+	if (len > CHANNEL_MAX) {
+		free(s);
+		xasprintf(cause, "message of %zu bytes too large", len);
+		return (-1);
+	}
+	if (c->woff > 0 && c->woff == c->wlen)
+		c->woff = c->wlen = 0;
+	channel_reserve(&c->wbuf, &c->wsize, c->wlen + 4 + len);
+	be = htobe32((uint32_t)len);
+	memcpy(c->wbuf + c->wlen, &be, 4);
+	memcpy(c->wbuf + c->wlen + 4, s, len);
+	c->wlen += 4 + len;
+	free(s);
+	return (channel_flush(c, cause) == -1 ? -1 : 0);
+}
+
+/* Write what we can; 1 if data remains, 0 if all sent, -1 on error. */
+int
+channel_flush(struct channel *c, char **cause)
+{
+	ssize_t	n;
+
+	while (c->woff < c->wlen) {
+		n = write(c->fd, c->wbuf + c->woff, c->wlen - c->woff);
+		if (n == -1 && errno == EINTR)
+			continue;
+		if (n == -1 && errno == EAGAIN)
+			return (1);
+		if (n == -1) {
+			xasprintf(cause, "write: %s", strerror(errno));
+			return (-1);
+		}
+		c->woff += n;
+	}
+	c->woff = c->wlen = 0;
+	return (0);
+}
+
+int
+channel_pending(const struct channel *c)
+{
+	return (c->woff < c->wlen);
+}
+
+/* Read what is available; 1 read something, 0 EOF, -1 error. */
+int
+channel_fill(struct channel *c, char **cause)
+{
+	ssize_t	n;
+	int	got = 0;
+
+	for (;;) {
+		channel_reserve(&c->rbuf, &c->rsize, c->rlen + CHANNEL_READ_CHUNK);
+		n = read(c->fd, c->rbuf + c->rlen, c->rsize - c->rlen);
+		if (n == -1 && errno == EINTR)
+			continue;
+		if (n == -1 && errno == EAGAIN)
+			return (1);
+		if (n == -1) {
+			xasprintf(cause, "read: %s", strerror(errno));
+			return (-1);
+		}
+		if (n == 0)
+			return (got ? 1 : 0);
+		got = 1;
+		c->rlen += n;
+		/* Do not let one wakeup read unboundedly; the loop returns. */
+		if (c->rlen > 4 * CHANNEL_READ_CHUNK)
+			return (1);
+	}
+}
+
+/*
+ * Pop the next complete message. NULL with *cause NULL means "need more
+ * bytes"; NULL with a cause means the stream is broken.
+ */
+json_t *
+channel_next(struct channel *c, char **cause)
+{
+	uint32_t	 be;
+	size_t		 len;
+	json_t		*msg;
+	json_error_t	 jerr;
+
+	*cause = NULL;
+	if (c->rlen < 4)
+		return (NULL);
+	memcpy(&be, c->rbuf, 4);
+	len = be32toh(be);
+	if (len > CHANNEL_MAX) {
+		xasprintf(cause, "frame of %zu bytes exceeds limit", len);
+		return (NULL);
+	}
+	if (c->rlen < 4 + len)
+		return (NULL);
+	msg = json_loadb(c->rbuf + 4, len, JSON_REJECT_DUPLICATES, &jerr);
+	memmove(c->rbuf, c->rbuf + 4 + len, c->rlen - 4 - len);
+	c->rlen -= 4 + len;
+	if (msg == NULL) {
+		xasprintf(cause, "bad JSON: %s", jerr.text);
+		return (NULL);
+	}
+	if (!json_is_object(msg) || !json_is_string(json_object_get(msg, "op"))) {
+		json_decref(msg);
+		*cause = xstrdup("frame is not an object with an op");
+		return (NULL);
+	}
+	return (msg);
+}

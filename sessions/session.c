@@ -1,0 +1,176 @@
+/* session.c: the registry of named sessions, their owners and states. */
+
+#include <sys/types.h>
+
+#include <ctype.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <sodium.h>
+
+#include "log.h"
+#include "protocol.h"
+#include "sessions.h"
+
+static zhashx_t	*session_table;		/* name -> struct session */
+
+static const char *session_state_names[] = {
+	[SESSION_CREATING] = "creating",
+	[SESSION_IDLE] = "idle",
+	[SESSION_BUSY] = "busy",
+	[SESSION_CHECKPOINTING] = "checkpointing",
+	[SESSION_HIBERNATED] = "hibernated",
+	[SESSION_DEAD] = "dead",
+};
+
+/* Names travel in paths, topics and cgroup names: keep them boring. */
+int
+session_name_valid(const char *name)
+{
+	size_t	i, len = strlen(name);
+
+	if (len == 0 || len > SESSION_NAME_MAX || !isalnum((u_char)name[0]))
+		return (0);
+	for (i = 0; i < len; i++) {
+		if (!isalnum((u_char)name[i]) && strchr("_.-", name[i]) == NULL)
+			return (0);
+	}
+	return (strstr(name, "..") == NULL);
+}
+
+void
+session_random_name(char *buf, size_t len)
+{
+	u_char	r[4];
+
+	do {
+		randombytes_buf(r, sizeof r);
+		snprintf(buf, len, "s%02x%02x%02x", r[0], r[1], r[2]);
+	} while (session_find(buf) != NULL);
+}
+
+struct session *
+session_create(const char *name, uid_t owner, const char *workdir,
+    char **cause)
+{
+	struct session	*s;
+
+	if (session_table == NULL)
+		session_table = zhashx_new();
+	if (!session_name_valid(name)) {
+		xasprintf(cause, "invalid session name '%s' (letters, digits, "
+		    "'_', '.', '-'; at most %d)", name, SESSION_NAME_MAX);
+		return (NULL);
+	}
+	if (session_find(name) != NULL) {
+		xasprintf(cause, "session '%s' already exists", name);
+		return (NULL);
+	}
+	s = xcalloc(1, sizeof *s);
+	snprintf(s->name, sizeof s->name, "%s", name);
+	s->owner = owner;
+	s->state = SESSION_CREATING;
+	s->created = s->last_active = time(NULL);
+	s->references = 1;
+	s->pid = -1;
+	s->errfd = -1;
+	channel_init(&s->chan, -1);
+	s->queue = zlist_new();
+	s->next_id = 1;
+	s->workdir = xstrdup(workdir);
+	zhashx_insert(session_table, s->name, s);
+	log_info("%s: created for uid %u", s->name, (u_int)owner);
+	return (s);
+}
+
+struct session *
+session_find(const char *name)
+{
+	if (session_table == NULL)
+		return (NULL);
+	return (zhashx_lookup(session_table, name));
+}
+
+struct session *
+session_find_pid(pid_t pid)
+{
+	struct session	*s;
+
+	for (s = session_first(); s != NULL; s = session_next()) {
+		if (s->pid == pid)
+			return (s);
+	}
+	return (NULL);
+}
+
+struct session *
+session_first(void)
+{
+	return (session_table == NULL ? NULL : zhashx_first(session_table));
+}
+
+struct session *
+session_next(void)
+{
+	return (zhashx_next(session_table));
+}
+
+size_t
+session_count(void)
+{
+	return (session_table == NULL ? 0 : zhashx_size(session_table));
+}
+
+/* Take the name out of the table; the memory goes with the last reference. */
+void
+session_unlink(struct session *s)
+{
+	if (session_table != NULL && session_find(s->name) == s)
+		zhashx_delete(session_table, s->name);
+	s->dying = 1;
+	session_remove_ref(s);
+}
+
+void
+session_add_ref(struct session *s)
+{
+	s->references++;
+}
+
+void
+session_remove_ref(struct session *s)
+{
+	if (--s->references > 0)
+		return;
+	channel_close(&s->chan);
+	zlist_destroy(&s->queue);
+	json_decref(s->hello);
+	json_decref(s->exec_count);
+	free(s->workdir);
+	free(s);
+}
+
+const char *
+session_state_name(enum session_state st)
+{
+	return (session_state_names[st]);
+}
+
+void
+session_set_state(struct session *s, enum session_state st, const char *why)
+{
+	if (s->state == st)
+		return;
+	log_info("%s: %s -> %s (%s)", s->name, session_state_names[s->state],
+	    session_state_names[st], why);
+	s->state = st;
+}
+
+/* A user sees only their own sessions; root sees all. */
+int
+session_visible(struct session *s, uid_t uid)
+{
+	return (uid == 0 || s->owner == uid);
+}

@@ -1,0 +1,115 @@
+/* sessions.h: sessions, their interpreters and the private channel to them. */
+/*
+ * This layer knows nothing of ZeroMQ framing or HMAC. A session is a durable
+ * name with an owner; its interpreter (cellblock-shim running the Python
+ * runner) is only its current incarnation, reached through a channel of
+ * length-prefixed JSON messages (docs/CHANNEL.md).
+ */
+#ifndef CELLBLOCK_SESSIONS_H
+#define CELLBLOCK_SESSIONS_H
+
+#include <sys/types.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+#include <czmq.h>
+#include <jansson.h>
+
+#define CHANNEL_MAX	((size_t)64 * 1024 * 1024)
+#define SESSION_NAME_MAX 64
+
+/* sessions/channel.c */
+struct channel {
+	int		 fd;
+	char		*rbuf;
+	size_t		 rlen;
+	size_t		 rsize;
+	char		*wbuf;
+	size_t		 wlen;
+	size_t		 woff;
+	size_t		 wsize;
+};
+void		 channel_init(struct channel *, int);
+void		 channel_close(struct channel *);
+int		 channel_send(struct channel *, json_t *, char **);
+int		 channel_flush(struct channel *, char **);
+int		 channel_pending(const struct channel *);
+int		 channel_fill(struct channel *, char **);
+json_t		*channel_next(struct channel *, char **);
+
+/* sessions/session.c */
+enum session_state {
+	SESSION_CREATING,	/* interpreter starting, no hello yet */
+	SESSION_IDLE,
+	SESSION_BUSY,
+	SESSION_CHECKPOINTING,
+	SESSION_HIBERNATED,
+	SESSION_DEAD,
+};
+
+struct session {
+	char		 name[SESSION_NAME_MAX + 1];
+	uid_t		 owner;
+	enum session_state state;
+	time_t		 created;
+	time_t		 last_active;
+	int		 references;
+	int		 dying;
+
+	/* Current incarnation. */
+	pid_t		 pid;		/* cellblock-shim, -1 when none */
+	struct channel	 chan;
+	int		 errfd;		/* shim's stderr, -1 when none */
+	char		 errbuf[1024];
+	size_t		 errlen;
+	unsigned	 incarnation;
+	json_t		*hello;
+	int		 stopping;	/* we asked it to end */
+	const char	*stop_reason;	/* ename for the request it cuts */
+	int		 restart_pending;
+	int		 start_failures; /* deaths before hello, in a row */
+	int		 ending;	/* the session goes when it is reaped */
+
+	/* Owned by the server: endpoint, attached client, request queue. */
+	void		*endpoint;
+	void		*attach;
+	int		 shared_seen;
+	zlist_t		*queue;
+	void		*current;
+	void		*last;
+	uint64_t	 next_id;
+	json_t		*exec_count;
+	char		*workdir;
+};
+
+int		 session_name_valid(const char *);
+void		 session_random_name(char *, size_t);
+struct session	*session_create(const char *, uid_t, const char *, char **);
+struct session	*session_find(const char *);
+struct session	*session_find_pid(pid_t);
+struct session	*session_first(void);
+struct session	*session_next(void);
+size_t		 session_count(void);
+void		 session_unlink(struct session *);
+void		 session_add_ref(struct session *);
+void		 session_remove_ref(struct session *);
+const char	*session_state_name(enum session_state);
+void		 session_set_state(struct session *, enum session_state,
+		     const char *);
+int		 session_visible(struct session *, uid_t);
+
+/* sessions/spawn.c */
+struct spawn_args {
+	const char	*shim;		/* path of cellblock-shim */
+	const char	*runner;	/* path of the runner script */
+	const char	*python;	/* interpreter */
+	const char	*workdir;
+	const char	*name;
+};
+int		 spawn_interpreter(struct session *, const struct spawn_args *,
+		     char **);
+void		 spawn_signal(struct session *, int);
+void		 spawn_close(struct session *);
+
+#endif

@@ -1,0 +1,23 @@
+#!/bin/sh
+# deps.sh: install the Debian packages cellblock needs, only those missing.
+set -e
+PKGS="build-essential pkg-config libczmq-dev libzmq3-dev libjansson-dev
+libsodium-dev libseccomp-dev python3-ipython python3-jupyter-client
+python3-dill python3-numpy python3-pandas python3-matplotlib
+python3-matplotlib-inline python3-pytest python3-pexpect python3-nbclient
+python3-nbformat python3-jedi python3-jupyter-kernel-test python3-ipykernel
+jupyter-console mandoc tmux procps"
+missing=""
+for p in $PKGS; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" ||
+	    missing="$missing $p"
+done
+[ -z "$missing" ] && exit 0
+echo "deps: installing:$missing"
+if [ "$(id -u)" != 0 ]; then
+	echo "deps: not root; install these with apt-get:$missing" >&2
+	exit 1
+fi
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq || true
+apt-get install -y -qq $missing
