@@ -45,11 +45,15 @@ server_find(const char *exedir, const char *const *candidates)
 {
 	char	*path;
 
+	char	*real;
+
 	for (; *candidates != NULL; candidates++) {
 		xasprintf(&path, "%s/%s", exedir, *candidates);
-		if (access(path, R_OK) == 0)
-			return (path);
+		real = realpath(path, NULL);
 		free(path);
+		if (real != NULL && access(real, R_OK) == 0)
+			return (real);
+		free(real);
 	}
 	return (NULL);
 }

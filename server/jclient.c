@@ -167,7 +167,7 @@ jclient_wait_ready(struct jclient *jc, int timeout, char **cause)
 		if (zclock_mono() >= next) {
 			jclient_send(jc, jc->shell, "kernel_info_request",
 			    json_object(), NULL, 1);
-			next = zclock_mono() + 500;
+			next = zclock_mono() + 200;
 		}
 		which = zpoller_wait(jc->poller, 100);
 		if (which == NULL)

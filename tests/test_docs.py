@@ -1,0 +1,57 @@
+"""Docs that must match the code: man pages lint clean and their SYNOPSIS
+names exactly the options and commands usage() prints; README's first two
+commands are make run and make test."""
+import os
+import re
+import subprocess
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def usage_of(binary, *args):
+    p = subprocess.run([os.path.join(ROOT, "bin", binary), *args],
+                       capture_output=True, text=True, timeout=10)
+    assert p.returncode == 2, p
+    return p.stderr
+
+
+def man_synopsis(page):
+    text = open(os.path.join(ROOT, "docs", page)).read()
+    syn = text.split(".Sh SYNOPSIS", 1)[1].split(".Sh DESCRIPTION", 1)[0]
+    return syn
+
+
+def long_options(text):
+    return set(re.findall(r"--([a-z][a-z-]*)", text))
+
+
+def test_man_pages_lint_clean():
+    for page in ("cellblockd.8", "cellblock.1"):
+        p = subprocess.run(["mandoc", "-Tlint", "-Wwarning",
+                            os.path.join(ROOT, "docs", page)],
+                           capture_output=True, text=True)
+        assert p.returncode == 0, p.stdout + p.stderr
+
+
+def test_cellblockd_synopsis_matches_usage():
+    usage = usage_of("cellblockd", "-Z")
+    syn = man_synopsis("cellblockd.8").replace("Fl -", "--")
+    assert long_options(usage) == long_options(syn)
+
+
+def test_cellblock_synopsis_matches_usage():
+    usage = usage_of("cellblock")
+    syn = man_synopsis("cellblock.1").replace("Fl -", "--")
+    assert long_options(usage) == long_options(syn)
+    commands = re.findall(r"^  (\w+)", usage, re.M)
+    man_cmds = set()
+    for line in re.findall(r"^\.Cm (.*)$", syn, re.M):
+        man_cmds.update(w for w in line.split() if w.isalpha())
+    man_cmds.discard("install")
+    assert set(commands) == man_cmds
+
+
+def test_readme_starts_with_make_run_and_make_test():
+    text = open(os.path.join(ROOT, "README.md")).read()
+    cmds = re.findall(r"^make \w+", text, re.M)
+    assert cmds[:2] == ["make run", "make test"]
