@@ -1,0 +1,155 @@
+# Session channel framing: 4-byte big-endian length + strict UTF-8 JSON object (docs/CHANNEL.md).
+
+import base64
+import datetime
+import json
+import math
+import numbers
+import os
+import queue
+import struct
+import threading
+
+MAX_FRAME = 64 * 1024 * 1024    # the daemon ends the interpreter above this
+_HEADER = struct.Struct(">I")
+_dumps = json.JSONEncoder(allow_nan=False, ensure_ascii=False,
+                          separators=(",", ":")).encode
+
+
+class ChannelClosed(Exception):
+    """The daemon's end is gone; nothing more can be sent."""
+
+
+class FrameTooLarge(ValueError):
+    """A message would exceed MAX_FRAME; the caller sends something smaller."""
+
+
+def channel_b64(data):
+    """Bytes-like → base64 text, the channel's form for binary data."""
+    return base64.b64encode(bytes(data)).decode("ascii")
+
+
+def channel_clean(obj):
+    """Return obj made strictly JSON-able: non-finite floats → None,
+    bytes → base64, lone surrogates → U+FFFD, tuples/sets → lists,
+    unknown objects → str(). Only used when the fast path failed."""
+    if isinstance(obj, str):
+        return obj.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+    if obj is None or isinstance(obj, bool):
+        return obj
+    if isinstance(obj, numbers.Integral):
+        return int(obj)
+    if isinstance(obj, numbers.Real):
+        value = float(obj)
+        return value if math.isfinite(value) else None
+    if isinstance(obj, dict):
+        return {_clean_key(k): channel_clean(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple, set, frozenset)):
+        return [channel_clean(v) for v in obj]
+    if isinstance(obj, (bytes, bytearray, memoryview)):
+        return channel_b64(obj)
+    if isinstance(obj, (datetime.date, datetime.time)):
+        return obj.isoformat()
+    return channel_clean(str(obj))
+
+
+def _clean_key(key):
+    return channel_clean(key if isinstance(key, str) else str(key))
+
+
+def channel_encode(msg):
+    """Serialise one message to a complete frame (header + body)."""
+    try:
+        body = _dumps(msg).encode("utf-8")
+    except (ValueError, TypeError, UnicodeEncodeError):
+        # Slow path only for NaN, bytes, numpy scalars, lone surrogates...
+        body = _dumps(channel_clean(msg)).encode("utf-8")
+    if len(body) > MAX_FRAME:
+        raise FrameTooLarge("message of %d bytes exceeds the channel limit" % len(body))
+    return _HEADER.pack(len(body)) + body
+
+
+def channel_decode(body):
+    """Parse one frame body; raise ValueError unless it is a JSON object."""
+    msg = json.loads(body.decode("utf-8"), parse_constant=_reject_constant)
+    if not isinstance(msg, dict):
+        raise ValueError("frame is not a JSON object")
+    return msg
+
+
+def _reject_constant(name):
+    raise ValueError("non-standard JSON constant %s" % name)
+
+
+class Channel:
+    """One end of the daemon socketpair.
+
+    Writes come from any thread under one lock. Reads happen on a reader
+    thread that queues whole messages: the main thread then waits on a queue,
+    which a KeyboardInterrupt can break without ever losing half a frame.
+    """
+
+    def __init__(self, fd, gate, log):
+        self.fd = fd
+        self.gate = gate              # defers SIGINT while a frame is half written
+        self.log = log
+        self.broken = None            # reason the inbound side failed, if it did
+        self._lock = threading.Lock()
+        self._inbox = queue.SimpleQueue()
+        self._closed = False
+
+    def send(self, msg):
+        frame = channel_encode(msg)
+        with self._lock:
+            if self._closed:
+                raise ChannelClosed("channel closed")
+            with self.gate.deferred():
+                self._write_all(frame)
+
+    def _write_all(self, frame):
+        view = memoryview(frame)
+        try:
+            while view:
+                view = view[os.write(self.fd, view):]
+        except OSError as e:
+            self._closed = True
+            raise ChannelClosed("channel write failed: %s" % e) from e
+
+    def start_reader(self):
+        thread = threading.Thread(target=self._read_loop, name="cellblock-channel",
+                                  daemon=True)
+        thread.start()
+
+    def receive(self):
+        """Next message from the daemon, or None once the channel ended."""
+        return self._inbox.get()
+
+    def _read_loop(self):
+        try:
+            while True:
+                self._inbox.put(channel_decode(self._read_frame()))
+        except EOFError:
+            pass
+        except (OSError, ValueError) as e:
+            self.broken = str(e)
+            self.log("broken channel: %s" % e)
+        self._inbox.put(None)
+
+    def _read_frame(self):
+        header = self._read_exact(_HEADER.size, at_boundary=True)
+        (length,) = _HEADER.unpack(header)
+        if length > MAX_FRAME:
+            raise ValueError("frame length %d exceeds the limit" % length)
+        return self._read_exact(length, at_boundary=False)
+
+    def _read_exact(self, count, at_boundary):
+        chunks, missing = [], count
+        while missing:
+            chunk = os.read(self.fd, min(missing, 1 << 20))
+            if not chunk:
+                if at_boundary and missing == count:
+                    raise EOFError
+                raise ValueError("short read: channel closed inside a frame")
+            chunks.append(chunk)
+            missing -= len(chunk)
+        return b"".join(chunks)

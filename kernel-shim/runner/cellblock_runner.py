@@ -1,0 +1,401 @@
+# cellblock session runner: hosts one IPython interpreter and serves the daemon over its channel.
+#
+#   /usr/bin/python3 -I cellblock_runner.py --channel-fd N [--history PATH] [--session NAME]
+#
+# A zygote may instead `import cellblock_runner`, call preload(), fork, and
+# call main(channel_fd=N, ...) in the child. Importing has no side effects.
+
+import argparse
+import builtins
+import collections
+import contextlib
+import fcntl
+import getpass
+import os
+import platform
+import shutil
+import sys
+import tempfile
+import threading
+import traceback
+
+if __name__ == "__main__":
+    # Under `python3 -I` the script's own directory is not on sys.path.
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import cellblock_comm
+import cellblock_requests
+from IPython.core.error import StdinNotImplementedError
+
+from cellblock_channel import Channel, FrameTooLarge, channel_b64
+from cellblock_comm import Comm  # noqa: F401  (re-exported: `from cellblock_runner import Comm`)
+from cellblock_shell import CellblockShell
+from cellblock_sigint import InterruptGate, sigint_blocked
+from cellblock_streams import ChannelStream, FdCapture, Flusher
+
+__all__ = ["Comm", "main", "preload"]
+__version__ = "0.1.0"
+
+INLINE_BACKEND = "module://matplotlib_inline.backend_inline"
+PROTOCOL_VERSION = "5.3"
+LANGUAGE_INFO = {
+    "name": "python",
+    "version": platform.python_version(),
+    "mimetype": "text/x-python",
+    "file_extension": ".py",
+    "pygments_lexer": "ipython3",
+    "codemirror_mode": {"name": "ipython", "version": 3},
+    "nbconvert_exporter": "python",
+}
+COMM_TYPES = frozenset(("comm_open", "comm_msg", "comm_close"))
+
+
+def preload():
+    """For a zygote: import the data libraries sessions use, so forked
+    children share their pages (IPython came with importing this module).
+    Each library is optional: a missing or broken one is skipped quietly."""
+    import warnings
+    _default_environment()      # before matplotlib reads MPLBACKEND
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for name in ("numpy", "pandas", "matplotlib", "matplotlib.pyplot", "matplotlib_inline"):
+            try:
+                __import__(name)
+            except Exception:
+                pass
+
+
+def _default_environment():
+    # Figures appear inline. "agg" counts as unset: it is the sandbox's
+    # headless default and would silently discard every plot.
+    if os.environ.get("MPLBACKEND", "").lower() in ("", "agg"):
+        os.environ["MPLBACKEND"] = INLINE_BACKEND
+
+
+class Runner:
+    """State of one session: the channel, the shell, and the request in flight."""
+
+    def __init__(self, channel, gate, capture, log, session_name):
+        self.channel = channel
+        self.gate = gate
+        self.capture = capture
+        self.log = log
+        self.session_name = session_name
+        self.shell = None
+        self.comms = None
+        self.streams = ()
+        self.saved_fds = ()         # fds 1/2 as they were before capture
+        self.ipython_dir = None     # private, temporary: HOME may be read-only
+        self.parent_id = 0          # current request, or the last one once it is done
+        self.quiet = False          # a silent execute is running: publish nothing
+        self.allow_stdin = False
+        self.backlog = collections.deque()  # messages read while waiting for input
+        self._main_thread = threading.get_ident()
+
+    # -- main loop --
+    def serve(self):
+        while True:
+            msg = self.backlog.popleft() if self.backlog else self.channel.receive()
+            if msg is None:
+                return 1 if self.channel.broken else 0
+            op = msg.get("op")
+            if op == "request":
+                self.handle_request(msg)
+            elif op == "shutdown":
+                return 0
+            # Anything else is a stale input_reply (its input() was
+            # interrupted) or an op from a newer daemon: ignored.
+
+    def handle_request(self, msg):
+        rid = msg.get("id")
+        if type(rid) is not int or rid <= 0:
+            self.log("request without a valid id ignored: %r" % (rid,))
+            return
+        self.flush_streams()        # leftovers belong to the previous request
+        self.parent_id = rid
+        try:
+            reply = self._dispatch(msg)
+        finally:
+            self.gate.armed = False
+            if not self.gate.is_installed():
+                self.gate.install()     # user code replaced it; a stray SIGINT must not kill us
+            try:
+                self.flush_streams()
+            finally:
+                self.quiet = self.allow_stdin = False
+        self.send_reply(rid, reply)
+
+    def _dispatch(self, msg):
+        msg_type, content = msg.get("msg_type"), msg.get("content", {})
+        handler = cellblock_requests.REQUESTS.get(msg_type)
+        if handler is None:
+            return cellblock_requests.bad_request("unknown request type %r" % (msg_type,))
+        if not isinstance(content, dict):
+            return cellblock_requests.bad_request("content must be an object")
+        try:
+            return handler(self, content, msg)
+        except BaseException as e:  # an interrupt outside user code, or a bug
+            self.gate.armed = False
+            if not isinstance(e, KeyboardInterrupt):
+                self.log("%s failed:\n%s" % (msg_type, traceback.format_exc()))
+            return {"status": "error", "ename": type(e).__name__, "evalue": str(e),
+                    "traceback": traceback.format_exception_only(type(e), e)}
+
+    @contextlib.contextmanager
+    def user_code(self):
+        """SIGINT raises KeyboardInterrupt inside this block only."""
+        self.gate.pending = False
+        self.gate.armed = True
+        try:
+            yield
+        finally:
+            self.gate.armed = False
+
+    # -- output --
+    def publish(self, msg_type, content, metadata=None, buffers=None):
+        """Send one iopub message for the current request, after the streams."""
+        if self.quiet and msg_type not in COMM_TYPES:
+            return
+        self.flush_streams()
+        self._send_iopub(msg_type, content, metadata, buffers)
+
+    def flush_streams(self):
+        self.capture.drain_if_pending()
+        for stream in self.streams:
+            stream.flush()
+
+    def emit_stream(self, name, text):
+        if not self.quiet:
+            self._send_iopub("stream", {"name": name, "text": text})
+
+    def _send_iopub(self, msg_type, content, metadata=None, buffers=None):
+        msg = {"op": "iopub", "id": self.parent_id, "msg_type": msg_type, "content": content}
+        if metadata:
+            msg["metadata"] = metadata
+        if buffers:
+            msg["buffers"] = [channel_b64(b) for b in buffers]
+        try:
+            self.channel.send(msg)
+        except FrameTooLarge as e:
+            note = "cellblock: a %s message was not sent: %s\n" % (msg_type, e)
+            self.channel.send({"op": "iopub", "id": self.parent_id, "msg_type": "stream",
+                               "content": {"name": "stderr", "text": note}})
+
+    def send_reply(self, rid, content):
+        try:
+            self.channel.send({"op": "reply", "id": rid, "content": content})
+        except FrameTooLarge as e:
+            self.channel.send({"op": "reply", "id": rid, "content": {
+                "status": "error", "ename": "ReplyTooLarge", "evalue": str(e), "traceback": []}})
+
+    def exit_hint(self):
+        name = self.session_name or "NAME"
+        return ("cellblock: exit() and quit() do not end this session; it keeps running. "
+                "To end it, run `cellblock kill %s` or shut the kernel down from your client."
+                % name)
+
+    # -- stdin --
+    def request_input(self, prompt, password):
+        """input()/getpass() for user code: ask the client through the daemon."""
+        if threading.get_ident() != self._main_thread:
+            raise StdinNotImplementedError("input() is only available in the cell's own thread")
+        if not self.allow_stdin:
+            raise StdinNotImplementedError(
+                "input() is not available: the client that sent this request "
+                "does not accept input (allow_stdin is false)")
+        self.flush_streams()
+        rid = self.parent_id
+        self.channel.send({"op": "input_request", "id": rid, "prompt": str(prompt),
+                           "password": bool(password)})
+        return self._wait_input_reply(rid)
+
+    def _wait_input_reply(self, rid):
+        while True:
+            msg = self.channel.receive()    # SIGINT interrupts this wait
+            op = None if msg is None else msg.get("op")
+            if op == "input_reply" and msg.get("id") == rid:
+                value = msg.get("value", "")
+                value = value if isinstance(value, str) else str(value)
+                if value == "\x04":         # ^D from a console client
+                    raise EOFError("EOF when reading a line")
+                return value
+            if msg is None or op in ("shutdown", "request"):
+                self.backlog.append(msg)    # the main loop handles it after the cell
+                if op != "request":
+                    raise EOFError("the session is shutting down")
+            # other input_reply: stale answer to an interrupted prompt; dropped
+
+
+def _parse_args(argv):
+    parser = argparse.ArgumentParser(prog="cellblock_runner")
+    parser.add_argument("--channel-fd", type=int, required=True)
+    parser.add_argument("--history", default=":memory:")
+    parser.add_argument("--session", default="")
+    return parser.parse_args(argv)
+
+
+def _claim_fds(channel_fd):
+    """Keep the channel off fds 0-2 and out of child processes; make sure
+    0-2 are open so pipes and files never land on them by accident."""
+    os.fstat(channel_fd)
+    if channel_fd < 3:
+        moved = fcntl.fcntl(channel_fd, fcntl.F_DUPFD_CLOEXEC, 3)
+        os.close(channel_fd)
+        channel_fd = moved
+    else:
+        os.set_inheritable(channel_fd, False)
+    for fd in (0, 1, 2):
+        try:
+            os.fstat(fd)
+        except OSError:
+            null = os.open(os.devnull, os.O_RDWR)
+            if null != fd:
+                os.dup2(null, fd)
+                os.close(null)
+    return channel_fd
+
+
+def _make_logger(session_name):
+    log_fd = os.dup(2)      # the shim's stderr (kept open: fd 2 gets captured)
+    prefix = "cellblock-runner[%d]%s: " % (os.getpid(),
+                                           " " + session_name if session_name else "")
+
+    def log(text):
+        try:
+            os.write(log_fd, (prefix + text.rstrip("\n") + "\n").encode("utf-8", "replace"))
+        except OSError:
+            pass
+    return log
+
+
+def _make_shell(runner, history, ipython_dir):
+    from IPython.core.profiledir import ProfileDir
+    from traitlets.config import Config
+    config = Config()
+    config.HistoryManager.hist_file = history
+    profile = ProfileDir.create_profile_dir(os.path.join(ipython_dir, "profile_default"),
+                                            config)
+    shell = CellblockShell.instance(config=config, ipython_dir=ipython_dir,
+                                    profile_dir=profile, publisher=runner)
+    try:
+        import jedi
+        jedi.settings.cache_directory = os.path.join(ipython_dir, "jedi")
+    except ImportError:
+        pass
+    return shell
+
+
+def _install_stdin(runner):
+    def input(prompt=""):
+        """Read a line from the client's stdin (needs allow_stdin)."""
+        return runner.request_input(prompt, False)
+
+    def getpass_(prompt="Password: ", stream=None):
+        """Read a password from the client's stdin without echo (needs allow_stdin)."""
+        return runner.request_input(prompt, True)
+
+    builtins.input = input
+    getpass.getpass = getpass_
+
+
+def _install_comms(runner):
+    runner.comms = cellblock_comm.CommManager(runner.publish, runner.log)
+    cellblock_comm.comm_install(runner.comms)
+    runner.shell.kernel = KernelFacade(runner.comms, runner.shell)
+
+
+class KernelFacade:
+    """What session code finds at get_ipython().kernel (ipykernel's names)."""
+
+    def __init__(self, comm_manager, shell):
+        self.comm_manager = comm_manager
+        self.Comm = cellblock_comm.Comm
+        self.shell = shell
+
+
+def _setup(args, channel_fd):
+    """Everything between exec and `hello`, in order. Returns the runner."""
+    _default_environment()
+    log = _make_logger(args.session)
+    gate = InterruptGate()
+    gate.install()
+    capture = FdCapture()
+    runner = Runner(Channel(channel_fd, gate, log), gate, capture, log, args.session)
+    streams = [ChannelStream(name, fd, runner.emit_stream, gate, capture)
+               for name, fd in (("stdout", 1), ("stderr", 2))]
+    runner.streams = streams
+    runner.ipython_dir = tempfile.mkdtemp(prefix="cellblock-ipython-")
+    runner.saved_fds = (os.dup(1), os.dup(2))
+    # Every helper thread (ours and IPython's history saver) inherits a mask
+    # with SIGINT blocked, so an interrupt always lands on the main thread.
+    with sigint_blocked():
+        for stream in streams:
+            capture.capture(stream.fileno(), stream)
+        capture.start()
+        Flusher(streams).start()
+        runner.channel.start_reader()
+        runner.shell = _make_shell(runner, args.history, runner.ipython_dir)
+    sys.stdout, sys.stderr = streams
+    _install_stdin(runner)
+    _install_comms(runner)
+    _enable_preloaded_matplotlib(runner.shell)
+    return runner
+
+
+def _enable_preloaded_matplotlib(shell):
+    # When matplotlib_inline was imported before the shell existed (preload),
+    # its import-time hook found no shell; do what `%matplotlib inline` does.
+    if "matplotlib_inline.backend_inline" in sys.modules and \
+            os.environ.get("MPLBACKEND") == INLINE_BACKEND:
+        try:
+            shell.enable_matplotlib("inline")
+        except Exception as e:
+            print("cellblock: inline matplotlib unavailable: %s" % e, file=sys.stderr)
+
+
+def _teardown(runner):
+    """Undo the fd capture so interpreter exit never writes into dead pipes."""
+    with contextlib.suppress(Exception):
+        runner.flush_streams()
+    sys.stdout, sys.stderr = sys.__stdout__, sys.__stderr__
+    for fd, saved in zip((1, 2), runner.saved_fds):
+        os.dup2(saved, fd)
+    shutil.rmtree(runner.ipython_dir, ignore_errors=True)
+
+
+def main(argv=None, *, channel_fd=None, history=None, session=None):
+    """Run one session until shutdown or EOF on the channel; returns the exit code."""
+    args = _parse_args(argv if argv is not None or channel_fd is None
+                       else ["--channel-fd", str(channel_fd)])
+    if history is not None:
+        args.history = history
+    if session is not None:
+        args.session = session
+    try:
+        channel_fd = _claim_fds(args.channel_fd)
+    except OSError as e:
+        print("cellblock_runner: bad --channel-fd %d: %s" % (args.channel_fd, e), file=sys.stderr)
+        return 2
+    runner = _setup(args, channel_fd)
+    sys.argv = [""]
+    if "" not in sys.path:
+        sys.path.insert(0, "")      # user code imports modules from the work dir
+    try:
+        runner.channel.send({"op": "hello", "pid": os.getpid(),
+                             "protocol_version": PROTOCOL_VERSION,
+                             "implementation_version": __version__,
+                             "language_info": LANGUAGE_INFO,
+                             "banner": runner.shell.banner})
+        return runner.serve()
+    except Exception as e:      # the channel died under us
+        runner.log("leaving: %s" % e)
+        return 1
+    finally:
+        _teardown(runner)
+
+
+if __name__ == "__main__":
+    # Run as a script (__main__), but serve from the importable module so
+    # that `import cellblock_runner` in user code finds the same objects.
+    import cellblock_runner
+    sys.exit(cellblock_runner.main())

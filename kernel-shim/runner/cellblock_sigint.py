@@ -1,0 +1,67 @@
+# SIGINT policy: interrupt running user code, swallow it when idle, never tear a channel frame.
+
+import contextlib
+import signal
+import threading
+
+
+class InterruptGate:
+    """Decides what a SIGINT does at the moment Python runs its handler.
+
+    - not armed (no user code running): swallowed, a stray interrupt never
+      ends the session;
+    - armed, main thread inside a deferred() section (writing a frame,
+      moving stream buffers): remembered and raised when the section ends;
+    - armed otherwise: KeyboardInterrupt, as in a terminal.
+
+    `armed` is a plain attribute on purpose: storing it is a single bytecode
+    with no call, so no handler can run half way through disarming.
+    """
+
+    def __init__(self):
+        self.armed = False
+        self.pending = False
+        self._depth = 0
+        self._main = threading.main_thread().ident
+
+    def handler(self, signum, frame):
+        if not self.armed:
+            return
+        if self._depth:
+            self.pending = True
+            return
+        raise KeyboardInterrupt
+
+    def install(self):
+        signal.signal(signal.SIGINT, self.handler)
+
+    def is_installed(self):
+        return signal.getsignal(signal.SIGINT) == self.handler
+
+    @contextlib.contextmanager
+    def deferred(self):
+        # Only the main thread runs signal handlers, so only it needs counting.
+        if threading.get_ident() != self._main:
+            yield
+            return
+        self._depth += 1
+        try:
+            yield
+        finally:
+            self._depth -= 1
+        if not self._depth and self.pending:
+            self.pending = False
+            if self.armed:
+                raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def sigint_blocked():
+    """Block SIGINT in this thread for the block. Threads started inside
+    inherit the mask and keep it, so the kernel delivers SIGINT to the main
+    thread and interrupts its blocking call (time.sleep, input wait)."""
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
