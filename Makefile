@@ -34,7 +34,8 @@ obj = $(patsubst %.c,build/%.o,$(1))
 BINS	= bin/cellblockd bin/cellblock bin/cellblock-shim
 TESTBINS = bin/test-protocol $(if $(wildcard sessions/test-cgroup.c),bin/test-cgroup) \
 	   $(if $(wildcard tests/sandbox/try-syscall.c),bin/try-syscall) \
-	   $(if $(wildcard tests/sandbox/seccomp-check.c),bin/seccomp-check)
+	   $(if $(wildcard tests/sandbox/seccomp-check.c),bin/seccomp-check) \
+	   $(if $(wildcard tests/sandbox/sandbox-check.c),bin/sandbox-check)
 
 all: $(BINS) $(TESTBINS)
 
@@ -45,6 +46,8 @@ bin/test-protocol: $(call obj,protocol/test-protocol.c $(PROTO_SRC))
 bin/test-cgroup: $(call obj,sessions/test-cgroup.c sessions/cgroup.c)
 bin/try-syscall: $(call obj,tests/sandbox/try-syscall.c)
 bin/seccomp-check: $(call obj,tests/sandbox/seccomp-check.c kernel-shim/sandbox-seccomp.c)
+bin/sandbox-check: $(call obj,tests/sandbox/sandbox-check.c kernel-shim/sandbox-mount.c \
+	    kernel-shim/sandbox-user.c kernel-shim/sandbox-proc.c)
 
 bin/%:
 	@mkdir -p $(dir $@)

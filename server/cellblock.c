@@ -53,6 +53,8 @@ main(int argc, char **argv)
 	int	ch;
 
 	log_open(LEVEL_WARN, stderr);
+	/* czmq would otherwise swallow SIGINT and SIGTERM. */
+	zsys_handler_set(NULL);
 	/* Stop at the command: its options are its own. */
 	while ((ch = getopt_long(argc, argv, "+s:h", opts, NULL)) != -1) {
 		switch (ch) {
@@ -69,7 +71,7 @@ main(int argc, char **argv)
 		usage();
 	for (i = 0; i < nitems(cmd_table); i++) {
 		if (strcmp(cmd_table[i]->name, argv[0]) == 0) {
-			optind = 1;
+			optind = 0;	/* reinitialise GNU getopt */
 			return (cmd_table[i]->exec(argc, argv));
 		}
 	}

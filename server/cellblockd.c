@@ -35,7 +35,8 @@ usage(void)
 	fprintf(stderr, "usage: cellblockd [-fv] [--foreground] "
 	    "[--state-dir DIR] [--config FILE]\n"
 	    "                  [--address IP] [--transport tcp|ipc] "
-	    "[--max-message SIZE]\n");
+	    "[--max-message SIZE]\n"
+	    "                  [--rootfs DIR] [--allow-weaker-sandbox]\n");
 	exit(EXIT_USAGE);
 }
 
@@ -173,6 +174,35 @@ server_shared(void)
 	free(path);
 }
 
+/* Before any thread: the probe forks, and v2 may move us into a leaf. */
+static void
+server_contain(void)
+{
+	struct contain_config	 cc;
+	char			*cause, name[32];
+	u_char			 h[32];
+
+	/*
+	 * One cgroup parent per state directory: two daemons on one host
+	 * must never clean up each other's sessions.
+	 */
+	crypto_hash_sha256(h, (const u_char *)server_state_dir,
+	    strlen(server_state_dir));
+	snprintf(name, sizeof name, "cellblock-%02x%02x%02x%02x", h[0], h[1],
+	    h[2], h[3]);
+	memset(&cc, 0, sizeof cc);
+	cc.uid_base = cfg.uid_base;
+	cc.uid_count = cfg.uid_count;
+	cc.cgroup_name = name;
+	cc.allow_weaker = cfg.allow_weaker;
+	cc.proc_root = "/proc";
+	if (cfg.uid_count == 0 || cfg.uid_base == 0)
+		fatalx("uid-base and uid-count must be positive");
+	if (contain_init(&cc, &cause) != 0)
+		fatalx("%s", cause);
+	log_info("sandbox: %s", contain_describe());
+}
+
 static void
 server_raise_nofile(void)
 {
@@ -232,6 +262,8 @@ static const struct option server_options[] = {
 	{ "address", required_argument, NULL, 'A' },
 	{ "transport", required_argument, NULL, 'T' },
 	{ "max-message", required_argument, NULL, 'M' },
+	{ "rootfs", required_argument, NULL, 'R' },
+	{ "allow-weaker-sandbox", no_argument, NULL, 'W' },
 	{ "help", no_argument, NULL, 'h' },
 	{ NULL, 0, NULL, 0 }
 };
@@ -270,10 +302,15 @@ main(int argc, char **argv)
 		case 'A':
 		case 'T':
 		case 'M':
+		case 'R':
 			key = ch == 'A' ? "address" : ch == 'T' ? "transport" :
-			    "max-message";
+			    ch == 'R' ? "rootfs" : "max-message";
 			sets[nsets].key = key;
 			sets[nsets++].value = optarg;
+			break;
+		case 'W':
+			sets[nsets].key = "allow-weaker-sandbox";
+			sets[nsets++].value = "yes";
 			break;
 		default:
 			usage();
@@ -306,6 +343,7 @@ main(int argc, char **argv)
 	if (sodium_init() < 0)
 		fatalx("libsodium init failed");
 	server_raise_nofile();
+	server_contain();
 	zsys_handler_set(NULL);
 	server_signals();
 	zsys_init();
@@ -342,6 +380,7 @@ main(int argc, char **argv)
 	control_stop();
 	endpoint_destroy(&endpoint_shared);
 	heartbeat_stop();
+	contain_shutdown();
 	zloop_destroy(&server_loop);
 	log_info("stopped");
 	free(path);

@@ -30,7 +30,7 @@ cmd_ls_table(json_t *list)
 	json_t		*s;
 	size_t		 i;
 	char		 ubuf[16];
-	const char	*conn;
+	const char	*conn, *weaker = NULL;
 
 	printf("%-24s %-12s %-10s %7s %6s %s\n", "NAME", "STATE", "OWNER",
 	    "PID", "IDLE", "CONNECTION");
@@ -47,7 +47,11 @@ cmd_ls_table(json_t *list)
 		    "idle_seconds")), conn ? conn : "(shared endpoint)",
 		    json_is_true(json_object_get(s, "attached")) ?
 		    " [attached]" : "");
+		weaker = json_string_value(json_object_get(s,
+		    "weaker_sandbox"));
 	}
+	if (weaker != NULL)
+		printf("WARNING: weaker sandbox: protections off: %s\n", weaker);
 }
 
 static int

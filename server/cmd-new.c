@@ -8,24 +8,31 @@
 static int	cmd_new_exec(int, char **);
 
 const struct cmd_entry cmd_new_entry = {
-	"new", "[--name NAME]", cmd_new_exec
+	"new", "[--name NAME] [--memory SIZE] [--cpus N] [--pids N] "
+	"[--tmp SIZE] [--exec-timeout SECONDS]", cmd_new_exec
 };
 
 static int
 cmd_new_exec(int argc, char **argv)
 {
+	/* Each limit travels as text; the daemon parses it like its config. */
 	static const struct option opts[] = {
-		{ "name", required_argument, NULL, 'n' },
+		{ "name", required_argument, NULL, 0 },
+		{ "memory", required_argument, NULL, 0 },
+		{ "cpus", required_argument, NULL, 0 },
+		{ "pids", required_argument, NULL, 0 },
+		{ "tmp", required_argument, NULL, 0 },
+		{ "exec-timeout", required_argument, NULL, 0 },
 		{ NULL, 0, NULL, 0 }
 	};
 	json_t	*req, *r;
-	int	 ch, code;
+	int	 ch, code, idx;
 
 	req = json_pack("{s:s}", "cmd", "new");
-	while ((ch = getopt_long(argc, argv, "n:", opts, NULL)) != -1) {
-		if (ch != 'n')
+	while ((ch = getopt_long(argc, argv, "", opts, &idx)) != -1) {
+		if (ch != 0)
 			cmd_usage(&cmd_new_entry);
-		json_object_set_new(req, "name", json_string(optarg));
+		json_object_set_new(req, opts[idx].name, json_string(optarg));
 	}
 	if (optind != argc)
 		cmd_usage(&cmd_new_entry);

@@ -7,13 +7,21 @@
 #include <ctype.h>
 #include <errno.h>
 #include <stdlib.h>
+#include <stdint.h>
 #include <string.h>
 
 #include "server.h"
 
 struct config	cfg;
 
-enum config_type { CONFIG_STRING, CONFIG_SIZE, CONFIG_LEVEL };
+enum config_type {
+	CONFIG_STRING,
+	CONFIG_SIZE,		/* bytes, K/M/G suffix */
+	CONFIG_COUNT,		/* plain number */
+	CONFIG_CPUS,		/* CPUs, decimals allowed: stored as millis */
+	CONFIG_BOOL,		/* yes/no, true/false, 1/0 */
+	CONFIG_LEVEL,
+};
 
 /*
  * Legend: key as written in the file (and as --key on the command line),
@@ -30,6 +38,24 @@ static const struct config_entry {
 	{ "max-message", CONFIG_SIZE, &cfg.max_message, "64M" },
 	{ "log-level", CONFIG_LEVEL, &cfg.log_level, "info" },
 	{ "python", CONFIG_STRING, &cfg.python, "/usr/bin/python3" },
+	{ "rootfs", CONFIG_STRING, &cfg.rootfs, "" },
+	{ "uid-base", CONFIG_COUNT, &cfg.uid_base, "200000" },
+	{ "uid-count", CONFIG_COUNT, &cfg.uid_count, "10000" },
+	{ "allow-weaker-sandbox", CONFIG_BOOL, &cfg.allow_weaker, "no" },
+	{ "max-stream", CONFIG_SIZE, &cfg.max_stream, "8M" },
+	{ "max-display", CONFIG_SIZE, &cfg.max_display, "16M" },
+	{ "memory", CONFIG_SIZE, &cfg.limits.memory, "1G" },
+	{ "cpus", CONFIG_CPUS, &cfg.limits.cpu_millis, "1" },
+	{ "pids", CONFIG_COUNT, &cfg.limits.pids, "256" },
+	{ "tmp", CONFIG_SIZE, &cfg.limits.tmp, "256M" },
+	{ "exec-timeout", CONFIG_COUNT, &cfg.limits.exec_timeout, "0" },
+	{ "nofile", CONFIG_COUNT, &cfg.limits.nofile, "1024" },
+	{ "fsize", CONFIG_SIZE, &cfg.limits.fsize, "1G" },
+};
+
+/* The settings a session may override (`cellblock new --memory 1G`). */
+static const char *config_session_keys[] = {
+	"memory", "cpus", "pids", "tmp", "exec-timeout", "nofile", "fsize"
 };
 
 static const char *config_levels[] = { "error", "warn", "info", "debug" };
@@ -68,23 +94,74 @@ config_parse_size(const char *s, size_t *out)
 }
 
 static int
-config_apply(const struct config_entry *e, const char *value, char **cause)
+config_parse_cpus(const char *s, uint32_t *out)
+{
+	char	*end;
+	double	 v;
+
+	errno = 0;
+	v = strtod(s, &end);
+	if (errno != 0 || *end != '\0' || !(v >= 0.01 && v <= 1024))
+		return (-1);
+	*out = (uint32_t)(v * 1000 + 0.5);
+	return (0);
+}
+
+static int
+config_parse_bool(const char *s, int *out)
+{
+	if (strcmp(s, "yes") == 0 || strcmp(s, "true") == 0 ||
+	    strcmp(s, "1") == 0)
+		*out = 1;
+	else if (strcmp(s, "no") == 0 || strcmp(s, "false") == 0 ||
+	    strcmp(s, "0") == 0)
+		*out = 0;
+	else
+		return (-1);
+	return (0);
+}
+
+/* Apply to a copy of the limits instead of cfg (per-session overrides). */
+static void *
+config_where(const struct config_entry *e, struct session_limits *l)
+{
+	if (l == NULL)
+		return (e->where);
+	return ((char *)l + ((char *)e->where - (char *)&cfg.limits));
+}
+
+static int
+config_apply_to(const struct config_entry *e, void *where, const char *value,
+    char **cause)
 {
 	size_t	i;
 
 	switch (e->type) {
+	case CONFIG_COUNT:
+		if (config_parse_size(value, where) == 0 &&
+		    strspn(value, "0123456789") == strlen(value))
+			return (0);
+		break;
+	case CONFIG_CPUS:
+		if (config_parse_cpus(value, where) == 0)
+			return (0);
+		break;
+	case CONFIG_BOOL:
+		if (config_parse_bool(value, where) == 0)
+			return (0);
+		break;
 	case CONFIG_STRING:
-		free(*(char **)e->where);
-		*(char **)e->where = xstrdup(value);
+		free(*(char **)where);
+		*(char **)where = xstrdup(value);
 		return (0);
 	case CONFIG_SIZE:
-		if (config_parse_size(value, e->where) == 0)
+		if (config_parse_size(value, where) == 0)
 			return (0);
 		break;
 	case CONFIG_LEVEL:
 		for (i = 0; i < nitems(config_levels); i++) {
 			if (strcmp(value, config_levels[i]) == 0) {
-				*(int *)e->where = i;
+				*(int *)where = i;
 				return (0);
 			}
 		}
@@ -94,15 +171,59 @@ config_apply(const struct config_entry *e, const char *value, char **cause)
 	return (-1);
 }
 
-int
-config_set(const char *key, const char *value, char **cause)
+static int
+config_apply(const struct config_entry *e, const char *value, char **cause)
+{
+	return (config_apply_to(e, e->where, value, cause));
+}
+
+static const struct config_entry *
+config_find(const char *key)
 {
 	size_t	i;
 
 	for (i = 0; i < nitems(config_table); i++) {
 		if (strcmp(config_table[i].key, key) == 0)
-			return (config_apply(&config_table[i], value, cause));
+			return (&config_table[i]);
 	}
+	return (NULL);
+}
+
+/*
+ * A session's limits: the defaults, with the overrides a request carries
+ * as strings in the same syntax as the config file.
+ */
+int
+config_limits(json_t *req, struct session_limits *out, char **cause)
+{
+	const struct config_entry	*e;
+	json_t				*v;
+	size_t				 i;
+
+	*out = cfg.limits;
+	for (i = 0; i < nitems(config_session_keys); i++) {
+		v = json_object_get(req, config_session_keys[i]);
+		if (v == NULL)
+			continue;
+		e = config_find(config_session_keys[i]);
+		if (!json_is_string(v)) {
+			xasprintf(cause, "%s must be a string", e->key);
+			return (-1);
+		}
+		if (config_apply_to(e, config_where(e, out),
+		    json_string_value(v), cause) != 0)
+			return (-1);
+	}
+	return (0);
+}
+
+int
+config_set(const char *key, const char *value, char **cause)
+{
+	const struct config_entry	*e = config_find(key);
+
+	if (e != NULL)
+		return (config_apply(e, value, cause));
 	xasprintf(cause, "unknown setting '%s'", key);
 	return (-1);
 }

@@ -137,14 +137,20 @@ control_new(struct control_conn *c, json_t *req)
 	char		 buf[SESSION_NAME_MAX + 1], *cause;
 	struct conninfo	 ci;
 	struct session	*s;
+	struct session_limits lim;
 	json_t		*r;
 
+	if (config_limits(req, &lim, &cause) != 0) {
+		r = control_error(EXIT_USAGE, "%s", cause);
+		free(cause);
+		return (r);
+	}
 	if (name == NULL) {
 		session_random_name(buf, sizeof buf);
 		name = buf;
 	}
 	control_default_ci(&ci, name);
-	if ((s = kernel_new_session(name, c->uid, &ci, &cause)) == NULL) {
+	if ((s = kernel_new_session(name, c->uid, &ci, &lim, &cause)) == NULL) {
 		r = control_error(EXIT_FAILED, "%s", cause);
 		free(cause);
 		return (r);
@@ -275,7 +281,8 @@ control_attach(struct control_conn *c, json_t *req)
 		json_object_set_new(r, "retry", json_true());
 		return (r);
 	}
-	else if ((s = kernel_new_session(name, c->uid, &ci, &cause)) == NULL)
+	else if ((s = kernel_new_session(name, c->uid, &ci, NULL,
+	    &cause)) == NULL)
 		goto fail;
 	s->attach = c;
 	c->session = s;

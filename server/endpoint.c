@@ -25,6 +25,7 @@ struct endpoint *endpoint_shared;
 static const char *endpoint_names[] = { "shell", "control", "stdin" };
 
 static int	endpoint_readable(zloop_t *, zsock_t *, void *);
+static int	endpoint_monitor_event(zloop_t *, zsock_t *, void *);
 static int	endpoint_bind(zsock_t *, struct conninfo *, int, char **);
 
 static const char *
@@ -86,6 +87,49 @@ endpoint_readable(zloop_t *loop, zsock_t *s, void *arg)
 		if (ep->closed)
 			return (0);
 	}
+	return (0);
+}
+
+/*
+ * libzmq refuses a frame over ZMQ_MAXMSGSIZE by closing the connection,
+ * silently. A monitor on shell and control turns that into a log line;
+ * libzmq does not say why a connection closed, so the line says both.
+ */
+static zsock_t *
+endpoint_monitor(struct endpoint *ep, zsock_t *s)
+{
+	static u_int	 n;
+	char		 addr[64];
+	zsock_t		*pair;
+
+	snprintf(addr, sizeof addr, "inproc://cellblock-monitor-%u", n++);
+	if (zmq_socket_monitor(zsock_resolve(s), addr,
+	    ZMQ_EVENT_DISCONNECTED) != 0)
+		return (NULL);
+	pair = zsock_new(ZMQ_PAIR);
+	zsock_set_linger(pair, 0);
+	if (zsock_connect(pair, "%s", addr) != 0) {
+		zsock_destroy(&pair);
+		return (NULL);
+	}
+	zloop_reader(server_loop, pair, endpoint_monitor_event, ep);
+	return (pair);
+}
+
+static int
+endpoint_monitor_event(zloop_t *loop, zsock_t *pair, void *arg)
+{
+	struct endpoint	*ep = arg;
+	zmsg_t		*m;
+
+	(void)loop;
+	if ((m = zmsg_recv(pair)) == NULL)
+		return (0);
+	log_info("%s: %s: a client connection closed (by the client, or "
+	    "by us for a protocol error or a frame over the %zu-byte "
+	    "max-message limit)", endpoint_label(ep), pair == ep->mon[0] ?
+	    "shell" : "control", cfg.max_message);
+	zmsg_destroy(&m);
 	return (0);
 }
 
@@ -189,6 +233,8 @@ endpoint_new(struct session *s, const struct conninfo *want, char **cause)
 	zloop_reader(server_loop, ep->shell, endpoint_readable, ep);
 	zloop_reader(server_loop, ep->control, endpoint_readable, ep);
 	zloop_reader(server_loop, ep->stdin_, endpoint_readable, ep);
+	ep->mon[0] = endpoint_monitor(ep, ep->shell);
+	ep->mon[1] = endpoint_monitor(ep, ep->control);
 	return (ep);
 fail:
 	endpoint_destroy(&ep);
@@ -221,6 +267,10 @@ endpoint_close(struct endpoint *ep)
 	ep->closed = 1;
 	for (i = 0; i < nitems(socks); i++)
 		zloop_reader_end(server_loop, socks[i]);
+	for (i = 0; i < nitems(ep->mon); i++) {
+		if (ep->mon[i] != NULL)
+			zloop_reader_end(server_loop, ep->mon[i]);
+	}
 	zloop_timer(server_loop, 1, 1, endpoint_reap, ep);
 }
 
@@ -241,6 +291,13 @@ endpoint_destroy(struct endpoint **epp)
 		}
 	}
 	zsock_destroy(&ep->iopub);
+	for (i = 0; i < nitems(ep->mon); i++) {
+		if (ep->mon[i] == NULL)
+			continue;
+		if (!ep->closed)
+			zloop_reader_end(server_loop, ep->mon[i]);
+		zsock_destroy(&ep->mon[i]);
+	}
 	if (ep->hb != NULL)
 		heartbeat_unbind(ep->hb);
 	if (ep->path != NULL)

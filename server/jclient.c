@@ -294,7 +294,11 @@ jclient_input(struct jclient *jc, struct jmsg *jm)
 	    "value", line), jm, 0);
 }
 
-/* Run code; print output as it arrives. 0 ok, 1 error, -1 lost. */
+/*
+ * Run code; print output as it arrives. 0 ok, 1 error, -1 lost. Each run
+ * stands alone, so it asks not to be aborted for an earlier cell's error
+ * (stop_on_error false): a script's next `cellblock run` must run.
+ */
 int
 jclient_execute(struct jclient *jc, const char *code, int allow_stdin,
     int timeout)
@@ -311,7 +315,7 @@ jclient_execute(struct jclient *jc, const char *code, int allow_stdin,
 	sigaction(SIGINT, &sa, NULL);
 	jclient_send(jc, jc->shell, "execute_request", json_pack("{s:s,s:b,"
 	    "s:b,s:{},s:b,s:b}", "code", code, "silent", 0, "store_history", 1,
-	    "user_expressions", "allow_stdin", allow_stdin, "stop_on_error", 1),
+	    "user_expressions", "allow_stdin", allow_stdin, "stop_on_error", 0),
 	    NULL, 1);
 	end = timeout > 0 ? zclock_mono() + (int64_t)timeout * 1000 : 0;
 	while (!(replied && idle)) {

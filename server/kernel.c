@@ -24,6 +24,7 @@
 
 #define KERNEL_KILL_GRACE	2000	/* ms between SIGTERM and SIGKILL */
 #define KERNEL_START_TRIES	3	/* deaths before hello, then give up */
+#define KERNEL_TIMEOUT_GRACE	2000	/* ms after the timeout's interrupt */
 
 struct req {
 	uint64_t			 id;
@@ -36,6 +37,10 @@ struct req {
 	int				 stop_on_error;
 	int				 allow_stdin;
 	int				 input_pending;
+	int				 timer;		/* exec-timeout, 0 = none */
+	int				 timed_out;
+	size_t				 stream_bytes;
+	int				 truncated;
 };
 
 enum kernel_where {
@@ -92,6 +97,8 @@ kernel_req_free(struct req *req)
 {
 	if (req == NULL)
 		return;
+	if (req->timer != 0)
+		zloop_timer_end(server_loop, req->timer);
 	jmsg_destroy(&req->msg);
 	free(req);
 }
@@ -248,8 +255,14 @@ kernel_info(struct session *s, struct req *req)
 {
 	char	*banner;
 
-	xasprintf(&banner, "cellblock %s: Python %s session '%s'\n",
-	    CELLBLOCK_VERSION, CELLBLOCK_PYVER, s->name);
+	if (contain_weaker() != NULL)
+		xasprintf(&banner, "cellblock %s: Python %s session '%s'\n"
+		    "WEAKER SANDBOX: protections off: %s\n", CELLBLOCK_VERSION,
+		    CELLBLOCK_PYVER, s->name, contain_weaker());
+	else
+		xasprintf(&banner, "cellblock %s: Python %s session '%s' "
+		    "(sandboxed)\n", CELLBLOCK_VERSION, CELLBLOCK_PYVER,
+		    s->name);
 	kernel_answer(s, req, json_pack("{s:s,s:s,s:s,s:s,s:o,s:s,s:[],s:b}",
 	    "status", "ok", "protocol_version", PROTOCOL_VERSION,
 	    "implementation", "cellblock", "implementation_version",
@@ -339,7 +352,7 @@ kernel_shared_session(struct jmsg *jm)
 			    "endpoint's to use", name);
 			return (NULL);
 		}
-	} else if ((s = kernel_new_session(name, server_uid, NULL,
+	} else if ((s = kernel_new_session(name, server_uid, NULL, NULL,
 	    &cause)) == NULL) {
 		log_warn("shared: %s", cause);
 		free(cause);
@@ -486,6 +499,115 @@ kernel_send_request(struct session *s, struct req *req)
 	return (0);
 }
 
+/*
+ * exec-timeout: at the deadline the cell is interrupted; if it is still
+ * running after a grace period the interpreter is killed and restarted.
+ * Either way the client sees one error named CellTimeout.
+ */
+static int
+kernel_timeout_grace(zloop_t *loop, int timer, void *arg)
+{
+	struct session	*s = arg;
+	struct req	*req = s->current;
+
+	(void)loop;
+	if (req == NULL || req->timer != timer)
+		return (0);
+	req->timer = 0;
+	log_warn("%s: cell ignored the timeout's interrupt; restarting",
+	    s->name);
+	kernel_stop(s, "CellTimeout");
+	return (0);
+}
+
+static int
+kernel_timeout_fire(zloop_t *loop, int timer, void *arg)
+{
+	struct session	*s = arg;
+	struct req	*req = s->current;
+
+	(void)loop;
+	if (req == NULL || req->timer != timer)
+		return (0);
+	log_info("%s: cell exceeded %llu s; interrupting", s->name,
+	    (unsigned long long)s->limits.exec_timeout);
+	req->timed_out = 1;
+	spawn_signal(s, SIGINT);
+	req->timer = zloop_timer(server_loop, KERNEL_TIMEOUT_GRACE, 1,
+	    kernel_timeout_grace, s);
+	return (0);
+}
+
+static void
+kernel_timeout_start(struct session *s, struct req *req)
+{
+	if (!req->execute || s->limits.exec_timeout == 0)
+		return;
+	req->timer = zloop_timer(server_loop, s->limits.exec_timeout * 1000,
+	    1, kernel_timeout_fire, s);
+}
+
+/* The interrupt the timeout caused surfaces as CellTimeout, state kept. */
+static json_t *
+kernel_timeout_error(struct session *s, json_t *content)
+{
+	json_t	*c = json_deep_copy(content);
+	char	*why;
+
+	xasprintf(&why, "the cell ran longer than %llu s and was interrupted; "
+	    "the session's state is preserved",
+	    (unsigned long long)s->limits.exec_timeout);
+	json_object_set_new(c, "ename", json_string("CellTimeout"));
+	json_object_set_new(c, "evalue", json_string(why));
+	free(why);
+	return (c);
+}
+
+/*
+ * Output caps: past max-stream bytes of stream output in one request the
+ * rest is dropped after one visible notice; a display payload over
+ * max-display is replaced by a note. The daemon's memory stays flat.
+ */
+static json_t *
+kernel_cap_output(struct req *req, const char *type,
+    json_t *content)
+{
+	const char	*text;
+	char		*note;
+	size_t		 size;
+
+	if (strcmp(type, "stream") == 0 && req != NULL) {
+		text = json_string_value(json_object_get(content, "text"));
+		req->stream_bytes += text != NULL ? strlen(text) : 0;
+		if (req->stream_bytes <= cfg.max_stream)
+			return (json_incref(content));
+		if (req->truncated)
+			return (NULL);
+		req->truncated = 1;
+		xasprintf(&note, "\n[cellblock: output truncated: this request "
+		    "wrote more than %zu bytes of stream output; the rest is "
+		    "not shown]\n", cfg.max_stream);
+		content = json_pack("{s:s,s:s}", "name", "stderr", "text", note);
+		free(note);
+		return (content);
+	}
+	if (strcmp(type, "display_data") != 0 &&
+	    strcmp(type, "update_display_data") != 0 &&
+	    strcmp(type, "execute_result") != 0)
+		return (json_incref(content));
+	size = json_dumpb(content, NULL, 0, JSON_COMPACT);
+	if (size <= cfg.max_display)
+		return (json_incref(content));
+	content = json_deep_copy(content);
+	xasprintf(&note, "[cellblock: output of %zu bytes not shown: over the "
+	    "%zu-byte display limit]", size, cfg.max_display);
+	json_object_set_new(content, "data", json_pack("{s:s}", "text/plain",
+	    note));
+	json_object_set_new(content, "metadata", json_object());
+	free(note);
+	return (content);
+}
+
 static void
 kernel_pump(struct session *s)
 {
@@ -506,6 +628,8 @@ kernel_pump(struct session *s)
 		kernel_status(s, req, "busy");
 		if (kernel_send_request(s, req) != 0)
 			kernel_stop(s, "SessionKilled");
+		else
+			kernel_timeout_start(s, req);
 	}
 }
 
@@ -513,6 +637,12 @@ kernel_pump(struct session *s)
 static void
 kernel_finish_current(struct session *s)
 {
+	struct req	*req = s->current;
+
+	if (req != NULL && req->timer != 0) {
+		zloop_timer_end(server_loop, req->timer);
+		req->timer = 0;
+	}
 	kernel_req_free(s->last);
 	s->last = s->current;
 	s->current = NULL;
@@ -566,6 +696,7 @@ kernel_on_hello(struct session *s, json_t *msg)
 	s->hello = json_incref(msg);
 	s->start_failures = 0;
 	session_set_state(s, SESSION_IDLE, "interpreter ready");
+	kernel_pump(s);
 }
 
 static void
@@ -574,16 +705,22 @@ kernel_on_iopub(struct session *s, json_t *msg)
 	json_t		*type = json_object_get(msg, "msg_type");
 	json_t		*content = json_object_get(msg, "content");
 	json_t		*meta = json_object_get(msg, "metadata");
+	struct req	*req = kernel_req_by_id(s, msg);
 	zmsg_t		*bufs;
 
 	if (!json_is_string(type) || !json_is_object(content)) {
 		log_warn("%s: malformed iopub from runner", s->name);
 		return;
 	}
+	if (req != NULL && req->timed_out &&
+	    strcmp(json_string_value(type), "error") == 0)
+		content = kernel_timeout_error(s, content);
+	else if ((content = kernel_cap_output(req, json_string_value(type),
+	    content)) == NULL)
+		return;
 	bufs = kernel_buffers_bin(json_object_get(msg, "buffers"));
-	kernel_publish(s, kernel_req_by_id(s, msg), json_string_value(type),
-	    json_incref(content), json_is_object(meta) ? json_incref(meta) :
-	    NULL, bufs);
+	kernel_publish(s, req, json_string_value(type), content,
+	    json_is_object(meta) ? json_incref(meta) : NULL, bufs);
 	zmsg_destroy(&bufs);
 }
 
@@ -610,13 +747,20 @@ kernel_on_reply(struct session *s, json_t *msg)
 	    json_string_value(json_object_get(content, "status")) : "",
 	    "error") == 0;
 	bufs = kernel_buffers_bin(json_object_get(msg, "buffers"));
-	kernel_reply(s, req, req->entry->reply, json_incref(content),
-	    json_is_object(meta) ? json_incref(meta) : NULL, bufs);
+	meta = json_is_object(meta) ? json_deep_copy(meta) : json_object();
+	if (req->timed_out && error) {
+		content = kernel_timeout_error(s, content);
+		json_object_set_new(meta, "cellblock", json_pack("{s:s,s:b}",
+		    "reason", "CellTimeout", "state_preserved", 1));
+	} else
+		json_incref(content);
+	kernel_reply(s, req, req->entry->reply, content, meta, bufs);
 	zmsg_destroy(&bufs);
 	kernel_status(s, req, "idle");
 	if (req->execute && error && req->stop_on_error)
 		kernel_abort_queued(s);
 	kernel_finish_current(s);
+	kernel_pump(s);
 }
 
 static void
@@ -648,6 +792,35 @@ kernel_on_input_request(struct session *s, json_t *msg)
 }
 
 /*
+ * The shim unshared its namespaces and waits to be mapped and placed in
+ * its cgroup; only then may it go on (sessions/contain.c).
+ */
+static void
+kernel_on_contain(struct session *s, json_t *msg)
+{
+	json_t	*m;
+	char	*cause;
+
+	(void)msg;
+	if (s->hello != NULL || s->pid <= 0) {
+		log_warn("%s: unexpected contain request", s->name);
+		return;
+	}
+	if (contain_enter(s, s->pid, &cause) != 0) {
+		log_error("%s: cannot contain interpreter: %s", s->name, cause);
+		m = json_pack("{s:s,s:s}", "op", "contain_fail", "error", cause);
+		free(cause);
+	} else
+		m = json_pack("{s:s}", "op", "contain_go");
+	if (channel_send(&s->chan, m, &cause) != 0) {
+		log_warn("%s: %s", s->name, cause);
+		free(cause);
+	}
+	json_decref(m);
+	kernel_watch(s, 1);
+}
+
+/*
  * Legend: the runner's op, and what to do with it (docs/CHANNEL.md).
  */
 static const struct {
@@ -658,6 +831,7 @@ static const struct {
 	{ "iopub", kernel_on_iopub },
 	{ "reply", kernel_on_reply },
 	{ "input_request", kernel_on_input_request },
+	{ "contain", kernel_on_contain },
 };
 
 static void
@@ -790,6 +964,9 @@ kernel_start(struct session *s, char **cause)
 	a.python = cfg.python;
 	a.workdir = s->workdir;
 	a.name = s->name;
+	a.limits = &s->limits;
+	a.contain = contain_enabled();
+	a.rootfs = cfg.rootfs[0] != '\0' ? cfg.rootfs : NULL;
 	if (spawn_interpreter(s, &a, cause) != 0)
 		return (-1);
 	session_set_state(s, SESSION_CREATING, "interpreter starting");
@@ -917,6 +1094,7 @@ kernel_finish_end(struct session *s, const char *why)
 		s->endpoint = NULL;
 	}
 	control_session_ended(s, why);
+	contain_release(s);
 	/* FTW_PHYS: never follow a link the session planted. */
 	nftw(s->workdir, kernel_rm, 16, FTW_DEPTH | FTW_PHYS | FTW_MOUNT);
 	kernel_req_free(s->current);
@@ -929,7 +1107,20 @@ static void
 kernel_death_reason(struct session *s, int status, const char **ename,
     char *evalue, size_t len)
 {
-	if (s->stopping && s->stop_reason != NULL) {
+	if (contain_oom_killed(s)) {
+		*ename = "SessionOutOfMemory";
+		snprintf(evalue, len, "the session used more than its memory "
+		    "limit of %llu MiB and its interpreter was killed; its "
+		    "state is lost", (unsigned long long)(s->limits.memory >>
+		    20));
+	} else if (s->stopping && s->stop_reason != NULL &&
+	    strcmp(s->stop_reason, "CellTimeout") == 0) {
+		*ename = s->stop_reason;
+		snprintf(evalue, len, "the cell ran longer than %llu s and did "
+		    "not stop when interrupted; the interpreter was restarted "
+		    "and its state is lost",
+		    (unsigned long long)s->limits.exec_timeout);
+	} else if (s->stopping && s->stop_reason != NULL) {
 		*ename = s->stop_reason;
 		snprintf(evalue, len, "the interpreter was stopped (%s)",
 		    s->restart_pending ? "restart" : "session ended");
@@ -1046,7 +1237,7 @@ kernel_mkdir(const char *path, uid_t owner, char **cause)
  */
 struct session *
 kernel_new_session(const char *name, uid_t owner, const struct conninfo *ci,
-    char **cause)
+    const struct session_limits *limits, char **cause)
 {
 	struct session	*s;
 	struct endpoint	*ep;
@@ -1058,7 +1249,11 @@ kernel_new_session(const char *name, uid_t owner, const struct conninfo *ci,
 		free(workdir);
 		return (NULL);
 	}
-	if (kernel_mkdir(workdir, owner, cause) != 0)
+	s->limits = limits != NULL ? *limits : cfg.limits;
+	if (contain_prepare(s, cause) != 0)
+		goto fail;
+	/* The interpreter's host uid must own its working directory. */
+	if (kernel_mkdir(workdir, s->host_uid, cause) != 0)
 		goto fail;
 	free(workdir);
 	workdir = NULL;
@@ -1080,6 +1275,7 @@ fail:
 	free(workdir);
 	if (s->endpoint != NULL)
 		endpoint_destroy((struct endpoint **)&s->endpoint);
+	contain_release(s);
 	session_unlink(s);
 	return (NULL);
 }
@@ -1088,15 +1284,31 @@ json_t *
 kernel_describe(struct session *s)
 {
 	struct endpoint	*ep = s->endpoint;
+	uint64_t	 mem, cpu;
+	json_t		*d;
 
-	return (json_pack("{s:s,s:i,s:s,s:I,s:s?,s:I,s:I,s:i,s:b,s:i}",
+	contain_stats(s, &mem, &cpu);
+	d = json_pack("{s:s,s:i,s:s,s:I,s:s?,s:I,s:I,s:i,s:b,s:i,s:i,"
+	    "s:{s:I,s:f,s:I,s:I,s:I}}",
 	    "name", s->name, "owner", (int)s->owner, "state",
 	    session_state_name(s->state), "pid", (json_int_t)s->pid,
 	    "connection_file", ep != NULL ? ep->path : NULL,
 	    "created", (json_int_t)s->created, "idle_seconds",
 	    (json_int_t)(time(NULL) - s->last_active), "incarnation",
 	    (int)s->incarnation, "attached", s->attach != NULL, "queued",
-	    (int)zlist_size(s->queue)));
+	    (int)zlist_size(s->queue), "uid", (int)s->host_uid, "limits",
+	    "memory", (json_int_t)s->limits.memory, "cpus",
+	    s->limits.cpu_millis / 1000.0, "pids", (json_int_t)s->limits.pids,
+	    "tmp", (json_int_t)s->limits.tmp, "exec_timeout",
+	    (json_int_t)s->limits.exec_timeout);
+	if (mem != UINT64_MAX)
+		json_object_set_new(d, "memory", json_integer(mem));
+	if (cpu != UINT64_MAX)
+		json_object_set_new(d, "cpu_seconds", json_real(cpu / 1e6));
+	if (contain_weaker() != NULL)
+		json_object_set_new(d, "weaker_sandbox",
+		    json_string(contain_weaker()));
+	return (d);
 }
 
 /* Daemon exit: every interpreter goes, quickly and for sure. */
@@ -1126,6 +1338,7 @@ kernel_shutdown_all(void)
 	for (s = session_first(); s != NULL; s = session_next()) {
 		if (s->pid > 0)
 			kill(s->pid, SIGKILL);
+		contain_release(s);
 		if (s->endpoint != NULL && ((struct endpoint *)s->endpoint)->path)
 			unlink(((struct endpoint *)s->endpoint)->path);
 	}

@@ -34,12 +34,20 @@ struct config {
 	size_t	 max_message;	/* bytes; larger wire messages are dropped */
 	int	 log_level;
 	char	*python;	/* interpreter the runner uses */
+	char	*rootfs;	/* "" = the host's /usr */
+	size_t	 uid_base;
+	size_t	 uid_count;
+	int	 allow_weaker;
+	size_t	 max_stream;	/* stream bytes per execute */
+	size_t	 max_display;	/* bytes of one display payload */
+	struct session_limits limits;	/* defaults for new sessions */
 };
 extern struct config cfg;
 void		 config_defaults(void);
 int		 config_set(const char *, const char *, char **);
 int		 config_load(const char *, char **);
 int		 config_parse_size(const char *, size_t *);
+int		 config_limits(json_t *, struct session_limits *, char **);
 
 /* server/connfile.c */
 enum { PORT_SHELL, PORT_IOPUB, PORT_STDIN, PORT_CONTROL, PORT_HB, PORT_N };
@@ -78,6 +86,7 @@ struct endpoint {
 	char		*hb;
 	char		*path;		/* its connection file */
 	int		 closed;	/* freed from the loop soon */
+	zsock_t		*mon[2];	/* shell, control monitors */
 };
 extern struct endpoint *endpoint_shared;
 struct endpoint	*endpoint_new(struct session *, const struct conninfo *,
@@ -100,7 +109,8 @@ void		 kernel_reaped(pid_t, int);
 void		 kernel_forget_endpoint(struct session *, struct endpoint *);
 json_t		*kernel_describe(struct session *);
 struct session	*kernel_new_session(const char *, uid_t,
-		     const struct conninfo *, char **);
+		     const struct conninfo *, const struct session_limits *,
+		     char **);
 void		 kernel_shutdown_all(void);
 
 /* server/control.c */

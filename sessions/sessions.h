@@ -48,6 +48,17 @@ enum session_state {
 	SESSION_DEAD,
 };
 
+/* What one session may use; defaults from the config, overridable per session. */
+struct session_limits {
+	uint64_t	 memory;	/* bytes, memory cgroup */
+	uint32_t	 cpu_millis;	/* 1000 = one CPU */
+	uint64_t	 pids;
+	uint64_t	 tmp;		/* bytes of /tmp and of /dev/shm */
+	uint64_t	 exec_timeout;	/* seconds per execute, 0 = none */
+	uint64_t	 nofile;
+	uint64_t	 fsize;		/* bytes, largest file written */
+};
+
 struct session {
 	char		 name[SESSION_NAME_MAX + 1];
 	uid_t		 owner;
@@ -81,6 +92,13 @@ struct session {
 	uint64_t	 next_id;
 	json_t		*exec_count;
 	char		*workdir;
+
+	/* Containment (sessions/contain.c). */
+	struct session_limits limits;
+	uid_t		 host_uid;	/* the interpreter's uid on the host */
+	gid_t		 host_gid;
+	int		 cgroup_made;
+	uint64_t	 oom_seen;	/* OOM kills counted so far */
 };
 
 int		 session_name_valid(const char *);
@@ -99,6 +117,25 @@ void		 session_set_state(struct session *, enum session_state,
 		     const char *);
 int		 session_visible(struct session *, uid_t);
 
+/* sessions/contain.c */
+struct contain_config {
+	uid_t		 uid_base;	/* session uids: base .. base+count-1 */
+	uint32_t	 uid_count;
+	const char	*cgroup_name;	/* our group under the daemon's own */
+	int		 allow_weaker;	/* start even if protections are off */
+	const char	*proc_root;	/* "/proc", or a fake tree in tests */
+};
+int		 contain_init(const struct contain_config *, char **);
+void		 contain_shutdown(void);
+int		 contain_enabled(void);
+const char	*contain_weaker(void);
+const char	*contain_describe(void);
+int		 contain_prepare(struct session *, char **);
+int		 contain_enter(struct session *, pid_t, char **);
+void		 contain_release(struct session *);
+int		 contain_oom_killed(struct session *);
+void		 contain_stats(struct session *, uint64_t *, uint64_t *);
+
 /* sessions/spawn.c */
 struct spawn_args {
 	const char	*shim;		/* path of cellblock-shim */
@@ -106,6 +143,9 @@ struct spawn_args {
 	const char	*python;	/* interpreter */
 	const char	*workdir;
 	const char	*name;
+	const char	*rootfs;	/* NULL: the host's /usr */
+	int		 contain;	/* run the sandbox steps */
+	const struct session_limits *limits;
 };
 int		 spawn_interpreter(struct session *, const struct spawn_args *,
 		     char **);

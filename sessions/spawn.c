@@ -54,7 +54,7 @@ spawn_interpreter(struct session *s, const struct spawn_args *a, char **cause)
 {
 	int	 sv[2], errp[2], devnull;
 	pid_t	 pid;
-	char	*argv[16];
+	char	*argv[32], num[4][24];
 	char	*envp[] = { "PATH=/usr/local/bin:/usr/bin:/bin",
 			    "LANG=C.UTF-8", NULL };
 	int	 i = 0;
@@ -82,6 +82,29 @@ spawn_interpreter(struct session *s, const struct spawn_args *a, char **cause)
 	argv[i++] = (char *)a->runner;
 	argv[i++] = "--python";
 	argv[i++] = (char *)a->python;
+	if (a->contain) {
+		snprintf(num[0], sizeof num[0], "%llu",
+		    (unsigned long long)a->limits->tmp);
+		snprintf(num[1], sizeof num[1], "%llu",
+		    (unsigned long long)a->limits->nofile);
+		snprintf(num[2], sizeof num[2], "%llu",
+		    (unsigned long long)a->limits->fsize);
+		argv[i++] = "--contain";
+		argv[i++] = "--tmp";
+		argv[i++] = num[0];
+		argv[i++] = "--nofile";
+		argv[i++] = num[1];
+		argv[i++] = "--fsize";
+		argv[i++] = num[2];
+		snprintf(num[3], sizeof num[3], "%u",
+		    (a->limits->cpu_millis + 999) / 1000);
+		argv[i++] = "--threads";
+		argv[i++] = num[3];
+		if (a->rootfs != NULL) {
+			argv[i++] = "--rootfs";
+			argv[i++] = (char *)a->rootfs;
+		}
+	}
 	argv[i] = NULL;
 
 	pid = fork();

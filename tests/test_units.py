@@ -7,7 +7,7 @@ import subprocess
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-UNITS = ["test-protocol", "test-cgroup", "seccomp-check"]
+UNITS = ["test-protocol", "test-cgroup", "seccomp-check", "sandbox-check"]
 
 
 @pytest.mark.parametrize("name", UNITS)

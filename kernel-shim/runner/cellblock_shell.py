@@ -96,8 +96,11 @@ class CellblockShell(InteractiveShell):
 
     def ask_exit(self):
         # exit()/quit() must not end the interpreter: the session is a durable
-        # thing owned by the daemon. Say how to really end it instead.
+        # thing owned by the daemon. Say how to really end it instead, and
+        # let a front end that asked (jupyter console) leave, keeping the
+        # session: the ask_exit payload with keepkernel.
         print(self.publisher.exit_hint(), file=sys.stderr)
+        self.payload_manager.write_payload({"source": "ask_exit", "keepkernel": True})
 
 
 InteractiveShellABC.register(CellblockShell)

@@ -9,7 +9,7 @@ import time
 import pytest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from conftest import PYTHON, RUNNER_DIR, of_type, streams
+from runner_harness import PYTHON, RUNNER_DIR, of_type, streams
 
 # --------------------------------------------------------------- lifecycle
 

@@ -1,0 +1,89 @@
+/* sandbox.h: the plan of a session's sandbox and the steps that build it. */
+
+#ifndef SANDBOX_H
+#define SANDBOX_H
+
+#include <sys/types.h>
+
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+/*
+ * Everything the steps need to know about one session.  The steps keep no
+ * state of their own, so the same plan works in cellblock-shim and in a
+ * child forked from a preloaded interpreter.
+ *
+ * The order, run by the caller (see SANDBOX-NOTES.md):
+ *
+ *   parent ns   sandbox_user_drop_groups()          as root, before unshare
+ *   child       unshare(USER|NS|PID|NET|IPC|UTS)
+ *   parent      sandbox_user_write_maps(child, ...)
+ *   child       unshare(CGROUP), fork: the child is pid 1
+ *   pid 1       sandbox_mount_setup(), sandbox_proc_hostname(), fork
+ *   pid 2       sandbox_user_become(), sandbox_proc_drop_caps(),
+ *               sandbox_proc_rlimits(), sandbox_proc_hygiene(), seccomp, exec
+ *   pid 1       sandbox_user_become(), sandbox_proc_drop_caps(),
+ *               prctl(PR_SET_PDEATHSIG), sandbox_proc_reaper(pid 2)
+ *
+ * Every function returns 0, or -1 with *cause set to an allocated message
+ * the caller frees.  None of them exits.
+ */
+struct sandbox_plan {
+	const char	*hostname;	/* the session name */
+	const char	*rootfs;	/* NULL: the host's /usr, /lib*, /bin,
+					   /sbin, /etc; else a prepared root
+					   whose own are used instead */
+	const char	*workdir;	/* host dir, rw at SANDBOX_HOME */
+	const char	*runner_dir;	/* host dir, ro at SANDBOX_RUNNER_DIR */
+	const char	*etc_dir;	/* prepared /etc (host dir), read-only;
+					   NULL: generate a minimal one */
+	uint64_t	 tmp_bytes;	/* size= of /tmp and of /dev/shm */
+	uid_t		 inner_uid;	/* 1000 */
+	gid_t		 inner_gid;	/* 1000 */
+	uint64_t	 nofile;	/* RLIMIT_NOFILE */
+	uint64_t	 fsize_bytes;	/* RLIMIT_FSIZE */
+	int		 keep_fd;	/* the channel: the only fd left open */
+};
+
+/* Where the plan's directories appear inside. */
+#define SANDBOX_HOME		"/home/session"
+#define SANDBOX_RUNNER_DIR	"/opt/cellblock/runner"
+
+/* sandbox-mount.c */
+int	sandbox_mount_setup(const struct sandbox_plan *, char **);
+
+/* sandbox-user.c */
+int	sandbox_user_drop_groups(char **);
+int	sandbox_user_write_maps(pid_t, uid_t, uid_t, gid_t, gid_t, char **);
+int	sandbox_user_become(const struct sandbox_plan *, char **);
+
+/* sandbox-proc.c */
+int	sandbox_proc_valid_hostname(const char *);
+int	sandbox_proc_hostname(const struct sandbox_plan *, char **);
+int	sandbox_proc_drop_caps(char **);
+int	sandbox_proc_rlimits(const struct sandbox_plan *, char **);
+int	sandbox_proc_hygiene(const struct sandbox_plan *, char **);
+int	sandbox_proc_reaper(pid_t, int *, char **);
+
+/*
+ * Set *cause (if cause is not NULL) and return -1, so a failing step reads
+ * "return (sandbox_cause(cause, ...));".  Inline here because the three
+ * files must also link without the daemon's xmalloc.c.
+ */
+static inline int __attribute__((format(printf, 2, 3)))
+sandbox_cause(char **cause, const char *fmt, ...)
+{
+	va_list	ap;
+
+	if (cause == NULL)
+		return (-1);
+	va_start(ap, fmt);
+	if (vasprintf(cause, fmt, ap) == -1)
+		*cause = NULL;
+	va_end(ap);
+	return (-1);
+}
+
+#endif /* SANDBOX_H */

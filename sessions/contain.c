@@ -1,0 +1,304 @@
+/* contain.c: the daemon's side of each session's sandbox: uids, cgroups, maps. */
+/*
+ * The child side lives in kernel-shim/ (one file per kernel facility). Here
+ * the daemon decides at start which protections this host can give, and
+ * per session: picks an unprivileged host uid, creates the cgroup with its
+ * limits (read back, fail closed) before anything runs, and when the shim
+ * has unshared its namespaces, writes its uid/gid maps and moves it into
+ * the cgroup before releasing it.
+ */
+
+#include <sys/types.h>
+#include <sys/wait.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cgroup.h"
+#include "log.h"
+#include "protocol.h"
+#include "sessions.h"
+
+static struct {
+	struct contain_config	 cfg;
+	int			 userns;	/* namespaces available */
+	int			 uids;		/* a host uid per session */
+	struct cgroup_host	*cg;
+	char			*weaker;	/* what is off, or NULL */
+	char			*describe;
+	u_char			*used;		/* uid slots in use */
+} contain;
+
+/* Can this process create a user namespace? Try it in a child. */
+static int
+contain_probe_userns(void)
+{
+	pid_t	pid;
+	int	status;
+
+	pid = fork();
+	if (pid == 0)
+		_exit(unshare(CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWPID |
+		    CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS) == 0 ? 0 : 1);
+	if (pid == -1 || waitpid(pid, &status, 0) != pid)
+		return (0);
+	return (WIFEXITED(status) && WEXITSTATUS(status) == 0);
+}
+
+static void
+contain_off(const char *what)
+{
+	char	*w;
+
+	if (contain.weaker == NULL)
+		contain.weaker = xstrdup(what);
+	else {
+		xasprintf(&w, "%s, %s", contain.weaker, what);
+		free(contain.weaker);
+		contain.weaker = w;
+	}
+}
+
+static void
+contain_probe_cgroups(void)
+{
+	static const char *need[] = { "memory", "pids", "cpu" };
+	char	*cause = NULL;
+	size_t	 i;
+	int	 n;
+
+	contain.cg = cgroup_host_detect(contain.cfg.proc_root,
+	    contain.cfg.cgroup_name, &cause);
+	if (contain.cg == NULL || getuid() != 0 ||
+	    cgroup_host_prepare(contain.cg, &cause) != 0) {
+		log_warn("cgroups unavailable: %s", cause ? cause :
+		    "not root");
+		free(cause);
+		cgroup_host_destroy(&contain.cg);
+		contain_off("cgroups (memory, pids, cpu limits)");
+		return;
+	}
+	for (i = 0; i < sizeof need / sizeof need[0]; i++) {
+		if (cgroup_host_controller(contain.cg, need[i], NULL) == 0) {
+			log_warn("cgroup controller %s unavailable", need[i]);
+			cgroup_host_destroy(&contain.cg);
+			contain_off("cgroups (memory, pids, cpu limits)");
+			return;
+		}
+	}
+	if ((n = cgroup_cleanup_stale(contain.cg, &cause)) > 0)
+		log_info("removed %d stale session cgroups", n);
+	else if (n < 0) {
+		log_warn("stale cgroups: %s", cause);
+		free(cause);
+	}
+}
+
+/*
+ * Decide what this host can give. Without --allow-weaker-sandbox any
+ * missing protection is fatal: a sandbox that silently enforces nothing
+ * is worse than none.
+ */
+int
+contain_init(const struct contain_config *cfg, char **cause)
+{
+	contain.cfg = *cfg;
+	contain.userns = contain_probe_userns();
+	contain.uids = contain.userns && getuid() == 0;
+	if (!contain.userns)
+		contain_off("namespaces (user, mount, pid, net, ipc, uts)");
+	if (!contain.uids)
+		contain_off("a separate host uid per session (needs root)");
+	contain_probe_cgroups();
+	contain.used = xcalloc(1, contain.cfg.uid_count);
+	xasprintf(&contain.describe, "namespaces %s, per-session uids %s "
+	    "(%u..%u), cgroups %s, seccomp on", contain.userns ? "on" : "OFF",
+	    contain.uids ? "on" : "OFF", (u_int)cfg->uid_base,
+	    (u_int)(cfg->uid_base + cfg->uid_count - 1), contain.cg != NULL ?
+	    cgroup_host_describe(contain.cg) : "OFF");
+	if (contain.weaker != NULL && !cfg->allow_weaker) {
+		xasprintf(cause, "cannot sandbox sessions on this host: "
+		    "missing %s; run as root on a host with user namespaces "
+		    "and cgroups, or start with --allow-weaker-sandbox",
+		    contain.weaker);
+		return (-1);
+	}
+	if (contain.weaker != NULL)
+		log_warn("WEAKER SANDBOX: protections off: %s", contain.weaker);
+	return (0);
+}
+
+void
+contain_shutdown(void)
+{
+	cgroup_host_destroy(&contain.cg);
+	free(contain.weaker);
+	free(contain.describe);
+	free(contain.used);
+	memset(&contain, 0, sizeof contain);
+}
+
+int
+contain_enabled(void)
+{
+	return (contain.userns);
+}
+
+const char *
+contain_weaker(void)
+{
+	return (contain.weaker);
+}
+
+const char *
+contain_describe(void)
+{
+	return (contain.describe);
+}
+
+static int
+contain_pick_uid(struct session *s, char **cause)
+{
+	uint32_t	i;
+
+	if (!contain.uids) {
+		s->host_uid = getuid();
+		s->host_gid = getgid();
+		return (0);
+	}
+	for (i = 0; i < contain.cfg.uid_count; i++) {
+		if (!contain.used[i]) {
+			contain.used[i] = 1;
+			s->host_uid = contain.cfg.uid_base + i;
+			s->host_gid = contain.cfg.uid_base + i;
+			return (0);
+		}
+	}
+	xasprintf(cause, "no free session uid in %u..%u",
+	    (u_int)contain.cfg.uid_base,
+	    (u_int)(contain.cfg.uid_base + contain.cfg.uid_count - 1));
+	return (-1);
+}
+
+/* Before the first interpreter: a uid, and the cgroup with its limits. */
+int
+contain_prepare(struct session *s, char **cause)
+{
+	struct cgroup_limits	lim;
+	char			*why;
+
+	if (contain_pick_uid(s, cause) != 0)
+		return (-1);
+	if (contain.cg == NULL)
+		return (0);
+	lim.memory_bytes = s->limits.memory;
+	lim.pids = s->limits.pids;
+	lim.cpu_millis = s->limits.cpu_millis;
+	if (cgroup_create(contain.cg, s->name, &lim, &why) != 0) {
+		xasprintf(cause, "cgroup for %s refused: %s", s->name, why);
+		free(why);
+		contain_release(s);
+		return (-1);
+	}
+	s->cgroup_made = 1;
+	s->oom_seen = 0;
+	return (0);
+}
+
+static int
+contain_write(pid_t pid, const char *file, const char *text, char **cause)
+{
+	char	 path[64];
+	int	 fd;
+	ssize_t	 n;
+
+	snprintf(path, sizeof path, "/proc/%ld/%s", (long)pid, file);
+	if ((fd = open(path, O_WRONLY | O_CLOEXEC)) == -1) {
+		xasprintf(cause, "%s: %s", path, strerror(errno));
+		return (-1);
+	}
+	n = write(fd, text, strlen(text));
+	close(fd);
+	if (n != (ssize_t)strlen(text)) {
+		xasprintf(cause, "%s: %s", path, strerror(errno));
+		return (-1);
+	}
+	return (0);
+}
+
+/*
+ * The shim has unshared its namespaces and waits: map its inner uid 1000
+ * to the session's host uid (setgroups denied first, as the kernel
+ * requires), and put it in its cgroup. Only then is it released.
+ */
+int
+contain_enter(struct session *s, pid_t pid, char **cause)
+{
+	char	map[64];
+
+	if (s->cgroup_made &&
+	    cgroup_attach(contain.cg, s->name, pid, cause) != 0)
+		return (-1);
+	if (!contain.userns)
+		return (0);
+	if (contain_write(pid, "setgroups", "deny", cause) != 0)
+		return (-1);
+	snprintf(map, sizeof map, "1000 %u 1\n", (u_int)s->host_uid);
+	if (contain_write(pid, "uid_map", map, cause) != 0)
+		return (-1);
+	snprintf(map, sizeof map, "1000 %u 1\n", (u_int)s->host_gid);
+	return (contain_write(pid, "gid_map", map, cause));
+}
+
+void
+contain_release(struct session *s)
+{
+	char	*cause;
+
+	if (s->cgroup_made && contain.cg != NULL) {
+		if (cgroup_remove(contain.cg, s->name, &cause) != 0) {
+			log_warn("%s: %s", s->name, cause);
+			free(cause);
+		}
+		s->cgroup_made = 0;
+	}
+	if (contain.uids && s->host_uid >= contain.cfg.uid_base &&
+	    s->host_uid < contain.cfg.uid_base + contain.cfg.uid_count)
+		contain.used[s->host_uid - contain.cfg.uid_base] = 0;
+	s->host_uid = (uid_t)-1;
+}
+
+/* Did the memory cgroup kill something since we last looked? */
+int
+contain_oom_killed(struct session *s)
+{
+	uint64_t	 n;
+	char		*cause;
+
+	if (!s->cgroup_made)
+		return (0);
+	if (cgroup_oom_kills(contain.cg, s->name, &n, &cause) != 0) {
+		free(cause);
+		return (0);
+	}
+	if (n == CGROUP_UNKNOWN || n <= s->oom_seen)
+		return (0);
+	s->oom_seen = n;
+	return (1);
+}
+
+void
+contain_stats(struct session *s, uint64_t *mem, uint64_t *cpu)
+{
+	char	*cause;
+
+	*mem = *cpu = CGROUP_UNKNOWN;
+	if (s->cgroup_made &&
+	    cgroup_stats(contain.cg, s->name, mem, cpu, &cause) != 0)
+		free(cause);
+}

@@ -1,0 +1,95 @@
+"""Shared test helpers: a real cellblockd with a private state directory,
+jupyter_client clients on its sessions, and run_cell."""
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BIN = os.path.join(ROOT, "bin")
+CELLBLOCK = os.path.join(BIN, "cellblock")
+CELLBLOCKD = os.path.join(BIN, "cellblockd")
+PYTHON = "/usr/bin/python3"
+
+
+class Daemon:
+    """One cellblockd in the foreground with its own state directory."""
+
+    def __init__(self, extra_args=()):
+        self.state = tempfile.mkdtemp(prefix="cb-test-")
+        self.log = open(os.path.join(self.state, "test-daemon.log"), "w+")
+        self.proc = subprocess.Popen(
+            [CELLBLOCKD, "--foreground", "--state-dir", self.state, *extra_args],
+            stdout=self.log, stderr=subprocess.STDOUT)
+        sock = os.path.join(self.state, "control.sock")
+        deadline = time.monotonic() + 15
+        while not os.path.exists(sock):
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("cellblockd did not start:\n" + self.log_text())
+            time.sleep(0.02)
+
+    def env(self):
+        env = dict(os.environ)
+        env["CELLBLOCK_STATE_DIR"] = self.state
+        return env
+
+    def cli(self, *args, input=None, timeout=60, check=False):
+        p = subprocess.run([CELLBLOCK, *args], capture_output=True, text=True,
+                           env=self.env(), input=input, timeout=timeout)
+        if check and p.returncode != 0:
+            raise AssertionError(f"cellblock {args} failed {p.returncode}:\n{p.stderr}")
+        return p
+
+    def new(self, name=None):
+        args = ["new"] + (["--name", name] if name else [])
+        return self.cli(*args, check=True).stdout.strip()
+
+    def client(self, connection_file):
+        from jupyter_client import BlockingKernelClient
+        kc = BlockingKernelClient(connection_file=connection_file)
+        kc.load_connection_file()
+        kc.start_channels()
+        kc.wait_for_ready(timeout=30)
+        return kc
+
+    def log_text(self):
+        self.log.flush()
+        with open(self.log.name) as f:
+            return f.read()
+
+    def alive(self):
+        return self.proc.poll() is None
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.log.close()
+        shutil.rmtree(self.state, ignore_errors=True)
+
+
+def run_cell(kc, code, timeout=30, **kw):
+    """Execute code; return (reply, [iopub messages for it])."""
+    msg_id = kc.execute(code, **kw)
+    reply = kc.get_shell_msg(timeout=timeout)
+    while reply["parent_header"].get("msg_id") != msg_id:
+        reply = kc.get_shell_msg(timeout=timeout)
+    outputs = []
+    while True:
+        msg = kc.get_iopub_msg(timeout=timeout)
+        if msg["parent_header"].get("msg_id") != msg_id:
+            continue
+        outputs.append(msg)
+        if msg["msg_type"] == "status" and msg["content"]["execution_state"] == "idle":
+            break
+    return reply, outputs
