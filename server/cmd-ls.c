@@ -24,27 +24,49 @@ cmd_ls_user(int uid, char *buf, size_t len)
 	return (buf);
 }
 
+/* "-" where the host cannot tell (no cgroups: a weaker sandbox). */
+static void
+cmd_ls_memory(json_t *v, char *buf, size_t len)
+{
+	if (json_is_integer(v))
+		snprintf(buf, len, "%.1fM", json_integer_value(v) / 1048576.0);
+	else
+		snprintf(buf, len, "-");
+}
+
+static void
+cmd_ls_cpu(json_t *v, char *buf, size_t len)
+{
+	if (json_is_number(v))
+		snprintf(buf, len, "%.2fs", json_number_value(v));
+	else
+		snprintf(buf, len, "-");
+}
+
 static void
 cmd_ls_table(json_t *list)
 {
 	json_t		*s;
 	size_t		 i;
-	char		 ubuf[16];
+	char		 ubuf[16], mbuf[16], cbuf[16];
 	const char	*conn, *weaker = NULL;
 
-	printf("%-24s %-12s %-10s %7s %6s %s\n", "NAME", "STATE", "OWNER",
-	    "PID", "IDLE", "CONNECTION");
+	printf("%-24s %-12s %-10s %7s %6s %8s %8s %s\n", "NAME", "STATE",
+	    "OWNER", "PID", "IDLE", "MEMORY", "CPU", "CONNECTION");
 	json_array_foreach(list, i, s) {
 		conn = json_string_value(json_object_get(s,
 		    "connection_file"));
-		printf("%-24s %-12s %-10s %7lld %5llds %s%s\n",
+		cmd_ls_memory(json_object_get(s, "memory"), mbuf, sizeof mbuf);
+		cmd_ls_cpu(json_object_get(s, "cpu_seconds"), cbuf, sizeof cbuf);
+		printf("%-24s %-12s %-10s %7lld %5llds %8s %8s %s%s\n",
 		    json_string_value(json_object_get(s, "name")),
 		    json_string_value(json_object_get(s, "state")),
 		    cmd_ls_user(json_integer_value(json_object_get(s, "owner")),
 		    ubuf, sizeof ubuf),
 		    (long long)json_integer_value(json_object_get(s, "pid")),
 		    (long long)json_integer_value(json_object_get(s,
-		    "idle_seconds")), conn ? conn : "(shared endpoint)",
+		    "idle_seconds")), mbuf, cbuf,
+		    conn ? conn : "(shared endpoint)",
 		    json_is_true(json_object_get(s, "attached")) ?
 		    " [attached]" : "");
 		weaker = json_string_value(json_object_get(s,
