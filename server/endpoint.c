@@ -178,8 +178,16 @@ endpoint_socket_new(int type)
 	if (s == NULL)
 		fatalx("cannot create ZeroMQ socket");
 	zsock_set_linger(s, 200);
-	if (type == ZMQ_ROUTER)
+	if (type == ZMQ_ROUTER) {
 		zsock_set_maxmsgsize(s, (int64_t)cfg.max_message);
+		/*
+		 * jupyter_client uses its session id as the routing id, so a
+		 * client that reconnects presents the same one; without
+		 * handover the new connection is ignored while the old one
+		 * lingers.
+		 */
+		zsock_set_router_handover(s, 1);
+	}
 	return (s);
 }
 

@@ -420,6 +420,14 @@ kernel_receive(struct endpoint *ep, int which, struct jmsg *jm)
 	}
 	req->id = s->next_id++;
 	req->execute = strcmp(jm->msg_type, "execute_request") == 0;
+	if (s->ending) {
+		/* Nothing will run it: say so now rather than never. */
+		kernel_status(s, req, "busy");
+		kernel_fail(s, req, "SessionEnded", "the session is shutting "
+		    "down", 0);
+		kernel_req_free(req);
+		return;
+	}
 	if (req->execute) {
 		req->silent = kernel_bool(jm->content, "silent", 0);
 		req->stop_on_error = kernel_bool(jm->content, "stop_on_error",
@@ -1088,6 +1096,8 @@ kernel_finish_end(struct session *s, const char *why)
 	struct endpoint	*ep = s->endpoint;
 
 	session_set_state(s, SESSION_DEAD, why);
+	kernel_fail_queue(s, "SessionEnded", "the session ended before this "
+	    "request ran");
 	if (ep != NULL) {
 		kernel_forget_endpoint(s, ep);
 		endpoint_close(ep);
