@@ -96,6 +96,7 @@ class FdCapture:
         self._pipes = {}        # captured fd → (read end, stream, decoder, lock)
         self._locks = []        # held by a reader while its text is not yet buffered
         self._poll = select.poll()
+        self._poll_lock = threading.Lock()
 
     def capture(self, fd, stream):
         read_end, write_end = os.pipe()
@@ -116,7 +117,11 @@ class FdCapture:
 
     def drain_if_pending(self):
         """Cheap check (one poll(0)) before the main thread writes or replies."""
-        if self._poll.poll(0) or any(lock.locked() for lock in self._locks):
+        # A poll object may not be used by two threads at once, and user
+        # threads print concurrently: one guard around the shared poller.
+        with self._poll_lock:
+            ready = self._poll.poll(0)
+        if ready or any(lock.locked() for lock in self._locks):
             self.drain()
 
     def drain(self):

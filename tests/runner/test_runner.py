@@ -525,3 +525,20 @@ def test_execute_roundtrip_is_lean(session):
     per_execute = (time.perf_counter() - started) / rounds
     # run_cell itself is ~0.3 ms here; generous bound so a loaded CI box passes.
     assert per_execute < 0.01, per_execute
+
+
+def test_threads_printing_at_once(session):
+    """User threads print concurrently; the shared fd poller must not be
+    used by two threads at once (RuntimeError: concurrent poll())."""
+    code = ("import threading\n"
+            "def work():\n"
+            "    for i in range(3000):\n"
+            "        print(i)\n"
+            "ts = [threading.Thread(target=work) for _ in range(4)]\n"
+            "[t.start() for t in ts]; [t.join() for t in ts]\n"
+            "print('done')\n")
+    iopub, reply = session.execute(code, timeout=60)
+    assert reply["status"] == "ok", reply
+    text = streams(iopub)
+    assert "RuntimeError" not in text
+    assert text.count("\n") == 4 * 3000 + 1
