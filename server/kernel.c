@@ -11,8 +11,9 @@
 #include <sys/types.h>
 #include <sys/wait.h>
 
+#include <dirent.h>
 #include <errno.h>
-#include <ftw.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,6 +26,7 @@
 #define KERNEL_KILL_GRACE	2000	/* ms between SIGTERM and SIGKILL */
 #define KERNEL_START_TRIES	3	/* deaths before hello, then give up */
 #define KERNEL_TIMEOUT_GRACE	2000	/* ms after the timeout's interrupt */
+#define KERNEL_RMTREE_DEPTH	4096	/* deeper trees are left, logged */
 
 struct req {
 	uint64_t			 id;
@@ -39,7 +41,8 @@ struct req {
 	int				 input_pending;
 	int				 timer;		/* exec-timeout, 0 = none */
 	int				 timed_out;
-	size_t				 stream_bytes;
+	size_t				 stream_bytes;	/* output budget */
+	size_t				 other_bytes;
 	int				 truncated;
 };
 
@@ -572,38 +575,54 @@ kernel_timeout_error(struct session *s, json_t *content)
 }
 
 /*
- * Output caps: past max-stream bytes of stream output in one request the
- * rest is dropped after one visible notice; a display payload over
- * max-display is replaced by a note. The daemon's memory stays flat.
+ * Output caps. Everything the runner publishes is charged to a request's
+ * budget: the running one, else the last one (output from threads, or
+ * frames a hostile cell writes to the channel itself with any id). Past
+ * max-stream bytes of streams the rest is dropped after one notice; other
+ * messages may total 4 x max-display, and one display payload over
+ * max-display is replaced by a note. So no cell can make the daemon queue
+ * more than a bounded amount for subscribers that do not read.
  */
 static json_t *
-kernel_cap_output(struct req *req, const char *type,
-    json_t *content)
+kernel_cap_stream(struct req *budget, json_t *content)
 {
 	const char	*text;
 	char		*note;
+
+	text = json_string_value(json_object_get(content, "text"));
+	budget->stream_bytes += text != NULL ? strlen(text) : 0;
+	if (budget->stream_bytes <= cfg.max_stream)
+		return (json_incref(content));
+	if (budget->truncated)
+		return (NULL);
+	budget->truncated = 1;
+	xasprintf(&note, "\n[cellblock: output truncated: this request wrote "
+	    "more than %zu bytes of stream output; the rest is not shown]\n",
+	    cfg.max_stream);
+	content = json_pack("{s:s,s:s}", "name", "stderr", "text", note);
+	free(note);
+	return (content);
+}
+
+static json_t *
+kernel_cap_output(struct req *budget, const char *type,
+    json_t *content)
+{
+	char		*note;
 	size_t		 size;
 
-	if (strcmp(type, "stream") == 0 && req != NULL) {
-		text = json_string_value(json_object_get(content, "text"));
-		req->stream_bytes += text != NULL ? strlen(text) : 0;
-		if (req->stream_bytes <= cfg.max_stream)
-			return (json_incref(content));
-		if (req->truncated)
-			return (NULL);
-		req->truncated = 1;
-		xasprintf(&note, "\n[cellblock: output truncated: this request "
-		    "wrote more than %zu bytes of stream output; the rest is "
-		    "not shown]\n", cfg.max_stream);
-		content = json_pack("{s:s,s:s}", "name", "stderr", "text", note);
-		free(note);
-		return (content);
-	}
+	if (budget == NULL)
+		return (NULL);	/* output before any request: nobody asked */
+	if (strcmp(type, "stream") == 0)
+		return (kernel_cap_stream(budget, content));
+	size = json_dumpb(content, NULL, 0, JSON_COMPACT);
+	budget->other_bytes += size;
+	if (budget->other_bytes > 4 * cfg.max_display)
+		return (NULL);
 	if (strcmp(type, "display_data") != 0 &&
 	    strcmp(type, "update_display_data") != 0 &&
 	    strcmp(type, "execute_result") != 0)
-		return (json_incref(content));
-	size = json_dumpb(content, NULL, 0, JSON_COMPACT);
+		return (size <= cfg.max_display ? json_incref(content) : NULL);
 	if (size <= cfg.max_display)
 		return (json_incref(content));
 	content = json_deep_copy(content);
@@ -723,8 +742,9 @@ kernel_on_iopub(struct session *s, json_t *msg)
 	if (req != NULL && req->timed_out &&
 	    strcmp(json_string_value(type), "error") == 0)
 		content = kernel_timeout_error(s, content);
-	else if ((content = kernel_cap_output(req, json_string_value(type),
-	    content)) == NULL)
+	else if ((content = kernel_cap_output(s->current != NULL ?
+	    (struct req *)s->current : (struct req *)s->last,
+	    json_string_value(type), content)) == NULL)
 		return;
 	bufs = kernel_buffers_bin(json_object_get(msg, "buffers"));
 	kernel_publish(s, req, json_string_value(type), content,
@@ -1078,16 +1098,48 @@ kernel_end(struct session *s, const char *why)
 		kernel_finish_end(s, why);
 }
 
+/*
+ * Remove a tree the session controlled, by file descriptor: no path is
+ * ever rebuilt (a deep tree exceeds PATH_MAX), no link is followed
+ * (O_NOFOLLOW, unlinkat removes the link itself), no mount is crossed.
+ */
 static int
-kernel_rm(const char *path, const struct stat *st, int flag, struct FTW *f)
+kernel_rmtree_at(int parent, const char *name, int depth)
 {
-	(void)st;
-	(void)f;
-	if (flag == FTW_DP)
-		rmdir(path);
-	else
-		unlink(path);
-	return (0);
+	struct dirent	*de;
+	DIR		*d;
+	int		 fd, r = 0;
+
+	if (unlinkat(parent, name, 0) == 0 || errno == ENOENT)
+		return (0);
+	if (errno != EISDIR && errno != EPERM)
+		return (-1);
+	if (depth > KERNEL_RMTREE_DEPTH)
+		return (-1);
+	fd = openat(parent, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW |
+	    O_CLOEXEC);
+	if (fd == -1 || (d = fdopendir(fd)) == NULL) {
+		if (fd != -1)
+			close(fd);
+		return (-1);
+	}
+	while ((de = readdir(d)) != NULL) {
+		if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+			continue;
+		if (kernel_rmtree_at(dirfd(d), de->d_name, depth + 1) != 0)
+			r = -1;
+	}
+	closedir(d);
+	if (unlinkat(parent, name, AT_REMOVEDIR) != 0 && errno != ENOENT)
+		r = -1;
+	return (r);
+}
+
+static void
+kernel_rmtree(const char *path)
+{
+	if (kernel_rmtree_at(AT_FDCWD, path, 0) != 0)
+		log_warn("cannot remove all of %s: %s", path, strerror(errno));
 }
 
 static void
@@ -1105,8 +1157,7 @@ kernel_finish_end(struct session *s, const char *why)
 	}
 	control_session_ended(s, why);
 	contain_release(s);
-	/* FTW_PHYS: never follow a link the session planted. */
-	nftw(s->workdir, kernel_rm, 16, FTW_DEPTH | FTW_PHYS | FTW_MOUNT);
+	kernel_rmtree(s->workdir);
 	kernel_req_free(s->current);
 	kernel_req_free(s->last);
 	s->current = s->last = NULL;
@@ -1226,10 +1277,11 @@ kernel_forget_endpoint(struct session *s, struct endpoint *ep)
 		req->ep = NULL;
 }
 
+/* A fresh directory only: never adopt one a previous session left. */
 static int
 kernel_mkdir(const char *path, uid_t owner, char **cause)
 {
-	if (mkdir(path, 0700) != 0 && errno != EEXIST) {
+	if (mkdir(path, 0700) != 0) {
 		xasprintf(cause, "%s: %s", path, strerror(errno));
 		return (-1);
 	}
@@ -1252,8 +1304,14 @@ kernel_new_session(const char *name, uid_t owner, const struct conninfo *ci,
 	struct session	*s;
 	struct endpoint	*ep;
 	char		*workdir, *path;
+	uint32_t	 rnd;
 
-	xasprintf(&workdir, "%s/work/%s", server_state_dir, name);
+	/*
+	 * A random suffix: a later session of the same name never sees what
+	 * an earlier one left, even if its removal failed.
+	 */
+	randombytes_buf(&rnd, sizeof rnd);
+	xasprintf(&workdir, "%s/work/%s.%08x", server_state_dir, name, rnd);
 	s = session_create(name, owner, workdir, cause);
 	if (s == NULL) {
 		free(workdir);
@@ -1298,11 +1356,12 @@ kernel_describe(struct session *s)
 	json_t		*d;
 
 	contain_stats(s, &mem, &cpu);
-	d = json_pack("{s:s,s:i,s:s,s:I,s:s?,s:I,s:I,s:i,s:b,s:i,s:i,"
+	d = json_pack("{s:s,s:i,s:s,s:I,s:s?,s:s,s:I,s:I,s:i,s:b,s:i,s:i,"
 	    "s:{s:I,s:f,s:I,s:I,s:I}}",
 	    "name", s->name, "owner", (int)s->owner, "state",
 	    session_state_name(s->state), "pid", (json_int_t)s->pid,
-	    "connection_file", ep != NULL ? ep->path : NULL,
+	    "connection_file", ep != NULL ? ep->path : NULL, "workdir",
+	    s->workdir,
 	    "created", (json_int_t)s->created, "idle_seconds",
 	    (json_int_t)(time(NULL) - s->last_active), "incarnation",
 	    (int)s->incarnation, "attached", s->attach != NULL, "queued",

@@ -110,17 +110,26 @@ contain_init(const struct contain_config *cfg, char **cause)
 	contain.cfg = *cfg;
 	contain.userns = contain_probe_userns();
 	contain.uids = contain.userns && getuid() == 0;
-	if (!contain.userns)
-		contain_off("namespaces (user, mount, pid, net, ipc, uts)");
+	/*
+	 * Every child-side step runs inside the user namespace, so without
+	 * one the interpreter gets none of them: say all that is lost.
+	 */
+	if (!contain.userns) {
+		contain_off("namespaces (user, mount, pid, net, ipc, uts), "
+		    "mount isolation, seccomp, rlimits, dropped capabilities");
+		if (getuid() == 0)
+			contain_off("the interpreter runs as root");
+	}
 	if (!contain.uids)
 		contain_off("a separate host uid per session (needs root)");
 	contain_probe_cgroups();
 	contain.used = xcalloc(1, contain.cfg.uid_count);
 	xasprintf(&contain.describe, "namespaces %s, per-session uids %s "
-	    "(%u..%u), cgroups %s, seccomp on", contain.userns ? "on" : "OFF",
+	    "(%u..%u), cgroups %s, seccomp %s", contain.userns ? "on" : "OFF",
 	    contain.uids ? "on" : "OFF", (u_int)cfg->uid_base,
 	    (u_int)(cfg->uid_base + cfg->uid_count - 1), contain.cg != NULL ?
-	    cgroup_host_describe(contain.cg) : "OFF");
+	    cgroup_host_describe(contain.cg) : "OFF",
+	    contain.userns ? "on" : "OFF");
 	if (contain.weaker != NULL && !cfg->allow_weaker) {
 		xasprintf(cause, "cannot sandbox sessions on this host: "
 		    "missing %s; run as root on a host with user namespaces "

@@ -1,15 +1,12 @@
 """Shared test helpers: a real cellblockd with a private state directory,
 jupyter_client clients on its sessions, and run_cell."""
-import json
 import os
 import shutil
 import signal
 import subprocess
-import sys
 import tempfile
 import time
 
-import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN = os.path.join(ROOT, "bin")
@@ -93,3 +90,15 @@ def run_cell(kc, code, timeout=30, **kw):
         if msg["msg_type"] == "status" and msg["content"]["execution_state"] == "idle":
             break
     return reply, outputs
+
+
+def poll(pred, timeout, what):
+    """Call pred until it returns something true; fail after timeout s."""
+    deadline = time.monotonic() + timeout
+    while True:
+        v = pred()
+        if v:
+            return v
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out after %ss waiting for %s" % (timeout, what))
+        time.sleep(0.05)

@@ -16,7 +16,7 @@ import uuid
 
 import pytest
 
-from cbtest import CELLBLOCK, run_cell
+from cbtest import CELLBLOCK, run_cell, poll
 
 NOBODY = 65534
 SETPRIV = "/usr/bin/setpriv"
@@ -25,17 +25,6 @@ TIMEOUT = 10            # any one Jupyter reply
 
 
 # ---------------------------------------------------------------- helpers
-
-def poll(pred, timeout, what):
-    deadline = time.monotonic() + timeout
-    while True:
-        v = pred()
-        if v:
-            return v
-        if time.monotonic() > deadline:
-            raise AssertionError("timed out after %ss waiting for %s" % (timeout, what))
-        time.sleep(0.05)
-
 
 def name_of(path):
     return os.path.basename(path)[:-len(".json")]

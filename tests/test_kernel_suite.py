@@ -13,14 +13,13 @@ against a private daemon.
 import json
 import os
 import subprocess
-import time
 import unittest
 
 import pytest
 
 import jupyter_kernel_test as jkt
 
-from cbtest import CELLBLOCK, Daemon
+from cbtest import CELLBLOCK, Daemon, poll
 
 
 class CellblockKernelTests(jkt.KernelTests):
@@ -78,17 +77,6 @@ def sessions(daemon):
     p = daemon.cli("ls", "--json")
     assert p.returncode == 0, p.stderr
     return {s["name"]: s for s in json.loads(p.stdout)}
-
-
-def poll(pred, timeout, what):
-    deadline = time.monotonic() + timeout
-    while True:
-        v = pred()
-        if v:
-            return v
-        if time.monotonic() > deadline:
-            raise AssertionError("timed out after %ss waiting for %s" % (timeout, what))
-        time.sleep(0.05)
 
 
 @pytest.fixture(scope="module")

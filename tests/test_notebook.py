@@ -22,23 +22,12 @@ from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
-from cbtest import CELLBLOCK, Daemon, run_cell
+from cbtest import CELLBLOCK, Daemon, run_cell, poll
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
 # ---------------------------------------------------------------- helpers
-
-def poll(pred, timeout, what):
-    deadline = time.monotonic() + timeout
-    while True:
-        v = pred()
-        if v:
-            return v
-        if time.monotonic() > deadline:
-            raise AssertionError("timed out after %ss waiting for %s" % (timeout, what))
-        time.sleep(0.05)
-
 
 def sessions(daemon):
     p = daemon.cli("ls", "--json")

@@ -18,7 +18,7 @@ import uuid
 import pytest
 import zmq
 
-from cbtest import Daemon, run_cell
+from cbtest import Daemon, run_cell, poll
 
 DELIM = b"<IDS|MSG>"
 TIMEOUT = 10            # any single reply or iopub message
@@ -196,17 +196,6 @@ def session_name(path):
 def ls(daemon):
     p = daemon.cli("ls", "--json", check=True)
     return {s["name"]: s for s in json.loads(p.stdout)}
-
-
-def poll(pred, timeout, what):
-    deadline = time.monotonic() + timeout
-    while True:
-        v = pred()
-        if v:
-            return v
-        if time.monotonic() > deadline:
-            raise AssertionError("timed out after %ss waiting for %s" % (timeout, what))
-        time.sleep(0.05)
 
 
 @pytest.fixture

@@ -23,6 +23,7 @@ if __name__ == "__main__":
     # Under `python3 -I` the script's own directory is not on sys.path.
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+import cellblock_checkpoint     # checkpoint/restore ops (docs/CHECKPOINTS.md)
 import cellblock_comm
 import cellblock_requests
 from IPython.core.error import StdinNotImplementedError
@@ -103,6 +104,8 @@ class Runner:
                 self.handle_request(msg)
             elif op == "shutdown":
                 return 0
+            elif op in cellblock_checkpoint.OPS:    # checkpoint, restore: docs/CHECKPOINTS.md
+                cellblock_checkpoint.serve_op(self, msg)
             # Anything else is a stale input_reply (its input() was
             # interrupted) or an op from a newer daemon: ignored.
 
