@@ -15,6 +15,8 @@ static const struct cmd_entry *cmd_table[] = {
 	&cmd_interrupt_entry,
 	&cmd_restart_entry,
 	&cmd_kill_entry,
+	&cmd_checkpoint_entry,
+	&cmd_fork_entry,
 	&cmd_attach_entry,
 	&cmd_kernelspec_entry,
 };

@@ -1,5 +1,6 @@
 /* cellblockd.c: the daemon: options, state directory, signals, the loop. */
 
+#include <sys/file.h>
 #include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/stat.h>
@@ -111,6 +112,48 @@ server_state(void)
 	server_mkdir("sessions", mode);
 	server_mkdir("work", mode);
 	server_mkdir("ipc", mode);
+}
+
+/*
+ * One daemon per state directory: a second one would unlink the first's
+ * socket and fight over its sessions. The lock lives as long as we do.
+ */
+static void
+server_lock(void)
+{
+	char	*path, pid[32];
+	int	 fd;
+
+	xasprintf(&path, "%s/cellblockd.pid", server_state_dir);
+	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+	if (fd == -1)
+		fatal("%s", path);
+	if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+		memset(pid, 0, sizeof pid);
+		if (read(fd, pid, sizeof pid - 1) < 0)
+			pid[0] = '\0';
+		pid[strcspn(pid, "\n")] = '\0';
+		fatalx("another cellblockd (pid %s) serves %s", pid[0] ? pid :
+		    "?", server_state_dir);
+	}
+	free(path);
+}
+
+static void
+server_write_pid(void)
+{
+	char	*path, buf[32];
+	int	 fd;
+
+	xasprintf(&path, "%s/cellblockd.pid", server_state_dir);
+	if ((fd = open(path, O_WRONLY | O_TRUNC | O_CLOEXEC | O_NOFOLLOW)) !=
+	    -1) {
+		snprintf(buf, sizeof buf, "%ld\n", (long)getpid());
+		if (write(fd, buf, strlen(buf)) < 0)
+			log_warn("%s: %s", path, strerror(errno));
+		close(fd);
+	}
+	free(path);
 }
 
 static void
@@ -335,11 +378,13 @@ main(int argc, char **argv)
 	server_uid = geteuid();
 	server_state_dir = connfile_state_dir(statedir);
 	server_state();
+	server_lock();
 	server_paths();
 	xasprintf(&logpath, "%s/cellblockd.log", server_state_dir);
 	if (!foreground)
 		server_daemonize(logpath);
 	log_open(cfg.log_level, stderr);
+	server_write_pid();
 	if (sodium_init() < 0)
 		fatalx("libsodium init failed");
 	server_raise_nofile();
@@ -353,6 +398,8 @@ main(int argc, char **argv)
 	if (heartbeat_start(&cause) != 0)
 		fatalx("%s", cause);
 	server_shared();
+	lifecycle_load_all();
+	lifecycle_start();
 	xasprintf(&path, "%s/control.sock", server_state_dir);
 	if (control_start(path, &cause) != 0)
 		fatalx("%s", cause);
@@ -376,6 +423,7 @@ main(int argc, char **argv)
 		if (zsys_interrupted)
 			break;
 	}
+	lifecycle_checkpoint_all(10000);
 	kernel_shutdown_all();
 	control_stop();
 	endpoint_destroy(&endpoint_shared);

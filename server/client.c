@@ -16,6 +16,7 @@
 #define CLIENT_START_WAIT	10000	/* ms for a new daemon to answer */
 
 static char	*client_dir;
+int		 client_timeout = 30000;	/* ms for one daemon reply */
 static char	 client_buf[1024 * 1024];
 static size_t	 client_len;
 
@@ -99,21 +100,30 @@ int
 client_connect(const char *unused, int autostart, char **cause)
 {
 	char	*path;
-	int	 fd, waited;
+	int	 fd, waited, started;
 
 	(void)unused;
 	xasprintf(&path, "%s/control.sock", client_state_dir());
 	fd = client_try(path);
 	if (fd == -1 && autostart && (errno == ENOENT || errno ==
 	    ECONNREFUSED)) {
-		if (client_start_daemon(cause) != 0) {
-			free(path);
-			return (-1);
-		}
+		/*
+		 * If ours could not start, another may be starting (it holds
+		 * the state directory's lock): wait for a socket either way.
+		 */
+		started = client_start_daemon(cause) == 0;
 		for (waited = 0; fd == -1 && waited < CLIENT_START_WAIT;
 		    waited += 20) {
 			usleep(20000);
 			fd = client_try(path);
+		}
+		if (fd != -1 && !started) {
+			free(*cause);
+			*cause = NULL;
+		}
+		if (fd == -1 && !started) {
+			free(path);
+			return (-1);
 		}
 	}
 	if (fd == -1)
@@ -193,7 +203,7 @@ client_call(int fd, json_t *req, char **cause)
 {
 	if (client_send(fd, req, cause) != 0)
 		return (NULL);
-	return (client_recv(fd, 30000, cause));
+	return (client_recv(fd, client_timeout, cause));
 }
 
 int

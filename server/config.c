@@ -44,6 +44,7 @@ static const struct config_entry {
 	{ "allow-weaker-sandbox", CONFIG_BOOL, &cfg.allow_weaker, "no" },
 	{ "max-stream", CONFIG_SIZE, &cfg.max_stream, "8M" },
 	{ "max-display", CONFIG_SIZE, &cfg.max_display, "16M" },
+	{ "idle-timeout", CONFIG_COUNT, &cfg.idle_timeout, "1800" },
 	{ "memory", CONFIG_SIZE, &cfg.limits.memory, "1G" },
 	{ "cpus", CONFIG_CPUS, &cfg.limits.cpu_millis, "1" },
 	{ "pids", CONFIG_COUNT, &cfg.limits.pids, "256" },

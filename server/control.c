@@ -39,7 +39,7 @@ typedef json_t *control_fn(struct control_conn *, json_t *);
 
 static control_fn control_new, control_ls, control_connect,
     control_interrupt, control_restart, control_kill, control_attach,
-    control_ping;
+    control_ping, control_checkpoint, control_fork;
 
 /*
  * Legend: command name as the CLI sends it in "cmd"; handler, which returns
@@ -56,6 +56,8 @@ static const struct {
 	{ "restart", control_restart },
 	{ "kill", control_kill },
 	{ "attach", control_attach },
+	{ "checkpoint", control_checkpoint },
+	{ "fork", control_fork },
 	{ "ping", control_ping },
 };
 
@@ -276,6 +278,7 @@ control_attach(struct control_conn *c, json_t *req)
 		if (endpoint_write_file(ep, path, s->owner, &cause) != 0)
 			log_warn("%s: %s", name, cause), free(cause);
 		free(path);
+		lifecycle_save(s);
 	} else if (s != NULL) {
 		r = control_error(EXIT_FAILED, "session '%s' is ending", name);
 		json_object_set_new(r, "retry", json_true());
@@ -292,6 +295,49 @@ fail:
 	r = control_error(EXIT_FAILED, "%s", cause);
 	free(cause);
 	return (r);
+}
+
+/* Answered when the runner says the checkpoint is written (NULL: later). */
+static json_t *
+control_checkpoint(struct control_conn *c, json_t *req)
+{
+	struct session	*s;
+	json_t		*err, *r;
+	char		*cause;
+
+	if ((s = control_session(c, req, &err)) == NULL)
+		return (err);
+	if (s->state == SESSION_HIBERNATED)
+		return (json_pack("{s:b,s:s}", "ok", 1, "note", "hibernated: "
+		    "its checkpoint is current"));
+	if (lifecycle_checkpoint(s, 0, c, &cause) != 0) {
+		r = control_error(EXIT_FAILED, "%s", cause);
+		free(cause);
+		return (r);
+	}
+	return (NULL);
+}
+
+static json_t *
+control_fork(struct control_conn *c, json_t *req)
+{
+	struct session	*s;
+	json_t		*err;
+	const char	*name = json_string_value(json_object_get(req, "new"));
+
+	if ((s = control_session(c, req, &err)) == NULL)
+		return (err);
+	if (name == NULL)
+		return (control_error(EXIT_USAGE, "no name for the new session"));
+	return (lifecycle_fork(s, name, c->uid, c));
+}
+
+void
+control_answer(void *waiter, json_t *reply)
+{
+	struct control_conn	*c = waiter;
+
+	control_send(c, reply);
 }
 
 static json_t *
@@ -324,6 +370,8 @@ control_send(struct control_conn *c, json_t *reply)
 	size_t	 len, off = 0;
 	ssize_t	 n;
 
+	if (reply == NULL)
+		return (0);	/* answered later */
 	s = json_dumps(reply, JSON_COMPACT);
 	json_decref(reply);
 	if (s == NULL)
@@ -417,6 +465,11 @@ control_close(struct control_conn *c)
 	memset(&item, 0, sizeof item);
 	item.fd = c->fd;
 	zloop_poller_end(server_loop, &item);
+	for (s = session_first(); s != NULL; s = session_next()) {
+		if (s->ckpt_waiter == c)
+			s->ckpt_waiter = NULL;
+	}
+	s = c->session;
 	if (s != NULL) {
 		s->attach = NULL;
 		c->session = NULL;

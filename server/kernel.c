@@ -640,6 +640,7 @@ kernel_pump(struct session *s)
 {
 	struct req	*req;
 	char		*cause;
+	json_t		*note;
 
 	if (s->current == NULL && zlist_size(s->queue) > 0 && s->pid == -1 &&
 	    !s->ending && !s->stopping) {
@@ -649,10 +650,14 @@ kernel_pump(struct session *s)
 		}
 	}
 	while (s->current == NULL && s->hello != NULL && !s->stopping &&
+	    s->ckpt_op == 0 && s->restore_op == 0 &&
 	    (req = zlist_pop(s->queue)) != NULL) {
 		s->current = req;
 		session_set_state(s, SESSION_BUSY, req->msg->msg_type);
 		kernel_status(s, req, "busy");
+		if (req->execute && s->restore_report != NULL &&
+		    (note = lifecycle_lost_note(s)) != NULL)
+			kernel_publish(s, req, "stream", note, NULL, NULL);
 		if (kernel_send_request(s, req) != 0)
 			kernel_stop(s, "SessionKilled");
 		else
@@ -670,6 +675,8 @@ kernel_finish_current(struct session *s)
 		zloop_timer_end(server_loop, req->timer);
 		req->timer = 0;
 	}
+	/* A running cell is activity: the idle clock restarts now. */
+	s->last_active = time(NULL);
 	kernel_req_free(s->last);
 	s->last = s->current;
 	s->current = NULL;
@@ -723,6 +730,8 @@ kernel_on_hello(struct session *s, json_t *msg)
 	s->hello = json_incref(msg);
 	s->start_failures = 0;
 	session_set_state(s, SESSION_IDLE, "interpreter ready");
+	if (lifecycle_restore(s))
+		return;		/* requests wait for restore_done */
 	kernel_pump(s);
 }
 
@@ -782,6 +791,15 @@ kernel_on_reply(struct session *s, json_t *msg)
 		    "reason", "CellTimeout", "state_preserved", 1));
 	} else
 		json_incref(content);
+	if (req->execute) {
+		s->dirty = 1;
+		/* The first reply after a resume says what came back. */
+		if (s->restore_report != NULL) {
+			json_object_set_new(meta, "cellblock_resumed",
+			    s->restore_report);
+			s->restore_report = NULL;
+		}
+	}
 	kernel_reply(s, req, req->entry->reply, content, meta, bufs);
 	zmsg_destroy(&bufs);
 	kernel_status(s, req, "idle");
@@ -860,6 +878,8 @@ static const struct {
 	{ "reply", kernel_on_reply },
 	{ "input_request", kernel_on_input_request },
 	{ "contain", kernel_on_contain },
+	{ "checkpoint_done", lifecycle_on_checkpoint_done },
+	{ "restore_done", lifecycle_on_restore_done },
 };
 
 static void
@@ -1048,6 +1068,24 @@ kernel_stop(struct session *s, const char *reason)
 }
 
 void
+kernel_pump_session(struct session *s)
+{
+	kernel_pump(s);
+}
+
+void
+kernel_watch_channel(struct session *s)
+{
+	kernel_watch(s, 1);
+}
+
+void
+kernel_stop_session(struct session *s, const char *reason)
+{
+	kernel_stop(s, reason);
+}
+
+void
 kernel_interrupt(struct session *s)
 {
 	if (s->current != NULL && s->hello != NULL)
@@ -1156,6 +1194,7 @@ kernel_finish_end(struct session *s, const char *why)
 		s->endpoint = NULL;
 	}
 	control_session_ended(s, why);
+	lifecycle_forget(s);
 	contain_release(s);
 	kernel_rmtree(s->workdir);
 	kernel_req_free(s->current);
@@ -1218,9 +1257,26 @@ kernel_lost(struct session *s, int status)
 	    ename, evalue);
 	spawn_close(s);
 	s->pid = -1;
+	if (s->ckpt_op != 0) {
+		s->ckpt_op = 0;
+		if (s->ckpt_waiter != NULL)
+			control_answer(s->ckpt_waiter, json_pack("{s:b,s:s,s:i}",
+			    "ok", 0, "error", "the interpreter died during the "
+			    "checkpoint", "code", EXIT_FAILED));
+		s->ckpt_waiter = NULL;
+	}
+	s->restore_op = 0;
 	if (s->current != NULL) {
 		kernel_fail(s, s->current, ename, evalue, 0);
 		kernel_finish_current(s);
+	}
+	if (s->hibernating && !s->ending) {
+		s->hibernating = 0;
+		s->stopping = 0;
+		session_set_state(s, SESSION_HIBERNATED, "checkpointed and "
+		    "stopped");
+		kernel_pump(s);		/* a request that came meanwhile */
+		return;
 	}
 	if (s->ending) {
 		kernel_finish_end(s, "interpreter stopped");
@@ -1297,9 +1353,16 @@ kernel_mkdir(const char *path, uid_t owner, char **cause)
  * file (ci == NULL: reachable only through the shared endpoint), and its
  * first interpreter, started at once so the first request is fast.
  */
+/*
+ * Make a session: work directory (new, or kept from before a restart),
+ * optional own endpoint and connection file (ci == NULL: reachable only
+ * through the shared endpoint), and, when start is set, its first
+ * interpreter at once so the first request is fast.
+ */
 struct session *
-kernel_new_session(const char *name, uid_t owner, const struct conninfo *ci,
-    const struct session_limits *limits, char **cause)
+kernel_make_session(const char *name, uid_t owner, const struct conninfo *ci,
+    const struct session_limits *limits, const char *keep_workdir,
+    uid_t host_uid, int start, char **cause)
 {
 	struct session	*s;
 	struct endpoint	*ep;
@@ -1311,17 +1374,23 @@ kernel_new_session(const char *name, uid_t owner, const struct conninfo *ci,
 	 * an earlier one left, even if its removal failed.
 	 */
 	randombytes_buf(&rnd, sizeof rnd);
-	xasprintf(&workdir, "%s/work/%s.%08x", server_state_dir, name, rnd);
+	if (keep_workdir != NULL)
+		workdir = xstrdup(keep_workdir);
+	else
+		xasprintf(&workdir, "%s/work/%s.%08x", server_state_dir, name,
+		    rnd);
 	s = session_create(name, owner, workdir, cause);
 	if (s == NULL) {
 		free(workdir);
 		return (NULL);
 	}
 	s->limits = limits != NULL ? *limits : cfg.limits;
+	s->host_uid = host_uid;
 	if (contain_prepare(s, cause) != 0)
 		goto fail;
 	/* The interpreter's host uid must own its working directory. */
-	if (kernel_mkdir(workdir, s->host_uid, cause) != 0)
+	if (keep_workdir == NULL &&
+	    kernel_mkdir(workdir, s->host_uid, cause) != 0)
 		goto fail;
 	free(workdir);
 	workdir = NULL;
@@ -1336,8 +1405,9 @@ kernel_new_session(const char *name, uid_t owner, const struct conninfo *ci,
 		}
 		free(path);
 	}
-	if (kernel_start(s, cause) != 0)
+	if (start && kernel_start(s, cause) != 0)
 		goto fail;
+	lifecycle_save(s);
 	return (s);
 fail:
 	free(workdir);
@@ -1346,6 +1416,14 @@ fail:
 	contain_release(s);
 	session_unlink(s);
 	return (NULL);
+}
+
+struct session *
+kernel_new_session(const char *name, uid_t owner, const struct conninfo *ci,
+    const struct session_limits *limits, char **cause)
+{
+	return (kernel_make_session(name, owner, ci, limits, NULL, (uid_t)-1,
+	    1, cause));
 }
 
 json_t *
@@ -1374,6 +1452,7 @@ kernel_describe(struct session *s)
 		json_object_set_new(d, "memory", json_integer(mem));
 	if (cpu != UINT64_MAX)
 		json_object_set_new(d, "cpu_seconds", json_real(cpu / 1e6));
+	json_object_set_new(d, "checkpoint", lifecycle_describe(s));
 	if (contain_weaker() != NULL)
 		json_object_set_new(d, "weaker_sandbox",
 		    json_string(contain_weaker()));
@@ -1408,7 +1487,9 @@ kernel_shutdown_all(void)
 		if (s->pid > 0)
 			kill(s->pid, SIGKILL);
 		contain_release(s);
-		if (s->endpoint != NULL && ((struct endpoint *)s->endpoint)->path)
+		/* A session with a checkpoint comes back on the same file. */
+		if (s->ckpt_slot < 0 && s->endpoint != NULL &&
+		    ((struct endpoint *)s->endpoint)->path != NULL)
 			unlink(((struct endpoint *)s->endpoint)->path);
 	}
 }

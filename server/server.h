@@ -40,6 +40,7 @@ struct config {
 	int	 allow_weaker;
 	size_t	 max_stream;	/* stream bytes per execute */
 	size_t	 max_display;	/* bytes of one display payload */
+	size_t	 idle_timeout;	/* seconds idle before hibernation, 0: never */
 	struct session_limits limits;	/* defaults for new sessions */
 };
 extern struct config cfg;
@@ -111,12 +112,33 @@ json_t		*kernel_describe(struct session *);
 struct session	*kernel_new_session(const char *, uid_t,
 		     const struct conninfo *, const struct session_limits *,
 		     char **);
+struct session	*kernel_make_session(const char *, uid_t,
+		     const struct conninfo *, const struct session_limits *,
+		     const char *, uid_t, int, char **);
 void		 kernel_shutdown_all(void);
+void		 kernel_pump_session(struct session *);
+void		 kernel_watch_channel(struct session *);
+void		 kernel_stop_session(struct session *, const char *);
+
+/* server/lifecycle.c */
+void		 lifecycle_start(void);
+int		 lifecycle_checkpoint(struct session *, int, void *, char **);
+void		 lifecycle_on_checkpoint_done(struct session *, json_t *);
+int		 lifecycle_restore(struct session *);
+void		 lifecycle_on_restore_done(struct session *, json_t *);
+json_t		*lifecycle_lost_note(struct session *);
+json_t		*lifecycle_describe(struct session *);
+void		 lifecycle_save(struct session *);
+void		 lifecycle_forget(struct session *);
+void		 lifecycle_load_all(void);
+void		 lifecycle_checkpoint_all(int);
+json_t		*lifecycle_fork(struct session *, const char *, uid_t, void *);
 
 /* server/control.c */
 int		 control_start(const char *, char **);
 void		 control_stop(void);
 void		 control_session_ended(struct session *, const char *);
+void		 control_answer(void *, json_t *);
 
 /* server/cellblockd.c */
 extern zloop_t	*server_loop;
@@ -134,6 +156,7 @@ int		 client_send(int, json_t *, char **);
 json_t		*client_recv(int, int, char **);
 int		 client_exit_code(json_t *);
 int		 client_command(json_t *, json_t **);
+extern int	 client_timeout;
 const char	*client_state_dir(void);
 int		 client_state_dir_set(void);
 void		 client_set_state_dir(const char *);
@@ -157,6 +180,8 @@ extern const struct cmd_entry cmd_run_entry;
 extern const struct cmd_entry cmd_interrupt_entry;
 extern const struct cmd_entry cmd_restart_entry;
 extern const struct cmd_entry cmd_kill_entry;
+extern const struct cmd_entry cmd_checkpoint_entry;
+extern const struct cmd_entry cmd_fork_entry;
 extern const struct cmd_entry cmd_attach_entry;
 extern const struct cmd_entry cmd_kernelspec_entry;
 void		 cmd_usage(const struct cmd_entry *) __attribute__((noreturn));

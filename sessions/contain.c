@@ -180,6 +180,14 @@ contain_pick_uid(struct session *s, char **cause)
 		s->host_gid = getgid();
 		return (0);
 	}
+	/* A session brought back after a restart keeps its uid: it owns the files. */
+	i = s->host_uid - contain.cfg.uid_base;
+	if (s->host_uid != (uid_t)-1 && s->host_uid >= contain.cfg.uid_base &&
+	    i < contain.cfg.uid_count && !contain.used[i]) {
+		contain.used[i] = 1;
+		s->host_gid = s->host_uid;
+		return (0);
+	}
 	for (i = 0; i < contain.cfg.uid_count; i++) {
 		if (!contain.used[i]) {
 			contain.used[i] = 1;

@@ -79,6 +79,8 @@ session_create(const char *name, uid_t owner, const char *workdir,
 	channel_init(&s->chan, -1);
 	s->queue = zlist_new();
 	s->next_id = 1;
+	s->ckpt_slot = -1;
+	s->host_uid = (uid_t)-1;
 	s->workdir = xstrdup(workdir);
 	zhashx_insert(session_table, s->name, s);
 	log_info("%s: created for uid %u", s->name, (u_int)owner);
@@ -148,6 +150,7 @@ session_remove_ref(struct session *s)
 	zlist_destroy(&s->queue);
 	json_decref(s->hello);
 	json_decref(s->exec_count);
+	json_decref(s->restore_report);
 	free(s->workdir);
 	free(s);
 }

@@ -99,6 +99,23 @@ struct session {
 	gid_t		 host_gid;
 	int		 cgroup_made;
 	uint64_t	 oom_seen;	/* OOM kills counted so far */
+
+	/* Lifecycle: checkpoints, hibernation (server/lifecycle.c). */
+	char		 ckpt_sha[2][65]; /* two slots, "" = none */
+	uint64_t	 ckpt_bytes[2];
+	time_t		 ckpt_time[2];
+	int		 ckpt_slot;	/* the newest good slot, -1: none */
+	uint64_t	 ckpt_op;	/* checkpoint in flight, 0: none */
+	int		 ckpt_writing;	/* the slot it writes */
+	int		 ckpt_then_hibernate;
+	void		*ckpt_waiter;	/* control client to answer */
+	uint64_t	 restore_op;	/* restore in flight, 0: none */
+	int		 restore_slot;
+	json_t		*restore_report; /* for the first reply after it */
+	int		 hibernating;	/* stopping to hibernate */
+	int		 dirty;		/* state changed since the checkpoint */
+	char		 fork_to[SESSION_NAME_MAX + 1]; /* after the checkpoint */
+	uid_t		 fork_owner;
 };
 
 int		 session_name_valid(const char *);

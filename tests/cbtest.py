@@ -20,6 +20,7 @@ class Daemon:
 
     def __init__(self, extra_args=()):
         self.state = tempfile.mkdtemp(prefix="cb-test-")
+        self.args = list(extra_args)
         self.log = open(os.path.join(self.state, "test-daemon.log"), "w+")
         self.proc = subprocess.Popen(
             [CELLBLOCKD, "--foreground", "--state-dir", self.state, *extra_args],

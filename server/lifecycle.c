@@ -1,0 +1,709 @@
+/* lifecycle.c: checkpoints, idle reaping, hibernation and resume. */
+/*
+ * A session is a durable name; its interpreter is only its current
+ * incarnation. The runner writes checkpoints inside the sandbox
+ * (docs/CHECKPOINTS.md); the daemon only asks, keeps each file's sha256,
+ * and hands it back for a restore in a fresh interpreter. Two slots
+ * alternate, so a checkpoint that turns out bad on restore falls back to
+ * the one before. The daemon never unpickles anything.
+ */
+
+#include <sys/stat.h>
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <sodium.h>
+
+#include "server.h"
+
+#define LIFECYCLE_TICK		1000	/* ms between idle checks */
+
+static uint64_t	lifecycle_next_op = 1;
+
+static json_t	*lifecycle_fork_now(struct session *);
+
+/* Where the runner sees slot n: inside the sandbox, or the host path. */
+static char *
+lifecycle_path(struct session *s, int slot)
+{
+	char	*p;
+
+	if (contain_enabled())
+		xasprintf(&p, "/home/session/.cellblock/checkpoint-%c",
+		    'a' + slot);
+	else
+		xasprintf(&p, "%s/.cellblock/checkpoint-%c", s->workdir,
+		    'a' + slot);
+	return (p);
+}
+
+static void
+lifecycle_send(struct session *s, json_t *m)
+{
+	char	*cause;
+
+	if (channel_send(&s->chan, m, &cause) != 0) {
+		log_warn("%s: %s", s->name, cause);
+		free(cause);
+	}
+	json_decref(m);
+	kernel_watch_channel(s);
+}
+
+/*
+ * Ask the runner for a checkpoint. Only between requests: the runner is
+ * strictly sequential and reads the channel only when idle.
+ */
+int
+lifecycle_checkpoint(struct session *s, int then_hibernate, void *waiter,
+    char **cause)
+{
+	char	*path;
+
+	if (s->pid <= 0 || s->hello == NULL || s->stopping) {
+		xasprintf(cause, "session '%s' has no running interpreter",
+		    s->name);
+		return (-1);
+	}
+	if (s->ckpt_op != 0 || s->restore_op != 0) {
+		xasprintf(cause, "session '%s' is already checkpointing",
+		    s->name);
+		return (-1);
+	}
+	if (s->current != NULL) {
+		xasprintf(cause, "session '%s' is busy; try when the running "
+		    "cell ends", s->name);
+		return (-1);
+	}
+	s->ckpt_op = lifecycle_next_op++;
+	s->ckpt_writing = s->ckpt_slot == 0 ? 1 : 0;
+	s->ckpt_then_hibernate = then_hibernate;
+	s->ckpt_waiter = waiter;
+	path = lifecycle_path(s, s->ckpt_writing);
+	session_set_state(s, SESSION_CHECKPOINTING, then_hibernate ?
+	    "idle: checkpoint, then hibernate" : "checkpoint requested");
+	lifecycle_send(s, json_pack("{s:s,s:I,s:s}", "op", "checkpoint",
+	    "id", (json_int_t)s->ckpt_op, "path", path));
+	free(path);
+	return (0);
+}
+
+static void
+lifecycle_answer(struct session *s, json_t *reply)
+{
+	void	*waiter = s->ckpt_waiter;
+
+	s->ckpt_waiter = NULL;
+	if (waiter != NULL)
+		control_answer(waiter, reply);
+	else
+		json_decref(reply);
+}
+
+void
+lifecycle_on_checkpoint_done(struct session *s, json_t *msg)
+{
+	json_int_t	 id = json_integer_value(json_object_get(msg, "id"));
+	const char	*sha = json_string_value(json_object_get(msg, "sha256"));
+	const char	*err = json_string_value(json_object_get(msg, "error"));
+	int		 slot = s->ckpt_writing;
+
+	if (s->ckpt_op == 0 || (uint64_t)id != s->ckpt_op) {
+		log_warn("%s: unexpected checkpoint_done", s->name);
+		return;
+	}
+	s->ckpt_op = 0;
+	session_set_state(s, SESSION_IDLE, "checkpoint done");
+	if (!json_is_true(json_object_get(msg, "ok")) || sha == NULL ||
+	    strlen(sha) != 64) {
+		/* Never hibernate on a failed checkpoint: nothing is lost. */
+		log_warn("%s: checkpoint failed: %s", s->name, err ? err : "?");
+		s->fork_to[0] = '\0';
+		lifecycle_answer(s, json_pack("{s:b,s:s,s:i}", "ok", 0, "error",
+		    err ? err : "checkpoint failed", "code", EXIT_FAILED));
+		kernel_pump_session(s);
+		return;
+	}
+	snprintf(s->ckpt_sha[slot], sizeof s->ckpt_sha[slot], "%s", sha);
+	s->ckpt_bytes[slot] = json_integer_value(json_object_get(msg,
+	    "bytes"));
+	s->ckpt_time[slot] = time(NULL);
+	s->ckpt_slot = slot;
+	s->dirty = 0;
+	lifecycle_save(s);
+	log_info("%s: checkpoint %c: %llu bytes", s->name, 'a' + slot,
+	    (unsigned long long)s->ckpt_bytes[slot]);
+	if (s->fork_to[0] != '\0')
+		lifecycle_answer(s, lifecycle_fork_now(s));
+	else
+		lifecycle_answer(s, json_pack("{s:b,s:s,s:I,s:O?}", "ok", 1,
+		    "sha256", sha, "bytes", (json_int_t)s->ckpt_bytes[slot],
+		    "manifest", json_object_get(msg, "manifest")));
+	if (s->ckpt_then_hibernate && zlist_size(s->queue) == 0) {
+		s->hibernating = 1;
+		kernel_stop_session(s, "SessionHibernated");
+		return;
+	}
+	kernel_pump_session(s);
+}
+
+/* A fresh interpreter of a session with a checkpoint restores it first. */
+int
+lifecycle_restore(struct session *s)
+{
+	char	*path;
+	int	 slot = s->ckpt_slot;
+
+	if (slot < 0 || s->ckpt_sha[slot][0] == '\0')
+		return (0);
+	s->restore_op = lifecycle_next_op++;
+	s->restore_slot = slot;
+	path = lifecycle_path(s, slot);
+	lifecycle_send(s, json_pack("{s:s,s:I,s:s,s:s}", "op", "restore",
+	    "id", (json_int_t)s->restore_op, "path", path, "sha256",
+	    s->ckpt_sha[slot]));
+	free(path);
+	return (1);
+}
+
+void
+lifecycle_on_restore_done(struct session *s, json_t *msg)
+{
+	json_int_t	 id = json_integer_value(json_object_get(msg, "id"));
+	const char	*err = json_string_value(json_object_get(msg, "error"));
+	int		 slot = s->restore_slot;
+	json_t		*refused, *report;
+
+	if (s->restore_op == 0 || (uint64_t)id != s->restore_op) {
+		log_warn("%s: unexpected restore_done", s->name);
+		return;
+	}
+	s->restore_op = 0;
+	if (!json_is_true(json_object_get(msg, "ok"))) {
+		log_error("%s: checkpoint %c refused: %s", s->name, 'a' + slot,
+		    err ? err : "?");
+		s->ckpt_sha[slot][0] = '\0';
+		json_decref(s->restore_report);
+		s->restore_report = json_pack("{s:b,s:s,s:s}", "restored", 0,
+		    "error", err ? err : "restore failed", "checkpoint",
+		    slot ? "b" : "a");
+		/* The slot before, if it is good, is the next best thing. */
+		s->ckpt_slot = s->ckpt_sha[!slot][0] != '\0' ? !slot : -1;
+		if (lifecycle_restore(s))
+			return;
+	} else {
+		/* Keep why a newer checkpoint was refused, if one was. */
+		refused = json_object_get(s->restore_report, "error");
+		report = json_pack("{s:b,s:O,s:O,s:O,s:O?,s:s}",
+		    "restored", 1, "names", json_object_get(msg, "restored"),
+		    "lost", json_object_get(msg, "lost"), "skipped",
+		    json_object_get(msg, "skipped"), "execution_count",
+		    json_object_get(msg, "execution_count"), "checkpoint",
+		    slot ? "b" : "a");
+		if (refused != NULL)
+			json_object_set(report, "refused_newer", refused);
+		json_decref(s->restore_report);
+		s->restore_report = report;
+		log_info("%s: restored from checkpoint %c", s->name, 'a' + slot);
+	}
+	kernel_pump_session(s);
+}
+
+/* Names a restore could not bring back, as a stderr note for the user. */
+json_t *
+lifecycle_lost_note(struct session *s)
+{
+	json_t		*lost, *v;
+	const char	*err, *refused;
+	char		*text, *t;
+	size_t		 i;
+
+	if (s->restore_report == NULL)
+		return (NULL);
+	err = json_string_value(json_object_get(s->restore_report, "error"));
+	if (err != NULL) {
+		xasprintf(&text, "[cellblock: the session was resumed but its "
+		    "checkpoint was refused (%s); variables are lost]\n", err);
+		goto out;
+	}
+	lost = json_object_get(s->restore_report, "lost");
+	refused = json_string_value(json_object_get(s->restore_report,
+	    "refused_newer"));
+	if (json_array_size(lost) == 0 && json_array_size(json_object_get(
+	    s->restore_report, "skipped")) == 0 && refused == NULL)
+		return (NULL);
+	if (refused != NULL)
+		xasprintf(&text, "[cellblock: the newest checkpoint was refused "
+		    "(%s); resumed from the one before; not restored:", refused);
+	else
+		text = xstrdup("[cellblock: session resumed from its "
+		    "checkpoint; not restored:");
+	json_array_foreach(lost, i, v) {
+		xasprintf(&t, "%s %s", text, json_string_value(
+		    json_object_get(v, "name")));
+		free(text);
+		text = t;
+	}
+	json_array_foreach(json_object_get(s->restore_report, "skipped"), i,
+	    v) {
+		xasprintf(&t, "%s %s", text, json_string_value(
+		    json_object_get(v, "name")));
+		free(text);
+		text = t;
+	}
+	xasprintf(&t, "%s]\n", text);
+	free(text);
+	text = t;
+out:
+	v = json_pack("{s:s,s:s}", "name", "stderr", "text", text);
+	free(text);
+	return (v);
+}
+
+/*
+ * Idle reaping: a session is idle when no cell runs and no request has
+ * arrived for idle-timeout seconds (a running cell is activity; the clock
+ * restarts when it ends). Reaping is checkpoint, then stop: hibernated.
+ */
+static int
+lifecycle_tick(zloop_t *loop, int timer, void *arg)
+{
+	struct session	*s;
+	time_t		 now = time(NULL);
+	char		*cause;
+
+	(void)loop;
+	(void)timer;
+	(void)arg;
+	for (s = session_first(); s != NULL; s = session_next()) {
+		if (s->state != SESSION_IDLE || s->current != NULL ||
+		    zlist_size(s->queue) != 0 || s->ending || s->stopping)
+			continue;
+		if (cfg.idle_timeout == 0 ||
+		    now - s->last_active < (time_t)cfg.idle_timeout)
+			continue;
+		log_info("%s: idle for %lld s: hibernating", s->name,
+		    (long long)(now - s->last_active));
+		if (lifecycle_checkpoint(s, 1, NULL, &cause) != 0) {
+			log_warn("%s: %s", s->name, cause);
+			free(cause);
+			s->last_active = now;	/* try again a timeout later */
+		}
+	}
+	return (0);
+}
+
+void
+lifecycle_start(void)
+{
+	zloop_timer(server_loop, LIFECYCLE_TICK, 0, lifecycle_tick, NULL);
+}
+
+json_t *
+lifecycle_describe(struct session *s)
+{
+	int	slot = s->ckpt_slot;
+
+	if (slot < 0)
+		return (json_null());
+	return (json_pack("{s:I,s:I,s:s}", "time", (json_int_t)
+	    s->ckpt_time[slot], "bytes", (json_int_t)s->ckpt_bytes[slot],
+	    "slot", slot ? "b" : "a"));
+}
+
+/*
+ * The session's record, so a restarted daemon can bring it back: owner,
+ * limits, work dir, host uid, endpoint and the checkpoints' sha256. Kept
+ * by the daemon (0600, outside every sandbox): a session cannot forge
+ * the hash its checkpoint is checked against.
+ */
+static char *
+lifecycle_record_path(const char *name)
+{
+	char	*p;
+
+	xasprintf(&p, "%s/sessions/%s.state", server_state_dir, name);
+	return (p);
+}
+
+static json_t *
+lifecycle_record(struct session *s)
+{
+	struct endpoint	*ep = s->endpoint;
+	json_t		*r, *ck = json_array();
+	int		 i;
+
+	for (i = 0; i < 2; i++) {
+		if (s->ckpt_sha[i][0] == '\0')
+			continue;
+		json_array_append_new(ck, json_pack("{s:i,s:s,s:I,s:I}", "slot",
+		    i, "sha256", s->ckpt_sha[i], "bytes", (json_int_t)
+		    s->ckpt_bytes[i], "time", (json_int_t)s->ckpt_time[i]));
+	}
+	r = json_pack("{s:i,s:s,s:i,s:s,s:i,s:I,s:i,s:o,s:{s:I,s:I,s:I,s:I,"
+	    "s:I,s:I,s:I}}", "format", 1, "name", s->name, "owner",
+	    (int)s->owner, "workdir", s->workdir, "host_uid", (int)s->host_uid,
+	    "created", (json_int_t)s->created, "newest", s->ckpt_slot,
+	    "checkpoints", ck, "limits", "memory", (json_int_t)s->limits.memory,
+	    "cpu_millis", (json_int_t)s->limits.cpu_millis, "pids",
+	    (json_int_t)s->limits.pids, "tmp", (json_int_t)s->limits.tmp,
+	    "exec_timeout", (json_int_t)s->limits.exec_timeout, "nofile",
+	    (json_int_t)s->limits.nofile, "fsize", (json_int_t)s->limits.fsize);
+	json_object_set_new(r, "connection", ep != NULL ?
+	    connfile_to_json(&ep->ci) : json_null());
+	return (r);
+}
+
+/* Written whole to a temporary name, synced, renamed: never half. */
+void
+lifecycle_save(struct session *s)
+{
+	json_t	*r = lifecycle_record(s);
+	char	*path = lifecycle_record_path(s->name), *tmp, *text;
+	int	 fd, ok = 0;
+
+	xasprintf(&tmp, "%s.tmp", path);
+	text = json_dumps(r, JSON_COMPACT);
+	unlink(tmp);
+	fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
+	    0600);
+	if (fd != -1) {
+		ok = write(fd, text, strlen(text)) == (ssize_t)strlen(text) &&
+		    fsync(fd) == 0;
+		close(fd);
+		ok = ok && rename(tmp, path) == 0;
+	}
+	if (!ok) {
+		log_warn("%s: cannot save %s: %s", s->name, path,
+		    strerror(errno));
+		unlink(tmp);
+	}
+	free(text);
+	free(tmp);
+	free(path);
+	json_decref(r);
+}
+
+void
+lifecycle_forget(struct session *s)
+{
+	char	*path = lifecycle_record_path(s->name);
+
+	unlink(path);
+	free(path);
+}
+
+static int
+lifecycle_limits(json_t *l, struct session_limits *out)
+{
+	*out = cfg.limits;
+	if (!json_is_object(l))
+		return (-1);
+	out->memory = json_integer_value(json_object_get(l, "memory"));
+	out->cpu_millis = json_integer_value(json_object_get(l, "cpu_millis"));
+	out->pids = json_integer_value(json_object_get(l, "pids"));
+	out->tmp = json_integer_value(json_object_get(l, "tmp"));
+	out->exec_timeout = json_integer_value(json_object_get(l,
+	    "exec_timeout"));
+	out->nofile = json_integer_value(json_object_get(l, "nofile"));
+	out->fsize = json_integer_value(json_object_get(l, "fsize"));
+	return (out->memory && out->cpu_millis && out->pids && out->tmp &&
+	    out->nofile && out->fsize ? 0 : -1);
+}
+
+static void
+lifecycle_checkpoints(struct session *s, json_t *r)
+{
+	json_t	*c;
+	size_t	 i;
+	int	 slot;
+
+	json_array_foreach(json_object_get(r, "checkpoints"), i, c) {
+		slot = json_integer_value(json_object_get(c, "slot"));
+		if (slot != 0 && slot != 1)
+			continue;
+		snprintf(s->ckpt_sha[slot], sizeof s->ckpt_sha[slot], "%s",
+		    json_string_value(json_object_get(c, "sha256")) ?: "");
+		s->ckpt_bytes[slot] = json_integer_value(json_object_get(c,
+		    "bytes"));
+		s->ckpt_time[slot] = json_integer_value(json_object_get(c,
+		    "time"));
+	}
+	slot = json_integer_value(json_object_get(r, "newest"));
+	s->ckpt_slot = (slot == 0 || slot == 1) && s->ckpt_sha[slot][0] ?
+	    slot : -1;
+}
+
+/* Bring one session back as hibernated; the same ports if still free. */
+static void
+lifecycle_load(const char *file)
+{
+	json_t			*r;
+	json_error_t		 jerr;
+	struct conninfo		 ci, *cip = NULL;
+	struct session_limits	 lim;
+	struct session		*s;
+	const char		*name, *workdir;
+	char			*cause;
+
+	if ((r = json_load_file(file, 0, &jerr)) == NULL) {
+		log_warn("%s: unreadable: %s", file, jerr.text);
+		return;
+	}
+	name = json_string_value(json_object_get(r, "name"));
+	workdir = json_string_value(json_object_get(r, "workdir"));
+	if (name == NULL || !session_name_valid(name) || workdir == NULL ||
+	    lifecycle_limits(json_object_get(r, "limits"), &lim) != 0) {
+		log_warn("%s: not a session record; ignored", file);
+		goto out;
+	}
+	if (json_array_size(json_object_get(r, "checkpoints")) == 0) {
+		log_warn("%s: had no checkpoint; its state is lost", name);
+		unlink(file);
+		goto out;
+	}
+	if (json_is_object(json_object_get(r, "connection")) &&
+	    connfile_from_json(json_object_get(r, "connection"), &ci,
+	    &cause) == 0)
+		cip = &ci;
+	s = kernel_make_session(name, json_integer_value(json_object_get(r,
+	    "owner")), cip, &lim, workdir, json_integer_value(json_object_get(r,
+	    "host_uid")), 0, &cause);
+	if (s == NULL && cip != NULL) {
+		log_warn("%s: %s; trying new ports", name, cause);
+		free(cause);
+		memset(ci.ports, 0, sizeof ci.ports);
+		s = kernel_make_session(name, json_integer_value(
+		    json_object_get(r, "owner")), cip, &lim, workdir,
+		    json_integer_value(json_object_get(r, "host_uid")), 0,
+		    &cause);
+	}
+	if (s == NULL) {
+		log_error("%s: cannot bring back: %s", name, cause);
+		free(cause);
+		goto out;
+	}
+	s->created = json_integer_value(json_object_get(r, "created"));
+	lifecycle_checkpoints(s, r);
+	lifecycle_save(s);
+	session_set_state(s, SESSION_HIBERNATED, "daemon restarted");
+out:
+	json_decref(r);
+}
+
+void
+lifecycle_load_all(void)
+{
+	char	*dir, *file;
+	DIR	*d;
+	struct dirent *de;
+	size_t	 len;
+
+	xasprintf(&dir, "%s/sessions", server_state_dir);
+	if ((d = opendir(dir)) == NULL) {
+		free(dir);
+		return;
+	}
+	while ((de = readdir(d)) != NULL) {
+		len = strlen(de->d_name);
+		if (len < 7 || strcmp(de->d_name + len - 6, ".state") != 0)
+			continue;
+		xasprintf(&file, "%s/%s", dir, de->d_name);
+		lifecycle_load(file);
+		free(file);
+	}
+	closedir(d);
+	free(dir);
+}
+
+/*
+ * At shutdown: checkpoint every live idle session, and give the runners
+ * a bounded time to finish, so a restart loses nothing it could keep.
+ */
+static int
+lifecycle_drain_tick(zloop_t *loop, int timer, void *arg)
+{
+	struct session	*s;
+	int64_t		*deadline = arg;
+
+	(void)loop;
+	(void)timer;
+	for (s = session_first(); s != NULL; s = session_next()) {
+		if (s->ckpt_op != 0 && zclock_mono() < *deadline)
+			return (0);
+	}
+	return (-1);
+}
+
+void
+lifecycle_checkpoint_all(int wait_ms)
+{
+	struct session	*s;
+	int64_t		 deadline = zclock_mono() + wait_ms;
+	char		*cause;
+	int		 n = 0;
+
+	for (s = session_first(); s != NULL; s = session_next()) {
+		if (s->state != SESSION_IDLE || s->ending || !s->dirty)
+			continue;
+		if (lifecycle_checkpoint(s, 0, NULL, &cause) == 0)
+			n++;
+		else
+			free(cause);
+	}
+	if (n == 0)
+		return;
+	log_info("checkpointing %d sessions before exit", n);
+	zloop_timer(server_loop, 50, 0, lifecycle_drain_tick, &deadline);
+	zloop_start(server_loop);
+}
+
+/*
+ * Copy the source's newest checkpoint into the new session's work dir.
+ * The source's directory is the source session's to play with: open by
+ * descriptor, no links followed, regular files only, and the copy must
+ * hash to what the daemon recorded.
+ */
+static int
+lifecycle_copy_checkpoint(struct session *src, struct session *dst,
+    char **cause)
+{
+	crypto_hash_sha256_state st;
+	u_char		 h[32], buf[65536];
+	char		 hex[65], name[16], *dstdir;
+	int		 top, dfd = -1, in = -1, out = -1, r = -1;
+	ssize_t		 n;
+	struct stat	 sb;
+
+	snprintf(name, sizeof name, "checkpoint-%c", 'a' + src->ckpt_slot);
+	top = open(src->workdir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW |
+	    O_CLOEXEC);
+	if (top != -1) {
+		dfd = openat(top, ".cellblock", O_RDONLY | O_DIRECTORY |
+		    O_NOFOLLOW | O_CLOEXEC);
+		close(top);
+	}
+	if (dfd == -1 || (in = openat(dfd, name, O_RDONLY | O_NOFOLLOW |
+	    O_CLOEXEC)) == -1 || fstat(in, &sb) != 0 || !S_ISREG(sb.st_mode)) {
+		xasprintf(cause, "cannot read %s's checkpoint", src->name);
+		goto out;
+	}
+	xasprintf(&dstdir, "%s/.cellblock", dst->workdir);
+	if (mkdir(dstdir, 0700) != 0 || chown(dstdir, dst->host_uid,
+	    dst->host_gid) != 0) {
+		xasprintf(cause, "%s: %s", dstdir, strerror(errno));
+		free(dstdir);
+		goto out;
+	}
+	free(dstdir);
+	xasprintf(&dstdir, "%s/.cellblock/checkpoint-a", dst->workdir);
+	out = open(dstdir, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW |
+	    O_CLOEXEC, 0600);
+	free(dstdir);
+	if (out == -1 || fchown(out, dst->host_uid, dst->host_gid) != 0) {
+		xasprintf(cause, "cannot write the copy: %s", strerror(errno));
+		goto out;
+	}
+	crypto_hash_sha256_init(&st);
+	while ((n = read(in, buf, sizeof buf)) > 0) {
+		crypto_hash_sha256_update(&st, buf, n);
+		if (write(out, buf, n) != n) {
+			xasprintf(cause, "copy: %s", strerror(errno));
+			goto out;
+		}
+	}
+	crypto_hash_sha256_final(&st, h);
+	sodium_bin2hex(hex, sizeof hex, h, sizeof h);
+	if (n < 0 || fsync(out) != 0 ||
+	    strcmp(hex, src->ckpt_sha[src->ckpt_slot]) != 0) {
+		xasprintf(cause, "%s's checkpoint changed on disk; not forked",
+		    src->name);
+		goto out;
+	}
+	snprintf(dst->ckpt_sha[0], sizeof dst->ckpt_sha[0], "%s", hex);
+	dst->ckpt_bytes[0] = sb.st_size;
+	dst->ckpt_time[0] = time(NULL);
+	dst->ckpt_slot = 0;
+	r = 0;
+out:
+	if (dfd != -1)
+		close(dfd);
+	if (in != -1)
+		close(in);
+	if (out != -1)
+		close(out);
+	return (r);
+}
+
+/* The new session: hibernated on a copy of the source's checkpoint. */
+static json_t *
+lifecycle_fork_now(struct session *src)
+{
+	struct conninfo	 ci;
+	struct session	*dst;
+	char		*cause, name[SESSION_NAME_MAX + 1];
+	json_t		*r;
+
+	snprintf(name, sizeof name, "%s", src->fork_to);
+	src->fork_to[0] = '\0';
+	memset(&ci, 0, sizeof ci);
+	snprintf(ci.transport, sizeof ci.transport, "%s", cfg.transport);
+	if (strcmp(cfg.transport, "ipc") == 0)
+		snprintf(ci.ip, sizeof ci.ip, "%s/ipc/%s", server_state_dir,
+		    name);
+	else
+		snprintf(ci.ip, sizeof ci.ip, "%s", cfg.ip);
+	dst = kernel_make_session(name, src->fork_owner, &ci, &src->limits,
+	    NULL, (uid_t)-1, 0, &cause);
+	if (dst == NULL)
+		goto fail;
+	if (lifecycle_copy_checkpoint(src, dst, &cause) != 0) {
+		kernel_end(dst, "fork failed");
+		goto fail;
+	}
+	session_set_state(dst, SESSION_HIBERNATED, "forked");
+	lifecycle_save(dst);
+	log_info("%s: forked from %s", dst->name, src->name);
+	return (json_pack("{s:b,s:o}", "ok", 1, "session",
+	    kernel_describe(dst)));
+fail:
+	r = json_pack("{s:b,s:s,s:i}", "ok", 0, "error", cause, "code",
+	    EXIT_FAILED);
+	free(cause);
+	return (r);
+}
+
+/*
+ * `cellblock fork SRC NEW`: NEW starts from SRC's latest state (a fresh
+ * checkpoint if SRC is live), then they diverge.
+ */
+json_t *
+lifecycle_fork(struct session *src, const char *name, uid_t owner,
+    void *waiter)
+{
+	char	*cause;
+	json_t	*r;
+
+	if (!session_name_valid(name) || session_find(name) != NULL)
+		return (json_pack("{s:b,s:s,s:i}", "ok", 0, "error",
+		    session_find(name) ? "that name is taken" :
+		    "invalid session name", "code", EXIT_USAGE));
+	snprintf(src->fork_to, sizeof src->fork_to, "%s", name);
+	src->fork_owner = owner;
+	if (src->pid <= 0 && src->ckpt_slot >= 0)
+		return (lifecycle_fork_now(src));
+	if (lifecycle_checkpoint(src, 0, waiter, &cause) != 0) {
+		src->fork_to[0] = '\0';
+		r = json_pack("{s:b,s:s,s:i}", "ok", 0, "error", cause, "code",
+		    EXIT_FAILED);
+		free(cause);
+		return (r);
+	}
+	return (NULL);
+}
