@@ -4,6 +4,7 @@
 #include <pwd.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "server.h"
 
@@ -43,29 +44,48 @@ cmd_ls_cpu(json_t *v, char *buf, size_t len)
 		snprintf(buf, len, "-");
 }
 
+/* The newest checkpoint: its age and size ("-" if none). */
+static void
+cmd_ls_checkpoint(json_t *c, char *buf, size_t len)
+{
+	long long	age;
+
+	if (!json_is_object(c)) {
+		snprintf(buf, len, "-");
+		return;
+	}
+	age = (long long)time(NULL) - json_integer_value(json_object_get(c,
+	    "time"));
+	snprintf(buf, len, "%llds ago %.1fM", age < 0 ? 0 : age,
+	    json_integer_value(json_object_get(c, "bytes")) / 1048576.0);
+}
+
 static void
 cmd_ls_table(json_t *list)
 {
 	json_t		*s;
 	size_t		 i;
-	char		 ubuf[16], mbuf[16], cbuf[16];
+	char		 ubuf[16], mbuf[16], cbuf[16], kbuf[32];
 	const char	*conn, *weaker = NULL;
 
-	printf("%-24s %-12s %-10s %7s %6s %8s %8s %s\n", "NAME", "STATE",
-	    "OWNER", "PID", "IDLE", "MEMORY", "CPU", "CONNECTION");
+	printf("%-24s %-12s %-10s %7s %6s %8s %8s %-16s %s\n", "NAME",
+	    "STATE", "OWNER", "PID", "IDLE", "MEMORY", "CPU", "CHECKPOINT",
+	    "CONNECTION");
 	json_array_foreach(list, i, s) {
 		conn = json_string_value(json_object_get(s,
 		    "connection_file"));
 		cmd_ls_memory(json_object_get(s, "memory"), mbuf, sizeof mbuf);
 		cmd_ls_cpu(json_object_get(s, "cpu_seconds"), cbuf, sizeof cbuf);
-		printf("%-24s %-12s %-10s %7lld %5llds %8s %8s %s%s\n",
+		cmd_ls_checkpoint(json_object_get(s, "checkpoint"), kbuf,
+		    sizeof kbuf);
+		printf("%-24s %-12s %-10s %7lld %5llds %8s %8s %-16s %s%s\n",
 		    json_string_value(json_object_get(s, "name")),
 		    json_string_value(json_object_get(s, "state")),
 		    cmd_ls_user(json_integer_value(json_object_get(s, "owner")),
 		    ubuf, sizeof ubuf),
 		    (long long)json_integer_value(json_object_get(s, "pid")),
 		    (long long)json_integer_value(json_object_get(s,
-		    "idle_seconds")), mbuf, cbuf,
+		    "idle_seconds")), mbuf, cbuf, kbuf,
 		    conn ? conn : "(shared endpoint)",
 		    json_is_true(json_object_get(s, "attached")) ?
 		    " [attached]" : "");

@@ -1103,6 +1103,7 @@ kernel_restart(struct session *s, const char *why)
 		kernel_stop(s, "SessionRestarted");
 		return;
 	}
+	lifecycle_drop_checkpoints(s);
 	if (kernel_start(s, &cause) != 0) {
 		log_error("%s: %s", s->name, cause);
 		free(cause);
@@ -1292,6 +1293,12 @@ kernel_lost(struct session *s, int status)
 		session_set_state(s, SESSION_DEAD, "interpreter cannot start");
 		return;
 	}
+	/*
+	 * A restart asked for is a clean start; after a crash the last
+	 * checkpoint comes back, unless the config says start clean.
+	 */
+	if (s->restart_pending || !cfg.restart_from_checkpoint)
+		lifecycle_drop_checkpoints(s);
 	s->stopping = 0;
 	s->restart_pending = 0;
 	if (kernel_start(s, &cause) != 0) {
@@ -1353,6 +1360,28 @@ kernel_mkdir(const char *path, uid_t owner, char **cause)
  * file (ci == NULL: reachable only through the shared endpoint), and its
  * first interpreter, started at once so the first request is fast.
  */
+/* Quotas on sessions, overall and per user (sessions brought back count). */
+static int
+kernel_quota(uid_t owner, char **cause)
+{
+	struct session	*s;
+	size_t		 mine = 0;
+
+	for (s = session_first(); s != NULL; s = session_next())
+		mine += s->owner == owner && !s->ending;
+	if (session_count() >= cfg.max_sessions) {
+		xasprintf(cause, "the daemon already holds %zu sessions "
+		    "(max-sessions)", session_count());
+		return (-1);
+	}
+	if (mine >= cfg.max_user_sessions) {
+		xasprintf(cause, "uid %u already has %zu sessions "
+		    "(max-sessions-per-user)", (u_int)owner, mine);
+		return (-1);
+	}
+	return (0);
+}
+
 /*
  * Make a session: work directory (new, or kept from before a restart),
  * optional own endpoint and connection file (ci == NULL: reachable only
@@ -1369,6 +1398,8 @@ kernel_make_session(const char *name, uid_t owner, const struct conninfo *ci,
 	char		*workdir, *path;
 	uint32_t	 rnd;
 
+	if (keep_workdir == NULL && kernel_quota(owner, cause) != 0)
+		return (NULL);
 	/*
 	 * A random suffix: a later session of the same name never sees what
 	 * an earlier one left, even if its removal failed.

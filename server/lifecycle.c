@@ -27,6 +27,8 @@
 static uint64_t	lifecycle_next_op = 1;
 
 static json_t	*lifecycle_fork_now(struct session *);
+static int	 lifecycle_over_quota(struct session *, uint64_t);
+static void	 lifecycle_discard(struct session *, int);
 
 /* Where the runner sees slot n: inside the sandbox, or the host path. */
 static char *
@@ -54,6 +56,48 @@ lifecycle_send(struct session *s, json_t *m)
 	}
 	json_decref(m);
 	kernel_watch_channel(s);
+}
+
+/* Newest checkpoints of all of the owner's sessions, with this one. */
+static int
+lifecycle_over_quota(struct session *s, uint64_t bytes)
+{
+	struct session	*o;
+	uint64_t	 total = bytes;
+
+	for (o = session_first(); o != NULL; o = session_next()) {
+		if (o != s && o->owner == s->owner && o->ckpt_slot >= 0)
+			total += o->ckpt_bytes[o->ckpt_slot];
+	}
+	if (total <= cfg.max_user_ckpt)
+		return (0);
+	log_warn("%s: checkpoint of %llu bytes puts uid %u over %zu bytes",
+	    s->name, (unsigned long long)bytes, (u_int)s->owner,
+	    cfg.max_user_ckpt);
+	return (1);
+}
+
+/* Remove a checkpoint file the daemon will not keep (by descriptor). */
+static void
+lifecycle_discard(struct session *s, int slot)
+{
+	char	 name[16];
+	int	 top, dfd;
+
+	snprintf(name, sizeof name, "checkpoint-%c", 'a' + slot);
+	top = open(s->workdir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (top == -1)
+		return;
+	dfd = openat(top, ".cellblock", O_RDONLY | O_DIRECTORY | O_NOFOLLOW |
+	    O_CLOEXEC);
+	close(top);
+	if (dfd == -1)
+		return;
+	unlinkat(dfd, name, 0);
+	close(dfd);
+	s->ckpt_sha[slot][0] = '\0';
+	if (s->ckpt_slot == slot)
+		s->ckpt_slot = -1;
 }
 
 /*
@@ -127,6 +171,17 @@ lifecycle_on_checkpoint_done(struct session *s, json_t *msg)
 		s->fork_to[0] = '\0';
 		lifecycle_answer(s, json_pack("{s:b,s:s,s:i}", "ok", 0, "error",
 		    err ? err : "checkpoint failed", "code", EXIT_FAILED));
+		kernel_pump_session(s);
+		return;
+	}
+	if (lifecycle_over_quota(s, json_integer_value(json_object_get(msg,
+	    "bytes")))) {
+		lifecycle_discard(s, slot);
+		s->fork_to[0] = '\0';
+		lifecycle_answer(s, json_pack("{s:b,s:s,s:i}", "ok", 0, "error",
+		    "checkpoint refused: over the owner's "
+		    "max-checkpoint-bytes-per-user; the previous one is kept",
+		    "code", EXIT_FAILED));
 		kernel_pump_session(s);
 		return;
 	}
@@ -272,30 +327,91 @@ out:
  * restarts when it ends). Reaping is checkpoint, then stop: hibernated.
  */
 static int
+lifecycle_quiet(struct session *s)
+{
+	return (s->state == SESSION_IDLE && s->current == NULL &&
+	    zlist_size(s->queue) == 0 && !s->ending && !s->stopping &&
+	    s->ckpt_op == 0 && s->restore_op == 0);
+}
+
+static void
+lifecycle_hibernate(struct session *s, const char *why)
+{
+	char	*cause;
+
+	log_info("%s: %s: hibernating", s->name, why);
+	if (lifecycle_checkpoint(s, 1, NULL, &cause) != 0) {
+		log_warn("%s: %s", s->name, cause);
+		free(cause);
+		s->last_active = time(NULL);	/* not again at once */
+	}
+}
+
+/* MemAvailable from /proc/meminfo, or 0 when it cannot be read. */
+static uint64_t
+lifecycle_available(void)
+{
+	FILE			*f = fopen("/proc/meminfo", "r");
+	char			 line[256];
+	unsigned long long	 kb = 0;
+
+	if (f == NULL)
+		return (0);
+	while (fgets(line, sizeof line, f) != NULL) {
+		if (sscanf(line, "MemAvailable: %llu kB", &kb) == 1)
+			break;
+	}
+	fclose(f);
+	return ((uint64_t)kb << 10);
+}
+
+/* Short of memory: the least recently used quiet session goes first. */
+static void
+lifecycle_pressure(void)
+{
+	struct session	*s, *lru = NULL;
+	uint64_t	 avail = lifecycle_available();
+
+	if (avail == 0 || avail >= cfg.min_free_memory)
+		return;
+	for (s = session_first(); s != NULL; s = session_next()) {
+		if (s->pid > 0 && lifecycle_quiet(s) &&
+		    (lru == NULL || s->last_active < lru->last_active))
+			lru = s;
+	}
+	if (lru != NULL)
+		lifecycle_hibernate(lru, "memory is short (least recently "
+		    "used)");
+}
+
+static int
 lifecycle_tick(zloop_t *loop, int timer, void *arg)
 {
 	struct session	*s;
-	time_t		 now = time(NULL);
+	time_t		 now = time(NULL), last;
 	char		*cause;
 
 	(void)loop;
 	(void)timer;
 	(void)arg;
 	for (s = session_first(); s != NULL; s = session_next()) {
-		if (s->state != SESSION_IDLE || s->current != NULL ||
-		    zlist_size(s->queue) != 0 || s->ending || s->stopping)
+		if (!lifecycle_quiet(s))
 			continue;
-		if (cfg.idle_timeout == 0 ||
-		    now - s->last_active < (time_t)cfg.idle_timeout)
+		if (cfg.idle_timeout != 0 &&
+		    now - s->last_active >= (time_t)cfg.idle_timeout) {
+			lifecycle_hibernate(s, "idle past idle-timeout");
 			continue;
-		log_info("%s: idle for %lld s: hibernating", s->name,
-		    (long long)(now - s->last_active));
-		if (lifecycle_checkpoint(s, 1, NULL, &cause) != 0) {
-			log_warn("%s: %s", s->name, cause);
+		}
+		last = s->ckpt_slot >= 0 ? s->ckpt_time[s->ckpt_slot] :
+		    s->created;
+		if (s->dirty && cfg.checkpoint_interval != 0 &&
+		    now - last >= (time_t)cfg.checkpoint_interval &&
+		    lifecycle_checkpoint(s, 0, NULL, &cause) != 0) {
+			log_warn("%s: periodic checkpoint: %s", s->name, cause);
 			free(cause);
-			s->last_active = now;	/* try again a timeout later */
 		}
 	}
+	lifecycle_pressure();
 	return (0);
 }
 
@@ -706,4 +822,16 @@ lifecycle_fork(struct session *src, const char *name, uid_t owner,
 		return (r);
 	}
 	return (NULL);
+}
+
+/* A clean start: the checkpoints no longer describe this session. */
+void
+lifecycle_drop_checkpoints(struct session *s)
+{
+	if (s->ckpt_slot < 0 && s->ckpt_sha[0][0] == '\0' &&
+	    s->ckpt_sha[1][0] == '\0')
+		return;
+	s->ckpt_sha[0][0] = s->ckpt_sha[1][0] = '\0';
+	s->ckpt_slot = -1;
+	lifecycle_save(s);
 }

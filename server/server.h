@@ -41,6 +41,13 @@ struct config {
 	size_t	 max_stream;	/* stream bytes per execute */
 	size_t	 max_display;	/* bytes of one display payload */
 	size_t	 idle_timeout;	/* seconds idle before hibernation, 0: never */
+	size_t	 checkpoint_interval; /* seconds between checkpoints of a
+				   changed live session, 0: never */
+	size_t	 max_sessions;
+	size_t	 max_user_sessions;
+	size_t	 max_user_ckpt;	/* bytes of newest checkpoints per owner */
+	size_t	 min_free_memory; /* below it, reap the least recently used */
+	int	 restart_from_checkpoint; /* after a crash; no: start clean */
 	struct session_limits limits;	/* defaults for new sessions */
 };
 extern struct config cfg;
@@ -132,6 +139,7 @@ void		 lifecycle_save(struct session *);
 void		 lifecycle_forget(struct session *);
 void		 lifecycle_load_all(void);
 void		 lifecycle_checkpoint_all(int);
+void		 lifecycle_drop_checkpoints(struct session *);
 json_t		*lifecycle_fork(struct session *, const char *, uid_t, void *);
 
 /* server/control.c */

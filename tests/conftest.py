@@ -1,8 +1,21 @@
 """Fixtures for the end-to-end tests; the helpers live in cbtest.py so test
 files can import them (two conftest modules would shadow each other)."""
 import os
+import resource
 
 import pytest
+
+# Hundreds of tests each open jupyter_client sockets in this one process;
+# a default soft limit of 1024 descriptors is too tight for the whole run.
+_soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+if _hard == resource.RLIM_INFINITY or _hard > 65536:
+    _hard = 65536
+if _soft < _hard:
+    resource.setrlimit(resource.RLIMIT_NOFILE, (_hard, _hard))
+# jupyter_client shares zmq.Context.instance(), whose default cap is 1023
+# sockets: raise it before the first socket exists.
+import zmq  # noqa: E402
+zmq.Context.instance().set(zmq.MAX_SOCKETS, 16384)
 
 from cbtest import *  # noqa: F401,F403  (re-exported for fixtures)
 from cbtest import Daemon

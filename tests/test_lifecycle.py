@@ -137,18 +137,22 @@ def test_crash_restarts_from_last_checkpoint(daemon):
         kc.stop_channels()
 
 
-def test_corrupted_checkpoint_refused_previous_used(daemon):
-    kc = daemon.client(daemon.new("corrupt"))
+@pytest.mark.parametrize("damage", ["flip", "truncate"])
+def test_corrupted_checkpoint_refused_previous_used(daemon, damage):
+    kc = daemon.client(daemon.new("corrupt-" + damage))
     try:
         run_cell(kc, "v = 'first'")
-        assert daemon.cli("checkpoint", "corrupt").returncode == 0
+        assert daemon.cli("checkpoint", "corrupt-" + damage).returncode == 0
         run_cell(kc, "v = 'second'")
-        wait_hibernated(daemon, "corrupt")
-        info = describe(daemon, "corrupt")
+        wait_hibernated(daemon, "corrupt-" + damage)
+        info = describe(daemon, "corrupt-" + damage)
         newest = os.path.join(info["workdir"], ".cellblock",
                               "checkpoint-" + info["checkpoint"]["slot"])
         data = bytearray(open(newest, "rb").read())
-        data[len(data) // 2] ^= 0xFF
+        if damage == "flip":
+            data[len(data) // 2] ^= 0xFF
+        else:
+            data = data[: len(data) // 2]
         open(newest, "wb").write(bytes(data))
         reply, out, text = value(kc, "v")
         assert text == "'first'"
@@ -231,3 +235,16 @@ def test_second_daemon_on_the_same_state_dir_is_refused(daemon):
     assert p.returncode != 0
     assert "another cellblockd" in p.stderr
     assert daemon.alive() and daemon.cli("ls").returncode == 0
+
+
+def test_restart_is_clean_even_with_a_checkpoint(daemon):
+    kc = daemon.client(daemon.new("clean"))
+    try:
+        run_cell(kc, "gone = 1")
+        assert daemon.cli("checkpoint", "clean").returncode == 0
+        assert daemon.cli("restart", "clean").returncode == 0
+        reply, _ = run_cell(kc, "gone")
+        assert reply["content"]["ename"] == "NameError"
+        assert "cellblock_resumed" not in reply["metadata"]
+    finally:
+        kc.stop_channels()
