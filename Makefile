@@ -70,6 +70,10 @@ run: deps all
 test: deps all
 	@sh tests/run.sh
 
+# Benchmarks against ipykernel; never part of `make test` (docs/BENCHMARKS.md).
+bench: deps all
+	$(PYTHON) tests/bench/bench.py $(BENCHFLAGS)
+
 asan:
 	$(MAKE) clean
 	$(MAKE) CFLAGS="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer" \
@@ -81,4 +85,4 @@ format:
 clean:
 	rm -rf build bin
 
-.PHONY: all deps run test asan format clean
+.PHONY: all deps run test bench asan format clean
