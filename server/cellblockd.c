@@ -390,6 +390,12 @@ main(int argc, char **argv)
 	server_raise_nofile();
 	server_contain();
 	zsys_handler_set(NULL);
+	/*
+	 * czmq caps a process at 1024 sockets and asserts past it; each
+	 * session holds about nine. Let libzmq's own (much higher) limit be
+	 * the only one; we raised RLIMIT_NOFILE to match above.
+	 */
+	zsys_set_max_sockets(0);
 	server_signals();
 	zsys_init();
 	server_versions();

@@ -118,6 +118,22 @@ def process_tree(pid, kids=None):
     return out
 
 
+def find_runner(shim_pid):
+    """The interpreter of a session: the process in the shim's tree running
+    cellblock_runner (the shim itself if none is found)."""
+    for p in process_tree(shim_pid):
+        try:
+            with open(f"/proc/{p}/cmdline", "rb") as f:
+                argv = f.read().split(b"\0")
+        except OSError:
+            continue
+        # The shim's own command line names the runner too (--runner PATH).
+        if os.path.basename(argv[0]).startswith(b"python") and \
+                any(b"cellblock_runner" in a for a in argv):
+            return p
+    return shim_pid
+
+
 def smaps_rollup(pid):
     """{'Rss': kB, 'Pss': kB, 'Pss_Anon': kB, ...}; {} if gone."""
     out = {}
@@ -170,6 +186,57 @@ def cpu_ns(pids):
     return total
 
 
+def daemon_threads_ns(pid):
+    """CPU ns of a daemon's threads grouped: its main thread (tid = pid),
+    ZeroMQ's I/O threads (ZMQbg/IO/*), and every other thread."""
+    out = {"main": 0, "zmq_io": 0, "other": 0}
+    for t in glob.glob(f"/proc/{pid}/task/*"):
+        try:
+            tid = int(os.path.basename(t))
+            with open(t + "/comm") as f:
+                comm = f.read().strip()
+            with open(t + "/schedstat") as f:
+                ns = int(f.read().split()[0])
+        except (OSError, ValueError, IndexError):
+            continue
+        key = "main" if tid == pid else ("zmq_io" if comm.startswith("ZMQbg/IO") else "other")
+        out[key] += ns
+    return out
+
+
+def _proc_ticks():
+    out = {}
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                f = _stat_fields(d)
+                with open(f"/proc/{d}/cmdline", "rb") as c:
+                    cmd = c.read().replace(b"\0", b" ").decode(errors="replace").strip()
+                out[int(d)] = (int(f[11]) + int(f[12]), cmd[:70])
+            except (OSError, ValueError, IndexError):
+                pass
+    return out
+
+
+def machine_busy(seconds=1.0):
+    """(fraction of all CPUs busy over a short sample, the processes that
+    used the most CPU meanwhile as [(pid, percent of one CPU, command)])."""
+    def snap():
+        with open("/proc/stat") as f:
+            v = [int(x) for x in f.readline().split()[1:]]
+        idle = v[3] + (v[4] if len(v) > 4 else 0)
+        return sum(v), idle
+    p0 = _proc_ticks()
+    t0, i0 = snap()
+    time.sleep(seconds)
+    t1, i1 = snap()
+    p1 = _proc_ticks()
+    hz = os.sysconf("SC_CLK_TCK")
+    top = sorted(((pid, 100.0 * (p1[pid][0] - p0[pid][0]) / hz / seconds, p1[pid][1])
+                  for pid in p1 if pid in p0 and pid != os.getpid()), key=lambda x: -x[1])
+    return 1.0 - (i1 - i0) / max(1, t1 - t0), [t for t in top[:4] if t[1] >= 10]
+
+
 def pid_alive(pid):
     try:
         return _stat_fields(pid)[0] != "Z"
@@ -196,9 +263,9 @@ class Daemon:
     """A cellblockd in the foreground with a private state directory; only
     loopback (its default address). stop() kills what it started."""
 
-    def __init__(self, workdir, extra_args=()):
+    def __init__(self, workdir, extra_args=(), name="cellblockd"):
         self.state = tempfile.mkdtemp(prefix="cbd-", dir=workdir)
-        self.logpath = os.path.join(workdir, "cellblockd.log")
+        self.logpath = os.path.join(workdir, name + ".log")
         self.log = open(self.logpath, "w")
         self.proc = subprocess.Popen(
             [CELLBLOCKD, "--foreground", "--state-dir", self.state, *extra_args],
@@ -244,6 +311,21 @@ class Daemon:
     def ls(self):
         r = self.control({"cmd": "ls"})
         return r.get("sessions", [])
+
+    def state_of(self, name):
+        for s in self.ls():
+            if s.get("name") == name:
+                return s.get("state")
+        return None
+
+    def wait_state(self, name, state, timeout):
+        """Poll `ls` until the session is in state; False on timeout."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.state_of(name) == state:
+                return True
+            time.sleep(0.02)
+        return False
 
     def kill(self, name, wait_pid=None, timeout=10):
         self.control({"cmd": "kill", "name": name})
@@ -303,6 +385,20 @@ class IPyKernels:
         self.errlog = open(os.path.join(self.dir, "kernels.log"), "ab")
         self.kms = []
         self.n = 0
+        # Resolving the python3 kernelspec imports ipykernel (and debugpy,
+        # which warns about frozen modules on stderr) into this process: do
+        # it once here with fd 2 pointed at the kernels' log.
+        from jupyter_client.kernelspec import KernelSpecManager
+        saved = os.dup(2)
+        try:
+            sys.stderr.flush()
+            os.dup2(self.errlog.fileno(), 2)
+            KernelSpecManager().get_kernel_spec("python3")
+            import ipykernel  # noqa: F401
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
 
     def start(self):
         """Start one kernel; return its KernelManager (not waited on)."""
@@ -347,13 +443,13 @@ class IPyKernels:
 
 # ---- jupyter_client helpers -----------------------------------------------
 
-def client_for(connection_file, reconnect_ms=5):
+def client_for(connection_file, reconnect_ms=5, hb=True):
     import zmq
     from jupyter_client import BlockingKernelClient
     kc = BlockingKernelClient(connection_file=connection_file)
     kc.load_connection_file()
     kc.context.setsockopt(zmq.RECONNECT_IVL, reconnect_ms)
-    kc.start_channels()
+    kc.start_channels(hb=hb)
     return kc
 
 

@@ -180,6 +180,11 @@ conn_send(struct conn *c, const char *type, const char *content)
 	char		 sig[65], date[32], header[512];
 	int		 i, len;
 
+	/* The clock starts before encoding and sending: the client's own
+	 * work counts, and a preemption right after the send must not hide
+	 * part of the wait for the reply. */
+	c->replied = c->idle = 0;
+	c->t0 = now_ns();
 	snprintf(c->sent, sizeof c->sent, "%.8s-%lu", c->session, ++c->seq);
 	jmsg_now(date);
 	len = snprintf(header, sizeof header, "{\"msg_id\":\"%s\","
@@ -198,8 +203,6 @@ conn_send(struct conn *c, const char *type, const char *content)
 		zmsg_append(m, &parts[i]);
 	if (zmsg_send(&m, c->shell) != 0)
 		die("%s: send failed", c->path);
-	c->replied = c->idle = 0;
-	c->t0 = now_ns();
 }
 
 static void
@@ -584,13 +587,13 @@ mode_direct(void)
 	for (i = 1; i <= total; i++) {
 		int	done = 0;
 
+		t0 = now_ns();
 		snprintf(req, sizeof req, "{\"op\":\"request\",\"id\":%d,"
 		    "\"msg_type\":\"execute_request\",\"content\":{\"code\":%s,"
 		    "\"silent\":false,\"store_history\":true,"
 		    "\"user_expressions\":{},\"allow_stdin\":false,"
 		    "\"stop_on_error\":true},\"username\":\"bench\","
 		    "\"session\":\"bench\"}", i, json_quote(opt_code));
-		t0 = now_ns();
 		chan_write(req);
 		deadline = t0 + (int64_t)opt_timeout * 1000000000;
 		while (!done) {
