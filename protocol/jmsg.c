@@ -334,6 +334,11 @@ jmsg_encode(struct sign *sign, const struct jmsg_out *out)
 	if ((header = jmsg_header_new(out->msg_type, out->session,
 	    out->username)) == NULL)
 		return (NULL);
+	if (out->msg_id != NULL &&
+	    json_object_set_new(header, "msg_id", json_string(out->msg_id)) != 0) {
+		json_decref(header);
+		return (NULL);
+	}
 	parts[0] = jmsg_dump(header);
 	json_decref(header);
 	if (out->parent_raw != NULL)

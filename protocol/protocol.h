@@ -63,6 +63,7 @@ struct jmsg_out {
 	const char	*msg_type;
 	const char	*session;	/* header.session */
 	const char	*username;	/* header.username */
+	const char	*msg_id;	/* NULL = a fresh one */
 	zframe_t	*parent_raw;	/* parent header bytes; NULL = {} */
 	json_t		*metadata;	/* NULL = {} */
 	json_t		*content;	/* NULL = {} */

@@ -202,12 +202,7 @@ server_shared(void)
 	struct conninfo	 ci;
 	char		*path, *cause;
 
-	memset(&ci, 0, sizeof ci);
-	snprintf(ci.transport, sizeof ci.transport, "%s", cfg.transport);
-	if (strcmp(cfg.transport, "ipc") == 0)
-		snprintf(ci.ip, sizeof ci.ip, "%s/ipc/shared", server_state_dir);
-	else
-		snprintf(ci.ip, sizeof ci.ip, "%s", cfg.ip);
+	endpoint_default_ci(&ci, "shared");
 	if ((endpoint_shared = endpoint_new(NULL, &ci, &cause)) == NULL)
 		fatalx("shared endpoint: %s", cause);
 	xasprintf(&path, "%s/shared.json", server_state_dir);

@@ -28,6 +28,7 @@ struct control_conn {
 	pid_t		 pid;
 	char		*buf;
 	size_t		 len;
+	size_t		 size;
 	struct session	*session;	/* attached session, if any */
 	int		 closed;
 };
@@ -118,20 +119,6 @@ control_ok(struct session *s)
 	return (r);
 }
 
-static int
-control_default_ci(struct conninfo *ci, const char *name)
-{
-	memset(ci, 0, sizeof *ci);
-	snprintf(ci->transport, sizeof ci->transport, "%s", cfg.transport);
-	if (strcmp(cfg.transport, "ipc") == 0)
-		snprintf(ci->ip, sizeof ci->ip, "%s/ipc/%s", server_state_dir,
-		    name);
-	else
-		snprintf(ci->ip, sizeof ci->ip, "%s", cfg.ip);
-	snprintf(ci->scheme, sizeof ci->scheme, "hmac-sha256");
-	return (0);
-}
-
 static json_t *
 control_new(struct control_conn *c, json_t *req)
 {
@@ -151,7 +138,7 @@ control_new(struct control_conn *c, json_t *req)
 		session_random_name(buf, sizeof buf);
 		name = buf;
 	}
-	control_default_ci(&ci, name);
+	endpoint_default_ci(&ci, name);
 	if ((s = kernel_new_session(name, c->uid, &ci, &lim, &cause)) == NULL) {
 		r = control_error(EXIT_FAILED, "%s", cause);
 		free(cause);
@@ -432,7 +419,14 @@ control_readable(zloop_t *loop, zmq_pollitem_t *item, void *arg)
 
 	(void)loop;
 	(void)item;
-	n = read(c->fd, c->buf + c->len, CONTROL_LINE_MAX - c->len);
+	/* Grow by doubling up to the line limit: an idle peer costs little. */
+	if (c->len == c->size && c->size < CONTROL_LINE_MAX) {
+		c->size = c->size == 0 ? 4096 : c->size * 2;
+		if (c->size > CONTROL_LINE_MAX)
+			c->size = CONTROL_LINE_MAX;
+		c->buf = xrealloc(c->buf, c->size);
+	}
+	n = read(c->fd, c->buf + c->len, c->size - c->len);
 	if (n <= 0) {
 		if (n == -1 && (errno == EAGAIN || errno == EINTR))
 			return (0);
@@ -503,7 +497,6 @@ control_accept(zloop_t *loop, zmq_pollitem_t *item, void *arg)
 	c->fd = fd;
 	c->uid = cred.uid;
 	c->pid = cred.pid;
-	c->buf = xmalloc(CONTROL_LINE_MAX);
 	memset(&it, 0, sizeof it);
 	it.fd = fd;
 	it.events = ZMQ_POLLIN;

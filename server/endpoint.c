@@ -192,6 +192,23 @@ endpoint_socket_new(int type)
 }
 
 /*
+ * What a new endpoint binds by default: the configured transport and
+ * address (ipc: a socket path named for it), any ports, a fresh key.
+ */
+void
+endpoint_default_ci(struct conninfo *ci, const char *name)
+{
+	memset(ci, 0, sizeof *ci);
+	snprintf(ci->transport, sizeof ci->transport, "%s", cfg.transport);
+	if (strcmp(cfg.transport, "ipc") == 0)
+		snprintf(ci->ip, sizeof ci->ip, "%s/ipc/%s", server_state_dir,
+		    name);
+	else
+		snprintf(ci->ip, sizeof ci->ip, "%s", cfg.ip);
+	snprintf(ci->scheme, sizeof ci->scheme, "hmac-sha256");
+}
+
+/*
  * Bind a new endpoint. want gives transport, ip, key and ports (0 = any,
  * for tcp); an empty key gets a fresh random one.
  */

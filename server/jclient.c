@@ -102,10 +102,11 @@ jclient_send(struct jclient *jc, zsock_t *s, const char *type,
 {
 	struct jmsg_out	 out;
 	zmsg_t		*m;
-	zframe_t	*hf;
-	json_t		*h;
+	char		 id[37];
 
+	jmsg_new_id(id);
 	memset(&out, 0, sizeof out);
+	out.msg_id = id;
 	out.msg_type = type;
 	out.session = jc->session;
 	out.username = getlogin() ? getlogin() : "cellblock";
@@ -115,17 +116,8 @@ jclient_send(struct jclient *jc, zsock_t *s, const char *type,
 	json_decref(content);
 	if (m == NULL)
 		return;
-	if (track) {
-		/* Frames: <IDS|MSG>, signature, header, ... */
-		zmsg_first(m);
-		zmsg_next(m);
-		hf = zmsg_next(m);
-		h = json_loadb((char *)zframe_data(hf), zframe_size(hf), 0,
-		    NULL);
-		snprintf(jc->sent, sizeof jc->sent, "%s",
-		    json_string_value(json_object_get(h, "msg_id")));
-		json_decref(h);
-	}
+	if (track)
+		snprintf(jc->sent, sizeof jc->sent, "%s", id);
 	zmsg_send(&m, s);
 }
 

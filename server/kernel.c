@@ -181,9 +181,12 @@ kernel_status(struct session *s, struct req *req, const char *state)
 	    json_pack("{s:s}", "execution_state", state), NULL, NULL);
 }
 
-/* Send the reply to req on the socket it came in on. Takes ownership. */
+/*
+ * Send to req's client on one of its endpoint's sockets, with req as the
+ * parent. Takes ownership of content and metadata.
+ */
 static void
-kernel_reply(struct session *s, struct req *req, const char *type,
+kernel_send(struct session *s, struct req *req, int which, const char *type,
     json_t *content, json_t *metadata, zmsg_t *buffers)
 {
 	struct jmsg_out	out;
@@ -198,10 +201,18 @@ kernel_reply(struct session *s, struct req *req, const char *type,
 		out.content = content;
 		out.metadata = metadata;
 		out.buffers = buffers;
-		endpoint_send(req->ep, req->which, &out);
+		endpoint_send(req->ep, which, &out);
 	}
 	json_decref(content);
 	json_decref(metadata);
+}
+
+/* The reply goes back on the socket the request came in on. */
+static void
+kernel_reply(struct session *s, struct req *req, const char *type,
+    json_t *content, json_t *metadata, zmsg_t *buffers)
+{
+	kernel_send(s, req, req->which, type, content, metadata, buffers);
 }
 
 /* busy, reply, idle: for everything answered without the interpreter. */
@@ -814,26 +825,17 @@ kernel_on_input_request(struct session *s, json_t *msg)
 {
 	struct req	*req = s->current;
 	json_t		*prompt = json_object_get(msg, "prompt");
-	struct jmsg_out	 out;
-	json_t		*content;
 
 	if (req == NULL || kernel_req_by_id(s, msg) != req || req->ep == NULL ||
 	    req->ep->closed || !req->allow_stdin) {
 		log_warn("%s: input_request with no client to ask", s->name);
 		return;
 	}
-	content = json_pack("{s:s,s:b}", "prompt", json_is_string(prompt) ?
-	    json_string_value(prompt) : "", "password",
-	    json_is_true(json_object_get(msg, "password")));
-	memset(&out, 0, sizeof out);
-	out.ids = req->msg->ids;
-	out.msg_type = "input_request";
-	out.session = s->name;
-	out.username = "cellblock";
-	out.parent_raw = req->msg->header_raw;
-	out.content = content;
-	endpoint_send(req->ep, EP_STDIN, &out);
-	json_decref(content);
+	/* stdin, to the identity of the client whose request runs. */
+	kernel_send(s, req, EP_STDIN, "input_request", json_pack("{s:s,s:b}",
+	    "prompt", json_is_string(prompt) ? json_string_value(prompt) : "",
+	    "password", json_is_true(json_object_get(msg, "password"))),
+	    NULL, NULL);
 	req->input_pending = 1;
 }
 

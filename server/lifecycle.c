@@ -768,13 +768,7 @@ lifecycle_fork_now(struct session *src)
 
 	snprintf(name, sizeof name, "%s", src->fork_to);
 	src->fork_to[0] = '\0';
-	memset(&ci, 0, sizeof ci);
-	snprintf(ci.transport, sizeof ci.transport, "%s", cfg.transport);
-	if (strcmp(cfg.transport, "ipc") == 0)
-		snprintf(ci.ip, sizeof ci.ip, "%s/ipc/%s", server_state_dir,
-		    name);
-	else
-		snprintf(ci.ip, sizeof ci.ip, "%s", cfg.ip);
+	endpoint_default_ci(&ci, name);
 	dst = kernel_make_session(name, src->fork_owner, &ci, &src->limits,
 	    NULL, (uid_t)-1, 0, &cause);
 	if (dst == NULL)

@@ -99,6 +99,7 @@ struct endpoint {
 extern struct endpoint *endpoint_shared;
 struct endpoint	*endpoint_new(struct session *, const struct conninfo *,
 		     char **);
+void		 endpoint_default_ci(struct conninfo *, const char *);
 void		 endpoint_destroy(struct endpoint **);
 void		 endpoint_close(struct endpoint *);
 int		 endpoint_write_file(struct endpoint *, const char *, uid_t,

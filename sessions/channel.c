@@ -124,6 +124,12 @@ channel_fill(struct channel *c, char **cause)
 	ssize_t	n;
 	int	got = 0;
 
+	/* Drop what channel_next consumed, once per read rather than per frame. */
+	if (c->rpos > 0) {
+		memmove(c->rbuf, c->rbuf + c->rpos, c->rlen - c->rpos);
+		c->rlen -= c->rpos;
+		c->rpos = 0;
+	}
 	for (;;) {
 		channel_reserve(&c->rbuf, &c->rsize, c->rlen + CHANNEL_READ_CHUNK);
 		n = read(c->fd, c->rbuf + c->rlen, c->rsize - c->rlen);
@@ -158,19 +164,19 @@ channel_next(struct channel *c, char **cause)
 	json_error_t	 jerr;
 
 	*cause = NULL;
-	if (c->rlen < 4)
+	if (c->rlen - c->rpos < 4)
 		return (NULL);
-	memcpy(&be, c->rbuf, 4);
+	memcpy(&be, c->rbuf + c->rpos, 4);
 	len = be32toh(be);
 	if (len > CHANNEL_MAX) {
 		xasprintf(cause, "frame of %zu bytes exceeds limit", len);
 		return (NULL);
 	}
-	if (c->rlen < 4 + len)
+	if (c->rlen - c->rpos < 4 + len)
 		return (NULL);
-	msg = json_loadb(c->rbuf + 4, len, JSON_REJECT_DUPLICATES, &jerr);
-	memmove(c->rbuf, c->rbuf + 4 + len, c->rlen - 4 - len);
-	c->rlen -= 4 + len;
+	msg = json_loadb(c->rbuf + c->rpos + 4, len, JSON_REJECT_DUPLICATES,
+	    &jerr);
+	c->rpos += 4 + len;
 	if (msg == NULL) {
 		xasprintf(cause, "bad JSON: %s", jerr.text);
 		return (NULL);

@@ -23,6 +23,7 @@
 struct channel {
 	int		 fd;
 	char		*rbuf;
+	size_t		 rpos;		/* start of the unconsumed bytes */
 	size_t		 rlen;
 	size_t		 rsize;
 	char		*wbuf;
