@@ -12,6 +12,9 @@
 
 #include "server.h"
 
+/* A config file is a few dozen lines; refuse to slurp anything huge. */
+#define CONFIG_FILE_MAX	(1024 * 1024)
+
 struct config	cfg;
 
 enum config_type {
@@ -263,41 +266,87 @@ config_trim(char *s)
 	return (s);
 }
 
+/*
+ * One line, NUL-terminated, comments and all. A setting is applied as it
+ * is read: an error leaves the lines before it applied.
+ */
+static int
+config_parse_line(char *line, const char *name, int lineno, char **cause)
+{
+	char	*key, *value, *eq, *why;
+
+	if ((key = strchr(line, '#')) != NULL)
+		*key = '\0';
+	key = config_trim(line);
+	if (*key == '\0')
+		return (0);
+	if ((eq = strchr(key, '=')) == NULL) {
+		xasprintf(cause, "%s:%d: expected key = value", name, lineno);
+		return (-1);
+	}
+	*eq = '\0';
+	value = config_trim(eq + 1);
+	key = config_trim(key);
+	if (config_set(key, value, &why) != 0) {
+		xasprintf(cause, "%s:%d: %s", name, lineno, why);
+		free(why);
+		return (-1);
+	}
+	return (0);
+}
+
+/*
+ * Parses a whole config file held in memory; name is what causes call it.
+ * Lines may be of any length: a long comment must stay a comment, never
+ * spill into a setting as it would past a fixed line buffer.
+ */
+int
+config_parse(const char *buf, size_t len, const char *name, char **cause)
+{
+	const char	*p = buf, *end = buf + len, *nl;
+	char		*line;
+	int		 lineno = 0, r = 0;
+
+	while (r == 0 && p < end) {
+		lineno++;
+		if ((nl = memchr(p, '\n', end - p)) == NULL)
+			nl = end;
+		/* C would see only the part before a NUL: refuse the line. */
+		if (memchr(p, '\0', nl - p) != NULL) {
+			xasprintf(cause, "%s:%d: NUL byte in line", name,
+			    lineno);
+			return (-1);
+		}
+		line = xstrndup(p, nl - p);
+		r = config_parse_line(line, name, lineno, cause);
+		free(line);
+		p = nl + 1;
+	}
+	return (r);
+}
+
 int
 config_load(const char *path, char **cause)
 {
 	FILE	*f;
-	char	 line[4096], *key, *value, *eq, *why;
-	int	 lineno = 0;
+	char	*buf;
+	size_t	 len;
+	int	 r = -1;
 
 	if ((f = fopen(path, "r")) == NULL) {
 		xasprintf(cause, "%s: %s", path, strerror(errno));
 		return (-1);
 	}
-	while (fgets(line, sizeof line, f) != NULL) {
-		lineno++;
-		if ((key = strchr(line, '#')) != NULL)
-			*key = '\0';
-		key = config_trim(line);
-		if (*key == '\0')
-			continue;
-		if ((eq = strchr(key, '=')) == NULL) {
-			xasprintf(cause, "%s:%d: expected key = value", path,
-			    lineno);
-			goto fail;
-		}
-		*eq = '\0';
-		value = config_trim(eq + 1);
-		key = config_trim(key);
-		if (config_set(key, value, &why) != 0) {
-			xasprintf(cause, "%s:%d: %s", path, lineno, why);
-			free(why);
-			goto fail;
-		}
-	}
+	buf = xmalloc(CONFIG_FILE_MAX + 1);
+	len = fread(buf, 1, CONFIG_FILE_MAX + 1, f);
+	if (ferror(f))
+		xasprintf(cause, "%s: read error", path);
+	else if (len > CONFIG_FILE_MAX)
+		xasprintf(cause, "%s: larger than %d bytes", path,
+		    CONFIG_FILE_MAX);
+	else
+		r = config_parse(buf, len, path, cause);
 	fclose(f);
-	return (0);
-fail:
-	fclose(f);
-	return (-1);
+	free(buf);
+	return (r);
 }

@@ -382,10 +382,17 @@ control_send(struct control_conn *c, json_t *reply)
 	return (0);
 }
 
-static json_t *
-control_dispatch(struct control_conn *c, const char *line, size_t len)
+/*
+ * One request line: a JSON object whose "cmd" names a row of
+ * control_table. Returns the request and *row, or NULL with a cause; any
+ * failure is the caller's usage error. Kept apart from dispatch so that it
+ * can be fuzzed without a daemon (tests/fuzz/fuzz-control.c).
+ */
+json_t *
+control_parse_request(const char *line, size_t len, size_t *row,
+    char **cause)
 {
-	json_t		*req, *r;
+	json_t		*req;
 	json_error_t	 jerr;
 	const char	*cmd;
 	size_t		 i;
@@ -393,18 +400,35 @@ control_dispatch(struct control_conn *c, const char *line, size_t len)
 	req = json_loadb(line, len, 0, &jerr);
 	if (req == NULL || !json_is_object(req)) {
 		json_decref(req);
-		return (control_error(EXIT_USAGE, "bad request: %s",
-		    req == NULL ? jerr.text : "not an object"));
+		xasprintf(cause, "bad request: %s",
+		    req == NULL ? jerr.text : "not an object");
+		return (NULL);
 	}
 	cmd = json_string_value(json_object_get(req, "cmd"));
 	for (i = 0; cmd != NULL && i < nitems(control_table); i++) {
 		if (strcmp(control_table[i].name, cmd) == 0) {
-			r = control_table[i].fn(c, req);
-			json_decref(req);
-			return (r);
+			*row = i;
+			return (req);
 		}
 	}
-	r = control_error(EXIT_USAGE, "unknown command '%s'", cmd ? cmd : "");
+	xasprintf(cause, "unknown command '%s'", cmd ? cmd : "");
+	json_decref(req);
+	return (NULL);
+}
+
+static json_t *
+control_dispatch(struct control_conn *c, const char *line, size_t len)
+{
+	json_t	*req, *r;
+	char	*cause;
+	size_t	 row;
+
+	if ((req = control_parse_request(line, len, &row, &cause)) == NULL) {
+		r = control_error(EXIT_USAGE, "%s", cause);
+		free(cause);
+		return (r);
+	}
+	r = control_table[row].fn(c, req);
 	json_decref(req);
 	return (r);
 }

@@ -54,6 +54,7 @@ extern struct config cfg;
 void		 config_defaults(void);
 int		 config_set(const char *, const char *, char **);
 int		 config_load(const char *, char **);
+int		 config_parse(const char *, size_t, const char *, char **);
 int		 config_parse_size(const char *, size_t *);
 int		 config_limits(json_t *, struct session_limits *, char **);
 
@@ -148,6 +149,7 @@ int		 control_start(const char *, char **);
 void		 control_stop(void);
 void		 control_session_ended(struct session *, const char *);
 void		 control_answer(void *, json_t *);
+json_t		*control_parse_request(const char *, size_t, size_t *, char **);
 
 /* server/cellblockd.c */
 extern zloop_t	*server_loop;
