@@ -9,6 +9,12 @@
 #include <sys/personality.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+
+#include <linux/filter.h>
+#include <linux/seccomp.h>
 
 #include <errno.h>
 #include <sched.h>
@@ -452,6 +458,7 @@ static scmp_filter_ctx	 sandbox_seccomp_build(uint32_t, char **);
 static int		 sandbox_seccomp_add(scmp_filter_ctx, uint32_t,
 			     const struct sandbox_seccomp_rule *, char **);
 static int		 sandbox_seccomp_load(scmp_filter_ctx, char **);
+static int		 sandbox_seccomp_fail(char **, const char *, int);
 static const char	*sandbox_seccomp_action_name(uint32_t, char *, size_t);
 
 /*
@@ -576,6 +583,73 @@ sandbox_seccomp_load(scmp_filter_ctx ctx, char **cause)
 	return (0);
 }
 
+/*
+ * The policy compiled once, for a zygote: libseccomp takes milliseconds to
+ * compile the table, and every child would do it again.  The program is
+ * what seccomp_load() would load, exported through a memfd.
+ */
+static struct sock_filter	*seccomp_compiled;
+static unsigned short		 seccomp_compiled_len;
+
+int
+sandbox_seccomp_prepare(char **cause)
+{
+	scmp_filter_ctx	 ctx;
+	struct stat	 st;
+	int		 fd, r;
+
+	*cause = NULL;
+	if (seccomp_compiled != NULL)
+		return (0);
+	if ((ctx = sandbox_seccomp_build(SANDBOX_SECCOMP_DEFAULT,
+	    cause)) == NULL)
+		return (-1);
+	if ((fd = memfd_create("cellblock-seccomp", MFD_CLOEXEC)) == -1) {
+		seccomp_release(ctx);
+		return (sandbox_seccomp_fail(cause, "memfd_create", errno));
+	}
+	r = seccomp_export_bpf(ctx, fd);
+	seccomp_release(ctx);
+	if (r != 0 || fstat(fd, &st) != 0 || st.st_size == 0 ||
+	    st.st_size % sizeof *seccomp_compiled != 0 ||
+	    st.st_size / sizeof *seccomp_compiled > BPF_MAXINSNS ||
+	    (seccomp_compiled = malloc(st.st_size)) == NULL ||
+	    pread(fd, seccomp_compiled, st.st_size, 0) != st.st_size) {
+		free(seccomp_compiled);
+		seccomp_compiled = NULL;
+		close(fd);
+		return (sandbox_seccomp_fail(cause, "seccomp_export_bpf",
+		    r != 0 ? -r : EINVAL));
+	}
+	seccomp_compiled_len = st.st_size / sizeof *seccomp_compiled;
+	close(fd);
+	return (0);
+}
+
+static int
+sandbox_seccomp_fail(char **cause, const char *what, int error)
+{
+	if (asprintf(cause, "%s: %s", what, strerror(error)) == -1)
+		*cause = NULL;
+	return (-1);
+}
+
+/* The prepared program, with the flag seccomp_load() would have used. */
+static int
+sandbox_seccomp_install_compiled(char **cause)
+{
+	struct sock_fprog	prog = { seccomp_compiled_len,
+				    seccomp_compiled };
+
+	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == -1)
+		return (sandbox_seccomp_fail(cause, "PR_SET_NO_NEW_PRIVS",
+		    errno));
+	if (syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER,
+	    SECCOMP_FILTER_FLAG_TSYNC, &prog) != 0)
+		return (sandbox_seccomp_fail(cause, "seccomp", errno));
+	return (0);
+}
+
 /* Install the session policy in the calling process. */
 int
 sandbox_seccomp_install(char **cause)
@@ -584,6 +658,8 @@ sandbox_seccomp_install(char **cause)
 	int		 r;
 
 	*cause = NULL;
+	if (seccomp_compiled != NULL)
+		return (sandbox_seccomp_install_compiled(cause));
 	ctx = sandbox_seccomp_build(SANDBOX_SECCOMP_DEFAULT, cause);
 	if (ctx == NULL)
 		return (-1);

@@ -6,6 +6,7 @@
 #include <stdio.h>
 
 /* sandbox-seccomp.c */
+int	sandbox_seccomp_prepare(char **);
 int	sandbox_seccomp_install(char **);
 int	sandbox_seccomp_install_debug(int *, char **);
 int	sandbox_seccomp_print(FILE *, char **);

@@ -67,6 +67,10 @@ int	sandbox_proc_rlimits(const struct sandbox_plan *, char **);
 int	sandbox_proc_hygiene(const struct sandbox_plan *, char **);
 int	sandbox_proc_reaper(pid_t, int *, char **);
 
+/* sandbox-run.c: all of the above in order; returns only in pid 2. */
+void	sandbox_run(const struct sandbox_plan *);
+void	sandbox_run_environment(const char *, const char *, int);
+
 /*
  * Set *cause (if cause is not NULL) and return -1, so a failing step reads
  * "return (sandbox_cause(cause, ...));".  Inline here because the three

@@ -1,37 +1,31 @@
 /* shim.c: cellblock-shim: contain a session's process, then exec the runner. */
 /*
  * The daemon starts one shim per interpreter with the session channel on
- * a known fd. With --contain the shim builds the sandbox in the order of
- * SANDBOX-NOTES.md: unshare the namespaces, wait on the channel while the
- * daemon writes the uid/gid maps and places it in its cgroup, then fork
- * pid 1 of the new pid namespace (mounts, hostname, then a reaper) and
- * pid 2 (identity, capabilities, rlimits, fds, seccomp last), which execs
- * the Python runner. The shim never sees the endpoint's key.
+ * a known fd. With --contain the shim runs the sandbox sequence of
+ * SANDBOX-NOTES.md (sandbox-run.c) and execs the Python runner in pid 2.
+ * With --zygote it starts the zygote instead: a preloaded interpreter,
+ * without network and as an unprivileged uid, that forks sessions which
+ * then run the same sequence (docs/ZYGOTE.md). The shim never sees the
+ * endpoint's key.
  */
 
 #include <sys/prctl.h>
 #include <sys/types.h>
-#include <sys/wait.h>
 
 #include <errno.h>
 #include <getopt.h>
+#include <grp.h>
 #include <libgen.h>
-#include <poll.h>
 #include <sched.h>
-#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
-#include <jansson.h>
-
 #include "protocol.h"
 #include "sandbox.h"
 #include "sandbox-seccomp.h"
-
-#define SHIM_HANDSHAKE_WAIT	30000	/* ms for the daemon's go */
 
 struct shim_args {
 	int		 channel_fd;
@@ -46,9 +40,10 @@ struct shim_args {
 	uint64_t	 fsize;
 	int		 threads;
 	int		 print_policy;
+	const char	*zygote_lib;	/* --zygote: the zygote's C half */
+	uid_t		 zygote_uid;	/* (uid_t)-1: keep ours */
+	gid_t		 zygote_gid;
 };
-
-static pid_t	shim_child = -1;
 
 static void	usage(void) __attribute__((noreturn));
 
@@ -60,34 +55,11 @@ usage(void)
 	    "                      [--contain] [--rootfs DIR] [--tmp BYTES] "
 	    "[--nofile N] [--fsize BYTES]\n"
 	    "                      [--threads N]\n"
+	    "       cellblock-shim --zygote LIB --channel-fd N --workdir DIR "
+	    "--runner FILE\n"
+	    "                      [--python PATH] [--uid UID --gid GID]\n"
 	    "       cellblock-shim --print-policy\n");
 	exit(2);
-}
-
-/*
- * An empty environment plus this allowlist: nothing of the daemon's
- * environment (tokens, keys, paths) leaks into a session.
- */
-static void
-shim_environment(const struct shim_args *a, const char *home)
-{
-	char	threads[16];
-
-	if (clearenv() != 0)
-		fatalx("clearenv failed");
-	snprintf(threads, sizeof threads, "%d", a->threads);
-	setenv("PATH", "/usr/local/bin:/usr/bin:/bin", 1);
-	setenv("LANG", "C.UTF-8", 1);
-	setenv("HOME", home, 1);
-	setenv("TERM", "xterm-256color", 1);
-	setenv("MPLBACKEND", "module://matplotlib_inline.backend_inline", 1);
-	setenv("MPLCONFIGDIR", "/tmp/.matplotlib", 1);
-	setenv("PYTHONUNBUFFERED", "1", 1);
-	setenv("CELLBLOCK_SESSION", a->session, 1);
-	/* BLAS pools sized to the session's CPU share, not the host's. */
-	setenv("OPENBLAS_NUM_THREADS", threads, 1);
-	setenv("OMP_NUM_THREADS", threads, 1);
-	setenv("MKL_NUM_THREADS", threads, 1);
 }
 
 static void
@@ -106,6 +78,9 @@ shim_parse(int argc, char **argv, struct shim_args *a)
 		{ "fsize", required_argument, NULL, 'f' },
 		{ "threads", required_argument, NULL, 'T' },
 		{ "print-policy", no_argument, NULL, 'P' },
+		{ "zygote", required_argument, NULL, 'Z' },
+		{ "uid", required_argument, NULL, 'U' },
+		{ "gid", required_argument, NULL, 'G' },
 		{ NULL, 0, NULL, 0 }
 	};
 	int	ch;
@@ -117,6 +92,8 @@ shim_parse(int argc, char **argv, struct shim_args *a)
 	a->nofile = 1024;
 	a->fsize = 1ULL << 30;
 	a->threads = 1;
+	a->zygote_uid = (uid_t)-1;
+	a->zygote_gid = (gid_t)-1;
 	while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
 		switch (ch) {
 		case 'c':
@@ -155,127 +132,24 @@ shim_parse(int argc, char **argv, struct shim_args *a)
 		case 'P':
 			a->print_policy = 1;
 			break;
+		case 'Z':
+			a->zygote_lib = optarg;
+			break;
+		case 'U':
+			a->zygote_uid = strtoul(optarg, NULL, 10);
+			break;
+		case 'G':
+			a->zygote_gid = strtoul(optarg, NULL, 10);
+			break;
 		default:
 			usage();
 		}
 	}
 	if (a->print_policy)
 		return;
-	if (a->channel_fd < 3 || a->session == NULL || a->workdir == NULL ||
-	    a->runner == NULL)
+	if (a->channel_fd < 3 || a->workdir == NULL || a->runner == NULL ||
+	    (a->session == NULL && a->zygote_lib == NULL))
 		usage();
-}
-
-/* One frame of docs/CHANNEL.md, written whole (the fd is blocking here). */
-static void
-shim_send(int fd, json_t *msg)
-{
-	char		*s = json_dumps(msg, JSON_COMPACT);
-	uint32_t	 be = htobe32(strlen(s));
-
-	if (write(fd, &be, 4) != 4 ||
-	    write(fd, s, strlen(s)) != (ssize_t)strlen(s))
-		fatal("channel write");
-	free(s);
-	json_decref(msg);
-}
-
-static int
-shim_read_full(int fd, void *buf, size_t len)
-{
-	struct pollfd	 pfd = { .fd = fd, .events = POLLIN };
-	ssize_t		 n;
-	size_t		 off = 0;
-
-	while (off < len) {
-		if (poll(&pfd, 1, SHIM_HANDSHAKE_WAIT) <= 0)
-			return (-1);
-		n = read(fd, (char *)buf + off, len - off);
-		if (n <= 0)
-			return (-1);
-		off += n;
-	}
-	return (0);
-}
-
-/* Ask the daemon for our maps and cgroup, and wait for its answer. */
-static void
-shim_handshake(int fd)
-{
-	uint32_t	 be;
-	char		*buf;
-	json_t		*m;
-	const char	*op;
-
-	shim_send(fd, json_pack("{s:s}", "op", "contain"));
-	if (shim_read_full(fd, &be, 4) != 0 || be32toh(be) > 65536)
-		fatalx("no answer from the daemon to the contain request");
-	buf = xmalloc(be32toh(be) + 1);
-	if (shim_read_full(fd, buf, be32toh(be)) != 0)
-		fatalx("short answer from the daemon");
-	m = json_loadb(buf, be32toh(be), 0, NULL);
-	op = json_string_value(json_object_get(m, "op"));
-	if (op == NULL || strcmp(op, "contain_go") != 0)
-		fatalx("daemon refused containment: %s", json_string_value(
-		    json_object_get(m, "error")) ?: "no reason");
-	json_decref(m);
-	free(buf);
-}
-
-static void __attribute__((noreturn))
-shim_die(int sig)
-{
-	struct sigaction	sa;
-	sigset_t		set;
-
-	memset(&sa, 0, sizeof sa);
-	sa.sa_handler = SIG_DFL;
-	sigaction(sig, &sa, NULL);
-	sigemptyset(&set);
-	sigaddset(&set, sig);
-	sigprocmask(SIG_UNBLOCK, &set, NULL);
-	prctl(PR_SET_DUMPABLE, 0);	/* no core file */
-	kill(getpid(), sig);
-	_exit(128 + sig);
-}
-
-static void
-shim_forward(int sig)
-{
-	if (shim_child > 0)
-		kill(shim_child, sig);
-}
-
-/*
- * The shim itself stays outside the new pid namespace: it relays signals
- * to pid 1 and exits as the interpreter did. If it dies, pid 1's
- * parent-death signal tears the namespace down.
- */
-static void __attribute__((noreturn))
-shim_wait(pid_t child)
-{
-	struct sigaction	sa;
-	int			status;
-
-	shim_child = child;
-	memset(&sa, 0, sizeof sa);
-	sa.sa_handler = shim_forward;
-	sigaction(SIGINT, &sa, NULL);
-	sigaction(SIGTERM, &sa, NULL);
-	sigaction(SIGHUP, &sa, NULL);
-	while (waitpid(child, &status, 0) == -1) {
-		if (errno != EINTR)
-			fatal("waitpid");
-	}
-	/*
-	 * Die as the interpreter died, so the daemon can name the reason: pid
-	 * 1 reports a signal death as 128+N, which becomes signal N again.
-	 */
-	if (WIFSIGNALED(status))
-		shim_die(WTERMSIG(status));
-	if (WEXITSTATUS(status) > 128 && WEXITSTATUS(status) < 128 + NSIG)
-		shim_die(WEXITSTATUS(status) - 128);
-	exit(WEXITSTATUS(status));
 }
 
 static void
@@ -293,7 +167,7 @@ shim_exec_runner(const struct shim_args *a, const char *runner,
 	char	*pargv[10];
 	int	 i = 0;
 
-	shim_environment(a, home);
+	sandbox_run_environment(a->session, home, a->threads);
 	snprintf(fdarg, sizeof fdarg, "%d", a->channel_fd);
 	pargv[i++] = (char *)a->python;
 	pargv[i++] = "-I";
@@ -307,52 +181,11 @@ shim_exec_runner(const struct shim_args *a, const char *runner,
 	fatal("exec %s", a->python);
 }
 
-/* Pid 2: the interpreter's own steps, seccomp last, then the runner. */
-static void __attribute__((noreturn))
-shim_interpreter(const struct shim_args *a, const struct sandbox_plan *p)
-{
-	char	*cause = NULL, runner[4096];
-
-	shim_step(sandbox_user_become(p, &cause), "identity", cause);
-	shim_step(sandbox_proc_drop_caps(&cause), "capabilities", cause);
-	shim_step(sandbox_proc_rlimits(p, &cause), "rlimits", cause);
-	shim_step(sandbox_proc_hygiene(p, &cause), "hygiene", cause);
-	snprintf(runner, sizeof runner, "%s/%s", SANDBOX_RUNNER_DIR,
-	    basename((char *)a->runner));
-	/* The environment goes before seccomp: nothing after needs more. */
-	shim_step(sandbox_seccomp_install(&cause), "seccomp", cause);
-	shim_exec_runner(a, runner, SANDBOX_HOME);
-}
-
-/* Pid 1 of the session's pid namespace: build the world, then reap. */
-static void __attribute__((noreturn))
-shim_pid1(const struct shim_args *a, const struct sandbox_plan *p)
-{
-	char	*cause = NULL;
-	pid_t	 pid;
-	int	 code;
-
-	/* getppid() is 0 here (the parent is outside our pid namespace). */
-	prctl(PR_SET_PDEATHSIG, SIGKILL);
-	shim_step(sandbox_mount_setup(p, &cause), "mounts", cause);
-	shim_step(sandbox_proc_hostname(p, &cause), "hostname", cause);
-	if ((pid = fork()) == -1)
-		fatal("fork");
-	if (pid == 0)
-		shim_interpreter(a, p);
-	shim_step(sandbox_user_become(p, &cause), "identity", cause);
-	shim_step(sandbox_proc_drop_caps(&cause), "capabilities", cause);
-	prctl(PR_SET_PDEATHSIG, SIGKILL);
-	shim_step(sandbox_proc_reaper(pid, &code, &cause), "reaper", cause);
-	_exit(code);
-}
-
 static void __attribute__((noreturn))
 shim_contain(const struct shim_args *a)
 {
 	struct sandbox_plan	 p;
-	char			*cause = NULL, *dir;
-	pid_t			 pid;
+	char			*dir, runner[4096];
 
 	memset(&p, 0, sizeof p);
 	p.hostname = a->session;
@@ -366,20 +199,61 @@ shim_contain(const struct shim_args *a)
 	p.nofile = a->nofile;
 	p.fsize_bytes = a->fsize;
 	p.keep_fd = a->channel_fd;
+	snprintf(runner, sizeof runner, "%s/%s", SANDBOX_RUNNER_DIR,
+	    basename((char *)a->runner));
+	sandbox_run(&p);	/* returns in pid 2, under seccomp */
+	shim_exec_runner(a, runner, SANDBOX_HOME);
+}
 
-	shim_step(sandbox_user_drop_groups(&cause), "groups", cause);
-	if (unshare(CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWNET |
-	    CLONE_NEWIPC | CLONE_NEWUTS) != 0)
-		fatal("unshare");
-	shim_handshake(a->channel_fd);
-	/* Now in its cgroup: that cgroup becomes the root of its view. */
-	if (unshare(CLONE_NEWCGROUP) != 0)
-		fatal("unshare cgroup");
-	if ((pid = fork()) == -1)
-		fatal("fork");
-	if (pid == 0)
-		shim_pid1(a, &p);
-	shim_wait(pid);
+/*
+ * The zygote never runs session code, but it holds every session's first
+ * pages: it gets no network (an empty network namespace, while we are
+ * still root), no groups and the uid the daemon reserved for it, so it
+ * can write nothing that is not its own.  Its sessions still get every
+ * step of the sandbox from sandbox_run().  The zygote stays in the host's
+ * mount namespace: its children bind the daemon's work dirs, which a
+ * mount from another namespace could not give them.
+ */
+static void __attribute__((noreturn))
+shim_zygote(const struct shim_args *a)
+{
+	char	 fdarg[16], mpl[4096], script[4096], *dir;
+	char	*pargv[10];
+	int	 i = 0;
+
+	if (getuid() == 0 && unshare(CLONE_NEWNET) != 0)
+		fatal("unshare network");
+	if (a->zygote_gid != (gid_t)-1 && (setgroups(0, NULL) != 0 ||
+	    setresgid(a->zygote_gid, a->zygote_gid, a->zygote_gid) != 0))
+		fatal("zygote gid %lu", (u_long)a->zygote_gid);
+	if (a->zygote_uid != (uid_t)-1 &&
+	    setresuid(a->zygote_uid, a->zygote_uid, a->zygote_uid) != 0)
+		fatal("zygote uid %lu", (u_long)a->zygote_uid);
+	/* After the uid change, which clears the parent-death signal. */
+	if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 ||
+	    prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0)
+		fatal("prctl");
+	if (chdir(a->workdir) != 0)
+		fatal("chdir %s", a->workdir);
+	close_range(a->channel_fd + 1, ~0U, 0);
+
+	/* One BLAS thread: a process with threads cannot unshare a user ns. */
+	sandbox_run_environment("", a->workdir, 1);
+	snprintf(mpl, sizeof mpl, "%s/matplotlib", a->workdir);
+	setenv("MPLCONFIGDIR", mpl, 1);
+	dir = xstrdup(a->runner);
+	snprintf(script, sizeof script, "%s/cellblock_zygote.py", dirname(dir));
+	snprintf(fdarg, sizeof fdarg, "%d", a->channel_fd);
+	pargv[i++] = (char *)a->python;
+	pargv[i++] = "-I";
+	pargv[i++] = script;
+	pargv[i++] = "--control-fd";
+	pargv[i++] = fdarg;
+	pargv[i++] = "--lib";
+	pargv[i++] = (char *)a->zygote_lib;
+	pargv[i] = NULL;
+	execv(a->python, pargv);
+	fatal("exec %s", a->python);
 }
 
 int
@@ -394,6 +268,8 @@ main(int argc, char **argv)
 		    cause);
 		return (0);
 	}
+	if (a.zygote_lib != NULL)
+		shim_zygote(&a);
 	if (a.contain)
 		shim_contain(&a);
 	/* A weaker sandbox (allowed by the operator): a clean process only. */

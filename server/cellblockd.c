@@ -23,12 +23,17 @@ zloop_t		*server_loop;
 char		*server_state_dir;
 char		*server_shim_path;
 char		*server_runner_path;
+char		*server_zygote_lib;
 uid_t		 server_uid;
 
 static int	 server_sigfd = -1;
 static int	 server_quit;
+static struct zygote_config server_zc;
+static int	 server_zygote_backoff = 1;	/* seconds before a restart */
+static int	 server_zygote_timer = -1;
 
 static void	usage(void) __attribute__((noreturn));
+static int	server_zygote_reaped(pid_t, int);
 
 static void
 usage(void)
@@ -65,6 +70,8 @@ server_paths(void)
 {
 	static const char *const shims[] = { "cellblock-shim",
 	    "../libexec/cellblock/cellblock-shim", NULL };
+	static const char *const zygotes[] = { "cellblock-zygote.so",
+	    "../lib/cellblock/cellblock-zygote.so", NULL };
 	static const char *const runners[] = {
 	    "../kernel-shim/runner/cellblock_runner.py",
 	    "../share/cellblock/runner/cellblock_runner.py", NULL };
@@ -81,6 +88,8 @@ server_paths(void)
 	if ((server_runner_path = server_find(dir, runners)) == NULL)
 		fatalx("cannot find the runner (cellblock_runner.py) near %s",
 		    dir);
+	/* Without it sessions still start, by exec: the zygote is speed. */
+	server_zygote_lib = server_find(dir, zygotes);
 }
 
 static void
@@ -190,10 +199,118 @@ server_signal_event(zloop_t *loop, zmq_pollitem_t *item, void *arg)
 			server_quit = 1;
 		}
 	}
-	while ((pid = waitpid(-1, &status, WNOHANG)) > 0)
-		kernel_reaped(pid, status);
+	while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+		if (!server_zygote_reaped(pid, status))
+			kernel_reaped(pid, status);
+	}
 	(void)loop;
 	return (server_quit ? -1 : 0);
+}
+
+/* The zygote (docs/ZYGOTE.md): started once, restarted with a backoff. */
+static int
+server_zygote_event(zloop_t *loop, zmq_pollitem_t *item, void *arg)
+{
+	char	*cause = NULL;
+
+	(void)loop;
+	(void)arg;
+	if (zygote_on_readable(&cause) != 0) {
+		log_warn("zygote: %s; stopping it", cause);
+		zloop_poller_end(server_loop, item);
+		zygote_stop(cause);
+		free(cause);
+		return (0);
+	}
+	if (zygote_ready())
+		server_zygote_backoff = 1;
+	return (0);
+}
+
+static void
+server_zygote_start(void)
+{
+	zmq_pollitem_t	 it;
+	char		*cause;
+
+	if (zygote_start(&server_zc, &cause) != 0) {
+		log_warn("zygote: %s; sessions start by exec", cause);
+		free(cause);
+		return;
+	}
+	memset(&it, 0, sizeof it);
+	it.fd = zygote_fd();
+	it.events = ZMQ_POLLIN;
+	zloop_poller(server_loop, &it, server_zygote_event, NULL);
+}
+
+static int
+server_zygote_restart(zloop_t *loop, int timer, void *arg)
+{
+	(void)loop;
+	(void)timer;
+	(void)arg;
+	server_zygote_timer = -1;
+	if (!server_quit)
+		server_zygote_start();
+	return (0);
+}
+
+/* 1 if pid was the zygote's; its restart is then scheduled. */
+static int
+server_zygote_reaped(pid_t pid, int status)
+{
+	zmq_pollitem_t	 it;
+	char		*cause = NULL;
+	int		 fd = zygote_fd();
+
+	if (!zygote_reaped(pid, status, &cause))
+		return (0);
+	memset(&it, 0, sizeof it);
+	it.fd = fd;
+	if (fd != -1)
+		zloop_poller_end(server_loop, &it);
+	log_warn("zygote pid %ld %s; sessions start by exec, restart in %d s",
+	    (long)pid, cause, server_zygote_backoff);
+	free(cause);
+	if (server_zygote_timer == -1 && !server_quit)
+		server_zygote_timer = zloop_timer(server_loop,
+		    server_zygote_backoff * 1000, 1, server_zygote_restart,
+		    NULL);
+	if (server_zygote_backoff < 60)
+		server_zygote_backoff *= 2;
+	return (1);
+}
+
+/*
+ * Its uid is the one just past the session range, so no session has it;
+ * its home is its own, for the font cache matplotlib builds once.
+ */
+static void
+server_zygote_init(void)
+{
+	char	*home;
+
+	if (!cfg.zygote || !contain_enabled() || server_zygote_lib == NULL) {
+		log_info("zygote: off (%s); sessions start by exec",
+		    !cfg.zygote ? "zygote = no" : !contain_enabled() ?
+		    "no sandbox" : "cellblock-zygote.so not found");
+		return;
+	}
+		xasprintf(&home, "%s/zygote", server_state_dir);
+	server_zc.uid = server_zc.gid = (uid_t)-1;
+	if (server_uid == 0)
+		server_zc.uid = server_zc.gid = cfg.uid_base + cfg.uid_count;
+	if (mkdir(home, 0700) != 0 && errno != EEXIST)
+		fatal("mkdir %s", home);
+	if (server_uid == 0 && chown(home, server_zc.uid, server_zc.gid) != 0)
+		fatal("chown %s", home);
+	server_zc.shim = server_shim_path;
+	server_zc.lib = server_zygote_lib;
+	server_zc.runner = server_runner_path;
+	server_zc.python = cfg.python;
+	server_zc.home = home;
+	server_zygote_start();
 }
 
 static void
@@ -399,6 +516,7 @@ main(int argc, char **argv)
 	if (heartbeat_start(&cause) != 0)
 		fatalx("%s", cause);
 	server_shared();
+	server_zygote_init();
 	lifecycle_load_all();
 	lifecycle_start();
 	xasprintf(&path, "%s/control.sock", server_state_dir);
@@ -425,6 +543,7 @@ main(int argc, char **argv)
 			break;
 	}
 	lifecycle_checkpoint_all(10000);
+	zygote_stop(NULL);
 	kernel_shutdown_all();
 	control_stop();
 	endpoint_destroy(&endpoint_shared);

@@ -56,6 +56,7 @@ static const struct config_entry {
 	{ "min-free-memory", CONFIG_SIZE, &cfg.min_free_memory, "512M" },
 	{ "restart-from-checkpoint", CONFIG_BOOL, &cfg.restart_from_checkpoint,
 	  "yes" },
+	{ "zygote", CONFIG_BOOL, &cfg.zygote, "yes" },
 	{ "memory", CONFIG_SIZE, &cfg.limits.memory, "1G" },
 	{ "cpus", CONFIG_CPUS, &cfg.limits.cpu_millis, "1" },
 	{ "pids", CONFIG_COUNT, &cfg.limits.pids, "256" },

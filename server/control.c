@@ -332,8 +332,9 @@ control_ping(struct control_conn *c, json_t *req)
 {
 	(void)c;
 	(void)req;
-	return (json_pack("{s:b,s:s,s:I}", "ok", 1, "version",
-	    CELLBLOCK_VERSION, "pid", (json_int_t)getpid()));
+	return (json_pack("{s:b,s:s,s:I,s:o}", "ok", 1, "version",
+	    CELLBLOCK_VERSION, "pid", (json_int_t)getpid(), "zygote",
+	    zygote_describe()));
 }
 
 void

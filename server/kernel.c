@@ -854,12 +854,21 @@ kernel_on_contain(struct session *s, json_t *msg)
 		log_warn("%s: unexpected contain request", s->name);
 		return;
 	}
-	if (contain_enter(s, s->pid, &cause) != 0) {
+	/* A zygote-born process proves it is the pid the zygote named. */
+	if (s->chan.creds && s->chan.peer_pid != s->pid) {
+		xasprintf(&cause, "the contain request came from pid %ld, not "
+		    "from pid %ld", (long)s->chan.peer_pid, (long)s->pid);
+		log_error("%s: %s", s->name, cause);
+		m = json_pack("{s:s,s:s}", "op", "contain_fail", "error", cause);
+		free(cause);
+	} else if (contain_enter(s, s->pid, &cause) != 0) {
 		log_error("%s: cannot contain interpreter: %s", s->name, cause);
 		m = json_pack("{s:s,s:s}", "op", "contain_fail", "error", cause);
 		free(cause);
 	} else
 		m = json_pack("{s:s}", "op", "contain_go");
+	if (s->chan.creds)
+		channel_want_creds(&s->chan, 0);
 	if (channel_send(&s->chan, m, &cause) != 0) {
 		log_warn("%s: %s", s->name, cause);
 		free(cause);
@@ -1016,6 +1025,7 @@ kernel_start(struct session *s, char **cause)
 	a.name = s->name;
 	a.limits = &s->limits;
 	a.contain = contain_enabled();
+	a.zygote = cfg.zygote;
 	a.rootfs = cfg.rootfs[0] != '\0' ? cfg.rootfs : NULL;
 	if (spawn_interpreter(s, &a, cause) != 0)
 		return (-1);
@@ -1489,6 +1499,9 @@ kernel_describe(struct session *s)
 	if (contain_weaker() != NULL)
 		json_object_set_new(d, "weaker_sandbox",
 		    json_string(contain_weaker()));
+	if (s->pid > 0)
+		json_object_set_new(d, "born",
+		    json_string(spawn_born_name(s->born)));
 	return (d);
 }
 

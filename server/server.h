@@ -48,6 +48,7 @@ struct config {
 	size_t	 max_user_ckpt;	/* bytes of newest checkpoints per owner */
 	size_t	 min_free_memory; /* below it, reap the least recently used */
 	int	 restart_from_checkpoint; /* after a crash; no: start clean */
+	int	 zygote;	/* fork sessions from a preloaded interpreter */
 	struct session_limits limits;	/* defaults for new sessions */
 };
 extern struct config cfg;
@@ -156,6 +157,7 @@ extern zloop_t	*server_loop;
 extern char	*server_state_dir;
 extern char	*server_shim_path;
 extern char	*server_runner_path;
+extern char	*server_zygote_lib;
 extern uid_t	 server_uid;
 void		 server_exit(const char *);
 

@@ -6,7 +6,9 @@
  * and one JSON object (docs/CHANNEL.md); anything else breaks the channel.
  */
 
+#include <sys/socket.h>
 #include <sys/types.h>
+#include <sys/uio.h>
 
 #include <errno.h>
 #include <fcntl.h>
@@ -117,6 +119,57 @@ channel_pending(const struct channel *c)
 	return (c->woff < c->wlen);
 }
 
+
+/*
+ * With credentials wanted (a zygote-born interpreter, docs/ZYGOTE.md) the
+ * kernel stamps each read with the writer's pid, which nobody but a
+ * CAP_SYS_ADMIN writer can choose: the daemon checks it against the pid
+ * the zygote reported before it lets the process into its sandbox.
+ */
+static ssize_t
+channel_read(struct channel *c, char *buf, size_t len)
+{
+	struct iovec	 iov = { .iov_base = buf, .iov_len = len };
+	union {
+		struct cmsghdr	hdr;
+		char		space[CMSG_SPACE(sizeof(struct ucred))];
+	} cm;
+	struct msghdr	 mh;
+	struct cmsghdr	*cmsg;
+	struct ucred	 uc;
+	ssize_t		 n;
+
+	if (!c->creds)
+		return (read(c->fd, buf, len));
+	memset(&mh, 0, sizeof mh);
+	mh.msg_iov = &iov;
+	mh.msg_iovlen = 1;
+	mh.msg_control = cm.space;
+	mh.msg_controllen = sizeof cm.space;
+	if ((n = recvmsg(c->fd, &mh, MSG_CMSG_CLOEXEC)) <= 0)
+		return (n);
+	for (cmsg = CMSG_FIRSTHDR(&mh); cmsg != NULL;
+	    cmsg = CMSG_NXTHDR(&mh, cmsg)) {
+		if (cmsg->cmsg_level == SOL_SOCKET &&
+		    cmsg->cmsg_type == SCM_CREDENTIALS &&
+		    cmsg->cmsg_len == CMSG_LEN(sizeof uc)) {
+			memcpy(&uc, CMSG_DATA(cmsg), sizeof uc);
+			c->peer_pid = uc.pid;
+		}
+	}
+	return (n);
+}
+
+/* Ask for (on != 0) or stop asking for the writer's pid with every read. */
+int
+channel_want_creds(struct channel *c, int on)
+{
+	if (setsockopt(c->fd, SOL_SOCKET, SO_PASSCRED, &on, sizeof on) != 0)
+		return (-1);
+	c->creds = on;
+	c->peer_pid = 0;
+	return (0);
+}
 /* Read what is available; 1 read something, 0 EOF, -1 error. */
 int
 channel_fill(struct channel *c, char **cause)
@@ -132,7 +185,7 @@ channel_fill(struct channel *c, char **cause)
 	}
 	for (;;) {
 		channel_reserve(&c->rbuf, &c->rsize, c->rlen + CHANNEL_READ_CHUNK);
-		n = read(c->fd, c->rbuf + c->rlen, c->rsize - c->rlen);
+		n = channel_read(c, c->rbuf + c->rlen, c->rsize - c->rlen);
 		if (n == -1 && errno == EINTR)
 			continue;
 		if (n == -1 && errno == EAGAIN)

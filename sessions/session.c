@@ -164,10 +164,18 @@ session_state_name(enum session_state st)
 void
 session_set_state(struct session *s, enum session_state st, const char *why)
 {
+	int	level = LEVEL_INFO;
+
 	if (s->state == st)
 		return;
-	log_info("%s: %s -> %s (%s)", s->name, session_state_names[s->state],
-	    session_state_names[st], why);
+	/* Two per request: at info they would be most of a busy log. */
+	if ((s->state == SESSION_IDLE && st == SESSION_BUSY) ||
+	    (s->state == SESSION_BUSY && st == SESSION_IDLE))
+		level = LEVEL_DEBUG;
+	if (log_enabled(level))
+		log_write(level, __func__, "%s: %s -> %s (%s)", s->name,
+		    session_state_names[s->state], session_state_names[st],
+		    why);
 	s->state = st;
 }
 

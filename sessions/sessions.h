@@ -30,6 +30,8 @@ struct channel {
 	size_t		 wlen;
 	size_t		 woff;
 	size_t		 wsize;
+	int		 creds;		/* SO_PASSCRED on: note peer_pid */
+	pid_t		 peer_pid;	/* writer of the last read, 0: unknown */
 };
 void		 channel_init(struct channel *, int);
 void		 channel_close(struct channel *);
@@ -38,6 +40,7 @@ int		 channel_flush(struct channel *, char **);
 int		 channel_pending(const struct channel *);
 int		 channel_fill(struct channel *, char **);
 json_t		*channel_next(struct channel *, char **);
+int		 channel_want_creds(struct channel *, int);
 
 /* sessions/session.c */
 enum session_state {
@@ -76,6 +79,7 @@ struct session {
 	char		 errbuf[1024];
 	size_t		 errlen;
 	unsigned	 incarnation;
+	int		 born;		/* enum spawn_born: how it started */
 	json_t		*hello;
 	int		 stopping;	/* we asked it to end */
 	const char	*stop_reason;	/* ename for the request it cuts */
@@ -163,11 +167,35 @@ struct spawn_args {
 	const char	*name;
 	const char	*rootfs;	/* NULL: the host's /usr */
 	int		 contain;	/* run the sandbox steps */
+	int		 zygote;	/* fork from the zygote if it is ready */
 	const struct session_limits *limits;
 };
+enum spawn_born { SPAWN_EXEC, SPAWN_ZYGOTE };
 int		 spawn_interpreter(struct session *, const struct spawn_args *,
 		     char **);
+pid_t		 spawn_exec(char **, int, int, char **);
+const char	*spawn_born_name(enum spawn_born);
 void		 spawn_signal(struct session *, int);
 void		 spawn_close(struct session *);
+
+/* sessions/zygote.c */
+struct zygote_config {
+	const char	*shim;		/* cellblock-shim, which starts it */
+	const char	*lib;		/* cellblock-zygote.so */
+	const char	*runner;	/* cellblock_runner.py, beside the zygote */
+	const char	*python;
+	const char	*home;		/* its own dir: HOME, matplotlib cache */
+	uid_t		 uid;		/* (uid_t)-1: the daemon's own */
+	gid_t		 gid;
+};
+int		 zygote_start(const struct zygote_config *, char **);
+int		 zygote_fd(void);
+int		 zygote_on_readable(char **);
+int		 zygote_ready(void);
+pid_t		 zygote_pid(void);
+int		 zygote_reaped(pid_t, int, char **);
+void		 zygote_stop(const char *);
+pid_t		 zygote_spawn(json_t *, const int *, int, char **);
+json_t		*zygote_describe(void);
 
 #endif

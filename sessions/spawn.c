@@ -25,6 +25,7 @@
 
 static void	spawn_child(int, int, int, char **, char **)
 		    __attribute__((noreturn));
+static u_int	spawn_threads(const struct session_limits *);
 
 static void
 spawn_child(int chan, int err, int devnull, char **argv, char **envp)
@@ -49,28 +50,37 @@ spawn_child(int chan, int err, int devnull, char **argv, char **envp)
 	_exit(127);
 }
 
-int
-spawn_interpreter(struct session *s, const struct spawn_args *a, char **cause)
+/*
+ * Fork and exec argv with chan at SPAWN_CHANNEL_FD and err as stderr; the
+ * caller keeps its ends.  Used for the shim and for the zygote.
+ */
+pid_t
+spawn_exec(char **argv, int chan, int err, char **cause)
 {
-	int	 sv[2], errp[2], devnull;
-	pid_t	 pid;
-	char	*argv[32], num[4][24];
 	char	*envp[] = { "PATH=/usr/local/bin:/usr/bin:/bin",
 			    "LANG=C.UTF-8", NULL };
-	int	 i = 0;
+	pid_t	 pid;
+	int	 devnull;
 
-	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == -1) {
-		xasprintf(cause, "socketpair: %s", strerror(errno));
-		return (-1);
-	}
-	if (pipe2(errp, O_CLOEXEC) == -1) {
-		xasprintf(cause, "pipe: %s", strerror(errno));
-		goto close_pair;
-	}
 	if ((devnull = open("/dev/null", O_RDWR | O_CLOEXEC)) == -1) {
 		xasprintf(cause, "/dev/null: %s", strerror(errno));
-		goto close_pipe;
+		return (-1);
 	}
+	pid = fork();
+	if (pid == -1)
+		xasprintf(cause, "fork: %s", strerror(errno));
+	if (pid == 0)
+		spawn_child(chan, err, devnull, argv, envp);
+	close(devnull);
+	return (pid);
+}
+
+/* The shim's command line for one incarnation (see cellblock-shim(8)). */
+static void
+spawn_argv(const struct spawn_args *a, char **argv, char num[][24])
+{
+	int	i = 0;
+
 	argv[i++] = (char *)a->shim;
 	argv[i++] = "--channel-fd";
 	argv[i++] = "3";
@@ -83,12 +93,12 @@ spawn_interpreter(struct session *s, const struct spawn_args *a, char **cause)
 	argv[i++] = "--python";
 	argv[i++] = (char *)a->python;
 	if (a->contain) {
-		snprintf(num[0], sizeof num[0], "%llu",
-		    (unsigned long long)a->limits->tmp);
-		snprintf(num[1], sizeof num[1], "%llu",
+		snprintf(num[0], 24, "%llu", (unsigned long long)a->limits->tmp);
+		snprintf(num[1], 24, "%llu",
 		    (unsigned long long)a->limits->nofile);
-		snprintf(num[2], sizeof num[2], "%llu",
+		snprintf(num[2], 24, "%llu",
 		    (unsigned long long)a->limits->fsize);
+		snprintf(num[3], 24, "%u", spawn_threads(a->limits));
 		argv[i++] = "--contain";
 		argv[i++] = "--tmp";
 		argv[i++] = num[0];
@@ -96,8 +106,6 @@ spawn_interpreter(struct session *s, const struct spawn_args *a, char **cause)
 		argv[i++] = num[1];
 		argv[i++] = "--fsize";
 		argv[i++] = num[2];
-		snprintf(num[3], sizeof num[3], "%u",
-		    (a->limits->cpu_millis + 999) / 1000);
 		argv[i++] = "--threads";
 		argv[i++] = num[3];
 		if (a->rootfs != NULL) {
@@ -106,28 +114,98 @@ spawn_interpreter(struct session *s, const struct spawn_args *a, char **cause)
 		}
 	}
 	argv[i] = NULL;
+}
 
-	pid = fork();
-	if (pid == -1) {
-		xasprintf(cause, "fork: %s", strerror(errno));
-		close(devnull);
-		goto close_pipe;
+/*
+ * The zygote's spawn request (docs/ZYGOTE.md): the work dir goes as its
+ * parent's fd and its own name, as the zygote's uid may not be able to
+ * walk the path to it.
+ */
+static pid_t
+spawn_by_zygote(const struct spawn_args *a, int chan, int err, char **cause)
+{
+	json_t		*req;
+	char		*dir, *slash;
+	int		 fds[3];
+	pid_t		 pid;
+
+	dir = xstrdup(a->workdir);
+	if ((slash = strrchr(dir, '/')) == NULL || slash == dir) {
+		xasprintf(cause, "work dir %s: not an absolute path", dir);
+		free(dir);
+		return (-1);
 	}
-	if (pid == 0)
-		spawn_child(sv[1], errp[1], devnull, argv, envp);
+	*slash = '\0';
+	fds[0] = chan;
+	fds[1] = err;
+	fds[2] = open(dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
+	if (fds[2] == -1) {
+		xasprintf(cause, "%s: %s", dir, strerror(errno));
+		free(dir);
+		return (-1);
+	}
+	req = json_pack("{s:s,s:s,s:s,s:s?,s:I,s:I,s:I,s:i,s:i}",
+	    "op", "spawn", "workname", slash + 1, "session", a->name,
+	    "rootfs", a->rootfs, "tmp", (json_int_t)a->limits->tmp,
+	    "nofile", (json_int_t)a->limits->nofile,
+	    "fsize", (json_int_t)a->limits->fsize,
+	    "threads", (int)spawn_threads(a->limits), "daemon", (int)getpid());
+	pid = zygote_spawn(req, fds, 3, cause);
+	json_decref(req);
+	close(fds[2]);
+	free(dir);
+	return (pid);
+}
 
-	close(devnull);
+int
+spawn_interpreter(struct session *s, const struct spawn_args *a, char **cause)
+{
+	int	 sv[2], errp[2];
+	pid_t	 pid = -1;
+	char	*argv[32], num[4][24], *why = NULL;
+
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == -1) {
+		xasprintf(cause, "socketpair: %s", strerror(errno));
+		return (-1);
+	}
+	if (pipe2(errp, O_CLOEXEC) == -1) {
+		xasprintf(cause, "pipe: %s", strerror(errno));
+		goto close_pair;
+	}
+	channel_init(&s->chan, sv[0]);
+	s->born = SPAWN_EXEC;
+	if (a->contain && a->zygote && zygote_ready()) {
+		/* Before the child can write: its first frame must carry its pid. */
+		if (channel_want_creds(&s->chan, 1) != 0)
+			xasprintf(&why, "SO_PASSCRED: %s", strerror(errno));
+		else if ((pid = spawn_by_zygote(a, sv[1], errp[1], &why)) > 0)
+			s->born = SPAWN_ZYGOTE;
+		else
+			channel_want_creds(&s->chan, 0);
+		if (why != NULL) {
+			log_warn("%s: zygote: %s; starting by exec instead",
+			    s->name, why);
+			free(why);
+		}
+	}
+	if (pid <= 0) {
+		spawn_argv(a, argv, num);
+		if ((pid = spawn_exec(argv, sv[1], errp[1], cause)) == -1) {
+			channel_init(&s->chan, -1);
+			goto close_pipe;
+		}
+	}
+
 	close(sv[1]);
 	close(errp[1]);
 	fcntl(errp[0], F_SETFL, O_NONBLOCK);
 	s->pid = pid;
 	s->errfd = errp[0];
 	s->errlen = 0;
-	channel_init(&s->chan, sv[0]);
 	s->incarnation++;
 	s->stopping = 0;
-	log_info("%s: interpreter %u started as pid %ld", s->name,
-	    s->incarnation, (long)pid);
+	log_info("%s: interpreter %u started as pid %ld (%s)", s->name,
+	    s->incarnation, (long)pid, spawn_born_name(s->born));
 	return (0);
 
 close_pipe:
@@ -137,6 +215,19 @@ close_pair:
 	close(sv[0]);
 	close(sv[1]);
 	return (-1);
+}
+
+const char *
+spawn_born_name(enum spawn_born born)
+{
+	return (born == SPAWN_ZYGOTE ? "zygote" : "exec");
+}
+
+/* BLAS and OpenMP pools: the session's CPU share, rounded up. */
+static u_int
+spawn_threads(const struct session_limits *l)
+{
+	return ((l->cpu_millis + 999) / 1000);
 }
 
 void

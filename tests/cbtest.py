@@ -18,7 +18,7 @@ PYTHON = "/usr/bin/python3"
 class Daemon:
     """One cellblockd in the foreground with its own state directory."""
 
-    def __init__(self, extra_args=()):
+    def __init__(self, extra_args=(), wait_zygote=True):
         self.state = tempfile.mkdtemp(prefix="cb-test-")
         self.args = list(extra_args)
         self.log = open(os.path.join(self.state, "test-daemon.log"), "w+")
@@ -31,6 +31,39 @@ class Daemon:
             if self.proc.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError("cellblockd did not start:\n" + self.log_text())
             time.sleep(0.02)
+        if wait_zygote:
+            self.wait_zygote()
+
+    def control(self, request, timeout=10):
+        """One request on the control socket; its answer as a dict."""
+        import json
+        import socket
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            s.settimeout(timeout)
+            s.connect(os.path.join(self.state, "control.sock"))
+            s.sendall(json.dumps(request).encode() + b"\n")
+            buf = b""
+            while not buf.endswith(b"\n"):
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                buf += chunk
+        return json.loads(buf)
+
+    def zygote(self):
+        return self.control({"cmd": "ping"}).get("zygote", {})
+
+    def wait_zygote(self, timeout=60):
+        """Sessions made after this are zygote-born, if the daemon runs one
+        (docs/ZYGOTE.md); returns its state."""
+        deadline = time.monotonic() + timeout
+        while True:
+            z = self.zygote()
+            if z.get("state") not in ("starting", "down"):
+                return z
+            if time.monotonic() > deadline:
+                raise RuntimeError("the zygote did not get ready:\n" + self.log_text())
+            time.sleep(0.05)
 
     def env(self):
         env = dict(os.environ)
@@ -74,6 +107,29 @@ class Daemon:
                 self.proc.wait()
         self.log.close()
         shutil.rmtree(self.state, ignore_errors=True)
+
+
+def session_processes(name):
+    """Live host pids in session `name`'s cgroup: its outer process (an
+    exec'd shim or a clone of the zygote), pid 1 and everything below.
+    By cgroup, since a zygote-born process has the zygote's command line."""
+    import re
+    pat = re.compile(r"^\d+:[^:]*:.*/cellblock-[0-9a-f]{8}/" + re.escape(name) + r"$", re.M)
+    pids = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/cgroup") as f:
+                if not pat.search(f.read()):
+                    continue
+            with open(f"/proc/{entry}/stat") as f:
+                if f.read().rsplit(")", 1)[1].split()[0] == "Z":
+                    continue
+        except OSError:
+            continue
+        pids.append(int(entry))
+    return pids
 
 
 def run_cell(kc, code, timeout=30, **kw):

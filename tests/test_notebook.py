@@ -22,7 +22,7 @@ from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
-from cbtest import CELLBLOCK, Daemon, run_cell, poll
+from cbtest import CELLBLOCK, Daemon, run_cell, poll, session_processes
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -45,21 +45,8 @@ def pid_alive(pid):
 
 
 def session_pids(name):
-    """Live processes started for session `name` (shim and interpreter
-    carry `--session NAME` in their argv)."""
-    pids = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open("/proc/%s/cmdline" % entry, "rb") as f:
-                argv = f.read().split(b"\0")
-        except OSError:
-            continue
-        for i, arg in enumerate(argv[:-1]):
-            if arg == b"--session" and argv[i + 1] == name.encode() and pid_alive(int(entry)):
-                pids.append(int(entry))
-    return pids
+    """Live processes of session `name` (found by its cgroup)."""
+    return session_processes(name)
 
 
 def new_attached_session(daemon, before):
@@ -338,6 +325,7 @@ def test_sigkill_of_the_launcher_ends_the_session(daemon, kernel):
     reply, _ = run_cell(kernel.kc, "w = 1")
     assert reply["content"]["status"] == "ok", reply["content"]
     assert pid_alive(kernel.pid)
+    assert len(session_pids(kernel.name)) >= 3     # outer, pid 1, interpreter
     assert kernel.launcher.pid == kernel.km.provisioner.pid
     os.kill(kernel.launcher.pid, signal.SIGKILL)
     kernel.launcher.wait(10)

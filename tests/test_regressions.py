@@ -37,10 +37,21 @@ def test_ipc_transport_runs_code(ipc_daemon):
 
 
 def session_pids(daemon, name):
-    """Host pids of every process of the session (shim, pid 1, runner)."""
-    p = subprocess.run(["pgrep", "-f", "--", f"--session {name}( |$)"],
-                       capture_output=True, text=True)
-    return [int(x) for x in p.stdout.split()]
+    """Host pids of every process of the session: its outer process (an
+    exec'd shim or a clone of the zygote), pid 1 and the interpreter."""
+    ls = json.loads(daemon.cli("ls", "--json", check=True).stdout)
+    todo = [s["pid"] for s in ls if s["name"] == name and s["pid"] > 0]
+    pids = []
+    while todo:
+        pid = todo.pop()
+        pids.append(pid)
+        try:
+            for task in os.listdir(f"/proc/{pid}/task"):
+                with open(f"/proc/{pid}/task/{task}/children") as f:
+                    todo.extend(int(c) for c in f.read().split())
+        except OSError:
+            pass
+    return pids
 
 
 def test_stopped_and_continued_session_keeps_its_output_threads(daemon):

@@ -177,7 +177,7 @@ class Bench:
 
     # ---- 1. start -----------------------------------------------------------
     def start_cellblock(self, code, n, label):
-        samples, new_ms, names = [], [], []
+        samples, new_ms, names, born = [], [], [], set()
         warm = 1
         for i in range(warm + n):
             if i > warm and self.over_budget():
@@ -191,6 +191,7 @@ class Bench:
             t1 = time.perf_counter()
             if reply["content"]["status"] != "ok":
                 raise RuntimeError(f"{code!r} failed in cellblock: {reply['content'].get('evalue')}")
+            born.update(x.get("born", "?") for x in self.daemon.ls() if x["name"] == s["name"])
             self.drop_client(kc)
             self.daemon.kill(s["name"], wait_pid=s.get("pid"))
             if i >= warm:
@@ -200,7 +201,8 @@ class Bench:
                 B.log("start", f"cellblock {label} {i}/{n}  {samples[-1]:.0f} ms")
         self.budget_note(f"cellblock start ({label})", len(samples), n)
         return {"ms": B.summary(samples), "control_new_ms": B.summary(new_ms),
-                "breakdown": self.start_breakdown(names), "samples": samples}
+                "breakdown": self.start_breakdown(names), "samples": samples,
+                "born": sorted(born)}
 
     def start_breakdown(self, names):
         """Per-phase medians from the daemon's own log lines."""
@@ -257,6 +259,8 @@ class Bench:
         r = self.res.setdefault("start", {})
         for label, code in (("plain", "1+1"), ("imports", IMPORTS_START)):
             r[f"cellblock_{label}"] = self.start_cellblock(code, self.a.start_n, label)
+            r["born"] = " and ".join(sorted(set(r.get("born", "").split(" and ")) - {""}
+                                            | set(r[f"cellblock_{label}"]["born"])))
             if self.ipk:
                 r[f"ipykernel_{label}"] = self.start_ipykernel(code, self.a.ipk_start_n, label)
 

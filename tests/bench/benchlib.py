@@ -279,6 +279,17 @@ class Daemon:
                 raise RuntimeError("cellblockd did not start:\n" + self.log_text()[-3000:])
             time.sleep(0.01)
         self.sock = sock
+        self.zygote = self.wait_zygote()
+
+    def wait_zygote(self, timeout=120):
+        """Sessions are measured as users get them: zygote-born once the
+        zygote is ready (docs/ZYGOTE.md). Returns its state."""
+        deadline = time.monotonic() + timeout
+        while True:
+            z = self.control({"cmd": "ping"}).get("zygote") or {}
+            if z.get("state") not in ("starting", "down") or time.monotonic() > deadline:
+                return z
+            time.sleep(0.05)
 
     def log_text(self):
         self.log.flush()

@@ -62,15 +62,18 @@ def rows(res):
             elif q == "p99":
                 reason = "as for p50"
             elif label == "plain":
-                reason = (f"no zygote yet: every session fork+execs the shim and a fresh Python; "
-                          f"the daemon's log puts {ms(bd.get('spawned_to_ready'))} (median) between "
-                          f"spawn and the interpreter's hello (Python + IPython imports), and "
-                          f"{ms(bd.get('created_to_spawned'))} from `new` to the spawn (in the daemon's "
-                          f"loop: cgroups, five ports, the connection file)")
+                born = get(st, "born") or "?"
+                reason = (f"sessions born by {born}; the daemon's log puts "
+                          f"{ms(bd.get('spawned_to_ready'))} (median) between the spawn and the "
+                          f"interpreter's hello (see \"where the time goes\": the clone and two forks "
+                          f"of the zygote, namespaces, the daemon's cgroup moves and id maps, mounts, "
+                          f"IPython's shell), and {ms(bd.get('created_to_spawned'))} from `new` to the "
+                          f"spawn (in the daemon's loop: cgroups, five ports, the connection file)")
             else:
-                reason = (f"nothing is preloaded: the imports run in the new interpreter, "
-                          f"+{ms((cb.get('p50') or 0) - (plain or 0))} over a `1+1` first cell "
-                          f"(median {ms(bd.get('ready_to_first_reply'))} from hello to the reply)")
+                reason = (f"+{ms((cb.get('p50') or 0) - (plain or 0))} over a `1+1` first cell: "
+                          + ("the libraries are preloaded, so this is the start's own cost"
+                             if get(st, "born") == "zygote" else
+                             "nothing is preloaded: the imports run in the new interpreter"))
             out.append(("start", f"{title}, {q}", ms(v), ms(get(ipk, q)) if ipk else "—",
                         ratio(v, get(ipk, q)), f"≤ {limit} ms" + (" (no extra cost)" if label == "imports" else ""),
                         MET if met else NOT_MET, reason))
@@ -150,9 +153,10 @@ def rows(res):
         out.append(("density", "per-session PSS (all its processes), p50", mb(p),
                     mb(get(ipk, "pss_mb", "p50")), ratio(p, get(ipk, "pss_mb", "p50")), "≤ 15 MB",
                     MET if met else NOT_MET,
-                    "" if met else (f"no zygote: each interpreter holds private copies of IPython, "
-                                    f"numpy and pandas ({mb(anon)} of it anonymous memory); "
-                                    f"{cb.get('procs_per_session')} processes per session")))
+                    "" if met else (f"{mb(anon)} of it anonymous memory: the pages of the zygote a "
+                                    f"session has written (so copied) plus its own; "
+                                    f"{cb.get('procs_per_session')} processes per session, each with "
+                                    f"its own page tables over the zygote's heap")))
         a, b = get(cb, "new_ms_first10", "p50"), get(cb, "new_ms_last10", "p50")
         if a is not None and b is not None:
             out.append(("density", "control `new` reply time, p50 of the first 10 → last 10 sessions made",
@@ -205,7 +209,7 @@ def lifecycle_rows(res):
         out.append(("lifecycle", "resume of a hibernated session (small state) → first reply, p50",
                     ms(v["p50"]), "—", "—", "≤ 50 ms", MET if met else NOT_MET,
                     "" if met else (
-                        f"resume starts a fresh interpreter (no zygote): "
+                        f"resume starts a new interpreter: "
                         f"{ms(small_bd.get('spawn_to_ready'))} from spawn to its hello, then "
                         f"{ms(small_bd.get('ready_to_restored'))} to restore the checkpoint")))
         out.append(("lifecycle", "resume of a hibernated session (small state), p99",
@@ -224,7 +228,7 @@ def lifecycle_rows(res):
             out.append(("lifecycle", "restore of that checkpoint (resume → first reply), p50",
                         f"{ms(rr['p50'])} (max {ms(rr['max'])}, n={rr['n']})", "—", "—", "≤ 1 s",
                         MET if met else NOT_MET,
-                        (f"fresh interpreter {ms(big_bd.get('spawn_to_ready'))}, then restore "
+                        (f"new interpreter {ms(big_bd.get('spawn_to_ready'))}, then restore "
                          f"{ms(big_bd.get('ready_to_restored'))}" if big_bd else "")))
         return out
     out = []
@@ -391,7 +395,7 @@ def findings(res):
         F.append(f"- The daemon path costs {us(over)} per execute over the runner alone, and "
                  f"the daemon burns {us(cb.get('daemon_cpu_us'))} of CPU per execute to relay 6 "
                  f"small messages. With the runner at {us(d['us']['p50'])}, the 0.3 ms target "
-                 f"leaves the daemon almost nothing: both sides need work, not only the zygote.")
+                 f"leaves the daemon almost nothing: both sides need work.")
     tp = get(res, "tput", "cellblock")
     if tp and tp.get("daemon_cpu_us") and cb and cb.get("daemon_cpu_us"):
         main = get(tp, "daemon_threads_us", "main")
@@ -436,9 +440,9 @@ def render(res, args):
          "",
          f"cellblock against ipykernel 6.17 (started by jupyter_client's `KernelManager` with the "
          f"`python3` kernelspec), measured in the same run, for the targets of issue 5. "
-         f"Sessions are still started by fork+exec of `cellblock-shim` and a fresh Python: the "
-         f"zygote of issue 5 does not exist yet, so several targets are not met and the reasons "
-         f"below say why. Benchmarks are not tests: nothing here fails `make test`.",
+         f"cellblock's sessions were born by: {get(res, 'start', 'born') or '?'} "
+         f"(docs/ZYGOTE.md). Where a target is not met, the reason column says why. "
+         f"Benchmarks are not tests: nothing here fails `make test`.",
          "",
          ("Reproduce (this run's command; `make bench` runs the same script without "
           "arguments; about " if res.get("args") else

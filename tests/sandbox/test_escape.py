@@ -49,6 +49,7 @@ PIDS = 64
 TMP = 16 << 20
 NOFILE = 256
 FSIZE = 32 << 20
+BORN = os.environ.get("CELLBLOCK_ESCAPE_BORN", "zygote")
 CONFIG = f"""\
 # escape battery: small limits
 memory = 256M
@@ -59,6 +60,7 @@ fsize = 32M
 cpus = 1
 # a safety net: no cell of this battery may run away
 exec-timeout = 90
+zygote = {"yes" if BORN == "zygote" else "no"}
 """
 
 # Defined at the top of every attacker cell: a bounded fork/exec runner
@@ -263,7 +265,11 @@ class Session:
             self.info = json.load(f)
         self.kc = daemon.client(self.conn)
         self.closed = False
-        self.workdir = self.describe()["workdir"]
+        d = self.describe()
+        self.workdir = d["workdir"]
+        # The battery attacks what users get by default: a zygote-born
+        # session (docs/ZYGOTE.md), not only the exec fallback.
+        assert d.get("born") == BORN, f"{name} was born by {d.get('born')}, not {BORN}"
 
     def describe(self):
         for s in json.loads(self.daemon.cli("ls", "--json", check=True).stdout):

@@ -1,0 +1,271 @@
+/* sandbox-run.c: the whole sandbox sequence of one interpreter, in order. */
+/*
+ * Shared by cellblock-shim (which then execs the runner) and the zygote's
+ * child (which then runs the preloaded runner): both get exactly the same
+ * steps.  The caller's process becomes the session's outer process: it
+ * unshares the namespaces, waits on the channel while the daemon writes
+ * the uid/gid maps and places it in its cgroup, then forks pid 1 of the
+ * new pid namespace (mounts, hostname, then a reaper) and pid 2 (identity,
+ * capabilities, rlimits, fds, seccomp last).  sandbox_run() returns only
+ * in pid 2; the outer process relays signals and exits as the interpreter
+ * did, pid 1 reaps.  A failed step writes one line to stderr (the daemon
+ * logs it) and exits 1.
+ */
+
+#include <sys/prctl.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+
+#include <endian.h>
+#include <errno.h>
+#include <poll.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <jansson.h>
+
+#include "sandbox.h"
+#include "sandbox-seccomp.h"
+
+#define RUN_HANDSHAKE_WAIT	30000	/* ms for the daemon's go */
+#define RUN_ANSWER_MAX		65536
+
+static pid_t	run_child = -1;
+
+static void __attribute__((noreturn, format(printf, 1, 2)))
+run_fail(const char *fmt, ...)
+{
+	va_list	ap;
+
+	va_start(ap, fmt);
+	fprintf(stderr, "cellblock-shim: ");
+	vfprintf(stderr, fmt, ap);
+	fprintf(stderr, "\n");
+	va_end(ap);
+	fflush(stderr);
+	/* _exit: a zygote child must not run the interpreter's exit hooks. */
+	_exit(1);
+}
+
+static void
+run_step(int r, const char *what, char *cause)
+{
+	if (r != 0)
+		run_fail("%s: %s", what, cause ? cause : "failed");
+}
+
+/* One frame of docs/CHANNEL.md, written whole (the fd is blocking here). */
+static void
+run_send(int fd, json_t *msg)
+{
+	char		*s = json_dumps(msg, JSON_COMPACT);
+	size_t		 len = s != NULL ? strlen(s) : 0;
+	uint32_t	 be = htobe32(len);
+
+	if (s == NULL || write(fd, &be, 4) != 4 ||
+	    write(fd, s, len) != (ssize_t)len)
+		run_fail("channel write: %s", strerror(errno));
+	free(s);
+	json_decref(msg);
+}
+
+static int
+run_read_full(int fd, void *buf, size_t len)
+{
+	struct pollfd	 pfd = { .fd = fd, .events = POLLIN };
+	ssize_t		 n;
+	size_t		 off = 0;
+
+	while (off < len) {
+		if (poll(&pfd, 1, RUN_HANDSHAKE_WAIT) <= 0)
+			return (-1);
+		n = read(fd, (char *)buf + off, len - off);
+		if (n <= 0)
+			return (-1);
+		off += n;
+	}
+	return (0);
+}
+
+/* Ask the daemon for our maps and cgroup, and wait for its answer. */
+static void
+run_handshake(int fd)
+{
+	uint32_t	 be;
+	char		*buf;
+	json_t		*m;
+	const char	*op;
+
+	run_send(fd, json_pack("{s:s}", "op", "contain"));
+	if (run_read_full(fd, &be, 4) != 0 || be32toh(be) > RUN_ANSWER_MAX)
+		run_fail("no answer from the daemon to the contain request");
+	if ((buf = malloc(be32toh(be) + 1)) == NULL)
+		run_fail("out of memory");
+	if (run_read_full(fd, buf, be32toh(be)) != 0)
+		run_fail("short answer from the daemon");
+	m = json_loadb(buf, be32toh(be), 0, NULL);
+	op = json_string_value(json_object_get(m, "op"));
+	if (op == NULL || strcmp(op, "contain_go") != 0)
+		run_fail("daemon refused containment: %s", json_string_value(
+		    json_object_get(m, "error")) ?: "no reason");
+	json_decref(m);
+	free(buf);
+}
+
+static void __attribute__((noreturn))
+run_die(int sig)
+{
+	struct sigaction	sa;
+	sigset_t		set;
+
+	memset(&sa, 0, sizeof sa);
+	sa.sa_handler = SIG_DFL;
+	sigaction(sig, &sa, NULL);
+	sigemptyset(&set);
+	sigaddset(&set, sig);
+	sigprocmask(SIG_UNBLOCK, &set, NULL);
+	prctl(PR_SET_DUMPABLE, 0);	/* no core file */
+	kill(getpid(), sig);
+	_exit(128 + sig);
+}
+
+static void
+run_forward(int sig)
+{
+	if (run_child > 0)
+		kill(run_child, sig);
+}
+
+/*
+ * The outer process stays outside the new pid namespace: it relays
+ * signals to pid 1 and exits as the interpreter did. If it dies, pid 1's
+ * parent-death signal tears the namespace down.
+ */
+static void __attribute__((noreturn))
+run_wait(pid_t child)
+{
+	struct sigaction	sa;
+	sigset_t		none;
+	int			status;
+
+	run_child = child;
+	memset(&sa, 0, sizeof sa);
+	sa.sa_handler = run_forward;
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGHUP, &sa, NULL);
+	sigemptyset(&none);
+	sigprocmask(SIG_SETMASK, &none, NULL);
+	while (waitpid(child, &status, 0) == -1) {
+		if (errno != EINTR)
+			run_fail("waitpid: %s", strerror(errno));
+	}
+	/*
+	 * Die as the interpreter died, so the daemon can name the reason: pid
+	 * 1 reports a signal death as 128+N, which becomes signal N again.
+	 */
+	if (WIFSIGNALED(status))
+		run_die(WTERMSIG(status));
+	if (WEXITSTATUS(status) > 128 && WEXITSTATUS(status) < 128 + NSIG)
+		run_die(WEXITSTATUS(status) - 128);
+	_exit(WEXITSTATUS(status));
+}
+
+/*
+ * Pid 2: the interpreter's own steps, seccomp last.  Dumpable again after
+ * the change of uid cleared it: exec would do that for the shim's runner,
+ * and a zygote child never execs; without it the interpreter's own /proc
+ * files would belong to nobody.  Pid 1 stays undumpable.
+ */
+static void
+run_interpreter(const struct sandbox_plan *p)
+{
+	char	*cause = NULL;
+
+	run_step(sandbox_user_become(p, &cause), "identity", cause);
+	run_step(sandbox_proc_drop_caps(&cause), "capabilities", cause);
+	run_step(sandbox_proc_rlimits(p, &cause), "rlimits", cause);
+	run_step(sandbox_proc_hygiene(p, &cause), "hygiene", cause);
+	if (prctl(PR_SET_DUMPABLE, 1, 0, 0, 0) != 0)
+		run_fail("PR_SET_DUMPABLE: %s", strerror(errno));
+	run_step(sandbox_seccomp_install(&cause), "seccomp", cause);
+}
+
+/* Pid 1 of the session's pid namespace: build the world, then reap. */
+static void
+run_pid1(const struct sandbox_plan *p)
+{
+	char	*cause = NULL;
+	pid_t	 pid;
+	int	 code;
+
+	/* getppid() is 0 here (the parent is outside our pid namespace). */
+	prctl(PR_SET_PDEATHSIG, SIGKILL);
+	run_step(sandbox_mount_setup(p, &cause), "mounts", cause);
+	run_step(sandbox_proc_hostname(p, &cause), "hostname", cause);
+	if ((pid = fork()) == -1)
+		run_fail("fork: %s", strerror(errno));
+	if (pid == 0) {
+		run_interpreter(p);
+		return;
+	}
+	run_step(sandbox_user_become(p, &cause), "identity", cause);
+	run_step(sandbox_proc_drop_caps(&cause), "capabilities", cause);
+	prctl(PR_SET_PDEATHSIG, SIGKILL);
+	run_step(sandbox_proc_reaper(pid, &code, &cause), "reaper", cause);
+	_exit(code);
+}
+
+void
+sandbox_run(const struct sandbox_plan *p)
+{
+	char	*cause = NULL;
+	pid_t	 pid;
+
+	run_step(sandbox_user_drop_groups(&cause), "groups", cause);
+	if (unshare(CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWNET |
+	    CLONE_NEWIPC | CLONE_NEWUTS) != 0)
+		run_fail("unshare: %s", strerror(errno));
+	run_handshake(p->keep_fd);
+	/* Now in its cgroup: that cgroup becomes the root of its view. */
+	if (unshare(CLONE_NEWCGROUP) != 0)
+		run_fail("unshare cgroup: %s", strerror(errno));
+	if ((pid = fork()) == -1)
+		run_fail("fork: %s", strerror(errno));
+	if (pid == 0) {
+		run_pid1(p);	/* returns only in pid 2 */
+		return;
+	}
+	run_wait(pid);
+}
+
+/*
+ * An empty environment plus this allowlist: nothing of the daemon's
+ * environment (tokens, keys, paths) leaks into a session.
+ */
+void
+sandbox_run_environment(const char *session, const char *home, int threads)
+{
+	char	n[16];
+
+	if (clearenv() != 0)
+		run_fail("clearenv failed");
+	snprintf(n, sizeof n, "%d", threads > 0 ? threads : 1);
+	setenv("PATH", "/usr/local/bin:/usr/bin:/bin", 1);
+	setenv("LANG", "C.UTF-8", 1);
+	setenv("HOME", home, 1);
+	setenv("TERM", "xterm-256color", 1);
+	setenv("MPLBACKEND", "module://matplotlib_inline.backend_inline", 1);
+	setenv("MPLCONFIGDIR", "/tmp/.matplotlib", 1);
+	setenv("PYTHONUNBUFFERED", "1", 1);
+	setenv("CELLBLOCK_SESSION", session, 1);
+	/* BLAS pools sized to the session's CPU share, not the host's. */
+	setenv("OPENBLAS_NUM_THREADS", n, 1);
+	setenv("OMP_NUM_THREADS", n, 1);
+	setenv("MKL_NUM_THREADS", n, 1);
+}
