@@ -546,6 +546,7 @@ main(int argc, char **argv)
 	zygote_stop(NULL);
 	kernel_shutdown_all();
 	control_stop();
+	endpoint_reap_all();
 	endpoint_destroy(&endpoint_shared);
 	heartbeat_stop();
 	contain_shutdown();

@@ -106,7 +106,7 @@ cmd_attach_wait(int fd, int sigfd, const char *name)
 {
 	struct pollfd		 pfd[2];
 	struct signalfd_siginfo	 si;
-	json_t			*m;
+	json_t			*m, *req;
 	char			*cause;
 	int64_t			 deadline = 0;
 
@@ -121,9 +121,13 @@ cmd_attach_wait(int fd, int sigfd, const char *name)
 			continue;
 		if ((pfd[1].revents & POLLIN) &&
 		    read(sigfd, &si, sizeof si) == sizeof si) {
-			client_send(fd, json_pack("{s:s,s:s}", "cmd",
+			req = json_pack("{s:s,s:s}", "cmd",
 			    si.ssi_signo == SIGINT ? "interrupt" : "kill",
-			    "name", name), &cause);
+			    "name", name);
+			/* A lost daemon shows as a hangup on fd below. */
+			if (client_send(fd, req, &cause) != 0)
+				free(cause);
+			json_decref(req);
 			if (si.ssi_signo != SIGINT && deadline == 0)
 				deadline = zclock_mono() + ATTACH_END_WAIT;
 		}
@@ -131,6 +135,7 @@ cmd_attach_wait(int fd, int sigfd, const char *name)
 			continue;
 		if ((m = client_recv(fd, 1000, &cause)) == NULL) {
 			fprintf(stderr, "cellblock: %s\n", cause);
+			free(cause);
 			return (EXIT_FAILED);
 		}
 		if (json_object_get(m, "event") != NULL) {
@@ -172,6 +177,8 @@ cmd_attach_exec(int argc, char **argv)
 	sigfd = cmd_attach_signals();
 	if ((fd = client_connect(NULL, 1, &cause)) == -1) {
 		fprintf(stderr, "cellblock: %s\n", cause);
+		free(cause);
+		json_decref(conn);
 		return (EXIT_NODAEMON);
 	}
 	req = json_pack("{s:s,s:o}", "cmd", "attach", "connection", conn);

@@ -64,6 +64,7 @@ cmd_run_exec(int argc, char **argv)
 	if (connfile_from_json(json_object_get(r, "connection"), &ci,
 	    &cause) != 0) {
 		fprintf(stderr, "cellblock: %s\n", cause);
+		free(cause);
 		rc = EXIT_FAILED;
 		goto out;
 	}
@@ -72,6 +73,7 @@ cmd_run_exec(int argc, char **argv)
 	    argv[optind] : NULL, &cause);
 	if (jc == NULL || jclient_wait_ready(jc, 30000, &cause) != 0) {
 		fprintf(stderr, "cellblock: %s\n", cause);
+		free(cause);
 		jclient_destroy(&jc);
 		rc = EXIT_FAILED;
 		goto out;

@@ -35,6 +35,7 @@ struct control_conn {
 
 static int	 control_fd = -1;
 static char	*control_path;
+static zlist_t	*control_conns;		/* open connections */
 
 typedef json_t *control_fn(struct control_conn *, json_t *);
 
@@ -494,6 +495,7 @@ control_close(struct control_conn *c)
 		c->session = NULL;
 		kernel_end(s, "its attach client went away");
 	}
+	zlist_remove(control_conns, c);
 	close(c->fd);
 	free(c->buf);
 	free(c);
@@ -526,6 +528,9 @@ control_accept(zloop_t *loop, zmq_pollitem_t *item, void *arg)
 	it.fd = fd;
 	it.events = ZMQ_POLLIN;
 	zloop_poller(server_loop, &it, control_readable, c);
+	if (control_conns == NULL)
+		control_conns = zlist_new();
+	zlist_append(control_conns, c);
 	return (0);
 }
 
@@ -567,6 +572,18 @@ control_start(const char *path, char **cause)
 void
 control_stop(void)
 {
+	struct control_conn	*c;
+
+	while (control_conns != NULL &&
+	    (c = zlist_first(control_conns)) != NULL) {
+		/* The daemon is going, not the session: it comes back. */
+		if (c->session != NULL) {
+			c->session->attach = NULL;
+			c->session = NULL;
+		}
+		control_close(c);
+	}
+	zlist_destroy(&control_conns);
 	if (control_fd == -1)
 		return;
 	close(control_fd);

@@ -21,6 +21,7 @@
 #define ENDPOINT_BIND_TRIES	20	/* 50 ms apart: a restart's ports */
 
 struct endpoint *endpoint_shared;
+static zlist_t	*endpoint_closed;	/* closed, not yet reaped */
 
 static const char *endpoint_names[] = { "shell", "control", "stdin" };
 
@@ -273,6 +274,7 @@ endpoint_reap(zloop_t *loop, int timer, void *arg)
 
 	(void)loop;
 	(void)timer;
+	zlist_remove(endpoint_closed, ep);
 	endpoint_destroy(&ep);
 	return (0);
 }
@@ -297,6 +299,24 @@ endpoint_close(struct endpoint *ep)
 			zloop_reader_end(server_loop, ep->mon[i]);
 	}
 	zloop_timer(server_loop, 1, 1, endpoint_reap, ep);
+	if (endpoint_closed == NULL)
+		endpoint_closed = zlist_new();
+	zlist_append(endpoint_closed, ep);
+}
+
+/*
+ * Daemon exit, once the loop has stopped for good: free the endpoints
+ * closed since its last turn, whose reaping timers will never fire.
+ */
+void
+endpoint_reap_all(void)
+{
+	struct endpoint	*ep;
+
+	while (endpoint_closed != NULL &&
+	    (ep = zlist_pop(endpoint_closed)) != NULL)
+		endpoint_destroy(&ep);
+	zlist_destroy(&endpoint_closed);
 }
 
 void

@@ -1039,10 +1039,17 @@ kernel_start(struct session *s, char **cause)
 	return (0);
 }
 
+/*
+ * A stop's SIGKILL timer holds a reference to its session. The pending
+ * ones are listed so that a daemon exiting before they fire can free them
+ * (and the sessions only they still hold): see kernel_shutdown_all.
+ */
 struct kernel_kill {
 	struct session	*s;
 	pid_t		 pid;
+	int		 timer;
 };
+static zlist_t	*kernel_kills;
 
 static int
 kernel_kill_timer(zloop_t *loop, int timer, void *arg)
@@ -1056,6 +1063,7 @@ kernel_kill_timer(zloop_t *loop, int timer, void *arg)
 		    (long)k->pid);
 		kill(k->pid, SIGKILL);
 	}
+	zlist_remove(kernel_kills, k);
 	session_remove_ref(k->s);
 	free(k);
 	return (0);
@@ -1076,7 +1084,11 @@ kernel_stop(struct session *s, const char *reason)
 	k->s = s;
 	k->pid = s->pid;
 	session_add_ref(s);
-	zloop_timer(server_loop, KERNEL_KILL_GRACE, 1, kernel_kill_timer, k);
+	k->timer = zloop_timer(server_loop, KERNEL_KILL_GRACE, 1,
+	    kernel_kill_timer, k);
+	if (kernel_kills == NULL)
+		kernel_kills = zlist_new();
+	zlist_append(kernel_kills, k);
 }
 
 void
@@ -1509,9 +1521,11 @@ kernel_describe(struct session *s)
 void
 kernel_shutdown_all(void)
 {
-	struct session	*s;
-	int		 i, left, status;
-	pid_t		 pid;
+	struct session		*s;
+	struct kernel_kill	*k;
+	struct endpoint		*ep;
+	int			 i, left, status;
+	pid_t			 pid;
 
 	for (s = session_first(); s != NULL; s = session_next()) {
 		if (s->pid > 0)
@@ -1533,9 +1547,23 @@ kernel_shutdown_all(void)
 		if (s->pid > 0)
 			kill(s->pid, SIGKILL);
 		contain_release(s);
+		if ((ep = s->endpoint) == NULL)
+			continue;
 		/* A session with a checkpoint comes back on the same file. */
-		if (s->ckpt_slot < 0 && s->endpoint != NULL &&
-		    ((struct endpoint *)s->endpoint)->path != NULL)
-			unlink(((struct endpoint *)s->endpoint)->path);
+		if (s->ckpt_slot >= 0) {
+			free(ep->path);
+			ep->path = NULL;
+		}
+		/* Its sockets closed now, not reported dangling by czmq. */
+		kernel_forget_endpoint(s, ep);
+		endpoint_destroy(&ep);
+		s->endpoint = NULL;
 	}
+	/* Every process is gone: the pending SIGKILLs have nothing to do. */
+	while (kernel_kills != NULL && (k = zlist_pop(kernel_kills)) != NULL) {
+		zloop_timer_end(server_loop, k->timer);
+		session_remove_ref(k->s);
+		free(k);
+	}
+	zlist_destroy(&kernel_kills);
 }

@@ -104,6 +104,7 @@ struct endpoint	*endpoint_new(struct session *, const struct conninfo *,
 void		 endpoint_default_ci(struct conninfo *, const char *);
 void		 endpoint_destroy(struct endpoint **);
 void		 endpoint_close(struct endpoint *);
+void		 endpoint_reap_all(void);
 int		 endpoint_write_file(struct endpoint *, const char *, uid_t,
 		     char **);
 zsock_t		*endpoint_socket(struct endpoint *, int);
