@@ -52,8 +52,10 @@ west,widget,1,20.0
 
 
 def cellblock_binary():
-    """bin/cellblock of this checkout, else the one on PATH."""
-    local = os.path.join(os.path.dirname(HERE), "bin", "cellblock")
+    """cellblock in $CELLBLOCK_BIN (the tests' choice of build), else
+    bin/cellblock of this checkout, else the one on PATH."""
+    bindir = os.environ.get("CELLBLOCK_BIN") or os.path.join(os.path.dirname(HERE), "bin")
+    local = os.path.join(bindir, "cellblock")
     if os.access(local, os.X_OK):
         return local
     found = shutil.which("cellblock")

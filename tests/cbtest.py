@@ -9,10 +9,17 @@ import time
 
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-BIN = os.path.join(ROOT, "bin")
+# The programs under test: bin/, or another build of them (make asan: bin-asan/).
+BIN = os.path.abspath(os.environ.get("CELLBLOCK_BIN") or os.path.join(ROOT, "bin"))
 CELLBLOCK = os.path.join(BIN, "cellblock")
 CELLBLOCKD = os.path.join(BIN, "cellblockd")
 PYTHON = "/usr/bin/python3"
+
+
+def sanitizer_env():
+    """The sanitizers' options (make asan), for tests that build a minimal
+    environment: without them a report would go to stderr, not to a file."""
+    return {k: v for k, v in os.environ.items() if k.endswith("SAN_OPTIONS")}
 
 
 class Daemon:

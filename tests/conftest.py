@@ -21,6 +21,11 @@ from cbtest import *  # noqa: F401,F403  (re-exported for fixtures)
 from cbtest import Daemon
 
 
+def pytest_collection_modifyitems(items):
+    # The sanitizer check goes last, when every other test's programs are gone.
+    items.sort(key=lambda item: item.path.name == "test_sanitizers.py")
+
+
 @pytest.fixture(scope="module")
 def daemon():
     d = Daemon()

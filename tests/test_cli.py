@@ -16,7 +16,7 @@ import uuid
 
 import pytest
 
-from cbtest import CELLBLOCK, run_cell, poll
+from cbtest import CELLBLOCK, poll, run_cell, sanitizer_env
 
 NOBODY = 65534
 SETPRIV = "/usr/bin/setpriv"
@@ -38,7 +38,7 @@ def sessions(daemon, as_nobody=False):
 
 def nobody_env(daemon):
     return {"PATH": "/usr/bin:/bin", "HOME": "/tmp", "LANG": "C.UTF-8",
-            "CELLBLOCK_STATE_DIR": daemon.state}
+            "CELLBLOCK_STATE_DIR": daemon.state, **sanitizer_env()}
 
 
 def cb(daemon, *args, timeout=CLI_TIMEOUT, **kw):

@@ -5,11 +5,11 @@ import os
 import re
 import subprocess
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from cbtest import BIN, ROOT
 
 
 def usage_of(binary, *args):
-    p = subprocess.run([os.path.join(ROOT, "bin", binary), *args],
+    p = subprocess.run([os.path.join(BIN, binary), *args],
                        capture_output=True, text=True, timeout=10)
     assert p.returncode == 2, p
     return p.stderr

@@ -6,13 +6,13 @@ import subprocess
 
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from cbtest import BIN
 UNITS = ["test-protocol", "test-cgroup", "seccomp-check", "sandbox-check"]
 
 
 @pytest.mark.parametrize("name", UNITS)
 def test_unit_program(name):
-    path = os.path.join(ROOT, "bin", name)
+    path = os.path.join(BIN, name)
     if not os.path.exists(path):
         pytest.fail(f"{path} was not built")
     p = subprocess.run([path], capture_output=True, text=True, timeout=300)
