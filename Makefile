@@ -47,6 +47,9 @@ TESTBINS = $(BINDIR)/test-protocol \
 	   $(if $(wildcard tests/sandbox/try-syscall.c),$(BINDIR)/try-syscall) \
 	   $(if $(wildcard tests/sandbox/seccomp-check.c),$(BINDIR)/seccomp-check) \
 	   $(if $(wildcard tests/sandbox/sandbox-check.c),$(BINDIR)/sandbox-check)
+# The fuzz harnesses' replay drivers: the corpus and crashes as tests (Fuzzing below).
+FUZZ_TARGETS = jmsg control channel config
+TESTBINS += $(patsubst %,$(BINDIR)/fuzz-replay-%,$(FUZZ_TARGETS))
 
 all: $(BINS) $(TESTBINS)
 
@@ -114,6 +117,53 @@ asan-build:
 asan: deps
 	@$(MAKE) --no-print-directory asan-build
 	@sh tests/asan.sh
+
+# --- Fuzzing (docs/TESTING.md) ---------------------------------------------
+# libFuzzer harnesses (tests/fuzz/fuzz-TARGET.c) built by clang with ASan
+# and UBSan into tests/fuzz/.build/, apart from build/; `make fuzz` runs
+# each for FUZZTIME seconds and fails on any crash or leak. The same
+# harnesses linked with tests/fuzz/replay.c (fuzz-replay-TARGET, in
+# TESTBINS) replay the corpus and every crash found in make test.
+FUZZTIME ?= 60
+FUZZ_CC	  = clang
+FUZZ_DIR  = tests/fuzz/.build
+FUZZ_SAN  = -fsanitize=address,undefined -fno-sanitize-recover=undefined \
+	    -fno-omit-frame-pointer
+fuzzobj = $(patsubst %.c,$(FUZZ_DIR)/%.o,$(1))
+
+# What each harness links besides itself and replay.c. control.c's table
+# names every handler, so that one takes the daemon, cellblockd.c with its
+# main renamed (server/cellblockd-lib.o, below).
+FUZZ_LINK_jmsg	  = $(PROTO_SRC)
+FUZZ_LINK_control = $(filter-out server/cellblockd.c,$(DAEMON_SRC)) \
+		    server/cellblockd-lib.c $(PROTO_SRC) $(SESS_SRC)
+FUZZ_LINK_channel = sessions/channel.c protocol/xmalloc.c
+FUZZ_LINK_config  = server/config.c protocol/xmalloc.c
+
+define FUZZ_RULES
+$(BINDIR)/fuzz-replay-$(1): $$(call obj,tests/fuzz/replay.c \
+	    tests/fuzz/fuzz-$(1).c $$(FUZZ_LINK_$(1)))
+$(FUZZ_DIR)/fuzz-$(1): $$(call fuzzobj,tests/fuzz/fuzz-$(1).c $$(FUZZ_LINK_$(1)))
+	$$(FUZZ_CC) -fsanitize=fuzzer $$(FUZZ_SAN) -o $$@ $$^ $$(LIBS)
+endef
+$(foreach t,$(FUZZ_TARGETS),$(eval $(call FUZZ_RULES,$(t))))
+
+# cellblockd.o with main renamed: libFuzzer's or replay.c's main is the one.
+%/server/cellblockd-lib.o: %/server/cellblockd.o
+	objcopy --redefine-sym main=cellblockd_main $< $@
+
+$(FUZZ_DIR)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(ALL_CFLAGS) -O1 $(FUZZ_SAN) -fsanitize=fuzzer-no-link \
+	    -c -o $@ $<
+
+-include $(shell find $(FUZZ_DIR) -name '*.d' 2>/dev/null)
+
+fuzz: deps $(patsubst %,$(FUZZ_DIR)/fuzz-%,$(FUZZ_TARGETS))
+	@sh tests/fuzz/run.sh $(FUZZTIME) $(FUZZ_TARGETS)
+
+.PHONY: fuzz
+# --- end of Fuzzing ---------------------------------------------------------
 
 format:
 	clang-format -i $(wildcard */*.c */*.h)
