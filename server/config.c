@@ -6,6 +6,7 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <stdint.h>
 #include <string.h>
@@ -79,6 +80,7 @@ config_parse_size(const char *s, size_t *out)
 {
 	char			*end;
 	unsigned long long	 v;
+	int			 shift = 0;
 
 	errno = 0;
 	if (!isdigit((u_char)*s))
@@ -88,21 +90,22 @@ config_parse_size(const char *s, size_t *out)
 		return (-1);
 	switch (toupper((u_char)*end)) {
 	case 'G':
-		v <<= 10;
+		shift += 10;
 		/* FALLTHROUGH */
 	case 'M':
-		v <<= 10;
+		shift += 10;
 		/* FALLTHROUGH */
 	case 'K':
-		v <<= 10;
+		shift += 10;
 		end++;
 		break;
 	}
 	if (*end == 'B' || *end == 'b')
 		end++;
-	if (*end != '\0')
+	/* Shifted past 64 bits, "17179869184G" would be 0, not 16 EiB. */
+	if (*end != '\0' || v > (ULLONG_MAX >> shift))
 		return (-1);
-	*out = v;
+	*out = v << shift;
 	return (0);
 }
 
