@@ -19,6 +19,7 @@
 
 #define ENDPOINT_BATCH		64	/* messages read per wakeup per socket */
 #define ENDPOINT_BIND_TRIES	20	/* 50 ms apart: a restart's ports */
+#define ENDPOINT_DROP_LINES	5	/* dropped messages logged per second */
 
 struct endpoint *endpoint_shared;
 static zlist_t	*endpoint_closed;	/* closed, not yet reaped */
@@ -26,6 +27,8 @@ static zlist_t	*endpoint_closed;	/* closed, not yet reaped */
 static const char *endpoint_names[] = { "shell", "control", "stdin" };
 
 static int	endpoint_readable(zloop_t *, zsock_t *, void *);
+static void	endpoint_dropped(struct endpoint *, int, const char *);
+static int	endpoint_drop_summary(zloop_t *, int, void *);
 static int	endpoint_monitor_event(zloop_t *, zsock_t *, void *);
 static int	endpoint_bind(zsock_t *, struct conninfo *, int, char **);
 
@@ -76,8 +79,7 @@ endpoint_readable(zloop_t *loop, zsock_t *s, void *arg)
 			break;
 		jm = jmsg_decode(&m, ep->sign, cfg.max_message, &cause);
 		if (jm == NULL) {
-			log_warn("%s: %s: dropped message: %s",
-			    endpoint_label(ep), endpoint_names[which], cause);
+			endpoint_dropped(ep, which, cause);
 			free(cause);
 			continue;
 		}
@@ -88,6 +90,49 @@ endpoint_readable(zloop_t *loop, zsock_t *s, void *arg)
 		if (ep->closed)
 			return (0);
 	}
+	return (0);
+}
+
+/*
+ * A peer can send bad messages as fast as the loop reads them (anyone can
+ * connect; only the key's holders can sign). Log the first few each
+ * second one by one and count the rest, so a flood of bad signatures
+ * cannot fill the disk through the log or slow the loop down with writes;
+ * the count and the last cause follow in one line a second later.
+ */
+static void
+endpoint_dropped(struct endpoint *ep, int which, const char *cause)
+{
+	int64_t	now = zclock_mono();
+
+	if (now - ep->drop_window >= 1000) {
+		ep->drop_window = now;
+		ep->drop_logged = 0;
+	}
+	if (ep->drop_logged < ENDPOINT_DROP_LINES) {
+		ep->drop_logged++;
+		log_warn("%s: %s: dropped message: %s", endpoint_label(ep),
+		    endpoint_names[which], cause);
+		return;
+	}
+	snprintf(ep->drop_last, sizeof ep->drop_last, "%s: %s",
+	    endpoint_names[which], cause);
+	if (ep->drop_quiet++ == 0)
+		ep->drop_timer = zloop_timer(server_loop, 1000, 1,
+		    endpoint_drop_summary, ep);
+}
+
+static int
+endpoint_drop_summary(zloop_t *loop, int timer, void *arg)
+{
+	struct endpoint	*ep = arg;
+
+	(void)loop;
+	(void)timer;
+	log_warn("%s: dropped %u more messages in the last second, not "
+	    "logged one by one (the last: %s)", endpoint_label(ep),
+	    ep->drop_quiet, ep->drop_last);
+	ep->drop_quiet = 0;
 	return (0);
 }
 
@@ -328,6 +373,10 @@ endpoint_destroy(struct endpoint **epp)
 
 	if (ep == NULL)
 		return;
+	if (ep->drop_quiet > 0) {
+		zloop_timer_end(server_loop, ep->drop_timer);
+		endpoint_drop_summary(server_loop, ep->drop_timer, ep);
+	}
 	for (i = 0; i < nitems(socks); i++) {
 		if (*socks[i] != NULL) {
 			if (!ep->closed)

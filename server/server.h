@@ -97,6 +97,11 @@ struct endpoint {
 	char		*path;		/* its connection file */
 	int		 closed;	/* freed from the loop soon */
 	zsock_t		*mon[2];	/* shell, control monitors */
+	int64_t		 drop_window;	/* ms: start of this drop-log second */
+	u_int		 drop_logged;	/* drops logged one by one in it */
+	u_int		 drop_quiet;	/* drops counted, not yet logged */
+	int		 drop_timer;	/* logs them; armed while drop_quiet */
+	char		 drop_last[160];	/* the last quiet drop's cause */
 };
 extern struct endpoint *endpoint_shared;
 struct endpoint	*endpoint_new(struct session *, const struct conninfo *,
@@ -130,6 +135,7 @@ void		 kernel_shutdown_all(void);
 void		 kernel_pump_session(struct session *);
 void		 kernel_watch_channel(struct session *);
 void		 kernel_stop_session(struct session *, const char *);
+void		 kernel_rmtree(const char *);
 
 /* server/lifecycle.c */
 void		 lifecycle_start(void);
