@@ -16,11 +16,13 @@
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "server.h"
 
 #define CONTROL_LINE_MAX	(1024 * 1024)
+#define CONTROL_SPARE_CONNS	64	/* per uid beyond one per session */
 
 struct control_conn {
 	int		 fd;
@@ -36,6 +38,14 @@ struct control_conn {
 static int	 control_fd = -1;
 static char	*control_path;
 static zlist_t	*control_conns;		/* open connections */
+static int	 control_spare = -1;	/* given up when out of descriptors */
+
+/* Open connections per uid (a few uids at a time: a list will do). */
+static struct control_uid {
+	uid_t	uid;
+	u_int	conns;
+} *control_uids;
+static size_t	 control_nuids;
 
 typedef json_t *control_fn(struct control_conn *, json_t *);
 
@@ -64,6 +74,7 @@ static const struct {
 };
 
 static void	control_close(struct control_conn *);
+static u_int	*control_uid_conns(uid_t);
 static int	control_send(struct control_conn *, json_t *);
 
 static json_t *
@@ -496,9 +507,63 @@ control_close(struct control_conn *c)
 		kernel_end(s, "its attach client went away");
 	}
 	zlist_remove(control_conns, c);
+	(*control_uid_conns(c->uid))--;
 	close(c->fd);
 	free(c->buf);
 	free(c);
+}
+
+static u_int *
+control_uid_conns(uid_t uid)
+{
+	size_t	i;
+
+	for (i = 0; i < control_nuids; i++) {
+		if (control_uids[i].uid == uid)
+			return (&control_uids[i].conns);
+	}
+	control_uids = xrealloc(control_uids, (control_nuids + 1) *
+	    sizeof *control_uids);
+	control_uids[control_nuids].uid = uid;
+	control_uids[control_nuids].conns = 0;
+	return (&control_uids[control_nuids++].conns);
+}
+
+/* A line a second at most: a flood of refusals must not flood the log. */
+static void
+control_refused(uid_t uid, const char *why)
+{
+	static time_t	last;
+	static u_int	quiet;
+	time_t		now = time(NULL);
+
+	if (now == last) {
+		quiet++;
+		return;
+	}
+	log_warn("control: uid %d: connection refused: %s (%u more refused "
+	    "since the last such line)", (int)uid, why, quiet);
+	last = now;
+	quiet = 0;
+}
+
+/*
+ * Out of descriptors, the pending connection would keep the listening
+ * socket readable and the loop spinning: take it with the spare
+ * descriptor and hang up at once.
+ */
+static void
+control_shed(void)
+{
+	int	fd;
+
+	if (control_spare == -1)
+		return;
+	close(control_spare);
+	if ((fd = accept(control_fd, NULL, NULL)) != -1)
+		close(fd);
+	control_spare = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	control_refused((uid_t)-1, "the daemon is out of descriptors");
 }
 
 static int
@@ -514,12 +579,28 @@ control_accept(zloop_t *loop, zmq_pollitem_t *item, void *arg)
 	(void)item;
 	(void)arg;
 	fd = accept4(control_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-	if (fd == -1)
+	if (fd == -1) {
+		if (errno == EMFILE || errno == ENFILE)
+			control_shed();
 		return (0);
+	}
 	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0) {
 		close(fd);
 		return (0);
 	}
+	/*
+	 * One user must not take every descriptor the daemon has (and with
+	 * them every other user's requests): a connection per session (an
+	 * attach lives as long as its session) and some to spare. Root is
+	 * trusted.
+	 */
+	if (cred.uid != 0 && *control_uid_conns(cred.uid) >=
+	    cfg.max_user_sessions + CONTROL_SPARE_CONNS) {
+		control_refused(cred.uid, "too many open connections");
+		close(fd);
+		return (0);
+	}
+	(*control_uid_conns(cred.uid))++;
 	c = xcalloc(1, sizeof *c);
 	c->fd = fd;
 	c->uid = cred.uid;
@@ -562,6 +643,7 @@ control_start(const char *path, char **cause)
 		return (-1);
 	}
 	control_path = xstrdup(path);
+	control_spare = open("/dev/null", O_RDONLY | O_CLOEXEC);
 	memset(&it, 0, sizeof it);
 	it.fd = control_fd;
 	it.events = ZMQ_POLLIN;
@@ -584,6 +666,12 @@ control_stop(void)
 		control_close(c);
 	}
 	zlist_destroy(&control_conns);
+	free(control_uids);
+	control_uids = NULL;
+	control_nuids = 0;
+	if (control_spare != -1)
+		close(control_spare);
+	control_spare = -1;
 	if (control_fd == -1)
 		return;
 	close(control_fd);
