@@ -1198,7 +1198,7 @@ kernel_rmtree_at(int parent, const char *name, int depth)
 	return (r);
 }
 
-static void
+void
 kernel_rmtree(const char *path)
 {
 	if (kernel_rmtree_at(AT_FDCWD, path, 0) != 0)

@@ -613,6 +613,79 @@ out:
 	json_decref(r);
 }
 
+/* Is the entry `name` of dfd the work dir of a session we have? */
+static int
+lifecycle_claimed(int dfd, const char *name)
+{
+	struct session	*s;
+	struct stat	 sb, wb;
+
+	/* By inode: the record may spell the state directory differently. */
+	if (fstatat(dfd, name, &sb, AT_SYMLINK_NOFOLLOW) != 0)
+		return (1);
+	for (s = session_first(); s != NULL; s = session_next()) {
+		if (lstat(s->workdir, &wb) == 0 && wb.st_dev == sb.st_dev &&
+		    wb.st_ino == sb.st_ino)
+			return (1);
+	}
+	return (0);
+}
+
+/*
+ * At start, once the records are loaded: what belonged to sessions that
+ * did not come back (never checkpointed before a crash or a stop, or an
+ * unreadable record) is still on disk, their work dirs (the user's files)
+ * and connection files (keys), and nothing would ever claim it.
+ */
+static void
+lifecycle_sweep(void)
+{
+	char		*dir, *path, name[SESSION_NAME_MAX + 1];
+	DIR		*d;
+	struct dirent	*de;
+	size_t		 len;
+
+	xasprintf(&dir, "%s/work", server_state_dir);
+	if ((d = opendir(dir)) != NULL) {
+		while ((de = readdir(d)) != NULL) {
+			if (strcmp(de->d_name, ".") == 0 ||
+			    strcmp(de->d_name, "..") == 0 ||
+			    lifecycle_claimed(dirfd(d), de->d_name))
+				continue;
+			xasprintf(&path, "%s/%s", dir, de->d_name);
+			log_info("removing %s: its session did not come back",
+			    path);
+			kernel_rmtree(path);
+			free(path);
+		}
+		closedir(d);
+	}
+	free(dir);
+	xasprintf(&dir, "%s/sessions", server_state_dir);
+	if ((d = opendir(dir)) != NULL) {
+		while ((de = readdir(d)) != NULL) {
+			len = strlen(de->d_name);
+			if (len > 10 && strcmp(de->d_name + len - 10,
+			    ".state.tmp") == 0) {
+				unlinkat(dirfd(d), de->d_name, 0);
+				continue;
+			}
+			if (len < 6 || len - 5 > SESSION_NAME_MAX ||
+			    strcmp(de->d_name + len - 5, ".json") != 0)
+				continue;
+			snprintf(name, sizeof name, "%.*s", (int)(len - 5),
+			    de->d_name);
+			if (session_find(name) == NULL) {
+				log_info("removing %s/%s: its session did not "
+				    "come back", dir, de->d_name);
+				unlinkat(dirfd(d), de->d_name, 0);
+			}
+		}
+		closedir(d);
+	}
+	free(dir);
+}
+
 void
 lifecycle_load_all(void)
 {
@@ -622,20 +695,20 @@ lifecycle_load_all(void)
 	size_t	 len;
 
 	xasprintf(&dir, "%s/sessions", server_state_dir);
-	if ((d = opendir(dir)) == NULL) {
-		free(dir);
-		return;
+	if ((d = opendir(dir)) != NULL) {
+		while ((de = readdir(d)) != NULL) {
+			len = strlen(de->d_name);
+			if (len < 7 ||
+			    strcmp(de->d_name + len - 6, ".state") != 0)
+				continue;
+			xasprintf(&file, "%s/%s", dir, de->d_name);
+			lifecycle_load(file);
+			free(file);
+		}
+		closedir(d);
 	}
-	while ((de = readdir(d)) != NULL) {
-		len = strlen(de->d_name);
-		if (len < 7 || strcmp(de->d_name + len - 6, ".state") != 0)
-			continue;
-		xasprintf(&file, "%s/%s", dir, de->d_name);
-		lifecycle_load(file);
-		free(file);
-	}
-	closedir(d);
 	free(dir);
+	lifecycle_sweep();
 }
 
 /*
