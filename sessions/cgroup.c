@@ -1747,6 +1747,35 @@ cg_list_groups(const struct cg_hier *hr, char ***names, size_t *n,
 	return (0);
 }
 
+/*
+ * Each state directory has its own <name>, so daemons on ever new state
+ * directories (every test) would leave one empty group each behind.
+ */
+int
+cgroup_host_remove(struct cgroup_host *h, char **cause)
+{
+	struct cg_hier	*hr;
+	int		 i, ownfd, r = 0;
+
+	for (i = 0; i < h->nhier; i++) {
+		hr = &h->hier[i];
+		if (hr->version != 1 || hr->fd == -1)
+			continue;
+		if ((ownfd = cg_walk(hr->point, hr->own, r == 0 ? cause :
+		    NULL)) == -1) {
+			r = -1;
+			continue;
+		}
+		cg_hook(h, CGROUP_FAKE_RMDIR, hr->path, NULL, NULL);
+		if (unlinkat(ownfd, h->name, AT_REMOVEDIR) != 0 &&
+		    errno != ENOENT)
+			r = cg_fail(r == 0 ? cause : NULL, "%s: rmdir: %s",
+			    hr->path, strerror(errno));
+		close(ownfd);
+	}
+	return (r);
+}
+
 int
 cgroup_cleanup_stale(struct cgroup_host *h, char **cause)
 {

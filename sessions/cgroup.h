@@ -106,5 +106,10 @@ int		 cgroup_remove(struct cgroup_host *, const char *session,
  * uses <name>.
  */
 int		 cgroup_cleanup_stale(struct cgroup_host *, char **cause);
+/*
+ * At a clean exit, every session group gone: removes <name> itself on v1
+ * (v2 keeps it: the daemon still sits in its leaf). Then only destroy.
+ */
+int		 cgroup_host_remove(struct cgroup_host *, char **cause);
 
 #endif /* CELLBLOCK_CGROUP_H */

@@ -145,6 +145,12 @@ contain_init(const struct contain_config *cfg, char **cause)
 void
 contain_shutdown(void)
 {
+	char	*cause;
+
+	if (contain.cg != NULL && cgroup_host_remove(contain.cg, &cause) != 0) {
+		log_warn("%s", cause);
+		free(cause);
+	}
 	cgroup_host_destroy(&contain.cg);
 	free(contain.weaker);
 	free(contain.describe);
