@@ -116,10 +116,12 @@ class Runner:
             return
         self.flush_streams()        # leftovers belong to the previous request
         self.parent_id = rid
+        self.gate.pending = False
+        self.gate.primed = True     # the daemon may interrupt from now on
         try:
             reply = self._dispatch(msg)
         finally:
-            self.gate.armed = False
+            self.gate.armed = self.gate.primed = self.gate.pending = False
             if not self.gate.is_installed():
                 self.gate.install()     # user code replaced it; a stray SIGINT must not kill us
             try:
@@ -146,10 +148,13 @@ class Runner:
 
     @contextlib.contextmanager
     def user_code(self):
-        """SIGINT raises KeyboardInterrupt inside this block only."""
-        self.gate.pending = False
+        """SIGINT raises KeyboardInterrupt inside this block only. One that
+        came since the request was read is raised as the block starts."""
         self.gate.armed = True
         try:
+            if self.gate.pending:
+                self.gate.pending = False
+                raise KeyboardInterrupt
             yield
         finally:
             self.gate.armed = False

@@ -9,7 +9,9 @@ class InterruptGate:
     """Decides what a SIGINT does at the moment Python runs its handler.
 
     - not armed (no user code running): swallowed, a stray interrupt never
-      ends the session;
+      ends the session; but while a request is primed (read, its user code
+      not started yet: execute_input already published) it is remembered
+      and raised as soon as the user code starts, or it would be lost;
     - armed, main thread inside a deferred() section (writing a frame,
       moving stream buffers): remembered and raised when the section ends;
     - armed otherwise: KeyboardInterrupt, as in a terminal.
@@ -20,12 +22,15 @@ class InterruptGate:
 
     def __init__(self):
         self.armed = False
+        self.primed = False
         self.pending = False
         self._depth = 0
         self._main = threading.main_thread().ident
 
     def handler(self, signum, frame):
         if not self.armed:
+            if self.primed:
+                self.pending = True
             return
         if self._depth:
             self.pending = True
@@ -49,10 +54,9 @@ class InterruptGate:
             yield
         finally:
             self._depth -= 1
-        if not self._depth and self.pending:
+        if not self._depth and self.pending and self.armed:
             self.pending = False
-            if self.armed:
-                raise KeyboardInterrupt
+            raise KeyboardInterrupt
 
 
 @contextlib.contextmanager

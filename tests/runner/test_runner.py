@@ -1,6 +1,7 @@
 # End-to-end tests of the session runner over a real socketpair (docs/CHANNEL.md).
 
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -350,6 +351,24 @@ def test_interrupt_running_cell(session, busy):
     errors = of_type(iopub, "error")
     assert len(errors) == 1 and errors[0]["content"]["ename"] == "KeyboardInterrupt"
     assert "Traceback" not in streams(iopub, "stderr")
+
+
+def test_interrupt_before_the_code_starts_is_kept(session):
+    """A SIGINT after the request was read but before its code runs (here
+    while a huge execute_input is still being written, so the runner sits
+    in that window) interrupts the cell as it starts. It used to be
+    swallowed as an idle interrupt, and the cell ran on (found by make soak)."""
+    code = "import time\ntime.sleep(30)\n# " + "x" * (8 << 20)
+    rid = session.start("execute_request", {"code": code, "silent": False})
+    ready, _, _ = select.select([session.sock], [], [], 10)
+    assert ready, "the runner never started writing execute_input"
+    session.interrupt()
+    started = time.monotonic()
+    iopub, reply = session.collect(rid, timeout=20)
+    assert reply["status"] == "error" and reply["ename"] == "KeyboardInterrupt", reply
+    assert time.monotonic() - started < 10
+    assert of_type(iopub, "execute_input")
+    assert session.execute("'next'")[1]["status"] == "ok"
 
 
 def test_idle_sigint_is_harmless(session):
