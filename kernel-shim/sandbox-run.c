@@ -193,6 +193,8 @@ run_interpreter(const struct sandbox_plan *p)
 	run_step(sandbox_proc_hygiene(p, &cause), "hygiene", cause);
 	if (prctl(PR_SET_DUMPABLE, 1, 0, 0, 0) != 0)
 		run_fail("PR_SET_DUMPABLE: %s", strerror(errno));
+	/* The name exec would give it; a zygote child has its parent's. */
+	prctl(PR_SET_NAME, "python3");
 	run_step(sandbox_seccomp_install(&cause), "seccomp", cause);
 }
 

@@ -13,6 +13,7 @@
 #include <sys/types.h>
 
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <grp.h>
 #include <libgen.h>
@@ -217,10 +218,17 @@ shim_contain(const struct shim_args *a)
 static void __attribute__((noreturn))
 shim_zygote(const struct shim_args *a)
 {
-	char	 fdarg[16], mpl[4096], script[4096], *dir;
+	char	 fdarg[16], script[4096], *dir;
 	char	*pargv[10];
-	int	 i = 0;
+	int	 i = 0, home;
 
+	/*
+	 * Its home is its own, but the path to it need not be searchable by
+	 * its uid (a state dir under a private directory): open it now, enter
+	 * it by fd, and name it through /proc/self/cwd from then on.
+	 */
+	if ((home = open(a->workdir, O_PATH | O_DIRECTORY | O_CLOEXEC)) == -1)
+		fatal("%s", a->workdir);
 	if (getuid() == 0 && unshare(CLONE_NEWNET) != 0)
 		fatal("unshare network");
 	if (a->zygote_gid != (gid_t)-1 && (setgroups(0, NULL) != 0 ||
@@ -233,14 +241,15 @@ shim_zygote(const struct shim_args *a)
 	if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 ||
 	    prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0)
 		fatal("prctl");
-	if (chdir(a->workdir) != 0)
-		fatal("chdir %s", a->workdir);
+	if (fchdir(home) != 0)
+		fatal("enter %s", a->workdir);
 	close_range(a->channel_fd + 1, ~0U, 0);
 
 	/* One BLAS thread: a process with threads cannot unshare a user ns. */
-	sandbox_run_environment("", a->workdir, 1);
-	snprintf(mpl, sizeof mpl, "%s/matplotlib", a->workdir);
-	setenv("MPLCONFIGDIR", mpl, 1);
+	sandbox_run_environment("", "/proc/self/cwd", 1);
+	setenv("MPLCONFIGDIR", "/proc/self/cwd/matplotlib", 1);
+	/* Where matplotlib falls back to if it cannot use that path as named. */
+	setenv("TMPDIR", "/proc/self/cwd", 1);
 	dir = xstrdup(a->runner);
 	snprintf(script, sizeof script, "%s/cellblock_zygote.py", dirname(dir));
 	snprintf(fdarg, sizeof fdarg, "%d", a->channel_fd);

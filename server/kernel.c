@@ -865,8 +865,12 @@ kernel_on_contain(struct session *s, json_t *msg)
 		log_error("%s: cannot contain interpreter: %s", s->name, cause);
 		m = json_pack("{s:s,s:s}", "op", "contain_fail", "error", cause);
 		free(cause);
-	} else
+	} else {
+		/* One line per start: the benchmark times its phases by it. */
+		log_info("%s: interpreter pid %ld contained (uid %lu)", s->name,
+		    (long)s->pid, (u_long)s->host_uid);
 		m = json_pack("{s:s}", "op", "contain_go");
+	}
 	if (s->chan.creds)
 		channel_want_creds(&s->chan, 0);
 	if (channel_send(&s->chan, m, &cause) != 0) {

@@ -65,7 +65,10 @@ class Daemon:
         (docs/ZYGOTE.md); returns its state."""
         deadline = time.monotonic() + timeout
         while True:
-            z = self.zygote()
+            try:
+                z = self.zygote()
+            except ConnectionRefusedError:     # bound, not yet listening
+                z = {"state": "starting"}
             if z.get("state") not in ("starting", "down"):
                 return z
             if time.monotonic() > deadline:

@@ -81,6 +81,8 @@ r = {"pipe": signal.getsignal(signal.SIGPIPE) == signal.SIG_IGN,
      "env": sorted(os.environ), "home": os.environ["HOME"],
      "session": os.environ["CELLBLOCK_SESSION"], "mpl": os.environ["MPLCONFIGDIR"],
      "runner": [p for p in sys.path if "runner" in p]}
+import tempfile
+r["tmp"] = tempfile.gettempdir()
 rfd, wfd = os.pipe()
 os.close(rfd)
 try:
@@ -98,6 +100,7 @@ print(json.dumps(r))
     assert r["home"] == "/home/session" and r["session"] == "zstate"
     assert r["mpl"] == "/tmp/.matplotlib"
     assert r["runner"] == ["/opt/cellblock/runner"], r["runner"]
+    assert r["tmp"] == "/tmp"
     assert "CELLBLOCK_STATE_DIR" not in r["env"]
 
 

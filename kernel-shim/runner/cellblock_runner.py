@@ -34,7 +34,7 @@ from cellblock_shell import CellblockShell
 from cellblock_sigint import InterruptGate, sigint_blocked
 from cellblock_streams import ChannelStream, FdCapture, Flusher
 
-__all__ = ["Comm", "main", "preload"]
+__all__ = ["Comm", "attach", "build", "main", "preload"]
 __version__ = "0.1.0"
 
 INLINE_BACKEND = "module://matplotlib_inline.backend_inline"
@@ -263,17 +263,26 @@ def _claim_fds(channel_fd):
     return channel_fd
 
 
-def _make_logger(session_name):
-    log_fd = os.dup(2)      # the shim's stderr (kept open: fd 2 gets captured)
-    prefix = "cellblock-runner[%d]%s: " % (os.getpid(),
-                                           " " + session_name if session_name else "")
+class Logger:
+    """One line per event to the shim's stderr (the daemon logs it). Made
+    before its fd exists (a zygote's template); open() once it does."""
 
-    def log(text):
+    def __init__(self):
+        self.fd = None
+        self.prefix = ""
+
+    def open(self, session_name):
+        self.fd = os.dup(2)     # the shim's stderr (kept open: fd 2 gets captured)
+        self.prefix = "cellblock-runner[%d]%s: " % (
+            os.getpid(), " " + session_name if session_name else "")
+
+    def __call__(self, text):
+        if self.fd is None:
+            return
         try:
-            os.write(log_fd, (prefix + text.rstrip("\n") + "\n").encode("utf-8", "replace"))
+            os.write(self.fd, (self.prefix + text.rstrip("\n") + "\n").encode("utf-8", "replace"))
         except OSError:
             pass
-    return log
 
 
 def _make_shell(runner, history, ipython_dir):
@@ -285,12 +294,16 @@ def _make_shell(runner, history, ipython_dir):
                                             config)
     shell = CellblockShell.instance(config=config, ipython_dir=ipython_dir,
                                     profile_dir=profile, publisher=runner)
+    _set_jedi_cache(ipython_dir)
+    return shell
+
+
+def _set_jedi_cache(ipython_dir):
     try:
         import jedi
         jedi.settings.cache_directory = os.path.join(ipython_dir, "jedi")
     except ImportError:
         pass
-    return shell
 
 
 def _install_stdin(runner):
@@ -321,18 +334,48 @@ class KernelFacade:
         self.shell = shell
 
 
-def _setup(args, channel_fd):
-    """Everything between exec and `hello`, in order. Returns the runner."""
+def build(history=":memory:", ipython_dir=None):
+    """Everything of a session that needs no channel, no fd of its own and
+    no thread: the shell and its hooks. A zygote builds this once, before it
+    forks, so every session shares it (docs/ZYGOTE.md); attach() does the
+    rest in the session's own process."""
     _default_environment()
-    log = _make_logger(args.session)
-    gate = InterruptGate()
-    gate.install()
-    capture = FdCapture()
-    runner = Runner(Channel(channel_fd, gate, log), gate, capture, log, args.session)
+    runner = Runner(None, InterruptGate(), FdCapture(), Logger(), "")
+    runner.ipython_dir = ipython_dir or tempfile.mkdtemp(prefix="cellblock-ipython-")
+    runner.shell = _make_shell(runner, history, runner.ipython_dir)
+    _install_stdin(runner)
+    _install_comms(runner)
+    _enable_preloaded_matplotlib(runner.shell)
+    return runner
+
+
+def _relocate_ipython_dir(runner):
+    """A built shell's private dir was made where it was built (the zygote's
+    home, not reachable from a sandbox): a fresh one for this process."""
+    from IPython.core.profiledir import ProfileDir
+    from pickleshare import PickleShareDB
+    shell = runner.shell
+    runner.ipython_dir = tempfile.mkdtemp(prefix="cellblock-ipython-")
+    shell.ipython_dir = runner.ipython_dir
+    shell.profile_dir = ProfileDir.create_profile_dir(
+        os.path.join(runner.ipython_dir, "profile_default"), shell.config)
+    shell.db = PickleShareDB(os.path.join(shell.profile_dir.location, "db"))
+    _set_jedi_cache(runner.ipython_dir)
+
+
+def attach(runner, channel_fd, session_name, relocate=False):
+    """The per-process rest, in order: the log, the SIGINT handler, the
+    channel, the fd capture and its threads. Returns the runner."""
+    runner.session_name = session_name
+    runner.log.open(session_name)
+    runner.gate.install()
+    runner.channel = Channel(channel_fd, runner.gate, runner.log)
+    if relocate:
+        _relocate_ipython_dir(runner)
+    gate, capture = runner.gate, runner.capture
     streams = [ChannelStream(name, fd, runner.emit_stream, gate, capture)
                for name, fd in (("stdout", 1), ("stderr", 2))]
     runner.streams = streams
-    runner.ipython_dir = tempfile.mkdtemp(prefix="cellblock-ipython-")
     runner.saved_fds = (os.dup(1), os.dup(2))
     # Every helper thread (ours and IPython's history saver) inherits a mask
     # with SIGINT blocked, so an interrupt always lands on the main thread.
@@ -342,12 +385,15 @@ def _setup(args, channel_fd):
         capture.start()
         Flusher(streams).start()
         runner.channel.start_reader()
-        runner.shell = _make_shell(runner, args.history, runner.ipython_dir)
     sys.stdout, sys.stderr = streams
-    _install_stdin(runner)
-    _install_comms(runner)
-    _enable_preloaded_matplotlib(runner.shell)
     return runner
+
+
+def _setup(args, channel_fd):
+    """Everything between exec and `hello`, in order. Returns the runner."""
+    with sigint_blocked():
+        runner = build(args.history)
+    return attach(runner, channel_fd, args.session)
 
 
 def _enable_preloaded_matplotlib(shell):
@@ -371,8 +417,9 @@ def _teardown(runner):
     shutil.rmtree(runner.ipython_dir, ignore_errors=True)
 
 
-def main(argv=None, *, channel_fd=None, history=None, session=None):
-    """Run one session until shutdown or EOF on the channel; returns the exit code."""
+def main(argv=None, *, channel_fd=None, history=None, session=None, built=None):
+    """Run one session until shutdown or EOF on the channel; returns the exit
+    code. `built`: a runner from build() made before a fork (a zygote's)."""
     args = _parse_args(argv if argv is not None or channel_fd is None
                        else ["--channel-fd", str(channel_fd)])
     if history is not None:
@@ -384,7 +431,10 @@ def main(argv=None, *, channel_fd=None, history=None, session=None):
     except OSError as e:
         print("cellblock_runner: bad --channel-fd %d: %s" % (args.channel_fd, e), file=sys.stderr)
         return 2
-    runner = _setup(args, channel_fd)
+    if built is not None:
+        runner = attach(built, channel_fd, args.session, relocate=True)
+    else:
+        runner = _setup(args, channel_fd)
     sys.argv = [""]
     if "" not in sys.path:
         sys.path.insert(0, "")      # user code imports modules from the work dir

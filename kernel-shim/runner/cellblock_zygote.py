@@ -101,7 +101,7 @@ def _reseed():
             pass
 
 
-def _become_session(req):
+def _become_session(req, template):
     """In pid 2, contained: undo what the zygote's process state would leak
     into the session, then run the runner as the shim's exec would."""
     # Python ignores these two at start-up; sandbox hygiene reset them.
@@ -112,9 +112,11 @@ def _become_session(req):
     os.environ.update(env)
     sys.path[:] = [SANDBOX_RUNNER_DIR if p == RUNNER_DIR else p for p in sys.path]
     sys.argv = [""]
+    import tempfile
+    tempfile.tempdir = None     # the zygote's, cached; the session's is /tmp
     _reseed()
     import cellblock_runner
-    return cellblock_runner.main(channel_fd=CHANNEL_FD, session=req["session"])
+    return cellblock_runner.main(channel_fd=CHANNEL_FD, session=req["session"], built=template)
 
 
 def _session_exit(run):
@@ -136,7 +138,7 @@ def _session_exit(run):
             os._exit(code if type(code) is int else 1)
 
 
-def _spawn(lib, ctl, req, fds):
+def _spawn(lib, ctl, template, req, fds):
     creq = _request(req, fds)
     ctypes.pythonapi.PyOS_BeforeFork()
     pid = lib.zygote_child_spawn(ctypes.byref(creq))
@@ -145,14 +147,14 @@ def _spawn(lib, ctl, req, fds):
         # The C half closed every fd of the zygote's but 0-3: the socket
         # object must not close a number the session reuses.
         ctl.detach()
-        _session_exit(lambda: _become_session(req))
+        _session_exit(lambda: _become_session(req, template))
     ctypes.pythonapi.PyOS_AfterFork_Parent()
     if pid < 0:
         raise OSError(ctypes.get_errno() or 0, "clone failed")
     return pid
 
 
-def serve(lib, ctl):
+def serve(lib, ctl, template):
     while True:
         try:
             msg, fds, _, _ = socket.recv_fds(ctl, MAX_REQUEST, N_FDS)
@@ -164,7 +166,7 @@ def serve(lib, ctl):
             req = json.loads(msg)
             if req.get("op") != "spawn" or len(fds) != N_FDS:
                 raise ValueError("expected a spawn request with %d fds" % N_FDS)
-            reply = {"op": "spawned", "id": req.get("id"), "pid": _spawn(lib, ctl, req, fds)}
+            reply = {"op": "spawned", "id": req.get("id"), "pid": _spawn(lib, ctl, template, req, fds)}
         except (ValueError, OSError, TypeError, AttributeError) as e:
             reply = {"op": "spawned", "id": req.get("id") if isinstance(req, dict) else None,
                      "error": str(e)}
@@ -186,6 +188,13 @@ def main(argv):
     sys.path.insert(0, RUNNER_DIR)
     import cellblock_runner
     cellblock_runner.preload()
+    # The shell every session starts from (its per-process parts are made
+    # in the session: cellblock_runner.attach).
+    import shutil
+    template_dir = "/proc/self/cwd/ipython-template"    # the zygote's home (cellblock-shim --zygote)
+    shutil.rmtree(template_dir, ignore_errors=True)
+    os.mkdir(template_dir, 0o700)
+    template = cellblock_runner.build(ipython_dir=template_dir)
     # A process with threads cannot enter a new user namespace.
     threads = len(os.listdir("/proc/self/task"))
     if threads != 1:
@@ -201,7 +210,7 @@ def main(argv):
     preloaded = [m for m in ("IPython", "numpy", "pandas", "matplotlib") if m in sys.modules]
     ctl.send(json.dumps({"op": "ready", "pid": os.getpid(), "preloaded": preloaded,
                          "seconds": round(time.monotonic() - t0, 3)}).encode())
-    return serve(lib, ctl)
+    return serve(lib, ctl, template)
 
 
 if __name__ == "__main__":
