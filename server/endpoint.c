@@ -179,25 +179,30 @@ endpoint_monitor_event(zloop_t *loop, zsock_t *pair, void *arg)
 	return (0);
 }
 
-static int
-endpoint_port(zsock_t *s)
+/*
+ * Bind through libzmq, not zsock_bind: for "tcp://IP:*" czmq tries ports
+ * one by one from 49152 up (a bind and a netlink dump each), so a `new`
+ * got slower with every port in use; libzmq binds port 0 and the kernel
+ * picks a free one at once.  Returns the endpoint bound (allocated), or
+ * NULL with zmq_errno() set.
+ */
+char *
+endpoint_zbind(zsock_t *s, const char *ep)
 {
-	const char	*e = zsock_endpoint(s), *colon;
-
-	if (e == NULL || (colon = strrchr(e, ':')) == NULL)
-		return (0);
-	return (atoi(colon + 1));
+	if (zmq_bind(zsock_resolve(s), ep) != 0)
+		return (NULL);
+	return (zsock_last_endpoint(s));
 }
 
 static int
 endpoint_bind(zsock_t *s, struct conninfo *ci, int which, char **cause)
 {
-	char	*ep;
+	char	*ep, *bound = NULL, *colon;
 	int	 tries, r = -1;
 
 	ep = connfile_endpoint(ci, which);
 	for (tries = 0; tries < ENDPOINT_BIND_TRIES; tries++) {
-		if (zsock_bind(s, "%s", ep) != -1) {
+		if ((bound = endpoint_zbind(s, ep)) != NULL) {
 			r = 0;
 			break;
 		}
@@ -209,8 +214,10 @@ endpoint_bind(zsock_t *s, struct conninfo *ci, int which, char **cause)
 	if (r != 0)
 		xasprintf(cause, "cannot bind %s: %s", ep,
 		    zmq_strerror(zmq_errno()));
-	else if (strcmp(ci->transport, "tcp") == 0)
-		ci->ports[which] = endpoint_port(s);
+	else if (strcmp(ci->transport, "tcp") == 0 && bound != NULL &&
+	    (colon = strrchr(bound, ':')) != NULL)
+		ci->ports[which] = atoi(colon + 1);
+	zstr_free(&bound);
 	free(ep);
 	return (r);
 }

@@ -48,7 +48,7 @@ heartbeat_run(zsock_t *pipe, void *arg)
 static int
 heartbeat_command(zsock_t *pipe, zpoller_t *poller, zhashx_t *socks)
 {
-	char	*cmd = NULL, *ep = NULL;
+	char	*cmd = NULL, *ep = NULL, *bound;
 	zsock_t	*s;
 
 	if (zstr_recvx(pipe, &cmd, &ep, NULL) < 1 || strcmp(cmd, "$TERM") == 0) {
@@ -60,13 +60,14 @@ heartbeat_command(zsock_t *pipe, zpoller_t *poller, zhashx_t *socks)
 		s = zsock_new(ZMQ_ROUTER);
 		zsock_set_linger(s, 0);
 		zsock_set_maxmsgsize(s, 4096);
-		if (zsock_bind(s, "%s", ep) == -1) {
+		if ((bound = endpoint_zbind(s, ep)) == NULL) {
 			zstr_sendx(pipe, "ERR", zmq_strerror(zmq_errno()), NULL);
 			zsock_destroy(&s);
 		} else {
-			zhashx_insert(socks, zsock_endpoint(s), s);
+			zhashx_insert(socks, bound, s);
 			zpoller_add(poller, s);
-			zstr_sendx(pipe, "OK", zsock_endpoint(s), NULL);
+			zstr_sendx(pipe, "OK", bound, NULL);
+			zstr_free(&bound);
 		}
 	} else if (strcmp(cmd, "UNBIND") == 0 &&
 	    (s = zhashx_lookup(socks, ep)) != NULL) {

@@ -109,6 +109,7 @@ struct endpoint	*endpoint_new(struct session *, const struct conninfo *,
 void		 endpoint_default_ci(struct conninfo *, const char *);
 void		 endpoint_destroy(struct endpoint **);
 void		 endpoint_close(struct endpoint *);
+char		*endpoint_zbind(zsock_t *, const char *);
 void		 endpoint_reap_all(void);
 int		 endpoint_write_file(struct endpoint *, const char *, uid_t,
 		     char **);
