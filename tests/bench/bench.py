@@ -219,12 +219,16 @@ class Bench:
                 d.setdefault("created", t)
             elif "started as pid" in msg:
                 d.setdefault("spawned", t)
+            elif " contained (uid" in msg:
+                d.setdefault("contained", t)
             elif "interpreter ready" in msg:
                 d.setdefault("ready", t)
             elif "request done" in msg:
                 d.setdefault("done", t)
         phases = {"created_to_spawned": ("created", "spawned"),
                   "spawned_to_ready": ("spawned", "ready"),
+                  "spawned_to_contained": ("spawned", "contained"),
+                  "contained_to_ready": ("contained", "ready"),
                   "ready_to_first_reply": ("ready", "done")}
         out = {}
         for k, (a, b) in phases.items():

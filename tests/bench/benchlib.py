@@ -286,7 +286,10 @@ class Daemon:
         zygote is ready (docs/ZYGOTE.md). Returns its state."""
         deadline = time.monotonic() + timeout
         while True:
-            z = self.control({"cmd": "ping"}).get("zygote") or {}
+            try:
+                z = self.control({"cmd": "ping"}).get("zygote") or {}
+            except ConnectionRefusedError:     # bound, not yet listening
+                z = {"state": "starting"}
             if z.get("state") not in ("starting", "down") or time.monotonic() > deadline:
                 return z
             time.sleep(0.05)
@@ -508,6 +511,11 @@ def machine_info():
                     break
     except OSError:
         pass
+    # cgroup mounts with favordynmods make moving a process into a cgroup
+    # cheap (docs/ZYGOTE.md): a host setting that changes the start figures.
+    with open("/proc/mounts") as f:
+        cg = [line.split() for line in f if line.split()[2:3] in (["cgroup"], ["cgroup2"])]
+    info["favordynmods"] = any("favordynmods" in m[3].split(",") for m in cg if len(m) > 3)
     with open("/proc/meminfo") as f:
         for line in f:
             if line.startswith("MemTotal:"):

@@ -314,14 +314,43 @@ HOW = {
 }
 
 
+def start_time_goes(res):
+    """The phases of a new session's start, from the daemon's log."""
+    st = res.get("start", {})
+    c = st.get("cellblock_plain")
+    if not c:
+        return []
+    bd = c.get("breakdown") or {}
+    total = get(c, "ms", "p50")
+    phases = [("`new` request → interpreter spawned (daemon: work dir, cgroups and their "
+               "limits, 5 ports, the connection file)", bd.get("created_to_spawned")),
+              ("spawned → `contain` request (zygote: the clone; the child: unshare "
+               "user/mount/pid/net/ipc/uts)", bd.get("spawned_to_contained")),
+              ("`contain` → interpreter's hello (daemon: cgroup moves, id maps; child: two "
+               "forks, mounts, capabilities, seccomp; the runner's per-process part: log, "
+               "channel, its private IPython dir, capture threads)", bd.get("contained_to_ready"))]
+    L = [f"Start of a new session (born by {st.get('born', '?')}), medians from the daemon's "
+         f"log over the `1+1` starts; the client-side total was {ms(total)}:\n",
+         "| phase | median |", "|---|---|"]
+    known = 0.0
+    for what, v in phases:
+        L.append(f"| {what} | {ms(v)} |")
+        known += v or 0
+    if total:
+        L.append(f"| the rest: the client's connection, `kernel_info`, the execute and its "
+                 f"reply (total − the above) | {ms(total - known)} |")
+    L.append("")
+    return L
+
+
 def where_time_goes(res):
     rt = res.get("rtt", {})
     cb = rt.get("cellblock_c")
+    L = start_time_goes(res)
     if not cb:
-        return "Not measured in this run (the `rtt` section was skipped)."
+        return "\n".join(L + ["Execute: not measured in this run (the `rtt` section was skipped)."])
     d = rt.get("direct_c", {})
     ik = rt.get("ipykernel_c", {})
-    L = []
     L.append("From the round-trip run (always measured; CPU from `/proc/PID/task/*/schedstat`, "
              "divided by the number of executes):\n")
     L.append("| one `1+1` execute | cellblock | ipykernel |")
@@ -460,6 +489,8 @@ def render(res, args):
          f"| machine | {m.get('nproc')} CPUs, {m.get('cpu', '?')}, {m.get('ram_gb')} GB RAM"
          + (f", {m['virt']} guest" if m.get("virt") else "") + " |",
          f"| kernel | Linux {m.get('kernel')} ({m.get('arch')}) |",
+         f"| cgroup `favordynmods` | {'on' if m.get('favordynmods') else 'off'} (docs/ZYGOTE.md: "
+         f"off, each session start waits about 14 ms more for its move into its cgroup) |",
          f"| other load on the machine | load average {res.get('load_before')} before, "
          f"{res.get('load_after')} after; CPUs busy in the second before the run: "
          f"{100 * (res.get('busy_before') or 0):.0f}%, after: {100 * (res.get('busy_after') or 0):.0f}% "
