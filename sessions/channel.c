@@ -21,8 +21,16 @@
 #include "sessions.h"
 
 #define CHANNEL_READ_CHUNK	65536
+#define CHANNEL_KEEP		16384	/* a buffer above this is freed once empty */
 
 static void	channel_reserve(char **, size_t *, size_t);
+
+/*
+ * Reads land here first and only their bytes are kept per channel: a
+ * thousand idle sessions must not each hold a read chunk (the daemon's
+ * memory target, docs/BENCHMARKS.md). The daemon reads on one thread.
+ */
+static char	channel_scratch[CHANNEL_READ_CHUNK];
 
 void
 channel_init(struct channel *c, int fd)
@@ -110,6 +118,11 @@ channel_flush(struct channel *c, char **cause)
 		c->woff += n;
 	}
 	c->woff = c->wlen = 0;
+	if (c->wsize > CHANNEL_KEEP) {
+		free(c->wbuf);
+		c->wbuf = NULL;
+		c->wsize = 0;
+	}
 	return (0);
 }
 
@@ -184,8 +197,7 @@ channel_fill(struct channel *c, char **cause)
 		c->rpos = 0;
 	}
 	for (;;) {
-		channel_reserve(&c->rbuf, &c->rsize, c->rlen + CHANNEL_READ_CHUNK);
-		n = channel_read(c, c->rbuf + c->rlen, c->rsize - c->rlen);
+		n = channel_read(c, channel_scratch, sizeof channel_scratch);
 		if (n == -1 && errno == EINTR)
 			continue;
 		if (n == -1 && errno == EAGAIN)
@@ -197,6 +209,8 @@ channel_fill(struct channel *c, char **cause)
 		if (n == 0)
 			return (got ? 1 : 0);
 		got = 1;
+		channel_reserve(&c->rbuf, &c->rsize, c->rlen + n);
+		memcpy(c->rbuf + c->rlen, channel_scratch, n);
 		c->rlen += n;
 		/* Do not let one wakeup read unboundedly; the loop returns. */
 		if (c->rlen > 4 * CHANNEL_READ_CHUNK)
@@ -217,6 +231,11 @@ channel_next(struct channel *c, char **cause)
 	json_error_t	 jerr;
 
 	*cause = NULL;
+	if (c->rpos == c->rlen && c->rsize > CHANNEL_KEEP) {
+		free(c->rbuf);		/* all consumed, after a big message */
+		c->rbuf = NULL;
+		c->rsize = c->rlen = c->rpos = 0;
+	}
 	if (c->rlen - c->rpos < 4)
 		return (NULL);
 	memcpy(&be, c->rbuf + c->rpos, 4);
