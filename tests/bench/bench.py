@@ -120,7 +120,13 @@ class Bench:
                 subprocess.run(["make", "-C", B.ROOT, "all"], check=True, timeout=600)
                 break
         B.build_rtt()
-        self.daemon = B.Daemon(self.work)
+        # The density target is 1,000 sessions of one user: lift the default
+        # per-user cap (200) for this daemon; everything else is default.
+        conf = os.path.join(self.work, "cellblockd.conf")
+        with open(conf, "w") as f:
+            n = max(1000, self.a.density_k) + 100
+            f.write(f"max-sessions = {n}\nmax-sessions-per-user = {n}\n")
+        self.daemon = B.Daemon(self.work, ["--config", conf])
         B.log("setup", f"cellblockd pid {self.daemon.pid}, state {self.daemon.state}")
         if not self.a.no_ipykernel:
             self.ipk = B.IPyKernels(self.work)

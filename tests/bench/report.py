@@ -70,7 +70,8 @@ def rows(res):
                           f"IPython's shell), and {ms(bd.get('created_to_spawned'))} from `new` to the "
                           f"spawn (in the daemon's loop: cgroups, five ports, the connection file)")
             else:
-                reason = (f"+{ms((cb.get('p50') or 0) - (plain or 0))} over a `1+1` first cell: "
+                d = (cb.get('p50') or 0) - (plain or 0)
+                reason = (f"{'+' if d >= 0 else '−'}{ms(abs(d))} against a `1+1` first cell: "
                           + ("the libraries are preloaded, so this is the start's own cost"
                              if get(st, "born") == "zygote" else
                              "nothing is preloaded: the imports run in the new interpreter"))
