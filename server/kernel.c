@@ -1299,7 +1299,12 @@ kernel_lost(struct session *s, int status)
 		kernel_fail(s, s->current, ename, evalue, 0);
 		kernel_finish_current(s);
 	}
-	if (s->hibernating && !s->ending) {
+	/*
+	 * Stopped to hibernate: hibernated, unless a restart was asked for
+	 * meanwhile (kernel_stop found it stopping already): that one must
+	 * start clean, not resume from the checkpoint just written.
+	 */
+	if (s->hibernating && !s->ending && !s->restart_pending) {
 		s->hibernating = 0;
 		s->stopping = 0;
 		session_set_state(s, SESSION_HIBERNATED, "checkpointed and "
@@ -1307,6 +1312,7 @@ kernel_lost(struct session *s, int status)
 		kernel_pump(s);		/* a request that came meanwhile */
 		return;
 	}
+	s->hibernating = 0;
 	if (s->ending) {
 		kernel_finish_end(s, "interpreter stopped");
 		return;

@@ -3,6 +3,7 @@ from the last checkpoint after a crash, and a corrupted checkpoint refused
 in favour of the one before. A daemon with idle-timeout = 2 s."""
 import json
 import os
+import re
 import time
 
 import pytest
@@ -235,6 +236,26 @@ def test_second_daemon_on_the_same_state_dir_is_refused(daemon):
     assert p.returncode != 0
     assert "another cellblockd" in p.stderr
     assert daemon.alive() and daemon.cli("ls").returncode == 0
+
+
+def test_restart_asked_while_hibernating_is_clean(daemon):
+    """A restart that comes while the interpreter is being stopped to
+    hibernate (here it ignores SIGTERM, so the stop takes the 2 s grace)
+    starts clean; it used to be dropped and the next request resumed the
+    checkpoint (found by make soak)."""
+    kc = daemon.client(daemon.new("restart-hib"))
+    try:
+        run_cell(kc, "import signal; signal.signal(signal.SIGTERM, signal.SIG_IGN); x = 1")
+        start = len(daemon.log_text())
+        poll(lambda: re.search(r"restart-hib: checkpoint [ab]: ", daemon.log_text()[start:]),
+             30, "the hibernation's checkpoint")
+        assert describe(daemon, "restart-hib")["state"] != "hibernated"
+        assert daemon.cli("restart", "restart-hib").returncode == 0
+        reply, _ = run_cell(kc, "x", timeout=60)
+        assert reply["content"]["ename"] == "NameError", reply["content"]
+        assert "cellblock_resumed" not in reply["metadata"]
+    finally:
+        kc.stop_channels()
 
 
 def test_restart_is_clean_even_with_a_checkpoint(daemon):
