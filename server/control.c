@@ -306,7 +306,11 @@ control_checkpoint(struct control_conn *c, json_t *req)
 
 	if ((s = control_session(c, req, &err)) == NULL)
 		return (err);
-	if (s->state == SESSION_HIBERNATED)
+	/*
+	 * Hibernating: the checkpoint it stops on has just been written; an
+	 * error ("no running interpreter") would say the opposite.
+	 */
+	if (s->state == SESSION_HIBERNATED || s->hibernating)
 		return (json_pack("{s:b,s:s}", "ok", 1, "note", "hibernated: "
 		    "its checkpoint is current"));
 	if (lifecycle_checkpoint(s, 0, c, &cause) != 0) {
