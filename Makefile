@@ -97,6 +97,14 @@ test: deps all
 bench: deps all
 	$(PYTHON) tests/bench/bench.py $(BENCHFLAGS)
 
+# 100 sessions under a mixed load for SOAKTIME seconds, then checks for
+# crashes, leaks and lost state; never part of `make test` (docs/TESTING.md).
+SOAKTIME ?= 600
+soak: deps all
+	$(PYTHON) tests/soak/soak.py --time $(SOAKTIME)
+
+.PHONY: soak
+
 # The daemon, the CLI and the unit programs with ASan and UBSan in bin-asan/
 # (objects in build-asan/), never touching bin/; then the whole suite against
 # them (docs/TESTING.md). What runs inside the sandbox stays unsanitized:
