@@ -138,8 +138,8 @@ endpoint_drop_summary(zloop_t *loop, int timer, void *arg)
 
 /*
  * libzmq refuses a frame over ZMQ_MAXMSGSIZE by closing the connection,
- * silently. A monitor on shell and control turns that into a log line;
- * libzmq does not say why a connection closed, so the line says both.
+ * silently. With -v, a monitor on shell and control turns that into a log
+ * line; libzmq does not say why a connection closed, so the line says both.
  */
 static zsock_t *
 endpoint_monitor(struct endpoint *ep, zsock_t *s)
@@ -311,8 +311,15 @@ endpoint_new(struct session *s, const struct conninfo *want, char **cause)
 	zloop_reader(server_loop, ep->shell, endpoint_readable, ep);
 	zloop_reader(server_loop, ep->control, endpoint_readable, ep);
 	zloop_reader(server_loop, ep->stdin_, endpoint_readable, ep);
-	ep->mon[0] = endpoint_monitor(ep, ep->shell);
-	ep->mon[1] = endpoint_monitor(ep, ep->control);
+	/*
+	 * Only with -v: the two monitors cost each session about 36 kB of
+	 * the daemon's memory (their inproc pipes) and two more sockets in
+	 * every poll, for a log line (docs/BENCHMARKS.md).
+	 */
+	if (log_enabled(LEVEL_DEBUG)) {
+		ep->mon[0] = endpoint_monitor(ep, ep->shell);
+		ep->mon[1] = endpoint_monitor(ep, ep->control);
+	}
 	return (ep);
 fail:
 	endpoint_destroy(&ep);

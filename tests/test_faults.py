@@ -104,7 +104,9 @@ class Witness:
 
 @pytest.fixture(scope="module")
 def daemon():
-    d = Daemon()
+    # -v: the daemon logs each closed client connection (the 2 GB test
+    # waits for that line); without it the connections are not watched.
+    d = Daemon(["-v"])
     os.chmod(d.state, 0o711)        # other users reach control.sock
     yield d
     assert d.alive(), "cellblockd died during the tests:\n" + d.log_text()[-5000:]
