@@ -892,7 +892,8 @@ lifecycle_fork(struct session *src, const char *name, uid_t owner,
 		    "invalid session name", "code", EXIT_USAGE));
 	snprintf(src->fork_to, sizeof src->fork_to, "%s", name);
 	src->fork_owner = owner;
-	if (src->pid <= 0 && src->ckpt_slot >= 0)
+	/* Hibernating: the checkpoint it stops on was just written. */
+	if ((src->pid <= 0 || src->hibernating) && src->ckpt_slot >= 0)
 		return (lifecycle_fork_now(src));
 	if (lifecycle_checkpoint(src, 0, waiter, &cause) != 0) {
 		src->fork_to[0] = '\0';

@@ -273,7 +273,14 @@ class Soak:
         finally:
             self.release(victim)
         name = self.new_name()
-        path = self.cli("fork", s.name, name).stdout.strip()
+        for _ in range(100):    # while it starts (a resume), it cannot fork
+            p = self.cli("fork", s.name, name, ok=False)
+            if p.returncode == 0 or "no running interpreter" not in p.stderr:
+                break
+            time.sleep(0.1)
+        if p.returncode != 0:
+            raise AssertionError("fork %s: %s" % (s.name, p.stderr.strip()))
+        path = p.stdout.strip()
         child = Session(name, s.expected, s.timeout, path)
         try:
             self.expect(child, "fork of %s" % s.name)
