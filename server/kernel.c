@@ -27,6 +27,7 @@
 #define KERNEL_START_TRIES	3	/* deaths before hello, then give up */
 #define KERNEL_TIMEOUT_GRACE	2000	/* ms after the timeout's interrupt */
 #define KERNEL_RMTREE_DEPTH	4096	/* deeper trees are left, logged */
+#define KERNEL_QUEUE_MAX	1000	/* requests waiting per session */
 
 struct req {
 	uint64_t			 id;
@@ -400,6 +401,25 @@ kernel_input_reply(struct session *s, struct jmsg *jm)
 	json_decref(m);
 }
 
+/*
+ * A client can send requests faster than they run (while a long cell
+ * runs, say) and never read a reply: each waiting one costs the daemon
+ * memory (some 6 kB for the smallest; 20,000 took 110 MB), so the queue
+ * has a bound in requests and in bytes, and what is beyond fails at once.
+ */
+static int
+kernel_queue_full(struct session *s, size_t size)
+{
+	struct req	*r;
+	size_t		 bytes = size;
+
+	if (zlist_size(s->queue) >= KERNEL_QUEUE_MAX)
+		return (1);
+	for (r = zlist_first(s->queue); r != NULL; r = zlist_next(s->queue))
+		bytes += r->msg->size;
+	return (bytes > 2 * cfg.max_message);
+}
+
 void
 kernel_receive(struct endpoint *ep, int which, struct jmsg *jm)
 {
@@ -439,6 +459,13 @@ kernel_receive(struct endpoint *ep, int which, struct jmsg *jm)
 		kernel_status(s, req, "busy");
 		kernel_fail(s, req, "SessionEnded", "the session is shutting "
 		    "down", 0);
+		kernel_req_free(req);
+		return;
+	}
+	if (kernel_queue_full(s, jm->size)) {
+		kernel_status(s, req, "busy");
+		kernel_fail(s, req, "SessionQueueFull", "too many requests are "
+		    "waiting for this session; this one was not queued", 1);
 		kernel_req_free(req);
 		return;
 	}

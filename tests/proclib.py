@@ -117,5 +117,13 @@ def interpreter_pids(daemon, name):
     else:
         raise AssertionError("session %s has no processes in its cgroup" % name)
     ppids = {pid: (proc_stat(pid) or ("Z", 0, 0))[1] for pid in pids}
-    leaves = [p for p in pids if p not in ppids.values()]
-    return [p for p in leaves if "python" in os.readlink("/proc/%d/exe" % p)]
+    found = []
+    for pid in pids:
+        if pid in ppids.values():
+            continue
+        try:
+            if "python" in os.readlink("/proc/%d/exe" % pid):
+                found.append(pid)
+        except OSError:
+            pass                # gone meanwhile (a session stopping)
+    return found

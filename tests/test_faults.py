@@ -138,12 +138,12 @@ def signed(key, parts):
     return h.hexdigest().encode()
 
 
-def execute_parts(code, session_id):
+def execute_parts(code, session_id, stop_on_error=True):
     header = {"msg_id": uuid.uuid4().hex, "session": session_id, "username": "fault",
               "date": "2026-01-01T00:00:00.000000Z", "msg_type": "execute_request",
               "version": "5.3"}
     content = {"code": code, "silent": False, "store_history": True, "user_expressions": {},
-               "allow_stdin": False, "stop_on_error": True}
+               "allow_stdin": False, "stop_on_error": stop_on_error}
     return header, [json.dumps(x).encode() for x in (header, {}, {}, content)]
 
 
@@ -406,6 +406,64 @@ def test_clients_that_never_read(daemon, witness, victim):
         for s in socks:
             s.close(0)
         ctx.term()
+
+
+def test_a_flood_of_requests_waits_in_a_bounded_queue(daemon, witness, victim):
+    """20,000 executes sent while a cell runs: 1000 wait their turn, the
+    rest fail at once with SessionQueueFull (each waiting request costs the
+    daemon memory: unbounded, these took 110 MB), and every queued one runs
+    exactly once afterwards."""
+    info = json.load(open(os.path.join(daemon.state, "sessions", victim.name + ".json")))
+    key = info["key"].encode()
+    run_cell(victim, "n = 0", timeout=TIMEOUT)
+    # Interrupted later; stop_on_error off, or its error would abort the queue.
+    blocker = victim.execute("import time; time.sleep(120)", stop_on_error=False)
+    poll(lambda: sessions(daemon)[victim.name]["state"] == "busy", TIMEOUT, "the cell to run")
+    rss0 = rss_kb(daemon.proc.pid)
+    ctx = zmq.Context()
+    try:
+        dealer = ctx.socket(zmq.DEALER)
+        dealer.linger = 0
+        dealer.sndhwm = dealer.rcvhwm = 0
+        dealer.connect("tcp://127.0.0.1:%d" % info["shell_port"])
+        sid = uuid.uuid4().hex
+        for _ in range(20000):
+            _, parts = execute_parts("n += 1", sid, stop_on_error=False)
+            dealer.send_multipart([DELIM, signed(key, parts)] + parts)
+        statuses = {}
+
+        def replies(until):
+            deadline = time.monotonic() + 120
+            while sum(statuses.values()) < until and time.monotonic() < deadline:
+                if dealer.poll(1000):
+                    frames = dealer.recv_multipart()
+                    c = json.loads(frames[frames.index(DELIM) + 5])
+                    k = c.get("ename", c["status"])
+                    statuses[k] = statuses.get(k, 0) + 1
+            return statuses
+        replies(19000)
+        peak = rss_kb(daemon.proc.pid)
+        assert statuses.get("SessionQueueFull") == 19000, statuses
+        witness.check("a flood of requests")
+        assert sessions(daemon)[victim.name]["queued"] == 1000
+        assert daemon.cli("interrupt", victim.name).returncode == 0
+        replies(20000)
+        assert statuses == {"SessionQueueFull": 19000, "ok": 1000}, statuses
+    finally:
+        ctx.destroy(0)
+    reply = victim.get_shell_msg(timeout=TIMEOUT)
+    assert reply["parent_header"]["msg_id"] == blocker
+    # The victim's own client fell behind on 57,000 iopub messages: a new one.
+    kc = daemon.client(os.path.join(daemon.state, "sessions", victim.name + ".json"))
+    try:
+        assert value(kc, "n")[1] == "1000"
+    finally:
+        kc.stop_channels()
+    growth = (peak - rss0) // 1024
+    print("20,000 requests: 1000 queued, daemon RSS +%d MiB" % growth)
+    if not sanitized(CELLBLOCKD):
+        assert growth < 50, "the daemon grew by %d MiB" % growth
+    witness.check("a flood of requests")
 
 
 # ------------------------------------------------- half a multipart message
