@@ -1,9 +1,9 @@
 """Faults: things break on purpose, and the daemon survives and loses nothing.
 
 An interpreter killed mid-execute, the daemon killed with sessions busy, a
-full disk under a checkpoint, clients that never read, half a multipart
-message, a flood of badly signed messages, a 2 GB message, and a control
-socket flooded by one user. After each, the daemon must be alive and an
+full disk under a checkpoint, clients that never read, a flood of requests
+faster than they run, half a multipart message, a flood of badly signed
+messages, a 2 GB message, and a control socket flooded by one user. After each, the daemon must be alive and an
 untouched *witness* session must still answer with its variables, in the
 same incarnation: a daemon that crashed, hung or restarted a bystander
 fails the test (docs/TESTING.md).
