@@ -133,8 +133,8 @@ zygote_pid(void)
 static json_t *
 zygote_receive(int ms, char **cause)
 {
+	static char	 buf[ZYGOTE_MSG_MAX];	/* one thread reads it */
 	struct pollfd	 pfd = { .fd = zygote.fd, .events = POLLIN };
-	char		*buf;
 	ssize_t		 n;
 	json_t		*m;
 	int		 r;
@@ -145,17 +145,14 @@ zygote_receive(int ms, char **cause)
 		xasprintf(cause, "no answer in %d ms", ms);
 		return (NULL);
 	}
-	buf = xmalloc(ZYGOTE_MSG_MAX);
-	n = recv(zygote.fd, buf, ZYGOTE_MSG_MAX, MSG_DONTWAIT | MSG_TRUNC);
-	if (n <= 0 || n > ZYGOTE_MSG_MAX) {
+	n = recv(zygote.fd, buf, sizeof buf, MSG_DONTWAIT | MSG_TRUNC);
+	if (n <= 0 || n > (ssize_t)sizeof buf) {
 		xasprintf(cause, n == 0 ? "it closed its socket" :
 		    n > 0 ? "oversized message" : "recv: %s",
 		    strerror(errno));
-		free(buf);
 		return (NULL);
 	}
 	m = json_loadb(buf, n, 0, NULL);
-	free(buf);
 	if (!json_is_object(m)) {
 		json_decref(m);
 		xasprintf(cause, "not a JSON object");

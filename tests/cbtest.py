@@ -7,6 +7,8 @@ import subprocess
 import tempfile
 import time
 
+from proclib import pid_alive
+
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # The programs under test: bin/, or another build of them (make asan: bin-asan/).
@@ -14,6 +16,40 @@ BIN = os.path.abspath(os.environ.get("CELLBLOCK_BIN") or os.path.join(ROOT, "bin
 CELLBLOCK = os.path.join(BIN, "cellblock")
 CELLBLOCKD = os.path.join(BIN, "cellblockd")
 PYTHON = "/usr/bin/python3"
+
+
+def control_request(sock_path, request, timeout=10):
+    """One JSON-line request on a daemon's control socket; its answer."""
+    import json
+    import socket
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(timeout)
+        s.connect(sock_path)
+        s.sendall(json.dumps(request).encode() + b"\n")
+        buf = b""
+        while b"\n" not in buf:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            buf += chunk
+    return json.loads(buf.split(b"\n", 1)[0])
+
+
+ZYGOTE_PENDING = ("starting", "down")   # will be ready; "off" and "ready" are final
+
+
+def wait_zygote(control, timeout):
+    """Poll `ping` through control(request) until the zygote is ready or
+    off, or timeout passes; its last state."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            z = control({"cmd": "ping"}).get("zygote") or {}
+        except ConnectionRefusedError:     # bound, not yet listening
+            z = {"state": "starting"}
+        if z.get("state") not in ZYGOTE_PENDING or time.monotonic() > deadline:
+            return z
+        time.sleep(0.05)
 
 
 def sanitizer_env():
@@ -43,19 +79,7 @@ class Daemon:
 
     def control(self, request, timeout=10):
         """One request on the control socket; its answer as a dict."""
-        import json
-        import socket
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-            s.settimeout(timeout)
-            s.connect(os.path.join(self.state, "control.sock"))
-            s.sendall(json.dumps(request).encode() + b"\n")
-            buf = b""
-            while not buf.endswith(b"\n"):
-                chunk = s.recv(65536)
-                if not chunk:
-                    break
-                buf += chunk
-        return json.loads(buf)
+        return control_request(os.path.join(self.state, "control.sock"), request, timeout)
 
     def zygote(self):
         return self.control({"cmd": "ping"}).get("zygote", {})
@@ -63,17 +87,10 @@ class Daemon:
     def wait_zygote(self, timeout=60):
         """Sessions made after this are zygote-born, if the daemon runs one
         (docs/ZYGOTE.md); returns its state."""
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                z = self.zygote()
-            except ConnectionRefusedError:     # bound, not yet listening
-                z = {"state": "starting"}
-            if z.get("state") not in ("starting", "down"):
-                return z
-            if time.monotonic() > deadline:
-                raise RuntimeError("the zygote did not get ready:\n" + self.log_text())
-            time.sleep(0.05)
+        z = wait_zygote(self.control, timeout)
+        if z.get("state") in ZYGOTE_PENDING:
+            raise RuntimeError("the zygote did not get ready:\n" + self.log_text())
+        return z
 
     def env(self):
         env = dict(os.environ)
@@ -133,12 +150,10 @@ def session_processes(name):
             with open(f"/proc/{entry}/cgroup") as f:
                 if not pat.search(f.read()):
                     continue
-            with open(f"/proc/{entry}/stat") as f:
-                if f.read().rsplit(")", 1)[1].split()[0] == "Z":
-                    continue
         except OSError:
             continue
-        pids.append(int(entry))
+        if pid_alive(int(entry)):
+            pids.append(int(entry))
     return pids
 
 

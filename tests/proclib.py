@@ -35,6 +35,12 @@ def proc_stat(pid):
     return fields[0], int(fields[1]), int(fields[19])
 
 
+def pid_alive(pid):
+    """True while pid exists and is not a zombie."""
+    st = proc_stat(pid)
+    return st is not None and st[0] != "Z"
+
+
 def descendants(root):
     """(pid, starttime) of every live process under root, root excluded."""
     children = {}

@@ -17,6 +17,7 @@ import uuid
 import pytest
 
 from cbtest import CELLBLOCK, poll, run_cell, sanitizer_env
+from proclib import pid_alive
 
 NOBODY = 65534
 SETPRIV = "/usr/bin/setpriv"
@@ -52,15 +53,6 @@ def cli_as(daemon, *args, nobody=False, input=None, timeout=CLI_TIMEOUT):
     return subprocess.run([SETPRIV, "--reuid=%d" % NOBODY, "--regid=%d" % NOBODY,
                            "--clear-groups", CELLBLOCK, *args], capture_output=True,
                           text=True, env=nobody_env(daemon), input=input, timeout=timeout)
-
-
-def pid_alive(pid):
-    """True while pid exists and is not a zombie."""
-    try:
-        with open("/proc/%d/stat" % pid) as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
 
 
 def ppid_of(pid):

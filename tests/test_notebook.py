@@ -23,6 +23,7 @@ from nbclient.exceptions import CellExecutionError
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 from cbtest import CELLBLOCK, Daemon, run_cell, poll, session_processes
+from proclib import pid_alive
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -33,15 +34,6 @@ def sessions(daemon):
     p = daemon.cli("ls", "--json")
     assert p.returncode == 0, p.stderr
     return {s["name"]: s for s in json.loads(p.stdout)}
-
-
-def pid_alive(pid):
-    """True while pid exists and is not a zombie."""
-    try:
-        with open("/proc/%d/stat" % pid) as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
 
 
 def session_pids(name):

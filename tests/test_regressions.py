@@ -5,12 +5,12 @@ interpreter said hello."""
 import json
 import os
 import signal
-import subprocess
 import time
 
 import pytest
 
 from cbtest import Daemon, run_cell
+from proclib import descendants
 
 
 @pytest.fixture(scope="module")
@@ -40,18 +40,8 @@ def session_pids(daemon, name):
     """Host pids of every process of the session: its outer process (an
     exec'd shim or a clone of the zygote), pid 1 and the interpreter."""
     ls = json.loads(daemon.cli("ls", "--json", check=True).stdout)
-    todo = [s["pid"] for s in ls if s["name"] == name and s["pid"] > 0]
-    pids = []
-    while todo:
-        pid = todo.pop()
-        pids.append(pid)
-        try:
-            for task in os.listdir(f"/proc/{pid}/task"):
-                with open(f"/proc/{pid}/task/{task}/children") as f:
-                    todo.extend(int(c) for c in f.read().split())
-        except OSError:
-            pass
-    return pids
+    outer = [s["pid"] for s in ls if s["name"] == name and s["pid"] > 0]
+    return outer + [pid for root in outer for pid, _ in descendants(root)]
 
 
 def test_stopped_and_continued_session_keeps_its_output_threads(daemon):

@@ -162,12 +162,13 @@ def serve(lib, ctl, template):
             continue
         if not msg:
             return 0                # the daemon closed: we are done
+        req = None
         try:
             req = json.loads(msg)
-            if req.get("op") != "spawn" or len(fds) != N_FDS:
+            if not isinstance(req, dict) or req.get("op") != "spawn" or len(fds) != N_FDS:
                 raise ValueError("expected a spawn request with %d fds" % N_FDS)
             reply = {"op": "spawned", "id": req.get("id"), "pid": _spawn(lib, ctl, template, req, fds)}
-        except (ValueError, OSError, TypeError, AttributeError) as e:
+        except (ValueError, OSError, TypeError) as e:
             reply = {"op": "spawned", "id": req.get("id") if isinstance(req, dict) else None,
                      "error": str(e)}
         finally:

@@ -7,7 +7,6 @@ import os
 import resource
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -23,6 +22,10 @@ RTT_SRC = os.path.join(HERE, "rtt.c")
 RTT = os.path.join(BUILD, "rtt")
 PYTHON = "/usr/bin/python3"
 PKGS = "libczmq libzmq jansson libsodium"
+
+# The tests' control-socket client and zygote wait (tests/cbtest.py).
+sys.path.insert(0, os.path.dirname(HERE))
+import cbtest  # noqa: E402
 
 T_START = time.monotonic()
 
@@ -284,15 +287,7 @@ class Daemon:
     def wait_zygote(self, timeout=120):
         """Sessions are measured as users get them: zygote-born once the
         zygote is ready (docs/ZYGOTE.md). Returns its state."""
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                z = self.control({"cmd": "ping"}).get("zygote") or {}
-            except ConnectionRefusedError:     # bound, not yet listening
-                z = {"state": "starting"}
-            if z.get("state") not in ("starting", "down") or time.monotonic() > deadline:
-                return z
-            time.sleep(0.05)
+        return cbtest.wait_zygote(self.control, timeout)
 
     def log_text(self):
         self.log.flush()
@@ -301,20 +296,7 @@ class Daemon:
 
     def control(self, req, timeout=60):
         """One JSON-line request on control.sock; the reply object."""
-        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        s.settimeout(timeout)
-        try:
-            s.connect(self.sock)
-            s.sendall(json.dumps(req).encode() + b"\n")
-            buf = b""
-            while b"\n" not in buf:
-                chunk = s.recv(65536)
-                if not chunk:
-                    break
-                buf += chunk
-        finally:
-            s.close()
-        return json.loads(buf.split(b"\n", 1)[0])
+        return cbtest.control_request(self.sock, req, timeout)
 
     def new(self, **limits):
         r = self.control({"cmd": "new", **limits})
