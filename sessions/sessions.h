@@ -16,6 +16,8 @@
 #include <czmq.h>
 #include <jansson.h>
 
+struct loop_io;
+
 #define CHANNEL_MAX	((size_t)64 * 1024 * 1024)
 #define SESSION_NAME_MAX 64
 
@@ -88,6 +90,8 @@ struct session {
 	int		 ending;	/* the session goes when it is reaped */
 
 	/* Owned by the server: endpoint, attached client, request queue. */
+	struct loop_io	*chan_io;	/* the channel in the daemon's loop */
+	struct loop_io	*err_io;	/* the shim's stderr in it */
 	void		*endpoint;
 	void		*attach;
 	int		 shared_seen;
