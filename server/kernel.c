@@ -1169,7 +1169,7 @@ kernel_end(struct session *s, const char *why)
 {
 	if (s->ending)
 		return;
-	s->ending = 1;
+	session_set_ending(s);
 	log_info("%s: ending (%s)", s->name, why);
 	kernel_fail_queue(s, "SessionEnded", "the session was shut down "
 	    "before this request ran");
@@ -1295,7 +1295,7 @@ kernel_lost(struct session *s, int status)
 	log_info("%s: interpreter pid %ld gone: %s: %s", s->name, (long)s->pid,
 	    ename, evalue);
 	spawn_close(s);
-	s->pid = -1;
+	session_set_pid(s, -1);
 	if (s->ckpt_op != 0) {
 		s->ckpt_op = 0;
 		if (s->ckpt_waiter != NULL)
@@ -1408,11 +1408,8 @@ kernel_mkdir(const char *path, uid_t owner, char **cause)
 static int
 kernel_quota(uid_t owner, char **cause)
 {
-	struct session	*s;
-	size_t		 mine = 0;
+	size_t	mine = session_owner_count(owner);
 
-	for (s = session_first(); s != NULL; s = session_next())
-		mine += s->owner == owner && !s->ending;
 	if (session_count() >= cfg.max_sessions) {
 		xasprintf(cause, "the daemon already holds %zu sessions "
 		    "(max-sessions)", session_count());
@@ -1554,7 +1551,7 @@ kernel_shutdown_all(void)
 	for (i = 0; i < 40; i++) {
 		while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
 			if ((s = session_find_pid(pid)) != NULL)
-				s->pid = -1;
+				session_set_pid(s, -1);
 		}
 		left = 0;
 		for (s = session_first(); s != NULL; s = session_next())
