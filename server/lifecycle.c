@@ -27,6 +27,8 @@
 #define LIFECYCLE_TRIM_TICKS	30	/* ticks between malloc_trim calls */
 
 static uint64_t	lifecycle_next_op = 1;
+static struct loop_timer *lifecycle_timer;	/* the idle tick */
+static struct loop_timer *lifecycle_drain_timer; /* exit: checkpoints done? */
 
 static json_t	*lifecycle_fork_now(struct session *);
 static int	 lifecycle_over_quota(struct session *, uint64_t);
@@ -386,17 +388,16 @@ lifecycle_pressure(void)
 		    "used)");
 }
 
-static int
-lifecycle_tick(zloop_t *loop, int timer, void *arg)
+static void
+lifecycle_tick(void *arg)
 {
 	struct session	*s;
 	time_t		 now = time(NULL), last;
 	char		*cause;
 	static int	 trim_ticks;
 
-	(void)loop;
-	(void)timer;
 	(void)arg;
+	lifecycle_timer = loop_timer_add(LIFECYCLE_TICK, lifecycle_tick, NULL);
 	for (s = session_first(); s != NULL; s = session_next()) {
 		if (!lifecycle_quiet(s))
 			continue;
@@ -425,13 +426,18 @@ lifecycle_tick(zloop_t *loop, int timer, void *arg)
 		trim_ticks = 0;
 		malloc_trim(0);
 	}
-	return (0);
 }
 
 void
 lifecycle_start(void)
 {
-	zloop_timer(server_loop, LIFECYCLE_TICK, 0, lifecycle_tick, NULL);
+	lifecycle_timer = loop_timer_add(LIFECYCLE_TICK, lifecycle_tick, NULL);
+}
+
+void
+lifecycle_stop(void)
+{
+	loop_timer_cancel(&lifecycle_timer);
 }
 
 json_t *
@@ -728,26 +734,28 @@ lifecycle_load_all(void)
  * At shutdown: checkpoint every live idle session, and give the runners
  * a bounded time to finish, so a restart loses nothing it could keep.
  */
-static int
-lifecycle_drain_tick(zloop_t *loop, int timer, void *arg)
+static void
+lifecycle_drain_tick(void *arg)
 {
 	struct session	*s;
-	int64_t		*deadline = arg;
+	uint64_t	*deadline = arg;
 
-	(void)loop;
-	(void)timer;
+	lifecycle_drain_timer = NULL;
 	for (s = session_first(); s != NULL; s = session_next()) {
-		if (s->ckpt_op != 0 && zclock_mono() < *deadline)
-			return (0);
+		if (s->ckpt_op != 0 && loop_now() < *deadline) {
+			lifecycle_drain_timer = loop_timer_add(50,
+			    lifecycle_drain_tick, deadline);
+			return;
+		}
 	}
-	return (-1);
+	loop_quit();
 }
 
 void
 lifecycle_checkpoint_all(int wait_ms)
 {
 	struct session	*s;
-	int64_t		 deadline = zclock_mono() + wait_ms;
+	uint64_t	 deadline = loop_now() + wait_ms;
 	char		*cause;
 	int		 n = 0;
 
@@ -762,8 +770,10 @@ lifecycle_checkpoint_all(int wait_ms)
 	if (n == 0)
 		return;
 	log_info("checkpointing %d sessions before exit", n);
-	zloop_timer(server_loop, 50, 0, lifecycle_drain_tick, &deadline);
-	zloop_start(server_loop);
+	lifecycle_drain_timer = loop_timer_add(50, lifecycle_drain_tick,
+	    &deadline);
+	loop_run();
+	loop_timer_cancel(&lifecycle_drain_timer);
 }
 
 /*
