@@ -22,11 +22,10 @@ LIBS	 = $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lpthread
 # Sources: each directory is a library; the programs pick what they need.
 PROTO_SRC	= $(filter-out protocol/test-%.c,$(wildcard protocol/*.c))
 SESS_SRC	= $(filter-out sessions/test-%.c,$(wildcard sessions/*.c))
-SERVER_COMMON	= server/connfile.c server/config.c
-DAEMON_SRC	= $(filter-out server/cellblock.c server/client.c server/cmd-%.c \
-		    server/jclient.c,$(wildcard server/*.c))
-CLI_SRC		= server/cellblock.c server/client.c server/jclient.c \
-		  $(wildcard server/cmd-*.c) $(SERVER_COMMON)
+# The daemon is server/*.c; the CLI is server/cli/*.c and shares with it
+# only the connection files (server/shared.h).
+DAEMON_SRC	= $(wildcard server/*.c)
+CLI_SRC		= $(wildcard server/cli/*.c) server/connfile.c
 SHIM_SRC	= $(filter-out kernel-shim/test-%.c kernel-shim/zygote-child.c,\
 		    $(wildcard kernel-shim/*.c))
 # The zygote's C half: a shared object Python loads (docs/ZYGOTE.md); it

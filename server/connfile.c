@@ -8,7 +8,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "server.h"
+#include "protocol.h"
+#include "shared.h"
 
 const char *connfile_port_names[PORT_N] = {
 	"shell_port", "iopub_port", "stdin_port", "control_port", "hb_port"
