@@ -224,8 +224,6 @@ static const struct {
 	{ "resolv.conf",	gen_empty },	/* no network, no DNS */
 };
 
-#define nitems(a)	(sizeof (a) / sizeof (a)[0])
-
 static int	mount_open_sources(struct mount_ctx *, char **);
 static int	mount_set_fsids(uid_t, gid_t, char **);
 static void	mount_close(struct mount_ctx *);

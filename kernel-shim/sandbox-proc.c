@@ -64,8 +64,6 @@ static const struct {
 	{ SIGHUP,  "the daemon's controlling side went away" },
 };
 
-#define nitems(a)	(sizeof (a) / sizeof (a)[0])
-
 /*
  * The kernel takes any 64 bytes; this keeps to letters, digits and "-._"
  * so the name is also safe in the generated /etc/hosts (no blanks, no

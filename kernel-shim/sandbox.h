@@ -11,6 +11,12 @@
 #include <stdlib.h>
 
 /*
+ * For nitems only: the steps call nothing of the base layer, as the
+ * zygote's shared object links none of it (-z defs checks that).
+ */
+#include "base.h"
+
+/*
  * Everything the steps need to know about one session.  The steps keep no
  * state of their own, so the same plan works in cellblock-shim and in a
  * child forked from a preloaded interpreter.

@@ -18,13 +18,14 @@
 #include <grp.h>
 #include <libgen.h>
 #include <sched.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
-#include "protocol.h"
+#include "base.h"
 #include "sandbox.h"
 #include "sandbox-seccomp.h"
 

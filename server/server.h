@@ -8,17 +8,13 @@
 #include <czmq.h>
 #include <jansson.h>
 
-#include "log.h"
+#include "base.h"
 #include "protocol.h"
 #include "sessions.h"
 #include "shared.h"
 
 _Static_assert(CELLBLOCK_NAME_MAX == SESSION_NAME_MAX,
     "the CLI's session name bound is the daemon's");
-
-#ifndef nitems
-#define nitems(a)	(sizeof (a) / sizeof (a)[0])
-#endif
 
 /* server/config.c */
 struct config {

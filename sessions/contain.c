@@ -20,8 +20,7 @@
 #include <unistd.h>
 
 #include "cgroup.h"
-#include "log.h"
-#include "protocol.h"
+#include "base.h"
 #include "sessions.h"
 
 static struct {

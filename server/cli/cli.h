@@ -9,15 +9,11 @@
 
 #include <sys/types.h>
 
+#include <czmq.h>		/* zclock, zsys: the CLI is a czmq program */
 #include <jansson.h>
 
-#include "log.h"
-#include "protocol.h"
+#include "base.h"
 #include "shared.h"
-
-#ifndef nitems
-#define nitems(a)	(sizeof (a) / sizeof (a)[0])
-#endif
 
 /* cli/client.c: the control socket client */
 struct client;

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "protocol.h"
 
 struct jclient {
 	zsock_t		*shell;

@@ -94,8 +94,6 @@ static void	 check(int, const char *, const char *, ...)
 		     __attribute__((format(printf, 3, 4)));
 static void	 die(const char *, ...)
 		     __attribute__((noreturn, format(printf, 1, 2)));
-static char	*xprintf(const char *, ...)
-		     __attribute__((format(printf, 1, 2)));
 static void	 setup_fail(const char *, char *) __attribute__((noreturn));
 static void	 interp_main(const struct sandbox_plan *, char *const [])
 		     __attribute__((noreturn));
@@ -431,8 +429,6 @@ static const char probe_etcdir[] = PROBE_PRELUDE
 	"sleeper = subprocess.Popen(['sleep', '600'], start_new_session=True)\n"
 	"send().recv(1)\n";
 
-#define nitems(a)	(sizeof (a) / sizeof (a)[0])
-
 static void
 check(int ok, const char *name, const char *fmt, ...)
 {
@@ -462,19 +458,6 @@ die(const char *fmt, ...)
 	va_end(ap);
 	printf("\n%d passed, %d failed\n", passed, failed + 1);
 	exit(1);
-}
-
-static char *
-xprintf(const char *fmt, ...)
-{
-	va_list	 ap;
-	char	*s;
-
-	va_start(ap, fmt);
-	if (vasprintf(&s, fmt, ap) == -1)
-		die("out of memory");
-	va_end(ap);
-	return (s);
 }
 
 /* "run: what", for check names; valid until the next call. */
