@@ -46,12 +46,20 @@ struct sandbox_plan {
 	const char	*etc_dir;	/* prepared /etc (host dir), read-only;
 					   NULL: generate a minimal one */
 	uint64_t	 tmp_bytes;	/* size= of /tmp and of /dev/shm */
-	uid_t		 inner_uid;	/* 1000 */
-	gid_t		 inner_gid;	/* 1000 */
+	uid_t		 inner_uid;	/* SANDBOX_INNER_UID */
+	gid_t		 inner_gid;	/* SANDBOX_INNER_GID */
 	uint64_t	 nofile;	/* RLIMIT_NOFILE */
 	uint64_t	 fsize_bytes;	/* RLIMIT_FSIZE */
 	int		 keep_fd;	/* the channel: the only fd left open */
 };
+
+/*
+ * Who the interpreter is inside its user namespace: the only id mapped
+ * (onto the session's host uid), never 0. The daemon maps it, the shim
+ * and the zygote become it, the tests read it from here.
+ */
+#define SANDBOX_INNER_UID	1000
+#define SANDBOX_INNER_GID	1000
 
 /* Where the plan's directories appear inside. */
 #define SANDBOX_HOME		"/home/session"

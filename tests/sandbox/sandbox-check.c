@@ -50,7 +50,6 @@
 #include "sandbox.h"
 
 #define PYTHON		"/usr/bin/python3"	/* Debian's, with numpy & co */
-#define INNER_ID	1000
 #define HOST_ID_BASE	231072		/* a typical subuid range start */
 #define TMP_BYTES	(16ULL << 20)
 #define FSIZE_BYTES	(32ULL << 20)
@@ -614,8 +613,8 @@ run_start(struct run *run, const struct sandbox_plan *plan,
 		check(0, run->name, "outer process never got to unshare");
 		goto fail;
 	}
-	if (sandbox_user_write_maps(run->outer, INNER_ID, host_id, INNER_ID,
-	    host_id, &cause) != 0) {
+	if (sandbox_user_write_maps(run->outer, SANDBOX_INNER_UID, host_id,
+	    SANDBOX_INNER_GID, host_id, &cause) != 0) {
 		check(0, run->name, "write_maps: %s", cause);
 		free(cause);
 		goto fail;
@@ -981,8 +980,8 @@ plan_init(struct sandbox_plan *plan, const struct scratch *s)
 	plan->workdir = s->work;
 	plan->runner_dir = s->runner;
 	plan->tmp_bytes = TMP_BYTES;
-	plan->inner_uid = INNER_ID;
-	plan->inner_gid = INNER_ID;
+	plan->inner_uid = SANDBOX_INNER_UID;
+	plan->inner_gid = SANDBOX_INNER_GID;
 	plan->nofile = NOFILE;
 	plan->fsize_bytes = FSIZE_BYTES;
 	plan->keep_fd = CHANNEL_FD;
@@ -1314,8 +1313,8 @@ check_maps_refuse_root(void)
 	char	*cause = NULL;
 	int	 r;
 
-	r = sandbox_user_write_maps(getpid(), INNER_ID, 0, INNER_ID, 0,
-	    &cause);
+	r = sandbox_user_write_maps(getpid(), SANDBOX_INNER_UID, 0,
+	    SANDBOX_INNER_GID, 0, &cause);
 	check(r == -1 && cause != NULL, "write_maps refuses host root",
 	    "returned %d", r);
 	free(cause);
