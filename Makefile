@@ -32,9 +32,13 @@ SHIM_SRC	= $(filter-out kernel-shim/test-%.c kernel-shim/zygote-child.c,\
 		    $(wildcard kernel-shim/*.c))
 # The zygote's C half: a shared object Python loads (docs/ZYGOTE.md); it
 # links no ZeroMQ.
+# The sandbox steps, one file per facility (sandbox.h), run by sandbox-run.c.
+SANDBOX_STEPS	= kernel-shim/sandbox-mount.c kernel-shim/sandbox-user.c \
+		  kernel-shim/sandbox-uts.c kernel-shim/sandbox-caps.c \
+		  kernel-shim/sandbox-rlimits.c kernel-shim/sandbox-proc.c \
+		  kernel-shim/sandbox-pid.c
 ZYGOTE_SRC	= kernel-shim/zygote-child.c kernel-shim/sandbox-run.c \
-		  kernel-shim/sandbox-mount.c kernel-shim/sandbox-user.c \
-		  kernel-shim/sandbox-proc.c kernel-shim/sandbox-seccomp.c
+		  $(SANDBOX_STEPS) kernel-shim/sandbox-seccomp.c
 
 # Where objects and programs go; `make asan` builds into other directories.
 BUILDDIR = build
@@ -66,8 +70,7 @@ $(BINDIR)/test-protocol: $(call obj,protocol/test-protocol.c $(PROTO_SRC) $(BASE
 $(BINDIR)/test-cgroup: $(call obj,sessions/test-cgroup.c sessions/cgroup.c $(BASE_SRC))
 $(BINDIR)/try-syscall: $(call obj,tests/sandbox/try-syscall.c)
 $(BINDIR)/seccomp-check: $(call obj,tests/sandbox/seccomp-check.c kernel-shim/sandbox-seccomp.c)
-$(BINDIR)/sandbox-check: $(call obj,tests/sandbox/sandbox-check.c kernel-shim/sandbox-mount.c \
-	    kernel-shim/sandbox-user.c kernel-shim/sandbox-proc.c $(BASE_SRC))
+$(BINDIR)/sandbox-check: $(call obj,tests/sandbox/sandbox-check.c $(SANDBOX_STEPS) $(BASE_SRC))
 
 $(BINDIR)/cellblock-zygote.so: $(patsubst %.c,$(BUILDDIR)/pic/%.o,$(ZYGOTE_SRC))
 	@mkdir -p $(dir $@)

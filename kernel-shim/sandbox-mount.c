@@ -730,7 +730,7 @@ sandbox_mount_setup(const struct sandbox_plan *plan, char **cause)
 	if (plan->tmp_bytes == 0)
 		return (sandbox_cause(cause, "mount: no tmp size: an "
 		    "unsized tmpfs could take half of the host's memory"));
-	if (!sandbox_proc_valid_hostname(plan->hostname))
+	if (!sandbox_uts_valid_hostname(plan->hostname))
 		return (sandbox_cause(cause, "mount: invalid hostname"));
 
 	memset(&ctx, 0, sizeof ctx);

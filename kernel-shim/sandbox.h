@@ -25,13 +25,14 @@
  *
  *   parent ns   sandbox_user_drop_groups()          as root, before unshare
  *   child       unshare(USER|NS|PID|NET|IPC|UTS)
- *   parent      sandbox_user_write_maps(child, ...)
+ *   parent      sandbox_user_write_maps(child, ...)  the daemon's
+ *                                                    contain_enter()
  *   child       unshare(CGROUP), fork: the child is pid 1
- *   pid 1       sandbox_mount_setup(), sandbox_proc_hostname(), fork
- *   pid 2       sandbox_user_become(), sandbox_proc_drop_caps(),
- *               sandbox_proc_rlimits(), sandbox_proc_hygiene(), seccomp, exec
- *   pid 1       sandbox_user_become(), sandbox_proc_drop_caps(),
- *               prctl(PR_SET_PDEATHSIG), sandbox_proc_reaper(pid 2)
+ *   pid 1       sandbox_mount_setup(), sandbox_uts_hostname(), fork
+ *   pid 2       sandbox_user_become(), sandbox_caps_drop(),
+ *               sandbox_rlimits_set(), sandbox_proc_hygiene(), seccomp, exec
+ *   pid 1       sandbox_user_become(), sandbox_caps_drop(),
+ *               prctl(PR_SET_PDEATHSIG), sandbox_pid_reaper(pid 2)
  *
  * Every function returns 0, or -1 with *cause set to an allocated message
  * the caller frees.  None of them exits.
@@ -73,13 +74,21 @@ int	sandbox_user_drop_groups(char **);
 int	sandbox_user_write_maps(pid_t, uid_t, uid_t, gid_t, gid_t, char **);
 int	sandbox_user_become(const struct sandbox_plan *, char **);
 
+/* sandbox-uts.c */
+int	sandbox_uts_valid_hostname(const char *);
+int	sandbox_uts_hostname(const struct sandbox_plan *, char **);
+
+/* sandbox-caps.c */
+int	sandbox_caps_drop(char **);
+
+/* sandbox-rlimits.c */
+int	sandbox_rlimits_set(const struct sandbox_plan *, char **);
+
 /* sandbox-proc.c */
-int	sandbox_proc_valid_hostname(const char *);
-int	sandbox_proc_hostname(const struct sandbox_plan *, char **);
-int	sandbox_proc_drop_caps(char **);
-int	sandbox_proc_rlimits(const struct sandbox_plan *, char **);
 int	sandbox_proc_hygiene(const struct sandbox_plan *, char **);
-int	sandbox_proc_reaper(pid_t, int *, char **);
+
+/* sandbox-pid.c */
+int	sandbox_pid_reaper(pid_t, int *, char **);
 
 /* sandbox-run.c: all of the above in order; returns only in pid 2. */
 void	sandbox_run(const struct sandbox_plan *);

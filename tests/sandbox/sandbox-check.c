@@ -490,9 +490,9 @@ interp_main(const struct sandbox_plan *plan, char *const argv[])
 
 	if (sandbox_user_become(plan, &cause) != 0)
 		setup_fail("become", cause);
-	if (sandbox_proc_drop_caps(&cause) != 0)
+	if (sandbox_caps_drop(&cause) != 0)
 		setup_fail("drop_caps", cause);
-	if (sandbox_proc_rlimits(plan, &cause) != 0)
+	if (sandbox_rlimits_set(plan, &cause) != 0)
 		setup_fail("rlimits", cause);
 	if (sandbox_proc_hygiene(plan, &cause) != 0)
 		setup_fail("hygiene", cause);
@@ -514,7 +514,7 @@ init_main(const struct sandbox_plan *plan, char *const argv[])
 
 	if (sandbox_mount_setup(plan, &cause) != 0)
 		setup_fail("mount_setup", cause);
-	if (sandbox_proc_hostname(plan, &cause) != 0)
+	if (sandbox_uts_hostname(plan, &cause) != 0)
 		setup_fail("hostname", cause);
 	if ((pid = fork()) == -1)
 		setup_fail("fork", strerror(errno));
@@ -523,11 +523,11 @@ init_main(const struct sandbox_plan *plan, char *const argv[])
 	close(plan->keep_fd);
 	if (sandbox_user_become(plan, &cause) != 0)
 		setup_fail("init become", cause);
-	if (sandbox_proc_drop_caps(&cause) != 0)
+	if (sandbox_caps_drop(&cause) != 0)
 		setup_fail("init drop_caps", cause);
 	if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) != 0)
 		setup_fail("init pdeathsig", strerror(errno));
-	if (sandbox_proc_reaper(pid, &code, &cause) != 0)
+	if (sandbox_pid_reaper(pid, &code, &cause) != 0)
 		setup_fail("init reaper", cause);
 	_exit(code);
 }
@@ -563,7 +563,7 @@ outer_main(const struct sandbox_plan *plan, char *const argv[], int chan,
 	if (pid == 0)
 		init_main(plan, argv);
 	close(plan->keep_fd);
-	if (sandbox_proc_reaper(pid, &code, &cause) != 0)
+	if (sandbox_pid_reaper(pid, &code, &cause) != 0)
 		setup_fail("outer reaper", cause);
 	_exit(code);
 }
