@@ -86,16 +86,10 @@ static void
 lifecycle_discard(struct session *s, int slot)
 {
 	char	 name[16];
-	int	 top, dfd;
+	int	 dfd;
 
 	snprintf(name, sizeof name, "checkpoint-%c", 'a' + slot);
-	top = open(s->workdir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-	if (top == -1)
-		return;
-	dfd = openat(top, ".cellblock", O_RDONLY | O_DIRECTORY | O_NOFOLLOW |
-	    O_CLOEXEC);
-	close(top);
-	if (dfd == -1)
+	if ((dfd = file_open_dir(s->workdir, ".cellblock", NULL)) == -1)
 		return;
 	unlinkat(dfd, name, 0);
 	close(dfd);
@@ -500,27 +494,15 @@ void
 lifecycle_save(struct session *s)
 {
 	json_t	*r = lifecycle_record(s);
-	char	*path = lifecycle_record_path(s->name), *tmp, *text;
-	int	 fd, ok = 0;
+	char	*path = lifecycle_record_path(s->name), *text, *cause;
 
-	xasprintf(&tmp, "%s.tmp", path);
 	text = json_dumps(r, JSON_COMPACT);
-	unlink(tmp);
-	fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
-	    0600);
-	if (fd != -1) {
-		ok = write(fd, text, strlen(text)) == (ssize_t)strlen(text) &&
-		    fsync(fd) == 0;
-		close(fd);
-		ok = ok && rename(tmp, path) == 0;
-	}
-	if (!ok) {
-		log_warn("%s: cannot save %s: %s", s->name, path,
-		    strerror(errno));
-		unlink(tmp);
+	if (file_write_atomic(path, text, strlen(text), 0600, (uid_t)-1,
+	    &cause) != 0) {
+		log_warn("%s: cannot save %s: %s", s->name, path, cause);
+		free(cause);
 	}
 	free(text);
-	free(tmp);
 	free(path);
 	json_decref(r);
 }
@@ -659,7 +641,7 @@ lifecycle_claimed(int dfd, const char *name)
 static void
 lifecycle_sweep(void)
 {
-	char		*dir, *path, name[SESSION_NAME_MAX + 1];
+	char		*dir, *path, *cause, name[SESSION_NAME_MAX + 1];
 	DIR		*d;
 	struct dirent	*de;
 	size_t		 len;
@@ -674,7 +656,10 @@ lifecycle_sweep(void)
 			xasprintf(&path, "%s/%s", dir, de->d_name);
 			log_info("removing %s: its session did not come back",
 			    path);
-			kernel_rmtree(path);
+			if (file_remove_tree(path, &cause) != 0) {
+				log_warn("%s", cause);
+				free(cause);
+			}
 			free(path);
 		}
 		closedir(d);
@@ -789,20 +774,14 @@ lifecycle_copy_checkpoint(struct session *src, struct session *dst,
 	crypto_hash_sha256_state st;
 	u_char		 h[32], buf[65536];
 	char		 hex[65], name[16], *dstdir;
-	int		 top, dfd = -1, in = -1, out = -1, r = -1;
+	int		 dfd, in = -1, out = -1, r = -1;
 	ssize_t		 n;
 	struct stat	 sb;
 
 	snprintf(name, sizeof name, "checkpoint-%c", 'a' + src->ckpt_slot);
-	top = open(src->workdir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW |
-	    O_CLOEXEC);
-	if (top != -1) {
-		dfd = openat(top, ".cellblock", O_RDONLY | O_DIRECTORY |
-		    O_NOFOLLOW | O_CLOEXEC);
-		close(top);
-	}
-	if (dfd == -1 || (in = openat(dfd, name, O_RDONLY | O_NOFOLLOW |
-	    O_CLOEXEC)) == -1 || fstat(in, &sb) != 0 || !S_ISREG(sb.st_mode)) {
+	dfd = file_open_dir(src->workdir, ".cellblock", NULL);
+	if (dfd == -1 || (in = file_open_regular(dfd, NULL, name, O_RDONLY,
+	    NULL)) == -1 || fstat(in, &sb) != 0) {
 		xasprintf(cause, "cannot read %s's checkpoint", src->name);
 		goto out;
 	}

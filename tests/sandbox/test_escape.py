@@ -30,6 +30,9 @@ import time
 
 import pytest
 
+from cbtest import SANDBOX_INNER_UID
+INNER = str(SANDBOX_INNER_UID)
+
 _HERE = os.path.dirname(os.path.abspath(__file__))
 _spec = importlib.util.spec_from_file_location(
     "cellblock_root_conftest", os.path.join(_HERE, "..", "conftest.py"))
@@ -698,9 +701,9 @@ def test_uid_separation(host, make_session):
         assert _status_field(pid, "Gid") == [str(d["uid"])] * 4
         assert _status_field(pid, "CapEff") == ["0000000000000000"]
         assert os.stat(s.workdir).st_uid == d["uid"]
-    # Inside, both are uid 1000 of their own namespace.
-    assert a.ok("print(_os.getuid(), _os.geteuid())").split() == ["1000", "1000"]
-    assert b.ok("print(_os.getuid(), _os.geteuid())").split() == ["1000", "1000"]
+    # Inside, both are the inner uid of their own namespace.
+    assert a.ok("print(_os.getuid(), _os.geteuid())").split() == [INNER, INNER]
+    assert b.ok("print(_os.getuid(), _os.geteuid())").split() == [INNER, INNER]
     host.check_witness()
 
 
@@ -1114,7 +1117,7 @@ _result(out)
     assert r["passwd"][0] != 0, r["passwd"]
     for d in ("/home/session", "/tmp"):
         mode, euid, ruid = r[d]
-        assert euid == "1000" and ruid == "1000", r[d]
+        assert euid == INNER and ruid == INNER, r[d]
     for m in r["mounts"]:
         assert "nosuid" in m, m
     # The copied file is setuid on the host too, but owned by the session's
@@ -1135,7 +1138,7 @@ _result(st)
     for k in ("CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"):
         assert r[k] == "0000000000000000", (k, r[k])
     assert r["NoNewPrivs"] == "1" and r["Seccomp"] == "2"
-    assert r["Uid"].split() == ["1000"] * 4 and r["Groups"] == ""
+    assert r["Uid"].split() == [INNER] * 4 and r["Groups"] == ""
     host.check_witness()
 
 

@@ -12,7 +12,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "server.h"
+#include "cli.h"
+#include "protocol.h"
 
 struct jclient {
 	zsock_t		*shell;
@@ -21,7 +22,7 @@ struct jclient {
 	zsock_t		*iopub;
 	zpoller_t	*poller;
 	struct sign	*sign;
-	char		 session[SESSION_NAME_MAX + 1];
+	char		 session[CELLBLOCK_NAME_MAX + 1];
 	char		 sent[40];	/* msg_id of the request in flight */
 	int		 status_ok;
 	int		 plain;		/* strip ANSI colours */

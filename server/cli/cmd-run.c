@@ -5,7 +5,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "server.h"
+#include "cli.h"
 
 static int	cmd_run_exec(int, char **);
 
