@@ -33,7 +33,8 @@ SHIM_SRC	= $(filter-out kernel-shim/test-%.c kernel-shim/zygote-child.c,\
 # links no ZeroMQ.
 ZYGOTE_SRC	= kernel-shim/zygote-child.c kernel-shim/sandbox-run.c \
 		  kernel-shim/sandbox-mount.c kernel-shim/sandbox-user.c \
-		  kernel-shim/sandbox-proc.c kernel-shim/sandbox-seccomp.c
+		  kernel-shim/sandbox-proc.c kernel-shim/sandbox-seccomp.c \
+		  kernel-shim/sandbox-net.c
 
 # Where objects and programs go; `make asan` builds into other directories.
 BUILDDIR = build
@@ -61,7 +62,8 @@ $(BINDIR)/test-cgroup: $(call obj,sessions/test-cgroup.c sessions/cgroup.c)
 $(BINDIR)/try-syscall: $(call obj,tests/sandbox/try-syscall.c)
 $(BINDIR)/seccomp-check: $(call obj,tests/sandbox/seccomp-check.c kernel-shim/sandbox-seccomp.c)
 $(BINDIR)/sandbox-check: $(call obj,tests/sandbox/sandbox-check.c kernel-shim/sandbox-mount.c \
-	    kernel-shim/sandbox-user.c kernel-shim/sandbox-proc.c)
+	    kernel-shim/sandbox-user.c kernel-shim/sandbox-proc.c \
+	    kernel-shim/sandbox-net.c)
 
 $(BINDIR)/cellblock-zygote.so: $(patsubst %.c,$(BUILDDIR)/pic/%.o,$(ZYGOTE_SRC))
 	@mkdir -p $(dir $@)

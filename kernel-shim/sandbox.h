@@ -21,7 +21,8 @@
  *   child       unshare(USER|NS|PID|NET|IPC|UTS)
  *   parent      sandbox_user_write_maps(child, ...)
  *   child       unshare(CGROUP), fork: the child is pid 1
- *   pid 1       sandbox_mount_setup(), sandbox_proc_hostname(), fork
+ *   pid 1       sandbox_mount_setup(), sandbox_proc_hostname(),
+ *               sandbox_net_loopback_up(), fork
  *   pid 2       sandbox_user_become(), sandbox_proc_drop_caps(),
  *               sandbox_proc_rlimits(), sandbox_proc_hygiene(), seccomp, exec
  *   pid 1       sandbox_user_become(), sandbox_proc_drop_caps(),
@@ -58,6 +59,9 @@ int	sandbox_mount_setup(const struct sandbox_plan *, char **);
 int	sandbox_user_drop_groups(char **);
 int	sandbox_user_write_maps(pid_t, uid_t, uid_t, gid_t, gid_t, char **);
 int	sandbox_user_become(const struct sandbox_plan *, char **);
+
+/* sandbox-net.c */
+int	sandbox_net_loopback_up(char **);
 
 /* sandbox-proc.c */
 int	sandbox_proc_valid_hostname(const char *);
