@@ -330,9 +330,9 @@ jclient_done(struct jclient *jc)
 }
 
 /*
- * Handle messages until the execute is done or the clock passes end (0:
- * never); with start_clock, end counts from when the cell starts running.
- * 1 when done.
+ * Handle messages until the execute is done (1) or ms have passed (0; ms
+ * 0 waits for ever).  With start_clock the ms count from when the cell
+ * starts running (its busy), not from now.
  */
 static int
 jclient_pump(struct jclient *jc, int64_t ms, int start_clock)
