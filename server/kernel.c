@@ -1487,6 +1487,8 @@ kernel_describe(struct session *s)
 	    s->limits.cpu_millis / 1000.0, "pids", (json_int_t)s->limits.pids,
 	    "tmp", (json_int_t)s->limits.tmp, "exec_timeout",
 	    (json_int_t)s->limits.exec_timeout);
+	json_object_set_new(json_object_get(d, "limits"), "idle_timeout",
+	    json_integer((json_int_t)s->limits.idle_timeout));
 	if (mem != UINT64_MAX)
 		json_object_set_new(d, "memory", json_integer(mem));
 	if (cpu != UINT64_MAX)

@@ -395,8 +395,9 @@ lifecycle_tick(void *arg)
 	for (s = session_first(); s != NULL; s = session_next()) {
 		if (!lifecycle_quiet(s))
 			continue;
-		if (cfg.idle_timeout != 0 &&
-		    now - s->last_active >= (time_t)cfg.idle_timeout) {
+		/* The session's own (cellblock new --idle-timeout). */
+		if (s->limits.idle_timeout != 0 &&
+		    now - s->last_active >= (time_t)s->limits.idle_timeout) {
 			lifecycle_hibernate(s, "idle past idle-timeout");
 			continue;
 		}
@@ -484,6 +485,8 @@ lifecycle_record(struct session *s)
 	    (json_int_t)s->limits.pids, "tmp", (json_int_t)s->limits.tmp,
 	    "exec_timeout", (json_int_t)s->limits.exec_timeout, "nofile",
 	    (json_int_t)s->limits.nofile, "fsize", (json_int_t)s->limits.fsize);
+	json_object_set_new(json_object_get(r, "limits"), "idle_timeout",
+	    json_integer((json_int_t)s->limits.idle_timeout));
 	json_object_set_new(r, "connection", ep != NULL ?
 	    connfile_to_json(&ep->ci) : json_null());
 	return (r);
@@ -530,6 +533,10 @@ lifecycle_limits(json_t *l, struct session_limits *out)
 	    "exec_timeout"));
 	out->nofile = json_integer_value(json_object_get(l, "nofile"));
 	out->fsize = json_integer_value(json_object_get(l, "fsize"));
+	/* A record from before per-session idle timeouts: the default. */
+	if (json_is_integer(json_object_get(l, "idle_timeout")))
+		out->idle_timeout = json_integer_value(json_object_get(l,
+		    "idle_timeout"));
 	return (out->memory && out->cpu_millis && out->pids && out->tmp &&
 	    out->nofile && out->fsize ? 0 : -1);
 }

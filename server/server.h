@@ -30,7 +30,6 @@ struct config {
 	int	 allow_weaker;
 	size_t	 max_stream;	/* stream bytes per execute */
 	size_t	 max_display;	/* bytes of one display payload */
-	size_t	 idle_timeout;	/* seconds idle before hibernation, 0: never */
 	size_t	 checkpoint_interval; /* seconds between checkpoints of a
 				   changed live session, 0: never */
 	size_t	 max_sessions;
