@@ -378,6 +378,15 @@ endpoint_close(struct endpoint *ep)
 		return;
 	ep->closed = 1;
 	endpoint_unwatch(ep);
+	/*
+	 * The file goes now, with the name: a session of the same name may be
+	 * created before the reap below, and its fresh file must survive it.
+	 */
+	if (ep->path != NULL) {
+		unlink(ep->path);
+		free(ep->path);
+		ep->path = NULL;
+	}
 	ep->reap_timer = loop_timer_add(1, endpoint_reap, ep);
 	if (endpoint_closed == NULL)
 		endpoint_closed = zlist_new();
