@@ -34,6 +34,7 @@ SHIM_SRC	= $(filter-out kernel-shim/test-%.c kernel-shim/zygote-child.c,\
 # links no ZeroMQ.
 # The sandbox steps, one file per facility (sandbox.h), run by sandbox-run.c.
 SANDBOX_STEPS	= kernel-shim/sandbox-mount.c kernel-shim/sandbox-user.c \
+		  kernel-shim/sandbox-net.c \
 		  kernel-shim/sandbox-uts.c kernel-shim/sandbox-caps.c \
 		  kernel-shim/sandbox-rlimits.c kernel-shim/sandbox-proc.c \
 		  kernel-shim/sandbox-pid.c

@@ -5,7 +5,7 @@
  * steps.  The caller's process becomes the session's outer process: it
  * unshares the namespaces, waits on the channel while the daemon writes
  * the uid/gid maps and places it in its cgroup, then forks pid 1 of the
- * new pid namespace (mounts, hostname, then a reaper) and pid 2 (identity,
+ * new pid namespace (mounts, hostname, loopback, then a reaper) and pid 2 (identity,
  * capabilities, rlimits, fds, seccomp last).  sandbox_run() returns only
  * in pid 2; the outer process relays signals and exits as the interpreter
  * did, pid 1 reaps.  A failed step writes one line to stderr (the daemon
@@ -213,6 +213,7 @@ run_pid1(const struct sandbox_plan *p)
 	prctl(PR_SET_PDEATHSIG, SIGKILL);
 	run_step(sandbox_mount_setup(p, &cause), "mounts", cause);
 	run_step(sandbox_uts_hostname(p, &cause), "hostname", cause);
+	run_step(sandbox_net_loopback_up(&cause), "loopback", cause);
 	if ((pid = fork()) == -1)
 		run_fail("fork: %s", strerror(errno));
 	if (pid == 0) {

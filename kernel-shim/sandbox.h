@@ -28,7 +28,8 @@
  *   parent      sandbox_user_write_maps(child, ...)  the daemon's
  *                                                    contain_enter()
  *   child       unshare(CGROUP), fork: the child is pid 1
- *   pid 1       sandbox_mount_setup(), sandbox_uts_hostname(), fork
+ *   pid 1       sandbox_mount_setup(), sandbox_uts_hostname(),
+ *               sandbox_net_loopback_up(), fork
  *   pid 2       sandbox_user_become(), sandbox_caps_drop(),
  *               sandbox_rlimits_set(), sandbox_proc_hygiene(), seccomp, exec
  *   pid 1       sandbox_user_become(), sandbox_caps_drop(),
@@ -83,6 +84,9 @@ int	sandbox_caps_drop(char **);
 
 /* sandbox-rlimits.c */
 int	sandbox_rlimits_set(const struct sandbox_plan *, char **);
+
+/* sandbox-net.c */
+int	sandbox_net_loopback_up(char **);
 
 /* sandbox-proc.c */
 int	sandbox_proc_hygiene(const struct sandbox_plan *, char **);

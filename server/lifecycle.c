@@ -27,6 +27,8 @@
 #define LIFECYCLE_TRIM_TICKS	30	/* ticks between malloc_trim calls */
 
 static uint64_t	lifecycle_next_op = 1;
+static struct loop_timer *lifecycle_timer;	/* the idle tick */
+static struct loop_timer *lifecycle_drain_timer; /* exit: checkpoints done? */
 
 static json_t	*lifecycle_fork_now(struct session *);
 static int	 lifecycle_over_quota(struct session *, uint64_t);
@@ -380,22 +382,22 @@ lifecycle_pressure(void)
 		    "used)");
 }
 
-static int
-lifecycle_tick(zloop_t *loop, int timer, void *arg)
+static void
+lifecycle_tick(void *arg)
 {
 	struct session	*s;
 	time_t		 now = time(NULL), last;
 	char		*cause;
 	static int	 trim_ticks;
 
-	(void)loop;
-	(void)timer;
 	(void)arg;
+	lifecycle_timer = loop_timer_add(LIFECYCLE_TICK, lifecycle_tick, NULL);
 	for (s = session_first(); s != NULL; s = session_next()) {
 		if (!lifecycle_quiet(s))
 			continue;
-		if (cfg.idle_timeout != 0 &&
-		    now - s->last_active >= (time_t)cfg.idle_timeout) {
+		/* The session's own (cellblock new --idle-timeout). */
+		if (s->limits.idle_timeout != 0 &&
+		    now - s->last_active >= (time_t)s->limits.idle_timeout) {
 			lifecycle_hibernate(s, "idle past idle-timeout");
 			continue;
 		}
@@ -419,13 +421,18 @@ lifecycle_tick(zloop_t *loop, int timer, void *arg)
 		trim_ticks = 0;
 		malloc_trim(0);
 	}
-	return (0);
 }
 
 void
 lifecycle_start(void)
 {
-	zloop_timer(server_loop, LIFECYCLE_TICK, 0, lifecycle_tick, NULL);
+	lifecycle_timer = loop_timer_add(LIFECYCLE_TICK, lifecycle_tick, NULL);
+}
+
+void
+lifecycle_stop(void)
+{
+	loop_timer_cancel(&lifecycle_timer);
 }
 
 json_t *
@@ -478,6 +485,8 @@ lifecycle_record(struct session *s)
 	    (json_int_t)s->limits.pids, "tmp", (json_int_t)s->limits.tmp,
 	    "exec_timeout", (json_int_t)s->limits.exec_timeout, "nofile",
 	    (json_int_t)s->limits.nofile, "fsize", (json_int_t)s->limits.fsize);
+	json_object_set_new(json_object_get(r, "limits"), "idle_timeout",
+	    json_integer((json_int_t)s->limits.idle_timeout));
 	json_object_set_new(r, "connection", ep != NULL ?
 	    connfile_to_json(&ep->ci) : json_null());
 	return (r);
@@ -524,6 +533,10 @@ lifecycle_limits(json_t *l, struct session_limits *out)
 	    "exec_timeout"));
 	out->nofile = json_integer_value(json_object_get(l, "nofile"));
 	out->fsize = json_integer_value(json_object_get(l, "fsize"));
+	/* A record from before per-session idle timeouts: the default. */
+	if (json_is_integer(json_object_get(l, "idle_timeout")))
+		out->idle_timeout = json_integer_value(json_object_get(l,
+		    "idle_timeout"));
 	return (out->memory && out->cpu_millis && out->pids && out->tmp &&
 	    out->nofile && out->fsize ? 0 : -1);
 }
@@ -713,26 +726,28 @@ lifecycle_load_all(void)
  * At shutdown: checkpoint every live idle session, and give the runners
  * a bounded time to finish, so a restart loses nothing it could keep.
  */
-static int
-lifecycle_drain_tick(zloop_t *loop, int timer, void *arg)
+static void
+lifecycle_drain_tick(void *arg)
 {
 	struct session	*s;
-	int64_t		*deadline = arg;
+	uint64_t	*deadline = arg;
 
-	(void)loop;
-	(void)timer;
+	lifecycle_drain_timer = NULL;
 	for (s = session_first(); s != NULL; s = session_next()) {
-		if (s->ckpt_op != 0 && zclock_mono() < *deadline)
-			return (0);
+		if (s->ckpt_op != 0 && loop_now() < *deadline) {
+			lifecycle_drain_timer = loop_timer_add(50,
+			    lifecycle_drain_tick, deadline);
+			return;
+		}
 	}
-	return (-1);
+	loop_quit();
 }
 
 void
 lifecycle_checkpoint_all(int wait_ms)
 {
 	struct session	*s;
-	int64_t		 deadline = zclock_mono() + wait_ms;
+	uint64_t	 deadline = loop_now() + wait_ms;
 	char		*cause;
 	int		 n = 0;
 
@@ -747,8 +762,10 @@ lifecycle_checkpoint_all(int wait_ms)
 	if (n == 0)
 		return;
 	log_info("checkpointing %d sessions before exit", n);
-	zloop_timer(server_loop, 50, 0, lifecycle_drain_tick, &deadline);
-	zloop_start(server_loop);
+	lifecycle_drain_timer = loop_timer_add(50, lifecycle_drain_tick,
+	    &deadline);
+	loop_run();
+	loop_timer_cancel(&lifecycle_drain_timer);
 }
 
 /*

@@ -9,6 +9,7 @@
 #include <jansson.h>
 
 #include "base.h"
+#include "loop.h"
 #include "protocol.h"
 #include "sessions.h"
 #include "shared.h"
@@ -29,7 +30,6 @@ struct config {
 	int	 allow_weaker;
 	size_t	 max_stream;	/* stream bytes per execute */
 	size_t	 max_display;	/* bytes of one display payload */
-	size_t	 idle_timeout;	/* seconds idle before hibernation, 0: never */
 	size_t	 checkpoint_interval; /* seconds between checkpoints of a
 				   changed live session, 0: never */
 	size_t	 max_sessions;
@@ -66,12 +66,15 @@ struct endpoint {
 	zsock_t		*iopub;
 	char		*hb;
 	char		*path;		/* its connection file */
+	struct loop_io	*io[3];		/* EP_SHELL, EP_CONTROL, EP_STDIN */
 	int		 closed;	/* freed from the loop soon */
+	struct loop_timer *reap_timer;	/* frees it, once closed */
 	zsock_t		*mon[2];	/* shell, control monitors */
-	int64_t		 drop_window;	/* ms: start of this drop-log second */
+	struct loop_io	*mon_io[2];
+	uint64_t	 drop_window;	/* ms: start of this drop-log second */
 	u_int		 drop_logged;	/* drops logged one by one in it */
 	u_int		 drop_quiet;	/* drops counted, not yet logged */
-	int		 drop_timer;	/* logs them; armed while drop_quiet */
+	struct loop_timer *drop_timer;	/* logs them; armed while drop_quiet */
 	char		 drop_last[160];	/* the last quiet drop's cause */
 };
 extern struct endpoint *endpoint_shared;
@@ -111,6 +114,7 @@ void		 kernel_rmtree(const char *);
 
 /* server/lifecycle.c */
 void		 lifecycle_start(void);
+void		 lifecycle_stop(void);
 int		 lifecycle_checkpoint(struct session *, int, void *, char **);
 void		 lifecycle_on_checkpoint_done(struct session *, json_t *);
 int		 lifecycle_restore(struct session *);
@@ -132,7 +136,6 @@ void		 control_answer(void *, json_t *);
 json_t		*control_parse_request(const char *, size_t, size_t *, char **);
 
 /* server/cellblockd.c */
-extern zloop_t	*server_loop;
 extern char	*server_state_dir;
 extern char	*server_shim_path;
 extern char	*server_runner_path;

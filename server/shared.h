@@ -26,6 +26,8 @@
 #define EXIT_NODAEMON	3	/* no daemon could be reached or started */
 #define EXIT_NOSESSION	4	/* no such session */
 #define EXIT_DENIED	5	/* the session is not yours */
+#define EXIT_TIMEOUT	6	/* run --timeout: the cell was interrupted,
+				   or the interpreter restarted */
 
 /* server/connfile.c */
 enum { PORT_SHELL, PORT_IOPUB, PORT_STDIN, PORT_CONTROL, PORT_HB, PORT_N };

@@ -198,7 +198,7 @@ spawn_interpreter(struct session *s, const struct spawn_args *a, char **cause)
 	close(sv[1]);
 	close(errp[1]);
 	fcntl(errp[0], F_SETFL, O_NONBLOCK);
-	s->pid = pid;
+	session_set_pid(s, pid);
 	s->errfd = errp[0];
 	s->errlen = 0;
 	s->incarnation++;

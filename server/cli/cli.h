@@ -34,6 +34,15 @@ struct jclient	*jclient_new(const struct conninfo *, const char *, char **);
 void		 jclient_destroy(struct jclient **);
 int		 jclient_wait_ready(struct jclient *, int, char **);
 int		 jclient_execute(struct jclient *, const char *, int, int);
+int		 jclient_wait(struct jclient *, int);
+/* ms between run --timeout's interrupt and the restart (as cellblockd's). */
+#define JCLIENT_TIMEOUT_GRACE	2000
+/* What jclient_execute saw. */
+#define JCLIENT_OK		0	/* the cell ran and its reply was ok */
+#define JCLIENT_ERROR		1	/* the cell raised (or was aborted) */
+#define JCLIENT_INTERRUPTED	2	/* timed out; the interrupt ended it */
+#define JCLIENT_STUCK		3	/* timed out; still running after
+					   the interrupt's grace period */
 
 /* cli/cmd-*.c: one command per file */
 struct cmd_entry {

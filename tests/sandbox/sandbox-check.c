@@ -238,8 +238,11 @@ static const char probe_full[] = PROBE_PRELUDE
 	"def net():\n"
 	"    s = socket.socket()\n"
 	"    s.settimeout(5)\n"
+	"    t = socket.socket()\n"
+	"    t.settimeout(5)\n"
 	"    return [[list(i) for i in socket.if_nameindex()],\n"
-	"            err(lambda: s.connect(('127.0.0.1', 9)))]\n"
+	"            err(lambda: s.connect(('127.0.0.1', 9))),\n"
+	"            err(lambda: t.connect(('192.0.2.1', 9)))]\n"
 	"def numpy_ok():\n"
 	"    import numpy as np\n"
 	"    a = np.random.default_rng(0).random((200, 200)) + np.eye(200)\n"
@@ -516,6 +519,8 @@ init_main(const struct sandbox_plan *plan, char *const argv[])
 		setup_fail("mount_setup", cause);
 	if (sandbox_uts_hostname(plan, &cause) != 0)
 		setup_fail("hostname", cause);
+	if (sandbox_net_loopback_up(&cause) != 0)
+		setup_fail("loopback", cause);
 	if ((pid = fork()) == -1)
 		setup_fail("fork", strerror(errno));
 	if (pid == 0)
@@ -1141,7 +1146,7 @@ expect_full(struct run *run, const struct scratch *s)
 	expect(run, "idmaps", v);
 	free(v);
 	expect(run, "mount_denied", "\"EPERM\"");
-	expect(run, "net", "[[[1,\"lo\"]],\"ENETUNREACH\"]");
+	expect(run, "net", "[[[1,\"lo\"]],\"ECONNREFUSED\",\"ENETUNREACH\"]");
 	if (sched_getaffinity(0, sizeof cpus, &cpus) != 0)
 		die("sched_getaffinity: %s", strerror(errno));
 	/* No /sys, no /proc/cpuinfo: glibc (and so OpenBLAS) must fall back
