@@ -158,7 +158,9 @@ zygote_child_run(const struct zygote_request *r)
 /*
  * The layout of struct zygote_request as JSON, {"size": N, "fields":
  * [[name, offset, size], ...]} in declaration order, for the Python side
- * to check its ctypes Request against before it sends a single request.
+ * to check its ctypes Request against before it sends a single request;
+ * with the two constants it must share: the fd the runner's channel is
+ * at in the clone, and where the runner's directory shows inside.
  */
 const char *
 zygote_child_layout(void)
@@ -176,11 +178,14 @@ zygote_child_layout(void)
 		    zygote_fields[i].name, zygote_fields[i].offset,
 		    zygote_fields[i].size);
 	}
-	if (len + 3 > sizeof buf) {
+	if (len < sizeof buf)
+		len += snprintf(buf + len, sizeof buf - len, "],"
+		    "\"channel_fd\":%d,\"runner_dir\":\"%s\"}", Z_CHANNEL,
+		    SANDBOX_RUNNER_DIR);
+	if (len >= sizeof buf) {
 		buf[0] = '\0';
 		return ("");	/* cannot happen; the Python side refuses "" */
 	}
-	snprintf(buf + len, sizeof buf - len, "]}");
 	return (buf);
 }
 

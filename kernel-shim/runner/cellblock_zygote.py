@@ -22,6 +22,7 @@ import time
 RUNNER_DIR = os.path.dirname(os.path.abspath(__file__))
 SANDBOX_RUNNER_DIR = "/opt/cellblock/runner"    # sandbox.h: where RUNNER_DIR shows inside
 CHANNEL_FD = 3                                  # zygote-child.c: Z_CHANNEL
+# Both checked against the shared object at start (check_layout).
 MAX_REQUEST = 65536
 N_FDS = 3                                       # channel, stderr pipe, work dir's parent
 
@@ -68,8 +69,13 @@ def check_layout(lib, cls=Request):
     try:
         c = json.loads(layout() or b"")
         c_size, c_fields = c["size"], [tuple(f) for f in c["fields"]]
+        c_consts = (c["channel_fd"], c["runner_dir"])
     except (ValueError, KeyError, TypeError):
         raise LayoutMismatch("the shared object's layout is unreadable: %r" % layout())
+    if c_consts != (CHANNEL_FD, SANDBOX_RUNNER_DIR):
+        raise LayoutMismatch("the shared object puts the channel at fd %d and the runner "
+                             "at %s; cellblock_zygote.py expects fd %d and %s"
+                             % (c_consts + (CHANNEL_FD, SANDBOX_RUNNER_DIR)))
     py_size, py_fields = request_layout(cls)
     if (c_size, c_fields) != (py_size, py_fields):
         diff = ["C %s, Python %s" % (f, g)
