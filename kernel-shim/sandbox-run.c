@@ -110,9 +110,12 @@ run_handshake(int fd)
 		run_fail("short answer from the daemon");
 	m = json_loadb(buf, be32toh(be), 0, NULL);
 	op = json_string_value(json_object_get(m, "op"));
-	if (op == NULL || strcmp(op, "contain_go") != 0)
+	if (op != NULL && strcmp(op, "contain_fail") == 0)
 		run_fail("daemon refused containment: %s", json_string_value(
 		    json_object_get(m, "error")) ?: "no reason");
+	if (op == NULL || strcmp(op, "contain_go") != 0)
+		run_fail("daemon's answer to the contain request is not "
+		    "contain_go: %s", op ?: "no op");
 	json_decref(m);
 	free(buf);
 }

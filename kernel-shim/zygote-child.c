@@ -21,6 +21,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <sched.h>
+#include <stddef.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -36,22 +37,43 @@
 /* The fds of the outer process, by number (the runner's channel is 3). */
 enum { Z_STDIN, Z_STDOUT, Z_STDERR, Z_CHANNEL, Z_WORKPARENT, Z_NFDS };
 
-/* What one session needs; the Python side fills it (keep in step). */
+/*
+ * What one session needs; the Python side fills it (cellblock_zygote.py,
+ * class Request). Legend: C type, field. The struct and the layout that
+ * zygote_child_layout() reports are both made from this one list, and the
+ * Python side refuses to start unless its Request has exactly that layout.
+ */
+#define ZYGOTE_REQUEST(F)						\
+	F(int,		channel_fd)	/* the runner's channel */	\
+	F(int,		err_fd)		/* the daemon's pipe for our stderr */ \
+	F(int,		workparent_fd)	/* O_PATH: the daemon's work/ dir */ \
+	F(const char *,	workname)	/* the session's dir in it */	\
+	F(const char *,	session)					\
+	F(const char *,	runner_dir)					\
+	F(const char *,	rootfs)		/* NULL: the host's /usr */	\
+	F(uint64_t,	tmp)						\
+	F(uint64_t,	nofile)						\
+	F(uint64_t,	fsize)						\
+	F(int,		threads)					\
+	F(pid_t,	daemon)		/* our parent-to-be */
+
+#define ZYGOTE_MEMBER(type, name)	type name;
 struct zygote_request {
-	int		 channel_fd;
-	int		 err_fd;	/* the daemon's pipe for our stderr */
-	int		 workparent_fd;	/* O_PATH: the daemon's work/ dir */
-	const char	*workname;	/* the session's dir in it */
-	const char	*session;
-	const char	*runner_dir;
-	const char	*rootfs;	/* NULL: the host's /usr */
-	uint64_t	 tmp;
-	uint64_t	 nofile;
-	uint64_t	 fsize;
-	int		 threads;
-	pid_t		 daemon;	/* our parent-to-be */
+	ZYGOTE_REQUEST(ZYGOTE_MEMBER)
 };
 
+#define ZYGOTE_FIELD(type, name)	{ #name,			\
+	offsetof(struct zygote_request, name),				\
+	sizeof(((struct zygote_request *)0)->name) },
+static const struct {
+	const char	*name;
+	size_t		 offset;
+	size_t		 size;
+} zygote_fields[] = {
+	ZYGOTE_REQUEST(ZYGOTE_FIELD)
+};
+
+ZYGOTE_EXPORT const char *zygote_child_layout(void);
 ZYGOTE_EXPORT int	zygote_child_prepare(void);
 ZYGOTE_EXPORT pid_t	zygote_child_spawn(const struct zygote_request *);
 
@@ -131,6 +153,40 @@ zygote_child_run(const struct zygote_request *r)
 	p.keep_fd = Z_CHANNEL;
 	sandbox_run(&p);
 	sandbox_run_environment(r->session, SANDBOX_HOME, r->threads);
+}
+
+/*
+ * The layout of struct zygote_request as JSON, {"size": N, "fields":
+ * [[name, offset, size], ...]} in declaration order, for the Python side
+ * to check its ctypes Request against before it sends a single request;
+ * with the two constants it must share: the fd the runner's channel is
+ * at in the clone, and where the runner's directory shows inside.
+ */
+const char *
+zygote_child_layout(void)
+{
+	static char	buf[1024];
+	size_t		i, len;
+
+	if (buf[0] != '\0')
+		return (buf);
+	len = snprintf(buf, sizeof buf, "{\"size\":%zu,\"fields\":[",
+	    sizeof(struct zygote_request));
+	for (i = 0; i < nitems(zygote_fields) && len < sizeof buf; i++) {
+		len += snprintf(buf + len, sizeof buf - len,
+		    "%s[\"%s\",%zu,%zu]", i == 0 ? "" : ",",
+		    zygote_fields[i].name, zygote_fields[i].offset,
+		    zygote_fields[i].size);
+	}
+	if (len < sizeof buf)
+		len += snprintf(buf + len, sizeof buf - len, "],"
+		    "\"channel_fd\":%d,\"runner_dir\":\"%s\"}", Z_CHANNEL,
+		    SANDBOX_RUNNER_DIR);
+	if (len >= sizeof buf) {
+		buf[0] = '\0';
+		return ("");	/* cannot happen; the Python side refuses "" */
+	}
+	return (buf);
 }
 
 /* Once, in the zygote: what every child would otherwise redo. */

@@ -268,6 +268,7 @@ zygote_spawn(json_t *req, const int *fds, int nfds, char **cause)
 {
 	json_t		*m;
 	json_int_t	 id = ++zygote.next_id, pid;
+	const char	*op;
 	char		*why = NULL;
 
 	if (zygote.state != Z_READY) {
@@ -278,9 +279,12 @@ zygote_spawn(json_t *req, const int *fds, int nfds, char **cause)
 	if (zygote_send(req, fds, nfds, &why) != 0 ||
 	    (m = zygote_receive(ZYGOTE_WAIT, &why)) == NULL)
 		goto broken;
-	if (json_integer_value(json_object_get(m, "id")) != id) {
+	op = json_string_value(json_object_get(m, "op"));
+	if (op == NULL || strcmp(op, "spawned") != 0 ||
+	    json_integer_value(json_object_get(m, "id")) != id) {
+		why = xstrdup(op == NULL || strcmp(op, "spawned") != 0 ?
+		    "not a spawned answer" : "answer to another request");
 		json_decref(m);
-		why = xstrdup("answer to another request");
 		goto broken;
 	}
 	if (json_object_get(m, "error") != NULL) {

@@ -11,6 +11,7 @@
 # session code ever runs in this process.
 
 import ctypes
+import itertools
 import json
 import os
 import signal
@@ -21,12 +22,14 @@ import time
 RUNNER_DIR = os.path.dirname(os.path.abspath(__file__))
 SANDBOX_RUNNER_DIR = "/opt/cellblock/runner"    # sandbox.h: where RUNNER_DIR shows inside
 CHANNEL_FD = 3                                  # zygote-child.c: Z_CHANNEL
+# Both checked against the shared object at start (check_layout).
 MAX_REQUEST = 65536
 N_FDS = 3                                       # channel, stderr pipe, work dir's parent
 
 
 class Request(ctypes.Structure):
-    """struct zygote_request of zygote-child.c, field for field."""
+    """struct zygote_request of zygote-child.c, field for field; checked
+    against the layout the shared object reports (check_layout)."""
     _fields_ = [("channel_fd", ctypes.c_int),
                 ("err_fd", ctypes.c_int),
                 ("workparent_fd", ctypes.c_int),
@@ -41,10 +44,53 @@ class Request(ctypes.Structure):
                 ("daemon", ctypes.c_int)]
 
 
+class LayoutMismatch(RuntimeError):
+    """The shared object's struct zygote_request is not our Request."""
+
+
+def request_layout(cls=Request):
+    """(size, [(name, offset, size), ...]) of a ctypes Request."""
+    return (ctypes.sizeof(cls),
+            [(name, getattr(cls, name).offset, getattr(cls, name).size)
+             for name, _ in cls._fields_])
+
+
+def check_layout(lib, cls=Request):
+    """Refuse to go on unless the C half's struct zygote_request, as
+    zygote_child_layout() reports it, is cls byte for byte: a request
+    filled in the wrong layout would hand the clone garbage pointers."""
+    try:
+        layout = lib.zygote_child_layout
+    except AttributeError:
+        raise LayoutMismatch("the shared object reports no layout "
+                             "(zygote_child_layout missing): rebuild it") from None
+    layout.argtypes = []
+    layout.restype = ctypes.c_char_p
+    try:
+        c = json.loads(layout() or b"")
+        c_size, c_fields = c["size"], [tuple(f) for f in c["fields"]]
+        c_consts = (c["channel_fd"], c["runner_dir"])
+    except (ValueError, KeyError, TypeError):
+        raise LayoutMismatch("the shared object's layout is unreadable: %r" % layout())
+    if c_consts != (CHANNEL_FD, SANDBOX_RUNNER_DIR):
+        raise LayoutMismatch("the shared object puts the channel at fd %d and the runner "
+                             "at %s; cellblock_zygote.py expects fd %d and %s"
+                             % (c_consts + (CHANNEL_FD, SANDBOX_RUNNER_DIR)))
+    py_size, py_fields = request_layout(cls)
+    if (c_size, c_fields) != (py_size, py_fields):
+        diff = ["C %s, Python %s" % (f, g)
+                for f, g in itertools.zip_longest(c_fields, py_fields) if f != g]
+        raise LayoutMismatch(
+            "struct zygote_request (zygote-child.c, %d bytes) and Request "
+            "(cellblock_zygote.py, %d bytes) differ; (name, offset, size): %s"
+            % (c_size, py_size, "; ".join(diff[:4]) or "in size only"))
+
+
 def _load(path):
     # PyDLL: the GIL stays held through the clone, so no other Python code
     # runs in between and the child's interpreter state is the parent's.
     lib = ctypes.PyDLL(path, use_errno=True)
+    check_layout(lib)
     lib.zygote_child_spawn.argtypes = [ctypes.POINTER(Request)]
     lib.zygote_child_spawn.restype = ctypes.c_int
     lib.zygote_child_prepare.argtypes = []
@@ -185,7 +231,12 @@ def main(argv):
     args = parser.parse_args(argv)
     ctl = socket.socket(fileno=args.control_fd)
     t0 = time.monotonic()
-    lib = _load(args.lib)
+    try:
+        lib = _load(args.lib)
+    except LayoutMismatch as e:
+        # Before "ready": the daemon logs this and starts sessions by exec.
+        print("cellblock-zygote: refusing to start: %s" % e, file=sys.stderr)
+        return 1
     sys.path.insert(0, RUNNER_DIR)
     import cellblock_runner
     cellblock_runner.preload()
