@@ -5,11 +5,11 @@
  * steps.  The caller's process becomes the session's outer process: it
  * unshares the namespaces, waits on the channel while the daemon writes
  * the uid/gid maps and places it in its cgroup, then forks pid 1 of the
- * new pid namespace (mounts, hostname, loopback, then a reaper) and pid 2 (identity,
- * capabilities, rlimits, fds, seccomp last).  sandbox_run() returns only
- * in pid 2; the outer process relays signals and exits as the interpreter
- * did, pid 1 reaps.  A failed step writes one line to stderr (the daemon
- * logs it) and exits 1.
+ * new pid namespace (mounts, hostname, loopback, then a reaper) and pid 2
+ * (identity, capabilities, rlimits, fds, seccomp last).  sandbox_run()
+ * returns only in pid 2; the outer process relays signals and exits as
+ * the interpreter did, pid 1 reaps.  A failed step writes one line to
+ * stderr (the daemon logs it) and exits 1.
  */
 
 #include <sys/prctl.h>
