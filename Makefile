@@ -17,14 +17,14 @@ ALL_CFLAGS = -std=gnu11 -D_GNU_SOURCE $(WARN) $(CFLAGS) -MMD -MP \
 	   -Iprotocol -Isessions -Iserver -Ikernel-shim \
 	   -DCELLBLOCK_VERSION='"$(VERSION)"' -DCELLBLOCK_PYVER='"$(PYVER)"' \
 	   $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
-LIBS	 = $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lpthread
+LIBS	 = $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lpthread -lm
 
 # Sources: each directory is a library; the programs pick what they need.
 PROTO_SRC	= $(filter-out protocol/test-%.c,$(wildcard protocol/*.c))
 SESS_SRC	= $(filter-out sessions/test-%.c,$(wildcard sessions/*.c))
 SERVER_COMMON	= server/connfile.c server/config.c
 DAEMON_SRC	= $(filter-out server/cellblock.c server/client.c server/cmd-%.c \
-		    server/jclient.c,$(wildcard server/*.c))
+		    server/jclient.c server/test-%.c,$(wildcard server/*.c))
 CLI_SRC		= server/cellblock.c server/client.c server/jclient.c \
 		  $(wildcard server/cmd-*.c) $(SERVER_COMMON)
 SHIM_SRC	= $(filter-out kernel-shim/test-%.c kernel-shim/zygote-child.c,\
@@ -42,7 +42,7 @@ obj = $(patsubst %.c,$(BUILDDIR)/%.o,$(1))
 
 BINS	= $(BINDIR)/cellblockd $(BINDIR)/cellblock $(BINDIR)/cellblock-shim \
 	  $(BINDIR)/cellblock-zygote.so
-TESTBINS = $(BINDIR)/test-protocol \
+TESTBINS = $(BINDIR)/test-protocol $(BINDIR)/test-redact \
 	   $(if $(wildcard sessions/test-cgroup.c),$(BINDIR)/test-cgroup) \
 	   $(if $(wildcard tests/sandbox/try-syscall.c),$(BINDIR)/try-syscall) \
 	   $(if $(wildcard tests/sandbox/seccomp-check.c),$(BINDIR)/seccomp-check) \
@@ -58,6 +58,7 @@ $(BINDIR)/cellblock: $(call obj,$(CLI_SRC) $(PROTO_SRC))
 $(BINDIR)/cellblock-shim: $(call obj,$(SHIM_SRC) protocol/xmalloc.c)
 $(BINDIR)/test-protocol: $(call obj,protocol/test-protocol.c $(PROTO_SRC))
 $(BINDIR)/test-cgroup: $(call obj,sessions/test-cgroup.c sessions/cgroup.c)
+$(BINDIR)/test-redact: $(call obj,server/test-redact.c server/redact.c protocol/xmalloc.c)
 $(BINDIR)/try-syscall: $(call obj,tests/sandbox/try-syscall.c)
 $(BINDIR)/seccomp-check: $(call obj,tests/sandbox/seccomp-check.c kernel-shim/sandbox-seccomp.c)
 $(BINDIR)/sandbox-check: $(call obj,tests/sandbox/sandbox-check.c kernel-shim/sandbox-mount.c \

@@ -79,6 +79,7 @@ endpoint_readable(zloop_t *loop, zsock_t *s, void *arg)
 			break;
 		jm = jmsg_decode(&m, ep->sign, cfg.max_message, &cause);
 		if (jm == NULL) {
+			metrics_wire_dropped(cause);
 			endpoint_dropped(ep, which, cause);
 			free(cause);
 			continue;

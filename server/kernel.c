@@ -213,6 +213,7 @@ static void
 kernel_reply(struct session *s, struct req *req, const char *type,
     json_t *content, json_t *metadata, zmsg_t *buffers)
 {
+	audit_exec_reply(s, req->msg, type, content);
 	kernel_send(s, req, req->which, type, content, metadata, buffers);
 }
 
@@ -691,6 +692,7 @@ kernel_pump(struct session *s)
 	    s->ckpt_op == 0 && s->restore_op == 0 &&
 	    (req = zlist_pop(s->queue)) != NULL) {
 		s->current = req;
+		audit_exec_start(s, req->msg);
 		session_set_state(s, SESSION_BUSY, req->msg->msg_type);
 		kernel_status(s, req, "busy");
 		if (req->execute && s->restore_report != NULL &&
@@ -767,6 +769,7 @@ kernel_on_hello(struct session *s, json_t *msg)
 	json_decref(s->hello);
 	s->hello = json_incref(msg);
 	s->start_failures = 0;
+	metrics_hello(s);
 	session_set_state(s, SESSION_IDLE, "interpreter ready");
 	if (lifecycle_restore(s))
 		return;		/* requests wait for restore_done */
@@ -794,6 +797,7 @@ kernel_on_iopub(struct session *s, json_t *msg)
 	    json_string_value(type), content)) == NULL)
 		return;
 	bufs = kernel_buffers_bin(json_object_get(msg, "buffers"));
+	audit_output(s, json_string_value(type), content);
 	kernel_publish(s, req, json_string_value(type), content,
 	    json_is_object(meta) ? json_incref(meta) : NULL, bufs);
 	zmsg_destroy(&bufs);
@@ -1060,6 +1064,7 @@ kernel_start(struct session *s, char **cause)
 	a.rootfs = cfg.rootfs[0] != '\0' ? cfg.rootfs : NULL;
 	if (spawn_interpreter(s, &a, cause) != 0)
 		return (-1);
+	metrics_spawn(s);
 	session_set_state(s, SESSION_CREATING, "interpreter starting");
 	kernel_watch(s, 1);
 	memset(&item, 0, sizeof item);
@@ -1153,6 +1158,7 @@ kernel_restart(struct session *s, const char *why)
 	char	*cause;
 
 	log_info("%s: restarting interpreter (%s)", s->name, why);
+	audit_lifecycle(s, "restart", why, NULL);
 	if (s->pid > 0) {
 		s->restart_pending = 1;
 		kernel_stop(s, "SessionRestarted");
@@ -1184,6 +1190,7 @@ kernel_end(struct session *s, const char *why)
 		return;
 	s->ending = 1;
 	log_info("%s: ending (%s)", s->name, why);
+	audit_lifecycle(s, "end", why, NULL);
 	kernel_fail_queue(s, "SessionEnded", "the session was shut down "
 	    "before this request ran");
 	if (s->pid > 0)
@@ -1311,6 +1318,8 @@ kernel_lost(struct session *s, int status)
 	kernel_death_reason(s, status, &ename, evalue, sizeof evalue);
 	log_info("%s: interpreter pid %ld gone: %s: %s", s->name, (long)s->pid,
 	    ename, evalue);
+	audit_lifecycle(s, "interpreter_exit", ename, json_pack("{s:s}",
+	    "detail", evalue));
 	spawn_close(s);
 	s->pid = -1;
 	if (s->ckpt_op != 0) {
@@ -1336,6 +1345,7 @@ kernel_lost(struct session *s, int status)
 		s->stopping = 0;
 		session_set_state(s, SESSION_HIBERNATED, "checkpointed and "
 		    "stopped");
+		audit_lifecycle(s, "hibernate", "checkpointed and stopped", NULL);
 		kernel_pump(s);		/* a request that came meanwhile */
 		return;
 	}
@@ -1500,6 +1510,8 @@ kernel_make_session(const char *name, uid_t owner, const struct conninfo *ci,
 	if (start && kernel_start(s, cause) != 0)
 		goto fail;
 	lifecycle_save(s);
+	audit_lifecycle(s, keep_workdir != NULL ? "recover" : "create", NULL,
+	    NULL);
 	return (s);
 fail:
 	free(workdir);
