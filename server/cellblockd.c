@@ -541,6 +541,7 @@ main(int argc, char **argv)
 	    strcmp(cfg.transport, "ipc") != 0)
 		fatalx("transport must be tcp or ipc");
 	server_log_setup(&foreground);
+	notify_init();
 
 	server_uid = geteuid();
 	server_state_dir = connfile_state_dir(statedir);
@@ -587,6 +588,7 @@ main(int argc, char **argv)
 
 	log_info("ready: control %s, shared endpoint %s/shared.json", path,
 	    server_state_dir);
+	notify_ready("serving");
 	/* Not in json logs: every line of stderr is then an object. */
 	if (foreground == 1 && strcmp(cfg.log_format, "json") != 0) {
 		fprintf(stderr, "\ncellblockd is running. Connect with:\n"
@@ -601,6 +603,7 @@ main(int argc, char **argv)
 		if (zsys_interrupted)
 			break;
 	}
+	notify_stopping();
 	lifecycle_checkpoint_all(10000);
 	zygote_stop(NULL);
 	kernel_shutdown_all();
@@ -612,6 +615,7 @@ main(int argc, char **argv)
 	zloop_destroy(&server_loop);
 	audit_close();
 	metrics_free();
+	notify_close();
 	log_info("stopped");
 	free(path);
 	free(logpath);

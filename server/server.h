@@ -113,6 +113,13 @@ void		 metrics_wire_dropped(const char *);
 void		 metrics_spawn(struct session *);
 void		 metrics_hello(struct session *);
 
+/* server/notify.c: sd_notify for a Type=notify unit */
+void		 notify_init(void);
+int		 notify_send(const char *);
+void		 notify_ready(const char *);
+void		 notify_stopping(void);
+void		 notify_close(void);
+
 /* server/connfile.c */
 enum { PORT_SHELL, PORT_IOPUB, PORT_STDIN, PORT_CONTROL, PORT_HB, PORT_N };
 struct conninfo {
