@@ -13,7 +13,7 @@ ifneq ($(CI),)
 WARN	+= -Werror
 endif
 CFLAGS	?= -O2 -g
-ALL_CFLAGS = -std=gnu11 -D_GNU_SOURCE $(WARN) $(CFLAGS) -MMD -MP \
+ALL_CFLAGS = -std=gnu11 -D_GNU_SOURCE $(WARN) $(CPPFLAGS) $(CFLAGS) -MMD -MP \
 	   -Iprotocol -Isessions -Iserver -Ikernel-shim \
 	   -DCELLBLOCK_VERSION='"$(VERSION)"' -DCELLBLOCK_PYVER='"$(PYVER)"' \
 	   $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
@@ -52,6 +52,9 @@ FUZZ_TARGETS = jmsg control channel config
 TESTBINS += $(patsubst %,$(BINDIR)/fuzz-replay-%,$(FUZZ_TARGETS))
 
 all: $(BINS) $(TESTBINS)
+
+# What an installation needs, without the test programs (debian/rules).
+programs: $(BINS)
 
 $(BINDIR)/cellblockd: $(call obj,$(DAEMON_SRC) $(PROTO_SRC) $(SESS_SRC))
 $(BINDIR)/cellblock: $(call obj,$(CLI_SRC) $(PROTO_SRC))
@@ -175,6 +178,59 @@ fuzz: deps $(patsubst %,$(FUZZ_DIR)/fuzz-%,$(FUZZ_TARGETS))
 
 .PHONY: fuzz
 # --- end of Fuzzing ---------------------------------------------------------
+
+# --- Installing and packaging (docs/OPERATIONS.md) -------------------------
+# The layout server_paths() (server/cellblockd.c) looks for: the daemon in
+# sbin, the CLI in bin, the shim in libexec/cellblock, the zygote in
+# lib/cellblock, the runner in share/cellblock/runner.
+PREFIX	 ?= /usr/local
+SYSCONFDIR ?= $(if $(filter /usr,$(PREFIX)),/etc,$(PREFIX)/etc)
+UNITDIR	 ?= $(if $(filter /usr,$(PREFIX)),/lib/systemd/system,$(PREFIX)/lib/systemd/system)
+PKG	  = server/packaging
+DEBARCH	 := $(shell dpkg --print-architecture 2>/dev/null)
+DEBDIR	  = build/deb
+DEB	  = $(DEBDIR)/cellblock_$(VERSION)_$(DEBARCH).deb
+
+install: programs
+	install -d $(DESTDIR)$(PREFIX)/sbin $(DESTDIR)$(PREFIX)/bin \
+	    $(DESTDIR)$(PREFIX)/libexec/cellblock $(DESTDIR)$(PREFIX)/lib/cellblock \
+	    $(DESTDIR)$(PREFIX)/share/cellblock/runner \
+	    $(DESTDIR)$(PREFIX)/share/man/man1 $(DESTDIR)$(PREFIX)/share/man/man8 \
+	    $(DESTDIR)$(PREFIX)/share/jupyter/kernels/cellblock \
+	    $(DESTDIR)$(SYSCONFDIR)/cellblock $(DESTDIR)$(UNITDIR)
+	install -m 0755 $(BINDIR)/cellblockd $(DESTDIR)$(PREFIX)/sbin/
+	install -m 0755 $(BINDIR)/cellblock $(DESTDIR)$(PREFIX)/bin/
+	install -m 0755 $(BINDIR)/cellblock-shim $(DESTDIR)$(PREFIX)/libexec/cellblock/
+	install -m 0644 $(BINDIR)/cellblock-zygote.so $(DESTDIR)$(PREFIX)/lib/cellblock/
+	install -m 0644 kernel-shim/runner/*.py $(DESTDIR)$(PREFIX)/share/cellblock/runner/
+	install -m 0644 docs/cellblock.1 $(DESTDIR)$(PREFIX)/share/man/man1/
+	install -m 0644 docs/cellblockd.8 $(DESTDIR)$(PREFIX)/share/man/man8/
+	sed 's|@BINDIR@|$(PREFIX)/bin|' $(PKG)/kernel.json \
+	    > $(DESTDIR)$(PREFIX)/share/jupyter/kernels/cellblock/kernel.json
+	install -m 0644 $(PKG)/cellblockd.conf $(DESTDIR)$(SYSCONFDIR)/cellblock/
+	sed -e 's|/usr/sbin/cellblockd|$(PREFIX)/sbin/cellblockd|' \
+	    -e 's|/etc/cellblock/|$(SYSCONFDIR)/cellblock/|' \
+	    $(PKG)/cellblockd.service > $(DESTDIR)$(UNITDIR)/cellblockd.service
+
+# A copy of the tree with debian/ at its top, built by dpkg-buildpackage.
+deb:
+	rm -rf $(DEBDIR)
+	mkdir -p $(DEBDIR)/cellblock-$(VERSION)
+	tar -c --exclude=./build --exclude=./bin --exclude='./build-*' \
+	    --exclude='./bin-*' --exclude=./.git --exclude=./var \
+	    --exclude='*/.build' --exclude='__pycache__' . | \
+	    tar -x -C $(DEBDIR)/cellblock-$(VERSION)
+	cp -r $(PKG)/debian $(DEBDIR)/cellblock-$(VERSION)/debian
+	cd $(DEBDIR)/cellblock-$(VERSION) && env -u CI -u MAKEFLAGS \
+	    dpkg-buildpackage -b -us -uc
+	@echo "built $(DEB)"
+
+# The package's lintian report (remaining tags: docs/OPERATIONS.md).
+lintian: deb
+	lintian --info $(DEB)
+
+.PHONY: programs install deb lintian
+# --- end of Installing and packaging ----------------------------------------
 
 format:
 	clang-format -i $(wildcard */*.c */*.h)
