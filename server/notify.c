@@ -23,6 +23,7 @@ static struct sockaddr_un notify_addr;
 static socklen_t	 notify_len;
 static int		 notify_fd = -1;
 static uint64_t		 notify_watchdog_usec;
+static struct loop_timer *notify_timer;
 
 /* Read (and clear: no child needs them) the variables systemd passed. */
 void
@@ -65,14 +66,14 @@ notify_send(const char *state)
 	return (0);
 }
 
-static int
-notify_watchdog(zloop_t *loop, int timer, void *arg)
+/* A loop timer is one-shot: each ping schedules the next. */
+static void
+notify_watchdog(void *arg)
 {
-	(void)loop;
-	(void)timer;
 	(void)arg;
 	notify_send("WATCHDOG=1");
-	return (0);
+	notify_timer = loop_timer_add(notify_watchdog_usec / 2000,
+	    notify_watchdog, NULL);
 }
 
 /* Ready: tell systemd, and start the watchdog pings if it wants them. */
@@ -86,7 +87,7 @@ notify_ready(const char *status)
 	notify_send(msg);
 	free(msg);
 	if (notify_fd != -1 && notify_watchdog_usec >= 2000) {
-		zloop_timer(server_loop, notify_watchdog_usec / 2000, 0,
+		notify_timer = loop_timer_add(notify_watchdog_usec / 2000,
 		    notify_watchdog, NULL);
 		log_info("systemd watchdog: every %llu ms",
 		    (unsigned long long)notify_watchdog_usec / 2000);
@@ -102,6 +103,7 @@ notify_stopping(void)
 void
 notify_close(void)
 {
+	loop_timer_cancel(&notify_timer);
 	if (notify_fd != -1)
 		close(notify_fd);
 	notify_fd = -1;

@@ -6,7 +6,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "server.h"
+#include "cli.h"
 
 static int	cmd_audit_exec(int, char **);
 

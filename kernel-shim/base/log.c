@@ -12,9 +12,7 @@
 #include <string.h>
 #include <time.h>
 
-#include <jansson.h>
-
-#include "log.h"
+#include "base.h"
 
 static int		 log_level = LEVEL_INFO;
 static FILE		*log_file;
@@ -74,30 +72,73 @@ log_session_prefix(const char *msg)
 	return (yes ? (size_t)(colon - msg) : 0);
 }
 
+/*
+ * A JSON string of s. The base layer links no JSON library; this is all
+ * the encoding a log line needs. Bytes that are not UTF-8 (what a session
+ * printed) become U+FFFD, so every line stays parseable.
+ */
+static void
+log_put_json_string(FILE *f, const char *s)
+{
+	const unsigned char	*p = (const unsigned char *)s;
+	int			 n, i;
+
+	fputc('"', f);
+	while (*p != '\0') {
+		if (*p == '"' || *p == '\\')
+			fprintf(f, "\\%c", *p++);
+		else if (*p == '\n' || *p == '\t' || *p == '\r') {
+			fputs(*p == '\n' ? "\\n" : *p == '\t' ? "\\t" : "\\r", f);
+			p++;
+		} else if (*p < 0x20 || *p == 0x7f)
+			fprintf(f, "\\u%04x", *p++);
+		else if (*p < 0x80)
+			fputc(*p++, f);
+		else {
+			n = (*p & 0xe0) == 0xc0 ? 1 : (*p & 0xf0) == 0xe0 ? 2 :
+			    (*p & 0xf8) == 0xf0 && *p < 0xf5 ? 3 : -1;
+			for (i = 1; n > 0 && i <= n; i++) {
+				if ((p[i] & 0xc0) != 0x80)
+					n = -1;
+			}
+			/* Overlong forms, surrogates, past U+10FFFF. */
+			if (n > 0 && ((n == 1 && *p < 0xc2) ||
+			    (*p == 0xe0 && p[1] < 0xa0) ||
+			    (*p == 0xed && p[1] >= 0xa0) ||
+			    (*p == 0xf0 && p[1] < 0x90) ||
+			    (*p == 0xf4 && p[1] >= 0x90)))
+				n = -1;
+			if (n < 0) {
+				fputs("\\ufffd", f);
+				p++;
+			} else {
+				fwrite(p, 1, n + 1, f);
+				p += n + 1;
+			}
+		}
+	}
+	fputc('"', f);
+}
+
 static void
 log_put_json(FILE *f, const char *when, int level, const char *func,
     const char *msg)
 {
 	size_t	 n = log_session_prefix(msg);
-	json_t	*o;
-	char	*line;
+	char	*name;
 
-	o = json_pack("{s:s,s:s,s:s}", "time", when, "level", log_names[level],
-	    "func", func);
-	if (o == NULL)
-		return;
-	if (n > 0) {
-		json_object_set_new(o, "session", json_stringn(msg, n));
+	fprintf(f, "{\"time\":\"%s\",\"level\":\"%s\",\"func\":", when,
+	    log_names[level]);
+	log_put_json_string(f, func);
+	if (n > 0 && (name = strndup(msg, n)) != NULL) {
+		fputs(",\"session\":", f);
+		log_put_json_string(f, name);
+		free(name);
 		msg += n + 2;
 	}
-	/* Not UTF-8 (bytes a session printed): keep the line, escaped. */
-	if (json_object_set_new(o, "event", json_string(msg)) != 0)
-		json_object_set_new(o, "event", json_string("(not UTF-8)"));
-	if ((line = json_dumps(o, JSON_COMPACT | JSON_ENSURE_ASCII)) != NULL) {
-		fprintf(f, "%s\n", line);
-		free(line);
-	}
-	json_decref(o);
+	fputs(",\"event\":", f);
+	log_put_json_string(f, msg);
+	fputs("}\n", f);
 }
 
 /*

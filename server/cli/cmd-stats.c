@@ -3,7 +3,7 @@
 #include <getopt.h>
 #include <stdlib.h>
 
-#include "server.h"
+#include "cli.h"
 
 static int	cmd_stats_exec(int, char **);
 
