@@ -358,7 +358,7 @@ audit_output(struct session *s, const char *type, json_t *content)
 	if (audit_runs == NULL ||
 	    (r = zhashx_lookup(audit_runs, s->name)) == NULL)
 		return;
-	if (strcmp(type, "stream") != 0) {
+	if (type == NULL || strcmp(type, "stream") != 0) {
 		r->out_bytes[2] += json_dumpb(content, NULL, 0, JSON_COMPACT);
 		return;
 	}
@@ -419,7 +419,8 @@ audit_exec_reply(struct session *s, const struct jmsg *jm, const char *type,
 	char			 hex[65];
 	json_t			*o;
 
-	if (strcmp(type, "execute_reply") != 0)
+	/* type is NULL for requests with no reply (comm_open, comm_msg). */
+	if (type == NULL || strcmp(type, "execute_reply") != 0)
 		return;
 	status = json_string_value(json_object_get(content, "status"));
 	ename = json_string_value(json_object_get(content, "ename"));
