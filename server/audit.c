@@ -126,6 +126,9 @@ audit_open_file(char **cause)
 int
 audit_open(char **cause)
 {
+	/* Runs are tracked even without a log: the metrics time them. */
+	audit_runs = zhashx_new();
+	zhashx_set_destructor(audit_runs, audit_run_free);
 	if (!cfg.audit)
 		return (0);
 	xasprintf(&audit_dir, "%s/audit", server_state_dir);
@@ -138,8 +141,6 @@ audit_open(char **cause)
 		xasprintf(cause, "chmod %s: %s", audit_dir, strerror(errno));
 		return (-1);
 	}
-	audit_runs = zhashx_new();
-	zhashx_set_destructor(audit_runs, audit_run_free);
 	audit_policy_digest();
 	return (audit_open_file(cause));
 }
@@ -430,7 +431,7 @@ audit_exec_reply(struct session *s, const struct jmsg *jm, const char *type,
 		log_info("%s: execute %s: %s: %s", s->name, jm->msg_id, ename,
 		    json_string_value(json_object_get(content, "evalue")) ?
 		    json_string_value(json_object_get(content, "evalue")) : "");
-	if (audit_fd == -1)
+	if (audit_runs == NULL)
 		return;
 	if ((r = zhashx_lookup(audit_runs, s->name)) != NULL &&
 	    strcmp(r->msg_id, jm->msg_id) != 0)

@@ -307,3 +307,17 @@ def test_json_logs_parse_line_by_line(tmp_path, client_of):
     about = [o for o in objs if o.get("session") == "js"]
     assert any("RuntimeError" in o["event"] for o in about), about
     assert any(o["event"] == "stopped" for o in objs)
+
+
+def test_audit_off_still_times_executes(tmp_path, client_of):
+    d = start(tmp_path, "audit = no")
+    try:
+        kc = client_of(d, d.new("off"))
+        run_cell(kc, "1")
+        assert not os.path.exists(os.path.join(d.state, "audit"))
+        p = d.cli("audit", timeout=CLI_TIMEOUT)
+        assert p.returncode == 1 and "audit log is off" in p.stderr
+        m = parse_metrics(d.cli("stats", check=True).stdout)
+        assert sample(m, "cellblock_execute_seconds_count") == 1
+    finally:
+        d.stop()
