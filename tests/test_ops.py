@@ -66,6 +66,12 @@ def audit_lines(d):
 
 
 def cli_json_lines(d, *args, nobody=False):
+    p = cli_as(d, *args, nobody=nobody)
+    assert p.returncode == 0, p.stderr
+    return [json.loads(line) for line in p.stdout.splitlines()]
+
+
+def cli_as(d, *args, nobody=False):
     if nobody:
         env = {"PATH": "/usr/bin:/bin", "HOME": "/tmp", "LANG": "C.UTF-8",
                "CELLBLOCK_STATE_DIR": d.state, **sanitizer_env()}
@@ -74,8 +80,7 @@ def cli_json_lines(d, *args, nobody=False):
                            text=True, env=env, timeout=CLI_TIMEOUT)
     else:
         p = d.cli(*args, timeout=CLI_TIMEOUT)
-    assert p.returncode == 0, p.stderr
-    return [json.loads(line) for line in p.stdout.splitlines()]
+    return p
 
 
 @pytest.fixture
@@ -197,6 +202,11 @@ def test_audit_records_executions_lifecycle_and_kinds(tmp_path, client_of):
         assert text.returncode == 0 and "ZeroDivisionError" in text.stdout
         # Another user sees none of root's events, only their own.
         assert cli_json_lines(d, "audit", "--json", nobody=True) == []
+        assert cli_as(d, "new", "--name", "mine", nobody=True).returncode == 0
+        mine = cli_json_lines(d, "audit", "--json", nobody=True)
+        assert [(e["event"], e["session"], e["owner"]) for e in mine] == \
+            [("create", "mine", NOBODY)]
+        assert len(cli_json_lines(d, "audit", "--json")) > len(events)   # root: all
     finally:
         d.stop()
 
