@@ -301,7 +301,7 @@ def test_json_logs_parse_line_by_line(tmp_path, client_of):
     d = start(tmp_path, "log-format = json")
     try:
         kc = client_of(d, d.new("js"))
-        run_cell(kc, "raise RuntimeError('boom')")
+        run_cell(kc, r'''raise RuntimeError('boom \x1b[31m"q" é ✓\n2')''')
         d.cli("kill", "js", check=True, timeout=CLI_TIMEOUT)
         d.proc.terminate()
         d.proc.wait(timeout=30)
@@ -315,7 +315,8 @@ def test_json_logs_parse_line_by_line(tmp_path, client_of):
         assert o["level"] in ("error", "warn", "info", "debug")
         assert o["time"].endswith("Z") and o["func"] and "event" in o
     about = [o for o in objs if o.get("session") == "js"]
-    assert any("RuntimeError" in o["event"] for o in about), about
+    boom = [o["event"] for o in about if "RuntimeError" in o["event"]]
+    assert boom and boom[0].endswith('boom \x1b[31m"q" \u00e9 \u2713\n2'), boom
     assert any(o["event"] == "stopped" for o in objs)
 
 
