@@ -13,11 +13,11 @@ ifneq ($(CI),)
 WARN	+= -Werror
 endif
 CFLAGS	?= -O2 -g
-ALL_CFLAGS = -std=gnu11 -D_GNU_SOURCE $(WARN) $(CFLAGS) -MMD -MP \
+ALL_CFLAGS = -std=gnu11 -D_GNU_SOURCE $(WARN) $(CPPFLAGS) $(CFLAGS) -MMD -MP \
 	   -Ikernel-shim/base -Iprotocol -Isessions -Iserver -Ikernel-shim \
 	   -DCELLBLOCK_VERSION='"$(VERSION)"' -DCELLBLOCK_PYVER='"$(PYVER)"' \
 	   $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
-LIBS	 = $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lpthread
+LIBS	 = $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lpthread -lm
 
 # Sources: each directory is a library; the programs pick what they need.
 # kernel-shim/base/ is the floor under all of them (docs/ARCHITECTURE.md).
@@ -26,7 +26,7 @@ PROTO_SRC	= $(filter-out protocol/test-%.c,$(wildcard protocol/*.c))
 SESS_SRC	= $(filter-out sessions/test-%.c,$(wildcard sessions/*.c))
 # The daemon is server/*.c; the CLI is server/cli/*.c and shares with it
 # only the connection files (server/shared.h).
-DAEMON_SRC	= $(wildcard server/*.c)
+DAEMON_SRC	= $(filter-out server/test-%.c,$(wildcard server/*.c))
 CLI_SRC		= $(wildcard server/cli/*.c) server/connfile.c
 SHIM_SRC	= $(filter-out kernel-shim/test-%.c kernel-shim/zygote-child.c,\
 		    $(wildcard kernel-shim/*.c))
@@ -48,7 +48,7 @@ obj = $(patsubst %.c,$(BUILDDIR)/%.o,$(1))
 
 BINS	= $(BINDIR)/cellblockd $(BINDIR)/cellblock $(BINDIR)/cellblock-shim \
 	  $(BINDIR)/cellblock-zygote.so
-TESTBINS = $(BINDIR)/test-protocol $(BINDIR)/test-base \
+TESTBINS = $(BINDIR)/test-protocol $(BINDIR)/test-base $(BINDIR)/test-redact \
 	   $(if $(wildcard sessions/test-cgroup.c),$(BINDIR)/test-cgroup) \
 	   $(if $(wildcard tests/sandbox/try-syscall.c),$(BINDIR)/try-syscall) \
 	   $(if $(wildcard tests/sandbox/seccomp-check.c),$(BINDIR)/seccomp-check) \
@@ -58,6 +58,9 @@ FUZZ_TARGETS = jmsg control channel config
 TESTBINS += $(patsubst %,$(BINDIR)/fuzz-replay-%,$(FUZZ_TARGETS))
 
 all: $(BINS) $(TESTBINS)
+
+# What an installation needs, without the test programs (debian/rules).
+programs: $(BINS)
 
 # The daemon writes a session's id maps with the user facility's parent
 # half, the one sandbox-check tests (docs/ARCHITECTURE.md).
@@ -69,6 +72,7 @@ $(BINDIR)/cellblock-shim: $(call obj,$(SHIM_SRC) $(BASE_SRC))
 $(BINDIR)/test-base: $(call obj,kernel-shim/base/test-base.c $(BASE_SRC))
 $(BINDIR)/test-protocol: $(call obj,protocol/test-protocol.c $(PROTO_SRC) $(BASE_SRC))
 $(BINDIR)/test-cgroup: $(call obj,sessions/test-cgroup.c sessions/cgroup.c $(BASE_SRC))
+$(BINDIR)/test-redact: $(call obj,server/test-redact.c server/redact.c $(BASE_SRC))
 $(BINDIR)/try-syscall: $(call obj,tests/sandbox/try-syscall.c)
 $(BINDIR)/seccomp-check: $(call obj,tests/sandbox/seccomp-check.c kernel-shim/sandbox-seccomp.c)
 $(BINDIR)/sandbox-check: $(call obj,tests/sandbox/sandbox-check.c $(SANDBOX_STEPS) $(BASE_SRC))
@@ -189,6 +193,58 @@ fuzz: deps $(patsubst %,$(FUZZ_DIR)/fuzz-%,$(FUZZ_TARGETS))
 # No `make format`: clang-format cannot write style(9)'s tab between a
 # declaration's type and its name, so it would rewrite every file
 # (measured in docs/ARCHITECTURE.md, "Folders and the base layer").
+# --- Installing and packaging (docs/OPERATIONS.md) -------------------------
+# The layout server_paths() (server/cellblockd.c) looks for: the daemon in
+# sbin, the CLI in bin, the shim in libexec/cellblock, the zygote in
+# lib/cellblock, the runner in share/cellblock/runner.
+PREFIX	 ?= /usr/local
+SYSCONFDIR ?= $(if $(filter /usr,$(PREFIX)),/etc,$(PREFIX)/etc)
+UNITDIR	 ?= $(if $(filter /usr,$(PREFIX)),/lib/systemd/system,$(PREFIX)/lib/systemd/system)
+PKG	  = server/packaging
+DEBARCH	 := $(shell dpkg --print-architecture 2>/dev/null)
+DEBDIR	  = build/deb
+DEB	  = $(DEBDIR)/cellblock_$(VERSION)_$(DEBARCH).deb
+
+install: programs
+	install -d $(DESTDIR)$(PREFIX)/sbin $(DESTDIR)$(PREFIX)/bin \
+	    $(DESTDIR)$(PREFIX)/libexec/cellblock $(DESTDIR)$(PREFIX)/lib/cellblock \
+	    $(DESTDIR)$(PREFIX)/share/cellblock/runner \
+	    $(DESTDIR)$(PREFIX)/share/man/man1 $(DESTDIR)$(PREFIX)/share/man/man8 \
+	    $(DESTDIR)$(PREFIX)/share/jupyter/kernels/cellblock \
+	    $(DESTDIR)$(SYSCONFDIR)/cellblock $(DESTDIR)$(UNITDIR)
+	install -m 0755 $(BINDIR)/cellblockd $(DESTDIR)$(PREFIX)/sbin/
+	install -m 0755 $(BINDIR)/cellblock $(DESTDIR)$(PREFIX)/bin/
+	install -m 0755 $(BINDIR)/cellblock-shim $(DESTDIR)$(PREFIX)/libexec/cellblock/
+	install -m 0644 $(BINDIR)/cellblock-zygote.so $(DESTDIR)$(PREFIX)/lib/cellblock/
+	install -m 0644 kernel-shim/runner/*.py $(DESTDIR)$(PREFIX)/share/cellblock/runner/
+	install -m 0644 docs/cellblock.1 $(DESTDIR)$(PREFIX)/share/man/man1/
+	install -m 0644 docs/cellblockd.8 $(DESTDIR)$(PREFIX)/share/man/man8/
+	sed 's|@BINDIR@|$(PREFIX)/bin|' $(PKG)/kernel.json \
+	    > $(DESTDIR)$(PREFIX)/share/jupyter/kernels/cellblock/kernel.json
+	install -m 0644 $(PKG)/cellblockd.conf $(DESTDIR)$(SYSCONFDIR)/cellblock/
+	sed -e 's|/usr/sbin/cellblockd|$(PREFIX)/sbin/cellblockd|' \
+	    -e 's|/etc/cellblock/|$(SYSCONFDIR)/cellblock/|' \
+	    $(PKG)/cellblockd.service > $(DESTDIR)$(UNITDIR)/cellblockd.service
+
+# A copy of the tree with debian/ at its top, built by dpkg-buildpackage.
+deb:
+	rm -rf $(DEBDIR)
+	mkdir -p $(DEBDIR)/cellblock-$(VERSION)
+	tar -c --exclude=./build --exclude=./bin --exclude='./build-*' \
+	    --exclude='./bin-*' --exclude=./.git --exclude=./var \
+	    --exclude='*/.build' --exclude='__pycache__' . | \
+	    tar -x -C $(DEBDIR)/cellblock-$(VERSION)
+	cp -r $(PKG)/debian $(DEBDIR)/cellblock-$(VERSION)/debian
+	cd $(DEBDIR)/cellblock-$(VERSION) && env -u CI -u MAKEFLAGS \
+	    dpkg-buildpackage -b -us -uc
+	@echo "built $(DEB)"
+
+# The package's lintian report (remaining tags: docs/OPERATIONS.md).
+lintian: deb
+	lintian --info $(DEB)
+
+.PHONY: programs install deb lintian
+# --- end of Installing and packaging ----------------------------------------
 
 clean:
 	rm -rf build bin build-asan bin-asan

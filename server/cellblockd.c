@@ -396,6 +396,60 @@ server_versions(void)
 	    server_shim_path, server_runner_path, cfg.python);
 }
 
+static int
+server_log_session(const char *name)
+{
+	return (session_find(name) != NULL);
+}
+
+static char *
+server_log_redact(const char *msg)
+{
+	return (redact(msg, NULL));
+}
+
+/*
+ * systemd sets JOURNAL_STREAM to the device:inode of the stderr it gave
+ * us; a child of a terminal that a user unit started inherits the
+ * variable with another stderr, so compare (systemd.exec(5)).
+ */
+static int
+server_journal_stderr(void)
+{
+	const char		*v = getenv("JOURNAL_STREAM");
+	struct stat		 sb;
+	unsigned long long	 dev, ino;
+
+	if (v == NULL || sscanf(v, "%llu:%llu", &dev, &ino) != 2)
+		return (0);
+	if (fstat(2, &sb) != 0)
+		return (0);
+	return (sb.st_dev == dev && sb.st_ino == ino);
+}
+
+/*
+ * The log's format and its redaction (docs/OPERATIONS.md). Under systemd
+ * (JOURNAL_STREAM set) we stay in the foreground and log to stderr, so
+ * the journal keeps every line and our pid is the one systemd watches.
+ */
+static void
+server_log_setup(int *foreground)
+{
+	char	*cause;
+
+	if (strcmp(cfg.log_format, "text") != 0 &&
+	    strcmp(cfg.log_format, "json") != 0)
+		fatalx("log-format must be text or json");
+	if (redact_init(cfg.redact_patterns.v, cfg.redact_patterns.n,
+	    &cause) != 0)
+		fatalx("%s", cause);
+	log_set_format(strcmp(cfg.log_format, "json") == 0);
+	log_set_filter(server_log_redact);
+	log_set_session(server_log_session);
+	if (server_journal_stderr())
+		*foreground = 2;	/* 2: systemd's, no banner */
+}
+
 void
 server_exit(const char *why)
 {
@@ -480,6 +534,8 @@ main(int argc, char **argv)
 	if (strcmp(cfg.transport, "tcp") != 0 &&
 	    strcmp(cfg.transport, "ipc") != 0)
 		fatalx("transport must be tcp or ipc");
+	server_log_setup(&foreground);
+	notify_init();
 
 	server_uid = geteuid();
 	server_state_dir = connfile_state_dir(statedir);
@@ -505,6 +561,9 @@ main(int argc, char **argv)
 	server_signals();
 	zsys_init();
 	server_versions();
+	metrics_init();
+	if (audit_open(&cause) != 0)
+		fatalx("audit log: %s", cause);
 
 	loop_init();
 	if (heartbeat_start(&cause) != 0)
@@ -521,7 +580,9 @@ main(int argc, char **argv)
 
 	log_info("ready: control %s, shared endpoint %s/shared.json", path,
 	    server_state_dir);
-	if (foreground) {
+	notify_ready("serving");
+	/* Not in json logs: every line of stderr is then an object. */
+	if (foreground == 1 && strcmp(cfg.log_format, "json") != 0) {
 		fprintf(stderr, "\ncellblockd is running. Connect with:\n"
 		    "  jupyter console --existing %s/shared.json\n"
 		    "  CELLBLOCK_STATE_DIR=%s bin/cellblock new\n"
@@ -532,6 +593,7 @@ main(int argc, char **argv)
 		if (loop_run() != 0)
 			break;
 	}
+	notify_stopping();
 	lifecycle_checkpoint_all(10000);
 	loop_io_remove(&server_zygote_io);
 	zygote_stop(NULL);
@@ -542,9 +604,12 @@ main(int argc, char **argv)
 	endpoint_destroy(&endpoint_shared);
 	heartbeat_stop();
 	contain_shutdown();
+	notify_close();		/* its watchdog timer, before the loop goes */
 	loop_timer_cancel(&server_zygote_timer);
 	loop_io_remove(&server_sig_io);
 	loop_free();
+	audit_close();
+	metrics_free();
 	log_info("stopped");
 	free(path);
 	free(logpath);

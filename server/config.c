@@ -25,6 +25,7 @@ enum config_type {
 	CONFIG_CPUS,		/* CPUs, decimals allowed: stored as millis */
 	CONFIG_BOOL,		/* yes/no, true/false, 1/0 */
 	CONFIG_LEVEL,
+	CONFIG_LIST,		/* repeatable: each line appends a string */
 };
 
 /*
@@ -58,6 +59,12 @@ static const struct config_entry {
 	{ "restart-from-checkpoint", CONFIG_BOOL, &cfg.restart_from_checkpoint,
 	  "yes" },
 	{ "zygote", CONFIG_BOOL, &cfg.zygote, "yes" },
+	{ "log-format", CONFIG_STRING, &cfg.log_format, "text" },
+	{ "redact-pattern", CONFIG_LIST, &cfg.redact_patterns, NULL },
+	{ "audit", CONFIG_BOOL, &cfg.audit, "yes" },
+	{ "audit-output", CONFIG_BOOL, &cfg.audit_output, "no" },
+	{ "audit-max-size", CONFIG_SIZE, &cfg.audit_max_size, "16M" },
+	{ "audit-keep", CONFIG_COUNT, &cfg.audit_keep, "5" },
 	{ "memory", CONFIG_SIZE, &cfg.limits.memory, "1G" },
 	{ "cpus", CONFIG_CPUS, &cfg.limits.cpu_millis, "1" },
 	{ "pids", CONFIG_COUNT, &cfg.limits.pids, "256" },
@@ -138,6 +145,13 @@ config_parse_bool(const char *s, int *out)
 	return (0);
 }
 
+static void
+config_list_add(struct config_list *l, const char *value)
+{
+	l->v = xrealloc(l->v, (l->n + 1) * sizeof *l->v);
+	l->v[l->n++] = xstrdup(value);
+}
+
 /* Apply to a copy of the limits instead of cfg (per-session overrides). */
 static void *
 config_where(const struct config_entry *e, struct session_limits *l)
@@ -167,6 +181,9 @@ config_apply_to(const struct config_entry *e, void *where, const char *value,
 		if (config_parse_bool(value, where) == 0)
 			return (0);
 		break;
+	case CONFIG_LIST:
+		config_list_add(where, value);
+		return (0);
 	case CONFIG_STRING:
 		free(*(char **)where);
 		*(char **)where = xstrdup(value);
@@ -252,6 +269,8 @@ config_defaults(void)
 	char	*cause;
 
 	for (i = 0; i < nitems(config_table); i++) {
+		if (config_table[i].def == NULL)
+			continue;	/* lists start empty */
 		if (config_apply(&config_table[i], config_table[i].def,
 		    &cause) != 0)
 			fatalx("default %s: %s", config_table[i].key, cause);

@@ -67,6 +67,7 @@ endpoint_readable(struct endpoint *ep, int which)
 			break;
 		jm = jmsg_decode(&m, ep->sign, cfg.max_message, &cause);
 		if (jm == NULL) {
+			metrics_wire_dropped(cause);
 			endpoint_dropped(ep, which, cause);
 			free(cause);
 			continue;

@@ -213,6 +213,7 @@ static void
 kernel_reply(struct session *s, struct req *req, const char *type,
     json_t *content, json_t *metadata, zmsg_t *buffers)
 {
+	audit_exec_reply(s, req->msg, type, content);
 	kernel_send(s, req, req->which, type, content, metadata, buffers);
 }
 
@@ -686,6 +687,7 @@ kernel_pump(struct session *s)
 	    s->ckpt_op == 0 && s->restore_op == 0 &&
 	    (req = zlist_pop(s->queue)) != NULL) {
 		s->current = req;
+		audit_exec_start(s, req->msg);
 		session_set_state(s, SESSION_BUSY, req->msg->msg_type);
 		kernel_status(s, req, "busy");
 		if (req->execute && s->restore_report != NULL &&
@@ -760,6 +762,7 @@ kernel_on_hello(struct session *s, json_t *msg)
 	json_decref(s->hello);
 	s->hello = json_incref(msg);
 	s->start_failures = 0;
+	metrics_hello(s);
 	session_set_state(s, SESSION_IDLE, "interpreter ready");
 	if (lifecycle_restore(s))
 		return;		/* requests wait for restore_done */
@@ -787,6 +790,7 @@ kernel_on_iopub(struct session *s, json_t *msg)
 	    json_string_value(type), content)) == NULL)
 		return;
 	bufs = kernel_buffers_bin(json_object_get(msg, "buffers"));
+	audit_output(s, json_string_value(type), content);
 	kernel_publish(s, req, json_string_value(type), content,
 	    json_is_object(meta) ? json_incref(meta) : NULL, bufs);
 	zmsg_destroy(&bufs);
@@ -1052,6 +1056,7 @@ kernel_start(struct session *s, char **cause)
 	a.rootfs = cfg.rootfs[0] != '\0' ? cfg.rootfs : NULL;
 	if (spawn_interpreter(s, &a, cause) != 0)
 		return (-1);
+	metrics_spawn(s);
 	session_set_state(s, SESSION_CREATING, "interpreter starting");
 	kernel_watch(s, 1);
 	s->err_io = loop_io_add(s->errfd, EPOLLIN, kernel_stderr_event, s);
@@ -1139,6 +1144,7 @@ kernel_restart(struct session *s, const char *why)
 	char	*cause;
 
 	log_info("%s: restarting interpreter (%s)", s->name, why);
+	audit_lifecycle(s, "restart", why, NULL);
 	if (s->pid > 0) {
 		s->restart_pending = 1;
 		kernel_stop(s, "SessionRestarted");
@@ -1170,6 +1176,7 @@ kernel_end(struct session *s, const char *why)
 		return;
 	session_set_ending(s);
 	log_info("%s: ending (%s)", s->name, why);
+	audit_lifecycle(s, "end", why, NULL);
 	kernel_fail_queue(s, "SessionEnded", "the session was shut down "
 	    "before this request ran");
 	if (s->pid > 0)
@@ -1261,6 +1268,8 @@ kernel_lost(struct session *s, int status)
 	kernel_death_reason(s, status, &ename, evalue, sizeof evalue);
 	log_info("%s: interpreter pid %ld gone: %s: %s", s->name, (long)s->pid,
 	    ename, evalue);
+	audit_lifecycle(s, "interpreter_exit", ename, json_pack("{s:s}",
+	    "detail", evalue));
 	spawn_close(s);
 	session_set_pid(s, -1);
 	if (s->ckpt_op != 0) {
@@ -1286,6 +1295,7 @@ kernel_lost(struct session *s, int status)
 		s->stopping = 0;
 		session_set_state(s, SESSION_HIBERNATED, "checkpointed and "
 		    "stopped");
+		audit_lifecycle(s, "hibernate", "checkpointed and stopped", NULL);
 		kernel_pump(s);		/* a request that came meanwhile */
 		return;
 	}
@@ -1447,6 +1457,8 @@ kernel_make_session(const char *name, uid_t owner, const struct conninfo *ci,
 	if (start && kernel_start(s, cause) != 0)
 		goto fail;
 	lifecycle_save(s);
+	audit_lifecycle(s, keep_workdir != NULL ? "recover" : "create", NULL,
+	    NULL);
 	return (s);
 fail:
 	free(workdir);

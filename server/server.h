@@ -18,6 +18,10 @@ _Static_assert(CELLBLOCK_NAME_MAX == SESSION_NAME_MAX,
     "the CLI's session name bound is the daemon's");
 
 /* server/config.c */
+struct config_list {
+	char	**v;
+	size_t	  n;
+};
 struct config {
 	char	*ip;		/* address endpoints bind, 127.0.0.1 */
 	char	*transport;	/* tcp or ipc */
@@ -39,6 +43,12 @@ struct config {
 	int	 restart_from_checkpoint; /* after a crash; no: start clean */
 	int	 zygote;	/* fork sessions from a preloaded interpreter */
 	struct session_limits limits;	/* defaults for new sessions */
+	char	*log_format;	/* text or json */
+	struct config_list redact_patterns; /* operator rules, NAME REGEX */
+	int	 audit;		/* write STATE_DIR/audit/ */
+	int	 audit_output;	/* with each execute's redacted output */
+	size_t	 audit_max_size; /* bytes of audit.log before it rotates */
+	size_t	 audit_keep;	/* rotated files kept */
 };
 extern struct config cfg;
 void		 config_defaults(void);
@@ -47,6 +57,57 @@ int		 config_load(const char *, char **);
 int		 config_parse(const char *, size_t, const char *, char **);
 int		 config_parse_size(const char *, size_t *);
 int		 config_limits(json_t *, struct session_limits *, char **);
+
+/* server/redact.c */
+int		 redact_init(char *const *, size_t, char **);
+int		 redact_add(const char *, char **);
+void		 redact_free(void);
+size_t		 redact_count(void);
+const char	*redact_rule_name(size_t);
+char		*redact(const char *, size_t *);
+
+/* server/audit.c: the audit log (docs/OPERATIONS.md); hooks the core calls */
+int		 audit_open(char **);
+void		 audit_close(void);
+void		 audit_exec_start(struct session *, const struct jmsg *);
+void		 audit_output(struct session *, const char *, json_t *);
+void		 audit_exec_reply(struct session *, const struct jmsg *,
+		     const char *, json_t *);
+void		 audit_lifecycle(struct session *, const char *, const char *,
+		     json_t *);
+void		 audit_transfer(struct session *, const char *, uint64_t,
+		     const char *);
+void		 audit_egress(struct session *, const char *, int, int,
+		     const char *);
+json_t		*audit_query(uid_t, json_t *);
+
+/*
+ * server/metrics.c: the metrics registry. metrics_render(with_owners)
+ * returns the Prometheus text exposition (format 0.0.4, content type
+ * "text/plain; version=0.0.4"), a new string the caller frees; call it on
+ * the loop's thread. with_owners 0 leaves out cellblock_sessions_by_owner.
+ * metrics_set_connections("http"|"ws", n) is the front's gauge.
+ */
+void		 metrics_init(void);
+void		 metrics_free(void);
+char		*metrics_render(int);
+json_t		*metrics_query(uid_t, json_t *);
+void		 metrics_execute(const char *, const char *);
+void		 metrics_execute_time(double);
+void		 metrics_lifecycle(const char *);
+void		 metrics_checkpoint_bytes(uint64_t);
+void		 metrics_egress(int);
+void		 metrics_set_connections(const char *, long);
+void		 metrics_wire_dropped(const char *);
+void		 metrics_spawn(struct session *);
+void		 metrics_hello(struct session *);
+
+/* server/notify.c: sd_notify for a Type=notify unit */
+void		 notify_init(void);
+int		 notify_send(const char *);
+void		 notify_ready(const char *);
+void		 notify_stopping(void);
+void		 notify_close(void);
 
 /* server/heartbeat.c */
 int		 heartbeat_start(char **);

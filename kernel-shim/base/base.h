@@ -41,7 +41,12 @@ void		 fatalx(const char *, ...)
 #define LEVEL_INFO	2
 #define LEVEL_DEBUG	3
 
+typedef char	*log_filter_fn(const char *);	/* a new string, or NULL */
+typedef int	 log_session_fn(const char *);	/* 1: names a session */
 void		 log_open(int, FILE *);
+void		 log_set_format(int);
+void		 log_set_filter(log_filter_fn *);
+void		 log_set_session(log_session_fn *);
 int		 log_enabled(int);
 void		 log_write(int, const char *, const char *, ...)
 		     __attribute__((format(printf, 3, 4)));

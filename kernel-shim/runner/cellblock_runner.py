@@ -417,6 +417,22 @@ def _teardown(runner):
     shutil.rmtree(runner.ipython_dir, ignore_errors=True)
 
 
+# Packages whose versions identify a runtime in the audit log, when loaded.
+RUNTIME_PACKAGES = ("IPython", "numpy", "pandas", "matplotlib", "dill")
+
+
+def runtime_identity():
+    """Python and the loaded (preloaded) packages' versions, for the
+    daemon's audit log; read from sys.modules, so nothing is imported."""
+    packages = {}
+    for name in RUNTIME_PACKAGES:
+        version = getattr(sys.modules.get(name), "__version__", None)
+        if isinstance(version, str):
+            packages[name] = version
+    return {"python": platform.python_version(),
+            "implementation": sys.implementation.name, "packages": packages}
+
+
 def main(argv=None, *, channel_fd=None, history=None, session=None, built=None):
     """Run one session until shutdown or EOF on the channel; returns the exit
     code. `built`: a runner from build() made before a fork (a zygote's)."""
@@ -443,7 +459,8 @@ def main(argv=None, *, channel_fd=None, history=None, session=None, built=None):
                              "protocol_version": PROTOCOL_VERSION,
                              "implementation_version": __version__,
                              "language_info": LANGUAGE_INFO,
-                             "banner": runner.shell.banner})
+                             "banner": runner.shell.banner,
+                             "runtime": runtime_identity()})
         return runner.serve()
     except Exception as e:      # the channel died under us
         runner.log("leaving: %s" % e)

@@ -19,6 +19,8 @@ static const struct cmd_entry *cmd_table[] = {
 	&cmd_fork_entry,
 	&cmd_attach_entry,
 	&cmd_kernelspec_entry,
+	&cmd_audit_entry,
+	&cmd_stats_entry,
 };
 
 static void	usage(void) __attribute__((noreturn));

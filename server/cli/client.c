@@ -79,6 +79,11 @@ client_start_daemon(char **cause)
 	}
 	exe[n] = '\0';
 	xasprintf(&daemon, "%s/cellblockd", dirname(exe));
+	/* Installed, the daemon is in sbin beside our bin (docs/OPERATIONS.md). */
+	if (access(daemon, X_OK) != 0) {
+		free(daemon);
+		xasprintf(&daemon, "%s/../sbin/cellblockd", exe);
+	}
 	pid = fork();
 	if (pid == 0) {
 		execl(daemon, "cellblockd", "--state-dir", client_state_dir(),

@@ -119,7 +119,10 @@ jclient_send(struct jclient *jc, zsock_t *s, const char *type,
 	out.username = getlogin() ? getlogin() : "cellblock";
 	out.content = content;
 	out.parent_raw = parent ? parent->header_raw : NULL;
+	/* The audit log's client kind (docs/OPERATIONS.md). */
+	out.metadata = json_pack("{s:s}", "cellblock_client", "cli");
 	m = jmsg_encode(jc->sign, &out);
+	json_decref(out.metadata);
 	json_decref(content);
 	if (m == NULL)
 		return;

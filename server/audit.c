@@ -1,0 +1,592 @@
+/* audit.c: who ran what, when, under which limits: one JSON line per event. */
+/*
+ * STATE_DIR/audit/audit.log, owner-only (0700 directory, 0600 files),
+ * rotated to audit.log.1 .. audit.log.N past audit-max-size bytes. Each
+ * line is an object with at least time, event, session and owner; every
+ * line is redacted (server/redact.c) before it is written. The core calls
+ * four hooks: audit_exec_start when a request starts running, audit_output
+ * for each output message published, audit_exec_reply for each reply, and
+ * audit_lifecycle for each lifecycle event. The fields of each event are
+ * listed in docs/OPERATIONS.md; `cellblock audit` reads the log back
+ * through the control socket (audit_query), each user their own events.
+ */
+
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <spawn.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <sodium.h>
+
+#include "server.h"
+#include "cgroup.h"
+
+#define AUDIT_OUTPUT_MAX	(64 * 1024)	/* bytes of each stream kept */
+#define AUDIT_QUERY_MAX		1000		/* events one query returns */
+#define AUDIT_REPLY_MAX		(900 * 1024)	/* under the CLI's 1 MB line */
+#define AUDIT_LINE_MAX		(1024 * 1024)	/* longer lines are skipped */
+
+/* The execute running in one session, while it runs. */
+struct audit_run {
+	char		 msg_id[128];
+	struct timespec	 start;
+	uint64_t	 cpu0;		/* cgroup usec at start */
+	uint64_t	 out_bytes[3];	/* stdout, stderr, everything else */
+	char		*text[2];	/* stdout, stderr, if audit-output */
+	size_t		 tlen[2];
+};
+
+static int	 audit_fd = -1;
+static char	*audit_dir;
+static char	*audit_path;
+static off_t	 audit_size;
+static zhashx_t	*audit_runs;		/* session name -> struct audit_run */
+static char	 audit_policy[65];	/* sha256 of the seccomp policy */
+
+/*
+ * The client kinds a request may name in metadata.cellblock_client: the
+ * CLI's own client sets "cli", the HTTP fronts set theirs; anything else
+ * (or nothing) is a plain ZeroMQ client.
+ */
+static const char *audit_kinds[] = { "zmq", "cli", "gateway", "rest", "mcp" };
+
+static void
+audit_run_free(void **item)
+{
+	struct audit_run	*r = *item;
+
+	if (r != NULL) {
+		free(r->text[0]);
+		free(r->text[1]);
+		free(r);
+		*item = NULL;
+	}
+}
+
+/* sha256 of what `cellblock-shim --print-policy` prints: the policy's id. */
+static void
+audit_policy_digest(void)
+{
+	crypto_hash_sha256_state	 st;
+	u_char				 h[32];
+	char				*argv[] = { server_shim_path,
+					    "--print-policy", NULL };
+	char				 buf[8192];
+	posix_spawn_file_actions_t	 fa;
+	int				 p[2], status;
+	pid_t				 pid;
+	ssize_t				 n;
+
+	snprintf(audit_policy, sizeof audit_policy, "unknown");
+	if (server_shim_path == NULL || pipe2(p, O_CLOEXEC) != 0)
+		return;
+	posix_spawn_file_actions_init(&fa);
+	posix_spawn_file_actions_adddup2(&fa, p[1], 1);
+	if (posix_spawn(&pid, server_shim_path, &fa, NULL, argv,
+	    environ) != 0)
+		pid = -1;
+	posix_spawn_file_actions_destroy(&fa);
+	close(p[1]);
+	crypto_hash_sha256_init(&st);
+	while ((n = read(p[0], buf, sizeof buf)) > 0)
+		crypto_hash_sha256_update(&st, (u_char *)buf, n);
+	close(p[0]);
+	crypto_hash_sha256_final(&st, h);
+	if (pid == -1 || waitpid(pid, &status, 0) != pid ||
+	    !WIFEXITED(status) || WEXITSTATUS(status) != 0)
+		return;
+	sodium_bin2hex(audit_policy, sizeof audit_policy, h, sizeof h);
+}
+
+static int
+audit_open_file(char **cause)
+{
+	struct stat	sb;
+
+	audit_fd = open(audit_path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC |
+	    O_NOFOLLOW, 0600);
+	if (audit_fd == -1 || fstat(audit_fd, &sb) != 0) {
+		xasprintf(cause, "%s: %s", audit_path, strerror(errno));
+		return (-1);
+	}
+	if (fchmod(audit_fd, 0600) != 0)
+		log_warn("chmod %s: %s", audit_path, strerror(errno));
+	audit_size = sb.st_size;
+	return (0);
+}
+
+/* Before the loop starts and before any thread (the digest forks). */
+int
+audit_open(char **cause)
+{
+	/* Runs are tracked even without a log: the metrics time them. */
+	audit_runs = zhashx_new();
+	zhashx_set_destructor(audit_runs, audit_run_free);
+	if (!cfg.audit)
+		return (0);
+	xasprintf(&audit_dir, "%s/audit", server_state_dir);
+	xasprintf(&audit_path, "%s/audit.log", audit_dir);
+	if (mkdir(audit_dir, 0700) != 0 && errno != EEXIST) {
+		xasprintf(cause, "mkdir %s: %s", audit_dir, strerror(errno));
+		return (-1);
+	}
+	if (chmod(audit_dir, 0700) != 0) {
+		xasprintf(cause, "chmod %s: %s", audit_dir, strerror(errno));
+		return (-1);
+	}
+	audit_policy_digest();
+	return (audit_open_file(cause));
+}
+
+void
+audit_close(void)
+{
+	if (audit_fd != -1)
+		close(audit_fd);
+	audit_fd = -1;
+	zhashx_destroy(&audit_runs);
+	free(audit_dir);
+	free(audit_path);
+	audit_dir = audit_path = NULL;
+}
+
+/* audit.log -> .1 -> .2 ...; the oldest past audit-keep goes. */
+static void
+audit_rotate(void)
+{
+	char	*from, *to;
+	size_t	 i;
+	char	*cause;
+
+	close(audit_fd);
+	audit_fd = -1;
+	for (i = cfg.audit_keep; i > 0; i--) {
+		if (i == 1)
+			from = xstrdup(audit_path);
+		else
+			xasprintf(&from, "%s.%zu", audit_path, i - 1);
+		xasprintf(&to, "%s.%zu", audit_path, i);
+		if (rename(from, to) != 0 && errno != ENOENT)
+			log_warn("rename %s: %s", from, strerror(errno));
+		free(from);
+		free(to);
+	}
+	if (cfg.audit_keep == 0 && unlink(audit_path) != 0)
+		log_warn("unlink %s: %s", audit_path, strerror(errno));
+	if (audit_open_file(&cause) != 0) {
+		log_error("audit log: %s", cause);
+		free(cause);
+	}
+}
+
+static void
+audit_time(char *buf, size_t len)
+{
+	struct timespec	ts;
+	struct tm	tm;
+	char		day[24];
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	gmtime_r(&ts.tv_sec, &tm);
+	strftime(day, sizeof day, "%Y-%m-%dT%H:%M:%S", &tm);
+	snprintf(buf, len, "%s.%03dZ", day, (int)(ts.tv_nsec / 1000000));
+}
+
+/*
+ * Every string in the event, redacted as the text it is (before JSON
+ * escaping, so a rule sees real newlines).
+ */
+static void
+audit_redact(json_t *j)
+{
+	const char	*key;
+	json_t		*v;
+	size_t		 i;
+	char		*clean;
+
+	if (json_is_object(j)) {
+		json_object_foreach(j, key, v) {
+			if (!json_is_string(v)) {
+				audit_redact(v);
+				continue;
+			}
+			clean = redact(json_string_value(v), NULL);
+			json_object_set_new(j, key, json_string(clean));
+			free(clean);
+		}
+	} else if (json_is_array(j)) {
+		json_array_foreach(j, i, v) {
+			if (!json_is_string(v)) {
+				audit_redact(v);
+				continue;
+			}
+			clean = redact(json_string_value(v), NULL);
+			json_array_set_new(j, i, json_string(clean));
+			free(clean);
+		}
+	}
+}
+
+/*
+ * Writes one event; takes ownership of o. time and event go first, then
+ * session and owner when there is a session, then the rest.
+ */
+static void
+audit_write(const char *event, struct session *s, json_t *o)
+{
+	json_t	*line;
+	char	 when[48], *clean;
+	size_t	 len;
+
+	if (audit_fd == -1) {
+		json_decref(o);
+		return;
+	}
+	audit_time(when, sizeof when);
+	line = json_pack("{s:s,s:s}", "time", when, "event", event);
+	if (s != NULL) {
+		json_object_set_new(line, "session", json_string(s->name));
+		json_object_set_new(line, "owner", json_integer(s->owner));
+	}
+	json_object_update(line, o);
+	json_decref(o);
+	audit_redact(line);
+	clean = json_dumps(line, JSON_COMPACT | JSON_ENSURE_ASCII);
+	json_decref(line);
+	if (clean == NULL)
+		return;
+	len = strlen(clean);
+	clean[len++] = '\n';	/* in place of the NUL */
+	if (write(audit_fd, clean, len) != (ssize_t)len)
+		log_warn("audit log: %s", strerror(errno));
+	else
+		audit_size += len;
+	free(clean);
+	if (cfg.audit_max_size > 0 && (size_t)audit_size >= cfg.audit_max_size)
+		audit_rotate();
+}
+
+static json_t *
+audit_limits(const struct session_limits *l)
+{
+	return (json_pack("{s:I,s:f,s:I,s:I,s:I,s:I,s:I}", "memory",
+	    (json_int_t)l->memory, "cpus", l->cpu_millis / 1000.0, "pids",
+	    (json_int_t)l->pids, "tmp", (json_int_t)l->tmp, "exec_timeout",
+	    (json_int_t)l->exec_timeout, "nofile", (json_int_t)l->nofile,
+	    "fsize", (json_int_t)l->fsize));
+}
+
+/* What ran it: the runner's hello (Python, preloaded packages), policy, root. */
+static json_t *
+audit_runtime(struct session *s)
+{
+	json_t	*rt = json_object_get(s->hello, "runtime");
+	json_t	*o;
+
+	o = json_is_object(rt) ? json_deep_copy(rt) : json_object();
+	json_object_set_new(o, "runner", json_copy(json_object_get(s->hello,
+	    "implementation_version")));
+	json_object_set_new(o, "born", json_string(spawn_born_name(s->born)));
+	json_object_set_new(o, "policy_sha256", json_string(audit_policy));
+	json_object_set_new(o, "root", json_string(cfg.rootfs[0] != '\0' ?
+	    cfg.rootfs : "/"));
+	json_object_set_new(o, "sandbox", json_string(contain_enabled() ?
+	    contain_describe() : "off"));
+	return (o);
+}
+
+static const char *
+audit_kind(const struct jmsg *jm)
+{
+	const char	*k;
+	size_t		 i;
+
+	k = json_string_value(json_object_get(jm->metadata,
+	    "cellblock_client"));
+	for (i = 0; k != NULL && i < nitems(audit_kinds); i++) {
+		if (strcmp(k, audit_kinds[i]) == 0)
+			return (audit_kinds[i]);
+	}
+	return ("zmq");
+}
+
+/* Hook: a request starts running in s (the core's pump). */
+void
+audit_exec_start(struct session *s, const struct jmsg *jm)
+{
+	struct audit_run	*r;
+	uint64_t		 mem;
+
+	if (audit_runs == NULL || strcmp(jm->msg_type, "execute_request") != 0)
+		return;
+	r = xcalloc(1, sizeof *r);
+	snprintf(r->msg_id, sizeof r->msg_id, "%s", jm->msg_id);
+	clock_gettime(CLOCK_MONOTONIC, &r->start);
+	contain_stats(s, &mem, &r->cpu0);
+	zhashx_update(audit_runs, s->name, r);
+}
+
+static void
+audit_keep_text(struct audit_run *r, int which, const char *text)
+{
+	size_t	n = strlen(text);
+
+	if (r->tlen[which] >= AUDIT_OUTPUT_MAX)
+		return;
+	if (n > AUDIT_OUTPUT_MAX - r->tlen[which])
+		n = AUDIT_OUTPUT_MAX - r->tlen[which];
+	r->text[which] = xrealloc(r->text[which], r->tlen[which] + n + 1);
+	memcpy(r->text[which] + r->tlen[which], text, n);
+	r->tlen[which] += n;
+	r->text[which][r->tlen[which]] = '\0';
+}
+
+/* Hook: an output message the core published for s's running request. */
+void
+audit_output(struct session *s, const char *type, json_t *content)
+{
+	struct audit_run	*r;
+	const char		*name, *text;
+	int			 which;
+
+	if (audit_runs == NULL ||
+	    (r = zhashx_lookup(audit_runs, s->name)) == NULL)
+		return;
+	if (type == NULL || strcmp(type, "stream") != 0) {
+		r->out_bytes[2] += json_dumpb(content, NULL, 0, JSON_COMPACT);
+		return;
+	}
+	name = json_string_value(json_object_get(content, "name"));
+	text = json_string_value(json_object_get(content, "text"));
+	if (text == NULL)
+		return;
+	which = name != NULL && strcmp(name, "stderr") == 0;
+	r->out_bytes[which] += strlen(text);
+	if (cfg.audit_output)
+		audit_keep_text(r, which, text);
+}
+
+static void
+audit_exec_metrics(json_t *o, struct session *s, struct audit_run *r)
+{
+	struct timespec	 now;
+	uint64_t	 mem, cpu;
+	double		 wall;
+
+	if (r == NULL) {
+		json_object_set_new(o, "ran", json_false());
+		return;
+	}
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	wall = (now.tv_sec - r->start.tv_sec) +
+	    (now.tv_nsec - r->start.tv_nsec) / 1e9;
+	json_object_set_new(o, "wall_ms", json_real(wall * 1000));
+	contain_stats(s, &mem, &cpu);
+	if (cpu != CGROUP_UNKNOWN && r->cpu0 != CGROUP_UNKNOWN && cpu >=
+	    r->cpu0)
+		json_object_set_new(o, "cpu_ms", json_real((cpu - r->cpu0) /
+		    1000.0));
+	if (mem != CGROUP_UNKNOWN)
+		json_object_set_new(o, "memory_bytes", json_integer(mem));
+	json_object_set_new(o, "stdout_bytes", json_integer(r->out_bytes[0]));
+	json_object_set_new(o, "stderr_bytes", json_integer(r->out_bytes[1]));
+	json_object_set_new(o, "other_output_bytes",
+	    json_integer(r->out_bytes[2]));
+	if (cfg.audit_output)
+		json_object_set_new(o, "output", json_pack("{s:s,s:s}",
+		    "stdout", r->text[0] ? r->text[0] : "", "stderr",
+		    r->text[1] ? r->text[1] : ""));
+	metrics_execute_time(wall);
+}
+
+/*
+ * Hook: the core sends a reply to request jm of s. Only execute replies
+ * are events; one that never ran (aborted, refused) has "ran": false.
+ */
+void
+audit_exec_reply(struct session *s, const struct jmsg *jm, const char *type,
+    json_t *content)
+{
+	struct audit_run	*r = NULL;
+	const char		*code, *status, *ename;
+	u_char			 h[32];
+	char			 hex[65];
+	json_t			*o;
+
+	/* type is NULL for requests with no reply (comm_open, comm_msg). */
+	if (type == NULL || strcmp(type, "execute_reply") != 0)
+		return;
+	status = json_string_value(json_object_get(content, "status"));
+	ename = json_string_value(json_object_get(content, "ename"));
+	metrics_execute(status, ename);
+	/* The daemon's log says what failed; redaction (log.c) cleans it. */
+	if (ename != NULL)
+		log_info("%s: execute %s: %s: %s", s->name, jm->msg_id, ename,
+		    json_string_value(json_object_get(content, "evalue")) ?
+		    json_string_value(json_object_get(content, "evalue")) : "");
+	if (audit_runs == NULL)
+		return;
+	if ((r = zhashx_lookup(audit_runs, s->name)) != NULL &&
+	    strcmp(r->msg_id, jm->msg_id) != 0)
+		r = NULL;	/* another one runs; this one never did */
+	if ((code = json_string_value(json_object_get(jm->content,
+	    "code"))) == NULL)
+		code = "";
+	crypto_hash_sha256(h, (const u_char *)code, strlen(code));
+	sodium_bin2hex(hex, sizeof hex, h, sizeof h);
+	o = json_pack("{s:s,s:s,s:s,s:s,s:s,s:I,s:o,s:s,s:s*}", "request_id",
+	    jm->msg_id, "client", audit_kind(jm), "username", jm->username,
+	    "client_session", jm->session, "code_sha256", hex, "code_bytes",
+	    (json_int_t)strlen(code), "limits", audit_limits(&s->limits),
+	    "status", status != NULL ? status : "unknown", "ename", ename);
+	if (ename != NULL)
+		json_object_set(o, "evalue", json_object_get(content,
+		    "evalue"));
+	audit_exec_metrics(o, s, r);
+	json_object_set_new(o, "runtime", audit_runtime(s));
+	audit_write("execute", s, o);
+	if (r != NULL)
+		zhashx_delete(audit_runs, s->name);
+}
+
+/*
+ * Hook: a lifecycle event of s (create, hibernate, resume, fork, restart,
+ * kill, end...), why it happened, and any details (taken).
+ */
+void
+audit_lifecycle(struct session *s, const char *event, const char *why,
+    json_t *details)
+{
+	json_t	*o = json_object();
+
+	metrics_lifecycle(event);
+	if (strcmp(event, "checkpoint") == 0)
+		metrics_checkpoint_bytes(json_integer_value(json_object_get(
+		    details, "bytes")));
+	if (strcmp(event, "create") == 0)
+		json_object_set_new(o, "limits", audit_limits(&s->limits));
+	if (why != NULL)
+		json_object_set_new(o, "why", json_string(why));
+	if (details != NULL) {
+		json_object_update(o, details);
+		json_decref(details);
+	}
+	if (strcmp(event, "end") == 0 && audit_runs != NULL)
+		zhashx_delete(audit_runs, s->name);
+	audit_write(event, s, o);
+}
+
+/* A file copied into or out of a session (for the file-transfer API). */
+void
+audit_transfer(struct session *s, const char *path, uint64_t size,
+    const char *direction)
+{
+	audit_write("transfer", s, json_pack("{s:s,s:I,s:s}", "path", path,
+	    "bytes", (json_int_t)size, "direction", direction));
+}
+
+/* A connection a session's code tried to make (for the egress proxy). */
+void
+audit_egress(struct session *s, const char *host, int port, int allowed,
+    const char *why)
+{
+	metrics_egress(allowed);
+	audit_write("egress", s, json_pack("{s:s,s:i,s:b,s:s?}", "host", host,
+	    "port", port, "allowed", allowed, "why", why));
+}
+
+/* Reading it back. */
+
+static int
+audit_match(json_t *ev, uid_t uid, const char *name, const char *since)
+{
+	const char	*t = json_string_value(json_object_get(ev, "time"));
+	json_t		*owner = json_object_get(ev, "owner");
+
+	if (uid != 0 && (!json_is_integer(owner) ||
+	    json_integer_value(owner) != (json_int_t)uid))
+		return (0);
+	if (name != NULL && (json_string_value(json_object_get(ev,
+	    "session")) == NULL || strcmp(json_string_value(
+	    json_object_get(ev, "session")), name) != 0))
+		return (0);
+	/* ISO 8601 UTC times sort as strings; a prefix like 2026-12 works. */
+	if (since != NULL && (t == NULL || strcmp(t, since) < 0))
+		return (0);
+	return (1);
+}
+
+/* One file's matching events onto out; the oldest go past the cap. */
+static void
+audit_read_file(const char *path, json_t *out, uid_t uid, const char *name,
+    const char *since)
+{
+	FILE	*f;
+	char	*line = NULL;
+	size_t	 size = 0;
+	ssize_t	 n;
+	json_t	*ev;
+
+	if ((f = fopen(path, "re")) == NULL)
+		return;
+	while ((n = getline(&line, &size, f)) > 0) {
+		if (n > AUDIT_LINE_MAX)
+			continue;
+		if ((ev = json_loadb(line, n, 0, NULL)) == NULL)
+			continue;	/* a torn last line after a crash */
+		if (json_is_object(ev) && audit_match(ev, uid, name, since))
+			json_array_append(out, ev);
+		json_decref(ev);
+		if (json_array_size(out) > AUDIT_QUERY_MAX)
+			json_array_remove(out, 0);
+	}
+	free(line);
+	fclose(f);
+}
+
+/*
+ * The control command `audit`: {"name"?, "since"?} -> {"ok", "events"},
+ * oldest first, the newest AUDIT_QUERY_MAX. uid 0 sees everything.
+ */
+json_t *
+audit_query(uid_t uid, json_t *req)
+{
+	json_t		*events = json_array(), *r;
+	const char	*name, *since;
+	char		*path;
+	size_t		 i, bytes = 0;
+	int		 truncated = 0;
+
+	name = json_string_value(json_object_get(req, "name"));
+	since = json_string_value(json_object_get(req, "since"));
+	if (audit_path == NULL)
+		return (json_pack("{s:b,s:s,s:i}", "ok", 0, "error",
+		    "the audit log is off (audit = no)", "code", EXIT_FAILED));
+	for (i = cfg.audit_keep; i > 0; i--) {
+		xasprintf(&path, "%s.%zu", audit_path, i);
+		audit_read_file(path, events, uid, name, since);
+		free(path);
+	}
+	audit_read_file(audit_path, events, uid, name, since);
+	/* The newest that fit one control reply; say when some did not. */
+	for (i = json_array_size(events); i > 0; i--) {
+		bytes += json_dumpb(json_array_get(events, i - 1), NULL, 0,
+		    JSON_COMPACT | JSON_ENSURE_ASCII) + 1;
+		if (bytes > AUDIT_REPLY_MAX)
+			break;
+	}
+	for (; i > 0; i--) {
+		json_array_remove(events, 0);
+		truncated = 1;
+	}
+	r = json_pack("{s:b,s:o,s:b}", "ok", 1, "events", events, "truncated",
+	    truncated || json_array_size(events) == AUDIT_QUERY_MAX);
+	return (r);
+}
