@@ -61,10 +61,9 @@ endpoint_readable(struct endpoint *ep, int which)
 	int		 n;
 
 	for (n = 0; n < ENDPOINT_BATCH; n++) {
-		if ((zsock_events(s) & ZMQ_POLLIN) == 0)
-			break;
+		/* RCVTIMEO 0: NULL is EAGAIN, and the loop's edge is re-armed. */
 		if ((m = zmsg_recv(s)) == NULL)
-			break;
+			return;
 		jm = jmsg_decode(&m, ep->sign, cfg.max_message, &cause);
 		if (jm == NULL) {
 			endpoint_dropped(ep, which, cause);
@@ -78,6 +77,7 @@ endpoint_readable(struct endpoint *ep, int which)
 		if (ep->closed)
 			return;
 	}
+	loop_zsock_check(ep->io[which]);	/* a batch: the rest next turn */
 }
 
 static void
@@ -165,15 +165,16 @@ endpoint_monitor_event(int fd, uint32_t events, void *arg)
 	(void)fd;
 	(void)events;
 	for (i = 0; i < 2; i++) {
-		if (ep->mon[i] == NULL ||
-		    (zsock_events(ep->mon[i]) & ZMQ_POLLIN) == 0 ||
-		    (m = zmsg_recv(ep->mon[i])) == NULL)
-			continue;
-		log_info("%s: %s: a client connection closed (by the client, "
-		    "or by us for a protocol error or a frame over the "
-		    "%zu-byte max-message limit)", endpoint_label(ep), i == 0 ?
-		    "shell" : "control", cfg.max_message);
-		zmsg_destroy(&m);
+		/* Both pairs share this callback; each is read to EAGAIN. */
+		while (ep->mon[i] != NULL &&
+		    (m = zmsg_recv(ep->mon[i])) != NULL) {
+			log_info("%s: %s: a client connection closed (by the "
+			    "client, or by us for a protocol error or a frame "
+			    "over the %zu-byte max-message limit)",
+			    endpoint_label(ep), i == 0 ? "shell" : "control",
+			    cfg.max_message);
+			zmsg_destroy(&m);
+		}
 	}
 }
 
@@ -190,6 +191,7 @@ endpoint_monitor(struct endpoint *ep, zsock_t *s, struct loop_io **iop)
 		return (NULL);
 	pair = zsock_new(ZMQ_PAIR);
 	zsock_set_linger(pair, 0);
+	zsock_set_rcvtimeo(pair, 0);	/* read to EAGAIN (loop.h) */
 	if (zsock_connect(pair, "%s", addr) != 0) {
 		zsock_destroy(&pair);
 		return (NULL);
@@ -251,6 +253,7 @@ endpoint_socket_new(int type)
 		fatalx("cannot create ZeroMQ socket");
 	zsock_set_linger(s, 200);
 	if (type == ZMQ_ROUTER) {
+		zsock_set_rcvtimeo(s, 0);	/* read to EAGAIN (loop.h) */
 		zsock_set_maxmsgsize(s, (int64_t)cfg.max_message);
 		/*
 		 * jupyter_client uses its session id as the routing id, so a
