@@ -409,8 +409,9 @@ jmsg_new_id(char buf[37])
 	}
 	memcpy(r, base, sizeof r);
 	count++;
-	for (i = 0; i < 8; i++)
-		r[8 + i] ^= (uint8_t)(count >> (8 * i));
+	/* Bytes 9..15: 56 bits of count; 6 and 8 carry version and variant. */
+	for (i = 0; i < 7; i++)
+		r[15 - i] ^= (uint8_t)(count >> (8 * i));
 	r[6] = (r[6] & 0x0f) | 0x40;
 	r[8] = (r[8] & 0x3f) | 0x80;
 	for (i = 0; i < sizeof r; i++) {
