@@ -36,6 +36,8 @@ struct req {
 	int				 which;
 	struct jmsg			*msg;
 	const struct kernel_entry	*entry;
+	int				 daemon;	/* answered here */
+	int				 aborted;	/* stop_on_error: not run */
 	int				 execute;
 	int				 silent;
 	int				 stop_on_error;
@@ -88,6 +90,8 @@ static const struct kernel_entry {
 };
 
 static void	kernel_pump(struct session *);
+static void	kernel_abort(struct session *, struct req *);
+static void	kernel_daemon_answer(struct session *, struct req *);
 static void	kernel_publish(struct session *, struct req *, const char *,
 		    json_t *, json_t *, zmsg_t *);
 static void	kernel_channel_event(int, uint32_t, void *);
@@ -320,6 +324,8 @@ kernel_shutdown_req(struct session *s, struct req *req)
 
 	kernel_answer(s, req, json_pack("{s:s,s:b}", "status", "ok",
 	    "restart", restart));
+	if (s->ending)
+		return;		/* answered from the ending session's queue */
 	if (restart && s->attach == NULL)
 		kernel_restart(s, "shutdown_request with restart");
 	else
@@ -343,6 +349,16 @@ kernel_unknown(struct session *s, struct req *req)
 		free(reply);
 	}
 	kernel_status(s, req, "idle");
+}
+
+/* A request the daemon answers itself, now. */
+static void
+kernel_daemon_answer(struct session *s, struct req *req)
+{
+	if (req->entry == NULL)
+		kernel_unknown(s, req);
+	else
+		req->entry->fn(s, req);
 }
 
 /* Incoming. */
@@ -444,12 +460,15 @@ kernel_receive(struct endpoint *ep, int which, struct jmsg *jm)
 	req->which = which;
 	req->msg = jm;
 	req->entry = kernel_lookup(jm->msg_type);
-	if (req->entry == NULL || req->entry->where == K_DAEMON) {
+	req->daemon = req->entry == NULL || req->entry->where == K_DAEMON;
+	/*
+	 * Shell keeps one order, as ipykernel's does: what the daemon answers
+	 * itself waits for the requests ahead of it. Control never waits.
+	 */
+	if (req->daemon && (which != EP_SHELL || s->ending ||
+	    (s->current == NULL && zlist_size(s->queue) == 0))) {
 		session_add_ref(s);
-		if (req->entry == NULL)
-			kernel_unknown(s, req);
-		else
-			req->entry->fn(s, req);
+		kernel_daemon_answer(s, req);
 		kernel_req_free(req);
 		session_remove_ref(s);
 		return;
@@ -478,7 +497,9 @@ kernel_receive(struct endpoint *ep, int which, struct jmsg *jm)
 		req->allow_stdin = kernel_bool(jm->content, "allow_stdin", 1);
 	}
 	zlist_append(s->queue, req);
+	session_add_ref(s);
 	kernel_pump(s);
+	session_remove_ref(s);
 }
 
 /* Talking to the runner. */
@@ -669,6 +690,11 @@ kernel_cap_output(struct req *budget, const char *type,
 	return (content);
 }
 
+/*
+ * The queue's head goes next: answered here if it is the daemon's (a
+ * kernel_info that waited for the cell ahead of it), else sent to the
+ * interpreter once there is one ready, which is started if there is none.
+ */
 static void
 kernel_pump(struct session *s)
 {
@@ -676,16 +702,29 @@ kernel_pump(struct session *s)
 	char		*cause;
 	json_t		*note;
 
-	if (s->current == NULL && zlist_size(s->queue) > 0 && s->pid == -1 &&
-	    !s->ending && !s->stopping) {
-		if (kernel_start(s, &cause) != 0) {
-			log_error("%s: %s", s->name, cause);
-			free(cause);
+	session_add_ref(s);
+	while (s->current == NULL && !s->dying &&
+	    (req = zlist_first(s->queue)) != NULL) {
+		if (req->daemon || req->aborted) {
+			zlist_pop(s->queue);
+			if (req->aborted)
+				kernel_abort(s, req);
+			else
+				kernel_daemon_answer(s, req);
+			kernel_req_free(req);
+			continue;
 		}
-	}
-	while (s->current == NULL && s->hello != NULL && !s->stopping &&
-	    s->ckpt_op == 0 && s->restore_op == 0 &&
-	    (req = zlist_pop(s->queue)) != NULL) {
+		if (s->pid == -1 && !s->ending && !s->stopping) {
+			if (kernel_start(s, &cause) != 0) {
+				log_error("%s: %s", s->name, cause);
+				free(cause);
+			}
+			break;
+		}
+		if (s->hello == NULL || s->stopping || s->ckpt_op != 0 ||
+		    s->restore_op != 0)
+			break;
+		zlist_pop(s->queue);
 		s->current = req;
 		session_set_state(s, SESSION_BUSY, req->msg->msg_type);
 		kernel_status(s, req, "busy");
@@ -697,6 +736,7 @@ kernel_pump(struct session *s)
 		else
 			kernel_timeout_start(s, req);
 	}
+	session_remove_ref(s);
 }
 
 /* The last request stays known: late output from threads gets its parent. */
@@ -731,27 +771,39 @@ kernel_req_by_id(struct session *s, json_t *msg)
 	return (NULL);
 }
 
+/*
+ * After a failed cell with stop_on_error, the executes already queued are
+ * not run, and say so as ipykernel 6.17 does: busy, a reply whose content
+ * is only {"status": "aborted"} (its metadata as ipykernel's), idle. The
+ * other requests in the queue stay, answered in order.
+ */
+static void
+kernel_abort(struct session *s, struct req *req)
+{
+	char	date[32];
+
+	jmsg_now(date);
+	kernel_status(s, req, "busy");
+	kernel_reply(s, req, req->entry->reply, json_pack("{s:s}", "status",
+	    "aborted"), json_pack("{s:s,s:b,s:s,s:s}", "started", date,
+	    "dependencies_met", 1, "engine", s->name, "status", "aborted"),
+	    NULL);
+	kernel_status(s, req, "idle");
+}
+
+/* Marked now, answered when each reaches the head: shell keeps its order. */
 static void
 kernel_abort_queued(struct session *s)
 {
-	struct req	*req, *next;
+	struct req	*req;
 
-	req = zlist_first(s->queue);
-	while (req != NULL) {
-		next = zlist_next(s->queue);
-		if (req->execute) {
-			zlist_remove(s->queue, req);
-			kernel_status(s, req, "busy");
-			kernel_reply(s, req, "execute_reply",
-			    json_pack("{s:s,s:s,s:s,s:[],s:O?}", "status",
-			    "error", "ename", "ExecutionAborted", "evalue",
-			    "not run: an earlier cell in the queue raised an "
-			    "error", "traceback", "execution_count",
-			    s->exec_count), NULL, NULL);
-			kernel_status(s, req, "idle");
-			kernel_req_free(req);
+	for (req = zlist_first(s->queue); req != NULL;
+	    req = zlist_next(s->queue)) {
+		if (req->execute && !req->aborted) {
+			log_info("%s: aborting %s: %s", s->name,
+			    req->msg->msg_id, req->msg->msg_type);
+			req->aborted = 1;
 		}
-		req = next;
 	}
 }
 
@@ -1158,8 +1210,12 @@ kernel_fail_queue(struct session *s, const char *ename, const char *evalue)
 	struct req	*req;
 
 	while ((req = zlist_pop(s->queue)) != NULL) {
-		kernel_status(s, req, "busy");
-		kernel_fail(s, req, ename, evalue, 0);
+		if (req->daemon)
+			kernel_daemon_answer(s, req);
+		else {
+			kernel_status(s, req, "busy");
+			kernel_fail(s, req, ename, evalue, 0);
+		}
 		kernel_req_free(req);
 	}
 }
