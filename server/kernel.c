@@ -27,7 +27,6 @@
 #define KERNEL_KILL_GRACE	2000	/* ms between SIGTERM and SIGKILL */
 #define KERNEL_START_TRIES	3	/* deaths before hello, then give up */
 #define KERNEL_TIMEOUT_GRACE	2000	/* ms after the timeout's interrupt */
-#define KERNEL_RMTREE_DEPTH	4096	/* deeper trees are left, logged */
 #define KERNEL_QUEUE_MAX	1000	/* requests waiting per session */
 
 struct req {
@@ -1235,48 +1234,16 @@ kernel_end(struct session *s, const char *why)
 		kernel_finish_end(s, why);
 }
 
-/*
- * Remove a tree the session controlled, by file descriptor: no path is
- * ever rebuilt (a deep tree exceeds PATH_MAX), no link is followed
- * (O_NOFOLLOW, unlinkat removes the link itself), no mount is crossed.
- */
-static int
-kernel_rmtree_at(int parent, const char *name, int depth)
-{
-	struct dirent	*de;
-	DIR		*d;
-	int		 fd, r = 0;
-
-	if (unlinkat(parent, name, 0) == 0 || errno == ENOENT)
-		return (0);
-	if (errno != EISDIR && errno != EPERM)
-		return (-1);
-	if (depth > KERNEL_RMTREE_DEPTH)
-		return (-1);
-	fd = openat(parent, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW |
-	    O_CLOEXEC);
-	if (fd == -1 || (d = fdopendir(fd)) == NULL) {
-		if (fd != -1)
-			close(fd);
-		return (-1);
-	}
-	while ((de = readdir(d)) != NULL) {
-		if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
-			continue;
-		if (kernel_rmtree_at(dirfd(d), de->d_name, depth + 1) != 0)
-			r = -1;
-	}
-	closedir(d);
-	if (unlinkat(parent, name, AT_REMOVEDIR) != 0 && errno != ENOENT)
-		r = -1;
-	return (r);
-}
-
+/* A tree the session controlled, removed without following a link. */
 void
 kernel_rmtree(const char *path)
 {
-	if (kernel_rmtree_at(AT_FDCWD, path, 0) != 0)
-		log_warn("cannot remove all of %s: %s", path, strerror(errno));
+	char	*cause;
+
+	if (file_remove_tree(path, &cause) != 0) {
+		log_warn("%s", cause);
+		free(cause);
+	}
 }
 
 static void
@@ -1576,6 +1543,8 @@ kernel_describe(struct session *s)
 	    s->limits.cpu_millis / 1000.0, "pids", (json_int_t)s->limits.pids,
 	    "tmp", (json_int_t)s->limits.tmp, "exec_timeout",
 	    (json_int_t)s->limits.exec_timeout);
+	json_object_set_new(json_object_get(d, "limits"), "idle_timeout",
+	    json_integer((json_int_t)s->limits.idle_timeout));
 	if (mem != UINT64_MAX)
 		json_object_set_new(d, "memory", json_integer(mem));
 	if (cpu != UINT64_MAX)

@@ -86,16 +86,10 @@ static void
 lifecycle_discard(struct session *s, int slot)
 {
 	char	 name[16];
-	int	 top, dfd;
+	int	 dfd;
 
 	snprintf(name, sizeof name, "checkpoint-%c", 'a' + slot);
-	top = open(s->workdir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-	if (top == -1)
-		return;
-	dfd = openat(top, ".cellblock", O_RDONLY | O_DIRECTORY | O_NOFOLLOW |
-	    O_CLOEXEC);
-	close(top);
-	if (dfd == -1)
+	if ((dfd = file_open_dir(s->workdir, ".cellblock", NULL)) == -1)
 		return;
 	unlinkat(dfd, name, 0);
 	close(dfd);
@@ -401,8 +395,9 @@ lifecycle_tick(void *arg)
 	for (s = session_first(); s != NULL; s = session_next()) {
 		if (!lifecycle_quiet(s))
 			continue;
-		if (cfg.idle_timeout != 0 &&
-		    now - s->last_active >= (time_t)cfg.idle_timeout) {
+		/* The session's own (cellblock new --idle-timeout). */
+		if (s->limits.idle_timeout != 0 &&
+		    now - s->last_active >= (time_t)s->limits.idle_timeout) {
 			lifecycle_hibernate(s, "idle past idle-timeout");
 			continue;
 		}
@@ -490,6 +485,8 @@ lifecycle_record(struct session *s)
 	    (json_int_t)s->limits.pids, "tmp", (json_int_t)s->limits.tmp,
 	    "exec_timeout", (json_int_t)s->limits.exec_timeout, "nofile",
 	    (json_int_t)s->limits.nofile, "fsize", (json_int_t)s->limits.fsize);
+	json_object_set_new(json_object_get(r, "limits"), "idle_timeout",
+	    json_integer((json_int_t)s->limits.idle_timeout));
 	json_object_set_new(r, "connection", ep != NULL ?
 	    connfile_to_json(&ep->ci) : json_null());
 	return (r);
@@ -500,27 +497,15 @@ void
 lifecycle_save(struct session *s)
 {
 	json_t	*r = lifecycle_record(s);
-	char	*path = lifecycle_record_path(s->name), *tmp, *text;
-	int	 fd, ok = 0;
+	char	*path = lifecycle_record_path(s->name), *text, *cause;
 
-	xasprintf(&tmp, "%s.tmp", path);
 	text = json_dumps(r, JSON_COMPACT);
-	unlink(tmp);
-	fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
-	    0600);
-	if (fd != -1) {
-		ok = write(fd, text, strlen(text)) == (ssize_t)strlen(text) &&
-		    fsync(fd) == 0;
-		close(fd);
-		ok = ok && rename(tmp, path) == 0;
-	}
-	if (!ok) {
-		log_warn("%s: cannot save %s: %s", s->name, path,
-		    strerror(errno));
-		unlink(tmp);
+	if (file_write_atomic(path, text, strlen(text), 0600, (uid_t)-1,
+	    &cause) != 0) {
+		log_warn("%s: cannot save %s: %s", s->name, path, cause);
+		free(cause);
 	}
 	free(text);
-	free(tmp);
 	free(path);
 	json_decref(r);
 }
@@ -548,6 +533,10 @@ lifecycle_limits(json_t *l, struct session_limits *out)
 	    "exec_timeout"));
 	out->nofile = json_integer_value(json_object_get(l, "nofile"));
 	out->fsize = json_integer_value(json_object_get(l, "fsize"));
+	/* A record from before per-session idle timeouts: the default. */
+	if (json_is_integer(json_object_get(l, "idle_timeout")))
+		out->idle_timeout = json_integer_value(json_object_get(l,
+		    "idle_timeout"));
 	return (out->memory && out->cpu_millis && out->pids && out->tmp &&
 	    out->nofile && out->fsize ? 0 : -1);
 }
@@ -659,7 +648,7 @@ lifecycle_claimed(int dfd, const char *name)
 static void
 lifecycle_sweep(void)
 {
-	char		*dir, *path, name[SESSION_NAME_MAX + 1];
+	char		*dir, *path, *cause, name[SESSION_NAME_MAX + 1];
 	DIR		*d;
 	struct dirent	*de;
 	size_t		 len;
@@ -674,7 +663,10 @@ lifecycle_sweep(void)
 			xasprintf(&path, "%s/%s", dir, de->d_name);
 			log_info("removing %s: its session did not come back",
 			    path);
-			kernel_rmtree(path);
+			if (file_remove_tree(path, &cause) != 0) {
+				log_warn("%s", cause);
+				free(cause);
+			}
 			free(path);
 		}
 		closedir(d);
@@ -789,20 +781,14 @@ lifecycle_copy_checkpoint(struct session *src, struct session *dst,
 	crypto_hash_sha256_state st;
 	u_char		 h[32], buf[65536];
 	char		 hex[65], name[16], *dstdir;
-	int		 top, dfd = -1, in = -1, out = -1, r = -1;
+	int		 dfd, in = -1, out = -1, r = -1;
 	ssize_t		 n;
 	struct stat	 sb;
 
 	snprintf(name, sizeof name, "checkpoint-%c", 'a' + src->ckpt_slot);
-	top = open(src->workdir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW |
-	    O_CLOEXEC);
-	if (top != -1) {
-		dfd = openat(top, ".cellblock", O_RDONLY | O_DIRECTORY |
-		    O_NOFOLLOW | O_CLOEXEC);
-		close(top);
-	}
-	if (dfd == -1 || (in = openat(dfd, name, O_RDONLY | O_NOFOLLOW |
-	    O_CLOEXEC)) == -1 || fstat(in, &sb) != 0 || !S_ISREG(sb.st_mode)) {
+	dfd = file_open_dir(src->workdir, ".cellblock", NULL);
+	if (dfd == -1 || (in = file_open_regular(dfd, NULL, name, O_RDONLY,
+	    NULL)) == -1 || fstat(in, &sb) != 0) {
 		xasprintf(cause, "cannot read %s's checkpoint", src->name);
 		goto out;
 	}

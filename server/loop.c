@@ -20,15 +20,11 @@
 
 #include <czmq.h>
 
-#include "log.h"
-#include "protocol.h"
+#include "base.h"
 #include "loop.h"
 
 #define LOOP_EVENTS	256	/* epoll events taken per wake-up */
 
-#ifndef nitems
-#define nitems(a)	(sizeof (a) / sizeof (a)[0])
-#endif
 
 struct loop_io {
 	int			 fd;

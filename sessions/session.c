@@ -10,8 +10,7 @@
 
 #include <sodium.h>
 
-#include "log.h"
-#include "protocol.h"
+#include "base.h"
 #include "sessions.h"
 
 static zhashx_t	*session_table;		/* name -> struct session */

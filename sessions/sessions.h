@@ -63,6 +63,8 @@ struct session_limits {
 	uint64_t	 exec_timeout;	/* seconds per execute, 0 = none */
 	uint64_t	 nofile;
 	uint64_t	 fsize;		/* bytes, largest file written */
+	uint64_t	 idle_timeout;	/* seconds idle before hibernation,
+					   0 = never */
 };
 
 struct session {

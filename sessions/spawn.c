@@ -17,8 +17,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "log.h"
-#include "protocol.h"
+#include "base.h"
 #include "sessions.h"
 
 #define SPAWN_CHANNEL_FD	3
