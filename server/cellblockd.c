@@ -507,6 +507,7 @@ main(int argc, char **argv)
 	server_versions();
 
 	loop_init();
+	transport_listen(kernel_receive);
 	if (heartbeat_start(&cause) != 0)
 		fatalx("%s", cause);
 	server_shared();

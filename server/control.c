@@ -273,7 +273,6 @@ control_attach(struct control_conn *c, json_t *req)
 		if ((ep = endpoint_new(s, &ci, &cause)) == NULL)
 			goto fail;
 		if (s->endpoint != NULL) {
-			kernel_forget_endpoint(s, s->endpoint);
 			endpoint_close(s->endpoint);
 		}
 		s->endpoint = ep;

@@ -26,6 +26,20 @@ static zlist_t	*endpoint_closed;	/* closed, not yet reaped */
 
 static const char *endpoint_names[] = { "shell", "control", "stdin" };
 
+static void	endpoint_send(void *, enum transport_channel,
+		    const struct jmsg_out *);
+static void	endpoint_publish(void *, struct session *,
+		    const struct jmsg_out *);
+static const struct conninfo *endpoint_conninfo(void *);
+
+/* What the protocol core calls on an endpoint (transport.h). */
+static const struct transport_ops endpoint_ops = {
+	.name = "zmq",
+	.send = endpoint_send,
+	.publish = endpoint_publish,
+	.conninfo = endpoint_conninfo,
+};
+
 static void	endpoint_dropped(struct endpoint *, int, const char *);
 static void	endpoint_drop_summary(void *);
 static int	endpoint_bind(zsock_t *, struct conninfo *, int, char **);
@@ -72,8 +86,8 @@ endpoint_readable(struct endpoint *ep, int which)
 		}
 		log_debug("%s: %s: %s", endpoint_label(ep),
 		    endpoint_names[which], jm->msg_type);
-		kernel_receive(ep, which, jm);
-		/* kernel_receive may have closed this endpoint. */
+		transport_deliver(ep->origin, ep->session, which, jm);
+		/* The core may have closed this endpoint. */
 		if (ep->closed)
 			return;
 	}
@@ -297,6 +311,9 @@ endpoint_new(struct session *s, const struct conninfo *want, char **cause)
 
 	ep = xcalloc(1, sizeof *ep);
 	ep->session = s;
+	ep->origin = transport_origin_new(&endpoint_ops, ep);
+	if (s != NULL)
+		transport_subscribe(s, ep->origin);
 	ep->ci = *want;
 	if (ep->ci.scheme[0] == '\0')
 		snprintf(ep->ci.scheme, sizeof ep->ci.scheme, "hmac-sha256");
@@ -380,6 +397,7 @@ endpoint_close(struct endpoint *ep)
 	if (ep->closed)
 		return;
 	ep->closed = 1;
+	transport_origin_gone(&ep->origin);
 	endpoint_unwatch(ep);
 	ep->reap_timer = loop_timer_add(1, endpoint_reap, ep);
 	if (endpoint_closed == NULL)
@@ -416,6 +434,7 @@ endpoint_destroy(struct endpoint **epp)
 		endpoint_drop_summary(ep);
 	}
 	loop_timer_cancel(&ep->reap_timer);
+	transport_origin_gone(&ep->origin);
 	endpoint_unwatch(ep);
 	for (i = 0; i < nitems(socks); i++)
 		zsock_destroy(socks[i]);
@@ -445,9 +464,11 @@ endpoint_write_file(struct endpoint *ep, const char *path, uid_t owner,
 	return (0);
 }
 
-void
-endpoint_send(struct endpoint *ep, int which, const struct jmsg_out *out)
+static void
+endpoint_send(void *conn, enum transport_channel which,
+    const struct jmsg_out *out)
 {
+	struct endpoint	*ep = conn;
 	zmsg_t	*m;
 
 	if ((m = jmsg_encode(ep->sign, out)) == NULL) {
@@ -461,16 +482,37 @@ endpoint_send(struct endpoint *ep, int which, const struct jmsg_out *out)
 	loop_zsock_check(ep->io[which]);
 }
 
-void
-endpoint_publish(struct endpoint *ep, const struct jmsg_out *out)
+/*
+ * iopub topics: "kernel.NAME.TYPE" on a session's own endpoint, as
+ * ipykernel's; "session/NAME/TYPE" on the shared one, so that a client
+ * can subscribe to one session's traffic there.
+ */
+static void
+endpoint_publish(void *conn, struct session *s, const struct jmsg_out *msg)
 {
-	zmsg_t	*m;
+	struct endpoint	*ep = conn;
+	struct jmsg_out	 out = *msg;
+	zmsg_t		*m;
+	char		*topic;
 
-	if ((m = jmsg_encode(ep->sign, out)) == NULL) {
+	xasprintf(&topic, ep->session != NULL ? "kernel.%s.%s" :
+	    "session/%s/%s", s->name, msg->msg_type);
+	out.topic = topic;
+	m = jmsg_encode(ep->sign, &out);
+	free(topic);
+	if (m == NULL) {
 		log_warn("%s: cannot encode %s", endpoint_label(ep),
-		    out->msg_type);
+		    out.msg_type);
 		return;
 	}
 	zmsg_send(&m, ep->iopub);
 	zmsg_destroy(&m);
+}
+
+static const struct conninfo *
+endpoint_conninfo(void *conn)
+{
+	struct endpoint	*ep = conn;
+
+	return (&ep->ci);
 }

@@ -31,7 +31,7 @@
 
 struct req {
 	uint64_t			 id;
-	struct endpoint			*ep;	/* NULL once it is gone */
+	struct transport_origin		*origin; /* where replies go */
 	int				 which;
 	struct jmsg			*msg;
 	const struct kernel_entry	*entry;
@@ -107,6 +107,7 @@ kernel_req_free(struct req *req)
 	if (req == NULL)
 		return;
 	loop_timer_cancel(&req->timer);
+	transport_origin_unref(&req->origin);
 	jmsg_destroy(&req->msg);
 	free(req);
 }
@@ -140,17 +141,15 @@ kernel_parent(struct req *req)
 }
 
 /*
- * Publish on the session's own endpoint and, once the shared endpoint has
- * spoken for this session, there too under the topic "session/NAME/".
- * Takes ownership of content and metadata.
+ * To every subscriber of the session's iopub (transport.h): its own
+ * endpoint, the shared one once it has spoken for the session, WebSocket
+ * connections. Takes ownership of content and metadata.
  */
 static void
 kernel_publish(struct session *s, struct req *req, const char *type,
     json_t *content, json_t *metadata, zmsg_t *buffers)
 {
-	struct endpoint	*ep = s->endpoint;
 	struct jmsg_out	 out;
-	char		*topic;
 
 	if (req != NULL && req->silent && strcmp(type, "status") != 0)
 		goto out;
@@ -162,18 +161,7 @@ kernel_publish(struct session *s, struct req *req, const char *type,
 	out.content = content;
 	out.metadata = metadata;
 	out.buffers = buffers;
-	if (ep != NULL && !ep->closed) {
-		xasprintf(&topic, "kernel.%s.%s", s->name, type);
-		out.topic = topic;
-		endpoint_publish(ep, &out);
-		free(topic);
-	}
-	if (s->shared_seen && endpoint_shared != NULL) {
-		xasprintf(&topic, "session/%s/%s", s->name, type);
-		out.topic = topic;
-		endpoint_publish(endpoint_shared, &out);
-		free(topic);
-	}
+	transport_publish(s, &out);
 out:
 	json_decref(content);
 	json_decref(metadata);
@@ -196,7 +184,7 @@ kernel_send(struct session *s, struct req *req, int which, const char *type,
 {
 	struct jmsg_out	out;
 
-	if (req->ep != NULL && !req->ep->closed && type != NULL) {
+	if (transport_origin_alive(req->origin) && type != NULL) {
 		memset(&out, 0, sizeof out);
 		out.ids = req->msg->ids;
 		out.msg_type = type;
@@ -206,7 +194,7 @@ kernel_send(struct session *s, struct req *req, int which, const char *type,
 		out.content = content;
 		out.metadata = metadata;
 		out.buffers = buffers;
-		endpoint_send(req->ep, which, &out);
+		transport_send(req->origin, which, &out);
 	}
 	json_decref(content);
 	json_decref(metadata);
@@ -293,13 +281,16 @@ kernel_info(struct session *s, struct req *req)
 static void
 kernel_connect(struct session *s, struct req *req)
 {
-	struct endpoint	*ep = req->ep;
-	json_t		*c = json_pack("{s:s}", "status", "ok");
-	int		 i;
+	const struct conninfo	*ci = NULL;
+	json_t			*c = json_pack("{s:s}", "status", "ok");
+	int			 i;
 
-	for (i = 0; ep != NULL && i < PORT_N; i++) {
+	if (transport_origin_alive(req->origin) &&
+	    req->origin->ops->conninfo != NULL)
+		ci = req->origin->ops->conninfo(req->origin->conn);
+	for (i = 0; ci != NULL && i < PORT_N; i++) {
 		json_object_set_new(c, connfile_port_names[i],
-		    json_integer(ep->ci.ports[i]));
+		    json_integer(ci->ports[i]));
 	}
 	kernel_answer(s, req, c);
 }
@@ -389,7 +380,6 @@ kernel_shared_session(struct jmsg *jm)
 		free(cause);
 		return (NULL);
 	}
-	s->shared_seen = 1;
 	return (s);
 }
 
@@ -436,18 +426,26 @@ kernel_queue_full(struct session *s, size_t size)
 	return (bytes > 2 * cfg.max_message);
 }
 
+/*
+ * The listener every transport calls (transport.h). s == NULL: the
+ * request's header.session picks the session, which the origin then
+ * hears the iopub of.
+ */
 void
-kernel_receive(struct endpoint *ep, int which, struct jmsg *jm)
+kernel_receive(struct transport_origin *origin, struct session *s,
+    enum transport_channel which, struct jmsg *jm)
 {
-	struct session	*s = ep->session;
 	struct req	*req;
 
-	if (s == NULL && (s = kernel_shared_session(jm)) == NULL) {
-		jmsg_destroy(&jm);
-		return;
+	if (s == NULL) {
+		if ((s = kernel_shared_session(jm)) == NULL) {
+			jmsg_destroy(&jm);
+			return;
+		}
+		transport_subscribe(s, origin);
 	}
 	s->last_active = time(NULL);
-	if (which == EP_STDIN) {
+	if (which == TRANSPORT_STDIN) {
 		if (strcmp(jm->msg_type, "input_reply") == 0)
 			kernel_input_reply(s, jm);
 		jmsg_destroy(&jm);
@@ -455,7 +453,7 @@ kernel_receive(struct endpoint *ep, int which, struct jmsg *jm)
 	}
 	req = xcalloc(1, sizeof *req);
 	req->session = s;
-	req->ep = ep;
+	req->origin = transport_origin_ref(origin);
 	req->which = which;
 	req->msg = jm;
 	req->entry = kernel_lookup(jm->msg_type);
@@ -464,7 +462,7 @@ kernel_receive(struct endpoint *ep, int which, struct jmsg *jm)
 	 * Shell keeps one order, as ipykernel's does: what the daemon answers
 	 * itself waits for the requests ahead of it. Control never waits.
 	 */
-	if (req->daemon && (which != EP_SHELL || s->ending ||
+	if (req->daemon && (which != TRANSPORT_SHELL || s->ending ||
 	    (s->current == NULL && zlist_size(s->queue) == 0))) {
 		session_add_ref(s);
 		kernel_daemon_answer(s, req);
@@ -898,13 +896,13 @@ kernel_on_input_request(struct session *s, json_t *msg)
 	struct req	*req = s->current;
 	json_t		*prompt = json_object_get(msg, "prompt");
 
-	if (req == NULL || kernel_req_by_id(s, msg) != req || req->ep == NULL ||
-	    req->ep->closed || !req->allow_stdin) {
+	if (req == NULL || kernel_req_by_id(s, msg) != req ||
+	    !transport_origin_alive(req->origin) || !req->allow_stdin) {
 		log_warn("%s: input_request with no client to ask", s->name);
 		return;
 	}
 	/* stdin, to the identity of the client whose request runs. */
-	kernel_send(s, req, EP_STDIN, "input_request", json_pack("{s:s,s:b}",
+	kernel_send(s, req, TRANSPORT_STDIN, "input_request", json_pack("{s:s,s:b}",
 	    "prompt", json_is_string(prompt) ? json_string_value(prompt) : "",
 	    "password", json_is_true(json_object_get(msg, "password"))),
 	    NULL, NULL);
@@ -1255,10 +1253,10 @@ kernel_finish_end(struct session *s, const char *why)
 	kernel_fail_queue(s, "SessionEnded", "the session ended before this "
 	    "request ran");
 	if (ep != NULL) {
-		kernel_forget_endpoint(s, ep);
 		endpoint_close(ep);
 		s->endpoint = NULL;
 	}
+	transport_subs_free(s);
 	control_session_ended(s, why);
 	lifecycle_forget(s);
 	contain_release(s);
@@ -1391,22 +1389,6 @@ kernel_reaped(pid_t pid, int status)
 	session_remove_ref(s);
 }
 
-void
-kernel_forget_endpoint(struct session *s, struct endpoint *ep)
-{
-	struct req	*req;
-
-	for (req = zlist_first(s->queue); req != NULL;
-	    req = zlist_next(s->queue)) {
-		if (req->ep == ep)
-			req->ep = NULL;
-	}
-	if ((req = s->current) != NULL && req->ep == ep)
-		req->ep = NULL;
-	if ((req = s->last) != NULL && req->ep == ep)
-		req->ep = NULL;
-}
-
 /* A fresh directory only: never adopt one a previous session left. */
 static int
 kernel_mkdir(const char *path, uid_t owner, char **cause)
@@ -1508,6 +1490,7 @@ fail:
 	free(workdir);
 	if (s->endpoint != NULL)
 		endpoint_destroy((struct endpoint **)&s->endpoint);
+	transport_subs_free(s);
 	contain_release(s);
 	session_unlink(s);
 	return (NULL);
@@ -1599,7 +1582,6 @@ kernel_shutdown_all(void)
 			ep->path = NULL;
 		}
 		/* Its sockets closed now, not reported dangling by czmq. */
-		kernel_forget_endpoint(s, ep);
 		endpoint_destroy(&ep);
 		s->endpoint = NULL;
 	}

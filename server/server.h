@@ -13,6 +13,7 @@
 #include "protocol.h"
 #include "sessions.h"
 #include "shared.h"
+#include "transport.h"
 
 _Static_assert(CELLBLOCK_NAME_MAX == SESSION_NAME_MAX,
     "the CLI's session name bound is the daemon's");
@@ -55,9 +56,11 @@ int		 heartbeat_bind(const char *, char **, char **);
 void		 heartbeat_unbind(const char *);
 
 /* server/endpoint.c */
-enum { EP_SHELL, EP_CONTROL, EP_STDIN };
+enum { EP_SHELL = TRANSPORT_SHELL, EP_CONTROL = TRANSPORT_CONTROL,
+    EP_STDIN = TRANSPORT_STDIN };
 struct endpoint {
 	struct session	*session;	/* NULL: the shared endpoint */
+	struct transport_origin *origin; /* what its requests remember */
 	struct conninfo	 ci;
 	struct sign	*sign;
 	zsock_t		*shell;
@@ -88,17 +91,15 @@ void		 endpoint_reap_all(void);
 int		 endpoint_write_file(struct endpoint *, const char *, uid_t,
 		     char **);
 zsock_t		*endpoint_socket(struct endpoint *, int);
-void		 endpoint_send(struct endpoint *, int, const struct jmsg_out *);
-void		 endpoint_publish(struct endpoint *, const struct jmsg_out *);
+
 
 /* server/kernel.c */
-void		 kernel_receive(struct endpoint *, int, struct jmsg *);
+transport_listener kernel_receive;
 int		 kernel_start(struct session *, char **);
 void		 kernel_restart(struct session *, const char *);
 void		 kernel_interrupt(struct session *);
 void		 kernel_end(struct session *, const char *);
 void		 kernel_reaped(pid_t, int);
-void		 kernel_forget_endpoint(struct session *, struct endpoint *);
 json_t		*kernel_describe(struct session *);
 struct session	*kernel_new_session(const char *, uid_t,
 		     const struct conninfo *, const struct session_limits *,

@@ -17,6 +17,7 @@
 #include <jansson.h>
 
 struct loop_io;
+struct transport_sub;
 
 #define CHANNEL_MAX	((size_t)64 * 1024 * 1024)
 #define SESSION_NAME_MAX 64
@@ -96,7 +97,7 @@ struct session {
 	struct loop_io	*err_io;	/* the shim's stderr in it */
 	void		*endpoint;
 	void		*attach;
-	int		 shared_seen;
+	struct transport_sub *subs;	/* iopub subscribers (transport.c) */
 	zlist_t		*queue;
 	void		*current;
 	void		*last;
