@@ -14,6 +14,7 @@
 #include <sys/un.h>
 
 #include <errno.h>
+#include <stddef.h>
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,6 +36,7 @@ struct control_conn {
 	struct session	*session;	/* attached session, if any */
 	int		 closed;
 	struct loop_io	*io;
+	struct waiter	 waiter;	/* answers a checkpoint or fork */
 	u_int		 waits;		/* sessions whose ckpt_waiter it is */
 };
 
@@ -78,6 +80,8 @@ static const struct {
 };
 
 static void	control_close(struct control_conn *);
+static void	control_answer(struct waiter *, json_t *);
+static int	control_session_ended(struct session *, const void *);
 static u_int	*control_uid_conns(uid_t);
 static int	control_send(struct control_conn *, json_t *);
 
@@ -131,7 +135,7 @@ control_ok(struct session *s)
 	json_t	*r = json_pack("{s:b}", "ok", 1);
 
 	if (s != NULL)
-		json_object_set_new(r, "session", kernel_describe(s));
+		json_object_set_new(r, "session", factory_describe(s));
 	return (r);
 }
 
@@ -155,7 +159,7 @@ control_new(struct control_conn *c, json_t *req)
 		name = buf;
 	}
 	endpoint_default_ci(&ci, name);
-	if ((s = kernel_new_session(name, c->uid, &ci, &lim, &cause)) == NULL) {
+	if ((s = factory_new_session(name, c->uid, &ci, &lim, &cause)) == NULL) {
 		r = control_error(EXIT_FAILED, "%s", cause);
 		free(cause);
 		return (r);
@@ -172,7 +176,7 @@ control_ls(struct control_conn *c, json_t *req)
 	(void)req;
 	for (s = session_first(); s != NULL; s = session_next()) {
 		if (session_visible(s, c->uid) && !s->ending)
-			json_array_append_new(list, kernel_describe(s));
+			json_array_append_new(list, factory_describe(s));
 	}
 	return (json_pack("{s:b,s:o}", "ok", 1, "sessions", list));
 }
@@ -280,13 +284,13 @@ control_attach(struct control_conn *c, json_t *req)
 		if (endpoint_write_file(ep, path, s->owner, &cause) != 0)
 			log_warn("%s: %s", name, cause), free(cause);
 		free(path);
-		lifecycle_save(s);
+		record_save(s);
 	} else if (s != NULL) {
 		r = control_error(EXIT_FAILED, "session '%s' is ending", name);
 		json_object_set_new(r, "retry", json_true());
 		return (r);
 	}
-	else if ((s = kernel_new_session(name, c->uid, &ci, NULL,
+	else if ((s = factory_new_session(name, c->uid, &ci, NULL,
 	    &cause)) == NULL)
 		goto fail;
 	s->attach = c;
@@ -316,7 +320,7 @@ control_checkpoint(struct control_conn *c, json_t *req)
 	if (s->state == SESSION_HIBERNATED || s->hibernating)
 		return (json_pack("{s:b,s:s}", "ok", 1, "note", "hibernated: "
 		    "its checkpoint is current"));
-	if (lifecycle_checkpoint(s, 0, c, &cause) != 0) {
+	if (lifecycle_checkpoint(s, 0, &c->waiter, &cause) != 0) {
 		r = control_error(EXIT_FAILED, "%s", cause);
 		free(cause);
 		return (r);
@@ -335,13 +339,15 @@ control_fork(struct control_conn *c, json_t *req)
 		return (err);
 	if (name == NULL)
 		return (control_error(EXIT_USAGE, "no name for the new session"));
-	return (lifecycle_fork(s, name, c->uid, c));
+	return (lifecycle_fork(s, name, c->uid, &c->waiter));
 }
 
-void
-control_answer(void *waiter, json_t *reply)
+/* The answer to a request that waited: a checkpoint or a fork. */
+static void
+control_answer(struct waiter *w, json_t *reply)
 {
-	struct control_conn	*c = waiter;
+	struct control_conn	*c = (struct control_conn *)((char *)w -
+	    offsetof(struct control_conn, waiter));
 
 	if (c->waits > 0)
 		c->waits--;
@@ -358,17 +364,20 @@ control_ping(struct control_conn *c, json_t *req)
 	    zygote_describe()));
 }
 
-void
-control_session_ended(struct session *s, const char *why)
+/* HOOK_ENDED: an attach client hears that its session ended. */
+static int
+control_session_ended(struct session *s, const void *arg)
 {
+	const char		*why = arg;
 	struct control_conn	*c = s->attach;
 
 	if (c == NULL)
-		return;
+		return (0);
 	s->attach = NULL;
 	c->session = NULL;
 	control_send(c, json_pack("{s:s,s:s,s:s}", "event", "ended", "name",
 	    s->name, "reason", why));
+	return (0);
 }
 
 /* Replies are small; a peer that will not take one loses its connection. */
@@ -508,7 +517,7 @@ control_close(struct control_conn *c)
 	/* Rare (a checkpoint or fork in flight): no scan for every `new`. */
 	for (s = session_first(); c->waits > 0 && s != NULL;
 	    s = session_next()) {
-		if (s->ckpt_waiter == c) {
+		if (s->ckpt_waiter == &c->waiter) {
 			s->ckpt_waiter = NULL;
 			c->waits--;
 		}
@@ -614,6 +623,7 @@ control_accept(int lfd, uint32_t events, void *arg)
 	}
 	(*control_uid_conns(cred.uid))++;
 	c = xcalloc(1, sizeof *c);
+	c->waiter.answer = control_answer;
 	c->fd = fd;
 	c->uid = cred.uid;
 	c->pid = cred.pid;
@@ -628,6 +638,7 @@ control_start(const char *path, char **cause)
 {
 	struct sockaddr_un	 sa;
 
+	hook_add(HOOK_ENDED, control_session_ended);
 	memset(&sa, 0, sizeof sa);
 	sa.sun_family = AF_UNIX;
 	if (strlen(path) >= sizeof sa.sun_path) {

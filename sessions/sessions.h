@@ -16,8 +16,13 @@
 #include <czmq.h>
 #include <jansson.h>
 
+/* The daemon's records a session points to, opaque to this layer. */
+struct control_conn;
+struct endpoint;
+struct kernel_req;
 struct loop_io;
 struct transport_sub;
+struct waiter;
 
 #define CHANNEL_MAX	((size_t)64 * 1024 * 1024)
 #define SESSION_NAME_MAX 64
@@ -95,12 +100,12 @@ struct session {
 	/* Owned by the server: endpoint, attached client, request queue. */
 	struct loop_io	*chan_io;	/* the channel in the daemon's loop */
 	struct loop_io	*err_io;	/* the shim's stderr in it */
-	void		*endpoint;
-	void		*attach;
+	struct endpoint	*endpoint;	/* its own, NULL: shared only */
+	struct control_conn *attach;	/* the attach client, if any */
 	struct transport_sub *subs;	/* iopub subscribers (transport.c) */
 	zlist_t		*queue;
-	void		*current;
-	void		*last;
+	struct kernel_req *current;	/* running in the interpreter */
+	struct kernel_req *last;	/* late output's parent */
 	uint64_t	 next_id;
 	json_t		*exec_count;
 	char		*workdir;
@@ -120,7 +125,7 @@ struct session {
 	uint64_t	 ckpt_op;	/* checkpoint in flight, 0: none */
 	int		 ckpt_writing;	/* the slot it writes */
 	int		 ckpt_then_hibernate;
-	void		*ckpt_waiter;	/* control client to answer */
+	struct waiter	*ckpt_waiter;	/* who to answer when it is done */
 	uint64_t	 restore_op;	/* restore in flight, 0: none */
 	int		 restore_slot;
 	json_t		*restore_report; /* for the first reply after it */
