@@ -214,20 +214,6 @@ endpoint_monitor(struct endpoint *ep, zsock_t *s, struct loop_io **iop)
 	return (pair);
 }
 
-/*
- * Bind through libzmq, not zsock_bind: for "tcp://IP:*" czmq tries ports
- * one by one from 49152 up (a bind and a netlink dump each), so a `new`
- * got slower with every port in use; libzmq binds port 0 and the kernel
- * picks a free one at once.  Returns the endpoint bound (allocated), or
- * NULL with zmq_errno() set.
- */
-char *
-endpoint_zbind(zsock_t *s, const char *ep)
-{
-	if (zmq_bind(zsock_resolve(s), ep) != 0)
-		return (NULL);
-	return (zsock_last_endpoint(s));
-}
 
 static int
 endpoint_bind(zsock_t *s, struct conninfo *ci, int which, char **cause)
@@ -237,7 +223,7 @@ endpoint_bind(zsock_t *s, struct conninfo *ci, int which, char **cause)
 
 	ep = connfile_endpoint(ci, which);
 	for (tries = 0; tries < ENDPOINT_BIND_TRIES; tries++) {
-		if ((bound = endpoint_zbind(s, ep)) != NULL) {
+		if ((bound = heartbeat_zbind(s, ep)) != NULL) {
 			r = 0;
 			break;
 		}

@@ -128,7 +128,7 @@ fail:
 		endpoint_destroy(&s->endpoint);
 	transport_subs_free(s);
 	contain_release(s);
-	session_unlink(s);
+	session_destroy(&s);
 	return (NULL);
 }
 

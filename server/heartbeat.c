@@ -60,7 +60,7 @@ heartbeat_command(zsock_t *pipe, zpoller_t *poller, zhashx_t *socks)
 		s = zsock_new(ZMQ_ROUTER);
 		zsock_set_linger(s, 0);
 		zsock_set_maxmsgsize(s, 4096);
-		if ((bound = endpoint_zbind(s, ep)) == NULL) {
+		if ((bound = heartbeat_zbind(s, ep)) == NULL) {
 			zstr_sendx(pipe, "ERR", zmq_strerror(zmq_errno()), NULL);
 			zsock_destroy(&s);
 		} else {
@@ -78,6 +78,21 @@ heartbeat_command(zsock_t *pipe, zpoller_t *poller, zhashx_t *socks)
 	zstr_free(&cmd);
 	zstr_free(&ep);
 	return (0);
+}
+
+/*
+ * Bind through libzmq, not zsock_bind: for "tcp://IP:*" czmq tries ports
+ * one by one from 49152 up (a bind and a netlink dump each), so a `new`
+ * got slower with every port in use; libzmq binds port 0 and the kernel
+ * picks a free one at once.  Returns the endpoint bound (allocated), or
+ * NULL with zmq_errno() set.
+ */
+char *
+heartbeat_zbind(zsock_t *s, const char *ep)
+{
+	if (zmq_bind(zsock_resolve(s), ep) != 0)
+		return (NULL);
+	return (zsock_last_endpoint(s));
 }
 
 int

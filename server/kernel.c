@@ -47,6 +47,7 @@ struct kernel_req {
 	size_t				 stream_bytes;	/* output budget */
 	size_t				 other_bytes;
 	int				 truncated;
+	TAILQ_ENTRY(kernel_req)		 qentry; /* in the session's queue */
 };
 
 enum kernel_where {
@@ -97,6 +98,23 @@ static void	kernel_finish_end(struct session *, const char *);
 static kernel_resolve_fn	*kernel_resolver;
 
 /* Requests. */
+
+/* The session's queue: its length and bytes kept, never counted. */
+static void
+kernel_queue_put(struct session *s, struct kernel_req *req)
+{
+	TAILQ_INSERT_TAIL(&s->queue, req, qentry);
+	s->queue_len++;
+	s->queue_bytes += req->msg->size;
+}
+
+static void
+kernel_queue_take(struct session *s, struct kernel_req *req)
+{
+	TAILQ_REMOVE(&s->queue, req, qentry);
+	s->queue_len--;
+	s->queue_bytes -= req->msg->size;
+}
 
 static void
 kernel_req_free(struct kernel_req *req)
@@ -381,14 +399,9 @@ kernel_input_reply(struct session *s, struct jmsg *jm)
 static int
 kernel_queue_full(struct session *s, size_t size)
 {
-	struct kernel_req	*r;
-	size_t		 bytes = size;
-
-	if (zlist_size(s->queue) >= KERNEL_QUEUE_MAX)
+	if (s->queue_len >= KERNEL_QUEUE_MAX)
 		return (1);
-	for (r = zlist_first(s->queue); r != NULL; r = zlist_next(s->queue))
-		bytes += r->msg->size;
-	return (bytes > 2 * cfg.max_message);
+	return (s->queue_bytes + size > 2 * cfg.max_message);
 }
 
 /*
@@ -429,7 +442,7 @@ kernel_receive(struct transport_origin *origin, struct session *s,
 	 * itself waits for the requests ahead of it. Control never waits.
 	 */
 	if (req->daemon && (which != TRANSPORT_SHELL || s->ending ||
-	    (s->current == NULL && zlist_size(s->queue) == 0))) {
+	    (s->current == NULL && TAILQ_EMPTY(&s->queue)))) {
 		session_add_ref(s);
 		kernel_daemon_answer(s, req);
 		kernel_req_free(req);
@@ -459,7 +472,7 @@ kernel_receive(struct transport_origin *origin, struct session *s,
 		    1);
 		req->allow_stdin = kernel_bool(jm->content, "allow_stdin", 1);
 	}
-	zlist_append(s->queue, req);
+	kernel_queue_put(s, req);
 	session_add_ref(s);
 	kernel_pump(s);
 	session_remove_ref(s);
@@ -666,9 +679,9 @@ kernel_pump(struct session *s)
 
 	session_add_ref(s);
 	while (s->current == NULL && !s->dying &&
-	    (req = zlist_first(s->queue)) != NULL) {
+	    (req = TAILQ_FIRST(&s->queue)) != NULL) {
 		if (req->daemon || req->aborted) {
-			zlist_pop(s->queue);
+			kernel_queue_take(s, req);
 			if (req->aborted)
 				kernel_abort(s, req);
 			else
@@ -686,7 +699,7 @@ kernel_pump(struct session *s)
 		if (s->hello == NULL || s->stopping || s->ckpt_op != 0 ||
 		    s->restore_op != 0)
 			break;
-		zlist_pop(s->queue);
+		kernel_queue_take(s, req);
 		s->current = req;
 		session_set_state(s, SESSION_BUSY, req->msg->msg_type);
 		kernel_status(s, req, "busy");
@@ -810,8 +823,7 @@ kernel_abort_queued(struct session *s)
 {
 	struct kernel_req	*req;
 
-	for (req = zlist_first(s->queue); req != NULL;
-	    req = zlist_next(s->queue)) {
+	TAILQ_FOREACH(req, &s->queue, qentry) {
 		if (req->execute && !req->aborted) {
 			log_info("%s: aborting %s: %s", s->name,
 			    req->msg->msg_id, req->msg->msg_type);
@@ -980,7 +992,8 @@ kernel_fail_queue(struct session *s, const char *ename, const char *evalue)
 {
 	struct kernel_req	*req;
 
-	while ((req = zlist_pop(s->queue)) != NULL) {
+	while ((req = TAILQ_FIRST(&s->queue)) != NULL) {
+		kernel_queue_take(s, req);
 		if (req->daemon)
 			kernel_daemon_answer(s, req);
 		else {
@@ -1019,7 +1032,7 @@ kernel_finish_end(struct session *s, const char *why)
 	kernel_req_free(s->current);
 	kernel_req_free(s->last);
 	s->current = s->last = NULL;
-	session_unlink(s);
+	session_destroy(&s);
 }
 
 
@@ -1110,7 +1123,7 @@ kernel_set_resolver(kernel_resolve_fn *fn)
 size_t
 kernel_queued(struct session *s)
 {
-	return (zlist_size(s->queue));
+	return (s->queue_len);
 }
 
 /* Before any session: the runner's ops and the hooks the core handles. */

@@ -197,7 +197,7 @@ lifecycle_on_checkpoint_done(struct session *s, json_t *msg)
 		lifecycle_answer(s, json_pack("{s:b,s:s,s:I,s:O?}", "ok", 1,
 		    "sha256", sha, "bytes", (json_int_t)s->ckpt_bytes[slot],
 		    "manifest", json_object_get(msg, "manifest")));
-	if (s->ckpt_then_hibernate && zlist_size(s->queue) == 0) {
+	if (s->ckpt_then_hibernate && kernel_queued(s) == 0) {
 		s->hibernating = 1;
 		incarnation_stop(s, "SessionHibernated");
 		return;
@@ -277,7 +277,7 @@ static int
 lifecycle_quiet(struct session *s)
 {
 	return (s->state == SESSION_IDLE && s->current == NULL &&
-	    zlist_size(s->queue) == 0 && !s->ending && !s->stopping &&
+	    kernel_queued(s) == 0 && !s->ending && !s->stopping &&
 	    s->ckpt_op == 0 && s->restore_op == 0);
 }
 

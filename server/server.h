@@ -54,6 +54,7 @@ int		 heartbeat_start(char **);
 void		 heartbeat_stop(void);
 int		 heartbeat_bind(const char *, char **, char **);
 void		 heartbeat_unbind(const char *);
+char		*heartbeat_zbind(zsock_t *, const char *);
 
 /* server/endpoint.c */
 enum { EP_SHELL = TRANSPORT_SHELL, EP_CONTROL = TRANSPORT_CONTROL,
@@ -86,7 +87,6 @@ struct endpoint	*endpoint_new(struct session *, const struct conninfo *,
 void		 endpoint_default_ci(struct conninfo *, const char *);
 void		 endpoint_destroy(struct endpoint **);
 void		 endpoint_close(struct endpoint *);
-char		*endpoint_zbind(zsock_t *, const char *);
 void		 endpoint_reap_all(void);
 int		 endpoint_write_file(struct endpoint *, const char *, uid_t,
 		     char **);

@@ -8,12 +8,12 @@
 #ifndef CELLBLOCK_SESSIONS_H
 #define CELLBLOCK_SESSIONS_H
 
+#include <sys/queue.h>
 #include <sys/types.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <time.h>
 
-#include <czmq.h>
 #include <jansson.h>
 
 /* The daemon's records a session points to, opaque to this layer. */
@@ -103,7 +103,10 @@ struct session {
 	struct endpoint	*endpoint;	/* its own, NULL: shared only */
 	struct control_conn *attach;	/* the attach client, if any */
 	struct transport_sub *subs;	/* iopub subscribers (transport.c) */
-	zlist_t		*queue;
+	/* The request queue: the protocol core's (server/kernel.c) alone. */
+	TAILQ_HEAD(, kernel_req) queue;
+	size_t		 queue_len;
+	size_t		 queue_bytes;	/* of the requests' wire messages */
 	struct kernel_req *current;	/* running in the interpreter */
 	struct kernel_req *last;	/* late output's parent */
 	uint64_t	 next_id;
@@ -146,7 +149,7 @@ size_t		 session_owner_count(uid_t);
 struct session	*session_first(void);
 struct session	*session_next(void);
 size_t		 session_count(void);
-void		 session_unlink(struct session *);
+void		 session_destroy(struct session **);
 void		 session_add_ref(struct session *);
 void		 session_remove_ref(struct session *);
 const char	*session_state_name(enum session_state);
