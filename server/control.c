@@ -25,6 +25,7 @@
 
 #define CONTROL_LINE_MAX	(1024 * 1024)
 #define CONTROL_SPARE_CONNS	64	/* per uid beyond one per session */
+#define CONTROL_OUT_MAX		(64 * 1024 * 1024) /* unread reply bytes */
 
 struct control_conn {
 	int		 fd;
@@ -38,6 +39,9 @@ struct control_conn {
 	struct loop_io	*io;
 	struct waiter	 waiter;	/* answers a checkpoint or fork */
 	u_int		 waits;		/* sessions whose ckpt_waiter it is */
+	char		*obuf;		/* replies the socket did not take yet */
+	size_t		 olen;
+	size_t		 ooff;
 };
 
 static int	 control_fd = -1;
@@ -380,13 +384,44 @@ control_session_ended(struct session *s, const void *arg)
 	return (0);
 }
 
-/* Replies are small; a peer that will not take one loses its connection. */
+/*
+ * Write what the socket takes now; keep the rest and wait for EPOLLOUT
+ * (an `ls` of a thousand sessions is more than a socket buffer). A peer
+ * that lets CONTROL_OUT_MAX bytes pile up unread loses its connection.
+ */
+static int
+control_flush(struct control_conn *c)
+{
+	ssize_t	n;
+
+	while (c->ooff < c->olen) {
+		n = send(c->fd, c->obuf + c->ooff, c->olen - c->ooff,
+		    MSG_NOSIGNAL);
+		if (n == -1 && errno == EINTR)
+			continue;
+		if (n == -1 && errno == EAGAIN)
+			break;
+		if (n <= 0) {
+			log_warn("control: uid %u: cannot reply: %s",
+			    (u_int)c->uid, strerror(errno));
+			c->closed = 1;
+			return (-1);
+		}
+		c->ooff += n;
+	}
+	if (c->ooff == c->olen) {
+		c->ooff = c->olen = 0;
+		loop_io_set(c->io, EPOLLIN);
+	} else
+		loop_io_set(c->io, EPOLLIN | EPOLLOUT);
+	return (0);
+}
+
 static int
 control_send(struct control_conn *c, json_t *reply)
 {
 	char	*s;
-	size_t	 len, off = 0;
-	ssize_t	 n;
+	size_t	 len;
 
 	if (reply == NULL)
 		return (0);	/* answered later */
@@ -396,21 +431,23 @@ control_send(struct control_conn *c, json_t *reply)
 		return (-1);
 	len = strlen(s);
 	s[len++] = '\n';	/* json_dumps leaves room: replaced NUL */
-	while (off < len) {
-		n = send(c->fd, s + off, len - off, MSG_NOSIGNAL);
-		if (n == -1 && errno == EINTR)
-			continue;
-		if (n <= 0) {
-			log_warn("control: uid %u: cannot reply: %s",
-			    (u_int)c->uid, strerror(errno));
-			free(s);
-			c->closed = 1;
-			return (-1);
-		}
-		off += n;
+	if (c->olen - c->ooff + len > CONTROL_OUT_MAX) {
+		log_warn("control: uid %u: over %d bytes of replies unread; "
+		    "closing", (u_int)c->uid, CONTROL_OUT_MAX);
+		free(s);
+		c->closed = 1;
+		return (-1);
 	}
+	if (c->ooff > 0) {
+		memmove(c->obuf, c->obuf + c->ooff, c->olen - c->ooff);
+		c->olen -= c->ooff;
+		c->ooff = 0;
+	}
+	c->obuf = xrealloc(c->obuf, c->olen + len);
+	memcpy(c->obuf + c->olen, s, len);
+	c->olen += len;
 	free(s);
-	return (0);
+	return (control_flush(c));
 }
 
 /*
@@ -474,7 +511,12 @@ control_readable(int fd, uint32_t events, void *arg)
 	json_t			*reply;
 
 	(void)fd;
-	(void)events;
+	if ((events & EPOLLOUT) && control_flush(c) != 0) {
+		control_close(c);
+		return;
+	}
+	if ((events & (EPOLLIN | EPOLLHUP | EPOLLERR)) == 0)
+		return;
 	/* Grow by doubling up to the line limit: an idle peer costs little. */
 	if (c->len == c->size && c->size < CONTROL_LINE_MAX) {
 		c->size = c->size == 0 ? 4096 : c->size * 2;
@@ -532,6 +574,7 @@ control_close(struct control_conn *c)
 	(*control_uid_conns(c->uid))--;
 	close(c->fd);
 	free(c->buf);
+	free(c->obuf);
 	free(c);
 }
 

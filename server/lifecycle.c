@@ -33,6 +33,7 @@ static struct loop_timer *lifecycle_drain_timer; /* exit: checkpoints done? */
 static json_t	*lifecycle_fork_now(struct session *);
 static int	 lifecycle_over_quota(struct session *, uint64_t);
 static void	 lifecycle_discard(struct session *, int);
+static void	 lifecycle_due(void *);
 
 /* Where the runner sees slot n: inside the sandbox, or the host path. */
 static char *
@@ -331,34 +332,82 @@ lifecycle_pressure(void)
 		    "used)");
 }
 
+/*
+ * When the session is next due a look: at its idle deadline, or at its
+ * periodic checkpoint's. One timer per live session, armed at hello and
+ * re-armed when it fires; a request only moves last_active, which the
+ * timer reads when it fires (so activity costs nothing here, and no tick
+ * scans every session).
+ */
 static void
-lifecycle_tick(void *arg)
+lifecycle_arm(struct session *s)
 {
-	struct session	*s;
+	time_t		now = time(NULL), due = 0, last, t;
+	uint64_t	ms;
+
+	loop_timer_cancel(&s->lifecycle_timer);
+	if (s->limits.idle_timeout != 0)
+		due = s->last_active + (time_t)s->limits.idle_timeout;
+	if (cfg.checkpoint_interval != 0) {
+		last = s->ckpt_slot >= 0 ? s->ckpt_time[s->ckpt_slot] :
+		    s->created;
+		t = last + (time_t)cfg.checkpoint_interval;
+		if (due == 0 || t < due)
+			due = t;
+	}
+	if (due == 0)
+		return;		/* never idle-reaped, never checkpointed */
+	ms = due > now ? (uint64_t)(due - now) * 1000 : LIFECYCLE_TICK;
+	s->lifecycle_timer = loop_timer_add(ms, lifecycle_due, s);
+}
+
+static void
+lifecycle_due(void *arg)
+{
+	struct session	*s = arg;
 	time_t		 now = time(NULL), last;
 	char		*cause;
-	static int	 trim_ticks;
 
-	(void)arg;
-	lifecycle_timer = loop_timer_add(LIFECYCLE_TICK, lifecycle_tick, NULL);
-	for (s = session_first(); s != NULL; s = session_next()) {
-		if (!lifecycle_quiet(s))
-			continue;
+	s->lifecycle_timer = NULL;
+	if (s->pid <= 0 || s->hello == NULL)
+		return;		/* armed again at the next hello */
+	if (lifecycle_quiet(s)) {
 		/* The session's own (cellblock new --idle-timeout). */
 		if (s->limits.idle_timeout != 0 &&
 		    now - s->last_active >= (time_t)s->limits.idle_timeout) {
+			/* Until it has stopped, due again every tick. */
 			lifecycle_hibernate(s, "idle past idle-timeout");
-			continue;
 		}
 		last = s->ckpt_slot >= 0 ? s->ckpt_time[s->ckpt_slot] :
 		    s->created;
-		if (s->dirty && cfg.checkpoint_interval != 0 &&
+		if (s->ckpt_op == 0 && s->dirty &&
+		    cfg.checkpoint_interval != 0 &&
 		    now - last >= (time_t)cfg.checkpoint_interval &&
 		    lifecycle_checkpoint(s, 0, NULL, &cause) != 0) {
 			log_warn("%s: periodic checkpoint: %s", s->name, cause);
 			free(cause);
 		}
 	}
+	lifecycle_arm(s);
+}
+
+/* HOOK_ENDED: the session's timer goes with it. */
+static int
+lifecycle_ended(struct session *s, const void *arg)
+{
+	(void)arg;
+	loop_timer_cancel(&s->lifecycle_timer);
+	return (0);
+}
+
+/* Once a second: memory pressure and the allocator; no session scan. */
+static void
+lifecycle_tick(void *arg)
+{
+	static int	 trim_ticks;
+
+	(void)arg;
+	lifecycle_timer = loop_timer_add(LIFECYCLE_TICK, lifecycle_tick, NULL);
 	lifecycle_pressure();
 	/*
 	 * Hand freed pages back now and then. The heap in use stays flat
@@ -377,6 +426,7 @@ static int
 lifecycle_hello(struct session *s, const void *arg)
 {
 	(void)arg;
+	lifecycle_arm(s);
 	return (lifecycle_restore(s));
 }
 
@@ -395,6 +445,7 @@ lifecycle_init(void)
 {
 	hook_add(HOOK_HELLO, lifecycle_hello);
 	hook_add(HOOK_CLEAN_START, lifecycle_clean_start);
+	hook_add(HOOK_ENDED, lifecycle_ended);
 	incarnation_handle("checkpoint_done", lifecycle_on_checkpoint_done);
 	incarnation_handle("restore_done", lifecycle_on_restore_done);
 }
@@ -408,7 +459,11 @@ lifecycle_start(void)
 void
 lifecycle_stop(void)
 {
+	struct session	*s;
+
 	loop_timer_cancel(&lifecycle_timer);
+	for (s = session_first(); s != NULL; s = session_next())
+		loop_timer_cancel(&s->lifecycle_timer);
 }
 
 

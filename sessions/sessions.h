@@ -21,6 +21,7 @@ struct control_conn;
 struct endpoint;
 struct kernel_req;
 struct loop_io;
+struct loop_timer;
 struct transport_sub;
 struct waiter;
 
@@ -133,6 +134,7 @@ struct session {
 	int		 restore_slot;
 	json_t		*restore_report; /* for the first reply after it */
 	int		 hibernating;	/* stopping to hibernate */
+	struct loop_timer *lifecycle_timer; /* idle or checkpoint due */
 	int		 dirty;		/* state changed since the checkpoint */
 	char		 fork_to[SESSION_NAME_MAX + 1]; /* after the checkpoint */
 	uid_t		 fork_owner;
