@@ -502,7 +502,8 @@ def scale_section(res):
           "other sessions sit idle: live interpreters, nothing imported, each with its own endpoint "
           "(four ZeroMQ sockets in the daemon's loop, one heartbeat socket in its thread) and "
           "channel. At each level the daemon answers 10 `new` requests (each new session is killed "
-          "and gone before the next, so the count stays put), then the round trip runs. Daemon CPU "
+          "and gone, and 0.3 s left for its cgroups' removal, before the next, so the count "
+          "stays put), then the round trip runs. Daemon CPU "
           "is all its threads' time from `/proc/PID/task/*/schedstat` over the run, divided by the "
           "executes."]
     if sc.get("stopped"):
