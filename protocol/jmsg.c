@@ -387,18 +387,32 @@ jmsg_header_new(const char *msg_type, const char *session,
 	    "version", PROTOCOL_VERSION));
 }
 
-/* A random (version 4) UUID in lowercase. */
+/*
+ * A version 4 UUID in lowercase: 64 random bits drawn once per process,
+ * then a counter, as jupyter_client's ids are its session and a count.
+ * Unique without a getrandom(2) for each of the five or so messages an
+ * execute sends (docs/BENCHMARKS.md).
+ */
 void
 jmsg_new_id(char buf[37])
 {
 	static const char	hex[] = "0123456789abcdef";
+	static uint8_t		base[16];
+	static uint64_t		count;	/* 0: base not drawn yet */
 	uint8_t			r[16];
 	size_t			i;
 	char			*p = buf;
 
-	if (sodium_init() < 0)
-		fatalx("%s: sodium_init failed", __func__);
-	randombytes_buf(r, sizeof r);
+	if (count == 0) {
+		if (sodium_init() < 0)
+			fatalx("%s: sodium_init failed", __func__);
+		randombytes_buf(base, sizeof base);
+	}
+	memcpy(r, base, sizeof r);
+	count++;
+	/* Bytes 9..15: 56 bits of count; 6 and 8 carry version and variant. */
+	for (i = 0; i < 7; i++)
+		r[15 - i] ^= (uint8_t)(count >> (8 * i));
 	r[6] = (r[6] & 0x0f) | 0x40;
 	r[8] = (r[8] & 0x3f) | 0x80;
 	for (i = 0; i < sizeof r; i++) {

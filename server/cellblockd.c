@@ -204,7 +204,7 @@ server_signal_event(int fd, uint32_t events, void *arg)
 	}
 	while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
 		if (!server_zygote_reaped(pid, status))
-			kernel_reaped(pid, status);
+			incarnation_reaped(pid, status);
 	}
 	if (server_quit)
 		loop_quit();
@@ -566,6 +566,11 @@ main(int argc, char **argv)
 		fatalx("audit log: %s", cause);
 
 	loop_init();
+	/* The rooms' wiring, before any session: who hears what. */
+	transport_listen(kernel_receive);
+	kernel_init();
+	factory_init();
+	lifecycle_init();
 	if (heartbeat_start(&cause) != 0)
 		fatalx("%s", cause);
 	server_shared();
@@ -597,7 +602,7 @@ main(int argc, char **argv)
 	lifecycle_checkpoint_all(10000);
 	loop_io_remove(&server_zygote_io);
 	zygote_stop(NULL);
-	kernel_shutdown_all();
+	factory_shutdown_all();
 	lifecycle_stop();
 	control_stop();
 	endpoint_reap_all();

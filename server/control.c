@@ -14,6 +14,7 @@
 #include <sys/un.h>
 
 #include <errno.h>
+#include <stddef.h>
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,6 +25,7 @@
 
 #define CONTROL_LINE_MAX	(1024 * 1024)
 #define CONTROL_SPARE_CONNS	64	/* per uid beyond one per session */
+#define CONTROL_OUT_MAX		(64 * 1024 * 1024) /* unread reply bytes */
 
 struct control_conn {
 	int		 fd;
@@ -35,7 +37,11 @@ struct control_conn {
 	struct session	*session;	/* attached session, if any */
 	int		 closed;
 	struct loop_io	*io;
+	struct waiter	 waiter;	/* answers a checkpoint or fork */
 	u_int		 waits;		/* sessions whose ckpt_waiter it is */
+	char		*obuf;		/* replies the socket did not take yet */
+	size_t		 olen;
+	size_t		 ooff;
 };
 
 static int	 control_fd = -1;
@@ -94,6 +100,8 @@ control_stats(struct control_conn *c, json_t *req)
 }
 
 static void	control_close(struct control_conn *);
+static void	control_answer(struct waiter *, json_t *);
+static int	control_session_ended(struct session *, const void *);
 static u_int	*control_uid_conns(uid_t);
 static int	control_send(struct control_conn *, json_t *);
 
@@ -147,7 +155,7 @@ control_ok(struct session *s)
 	json_t	*r = json_pack("{s:b}", "ok", 1);
 
 	if (s != NULL)
-		json_object_set_new(r, "session", kernel_describe(s));
+		json_object_set_new(r, "session", factory_describe(s));
 	return (r);
 }
 
@@ -171,7 +179,7 @@ control_new(struct control_conn *c, json_t *req)
 		name = buf;
 	}
 	endpoint_default_ci(&ci, name);
-	if ((s = kernel_new_session(name, c->uid, &ci, &lim, &cause)) == NULL) {
+	if ((s = factory_new_session(name, c->uid, &ci, &lim, &cause)) == NULL) {
 		r = control_error(EXIT_FAILED, "%s", cause);
 		free(cause);
 		return (r);
@@ -188,7 +196,7 @@ control_ls(struct control_conn *c, json_t *req)
 	(void)req;
 	for (s = session_first(); s != NULL; s = session_next()) {
 		if (session_visible(s, c->uid) && !s->ending)
-			json_array_append_new(list, kernel_describe(s));
+			json_array_append_new(list, factory_describe(s));
 	}
 	return (json_pack("{s:b,s:o}", "ok", 1, "sessions", list));
 }
@@ -289,7 +297,6 @@ control_attach(struct control_conn *c, json_t *req)
 		if ((ep = endpoint_new(s, &ci, &cause)) == NULL)
 			goto fail;
 		if (s->endpoint != NULL) {
-			kernel_forget_endpoint(s, s->endpoint);
 			endpoint_close(s->endpoint);
 		}
 		s->endpoint = ep;
@@ -297,13 +304,13 @@ control_attach(struct control_conn *c, json_t *req)
 		if (endpoint_write_file(ep, path, s->owner, &cause) != 0)
 			log_warn("%s: %s", name, cause), free(cause);
 		free(path);
-		lifecycle_save(s);
+		record_save(s);
 	} else if (s != NULL) {
 		r = control_error(EXIT_FAILED, "session '%s' is ending", name);
 		json_object_set_new(r, "retry", json_true());
 		return (r);
 	}
-	else if ((s = kernel_new_session(name, c->uid, &ci, NULL,
+	else if ((s = factory_new_session(name, c->uid, &ci, NULL,
 	    &cause)) == NULL)
 		goto fail;
 	s->attach = c;
@@ -333,7 +340,7 @@ control_checkpoint(struct control_conn *c, json_t *req)
 	if (s->state == SESSION_HIBERNATED || s->hibernating)
 		return (json_pack("{s:b,s:s}", "ok", 1, "note", "hibernated: "
 		    "its checkpoint is current"));
-	if (lifecycle_checkpoint(s, 0, c, &cause) != 0) {
+	if (lifecycle_checkpoint(s, 0, &c->waiter, &cause) != 0) {
 		r = control_error(EXIT_FAILED, "%s", cause);
 		free(cause);
 		return (r);
@@ -352,13 +359,15 @@ control_fork(struct control_conn *c, json_t *req)
 		return (err);
 	if (name == NULL)
 		return (control_error(EXIT_USAGE, "no name for the new session"));
-	return (lifecycle_fork(s, name, c->uid, c));
+	return (lifecycle_fork(s, name, c->uid, &c->waiter));
 }
 
-void
-control_answer(void *waiter, json_t *reply)
+/* The answer to a request that waited: a checkpoint or a fork. */
+static void
+control_answer(struct waiter *w, json_t *reply)
 {
-	struct control_conn	*c = waiter;
+	struct control_conn	*c = (struct control_conn *)((char *)w -
+	    offsetof(struct control_conn, waiter));
 
 	if (c->waits > 0)
 		c->waits--;
@@ -375,26 +384,60 @@ control_ping(struct control_conn *c, json_t *req)
 	    zygote_describe()));
 }
 
-void
-control_session_ended(struct session *s, const char *why)
+/* HOOK_ENDED: an attach client hears that its session ended. */
+static int
+control_session_ended(struct session *s, const void *arg)
 {
+	const char		*why = arg;
 	struct control_conn	*c = s->attach;
 
 	if (c == NULL)
-		return;
+		return (0);
 	s->attach = NULL;
 	c->session = NULL;
 	control_send(c, json_pack("{s:s,s:s,s:s}", "event", "ended", "name",
 	    s->name, "reason", why));
+	return (0);
 }
 
-/* Replies are small; a peer that will not take one loses its connection. */
+/*
+ * Write what the socket takes now; keep the rest and wait for EPOLLOUT
+ * (an `ls` of a thousand sessions is more than a socket buffer). A peer
+ * that lets CONTROL_OUT_MAX bytes pile up unread loses its connection.
+ */
+static int
+control_flush(struct control_conn *c)
+{
+	ssize_t	n;
+
+	while (c->ooff < c->olen) {
+		n = send(c->fd, c->obuf + c->ooff, c->olen - c->ooff,
+		    MSG_NOSIGNAL);
+		if (n == -1 && errno == EINTR)
+			continue;
+		if (n == -1 && errno == EAGAIN)
+			break;
+		if (n <= 0) {
+			log_warn("control: uid %u: cannot reply: %s",
+			    (u_int)c->uid, strerror(errno));
+			c->closed = 1;
+			return (-1);
+		}
+		c->ooff += n;
+	}
+	if (c->ooff == c->olen) {
+		c->ooff = c->olen = 0;
+		loop_io_set(c->io, EPOLLIN);
+	} else
+		loop_io_set(c->io, EPOLLIN | EPOLLOUT);
+	return (0);
+}
+
 static int
 control_send(struct control_conn *c, json_t *reply)
 {
 	char	*s;
-	size_t	 len, off = 0;
-	ssize_t	 n;
+	size_t	 len;
 
 	if (reply == NULL)
 		return (0);	/* answered later */
@@ -404,21 +447,23 @@ control_send(struct control_conn *c, json_t *reply)
 		return (-1);
 	len = strlen(s);
 	s[len++] = '\n';	/* json_dumps leaves room: replaced NUL */
-	while (off < len) {
-		n = send(c->fd, s + off, len - off, MSG_NOSIGNAL);
-		if (n == -1 && errno == EINTR)
-			continue;
-		if (n <= 0) {
-			log_warn("control: uid %u: cannot reply: %s",
-			    (u_int)c->uid, strerror(errno));
-			free(s);
-			c->closed = 1;
-			return (-1);
-		}
-		off += n;
+	if (c->olen - c->ooff + len > CONTROL_OUT_MAX) {
+		log_warn("control: uid %u: over %d bytes of replies unread; "
+		    "closing", (u_int)c->uid, CONTROL_OUT_MAX);
+		free(s);
+		c->closed = 1;
+		return (-1);
 	}
+	if (c->ooff > 0) {
+		memmove(c->obuf, c->obuf + c->ooff, c->olen - c->ooff);
+		c->olen -= c->ooff;
+		c->ooff = 0;
+	}
+	c->obuf = xrealloc(c->obuf, c->olen + len);
+	memcpy(c->obuf + c->olen, s, len);
+	c->olen += len;
 	free(s);
-	return (0);
+	return (control_flush(c));
 }
 
 /*
@@ -482,7 +527,12 @@ control_readable(int fd, uint32_t events, void *arg)
 	json_t			*reply;
 
 	(void)fd;
-	(void)events;
+	if ((events & EPOLLOUT) && control_flush(c) != 0) {
+		control_close(c);
+		return;
+	}
+	if ((events & (EPOLLIN | EPOLLHUP | EPOLLERR)) == 0)
+		return;
 	/* Grow by doubling up to the line limit: an idle peer costs little. */
 	if (c->len == c->size && c->size < CONTROL_LINE_MAX) {
 		c->size = c->size == 0 ? 4096 : c->size * 2;
@@ -525,7 +575,7 @@ control_close(struct control_conn *c)
 	/* Rare (a checkpoint or fork in flight): no scan for every `new`. */
 	for (s = session_first(); c->waits > 0 && s != NULL;
 	    s = session_next()) {
-		if (s->ckpt_waiter == c) {
+		if (s->ckpt_waiter == &c->waiter) {
 			s->ckpt_waiter = NULL;
 			c->waits--;
 		}
@@ -540,6 +590,7 @@ control_close(struct control_conn *c)
 	(*control_uid_conns(c->uid))--;
 	close(c->fd);
 	free(c->buf);
+	free(c->obuf);
 	free(c);
 }
 
@@ -631,6 +682,7 @@ control_accept(int lfd, uint32_t events, void *arg)
 	}
 	(*control_uid_conns(cred.uid))++;
 	c = xcalloc(1, sizeof *c);
+	c->waiter.answer = control_answer;
 	c->fd = fd;
 	c->uid = cred.uid;
 	c->pid = cred.pid;
@@ -645,6 +697,7 @@ control_start(const char *path, char **cause)
 {
 	struct sockaddr_un	 sa;
 
+	hook_add(HOOK_ENDED, control_session_ended);
 	memset(&sa, 0, sizeof sa);
 	sa.sun_family = AF_UNIX;
 	if (strlen(path) >= sizeof sa.sun_path) {

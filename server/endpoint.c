@@ -26,6 +26,20 @@ static zlist_t	*endpoint_closed;	/* closed, not yet reaped */
 
 static const char *endpoint_names[] = { "shell", "control", "stdin" };
 
+static void	endpoint_send(void *, enum transport_channel,
+		    const struct jmsg_out *);
+static void	endpoint_publish(void *, struct session *,
+		    const struct jmsg_out *);
+static const struct conninfo *endpoint_conninfo(void *);
+
+/* What the protocol core calls on an endpoint (transport.h). */
+static const struct transport_ops endpoint_ops = {
+	.name = "zmq",
+	.send = endpoint_send,
+	.publish = endpoint_publish,
+	.conninfo = endpoint_conninfo,
+};
+
 static void	endpoint_dropped(struct endpoint *, int, const char *);
 static void	endpoint_drop_summary(void *);
 static int	endpoint_bind(zsock_t *, struct conninfo *, int, char **);
@@ -61,10 +75,9 @@ endpoint_readable(struct endpoint *ep, int which)
 	int		 n;
 
 	for (n = 0; n < ENDPOINT_BATCH; n++) {
-		if ((zsock_events(s) & ZMQ_POLLIN) == 0)
-			break;
+		/* RCVTIMEO 0: NULL is EAGAIN, and the loop's edge is re-armed. */
 		if ((m = zmsg_recv(s)) == NULL)
-			break;
+			return;
 		jm = jmsg_decode(&m, ep->sign, cfg.max_message, &cause);
 		if (jm == NULL) {
 			metrics_wire_dropped(cause);
@@ -74,11 +87,12 @@ endpoint_readable(struct endpoint *ep, int which)
 		}
 		log_debug("%s: %s: %s", endpoint_label(ep),
 		    endpoint_names[which], jm->msg_type);
-		kernel_receive(ep, which, jm);
-		/* kernel_receive may have closed this endpoint. */
+		transport_deliver(ep->origin, ep->session, which, jm);
+		/* The core may have closed this endpoint. */
 		if (ep->closed)
 			return;
 	}
+	loop_zsock_check(ep->io[which]);	/* a batch: the rest next turn */
 }
 
 static void
@@ -166,15 +180,16 @@ endpoint_monitor_event(int fd, uint32_t events, void *arg)
 	(void)fd;
 	(void)events;
 	for (i = 0; i < 2; i++) {
-		if (ep->mon[i] == NULL ||
-		    (zsock_events(ep->mon[i]) & ZMQ_POLLIN) == 0 ||
-		    (m = zmsg_recv(ep->mon[i])) == NULL)
-			continue;
-		log_info("%s: %s: a client connection closed (by the client, "
-		    "or by us for a protocol error or a frame over the "
-		    "%zu-byte max-message limit)", endpoint_label(ep), i == 0 ?
-		    "shell" : "control", cfg.max_message);
-		zmsg_destroy(&m);
+		/* Both pairs share this callback; each is read to EAGAIN. */
+		while (ep->mon[i] != NULL &&
+		    (m = zmsg_recv(ep->mon[i])) != NULL) {
+			log_info("%s: %s: a client connection closed (by the "
+			    "client, or by us for a protocol error or a frame "
+			    "over the %zu-byte max-message limit)",
+			    endpoint_label(ep), i == 0 ? "shell" : "control",
+			    cfg.max_message);
+			zmsg_destroy(&m);
+		}
 	}
 }
 
@@ -191,6 +206,7 @@ endpoint_monitor(struct endpoint *ep, zsock_t *s, struct loop_io **iop)
 		return (NULL);
 	pair = zsock_new(ZMQ_PAIR);
 	zsock_set_linger(pair, 0);
+	zsock_set_rcvtimeo(pair, 0);	/* read to EAGAIN (loop.h) */
 	if (zsock_connect(pair, "%s", addr) != 0) {
 		zsock_destroy(&pair);
 		return (NULL);
@@ -199,20 +215,6 @@ endpoint_monitor(struct endpoint *ep, zsock_t *s, struct loop_io **iop)
 	return (pair);
 }
 
-/*
- * Bind through libzmq, not zsock_bind: for "tcp://IP:*" czmq tries ports
- * one by one from 49152 up (a bind and a netlink dump each), so a `new`
- * got slower with every port in use; libzmq binds port 0 and the kernel
- * picks a free one at once.  Returns the endpoint bound (allocated), or
- * NULL with zmq_errno() set.
- */
-char *
-endpoint_zbind(zsock_t *s, const char *ep)
-{
-	if (zmq_bind(zsock_resolve(s), ep) != 0)
-		return (NULL);
-	return (zsock_last_endpoint(s));
-}
 
 static int
 endpoint_bind(zsock_t *s, struct conninfo *ci, int which, char **cause)
@@ -222,7 +224,7 @@ endpoint_bind(zsock_t *s, struct conninfo *ci, int which, char **cause)
 
 	ep = connfile_endpoint(ci, which);
 	for (tries = 0; tries < ENDPOINT_BIND_TRIES; tries++) {
-		if ((bound = endpoint_zbind(s, ep)) != NULL) {
+		if ((bound = heartbeat_zbind(s, ep)) != NULL) {
 			r = 0;
 			break;
 		}
@@ -252,6 +254,7 @@ endpoint_socket_new(int type)
 		fatalx("cannot create ZeroMQ socket");
 	zsock_set_linger(s, 200);
 	if (type == ZMQ_ROUTER) {
+		zsock_set_rcvtimeo(s, 0);	/* read to EAGAIN (loop.h) */
 		zsock_set_maxmsgsize(s, (int64_t)cfg.max_message);
 		/*
 		 * jupyter_client uses its session id as the routing id, so a
@@ -295,6 +298,9 @@ endpoint_new(struct session *s, const struct conninfo *want, char **cause)
 
 	ep = xcalloc(1, sizeof *ep);
 	ep->session = s;
+	ep->origin = transport_origin_new(&endpoint_ops, ep);
+	if (s != NULL)
+		transport_subscribe(s, ep->origin);
 	ep->ci = *want;
 	if (ep->ci.scheme[0] == '\0')
 		snprintf(ep->ci.scheme, sizeof ep->ci.scheme, "hmac-sha256");
@@ -378,6 +384,7 @@ endpoint_close(struct endpoint *ep)
 	if (ep->closed)
 		return;
 	ep->closed = 1;
+	transport_origin_gone(&ep->origin);
 	endpoint_unwatch(ep);
 	/*
 	 * The file goes now, with the name: a session of the same name may be
@@ -423,6 +430,7 @@ endpoint_destroy(struct endpoint **epp)
 		endpoint_drop_summary(ep);
 	}
 	loop_timer_cancel(&ep->reap_timer);
+	transport_origin_gone(&ep->origin);
 	endpoint_unwatch(ep);
 	for (i = 0; i < nitems(socks); i++)
 		zsock_destroy(socks[i]);
@@ -452,9 +460,11 @@ endpoint_write_file(struct endpoint *ep, const char *path, uid_t owner,
 	return (0);
 }
 
-void
-endpoint_send(struct endpoint *ep, int which, const struct jmsg_out *out)
+static void
+endpoint_send(void *conn, enum transport_channel which,
+    const struct jmsg_out *out)
 {
+	struct endpoint	*ep = conn;
 	zmsg_t	*m;
 
 	if ((m = jmsg_encode(ep->sign, out)) == NULL) {
@@ -468,16 +478,37 @@ endpoint_send(struct endpoint *ep, int which, const struct jmsg_out *out)
 	loop_zsock_check(ep->io[which]);
 }
 
-void
-endpoint_publish(struct endpoint *ep, const struct jmsg_out *out)
+/*
+ * iopub topics: "kernel.NAME.TYPE" on a session's own endpoint, as
+ * ipykernel's; "session/NAME/TYPE" on the shared one, so that a client
+ * can subscribe to one session's traffic there.
+ */
+static void
+endpoint_publish(void *conn, struct session *s, const struct jmsg_out *msg)
 {
-	zmsg_t	*m;
+	struct endpoint	*ep = conn;
+	struct jmsg_out	 out = *msg;
+	zmsg_t		*m;
+	char		*topic;
 
-	if ((m = jmsg_encode(ep->sign, out)) == NULL) {
+	xasprintf(&topic, ep->session != NULL ? "kernel.%s.%s" :
+	    "session/%s/%s", s->name, msg->msg_type);
+	out.topic = topic;
+	m = jmsg_encode(ep->sign, &out);
+	free(topic);
+	if (m == NULL) {
 		log_warn("%s: cannot encode %s", endpoint_label(ep),
-		    out->msg_type);
+		    out.msg_type);
 		return;
 	}
 	zmsg_send(&m, ep->iopub);
 	zmsg_destroy(&m);
+}
+
+static const struct conninfo *
+endpoint_conninfo(void *conn)
+{
+	struct endpoint	*ep = conn;
+
+	return (&ep->ci);
 }

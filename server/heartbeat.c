@@ -1,8 +1,9 @@
 /* heartbeat.c: one thread that echoes every endpoint's heartbeat socket. */
 /*
  * Heartbeats live on their own thread so that a busy loop never looks like
- * a dead kernel. ZeroMQ sockets belong to the thread that uses them, so the
- * main thread asks this actor to bind and unbind; the actor owns them all.
+ * a dead kernel. ZeroMQ sockets belong to the thread that uses them: the
+ * main thread binds each and hands it over; the actor owns it from then
+ * on, and destroys it when asked to unbind.
  */
 
 #include <string.h>
@@ -48,28 +49,22 @@ heartbeat_run(zsock_t *pipe, void *arg)
 static int
 heartbeat_command(zsock_t *pipe, zpoller_t *poller, zhashx_t *socks)
 {
-	char	*cmd = NULL, *ep = NULL, *bound;
+	char	*cmd = NULL, *ep = NULL;
+	void	*ptr = NULL;
 	zsock_t	*s;
 
-	if (zstr_recvx(pipe, &cmd, &ep, NULL) < 1 || strcmp(cmd, "$TERM") == 0) {
+	if (zsock_recv(pipe, "ssp", &cmd, &ep, &ptr) != 0 || cmd == NULL ||
+	    strcmp(cmd, "$TERM") == 0) {
 		zstr_free(&cmd);
 		zstr_free(&ep);
 		return (-1);
 	}
-	if (strcmp(cmd, "BIND") == 0) {
-		s = zsock_new(ZMQ_ROUTER);
-		zsock_set_linger(s, 0);
-		zsock_set_maxmsgsize(s, 4096);
-		if ((bound = endpoint_zbind(s, ep)) == NULL) {
-			zstr_sendx(pipe, "ERR", zmq_strerror(zmq_errno()), NULL);
-			zsock_destroy(&s);
-		} else {
-			zhashx_insert(socks, bound, s);
-			zpoller_add(poller, s);
-			zstr_sendx(pipe, "OK", bound, NULL);
-			zstr_free(&bound);
-		}
-	} else if (strcmp(cmd, "UNBIND") == 0 &&
+	if (strcmp(cmd, "ADD") == 0 && ep != NULL && ptr != NULL) {
+		/* Bound by the main thread, handed over through this pipe. */
+		s = ptr;
+		zhashx_insert(socks, ep, s);
+		zpoller_add(poller, s);
+	} else if (strcmp(cmd, "UNBIND") == 0 && ep != NULL &&
 	    (s = zhashx_lookup(socks, ep)) != NULL) {
 		zpoller_remove(poller, s);
 		zhashx_delete(socks, ep);
@@ -78,6 +73,21 @@ heartbeat_command(zsock_t *pipe, zpoller_t *poller, zhashx_t *socks)
 	zstr_free(&cmd);
 	zstr_free(&ep);
 	return (0);
+}
+
+/*
+ * Bind through libzmq, not zsock_bind: for "tcp://IP:*" czmq tries ports
+ * one by one from 49152 up (a bind and a netlink dump each), so a `new`
+ * got slower with every port in use; libzmq binds port 0 and the kernel
+ * picks a free one at once.  Returns the endpoint bound (allocated), or
+ * NULL with zmq_errno() set.
+ */
+char *
+heartbeat_zbind(zsock_t *s, const char *ep)
+{
+	if (zmq_bind(zsock_resolve(s), ep) != 0)
+		return (NULL);
+	return (zsock_last_endpoint(s));
 }
 
 int
@@ -97,28 +107,41 @@ heartbeat_stop(void)
 	zactor_destroy(&heartbeat_actor);
 }
 
-/* Bind a heartbeat endpoint; *bound gets the actual endpoint. */
+/*
+ * Bind a heartbeat endpoint; *bound gets the actual endpoint. The socket
+ * is made and bound here and handed to the thread without waiting for it:
+ * a `new` must not wait for a thread that polls every session's heartbeat
+ * socket (docs/BENCHMARKS.md, section 6). The pipe's handover is the full
+ * memory barrier ZeroMQ asks for when a socket changes threads.
+ */
 int
 heartbeat_bind(const char *ep, char **bound, char **cause)
 {
-	char	*status = NULL, *what = NULL;
-	int	 r = -1;
+	zsock_t	*s;
+	char	*b;
 
-	zstr_sendx(heartbeat_actor, "BIND", ep, NULL);
-	if (zstr_recvx(heartbeat_actor, &status, &what, NULL) == 2 &&
-	    strcmp(status, "OK") == 0) {
-		*bound = xstrdup(what);
-		r = 0;
-	} else
-		xasprintf(cause, "heartbeat %s: %s", ep, what ? what : "?");
-	zstr_free(&status);
-	zstr_free(&what);
-	return (r);
+	s = zsock_new(ZMQ_ROUTER);
+	if (s == NULL) {
+		xasprintf(cause, "heartbeat %s: cannot create a socket", ep);
+		return (-1);
+	}
+	zsock_set_linger(s, 0);
+	zsock_set_maxmsgsize(s, 4096);
+	if ((b = heartbeat_zbind(s, ep)) == NULL) {
+		xasprintf(cause, "heartbeat %s: %s", ep,
+		    zmq_strerror(zmq_errno()));
+		zsock_destroy(&s);
+		return (-1);
+	}
+	*bound = xstrdup(b);
+	zstr_free(&b);
+	zsock_send(heartbeat_actor, "ssp", "ADD", *bound, s);
+	return (0);
 }
 
 void
 heartbeat_unbind(const char *bound)
 {
 	if (heartbeat_actor != NULL)
-		zstr_sendx(heartbeat_actor, "UNBIND", bound, NULL);
+		zsock_send(heartbeat_actor, "ssp", "UNBIND", bound, NULL);
 }

@@ -24,17 +24,18 @@
 
 #include "server.h"
 
-#define KERNEL_KILL_GRACE	2000	/* ms between SIGTERM and SIGKILL */
 #define KERNEL_START_TRIES	3	/* deaths before hello, then give up */
 #define KERNEL_TIMEOUT_GRACE	2000	/* ms after the timeout's interrupt */
 #define KERNEL_QUEUE_MAX	1000	/* requests waiting per session */
 
-struct req {
+struct kernel_req {
 	uint64_t			 id;
-	struct endpoint			*ep;	/* NULL once it is gone */
+	struct transport_origin		*origin; /* where replies go */
 	int				 which;
 	struct jmsg			*msg;
 	const struct kernel_entry	*entry;
+	int				 daemon;	/* answered here */
+	int				 aborted;	/* stop_on_error: not run */
 	int				 execute;
 	int				 silent;
 	int				 stop_on_error;
@@ -46,6 +47,7 @@ struct req {
 	size_t				 stream_bytes;	/* output budget */
 	size_t				 other_bytes;
 	int				 truncated;
+	TAILQ_ENTRY(kernel_req)		 qentry; /* in the session's queue */
 };
 
 enum kernel_where {
@@ -53,7 +55,7 @@ enum kernel_where {
 	K_RUNNER,	/* queued for the interpreter */
 };
 
-typedef void kernel_fn(struct session *, struct req *);
+typedef void kernel_fn(struct session *, struct kernel_req *);
 
 static kernel_fn kernel_info, kernel_connect, kernel_shutdown_req,
     kernel_interrupt_req;
@@ -86,23 +88,41 @@ static const struct kernel_entry {
 	{ "comm_close", K_RUNNER, NULL, NULL },
 };
 
-static void	kernel_pump(struct session *);
-static void	kernel_publish(struct session *, struct req *, const char *,
+static json_t	*kernel_restore_note(struct session *);
+static void	kernel_abort(struct session *, struct kernel_req *);
+static void	kernel_daemon_answer(struct session *, struct kernel_req *);
+static void	kernel_publish(struct session *, struct kernel_req *, const char *,
 		    json_t *, json_t *, zmsg_t *);
-static void	kernel_channel_event(int, uint32_t, void *);
-static void	kernel_stderr_event(int, uint32_t, void *);
-static void	kernel_watch(struct session *, int);
-static void	kernel_stop(struct session *, const char *);
 static void	kernel_finish_end(struct session *, const char *);
+
+static kernel_resolve_fn	*kernel_resolver;
 
 /* Requests. */
 
+/* The session's queue: its length and bytes kept, never counted. */
 static void
-kernel_req_free(struct req *req)
+kernel_queue_put(struct session *s, struct kernel_req *req)
+{
+	TAILQ_INSERT_TAIL(&s->queue, req, qentry);
+	s->queue_len++;
+	s->queue_bytes += req->msg->size;
+}
+
+static void
+kernel_queue_take(struct session *s, struct kernel_req *req)
+{
+	TAILQ_REMOVE(&s->queue, req, qentry);
+	s->queue_len--;
+	s->queue_bytes -= req->msg->size;
+}
+
+static void
+kernel_req_free(struct kernel_req *req)
 {
 	if (req == NULL)
 		return;
 	loop_timer_cancel(&req->timer);
+	transport_origin_unref(&req->origin);
 	jmsg_destroy(&req->msg);
 	free(req);
 }
@@ -130,23 +150,21 @@ kernel_lookup(const char *type)
 /* Output. */
 
 static zframe_t *
-kernel_parent(struct req *req)
+kernel_parent(struct kernel_req *req)
 {
 	return (req != NULL ? req->msg->header_raw : NULL);
 }
 
 /*
- * Publish on the session's own endpoint and, once the shared endpoint has
- * spoken for this session, there too under the topic "session/NAME/".
- * Takes ownership of content and metadata.
+ * To every subscriber of the session's iopub (transport.h): its own
+ * endpoint, the shared one once it has spoken for the session, WebSocket
+ * connections. Takes ownership of content and metadata.
  */
 static void
-kernel_publish(struct session *s, struct req *req, const char *type,
+kernel_publish(struct session *s, struct kernel_req *req, const char *type,
     json_t *content, json_t *metadata, zmsg_t *buffers)
 {
-	struct endpoint	*ep = s->endpoint;
 	struct jmsg_out	 out;
-	char		*topic;
 
 	if (req != NULL && req->silent && strcmp(type, "status") != 0)
 		goto out;
@@ -158,25 +176,14 @@ kernel_publish(struct session *s, struct req *req, const char *type,
 	out.content = content;
 	out.metadata = metadata;
 	out.buffers = buffers;
-	if (ep != NULL && !ep->closed) {
-		xasprintf(&topic, "kernel.%s.%s", s->name, type);
-		out.topic = topic;
-		endpoint_publish(ep, &out);
-		free(topic);
-	}
-	if (s->shared_seen && endpoint_shared != NULL) {
-		xasprintf(&topic, "session/%s/%s", s->name, type);
-		out.topic = topic;
-		endpoint_publish(endpoint_shared, &out);
-		free(topic);
-	}
+	transport_publish(s, &out);
 out:
 	json_decref(content);
 	json_decref(metadata);
 }
 
 static void
-kernel_status(struct session *s, struct req *req, const char *state)
+kernel_status(struct session *s, struct kernel_req *req, const char *state)
 {
 	kernel_publish(s, req, "status",
 	    json_pack("{s:s}", "execution_state", state), NULL, NULL);
@@ -187,12 +194,12 @@ kernel_status(struct session *s, struct req *req, const char *state)
  * parent. Takes ownership of content and metadata.
  */
 static void
-kernel_send(struct session *s, struct req *req, int which, const char *type,
+kernel_send(struct session *s, struct kernel_req *req, int which, const char *type,
     json_t *content, json_t *metadata, zmsg_t *buffers)
 {
 	struct jmsg_out	out;
 
-	if (req->ep != NULL && !req->ep->closed && type != NULL) {
+	if (transport_origin_alive(req->origin) && type != NULL) {
 		memset(&out, 0, sizeof out);
 		out.ids = req->msg->ids;
 		out.msg_type = type;
@@ -202,7 +209,7 @@ kernel_send(struct session *s, struct req *req, int which, const char *type,
 		out.content = content;
 		out.metadata = metadata;
 		out.buffers = buffers;
-		endpoint_send(req->ep, which, &out);
+		transport_send(req->origin, which, &out);
 	}
 	json_decref(content);
 	json_decref(metadata);
@@ -210,7 +217,7 @@ kernel_send(struct session *s, struct req *req, int which, const char *type,
 
 /* The reply goes back on the socket the request came in on. */
 static void
-kernel_reply(struct session *s, struct req *req, const char *type,
+kernel_reply(struct session *s, struct kernel_req *req, const char *type,
     json_t *content, json_t *metadata, zmsg_t *buffers)
 {
 	audit_exec_reply(s, req->msg, type, content);
@@ -219,7 +226,7 @@ kernel_reply(struct session *s, struct req *req, const char *type,
 
 /* busy, reply, idle: for everything answered without the interpreter. */
 static void
-kernel_answer(struct session *s, struct req *req, json_t *content)
+kernel_answer(struct session *s, struct kernel_req *req, json_t *content)
 {
 	kernel_status(s, req, "busy");
 	kernel_reply(s, req, req->entry->reply, content, NULL, NULL);
@@ -228,7 +235,7 @@ kernel_answer(struct session *s, struct req *req, json_t *content)
 
 /* A typed failure: one error on iopub, an error reply, state said. */
 static void
-kernel_fail(struct session *s, struct req *req, const char *ename,
+kernel_fail(struct session *s, struct kernel_req *req, const char *ename,
     const char *evalue, int preserved)
 {
 	json_t	*content, *meta;
@@ -267,7 +274,7 @@ kernel_language_info(struct session *s)
 }
 
 static void
-kernel_info(struct session *s, struct req *req)
+kernel_info(struct session *s, struct kernel_req *req)
 {
 	char	*banner;
 
@@ -288,21 +295,24 @@ kernel_info(struct session *s, struct req *req)
 }
 
 static void
-kernel_connect(struct session *s, struct req *req)
+kernel_connect(struct session *s, struct kernel_req *req)
 {
-	struct endpoint	*ep = req->ep;
-	json_t		*c = json_pack("{s:s}", "status", "ok");
-	int		 i;
+	const struct conninfo	*ci = NULL;
+	json_t			*c = json_pack("{s:s}", "status", "ok");
+	int			 i;
 
-	for (i = 0; ep != NULL && i < PORT_N; i++) {
+	if (transport_origin_alive(req->origin) &&
+	    req->origin->ops->conninfo != NULL)
+		ci = req->origin->ops->conninfo(req->origin->conn);
+	for (i = 0; ci != NULL && i < PORT_N; i++) {
 		json_object_set_new(c, connfile_port_names[i],
-		    json_integer(ep->ci.ports[i]));
+		    json_integer(ci->ports[i]));
 	}
 	kernel_answer(s, req, c);
 }
 
 static void
-kernel_interrupt_req(struct session *s, struct req *req)
+kernel_interrupt_req(struct session *s, struct kernel_req *req)
 {
 	kernel_interrupt(s);
 	kernel_answer(s, req, json_pack("{s:s}", "status", "ok"));
@@ -314,12 +324,14 @@ kernel_interrupt_req(struct session *s, struct req *req)
  * wants a restart. Other sessions restart in place.
  */
 static void
-kernel_shutdown_req(struct session *s, struct req *req)
+kernel_shutdown_req(struct session *s, struct kernel_req *req)
 {
 	int	restart = kernel_bool(req->msg->content, "restart", 0);
 
 	kernel_answer(s, req, json_pack("{s:s,s:b}", "status", "ok",
 	    "restart", restart));
+	if (s->ending)
+		return;		/* answered from the ending session's queue */
 	if (restart && s->attach == NULL)
 		kernel_restart(s, "shutdown_request with restart");
 	else
@@ -327,7 +339,7 @@ kernel_shutdown_req(struct session *s, struct req *req)
 }
 
 static void
-kernel_unknown(struct session *s, struct req *req)
+kernel_unknown(struct session *s, struct kernel_req *req)
 {
 	const char	*type = req->msg->msg_type;
 	size_t		 len = strlen(type);
@@ -345,43 +357,21 @@ kernel_unknown(struct session *s, struct req *req)
 	kernel_status(s, req, "idle");
 }
 
-/* Incoming. */
-
-static struct session *
-kernel_shared_session(struct jmsg *jm)
+/* A request the daemon answers itself, now. */
+static void
+kernel_daemon_answer(struct session *s, struct kernel_req *req)
 {
-	struct session	*s;
-	char		 name[SESSION_NAME_MAX + 1], *cause;
-	u_char		 hash[32];
-
-	if (session_name_valid(jm->session))
-		snprintf(name, sizeof name, "%s", jm->session);
-	else {
-		crypto_hash_sha256(hash, (const u_char *)jm->session,
-		    strlen(jm->session));
-		snprintf(name, sizeof name, "c-%02x%02x%02x%02x%02x%02x",
-		    hash[0], hash[1], hash[2], hash[3], hash[4], hash[5]);
-	}
-	if ((s = session_find(name)) != NULL) {
-		if (s->owner != server_uid) {
-			log_warn("shared: session %s is not the shared "
-			    "endpoint's to use", name);
-			return (NULL);
-		}
-	} else if ((s = kernel_new_session(name, server_uid, NULL, NULL,
-	    &cause)) == NULL) {
-		log_warn("shared: %s", cause);
-		free(cause);
-		return (NULL);
-	}
-	s->shared_seen = 1;
-	return (s);
+	if (req->entry == NULL)
+		kernel_unknown(s, req);
+	else
+		req->entry->fn(s, req);
 }
+
 
 static void
 kernel_input_reply(struct session *s, struct jmsg *jm)
 {
-	struct req	*cur = s->current;
+	struct kernel_req	*cur = s->current;
 	json_t		*v = json_object_get(jm->content, "value");
 	json_t		*m;
 	char		*cause;
@@ -394,11 +384,10 @@ kernel_input_reply(struct session *s, struct jmsg *jm)
 	m = json_pack("{s:s,s:I,s:s}", "op", "input_reply", "id",
 	    (json_int_t)cur->id, "value", json_is_string(v) ?
 	    json_string_value(v) : "");
-	if (channel_send(&s->chan, m, &cause) != 0) {
+	if (incarnation_send(s, m, &cause) != 0) {
 		log_warn("%s: %s", s->name, cause);
 		free(cause);
 	}
-	kernel_watch(s, 1);
 	json_decref(m);
 }
 
@@ -411,28 +400,32 @@ kernel_input_reply(struct session *s, struct jmsg *jm)
 static int
 kernel_queue_full(struct session *s, size_t size)
 {
-	struct req	*r;
-	size_t		 bytes = size;
-
-	if (zlist_size(s->queue) >= KERNEL_QUEUE_MAX)
+	if (s->queue_len >= KERNEL_QUEUE_MAX)
 		return (1);
-	for (r = zlist_first(s->queue); r != NULL; r = zlist_next(s->queue))
-		bytes += r->msg->size;
-	return (bytes > 2 * cfg.max_message);
+	return (s->queue_bytes + size > 2 * cfg.max_message);
 }
 
+/*
+ * The listener every transport calls (transport.h). s == NULL: the
+ * request's header.session picks the session, which the origin then
+ * hears the iopub of.
+ */
 void
-kernel_receive(struct endpoint *ep, int which, struct jmsg *jm)
+kernel_receive(struct transport_origin *origin, struct session *s,
+    enum transport_channel which, struct jmsg *jm)
 {
-	struct session	*s = ep->session;
-	struct req	*req;
+	struct kernel_req	*req;
 
-	if (s == NULL && (s = kernel_shared_session(jm)) == NULL) {
-		jmsg_destroy(&jm);
-		return;
+	if (s == NULL) {
+		if (kernel_resolver == NULL ||
+		    (s = kernel_resolver(jm)) == NULL) {
+			jmsg_destroy(&jm);
+			return;
+		}
+		transport_subscribe(s, origin);
 	}
 	s->last_active = time(NULL);
-	if (which == EP_STDIN) {
+	if (which == TRANSPORT_STDIN) {
 		if (strcmp(jm->msg_type, "input_reply") == 0)
 			kernel_input_reply(s, jm);
 		jmsg_destroy(&jm);
@@ -440,16 +433,19 @@ kernel_receive(struct endpoint *ep, int which, struct jmsg *jm)
 	}
 	req = xcalloc(1, sizeof *req);
 	req->session = s;
-	req->ep = ep;
+	req->origin = transport_origin_ref(origin);
 	req->which = which;
 	req->msg = jm;
 	req->entry = kernel_lookup(jm->msg_type);
-	if (req->entry == NULL || req->entry->where == K_DAEMON) {
+	req->daemon = req->entry == NULL || req->entry->where == K_DAEMON;
+	/*
+	 * Shell keeps one order, as ipykernel's does: what the daemon answers
+	 * itself waits for the requests ahead of it. Control never waits.
+	 */
+	if (req->daemon && (which != TRANSPORT_SHELL || s->ending ||
+	    (s->current == NULL && TAILQ_EMPTY(&s->queue)))) {
 		session_add_ref(s);
-		if (req->entry == NULL)
-			kernel_unknown(s, req);
-		else
-			req->entry->fn(s, req);
+		kernel_daemon_answer(s, req);
 		kernel_req_free(req);
 		session_remove_ref(s);
 		return;
@@ -477,8 +473,10 @@ kernel_receive(struct endpoint *ep, int which, struct jmsg *jm)
 		    1);
 		req->allow_stdin = kernel_bool(jm->content, "allow_stdin", 1);
 	}
-	zlist_append(s->queue, req);
+	kernel_queue_put(s, req);
+	session_add_ref(s);
 	kernel_pump(s);
+	session_remove_ref(s);
 }
 
 /* Talking to the runner. */
@@ -528,7 +526,7 @@ kernel_buffers_bin(json_t *a)
 }
 
 static int
-kernel_send_request(struct session *s, struct req *req)
+kernel_send_request(struct session *s, struct kernel_req *req)
 {
 	json_t	*m;
 	char	*cause;
@@ -539,14 +537,13 @@ kernel_send_request(struct session *s, struct req *req)
 	    "content", req->msg->content, "buffers",
 	    kernel_buffers_b64(req->msg->buffers), "username",
 	    req->msg->username, "session", req->msg->session);
-	r = channel_send(&s->chan, m, &cause);
+	r = incarnation_send(s, m, &cause);
 	json_decref(m);
 	if (r != 0) {
 		log_warn("%s: cannot send request: %s", s->name, cause);
 		free(cause);
 		return (-1);
 	}
-	kernel_watch(s, 1);
 	return (0);
 }
 
@@ -558,20 +555,20 @@ kernel_send_request(struct session *s, struct req *req)
 static void
 kernel_timeout_grace(void *arg)
 {
-	struct req	*req = arg;
+	struct kernel_req	*req = arg;
 	struct session	*s = req->session;
 
 	req->timer = NULL;
 	log_warn("%s: cell ignored the timeout's interrupt; restarting",
 	    s->name);
-	kernel_stop(s, "CellTimeout");
+	incarnation_stop(s, "CellTimeout");
 }
 
 /* Armed only for the running request; freeing a request cancels it. */
 static void
 kernel_timeout_fire(void *arg)
 {
-	struct req	*req = arg;
+	struct kernel_req	*req = arg;
 	struct session	*s = req->session;
 
 	req->timer = NULL;
@@ -584,7 +581,7 @@ kernel_timeout_fire(void *arg)
 }
 
 static void
-kernel_timeout_start(struct session *s, struct req *req)
+kernel_timeout_start(struct session *s, struct kernel_req *req)
 {
 	if (!req->execute || s->limits.exec_timeout == 0)
 		return;
@@ -618,7 +615,7 @@ kernel_timeout_error(struct session *s, json_t *content)
  * more than a bounded amount for subscribers that do not read.
  */
 static json_t *
-kernel_cap_stream(struct req *budget, json_t *content)
+kernel_cap_stream(struct kernel_req *budget, json_t *content)
 {
 	const char	*text;
 	char		*note;
@@ -639,7 +636,7 @@ kernel_cap_stream(struct req *budget, json_t *content)
 }
 
 static json_t *
-kernel_cap_output(struct req *budget, const char *type,
+kernel_cap_output(struct kernel_req *budget, const char *type,
     json_t *content)
 {
 	char		*note;
@@ -669,42 +666,112 @@ kernel_cap_output(struct req *budget, const char *type,
 	return (content);
 }
 
-static void
+/*
+ * The queue's head goes next: answered here if it is the daemon's (a
+ * kernel_info that waited for the cell ahead of it), else sent to the
+ * interpreter once there is one ready, which is started if there is none.
+ */
+void
 kernel_pump(struct session *s)
 {
-	struct req	*req;
+	struct kernel_req	*req;
 	char		*cause;
 	json_t		*note;
 
-	if (s->current == NULL && zlist_size(s->queue) > 0 && s->pid == -1 &&
-	    !s->ending && !s->stopping) {
-		if (kernel_start(s, &cause) != 0) {
-			log_error("%s: %s", s->name, cause);
-			free(cause);
+	session_add_ref(s);
+	while (s->current == NULL && !s->dying &&
+	    (req = TAILQ_FIRST(&s->queue)) != NULL) {
+		if (req->daemon || req->aborted) {
+			kernel_queue_take(s, req);
+			if (req->aborted)
+				kernel_abort(s, req);
+			else
+				kernel_daemon_answer(s, req);
+			kernel_req_free(req);
+			continue;
 		}
-	}
-	while (s->current == NULL && s->hello != NULL && !s->stopping &&
-	    s->ckpt_op == 0 && s->restore_op == 0 &&
-	    (req = zlist_pop(s->queue)) != NULL) {
+		if (s->pid == -1 && !s->ending && !s->stopping) {
+			if (kernel_start(s, &cause) != 0) {
+				log_error("%s: %s", s->name, cause);
+				free(cause);
+			}
+			break;
+		}
+		if (s->hello == NULL || s->stopping || s->ckpt_op != 0 ||
+		    s->restore_op != 0)
+			break;
+		kernel_queue_take(s, req);
 		s->current = req;
 		audit_exec_start(s, req->msg);
 		session_set_state(s, SESSION_BUSY, req->msg->msg_type);
 		kernel_status(s, req, "busy");
 		if (req->execute && s->restore_report != NULL &&
-		    (note = lifecycle_lost_note(s)) != NULL)
+		    (note = kernel_restore_note(s)) != NULL)
 			kernel_publish(s, req, "stream", note, NULL, NULL);
 		if (kernel_send_request(s, req) != 0)
-			kernel_stop(s, "SessionKilled");
+			incarnation_stop(s, "SessionKilled");
 		else
 			kernel_timeout_start(s, req);
 	}
+	session_remove_ref(s);
+}
+
+/* Names a restore could not bring back, as a stderr note for the user. */
+static json_t *
+kernel_restore_note(struct session *s)
+{
+	json_t		*lost, *v;
+	const char	*err, *refused;
+	char		*text, *t;
+	size_t		 i;
+
+	if (s->restore_report == NULL)
+		return (NULL);
+	err = json_string_value(json_object_get(s->restore_report, "error"));
+	if (err != NULL) {
+		xasprintf(&text, "[cellblock: the session was resumed but its "
+		    "checkpoint was refused (%s); variables are lost]\n", err);
+		goto out;
+	}
+	lost = json_object_get(s->restore_report, "lost");
+	refused = json_string_value(json_object_get(s->restore_report,
+	    "refused_newer"));
+	if (json_array_size(lost) == 0 && json_array_size(json_object_get(
+	    s->restore_report, "skipped")) == 0 && refused == NULL)
+		return (NULL);
+	if (refused != NULL)
+		xasprintf(&text, "[cellblock: the newest checkpoint was refused "
+		    "(%s); resumed from the one before; not restored:", refused);
+	else
+		text = xstrdup("[cellblock: session resumed from its "
+		    "checkpoint; not restored:");
+	json_array_foreach(lost, i, v) {
+		xasprintf(&t, "%s %s", text, json_string_value(
+		    json_object_get(v, "name")));
+		free(text);
+		text = t;
+	}
+	json_array_foreach(json_object_get(s->restore_report, "skipped"), i,
+	    v) {
+		xasprintf(&t, "%s %s", text, json_string_value(
+		    json_object_get(v, "name")));
+		free(text);
+		text = t;
+	}
+	xasprintf(&t, "%s]\n", text);
+	free(text);
+	text = t;
+out:
+	v = json_pack("{s:s,s:s}", "name", "stderr", "text", text);
+	free(text);
+	return (v);
 }
 
 /* The last request stays known: late output from threads gets its parent. */
 static void
 kernel_finish_current(struct session *s)
 {
-	struct req	*req = s->current;
+	struct kernel_req	*req = s->current;
 
 	if (req != NULL)
 		loop_timer_cancel(&req->timer);
@@ -717,11 +784,11 @@ kernel_finish_current(struct session *s)
 		session_set_state(s, SESSION_IDLE, "request done");
 }
 
-static struct req *
+static struct kernel_req *
 kernel_req_by_id(struct session *s, json_t *msg)
 {
 	json_int_t	 id = json_integer_value(json_object_get(msg, "id"));
-	struct req	*r;
+	struct kernel_req	*r;
 
 	r = s->current;
 	if (r != NULL && (json_int_t)r->id == id)
@@ -732,27 +799,38 @@ kernel_req_by_id(struct session *s, json_t *msg)
 	return (NULL);
 }
 
+/*
+ * After a failed cell with stop_on_error, the executes already queued are
+ * not run, and say so as ipykernel 6.17 does: busy, a reply whose content
+ * is only {"status": "aborted"} (its metadata as ipykernel's), idle. The
+ * other requests in the queue stay, answered in order.
+ */
+static void
+kernel_abort(struct session *s, struct kernel_req *req)
+{
+	char	date[32];
+
+	jmsg_now(date);
+	kernel_status(s, req, "busy");
+	kernel_reply(s, req, req->entry->reply, json_pack("{s:s}", "status",
+	    "aborted"), json_pack("{s:s,s:b,s:s,s:s}", "started", date,
+	    "dependencies_met", 1, "engine", s->name, "status", "aborted"),
+	    NULL);
+	kernel_status(s, req, "idle");
+}
+
+/* Marked now, answered when each reaches the head: shell keeps its order. */
 static void
 kernel_abort_queued(struct session *s)
 {
-	struct req	*req, *next;
+	struct kernel_req	*req;
 
-	req = zlist_first(s->queue);
-	while (req != NULL) {
-		next = zlist_next(s->queue);
-		if (req->execute) {
-			zlist_remove(s->queue, req);
-			kernel_status(s, req, "busy");
-			kernel_reply(s, req, "execute_reply",
-			    json_pack("{s:s,s:s,s:s,s:[],s:O?}", "status",
-			    "error", "ename", "ExecutionAborted", "evalue",
-			    "not run: an earlier cell in the queue raised an "
-			    "error", "traceback", "execution_count",
-			    s->exec_count), NULL, NULL);
-			kernel_status(s, req, "idle");
-			kernel_req_free(req);
+	TAILQ_FOREACH(req, &s->queue, qentry) {
+		if (req->execute && !req->aborted) {
+			log_info("%s: aborting %s: %s", s->name,
+			    req->msg->msg_id, req->msg->msg_type);
+			req->aborted = 1;
 		}
-		req = next;
 	}
 }
 
@@ -764,8 +842,8 @@ kernel_on_hello(struct session *s, json_t *msg)
 	s->start_failures = 0;
 	metrics_hello(s);
 	session_set_state(s, SESSION_IDLE, "interpreter ready");
-	if (lifecycle_restore(s))
-		return;		/* requests wait for restore_done */
+	if (hook_run(HOOK_HELLO, s, NULL))
+		return;		/* requests wait: a restore (lifecycle.c) */
 	kernel_pump(s);
 }
 
@@ -775,7 +853,7 @@ kernel_on_iopub(struct session *s, json_t *msg)
 	json_t		*type = json_object_get(msg, "msg_type");
 	json_t		*content = json_object_get(msg, "content");
 	json_t		*meta = json_object_get(msg, "metadata");
-	struct req	*req = kernel_req_by_id(s, msg);
+	struct kernel_req	*req = kernel_req_by_id(s, msg);
 	zmsg_t		*bufs;
 
 	if (!json_is_string(type) || !json_is_object(content)) {
@@ -786,7 +864,7 @@ kernel_on_iopub(struct session *s, json_t *msg)
 	    strcmp(json_string_value(type), "error") == 0)
 		content = kernel_timeout_error(s, content);
 	else if ((content = kernel_cap_output(s->current != NULL ?
-	    (struct req *)s->current : (struct req *)s->last,
+	    (struct kernel_req *)s->current : (struct kernel_req *)s->last,
 	    json_string_value(type), content)) == NULL)
 		return;
 	bufs = kernel_buffers_bin(json_object_get(msg, "buffers"));
@@ -799,7 +877,7 @@ kernel_on_iopub(struct session *s, json_t *msg)
 static void
 kernel_on_reply(struct session *s, json_t *msg)
 {
-	struct req	*req = s->current;
+	struct kernel_req	*req = s->current;
 	json_t		*content = json_object_get(msg, "content");
 	json_t		*meta = json_object_get(msg, "metadata");
 	zmsg_t		*bufs;
@@ -847,289 +925,47 @@ kernel_on_reply(struct session *s, json_t *msg)
 static void
 kernel_on_input_request(struct session *s, json_t *msg)
 {
-	struct req	*req = s->current;
+	struct kernel_req	*req = s->current;
 	json_t		*prompt = json_object_get(msg, "prompt");
 
-	if (req == NULL || kernel_req_by_id(s, msg) != req || req->ep == NULL ||
-	    req->ep->closed || !req->allow_stdin) {
+	if (req == NULL || kernel_req_by_id(s, msg) != req ||
+	    !transport_origin_alive(req->origin) || !req->allow_stdin) {
 		log_warn("%s: input_request with no client to ask", s->name);
 		return;
 	}
 	/* stdin, to the identity of the client whose request runs. */
-	kernel_send(s, req, EP_STDIN, "input_request", json_pack("{s:s,s:b}",
+	kernel_send(s, req, TRANSPORT_STDIN, "input_request", json_pack("{s:s,s:b}",
 	    "prompt", json_is_string(prompt) ? json_string_value(prompt) : "",
 	    "password", json_is_true(json_object_get(msg, "password"))),
 	    NULL, NULL);
 	req->input_pending = 1;
 }
 
-/*
- * The shim unshared its namespaces and waits to be mapped and placed in
- * its cgroup; only then may it go on (sessions/contain.c).
- */
-static void
-kernel_on_contain(struct session *s, json_t *msg)
-{
-	json_t	*m;
-	char	*cause;
 
-	(void)msg;
-	if (s->hello != NULL || s->pid <= 0) {
-		log_warn("%s: unexpected contain request", s->name);
-		return;
-	}
-	/* A zygote-born process proves it is the pid the zygote named. */
-	if (s->chan.creds && s->chan.peer_pid != s->pid) {
-		xasprintf(&cause, "the contain request came from pid %ld, not "
-		    "from pid %ld", (long)s->chan.peer_pid, (long)s->pid);
-		log_error("%s: %s", s->name, cause);
-		m = json_pack("{s:s,s:s}", "op", "contain_fail", "error", cause);
-		free(cause);
-	} else if (contain_enter(s, s->pid, &cause) != 0) {
-		log_error("%s: cannot contain interpreter: %s", s->name, cause);
-		m = json_pack("{s:s,s:s}", "op", "contain_fail", "error", cause);
-		free(cause);
-	} else {
-		/* One line per start: the benchmark times its phases by it. */
-		log_info("%s: interpreter pid %ld contained (uid %lu)", s->name,
-		    (long)s->pid, (u_long)s->host_uid);
-		m = json_pack("{s:s}", "op", "contain_go");
-	}
-	if (s->chan.creds)
-		channel_want_creds(&s->chan, 0);
-	if (channel_send(&s->chan, m, &cause) != 0) {
-		log_warn("%s: %s", s->name, cause);
-		free(cause);
-	}
-	json_decref(m);
-	kernel_watch(s, 1);
-}
 
-/*
- * Legend: the runner's op, and what to do with it (docs/CHANNEL.md).
- */
-static const struct {
-	const char	*op;
-	void		(*fn)(struct session *, json_t *);
-} kernel_ops[] = {
-	{ "hello", kernel_on_hello },
-	{ "iopub", kernel_on_iopub },
-	{ "reply", kernel_on_reply },
-	{ "input_request", kernel_on_input_request },
-	{ "contain", kernel_on_contain },
-	{ "checkpoint_done", lifecycle_on_checkpoint_done },
-	{ "restore_done", lifecycle_on_restore_done },
-};
 
-static void
-kernel_on_runner(struct session *s, json_t *msg)
-{
-	const char	*op = json_string_value(json_object_get(msg, "op"));
-	size_t		 i;
 
-	for (i = 0; i < nitems(kernel_ops); i++) {
-		if (strcmp(kernel_ops[i].op, op) == 0) {
-			kernel_ops[i].fn(s, msg);
-			return;
-		}
-	}
-	log_debug("%s: ignoring runner op '%s'", s->name, op);
-}
 
-/* Read and handle what the runner sent; -1 when the channel is broken. */
-static int
-kernel_drain(struct session *s)
-{
-	json_t	*msg;
-	char	*cause;
-	int	 r;
 
-	r = channel_fill(&s->chan, &cause);
-	if (r == -1) {
-		log_warn("%s: channel: %s", s->name, cause);
-		free(cause);
-	}
-	while ((msg = channel_next(&s->chan, &cause)) != NULL) {
-		kernel_on_runner(s, msg);
-		json_decref(msg);
-		if (s->chan.fd == -1)
-			return (-1);
-	}
-	if (cause != NULL) {
-		log_warn("%s: channel broken: %s", s->name, cause);
-		free(cause);
-		return (-1);
-	}
-	if (r == 0)
-		log_debug("%s: channel closed by the interpreter", s->name);
-	return (r <= 0 ? -1 : 0);
-}
-
-static void
-kernel_channel_event(int fd, uint32_t events, void *arg)
-{
-	struct session	*s = arg;
-	char		*cause;
-
-	(void)fd;
-	session_add_ref(s);
-	if ((events & EPOLLOUT) &&
-	    channel_flush(&s->chan, &cause) == -1) {
-		log_warn("%s: channel: %s", s->name, cause);
-		free(cause);
-	}
-	if ((events & (EPOLLIN | EPOLLERR | EPOLLHUP)) &&
-	    kernel_drain(s) != 0) {
-		/* Dead or misbehaving: the reaper reports why. */
-		kernel_watch(s, 0);
-		if (s->pid > 0)
-			kill(s->pid, SIGKILL);
-	} else
-		kernel_watch(s, 1);
-	session_remove_ref(s);
-}
-
-/* Watch the channel: readable, and writable while output waits; 0: stop. */
-static void
-kernel_watch(struct session *s, int want)
-{
-	uint32_t	events;
-
-	if (!want || s->chan.fd == -1) {
-		loop_io_remove(&s->chan_io);
-		return;
-	}
-	events = EPOLLIN | (channel_pending(&s->chan) ? EPOLLOUT : 0);
-	if (s->chan_io == NULL)
-		s->chan_io = loop_io_add(s->chan.fd, events,
-		    kernel_channel_event, s);
-	else
-		loop_io_set(s->chan_io, events);
-}
-
-/* The shim's stderr: logged line by line, the tail kept for errors. */
-static void
-kernel_stderr_event(int fd, uint32_t events, void *arg)
-{
-	struct session	*s = arg;
-	ssize_t		 n;
-	char		*nl;
-
-	(void)fd;
-	(void)events;
-	n = read(s->errfd, s->errbuf + s->errlen,
-	    sizeof s->errbuf - 1 - s->errlen);
-	if (n <= 0) {
-		if (n == 0 || errno != EAGAIN)
-			loop_io_remove(&s->err_io);
-		return;
-	}
-	s->errlen += n;
-	s->errbuf[s->errlen] = '\0';
-	while ((nl = strchr(s->errbuf, '\n')) != NULL) {
-		*nl = '\0';
-		if (*s->errbuf != '\0')
-			log_warn("%s: interpreter: %s", s->name, s->errbuf);
-		s->errlen -= nl + 1 - s->errbuf;
-		memmove(s->errbuf, nl + 1, s->errlen + 1);
-	}
-	if (s->errlen == sizeof s->errbuf - 1)
-		s->errlen = 0;
-}
 
 /* Lifecycle of an incarnation. */
 
+/* A new incarnation, announced as ipykernel does: status "starting". */
 int
 kernel_start(struct session *s, char **cause)
 {
-	struct spawn_args	 a;
-
-	memset(&a, 0, sizeof a);
-	a.shim = server_shim_path;
-	a.runner = server_runner_path;
-	a.python = cfg.python;
-	a.workdir = s->workdir;
-	a.name = s->name;
-	a.limits = &s->limits;
-	a.contain = contain_enabled();
-	a.zygote = cfg.zygote;
-	a.rootfs = cfg.rootfs[0] != '\0' ? cfg.rootfs : NULL;
-	if (spawn_interpreter(s, &a, cause) != 0)
+	if (incarnation_start(s, cause) != 0)
 		return (-1);
 	metrics_spawn(s);
-	session_set_state(s, SESSION_CREATING, "interpreter starting");
-	kernel_watch(s, 1);
-	s->err_io = loop_io_add(s->errfd, EPOLLIN, kernel_stderr_event, s);
 	kernel_status(s, NULL, "starting");
 	return (0);
 }
 
-/*
- * A stop's SIGKILL timer holds a reference to its session. The pending
- * ones are listed so that a daemon exiting before they fire can free them
- * (and the sessions only they still hold): see kernel_shutdown_all.
- */
-struct kernel_kill {
-	struct session	*s;
-	pid_t		 pid;
-	struct loop_timer *timer;
-};
-static zlist_t	*kernel_kills;
 
-static void
-kernel_kill_timer(void *arg)
-{
-	struct kernel_kill	*k = arg;
 
-	k->timer = NULL;
-	if (k->s->pid == k->pid) {
-		log_warn("%s: pid %ld ignored SIGTERM; killing", k->s->name,
-		    (long)k->pid);
-		kill(k->pid, SIGKILL);
-	}
-	zlist_remove(kernel_kills, k);
-	session_remove_ref(k->s);
-	free(k);
-}
 
-/* Ask the incarnation to end: SIGTERM now, SIGKILL after a grace period. */
-static void
-kernel_stop(struct session *s, const char *reason)
-{
-	struct kernel_kill	*k;
 
-	if (s->pid <= 0 || s->stopping)
-		return;
-	s->stopping = 1;
-	s->stop_reason = reason;
-	kill(s->pid, SIGTERM);
-	k = xmalloc(sizeof *k);
-	k->s = s;
-	k->pid = s->pid;
-	session_add_ref(s);
-	k->timer = loop_timer_add(KERNEL_KILL_GRACE, kernel_kill_timer, k);
-	if (kernel_kills == NULL)
-		kernel_kills = zlist_new();
-	zlist_append(kernel_kills, k);
-}
 
-void
-kernel_pump_session(struct session *s)
-{
-	kernel_pump(s);
-}
-
-void
-kernel_watch_channel(struct session *s)
-{
-	kernel_watch(s, 1);
-}
-
-void
-kernel_stop_session(struct session *s, const char *reason)
-{
-	kernel_stop(s, reason);
-}
 
 void
 kernel_interrupt(struct session *s)
@@ -1147,10 +983,10 @@ kernel_restart(struct session *s, const char *why)
 	audit_lifecycle(s, "restart", why, NULL);
 	if (s->pid > 0) {
 		s->restart_pending = 1;
-		kernel_stop(s, "SessionRestarted");
+		incarnation_stop(s, "SessionRestarted");
 		return;
 	}
-	lifecycle_drop_checkpoints(s);
+	hook_run(HOOK_CLEAN_START, s, NULL);
 	if (kernel_start(s, &cause) != 0) {
 		log_error("%s: %s", s->name, cause);
 		free(cause);
@@ -1160,11 +996,16 @@ kernel_restart(struct session *s, const char *why)
 static void
 kernel_fail_queue(struct session *s, const char *ename, const char *evalue)
 {
-	struct req	*req;
+	struct kernel_req	*req;
 
-	while ((req = zlist_pop(s->queue)) != NULL) {
-		kernel_status(s, req, "busy");
-		kernel_fail(s, req, ename, evalue, 0);
+	while ((req = TAILQ_FIRST(&s->queue)) != NULL) {
+		kernel_queue_take(s, req);
+		if (req->daemon)
+			kernel_daemon_answer(s, req);
+		else {
+			kernel_status(s, req, "busy");
+			kernel_fail(s, req, ename, evalue, 0);
+		}
 		kernel_req_free(req);
 	}
 }
@@ -1180,105 +1021,46 @@ kernel_end(struct session *s, const char *why)
 	kernel_fail_queue(s, "SessionEnded", "the session was shut down "
 	    "before this request ran");
 	if (s->pid > 0)
-		kernel_stop(s, "SessionKilled");
+		incarnation_stop(s, "SessionKilled");
 	else
 		kernel_finish_end(s, why);
 }
 
-/* A tree the session controlled, removed without following a link. */
-void
-kernel_rmtree(const char *path)
-{
-	char	*cause;
-
-	if (file_remove_tree(path, &cause) != 0) {
-		log_warn("%s", cause);
-		free(cause);
-	}
-}
 
 static void
 kernel_finish_end(struct session *s, const char *why)
 {
-	struct endpoint	*ep = s->endpoint;
-
 	session_set_state(s, SESSION_DEAD, why);
 	kernel_fail_queue(s, "SessionEnded", "the session ended before this "
 	    "request ran");
-	if (ep != NULL) {
-		kernel_forget_endpoint(s, ep);
-		endpoint_close(ep);
-		s->endpoint = NULL;
-	}
-	control_session_ended(s, why);
-	lifecycle_forget(s);
-	contain_release(s);
-	kernel_rmtree(s->workdir);
+	/* The factory's endpoint, record, cgroup, work dir; an attach client. */
+	hook_run(HOOK_ENDED, s, why);
+	transport_subs_free(s);
 	kernel_req_free(s->current);
 	kernel_req_free(s->last);
 	s->current = s->last = NULL;
-	session_unlink(s);
+	session_destroy(&s);
 }
 
-static void
-kernel_death_reason(struct session *s, int status, const char **ename,
-    char *evalue, size_t len)
-{
-	if (contain_oom_killed(s)) {
-		*ename = "SessionOutOfMemory";
-		snprintf(evalue, len, "the session used more than its memory "
-		    "limit of %llu MiB and its interpreter was killed; its "
-		    "state is lost", (unsigned long long)(s->limits.memory >>
-		    20));
-	} else if (s->stopping && s->stop_reason != NULL &&
-	    strcmp(s->stop_reason, "CellTimeout") == 0) {
-		*ename = s->stop_reason;
-		snprintf(evalue, len, "the cell ran longer than %llu s and did "
-		    "not stop when interrupted; the interpreter was restarted "
-		    "and its state is lost",
-		    (unsigned long long)s->limits.exec_timeout);
-	} else if (s->stopping && s->stop_reason != NULL) {
-		*ename = s->stop_reason;
-		snprintf(evalue, len, "the interpreter was stopped (%s)",
-		    s->restart_pending ? "restart" : "session ended");
-	} else if (WIFSIGNALED(status)) {
-		*ename = "SessionKilled";
-		snprintf(evalue, len, "the interpreter was killed by signal "
-		    "%d (%s)", WTERMSIG(status), strsignal(WTERMSIG(status)));
-	} else {
-		*ename = "InterpreterExited";
-		snprintf(evalue, len, "the interpreter exited with status %d%s%s",
-		    WEXITSTATUS(status), s->errlen ? ": " : "", s->errbuf);
-	}
-}
 
-/* An incarnation is gone: fail what it was doing, then restart or end. */
-static void
-kernel_lost(struct session *s, int status)
+/* HOOK_LOST: fail what the incarnation was doing, then restart or end. */
+static int
+kernel_lost(struct session *s, const void *arg)
 {
-	const char	*ename;
-	char		 evalue[1280], *cause;
-	int		 before_hello = s->hello == NULL;
+	const struct hook_lost	*lost = arg;
+	const char		*ename = lost->ename, *evalue = lost->evalue;
+	char			*cause;
+	int			 before_hello = lost->before_hello;
+	struct waiter		*w;
 
-	kernel_drain(s);
-	kernel_watch(s, 0);
-	if (s->err_io != NULL)
-		kernel_stderr_event(s->errfd, EPOLLIN, s);
-	loop_io_remove(&s->err_io);
-	kernel_death_reason(s, status, &ename, evalue, sizeof evalue);
-	log_info("%s: interpreter pid %ld gone: %s: %s", s->name, (long)s->pid,
-	    ename, evalue);
-	audit_lifecycle(s, "interpreter_exit", ename, json_pack("{s:s}",
-	    "detail", evalue));
-	spawn_close(s);
-	session_set_pid(s, -1);
 	if (s->ckpt_op != 0) {
 		s->ckpt_op = 0;
-		if (s->ckpt_waiter != NULL)
-			control_answer(s->ckpt_waiter, json_pack("{s:b,s:s,s:i}",
-			    "ok", 0, "error", "the interpreter died during the "
+		if ((w = s->ckpt_waiter) != NULL) {
+			s->ckpt_waiter = NULL;
+			w->answer(w, json_pack("{s:b,s:s,s:i}", "ok", 0,
+			    "error", "the interpreter died during the "
 			    "checkpoint", "code", EXIT_FAILED));
-		s->ckpt_waiter = NULL;
+		}
 	}
 	s->restore_op = 0;
 	if (s->current != NULL) {
@@ -1297,12 +1079,12 @@ kernel_lost(struct session *s, int status)
 		    "stopped");
 		audit_lifecycle(s, "hibernate", "checkpointed and stopped", NULL);
 		kernel_pump(s);		/* a request that came meanwhile */
-		return;
+		return (0);
 	}
 	s->hibernating = 0;
 	if (s->ending) {
 		kernel_finish_end(s, "interpreter stopped");
-		return;
+		return (0);
 	}
 	if (before_hello && !s->stopping &&
 	    ++s->start_failures >= KERNEL_START_TRIES) {
@@ -1312,258 +1094,53 @@ kernel_lost(struct session *s, int status)
 		s->stopping = 0;
 		s->restart_pending = 0;
 		session_set_state(s, SESSION_DEAD, "interpreter cannot start");
-		return;
+		return (0);
 	}
 	/*
 	 * A restart asked for is a clean start; after a crash the last
 	 * checkpoint comes back, unless the config says start clean.
 	 */
 	if (s->restart_pending || !cfg.restart_from_checkpoint)
-		lifecycle_drop_checkpoints(s);
+		hook_run(HOOK_CLEAN_START, s, NULL);
 	s->stopping = 0;
 	s->restart_pending = 0;
 	if (kernel_start(s, &cause) != 0) {
 		log_error("%s: %s", s->name, cause);
 		kernel_fail_queue(s, "InterpreterFailedToStart", cause);
 		free(cause);
-		return;
+		return (0);
 	}
 	kernel_pump(s);
-}
-
-void
-kernel_reaped(pid_t pid, int status)
-{
-	struct session	*s = session_find_pid(pid);
-
-	if (s == NULL) {
-		log_debug("reaped unknown pid %ld", (long)pid);
-		return;
-	}
-	session_add_ref(s);
-	kernel_lost(s, status);
-	session_remove_ref(s);
-}
-
-void
-kernel_forget_endpoint(struct session *s, struct endpoint *ep)
-{
-	struct req	*req;
-
-	for (req = zlist_first(s->queue); req != NULL;
-	    req = zlist_next(s->queue)) {
-		if (req->ep == ep)
-			req->ep = NULL;
-	}
-	if ((req = s->current) != NULL && req->ep == ep)
-		req->ep = NULL;
-	if ((req = s->last) != NULL && req->ep == ep)
-		req->ep = NULL;
-}
-
-/* A fresh directory only: never adopt one a previous session left. */
-static int
-kernel_mkdir(const char *path, uid_t owner, char **cause)
-{
-	if (mkdir(path, 0700) != 0) {
-		xasprintf(cause, "%s: %s", path, strerror(errno));
-		return (-1);
-	}
-	if (chown(path, owner, (gid_t)-1) != 0) {
-		xasprintf(cause, "%s: %s", path, strerror(errno));
-		return (-1);
-	}
 	return (0);
 }
 
-/*
- * A new session: work directory, optional own endpoint and connection
- * file (ci == NULL: reachable only through the shared endpoint), and its
- * first interpreter, started at once so the first request is fast.
- */
-/* Quotas on sessions, overall and per user (sessions brought back count). */
-static int
-kernel_quota(uid_t owner, char **cause)
-{
-	size_t	mine = session_owner_count(owner);
 
-	if (session_count() >= cfg.max_sessions) {
-		xasprintf(cause, "the daemon already holds %zu sessions "
-		    "(max-sessions)", session_count());
-		return (-1);
-	}
-	if (mine >= cfg.max_user_sessions) {
-		xasprintf(cause, "uid %u already has %zu sessions "
-		    "(max-sessions-per-user)", (u_int)owner, mine);
-		return (-1);
-	}
-	return (0);
-}
 
-/*
- * Make a session: work directory (new, or kept from before a restart),
- * optional own endpoint and connection file (ci == NULL: reachable only
- * through the shared endpoint), and, when start is set, its first
- * interpreter at once so the first request is fast.
- */
-struct session *
-kernel_make_session(const char *name, uid_t owner, const struct conninfo *ci,
-    const struct session_limits *limits, const char *keep_workdir,
-    uid_t host_uid, int start, char **cause)
-{
-	struct session	*s;
-	struct endpoint	*ep;
-	char		*workdir, *path;
-	uint32_t	 rnd;
 
-	if (keep_workdir == NULL && kernel_quota(owner, cause) != 0)
-		return (NULL);
-	/*
-	 * A random suffix: a later session of the same name never sees what
-	 * an earlier one left, even if its removal failed.
-	 */
-	randombytes_buf(&rnd, sizeof rnd);
-	if (keep_workdir != NULL)
-		workdir = xstrdup(keep_workdir);
-	else
-		xasprintf(&workdir, "%s/work/%s.%08x", server_state_dir, name,
-		    rnd);
-	s = session_create(name, owner, workdir, cause);
-	if (s == NULL) {
-		free(workdir);
-		return (NULL);
-	}
-	s->limits = limits != NULL ? *limits : cfg.limits;
-	s->host_uid = host_uid;
-	if (contain_prepare(s, cause) != 0)
-		goto fail;
-	/* The interpreter's host uid must own its working directory. */
-	if (keep_workdir == NULL &&
-	    kernel_mkdir(workdir, s->host_uid, cause) != 0)
-		goto fail;
-	free(workdir);
-	workdir = NULL;
-	if (ci != NULL) {
-		if ((ep = endpoint_new(s, ci, cause)) == NULL)
-			goto fail;
-		s->endpoint = ep;
-		xasprintf(&path, "%s/sessions/%s.json", server_state_dir, name);
-		if (endpoint_write_file(ep, path, owner, cause) != 0) {
-			free(path);
-			goto fail;
-		}
-		free(path);
-	}
-	if (start && kernel_start(s, cause) != 0)
-		goto fail;
-	lifecycle_save(s);
-	audit_lifecycle(s, keep_workdir != NULL ? "recover" : "create", NULL,
-	    NULL);
-	return (s);
-fail:
-	free(workdir);
-	if (s->endpoint != NULL)
-		endpoint_destroy((struct endpoint **)&s->endpoint);
-	contain_release(s);
-	session_unlink(s);
-	return (NULL);
-}
 
-struct session *
-kernel_new_session(const char *name, uid_t owner, const struct conninfo *ci,
-    const struct session_limits *limits, char **cause)
-{
-	return (kernel_make_session(name, owner, ci, limits, NULL, (uid_t)-1,
-	    1, cause));
-}
 
-json_t *
-kernel_describe(struct session *s)
-{
-	struct endpoint	*ep = s->endpoint;
-	uint64_t	 mem, cpu;
-	json_t		*d;
 
-	contain_stats(s, &mem, &cpu);
-	d = json_pack("{s:s,s:i,s:s,s:I,s:s?,s:s,s:I,s:I,s:i,s:b,s:i,s:i,"
-	    "s:{s:I,s:f,s:I,s:I,s:I}}",
-	    "name", s->name, "owner", (int)s->owner, "state",
-	    session_state_name(s->state), "pid", (json_int_t)s->pid,
-	    "connection_file", ep != NULL ? ep->path : NULL, "workdir",
-	    s->workdir,
-	    "created", (json_int_t)s->created, "idle_seconds",
-	    (json_int_t)(time(NULL) - s->last_active), "incarnation",
-	    (int)s->incarnation, "attached", s->attach != NULL, "queued",
-	    (int)zlist_size(s->queue), "uid", (int)s->host_uid, "limits",
-	    "memory", (json_int_t)s->limits.memory, "cpus",
-	    s->limits.cpu_millis / 1000.0, "pids", (json_int_t)s->limits.pids,
-	    "tmp", (json_int_t)s->limits.tmp, "exec_timeout",
-	    (json_int_t)s->limits.exec_timeout);
-	json_object_set_new(json_object_get(d, "limits"), "idle_timeout",
-	    json_integer((json_int_t)s->limits.idle_timeout));
-	if (mem != UINT64_MAX)
-		json_object_set_new(d, "memory", json_integer(mem));
-	if (cpu != UINT64_MAX)
-		json_object_set_new(d, "cpu_seconds", json_real(cpu / 1e6));
-	json_object_set_new(d, "checkpoint", lifecycle_describe(s));
-	if (contain_weaker() != NULL)
-		json_object_set_new(d, "weaker_sandbox",
-		    json_string(contain_weaker()));
-	if (s->pid > 0)
-		json_object_set_new(d, "born",
-		    json_string(spawn_born_name(s->born)));
-	return (d);
-}
 
-/* Daemon exit: every interpreter goes, quickly and for sure. */
+/* The session a request names when its origin has none (the shared one). */
 void
-kernel_shutdown_all(void)
+kernel_set_resolver(kernel_resolve_fn *fn)
 {
-	struct session		*s;
-	struct kernel_kill	*k;
-	struct endpoint		*ep;
-	int			 i, left, status;
-	pid_t			 pid;
+	kernel_resolver = fn;
+}
 
-	for (s = session_first(); s != NULL; s = session_next()) {
-		if (s->pid > 0)
-			kill(s->pid, SIGTERM);
-	}
-	for (i = 0; i < 40; i++) {
-		while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
-			if ((s = session_find_pid(pid)) != NULL)
-				session_set_pid(s, -1);
-		}
-		left = 0;
-		for (s = session_first(); s != NULL; s = session_next())
-			left += s->pid > 0;
-		if (left == 0)
-			break;
-		usleep(50000);
-	}
-	for (s = session_first(); s != NULL; s = session_next()) {
-		if (s->pid > 0)
-			kill(s->pid, SIGKILL);
-		loop_io_remove(&s->chan_io);
-		loop_io_remove(&s->err_io);
-		contain_release(s);
-		if ((ep = s->endpoint) == NULL)
-			continue;
-		/* A session with a checkpoint comes back on the same file. */
-		if (s->ckpt_slot >= 0) {
-			free(ep->path);
-			ep->path = NULL;
-		}
-		/* Its sockets closed now, not reported dangling by czmq. */
-		kernel_forget_endpoint(s, ep);
-		endpoint_destroy(&ep);
-		s->endpoint = NULL;
-	}
-	/* Every process is gone: the pending SIGKILLs have nothing to do. */
-	while (kernel_kills != NULL && (k = zlist_pop(kernel_kills)) != NULL) {
-		loop_timer_cancel(&k->timer);
-		session_remove_ref(k->s);
-		free(k);
-	}
-	zlist_destroy(&kernel_kills);
+size_t
+kernel_queued(struct session *s)
+{
+	return (s->queue_len);
+}
+
+/* Before any session: the runner's ops and the hooks the core handles. */
+void
+kernel_init(void)
+{
+	incarnation_handle("hello", kernel_on_hello);
+	incarnation_handle("iopub", kernel_on_iopub);
+	incarnation_handle("reply", kernel_on_reply);
+	incarnation_handle("input_request", kernel_on_input_request);
+	hook_add(HOOK_LOST, kernel_lost);
 }

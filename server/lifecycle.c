@@ -33,6 +33,7 @@ static struct loop_timer *lifecycle_drain_timer; /* exit: checkpoints done? */
 static json_t	*lifecycle_fork_now(struct session *);
 static int	 lifecycle_over_quota(struct session *, uint64_t);
 static void	 lifecycle_discard(struct session *, int);
+static void	 lifecycle_due(void *);
 
 /* Where the runner sees slot n: inside the sandbox, or the host path. */
 static char *
@@ -54,12 +55,11 @@ lifecycle_send(struct session *s, json_t *m)
 {
 	char	*cause;
 
-	if (channel_send(&s->chan, m, &cause) != 0) {
+	if (incarnation_send(s, m, &cause) != 0) {
 		log_warn("%s: %s", s->name, cause);
 		free(cause);
 	}
 	json_decref(m);
-	kernel_watch_channel(s);
 }
 
 /* Newest checkpoints of all of the owner's sessions, with this one. */
@@ -103,8 +103,8 @@ lifecycle_discard(struct session *s, int slot)
  * strictly sequential and reads the channel only when idle.
  */
 int
-lifecycle_checkpoint(struct session *s, int then_hibernate, void *waiter,
-    char **cause)
+lifecycle_checkpoint(struct session *s, int then_hibernate,
+    struct waiter *waiter, char **cause)
 {
 	char	*path;
 
@@ -139,11 +139,11 @@ lifecycle_checkpoint(struct session *s, int then_hibernate, void *waiter,
 static void
 lifecycle_answer(struct session *s, json_t *reply)
 {
-	void	*waiter = s->ckpt_waiter;
+	struct waiter	*waiter = s->ckpt_waiter;
 
 	s->ckpt_waiter = NULL;
 	if (waiter != NULL)
-		control_answer(waiter, reply);
+		waiter->answer(waiter, reply);
 	else
 		json_decref(reply);
 }
@@ -169,7 +169,7 @@ lifecycle_on_checkpoint_done(struct session *s, json_t *msg)
 		s->fork_to[0] = '\0';
 		lifecycle_answer(s, json_pack("{s:b,s:s,s:i}", "ok", 0, "error",
 		    err ? err : "checkpoint failed", "code", EXIT_FAILED));
-		kernel_pump_session(s);
+		kernel_pump(s);
 		return;
 	}
 	if (lifecycle_over_quota(s, json_integer_value(json_object_get(msg,
@@ -180,7 +180,7 @@ lifecycle_on_checkpoint_done(struct session *s, json_t *msg)
 		    "checkpoint refused: over the owner's "
 		    "max-checkpoint-bytes-per-user; the previous one is kept",
 		    "code", EXIT_FAILED));
-		kernel_pump_session(s);
+		kernel_pump(s);
 		return;
 	}
 	snprintf(s->ckpt_sha[slot], sizeof s->ckpt_sha[slot], "%s", sha);
@@ -189,7 +189,7 @@ lifecycle_on_checkpoint_done(struct session *s, json_t *msg)
 	s->ckpt_time[slot] = time(NULL);
 	s->ckpt_slot = slot;
 	s->dirty = 0;
-	lifecycle_save(s);
+	record_save(s);
 	log_info("%s: checkpoint %c: %llu bytes", s->name, 'a' + slot,
 	    (unsigned long long)s->ckpt_bytes[slot]);
 	audit_lifecycle(s, "checkpoint", NULL, json_pack("{s:I,s:s}", "bytes",
@@ -200,12 +200,12 @@ lifecycle_on_checkpoint_done(struct session *s, json_t *msg)
 		lifecycle_answer(s, json_pack("{s:b,s:s,s:I,s:O?}", "ok", 1,
 		    "sha256", sha, "bytes", (json_int_t)s->ckpt_bytes[slot],
 		    "manifest", json_object_get(msg, "manifest")));
-	if (s->ckpt_then_hibernate && zlist_size(s->queue) == 0) {
+	if (s->ckpt_then_hibernate && kernel_queued(s) == 0) {
 		s->hibernating = 1;
-		kernel_stop_session(s, "SessionHibernated");
+		incarnation_stop(s, "SessionHibernated");
 		return;
 	}
-	kernel_pump_session(s);
+	kernel_pump(s);
 }
 
 /* A fresh interpreter of a session with a checkpoint restores it first. */
@@ -269,59 +269,9 @@ lifecycle_on_restore_done(struct session *s, json_t *msg)
 		log_info("%s: restored from checkpoint %c", s->name, 'a' + slot);
 		audit_lifecycle(s, "resume", NULL, json_deep_copy(report));
 	}
-	kernel_pump_session(s);
+	kernel_pump(s);
 }
 
-/* Names a restore could not bring back, as a stderr note for the user. */
-json_t *
-lifecycle_lost_note(struct session *s)
-{
-	json_t		*lost, *v;
-	const char	*err, *refused;
-	char		*text, *t;
-	size_t		 i;
-
-	if (s->restore_report == NULL)
-		return (NULL);
-	err = json_string_value(json_object_get(s->restore_report, "error"));
-	if (err != NULL) {
-		xasprintf(&text, "[cellblock: the session was resumed but its "
-		    "checkpoint was refused (%s); variables are lost]\n", err);
-		goto out;
-	}
-	lost = json_object_get(s->restore_report, "lost");
-	refused = json_string_value(json_object_get(s->restore_report,
-	    "refused_newer"));
-	if (json_array_size(lost) == 0 && json_array_size(json_object_get(
-	    s->restore_report, "skipped")) == 0 && refused == NULL)
-		return (NULL);
-	if (refused != NULL)
-		xasprintf(&text, "[cellblock: the newest checkpoint was refused "
-		    "(%s); resumed from the one before; not restored:", refused);
-	else
-		text = xstrdup("[cellblock: session resumed from its "
-		    "checkpoint; not restored:");
-	json_array_foreach(lost, i, v) {
-		xasprintf(&t, "%s %s", text, json_string_value(
-		    json_object_get(v, "name")));
-		free(text);
-		text = t;
-	}
-	json_array_foreach(json_object_get(s->restore_report, "skipped"), i,
-	    v) {
-		xasprintf(&t, "%s %s", text, json_string_value(
-		    json_object_get(v, "name")));
-		free(text);
-		text = t;
-	}
-	xasprintf(&t, "%s]\n", text);
-	free(text);
-	text = t;
-out:
-	v = json_pack("{s:s,s:s}", "name", "stderr", "text", text);
-	free(text);
-	return (v);
-}
 
 /*
  * Idle reaping: a session is idle when no cell runs and no request has
@@ -332,7 +282,7 @@ static int
 lifecycle_quiet(struct session *s)
 {
 	return (s->state == SESSION_IDLE && s->current == NULL &&
-	    zlist_size(s->queue) == 0 && !s->ending && !s->stopping &&
+	    kernel_queued(s) == 0 && !s->ending && !s->stopping &&
 	    s->ckpt_op == 0 && s->restore_op == 0);
 }
 
@@ -386,34 +336,82 @@ lifecycle_pressure(void)
 		    "used)");
 }
 
+/*
+ * When the session is next due a look: at its idle deadline, or at its
+ * periodic checkpoint's. One timer per live session, armed at hello and
+ * re-armed when it fires; a request only moves last_active, which the
+ * timer reads when it fires (so activity costs nothing here, and no tick
+ * scans every session).
+ */
 static void
-lifecycle_tick(void *arg)
+lifecycle_arm(struct session *s)
 {
-	struct session	*s;
+	time_t		now = time(NULL), due = 0, last, t;
+	uint64_t	ms;
+
+	loop_timer_cancel(&s->lifecycle_timer);
+	if (s->limits.idle_timeout != 0)
+		due = s->last_active + (time_t)s->limits.idle_timeout;
+	if (cfg.checkpoint_interval != 0) {
+		last = s->ckpt_slot >= 0 ? s->ckpt_time[s->ckpt_slot] :
+		    s->created;
+		t = last + (time_t)cfg.checkpoint_interval;
+		if (due == 0 || t < due)
+			due = t;
+	}
+	if (due == 0)
+		return;		/* never idle-reaped, never checkpointed */
+	ms = due > now ? (uint64_t)(due - now) * 1000 : LIFECYCLE_TICK;
+	s->lifecycle_timer = loop_timer_add(ms, lifecycle_due, s);
+}
+
+static void
+lifecycle_due(void *arg)
+{
+	struct session	*s = arg;
 	time_t		 now = time(NULL), last;
 	char		*cause;
-	static int	 trim_ticks;
 
-	(void)arg;
-	lifecycle_timer = loop_timer_add(LIFECYCLE_TICK, lifecycle_tick, NULL);
-	for (s = session_first(); s != NULL; s = session_next()) {
-		if (!lifecycle_quiet(s))
-			continue;
+	s->lifecycle_timer = NULL;
+	if (s->pid <= 0 || s->hello == NULL)
+		return;		/* armed again at the next hello */
+	if (lifecycle_quiet(s)) {
 		/* The session's own (cellblock new --idle-timeout). */
 		if (s->limits.idle_timeout != 0 &&
 		    now - s->last_active >= (time_t)s->limits.idle_timeout) {
+			/* Until it has stopped, due again every tick. */
 			lifecycle_hibernate(s, "idle past idle-timeout");
-			continue;
 		}
 		last = s->ckpt_slot >= 0 ? s->ckpt_time[s->ckpt_slot] :
 		    s->created;
-		if (s->dirty && cfg.checkpoint_interval != 0 &&
+		if (s->ckpt_op == 0 && s->dirty &&
+		    cfg.checkpoint_interval != 0 &&
 		    now - last >= (time_t)cfg.checkpoint_interval &&
 		    lifecycle_checkpoint(s, 0, NULL, &cause) != 0) {
 			log_warn("%s: periodic checkpoint: %s", s->name, cause);
 			free(cause);
 		}
 	}
+	lifecycle_arm(s);
+}
+
+/* HOOK_ENDED: the session's timer goes with it. */
+static int
+lifecycle_ended(struct session *s, const void *arg)
+{
+	(void)arg;
+	loop_timer_cancel(&s->lifecycle_timer);
+	return (0);
+}
+
+/* Once a second: memory pressure and the allocator; no session scan. */
+static void
+lifecycle_tick(void *arg)
+{
+	static int	 trim_ticks;
+
+	(void)arg;
+	lifecycle_timer = loop_timer_add(LIFECYCLE_TICK, lifecycle_tick, NULL);
 	lifecycle_pressure();
 	/*
 	 * Hand freed pages back now and then. The heap in use stays flat
@@ -427,6 +425,35 @@ lifecycle_tick(void *arg)
 	}
 }
 
+/* HOOK_HELLO: a fresh interpreter of a session with a checkpoint. */
+static int
+lifecycle_hello(struct session *s, const void *arg)
+{
+	(void)arg;
+	lifecycle_arm(s);
+	return (lifecycle_restore(s));
+}
+
+/* HOOK_CLEAN_START: the checkpoints no longer describe the session. */
+static int
+lifecycle_clean_start(struct session *s, const void *arg)
+{
+	(void)arg;
+	lifecycle_drop_checkpoints(s);
+	return (0);
+}
+
+/* Before any session: what this file hears from the core and the runner. */
+void
+lifecycle_init(void)
+{
+	hook_add(HOOK_HELLO, lifecycle_hello);
+	hook_add(HOOK_CLEAN_START, lifecycle_clean_start);
+	hook_add(HOOK_ENDED, lifecycle_ended);
+	incarnation_handle("checkpoint_done", lifecycle_on_checkpoint_done);
+	incarnation_handle("restore_done", lifecycle_on_restore_done);
+}
+
 void
 lifecycle_start(void)
 {
@@ -436,137 +463,19 @@ lifecycle_start(void)
 void
 lifecycle_stop(void)
 {
+	struct session	*s;
+
 	loop_timer_cancel(&lifecycle_timer);
+	for (s = session_first(); s != NULL; s = session_next())
+		loop_timer_cancel(&s->lifecycle_timer);
 }
 
-json_t *
-lifecycle_describe(struct session *s)
-{
-	int	slot = s->ckpt_slot;
 
-	if (slot < 0)
-		return (json_null());
-	return (json_pack("{s:I,s:I,s:s}", "time", (json_int_t)
-	    s->ckpt_time[slot], "bytes", (json_int_t)s->ckpt_bytes[slot],
-	    "slot", slot ? "b" : "a"));
-}
 
-/*
- * The session's record, so a restarted daemon can bring it back: owner,
- * limits, work dir, host uid, endpoint and the checkpoints' sha256. Kept
- * by the daemon (0600, outside every sandbox): a session cannot forge
- * the hash its checkpoint is checked against.
- */
-static char *
-lifecycle_record_path(const char *name)
-{
-	char	*p;
 
-	xasprintf(&p, "%s/sessions/%s.state", server_state_dir, name);
-	return (p);
-}
 
-static json_t *
-lifecycle_record(struct session *s)
-{
-	struct endpoint	*ep = s->endpoint;
-	json_t		*r, *ck = json_array();
-	int		 i;
 
-	for (i = 0; i < 2; i++) {
-		if (s->ckpt_sha[i][0] == '\0')
-			continue;
-		json_array_append_new(ck, json_pack("{s:i,s:s,s:I,s:I}", "slot",
-		    i, "sha256", s->ckpt_sha[i], "bytes", (json_int_t)
-		    s->ckpt_bytes[i], "time", (json_int_t)s->ckpt_time[i]));
-	}
-	r = json_pack("{s:i,s:s,s:i,s:s,s:i,s:I,s:i,s:o,s:{s:I,s:I,s:I,s:I,"
-	    "s:I,s:I,s:I}}", "format", 1, "name", s->name, "owner",
-	    (int)s->owner, "workdir", s->workdir, "host_uid", (int)s->host_uid,
-	    "created", (json_int_t)s->created, "newest", s->ckpt_slot,
-	    "checkpoints", ck, "limits", "memory", (json_int_t)s->limits.memory,
-	    "cpu_millis", (json_int_t)s->limits.cpu_millis, "pids",
-	    (json_int_t)s->limits.pids, "tmp", (json_int_t)s->limits.tmp,
-	    "exec_timeout", (json_int_t)s->limits.exec_timeout, "nofile",
-	    (json_int_t)s->limits.nofile, "fsize", (json_int_t)s->limits.fsize);
-	json_object_set_new(json_object_get(r, "limits"), "idle_timeout",
-	    json_integer((json_int_t)s->limits.idle_timeout));
-	json_object_set_new(r, "connection", ep != NULL ?
-	    connfile_to_json(&ep->ci) : json_null());
-	return (r);
-}
 
-/* Written whole to a temporary name, synced, renamed: never half. */
-void
-lifecycle_save(struct session *s)
-{
-	json_t	*r = lifecycle_record(s);
-	char	*path = lifecycle_record_path(s->name), *text, *cause;
-
-	text = json_dumps(r, JSON_COMPACT);
-	if (file_write_atomic(path, text, strlen(text), 0600, (uid_t)-1,
-	    &cause) != 0) {
-		log_warn("%s: cannot save %s: %s", s->name, path, cause);
-		free(cause);
-	}
-	free(text);
-	free(path);
-	json_decref(r);
-}
-
-void
-lifecycle_forget(struct session *s)
-{
-	char	*path = lifecycle_record_path(s->name);
-
-	unlink(path);
-	free(path);
-}
-
-static int
-lifecycle_limits(json_t *l, struct session_limits *out)
-{
-	*out = cfg.limits;
-	if (!json_is_object(l))
-		return (-1);
-	out->memory = json_integer_value(json_object_get(l, "memory"));
-	out->cpu_millis = json_integer_value(json_object_get(l, "cpu_millis"));
-	out->pids = json_integer_value(json_object_get(l, "pids"));
-	out->tmp = json_integer_value(json_object_get(l, "tmp"));
-	out->exec_timeout = json_integer_value(json_object_get(l,
-	    "exec_timeout"));
-	out->nofile = json_integer_value(json_object_get(l, "nofile"));
-	out->fsize = json_integer_value(json_object_get(l, "fsize"));
-	/* A record from before per-session idle timeouts: the default. */
-	if (json_is_integer(json_object_get(l, "idle_timeout")))
-		out->idle_timeout = json_integer_value(json_object_get(l,
-		    "idle_timeout"));
-	return (out->memory && out->cpu_millis && out->pids && out->tmp &&
-	    out->nofile && out->fsize ? 0 : -1);
-}
-
-static void
-lifecycle_checkpoints(struct session *s, json_t *r)
-{
-	json_t	*c;
-	size_t	 i;
-	int	 slot;
-
-	json_array_foreach(json_object_get(r, "checkpoints"), i, c) {
-		slot = json_integer_value(json_object_get(c, "slot"));
-		if (slot != 0 && slot != 1)
-			continue;
-		snprintf(s->ckpt_sha[slot], sizeof s->ckpt_sha[slot], "%s",
-		    json_string_value(json_object_get(c, "sha256")) ?: "");
-		s->ckpt_bytes[slot] = json_integer_value(json_object_get(c,
-		    "bytes"));
-		s->ckpt_time[slot] = json_integer_value(json_object_get(c,
-		    "time"));
-	}
-	slot = json_integer_value(json_object_get(r, "newest"));
-	s->ckpt_slot = (slot == 0 || slot == 1) && s->ckpt_sha[slot][0] ?
-	    slot : -1;
-}
 
 /* Bring one session back as hibernated; the same ports if still free. */
 static void
@@ -587,7 +496,7 @@ lifecycle_load(const char *file)
 	name = json_string_value(json_object_get(r, "name"));
 	workdir = json_string_value(json_object_get(r, "workdir"));
 	if (name == NULL || !session_name_valid(name) || workdir == NULL ||
-	    lifecycle_limits(json_object_get(r, "limits"), &lim) != 0) {
+	    record_limits(json_object_get(r, "limits"), &lim) != 0) {
 		log_warn("%s: not a session record; ignored", file);
 		goto out;
 	}
@@ -600,14 +509,14 @@ lifecycle_load(const char *file)
 	    connfile_from_json(json_object_get(r, "connection"), &ci,
 	    &cause) == 0)
 		cip = &ci;
-	s = kernel_make_session(name, json_integer_value(json_object_get(r,
+	s = factory_make_session(name, json_integer_value(json_object_get(r,
 	    "owner")), cip, &lim, workdir, json_integer_value(json_object_get(r,
 	    "host_uid")), 0, &cause);
 	if (s == NULL && cip != NULL) {
 		log_warn("%s: %s; trying new ports", name, cause);
 		free(cause);
 		memset(ci.ports, 0, sizeof ci.ports);
-		s = kernel_make_session(name, json_integer_value(
+		s = factory_make_session(name, json_integer_value(
 		    json_object_get(r, "owner")), cip, &lim, workdir,
 		    json_integer_value(json_object_get(r, "host_uid")), 0,
 		    &cause);
@@ -618,8 +527,8 @@ lifecycle_load(const char *file)
 		goto out;
 	}
 	s->created = json_integer_value(json_object_get(r, "created"));
-	lifecycle_checkpoints(s, r);
-	lifecycle_save(s);
+	record_checkpoints(s, r);
+	record_save(s);
 	session_set_state(s, SESSION_HIBERNATED, "daemon restarted");
 out:
 	json_decref(r);
@@ -855,7 +764,7 @@ lifecycle_fork_now(struct session *src)
 	snprintf(name, sizeof name, "%s", src->fork_to);
 	src->fork_to[0] = '\0';
 	endpoint_default_ci(&ci, name);
-	dst = kernel_make_session(name, src->fork_owner, &ci, &src->limits,
+	dst = factory_make_session(name, src->fork_owner, &ci, &src->limits,
 	    NULL, (uid_t)-1, 0, &cause);
 	if (dst == NULL)
 		goto fail;
@@ -864,12 +773,12 @@ lifecycle_fork_now(struct session *src)
 		goto fail;
 	}
 	session_set_state(dst, SESSION_HIBERNATED, "forked");
-	lifecycle_save(dst);
+	record_save(dst);
 	log_info("%s: forked from %s", dst->name, src->name);
 	audit_lifecycle(dst, "fork", NULL, json_pack("{s:s}", "from",
 	    src->name));
 	return (json_pack("{s:b,s:o}", "ok", 1, "session",
-	    kernel_describe(dst)));
+	    factory_describe(dst)));
 fail:
 	r = json_pack("{s:b,s:s,s:i}", "ok", 0, "error", cause, "code",
 	    EXIT_FAILED);
@@ -883,7 +792,7 @@ fail:
  */
 json_t *
 lifecycle_fork(struct session *src, const char *name, uid_t owner,
-    void *waiter)
+    struct waiter *waiter)
 {
 	char	*cause;
 	json_t	*r;
@@ -916,5 +825,5 @@ lifecycle_drop_checkpoints(struct session *s)
 		return;
 	s->ckpt_sha[0][0] = s->ckpt_sha[1][0] = '\0';
 	s->ckpt_slot = -1;
-	lifecycle_save(s);
+	record_save(s);
 }

@@ -179,26 +179,15 @@ loop_zsock_check(struct loop_io *io)
 	TAILQ_INSERT_TAIL(&loop_check, io, check_entry);
 }
 
-static int
-loop_zsock_readable(struct loop_io *io)
-{
-	uint32_t	ev = 0;
-	size_t		len = sizeof ev;
-
-	if (zmq_getsockopt(io->zsock, ZMQ_EVENTS, &ev, &len) != 0)
-		return (0);
-	return ((ev & ZMQ_POLLIN) != 0);
-}
-
-/* One batch if readable, then back on the check list if more is left. */
+/*
+ * The callback reads until the socket says EAGAIN (which re-arms the
+ * edge), or stops after a batch and calls loop_zsock_check itself: no
+ * ZMQ_EVENTS here, each costs libzmq a poll(2) and a getpid(2).
+ */
 static void
 loop_zsock_run(struct loop_io *io)
 {
-	if (!loop_zsock_readable(io))
-		return;
 	io->cb(io->fd, EPOLLIN, io->arg);
-	if (!io->dead && loop_zsock_readable(io))
-		loop_zsock_check(io);
 }
 
 /* The sockets that may hold messages, each once per turn. */

@@ -13,11 +13,13 @@
  * - A timer is one-shot: once its callback has run it is gone, so the
  *   callback must forget (NULL) its owner's pointer to it, or cancel it
  *   (harmless while it fires). Repeat by adding a new one.
- * - A ZeroMQ socket's ZMQ_FD is edge-triggered: the loop calls the
- *   callback while ZMQ_EVENTS says readable, one batch per call, and comes
- *   back next turn if the callback left messages. Anyone who sends on a
- *   socket that is also read must call loop_zsock_check afterwards: a send
- *   can consume the edge of messages that arrived meanwhile.
+ * - A ZeroMQ socket's ZMQ_FD is edge-triggered. Its callback must read
+ *   without blocking (ZMQ_DONTWAIT, or ZMQ_RCVTIMEO 0) until the socket
+ *   says EAGAIN, which re-arms the edge; or stop after a batch and call
+ *   loop_zsock_check, so that the loop calls it again next turn. Anyone who
+ *   sends on a socket that is also read must call loop_zsock_check
+ *   afterwards: a send can consume the edge of messages that arrived
+ *   meanwhile. The callback may thus be called with nothing to read.
  */
 #ifndef CELLBLOCK_LOOP_H
 #define CELLBLOCK_LOOP_H

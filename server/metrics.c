@@ -382,8 +382,7 @@ metrics_sample(int with_owners)
 		v[0] = uid;
 		if (with_owners)
 			metrics_add(M_SESSIONS_OWNER, v, 1);
-		if (s->queue != NULL)
-			queued += zlist_size(s->queue);
+		queued += s->queue_len;
 	}
 	metrics_add(M_QUEUE, NULL, queued);
 	z = zygote_describe();

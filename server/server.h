@@ -13,6 +13,7 @@
 #include "protocol.h"
 #include "sessions.h"
 #include "shared.h"
+#include "transport.h"
 
 _Static_assert(CELLBLOCK_NAME_MAX == SESSION_NAME_MAX,
     "the CLI's session name bound is the daemon's");
@@ -114,11 +115,14 @@ int		 heartbeat_start(char **);
 void		 heartbeat_stop(void);
 int		 heartbeat_bind(const char *, char **, char **);
 void		 heartbeat_unbind(const char *);
+char		*heartbeat_zbind(zsock_t *, const char *);
 
 /* server/endpoint.c */
-enum { EP_SHELL, EP_CONTROL, EP_STDIN };
+enum { EP_SHELL = TRANSPORT_SHELL, EP_CONTROL = TRANSPORT_CONTROL,
+    EP_STDIN = TRANSPORT_STDIN };
 struct endpoint {
 	struct session	*session;	/* NULL: the shared endpoint */
+	struct transport_origin *origin; /* what its requests remember */
 	struct conninfo	 ci;
 	struct sign	*sign;
 	zsock_t		*shell;
@@ -144,56 +148,102 @@ struct endpoint	*endpoint_new(struct session *, const struct conninfo *,
 void		 endpoint_default_ci(struct conninfo *, const char *);
 void		 endpoint_destroy(struct endpoint **);
 void		 endpoint_close(struct endpoint *);
-char		*endpoint_zbind(zsock_t *, const char *);
 void		 endpoint_reap_all(void);
 int		 endpoint_write_file(struct endpoint *, const char *, uid_t,
 		     char **);
 zsock_t		*endpoint_socket(struct endpoint *, int);
-void		 endpoint_send(struct endpoint *, int, const struct jmsg_out *);
-void		 endpoint_publish(struct endpoint *, const struct jmsg_out *);
 
-/* server/kernel.c */
-void		 kernel_receive(struct endpoint *, int, struct jmsg *);
+
+/*
+ * server/hook.c: what the core and the supervisor tell the rooms above
+ * them, which register at start (docs/ARCHITECTURE.md).
+ */
+enum hook_event {
+	HOOK_HELLO,		/* interpreter ready; a handler's 1 holds the
+				   queue (a restore runs first) */
+	HOOK_LOST,		/* an incarnation is gone: struct hook_lost */
+	HOOK_ENDED,		/* the session ended: const char *why */
+	HOOK_CLEAN_START,	/* the next incarnation starts clean */
+	HOOK_N
+};
+struct hook_lost {
+	const char	*ename;		/* why, as the failed request says */
+	const char	*evalue;
+	int		 before_hello;	/* died before it was ready */
+};
+typedef int	 hook_fn(struct session *, const void *);
+void		 hook_add(enum hook_event, hook_fn *);
+int		 hook_run(enum hook_event, struct session *, const void *);
+
+/*
+ * Someone waiting for the answer to a long operation (a checkpoint, a
+ * fork): typed, so that the core and lifecycle.c answer without knowing
+ * who asked (control.c embeds one in each connection).
+ */
+struct waiter {
+	void		 (*answer)(struct waiter *, json_t *);
+};
+
+/* server/record.c: the session record file */
+void		 record_save(struct session *);
+void		 record_forget(struct session *);
+json_t		*record_describe(struct session *);
+int		 record_limits(json_t *, struct session_limits *);
+void		 record_checkpoints(struct session *, json_t *);
+
+/* server/incarnation.c: the incarnation supervisor */
+typedef void	 incarnation_op_fn(struct session *, json_t *);
+void		 incarnation_handle(const char *, incarnation_op_fn *);
+int		 incarnation_start(struct session *, char **);
+void		 incarnation_stop(struct session *, const char *);
+void		 incarnation_watch(struct session *, int);
+int		 incarnation_send(struct session *, json_t *, char **);
+void		 incarnation_reaped(pid_t, int);
+void		 incarnation_shutdown_all(void);
+
+/* server/kernel.c: the protocol core */
+typedef struct session *kernel_resolve_fn(struct jmsg *);
+void		 kernel_init(void);
+void		 kernel_set_resolver(kernel_resolve_fn *);
+transport_listener kernel_receive;
 int		 kernel_start(struct session *, char **);
+void		 kernel_pump(struct session *);
 void		 kernel_restart(struct session *, const char *);
 void		 kernel_interrupt(struct session *);
 void		 kernel_end(struct session *, const char *);
-void		 kernel_reaped(pid_t, int);
-void		 kernel_forget_endpoint(struct session *, struct endpoint *);
-json_t		*kernel_describe(struct session *);
-struct session	*kernel_new_session(const char *, uid_t,
+size_t		 kernel_queued(struct session *);
+
+/* server/factory.c: the session factory */
+void		 factory_init(void);
+struct session	*factory_new_session(const char *, uid_t,
 		     const struct conninfo *, const struct session_limits *,
 		     char **);
-struct session	*kernel_make_session(const char *, uid_t,
+struct session	*factory_make_session(const char *, uid_t,
 		     const struct conninfo *, const struct session_limits *,
 		     const char *, uid_t, int, char **);
-void		 kernel_shutdown_all(void);
-void		 kernel_pump_session(struct session *);
-void		 kernel_watch_channel(struct session *);
-void		 kernel_stop_session(struct session *, const char *);
-void		 kernel_rmtree(const char *);
+struct session	*factory_shared_session(struct jmsg *);
+json_t		*factory_describe(struct session *);
+void		 factory_rmtree(const char *);
+void		 factory_shutdown_all(void);
 
 /* server/lifecycle.c */
+void		 lifecycle_init(void);
 void		 lifecycle_start(void);
 void		 lifecycle_stop(void);
-int		 lifecycle_checkpoint(struct session *, int, void *, char **);
+int		 lifecycle_checkpoint(struct session *, int, struct waiter *,
+		     char **);
 void		 lifecycle_on_checkpoint_done(struct session *, json_t *);
 int		 lifecycle_restore(struct session *);
 void		 lifecycle_on_restore_done(struct session *, json_t *);
-json_t		*lifecycle_lost_note(struct session *);
-json_t		*lifecycle_describe(struct session *);
-void		 lifecycle_save(struct session *);
-void		 lifecycle_forget(struct session *);
 void		 lifecycle_load_all(void);
 void		 lifecycle_checkpoint_all(int);
 void		 lifecycle_drop_checkpoints(struct session *);
-json_t		*lifecycle_fork(struct session *, const char *, uid_t, void *);
+json_t		*lifecycle_fork(struct session *, const char *, uid_t,
+		     struct waiter *);
 
 /* server/control.c */
 int		 control_start(const char *, char **);
 void		 control_stop(void);
-void		 control_session_ended(struct session *, const char *);
-void		 control_answer(void *, json_t *);
 json_t		*control_parse_request(const char *, size_t, size_t *, char **);
 
 /* server/cellblockd.c */

@@ -8,6 +8,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <czmq.h>
 #include <sodium.h>
 
 #include "base.h"
@@ -137,7 +138,7 @@ session_create(const char *name, uid_t owner, const char *workdir,
 	s->pid = -1;
 	s->errfd = -1;
 	channel_init(&s->chan, -1);
-	s->queue = zlist_new();
+	TAILQ_INIT(&s->queue);
 	s->next_id = 1;
 	s->ckpt_slot = -1;
 	s->host_uid = (uid_t)-1;
@@ -185,10 +186,20 @@ session_count(void)
 	return (session_table == NULL ? 0 : zhashx_size(session_table));
 }
 
-/* Take the name out of the table; the memory goes with the last reference. */
+/*
+ * The session is over: its name leaves the table (a new one may take it
+ * at once), the table's reference goes, and the caller's pointer with it.
+ * The memory goes with the last reference (a timer or a callback on the
+ * stack may still hold one).
+ */
 void
-session_unlink(struct session *s)
+session_destroy(struct session **sp)
 {
+	struct session	*s = *sp;
+
+	if (s == NULL)
+		return;
+	*sp = NULL;
 	if (session_table != NULL && session_find(s->name) == s)
 		zhashx_delete(session_table, s->name);
 	session_set_ending(s);
@@ -209,7 +220,6 @@ session_remove_ref(struct session *s)
 	if (--s->references > 0)
 		return;
 	channel_close(&s->chan);
-	zlist_destroy(&s->queue);
 	json_decref(s->hello);
 	json_decref(s->exec_count);
 	json_decref(s->restore_report);

@@ -8,15 +8,22 @@
 #ifndef CELLBLOCK_SESSIONS_H
 #define CELLBLOCK_SESSIONS_H
 
+#include <sys/queue.h>
 #include <sys/types.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <time.h>
 
-#include <czmq.h>
 #include <jansson.h>
 
+/* The daemon's records a session points to, opaque to this layer. */
+struct control_conn;
+struct endpoint;
+struct kernel_req;
 struct loop_io;
+struct loop_timer;
+struct transport_sub;
+struct waiter;
 
 #define CHANNEL_MAX	((size_t)64 * 1024 * 1024)
 #define SESSION_NAME_MAX 64
@@ -94,12 +101,15 @@ struct session {
 	/* Owned by the server: endpoint, attached client, request queue. */
 	struct loop_io	*chan_io;	/* the channel in the daemon's loop */
 	struct loop_io	*err_io;	/* the shim's stderr in it */
-	void		*endpoint;
-	void		*attach;
-	int		 shared_seen;
-	zlist_t		*queue;
-	void		*current;
-	void		*last;
+	struct endpoint	*endpoint;	/* its own, NULL: shared only */
+	struct control_conn *attach;	/* the attach client, if any */
+	struct transport_sub *subs;	/* iopub subscribers (transport.c) */
+	/* The request queue: the protocol core's (server/kernel.c) alone. */
+	TAILQ_HEAD(, kernel_req) queue;
+	size_t		 queue_len;
+	size_t		 queue_bytes;	/* of the requests' wire messages */
+	struct kernel_req *current;	/* running in the interpreter */
+	struct kernel_req *last;	/* late output's parent */
 	uint64_t	 next_id;
 	json_t		*exec_count;
 	char		*workdir;
@@ -119,11 +129,12 @@ struct session {
 	uint64_t	 ckpt_op;	/* checkpoint in flight, 0: none */
 	int		 ckpt_writing;	/* the slot it writes */
 	int		 ckpt_then_hibernate;
-	void		*ckpt_waiter;	/* control client to answer */
+	struct waiter	*ckpt_waiter;	/* who to answer when it is done */
 	uint64_t	 restore_op;	/* restore in flight, 0: none */
 	int		 restore_slot;
 	json_t		*restore_report; /* for the first reply after it */
 	int		 hibernating;	/* stopping to hibernate */
+	struct loop_timer *lifecycle_timer; /* idle or checkpoint due */
 	int		 dirty;		/* state changed since the checkpoint */
 	char		 fork_to[SESSION_NAME_MAX + 1]; /* after the checkpoint */
 	uid_t		 fork_owner;
@@ -140,7 +151,7 @@ size_t		 session_owner_count(uid_t);
 struct session	*session_first(void);
 struct session	*session_next(void);
 size_t		 session_count(void);
-void		 session_unlink(struct session *);
+void		 session_destroy(struct session **);
 void		 session_add_ref(struct session *);
 void		 session_remove_ref(struct session *);
 const char	*session_state_name(enum session_state);

@@ -699,3 +699,31 @@ def test_control_socket_flood_leaves_other_users_served(daemon, witness):
         flooder.wait(timeout=30)
         as_user(OTHER, daemon, "kill", "other-user")
     witness.check("the flood's end")
+
+
+# ------------------------------------------------- a control client that reads late
+
+def test_control_replies_wait_for_a_slow_reader(daemon, witness):
+    """A control client that sends many requests before reading any gets
+    every reply, in order: what the socket buffer cannot take waits in the
+    daemon (an `ls` of a thousand sessions is more than a buffer), and the
+    daemon's loop is not blocked meanwhile."""
+    n = 4000        # ~0.8 MB of `ping` replies: several socket buffers
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(TIMEOUT)
+        s.connect(os.path.join(daemon.state, "control.sock"))
+        s.sendall(b'{"cmd": "ping"}\n' * n)
+        # The loop serves others while this client's replies wait.
+        witness.check()
+        buf = b""
+        deadline = time.monotonic() + TIMEOUT
+        while buf.count(b"\n") < n and time.monotonic() < deadline:
+            chunk = s.recv(1 << 16)
+            if not chunk:
+                break
+            buf += chunk
+    lines = buf.split(b"\n")[:-1]
+    assert len(lines) == n, f"{len(lines)} of {n} replies; log: " + \
+        "\n".join(daemon.log_text().splitlines()[-5:])
+    assert all(json.loads(x)["ok"] for x in lines)
+    witness.check()

@@ -373,22 +373,29 @@ def test_kernel_info_reply_fields_on_shell_and_control(raw):
         check_kernel_info(reply["content"])
 
 
-def test_kernel_info_answered_while_a_cell_runs(raw):
+def test_kernel_info_while_a_cell_runs(raw):
+    """Control answers at once; shell keeps request order (issue 10): its
+    kernel_info is answered after the running cell's reply."""
     h = raw.execute("import time\nprint('started', flush=True)\ntime.sleep(5)")
     raw.wait("iopub", lambda m: m["parent_header"] == h and m["msg_type"] == "stream",
              what="the cell's first output")
-    for ch in ("shell", "control"):
-        t0 = time.monotonic()
-        k = raw.send(ch, "kernel_info_request")
-        reply = raw.reply(k, ch, timeout=1.0)
-        assert time.monotonic() - t0 < 1.0
-        check_kernel_info(reply["content"])
-        raw.iopub_until_idle(k, timeout=1.0)
-    # The cell is still running: its reply has not come.
-    assert not any(m["parent_header"] == h for m in raw.received["shell"])
+    t0 = time.monotonic()
+    k = raw.send("control", "kernel_info_request")
+    reply = raw.reply(k, "control", timeout=1.0)
+    assert time.monotonic() - t0 < 1.0
+    check_kernel_info(reply["content"])
+    raw.iopub_until_idle(k, timeout=1.0)
+    ks = raw.send("shell", "kernel_info_request")
+    # The cell is still running: neither its reply nor the one behind it.
+    raw._pump(0.3)
+    assert not raw.received["shell"], raw.received["shell"]
     i = raw.send("control", "interrupt_request")
     raw.reply(i, "control")
-    assert raw.reply(h, timeout=10)["content"]["ename"] == "KeyboardInterrupt"
+    first = raw.wait("shell", lambda m: True, 10, "the next shell reply")
+    assert first["parent_header"] == h and first["content"]["ename"] == "KeyboardInterrupt"
+    second = raw.wait("shell", lambda m: True, 10, "the next shell reply")
+    assert second["parent_header"]["msg_id"] == ks["msg_id"]
+    check_kernel_info(second["content"])
 
 
 def test_kernel_info_answered_before_the_interpreter_starts(daemon):
@@ -471,10 +478,8 @@ def test_stop_on_error_aborts_only_queued_executes(raw):
     assert ra["content"]["status"] == "error" and ra["content"]["ename"] == "ValueError"
     for h in (b, c):
         r = raw.reply(h)
-        assert r["content"]["status"] == "error", r["content"]
-        assert r["content"]["ename"] == "ExecutionAborted", r["content"]
-        assert isinstance(r["content"]["evalue"], str)
-        assert isinstance(r["content"]["traceback"], list)
+        # As ipykernel 6.17 (tests/test_shell_order.py compares the two).
+        assert r["content"] == {"status": "aborted"}, r["content"]
         msgs = raw.iopub_until_idle(h)
         # Not run: no execute_input, no output.
         assert [m["msg_type"] for m in msgs] == ["status", "status"], msgs

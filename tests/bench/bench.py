@@ -554,6 +554,7 @@ class Bench:
             deadline = time.monotonic() + 10
             while self.daemon.state_of(s["name"]) is not None and time.monotonic() < deadline:
                 time.sleep(0.01)
+            time.sleep(0.3)     # its cgroups' removal done: time `new` alone
         return out
 
     def section_scale(self):

@@ -431,11 +431,10 @@ def findings(res):
     tp = get(res, "tput", "cellblock")
     if tp and tp.get("daemon_cpu_us") and cb and cb.get("daemon_cpu_us"):
         main = get(tp, "daemon_threads_us", "main")
-        F.append(f"- The daemon's CPU per execute grows with the number of sessions: "
-                 f"{us(cb['daemon_cpu_us'])} with one session, {us(tp['daemon_cpu_us'])} with "
-                 f"{tp['sessions']} driven at once (the daemon's zloop hands every socket of every "
-                 f"session to zmq_poll on each wake-up, so a wake-up costs more as sessions are "
-                 f"added). At that cost 3,000 executes/s would need "
+        F.append(f"- The daemon's CPU per execute: {us(cb['daemon_cpu_us'])} with one session "
+                 f"driven, {us(tp['daemon_cpu_us'])} with {tp['sessions']} driven at once (its "
+                 f"epoll loop wakes only for the sockets that signalled; section 6 has the cost "
+                 f"against idle sessions). At that cost 3,000 executes/s would need "
                  f"{3000 * tp['daemon_cpu_us'] / 1e6:.1f} CPUs for the daemon alone"
                  + (f", and its single-threaded main loop ({us(main)} per execute) saturates one "
                     f"core near {1e6 / main:.0f}/s" if main else "") + ".")
@@ -503,7 +502,8 @@ def scale_section(res):
           "other sessions sit idle: live interpreters, nothing imported, each with its own endpoint "
           "(four ZeroMQ sockets in the daemon's loop, one heartbeat socket in its thread) and "
           "channel. At each level the daemon answers 10 `new` requests (each new session is killed "
-          "and gone before the next, so the count stays put), then the round trip runs. Daemon CPU "
+          "and gone, and 0.3 s left for its cgroups' removal, before the next, so the count "
+          "stays put), then the round trip runs. Daemon CPU "
           "is all its threads' time from `/proc/PID/task/*/schedstat` over the run, divided by the "
           "executes."]
     if sc.get("stopped"):

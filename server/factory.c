@@ -1,0 +1,258 @@
+/* factory.c: the session factory: quotas, work dirs, endpoints, the end. */
+/*
+ * Where sessions come from: `new`, `attach`, the shared endpoint naming
+ * one, a daemon restart bringing records back (lifecycle.c), a fork. And
+ * where what the factory made goes when a session ends (HOOK_ENDED): its
+ * endpoint, record, cgroups and work dir.
+ */
+
+#include <sys/stat.h>
+
+#include <errno.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <sodium.h>
+
+#include "server.h"
+
+/* A tree the session controlled, removed without following a link. */
+void
+factory_rmtree(const char *path)
+{
+	char	*cause;
+
+	if (file_remove_tree(path, &cause) != 0) {
+		log_warn("%s", cause);
+		free(cause);
+	}
+}
+
+/* A fresh directory only: never adopt one a previous session left. */
+static int
+factory_mkdir(const char *path, uid_t owner, char **cause)
+{
+	if (mkdir(path, 0700) != 0) {
+		xasprintf(cause, "%s: %s", path, strerror(errno));
+		return (-1);
+	}
+	if (chown(path, owner, (gid_t)-1) != 0) {
+		xasprintf(cause, "%s: %s", path, strerror(errno));
+		return (-1);
+	}
+	return (0);
+}
+
+/* Quotas on sessions, overall and per user (sessions brought back count). */
+static int
+factory_quota(uid_t owner, char **cause)
+{
+	size_t	mine = session_owner_count(owner);
+
+	if (session_count() >= cfg.max_sessions) {
+		xasprintf(cause, "the daemon already holds %zu sessions "
+		    "(max-sessions)", session_count());
+		return (-1);
+	}
+	if (mine >= cfg.max_user_sessions) {
+		xasprintf(cause, "uid %u already has %zu sessions "
+		    "(max-sessions-per-user)", (u_int)owner, mine);
+		return (-1);
+	}
+	return (0);
+}
+
+/*
+ * Make a session: work directory (new, or kept from before a restart),
+ * optional own endpoint and connection file (ci == NULL: reachable only
+ * through the shared endpoint), and, when start is set, its first
+ * interpreter at once so the first request is fast.
+ */
+struct session *
+factory_make_session(const char *name, uid_t owner, const struct conninfo *ci,
+    const struct session_limits *limits, const char *keep_workdir,
+    uid_t host_uid, int start, char **cause)
+{
+	struct session	*s;
+	struct endpoint	*ep;
+	char		*workdir, *path;
+	uint32_t	 rnd;
+
+	if (keep_workdir == NULL && factory_quota(owner, cause) != 0)
+		return (NULL);
+	/*
+	 * A random suffix: a later session of the same name never sees what
+	 * an earlier one left, even if its removal failed.
+	 */
+	randombytes_buf(&rnd, sizeof rnd);
+	if (keep_workdir != NULL)
+		workdir = xstrdup(keep_workdir);
+	else
+		xasprintf(&workdir, "%s/work/%s.%08x", server_state_dir, name,
+		    rnd);
+	s = session_create(name, owner, workdir, cause);
+	if (s == NULL) {
+		free(workdir);
+		return (NULL);
+	}
+	s->limits = limits != NULL ? *limits : cfg.limits;
+	s->host_uid = host_uid;
+	if (contain_prepare(s, cause) != 0)
+		goto fail;
+	/* The interpreter's host uid must own its working directory. */
+	if (keep_workdir == NULL &&
+	    factory_mkdir(workdir, s->host_uid, cause) != 0)
+		goto fail;
+	free(workdir);
+	workdir = NULL;
+	if (ci != NULL) {
+		if ((ep = endpoint_new(s, ci, cause)) == NULL)
+			goto fail;
+		s->endpoint = ep;
+		xasprintf(&path, "%s/sessions/%s.json", server_state_dir, name);
+		if (endpoint_write_file(ep, path, owner, cause) != 0) {
+			free(path);
+			goto fail;
+		}
+		free(path);
+	}
+	if (start && kernel_start(s, cause) != 0)
+		goto fail;
+	record_save(s);
+	audit_lifecycle(s, keep_workdir != NULL ? "recover" : "create", NULL,
+	    NULL);
+	return (s);
+fail:
+	free(workdir);
+	if (s->endpoint != NULL)
+		endpoint_destroy(&s->endpoint);
+	transport_subs_free(s);
+	contain_release(s);
+	session_destroy(&s);
+	return (NULL);
+}
+
+struct session *
+factory_new_session(const char *name, uid_t owner, const struct conninfo *ci,
+    const struct session_limits *limits, char **cause)
+{
+	return (factory_make_session(name, owner, ci, limits, NULL, (uid_t)-1,
+	    1, cause));
+}
+
+/* Incoming. */
+
+struct session *
+factory_shared_session(struct jmsg *jm)
+{
+	struct session	*s;
+	char		 name[SESSION_NAME_MAX + 1], *cause;
+	u_char		 hash[32];
+
+	if (session_name_valid(jm->session))
+		snprintf(name, sizeof name, "%s", jm->session);
+	else {
+		crypto_hash_sha256(hash, (const u_char *)jm->session,
+		    strlen(jm->session));
+		snprintf(name, sizeof name, "c-%02x%02x%02x%02x%02x%02x",
+		    hash[0], hash[1], hash[2], hash[3], hash[4], hash[5]);
+	}
+	if ((s = session_find(name)) != NULL) {
+		if (s->owner != server_uid) {
+			log_warn("shared: session %s is not the shared "
+			    "endpoint's to use", name);
+			return (NULL);
+		}
+	} else if ((s = factory_new_session(name, server_uid, NULL, NULL,
+	    &cause)) == NULL) {
+		log_warn("shared: %s", cause);
+		free(cause);
+		return (NULL);
+	}
+	return (s);
+}
+
+json_t *
+factory_describe(struct session *s)
+{
+	struct endpoint	*ep = s->endpoint;
+	uint64_t	 mem, cpu;
+	json_t		*d;
+
+	contain_stats(s, &mem, &cpu);
+	d = json_pack("{s:s,s:i,s:s,s:I,s:s?,s:s,s:I,s:I,s:i,s:b,s:i,s:i,"
+	    "s:{s:I,s:f,s:I,s:I,s:I}}",
+	    "name", s->name, "owner", (int)s->owner, "state",
+	    session_state_name(s->state), "pid", (json_int_t)s->pid,
+	    "connection_file", ep != NULL ? ep->path : NULL, "workdir",
+	    s->workdir,
+	    "created", (json_int_t)s->created, "idle_seconds",
+	    (json_int_t)(time(NULL) - s->last_active), "incarnation",
+	    (int)s->incarnation, "attached", s->attach != NULL, "queued",
+	    (int)kernel_queued(s), "uid", (int)s->host_uid, "limits",
+	    "memory", (json_int_t)s->limits.memory, "cpus",
+	    s->limits.cpu_millis / 1000.0, "pids", (json_int_t)s->limits.pids,
+	    "tmp", (json_int_t)s->limits.tmp, "exec_timeout",
+	    (json_int_t)s->limits.exec_timeout);
+	json_object_set_new(json_object_get(d, "limits"), "idle_timeout",
+	    json_integer((json_int_t)s->limits.idle_timeout));
+	if (mem != UINT64_MAX)
+		json_object_set_new(d, "memory", json_integer(mem));
+	if (cpu != UINT64_MAX)
+		json_object_set_new(d, "cpu_seconds", json_real(cpu / 1e6));
+	json_object_set_new(d, "checkpoint", record_describe(s));
+	if (contain_weaker() != NULL)
+		json_object_set_new(d, "weaker_sandbox",
+		    json_string(contain_weaker()));
+	if (s->pid > 0)
+		json_object_set_new(d, "born",
+		    json_string(spawn_born_name(s->born)));
+	return (d);
+}
+
+/* HOOK_ENDED: what the factory made for the session goes. */
+static int
+factory_ended(struct session *s, const void *why)
+{
+	(void)why;
+	if (s->endpoint != NULL) {
+		endpoint_close(s->endpoint);
+		s->endpoint = NULL;
+	}
+	record_forget(s);
+	contain_release(s);
+	factory_rmtree(s->workdir);
+	return (0);
+}
+
+void
+factory_init(void)
+{
+	hook_add(HOOK_ENDED, factory_ended);
+	kernel_set_resolver(factory_shared_session);
+}
+
+/* Daemon exit, after the interpreters: endpoints closed, cgroups gone. */
+void
+factory_shutdown_all(void)
+{
+	struct session	*s;
+	struct endpoint	*ep;
+
+	incarnation_shutdown_all();
+	for (s = session_first(); s != NULL; s = session_next()) {
+		contain_release(s);
+		if ((ep = s->endpoint) == NULL)
+			continue;
+		/* A session with a checkpoint comes back on the same file. */
+		if (s->ckpt_slot >= 0) {
+			free(ep->path);
+			ep->path = NULL;
+		}
+		/* Its sockets closed now, not reported dangling by czmq. */
+		endpoint_destroy(&ep);
+		s->endpoint = NULL;
+	}
+}

@@ -1,0 +1,139 @@
+/* record.c: a session's record file (sessions/NAME.state), in one place. */
+/*
+ * What a restarted daemon needs to bring a session back: owner, limits,
+ * work dir, host uid, endpoint and the checkpoints' sha256. Written by
+ * record_save whenever any of it changes, read back by lifecycle_load_all,
+ * removed when the session ends. Kept by the daemon (0600, outside every
+ * sandbox): a session cannot forge the hash its checkpoint is checked
+ * against.
+ */
+
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "server.h"
+
+static char *
+record_path(const char *name)
+{
+	char	*p;
+
+	xasprintf(&p, "%s/sessions/%s.state", server_state_dir, name);
+	return (p);
+}
+
+static json_t *
+record_json(struct session *s)
+{
+	struct endpoint	*ep = s->endpoint;
+	json_t		*r, *ck = json_array();
+	int		 i;
+
+	for (i = 0; i < 2; i++) {
+		if (s->ckpt_sha[i][0] == '\0')
+			continue;
+		json_array_append_new(ck, json_pack("{s:i,s:s,s:I,s:I}", "slot",
+		    i, "sha256", s->ckpt_sha[i], "bytes", (json_int_t)
+		    s->ckpt_bytes[i], "time", (json_int_t)s->ckpt_time[i]));
+	}
+	r = json_pack("{s:i,s:s,s:i,s:s,s:i,s:I,s:i,s:o,s:{s:I,s:I,s:I,s:I,"
+	    "s:I,s:I,s:I}}", "format", 1, "name", s->name, "owner",
+	    (int)s->owner, "workdir", s->workdir, "host_uid", (int)s->host_uid,
+	    "created", (json_int_t)s->created, "newest", s->ckpt_slot,
+	    "checkpoints", ck, "limits", "memory", (json_int_t)s->limits.memory,
+	    "cpu_millis", (json_int_t)s->limits.cpu_millis, "pids",
+	    (json_int_t)s->limits.pids, "tmp", (json_int_t)s->limits.tmp,
+	    "exec_timeout", (json_int_t)s->limits.exec_timeout, "nofile",
+	    (json_int_t)s->limits.nofile, "fsize", (json_int_t)s->limits.fsize);
+	json_object_set_new(json_object_get(r, "limits"), "idle_timeout",
+	    json_integer((json_int_t)s->limits.idle_timeout));
+	json_object_set_new(r, "connection", ep != NULL ?
+	    connfile_to_json(&ep->ci) : json_null());
+	return (r);
+}
+
+/* Written whole to a temporary name, synced, renamed: never half. */
+void
+record_save(struct session *s)
+{
+	json_t	*r = record_json(s);
+	char	*path = record_path(s->name), *text, *cause;
+
+	text = json_dumps(r, JSON_COMPACT);
+	if (file_write_atomic(path, text, strlen(text), 0600, (uid_t)-1,
+	    &cause) != 0) {
+		log_warn("%s: cannot save %s: %s", s->name, path, cause);
+		free(cause);
+	}
+	free(text);
+	free(path);
+	json_decref(r);
+}
+
+void
+record_forget(struct session *s)
+{
+	char	*path = record_path(s->name);
+
+	unlink(path);
+	free(path);
+}
+
+/* The newest checkpoint, for `ls`. */
+json_t *
+record_describe(struct session *s)
+{
+	int	slot = s->ckpt_slot;
+
+	if (slot < 0)
+		return (json_null());
+	return (json_pack("{s:I,s:I,s:s}", "time", (json_int_t)
+	    s->ckpt_time[slot], "bytes", (json_int_t)s->ckpt_bytes[slot],
+	    "slot", slot ? "b" : "a"));
+}
+
+int
+record_limits(json_t *l, struct session_limits *out)
+{
+	*out = cfg.limits;
+	if (!json_is_object(l))
+		return (-1);
+	out->memory = json_integer_value(json_object_get(l, "memory"));
+	out->cpu_millis = json_integer_value(json_object_get(l, "cpu_millis"));
+	out->pids = json_integer_value(json_object_get(l, "pids"));
+	out->tmp = json_integer_value(json_object_get(l, "tmp"));
+	out->exec_timeout = json_integer_value(json_object_get(l,
+	    "exec_timeout"));
+	out->nofile = json_integer_value(json_object_get(l, "nofile"));
+	out->fsize = json_integer_value(json_object_get(l, "fsize"));
+	/* A record from before per-session idle timeouts: the default. */
+	if (json_is_integer(json_object_get(l, "idle_timeout")))
+		out->idle_timeout = json_integer_value(json_object_get(l,
+		    "idle_timeout"));
+	return (out->memory && out->cpu_millis && out->pids && out->tmp &&
+	    out->nofile && out->fsize ? 0 : -1);
+}
+
+void
+record_checkpoints(struct session *s, json_t *r)
+{
+	json_t	*c;
+	size_t	 i;
+	int	 slot;
+
+	json_array_foreach(json_object_get(r, "checkpoints"), i, c) {
+		slot = json_integer_value(json_object_get(c, "slot"));
+		if (slot != 0 && slot != 1)
+			continue;
+		snprintf(s->ckpt_sha[slot], sizeof s->ckpt_sha[slot], "%s",
+		    json_string_value(json_object_get(c, "sha256")) ?: "");
+		s->ckpt_bytes[slot] = json_integer_value(json_object_get(c,
+		    "bytes"));
+		s->ckpt_time[slot] = json_integer_value(json_object_get(c,
+		    "time"));
+	}
+	slot = json_integer_value(json_object_get(r, "newest"));
+	s->ckpt_slot = (slot == 0 || slot == 1) && s->ckpt_sha[slot][0] ?
+	    slot : -1;
+}
