@@ -25,6 +25,7 @@ if __name__ == "__main__":
 
 import cellblock_checkpoint     # checkpoint/restore ops (docs/CHECKPOINTS.md)
 import cellblock_comm
+import cellblock_debugger
 import cellblock_requests
 from IPython.core.error import StdinNotImplementedError
 
@@ -215,7 +216,11 @@ class Runner:
         rid = self.parent_id
         self.channel.send({"op": "input_request", "id": rid, "prompt": str(prompt),
                            "password": bool(password)})
-        return self._wait_input_reply(rid)
+        __tracebackhide__ = True    # an interrupted input() shows the cell's line
+        try:
+            return self._wait_input_reply(rid)
+        except KeyboardInterrupt:
+            raise KeyboardInterrupt(cellblock_debugger.INTERRUPTED) from None
 
     def _wait_input_reply(self, rid):
         while True:
@@ -309,6 +314,7 @@ def _set_jedi_cache(ipython_dir):
 def _install_stdin(runner):
     def input(prompt=""):
         """Read a line from the client's stdin (needs allow_stdin)."""
+        __tracebackhide__ = True
         return runner.request_input(prompt, False)
 
     def getpass_(prompt="Password: ", stream=None):
@@ -345,6 +351,7 @@ def build(history=":memory:", ipython_dir=None):
     runner.shell = _make_shell(runner, history, runner.ipython_dir)
     _install_stdin(runner)
     _install_comms(runner)
+    cellblock_debugger.debugger_install(runner.shell)
     _enable_preloaded_matplotlib(runner.shell)
     return runner
 

@@ -254,7 +254,8 @@ def test_fd_output_ordered_even_before_reader_thread_runs(session):
 def test_shell_escape_output(session):
     iopub, reply = session.execute("!echo from-shell")
     assert reply["status"] == "ok"
-    assert streams(iopub, "stdout") == "from-shell\n"
+    # A terminal's line ends, as ipykernel's pexpect-run `!` shows them.
+    assert streams(iopub, "stdout") == "from-shell\r\n"
 
 
 def test_background_thread_output_uses_last_request_id(session):
