@@ -25,6 +25,7 @@
 
 #define KERNEL_KILL_GRACE	2000	/* ms between SIGTERM and SIGKILL */
 #define KERNEL_START_TRIES	3	/* deaths before hello, then give up */
+#define KERNEL_ARGS_LOGGED	64	/* kernel argument notes, a line each */
 #define KERNEL_TIMEOUT_GRACE	2000	/* ms after the timeout's interrupt */
 #define KERNEL_RMTREE_DEPTH	4096	/* deeper trees are left, logged */
 #define KERNEL_QUEUE_MAX	1000	/* requests waiting per session */
@@ -761,12 +762,62 @@ kernel_abort_queued(struct session *s)
 	}
 }
 
+/*
+ * The session's kernel arguments (cellblock attach's, opaque here) go to
+ * each new interpreter before anything else, so that they configure its
+ * shell before the first request or restore runs.
+ */
+static void
+kernel_send_kernel_args(struct session *s)
+{
+	json_t	*m;
+	char	*cause;
+
+	if (s->kernel_args == NULL || json_array_size(s->kernel_args) == 0)
+		return;
+	m = json_pack("{s:s,s:O}", "op", "configure", "kernel_args",
+	    s->kernel_args);
+	if (channel_send(&s->chan, m, &cause) != 0) {
+		log_warn("%s: %s", s->name, cause);
+		free(cause);
+	}
+	json_decref(m);
+	kernel_watch(s, 1);
+}
+
+/*
+ * What the runner made of the kernel arguments: a line per argument it
+ * ignored or warning it got (the sandbox's stderr is /dev/null, so it
+ * says so here). Bounded: the runner's words are input like any other.
+ */
+static void
+kernel_on_configured(struct session *s, json_t *msg)
+{
+	json_t	*v, *notes = json_object_get(msg, "notes");
+	size_t	 i;
+
+	json_array_foreach(notes, i, v) {
+		if (i == KERNEL_ARGS_LOGGED) {
+			log_warn("%s: kernel arguments: %zu more notes",
+			    s->name, json_array_size(notes) - i);
+			break;
+		}
+		if (json_is_string(v))
+			log_warn("%s: kernel arguments: %.300s", s->name,
+			    json_string_value(v));
+	}
+	v = json_object_get(msg, "applied");
+	log_info("%s: kernel arguments: %zu sections applied", s->name,
+	    json_is_array(v) ? json_array_size(v) : 0);
+}
+
 static void
 kernel_on_hello(struct session *s, json_t *msg)
 {
 	json_decref(s->hello);
 	s->hello = json_incref(msg);
 	s->start_failures = 0;
+	kernel_send_kernel_args(s);
 	session_set_state(s, SESSION_IDLE, "interpreter ready");
 	if (lifecycle_restore(s))
 		return;		/* requests wait for restore_done */
@@ -922,6 +973,7 @@ static const struct {
 	{ "contain", kernel_on_contain },
 	{ "checkpoint_done", lifecycle_on_checkpoint_done },
 	{ "restore_done", lifecycle_on_restore_done },
+	{ "configured", kernel_on_configured },
 };
 
 static void

@@ -149,6 +149,7 @@ session_remove_ref(struct session *s)
 	channel_close(&s->chan);
 	zlist_destroy(&s->queue);
 	json_decref(s->hello);
+	json_decref(s->kernel_args);
 	json_decref(s->exec_count);
 	json_decref(s->restore_report);
 	free(s->workdir);

@@ -26,6 +26,7 @@ if __name__ == "__main__":
 import cellblock_checkpoint     # checkpoint/restore ops (docs/CHECKPOINTS.md)
 import cellblock_comm
 import cellblock_debugger
+import cellblock_kernelargs
 import cellblock_requests
 from IPython.core.error import StdinNotImplementedError
 
@@ -107,6 +108,8 @@ class Runner:
                 return 0
             elif op in cellblock_checkpoint.OPS:    # checkpoint, restore: docs/CHECKPOINTS.md
                 cellblock_checkpoint.serve_op(self, msg)
+            elif op == "configure":     # kernel arguments, before any request
+                self.configure(msg.get("kernel_args"))
             # Anything else is a stale input_reply (its input() was
             # interrupted) or an op from a newer daemon: ignored.
 
@@ -130,6 +133,29 @@ class Runner:
             finally:
                 self.quiet = self.allow_stdin = False
         self.send_reply(rid, reply)
+
+    def configure(self, argv):
+        """Apply the session's kernel arguments (cellblock_kernelargs). Code
+        they run (exec_lines...) is user code: an interrupt stops it. Nothing
+        they do ends the session."""
+        if not isinstance(argv, list) or not all(isinstance(a, str) for a in argv):
+            self.log("configure without a list of strings ignored")
+            return
+        applied, notes = [], []
+        try:
+            with self.user_code():
+                applied, notes = cellblock_kernelargs.kernelargs_apply(
+                    self.shell, argv, self.log)
+        except BaseException as e:
+            self.log("kernel arguments failed:\n%s" % traceback.format_exc())
+            notes = ["stopped by %s: %s" % (type(e).__name__, e)]
+        finally:
+            self.gate.armed = False
+            if not self.gate.is_installed():
+                self.gate.install()
+            self.flush_streams()
+        # The daemon logs it: a sandboxed runner's own log goes nowhere.
+        self.channel.send({"op": "configured", "applied": applied, "notes": notes})
 
     def _dispatch(self, msg):
         msg_type, content = msg.get("msg_type"), msg.get("content", {})
