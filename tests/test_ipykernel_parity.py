@@ -225,6 +225,14 @@ def test_interrupted_shell_escape_keeps_the_cell(cellblock, ipykernel):
     assert streams(out) == {"stdout": "-2\n"}
 
 
+def test_default_extensions_as_ipykernel(cellblock, ipykernel):
+    # ipykernel loads storemagic: %store exists in both.
+    cells = ["x = 1\n%store x", "%store -r x\nprint(x)", "%store"]
+    for code, cb, ipk in both(cellblock, ipykernel, cells):
+        assert cb == ipk, "cell %r" % code
+        assert cb[0] == "ok", cb
+
+
 # ---------------------------------------------------------------- item 8
 
 PDB_CELL = "x = 5\nimport pdb; pdb.set_trace()\ny = x + 1\nprint('after', y)"

@@ -378,8 +378,18 @@ def build(history=":memory:", ipython_dir=None):
     _install_stdin(runner)
     _install_comms(runner)
     cellblock_debugger.debugger_install(runner.shell)
+    _load_default_extensions(runner.shell)
     _enable_preloaded_matplotlib(runner.shell)
     return runner
+
+
+def _load_default_extensions(shell):
+    # ipykernel's (InteractiveShellApp.default_extensions): %store. Its
+    # database is the private profile's, so it lasts as long as the process.
+    try:
+        shell.extension_manager.load_extension("storemagic")
+    except Exception as e:
+        print("cellblock: %%store unavailable: %s" % e, file=sys.stderr)
 
 
 def _relocate_ipython_dir(runner):
