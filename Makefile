@@ -14,26 +14,32 @@ WARN	+= -Werror
 endif
 CFLAGS	?= -O2 -g
 ALL_CFLAGS = -std=gnu11 -D_GNU_SOURCE $(WARN) $(CFLAGS) -MMD -MP \
-	   -Iprotocol -Isessions -Iserver -Ikernel-shim \
+	   -Ikernel-shim/base -Iprotocol -Isessions -Iserver -Ikernel-shim \
 	   -DCELLBLOCK_VERSION='"$(VERSION)"' -DCELLBLOCK_PYVER='"$(PYVER)"' \
 	   $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 LIBS	 = $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lpthread
 
 # Sources: each directory is a library; the programs pick what they need.
+# kernel-shim/base/ is the floor under all of them (docs/ARCHITECTURE.md).
+BASE_SRC	= $(filter-out kernel-shim/base/test-%.c,$(wildcard kernel-shim/base/*.c))
 PROTO_SRC	= $(filter-out protocol/test-%.c,$(wildcard protocol/*.c))
 SESS_SRC	= $(filter-out sessions/test-%.c,$(wildcard sessions/*.c))
-SERVER_COMMON	= server/connfile.c server/config.c
-DAEMON_SRC	= $(filter-out server/cellblock.c server/client.c server/cmd-%.c \
-		    server/jclient.c,$(wildcard server/*.c))
-CLI_SRC		= server/cellblock.c server/client.c server/jclient.c \
-		  $(wildcard server/cmd-*.c) $(SERVER_COMMON)
+# The daemon is server/*.c; the CLI is server/cli/*.c and shares with it
+# only the connection files (server/shared.h).
+DAEMON_SRC	= $(wildcard server/*.c)
+CLI_SRC		= $(wildcard server/cli/*.c) server/connfile.c
 SHIM_SRC	= $(filter-out kernel-shim/test-%.c kernel-shim/zygote-child.c,\
 		    $(wildcard kernel-shim/*.c))
 # The zygote's C half: a shared object Python loads (docs/ZYGOTE.md); it
 # links no ZeroMQ.
+# The sandbox steps, one file per facility (sandbox.h), run by sandbox-run.c.
+SANDBOX_STEPS	= kernel-shim/sandbox-mount.c kernel-shim/sandbox-user.c \
+		  kernel-shim/sandbox-net.c \
+		  kernel-shim/sandbox-uts.c kernel-shim/sandbox-caps.c \
+		  kernel-shim/sandbox-rlimits.c kernel-shim/sandbox-proc.c \
+		  kernel-shim/sandbox-pid.c
 ZYGOTE_SRC	= kernel-shim/zygote-child.c kernel-shim/sandbox-run.c \
-		  kernel-shim/sandbox-mount.c kernel-shim/sandbox-user.c \
-		  kernel-shim/sandbox-proc.c kernel-shim/sandbox-seccomp.c
+		  $(SANDBOX_STEPS) kernel-shim/sandbox-seccomp.c
 
 # Where objects and programs go; `make asan` builds into other directories.
 BUILDDIR = build
@@ -42,7 +48,7 @@ obj = $(patsubst %.c,$(BUILDDIR)/%.o,$(1))
 
 BINS	= $(BINDIR)/cellblockd $(BINDIR)/cellblock $(BINDIR)/cellblock-shim \
 	  $(BINDIR)/cellblock-zygote.so
-TESTBINS = $(BINDIR)/test-protocol \
+TESTBINS = $(BINDIR)/test-protocol $(BINDIR)/test-base \
 	   $(if $(wildcard sessions/test-cgroup.c),$(BINDIR)/test-cgroup) \
 	   $(if $(wildcard tests/sandbox/try-syscall.c),$(BINDIR)/try-syscall) \
 	   $(if $(wildcard tests/sandbox/seccomp-check.c),$(BINDIR)/seccomp-check) \
@@ -53,19 +59,23 @@ TESTBINS += $(patsubst %,$(BINDIR)/fuzz-replay-%,$(FUZZ_TARGETS))
 
 all: $(BINS) $(TESTBINS)
 
-$(BINDIR)/cellblockd: $(call obj,$(DAEMON_SRC) $(PROTO_SRC) $(SESS_SRC))
-$(BINDIR)/cellblock: $(call obj,$(CLI_SRC) $(PROTO_SRC))
-$(BINDIR)/cellblock-shim: $(call obj,$(SHIM_SRC) protocol/xmalloc.c)
-$(BINDIR)/test-protocol: $(call obj,protocol/test-protocol.c $(PROTO_SRC))
-$(BINDIR)/test-cgroup: $(call obj,sessions/test-cgroup.c sessions/cgroup.c)
+# The daemon writes a session's id maps with the user facility's parent
+# half, the one sandbox-check tests (docs/ARCHITECTURE.md).
+SANDBOX_PARENT	= kernel-shim/sandbox-user.c
+$(BINDIR)/cellblockd: $(call obj,$(DAEMON_SRC) $(PROTO_SRC) $(SESS_SRC) $(BASE_SRC) \
+	    $(SANDBOX_PARENT))
+$(BINDIR)/cellblock: $(call obj,$(CLI_SRC) $(PROTO_SRC) $(BASE_SRC))
+$(BINDIR)/cellblock-shim: $(call obj,$(SHIM_SRC) $(BASE_SRC))
+$(BINDIR)/test-base: $(call obj,kernel-shim/base/test-base.c $(BASE_SRC))
+$(BINDIR)/test-protocol: $(call obj,protocol/test-protocol.c $(PROTO_SRC) $(BASE_SRC))
+$(BINDIR)/test-cgroup: $(call obj,sessions/test-cgroup.c sessions/cgroup.c $(BASE_SRC))
 $(BINDIR)/try-syscall: $(call obj,tests/sandbox/try-syscall.c)
 $(BINDIR)/seccomp-check: $(call obj,tests/sandbox/seccomp-check.c kernel-shim/sandbox-seccomp.c)
-$(BINDIR)/sandbox-check: $(call obj,tests/sandbox/sandbox-check.c kernel-shim/sandbox-mount.c \
-	    kernel-shim/sandbox-user.c kernel-shim/sandbox-proc.c)
+$(BINDIR)/sandbox-check: $(call obj,tests/sandbox/sandbox-check.c $(SANDBOX_STEPS) $(BASE_SRC))
 
 $(BINDIR)/cellblock-zygote.so: $(patsubst %.c,$(BUILDDIR)/pic/%.o,$(ZYGOTE_SRC))
 	@mkdir -p $(dir $@)
-	$(CC) -shared $(LDFLAGS) -o $@ $^ \
+	$(CC) -shared -Wl,-z,defs $(LDFLAGS) -o $@ $^ \
 	    $(shell pkg-config --libs jansson libseccomp 2>/dev/null)
 
 $(BUILDDIR)/pic/%.o: %.c
@@ -144,11 +154,12 @@ fuzzobj = $(patsubst %.c,$(FUZZ_DIR)/%.o,$(1))
 # What each harness links besides itself and replay.c. control.c's table
 # names every handler, so that one takes the daemon, cellblockd.c with its
 # main renamed (server/cellblockd-lib.o, below).
-FUZZ_LINK_jmsg	  = $(PROTO_SRC)
+FUZZ_LINK_jmsg	  = $(PROTO_SRC) $(BASE_SRC)
 FUZZ_LINK_control = $(filter-out server/cellblockd.c,$(DAEMON_SRC)) \
-		    server/cellblockd-lib.c $(PROTO_SRC) $(SESS_SRC)
-FUZZ_LINK_channel = sessions/channel.c protocol/xmalloc.c
-FUZZ_LINK_config  = server/config.c protocol/xmalloc.c
+		    server/cellblockd-lib.c $(PROTO_SRC) $(SESS_SRC) $(BASE_SRC) \
+		    $(SANDBOX_PARENT)
+FUZZ_LINK_channel = sessions/channel.c $(BASE_SRC)
+FUZZ_LINK_config  = server/config.c $(BASE_SRC)
 
 define FUZZ_RULES
 $(BINDIR)/fuzz-replay-$(1): $$(call obj,tests/fuzz/replay.c \

@@ -224,8 +224,6 @@ static const struct {
 	{ "resolv.conf",	gen_empty },	/* no network, no DNS */
 };
 
-#define nitems(a)	(sizeof (a) / sizeof (a)[0])
-
 static int	mount_open_sources(struct mount_ctx *, char **);
 static int	mount_set_fsids(uid_t, gid_t, char **);
 static void	mount_close(struct mount_ctx *);
@@ -732,7 +730,7 @@ sandbox_mount_setup(const struct sandbox_plan *plan, char **cause)
 	if (plan->tmp_bytes == 0)
 		return (sandbox_cause(cause, "mount: no tmp size: an "
 		    "unsized tmpfs could take half of the host's memory"));
-	if (!sandbox_proc_valid_hostname(plan->hostname))
+	if (!sandbox_uts_valid_hostname(plan->hostname))
 		return (sandbox_cause(cause, "mount: invalid hostname"));
 
 	memset(&ctx, 0, sizeof ctx);

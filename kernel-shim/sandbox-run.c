@@ -5,7 +5,7 @@
  * steps.  The caller's process becomes the session's outer process: it
  * unshares the namespaces, waits on the channel while the daemon writes
  * the uid/gid maps and places it in its cgroup, then forks pid 1 of the
- * new pid namespace (mounts, hostname, then a reaper) and pid 2 (identity,
+ * new pid namespace (mounts, hostname, loopback, then a reaper) and pid 2 (identity,
  * capabilities, rlimits, fds, seccomp last).  sandbox_run() returns only
  * in pid 2; the outer process relays signals and exits as the interpreter
  * did, pid 1 reaps.  A failed step writes one line to stderr (the daemon
@@ -188,8 +188,8 @@ run_interpreter(const struct sandbox_plan *p)
 	char	*cause = NULL;
 
 	run_step(sandbox_user_become(p, &cause), "identity", cause);
-	run_step(sandbox_proc_drop_caps(&cause), "capabilities", cause);
-	run_step(sandbox_proc_rlimits(p, &cause), "rlimits", cause);
+	run_step(sandbox_caps_drop(&cause), "capabilities", cause);
+	run_step(sandbox_rlimits_set(p, &cause), "rlimits", cause);
 	run_step(sandbox_proc_hygiene(p, &cause), "hygiene", cause);
 	if (prctl(PR_SET_DUMPABLE, 1, 0, 0, 0) != 0)
 		run_fail("PR_SET_DUMPABLE: %s", strerror(errno));
@@ -209,7 +209,8 @@ run_pid1(const struct sandbox_plan *p)
 	/* getppid() is 0 here (the parent is outside our pid namespace). */
 	prctl(PR_SET_PDEATHSIG, SIGKILL);
 	run_step(sandbox_mount_setup(p, &cause), "mounts", cause);
-	run_step(sandbox_proc_hostname(p, &cause), "hostname", cause);
+	run_step(sandbox_uts_hostname(p, &cause), "hostname", cause);
+	run_step(sandbox_net_loopback_up(&cause), "loopback", cause);
 	if ((pid = fork()) == -1)
 		run_fail("fork: %s", strerror(errno));
 	if (pid == 0) {
@@ -217,9 +218,9 @@ run_pid1(const struct sandbox_plan *p)
 		return;
 	}
 	run_step(sandbox_user_become(p, &cause), "identity", cause);
-	run_step(sandbox_proc_drop_caps(&cause), "capabilities", cause);
+	run_step(sandbox_caps_drop(&cause), "capabilities", cause);
 	prctl(PR_SET_PDEATHSIG, SIGKILL);
-	run_step(sandbox_proc_reaper(pid, &code, &cause), "reaper", cause);
+	run_step(sandbox_pid_reaper(pid, &code, &cause), "reaper", cause);
 	_exit(code);
 }
 

@@ -66,6 +66,9 @@ struct sandbox_seccomp_rule {
 #define ALWAYS		{ 0, 0, SCMP_CMP_EQ, 0, 0, "-" }
 #define ARG_EQ(n, v)	{ 1, n, SCMP_CMP_EQ, 0, (v), "arg" #n " == " #v }
 #define ARG_NE(n, v)	{ 1, n, SCMP_CMP_NE, 0, (v), "arg" #n " != " #v }
+#define ARG_GT(n, v)	{ 1, n, SCMP_CMP_GT, 0, (v), "arg" #n " > " #v }
+#define ARG_MASKED_EQ(n, m, v) \
+	{ 1, n, SCMP_CMP_MASKED_EQ, (m), (v), "(arg" #n " & " #m ") == " #v }
 /* The kernel reads an ioctl request as an unsigned int: match what it sees. */
 #define ARG_LO32_EQ(n, v) \
 	{ 1, n, SCMP_CMP_MASKED_EQ, 0xffffffffULL, (v), \
@@ -86,8 +89,8 @@ struct sandbox_seccomp_rule {
  *		gets the default action (SANDBOX_SECCOMP_DEFAULT, ENOSYS).
  *		libseccomp cannot express "otherwise" within a syscall, so a
  *		refusal with a specific errno is written as the complementary
- *		comparison (socket: == AF_UNIX / != AF_UNIX) or one row per
- *		forbidden bit (clone).
+ *		comparison (socketpair: == AF_UNIX / != AF_UNIX), disjoint
+ *		ranges (socket) or one row per forbidden bit (clone).
  *   reason	who needs the call, or what refusing it prevents.
  *
  * Not in the table, set as filter attributes: a foreign architecture
@@ -284,20 +287,45 @@ static const struct sandbox_seccomp_rule sandbox_seccomp_rules[] = {
 	{ "sysinfo", ALLOW, ALWAYS, "physical memory size (sysconf)" },
 	{ "getrandom", ALLOW, ALWAYS, "os.urandom, hash seed, numpy RNG" },
 
-	/* Sockets: AF_UNIX only; the network namespace is empty anyway. */
+	/*
+	 * Sockets: AF_UNIX, and AF_INET/AF_INET6 on the session's own network
+	 * namespace, which has only lo (sandbox-net.c): local servers and
+	 * asyncio loopback pairs work, every other address is unreachable.
+	 * Raw and ICMP sockets fail in the kernel (no CAP_NET_RAW, an empty
+	 * ping_group_range).  Every other family is refused: AF_NETLINK would
+	 * let code add devices, addresses and routes to the namespace (kernel
+	 * surface, and with them a way to egress), AF_PACKET raw frames.
+	 * libseccomp has no "otherwise", so the refusal is the complement of
+	 * {1, 2, 10} in disjoint rows; compared on all 64 bits, so a family
+	 * with high bits set (which the kernel reads as an int) is refused.
+	 */
 	{ "socket", ALLOW, ARG_EQ(0, AF_UNIX),
 	    "the session channel, multiprocessing managers" },
-	{ "socket", ERRNO(EAFNOSUPPORT), ARG_NE(0, AF_UNIX),
-	    "no network, netlink or packet sockets" },
+	{ "socket", ALLOW, ARG_EQ(0, AF_INET),
+	    "TCP/UDP on the session's own loopback (local servers, Dask)" },
+	{ "socket", ALLOW, ARG_EQ(0, AF_INET6),
+	    "TCP/UDP on the session's own loopback (::1)" },
+	{ "socket", ERRNO(EAFNOSUPPORT), ARG_EQ(0, AF_UNSPEC),
+	    "no such family" },
+	{ "socket", ERRNO(EAFNOSUPPORT), ARG_EQ(0, 3),
+	    "AF_AX25: no other family" },
+	{ "socket", ERRNO(EAFNOSUPPORT), ARG_MASKED_EQ(0, ~3ULL, 4),
+	    "AF_IPX, AF_APPLETALK, AF_NETROM, AF_BRIDGE (4-7)" },
+	{ "socket", ERRNO(EAFNOSUPPORT), ARG_EQ(0, 8),
+	    "AF_ATMPVC: no other family" },
+	{ "socket", ERRNO(EAFNOSUPPORT), ARG_EQ(0, 9),
+	    "AF_X25: no other family" },
+	{ "socket", ERRNO(EAFNOSUPPORT), ARG_GT(0, AF_INET6),
+	    "no netlink (16) or packet (17) sockets, nor any family above" },
 	{ "socketpair", ALLOW, ARG_EQ(0, AF_UNIX),
 	    "multiprocessing, asyncio self-pipe" },
 	{ "socketpair", ERRNO(EAFNOSUPPORT), ARG_NE(0, AF_UNIX),
 	    "only AF_UNIX pairs" },
-	{ "connect", ALLOW, ALWAYS, "AF_UNIX: multiprocessing managers" },
-	{ "bind", ALLOW, ALWAYS, "AF_UNIX: multiprocessing managers" },
-	{ "listen", ALLOW, ALWAYS, "AF_UNIX: multiprocessing managers" },
-	{ "accept", ALLOW, ALWAYS, "AF_UNIX: multiprocessing managers" },
-	{ "accept4", ALLOW, ALWAYS, "AF_UNIX: multiprocessing managers" },
+	{ "connect", ALLOW, ALWAYS, "multiprocessing managers, local clients" },
+	{ "bind", ALLOW, ALWAYS, "multiprocessing managers, local servers" },
+	{ "listen", ALLOW, ALWAYS, "multiprocessing managers, local servers" },
+	{ "accept", ALLOW, ALWAYS, "multiprocessing managers, local servers" },
+	{ "accept4", ALLOW, ALWAYS, "multiprocessing managers, local servers" },
 	{ "sendto", ALLOW, ALWAYS, "socket send" },
 	{ "recvfrom", ALLOW, ALWAYS, "socket receive" },
 	{ "sendmsg", ALLOW, ALWAYS, "socket send, descriptor passing" },

@@ -101,7 +101,7 @@ sandbox_user_write_maps(pid_t pid, uid_t inner, uid_t host_uid,
  * the unshare.  SECBIT_NO_SETUID_FIXUP keeps the capabilities across the
  * uid change: with inner root unmapped the kernel's fixup does not fire
  * anyway, but if a map ever included 0 it would silently take away the
- * CAP_SETPCAP that sandbox_proc_drop_caps() needs to empty the bounding
+ * CAP_SETPCAP that sandbox_caps_drop() needs to empty the bounding
  * set, and that step would fail instead of this one.
  */
 int

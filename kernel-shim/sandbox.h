@@ -11,6 +11,12 @@
 #include <stdlib.h>
 
 /*
+ * For nitems only: the steps call nothing of the base layer, as the
+ * zygote's shared object links none of it (-z defs checks that).
+ */
+#include "base.h"
+
+/*
  * Everything the steps need to know about one session.  The steps keep no
  * state of their own, so the same plan works in cellblock-shim and in a
  * child forked from a preloaded interpreter.
@@ -19,13 +25,15 @@
  *
  *   parent ns   sandbox_user_drop_groups()          as root, before unshare
  *   child       unshare(USER|NS|PID|NET|IPC|UTS)
- *   parent      sandbox_user_write_maps(child, ...)
+ *   parent      sandbox_user_write_maps(child, ...)  the daemon's
+ *                                                    contain_enter()
  *   child       unshare(CGROUP), fork: the child is pid 1
- *   pid 1       sandbox_mount_setup(), sandbox_proc_hostname(), fork
- *   pid 2       sandbox_user_become(), sandbox_proc_drop_caps(),
- *               sandbox_proc_rlimits(), sandbox_proc_hygiene(), seccomp, exec
- *   pid 1       sandbox_user_become(), sandbox_proc_drop_caps(),
- *               prctl(PR_SET_PDEATHSIG), sandbox_proc_reaper(pid 2)
+ *   pid 1       sandbox_mount_setup(), sandbox_uts_hostname(),
+ *               sandbox_net_loopback_up(), fork
+ *   pid 2       sandbox_user_become(), sandbox_caps_drop(),
+ *               sandbox_rlimits_set(), sandbox_proc_hygiene(), seccomp, exec
+ *   pid 1       sandbox_user_become(), sandbox_caps_drop(),
+ *               prctl(PR_SET_PDEATHSIG), sandbox_pid_reaper(pid 2)
  *
  * Every function returns 0, or -1 with *cause set to an allocated message
  * the caller frees.  None of them exits.
@@ -40,12 +48,20 @@ struct sandbox_plan {
 	const char	*etc_dir;	/* prepared /etc (host dir), read-only;
 					   NULL: generate a minimal one */
 	uint64_t	 tmp_bytes;	/* size= of /tmp and of /dev/shm */
-	uid_t		 inner_uid;	/* 1000 */
-	gid_t		 inner_gid;	/* 1000 */
+	uid_t		 inner_uid;	/* SANDBOX_INNER_UID */
+	gid_t		 inner_gid;	/* SANDBOX_INNER_GID */
 	uint64_t	 nofile;	/* RLIMIT_NOFILE */
 	uint64_t	 fsize_bytes;	/* RLIMIT_FSIZE */
 	int		 keep_fd;	/* the channel: the only fd left open */
 };
+
+/*
+ * Who the interpreter is inside its user namespace: the only id mapped
+ * (onto the session's host uid), never 0. The daemon maps it, the shim
+ * and the zygote become it, the tests read it from here.
+ */
+#define SANDBOX_INNER_UID	1000
+#define SANDBOX_INNER_GID	1000
 
 /* Where the plan's directories appear inside. */
 #define SANDBOX_HOME		"/home/session"
@@ -59,13 +75,24 @@ int	sandbox_user_drop_groups(char **);
 int	sandbox_user_write_maps(pid_t, uid_t, uid_t, gid_t, gid_t, char **);
 int	sandbox_user_become(const struct sandbox_plan *, char **);
 
+/* sandbox-uts.c */
+int	sandbox_uts_valid_hostname(const char *);
+int	sandbox_uts_hostname(const struct sandbox_plan *, char **);
+
+/* sandbox-caps.c */
+int	sandbox_caps_drop(char **);
+
+/* sandbox-rlimits.c */
+int	sandbox_rlimits_set(const struct sandbox_plan *, char **);
+
+/* sandbox-net.c */
+int	sandbox_net_loopback_up(char **);
+
 /* sandbox-proc.c */
-int	sandbox_proc_valid_hostname(const char *);
-int	sandbox_proc_hostname(const struct sandbox_plan *, char **);
-int	sandbox_proc_drop_caps(char **);
-int	sandbox_proc_rlimits(const struct sandbox_plan *, char **);
 int	sandbox_proc_hygiene(const struct sandbox_plan *, char **);
-int	sandbox_proc_reaper(pid_t, int *, char **);
+
+/* sandbox-pid.c */
+int	sandbox_pid_reaper(pid_t, int *, char **);
 
 /* sandbox-run.c: all of the above in order; returns only in pid 2. */
 void	sandbox_run(const struct sandbox_plan *);

@@ -18,13 +18,14 @@
 #include <grp.h>
 #include <libgen.h>
 #include <sched.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
-#include "protocol.h"
+#include "base.h"
 #include "sandbox.h"
 #include "sandbox-seccomp.h"
 
@@ -195,8 +196,8 @@ shim_contain(const struct shim_args *a)
 	dir = xstrdup(a->runner);
 	p.runner_dir = dirname(dir);
 	p.tmp_bytes = a->tmp;
-	p.inner_uid = 1000;
-	p.inner_gid = 1000;
+	p.inner_uid = SANDBOX_INNER_UID;
+	p.inner_gid = SANDBOX_INNER_GID;
 	p.nofile = a->nofile;
 	p.fsize_bytes = a->fsize;
 	p.keep_fd = a->channel_fd;

@@ -124,8 +124,8 @@ zygote_child_run(const struct zygote_request *r)
 	p.workdir = workdir;
 	p.runner_dir = r->runner_dir;
 	p.tmp_bytes = r->tmp;
-	p.inner_uid = 1000;
-	p.inner_gid = 1000;
+	p.inner_uid = SANDBOX_INNER_UID;
+	p.inner_gid = SANDBOX_INNER_GID;
 	p.nofile = r->nofile;
 	p.fsize_bytes = r->fsize;
 	p.keep_fd = Z_CHANNEL;

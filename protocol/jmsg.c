@@ -19,6 +19,7 @@
 
 #include <sodium.h>
 
+#include "base.h"
 #include "protocol.h"
 
 /* The four signed frames, in wire order, as named in causes. */

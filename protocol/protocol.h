@@ -17,21 +17,6 @@
 #define PROTOCOL_DELIM		"<IDS|MSG>"
 #define PROTOCOL_MAX_DEFAULT	((size_t)64 * 1024 * 1024)
 
-/* protocol/xmalloc.c */
-void		*xmalloc(size_t);
-void		*xcalloc(size_t, size_t);
-void		*xrealloc(void *, size_t);
-char		*xstrdup(const char *);
-char		*xstrndup(const char *, size_t);
-int		 xasprintf(char **, const char *, ...)
-		     __attribute__((format(printf, 2, 3)));
-char		*xprintf(const char *, ...)
-		     __attribute__((format(printf, 1, 2)));
-void		 fatal(const char *, ...)
-		     __attribute__((format(printf, 1, 2), noreturn));
-void		 fatalx(const char *, ...)
-		     __attribute__((format(printf, 1, 2), noreturn));
-
 /* protocol/sign.c */
 struct sign;
 struct sign	*sign_new(const char *, const void *, size_t, char **);

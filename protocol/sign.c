@@ -18,6 +18,7 @@
 
 #include <sodium.h>
 
+#include "base.h"
 #include "protocol.h"
 
 #define SIGN_SCHEME	"hmac-sha256"

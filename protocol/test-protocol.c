@@ -22,6 +22,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "base.h"
 #include "protocol.h"
 
 #define CHECK(e)	check_one((e), #e, __FILE__, __LINE__)

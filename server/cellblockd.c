@@ -1,5 +1,6 @@
 /* cellblockd.c: the daemon: options, state directory, signals, the loop. */
 
+#include <sys/epoll.h>
 #include <sys/file.h>
 #include <sys/resource.h>
 #include <sys/signalfd.h>
@@ -19,7 +20,6 @@
 
 #include "server.h"
 
-zloop_t		*server_loop;
 char		*server_state_dir;
 char		*server_shim_path;
 char		*server_runner_path;
@@ -30,7 +30,9 @@ static int	 server_sigfd = -1;
 static int	 server_quit;
 static struct zygote_config server_zc;
 static int	 server_zygote_backoff = 1;	/* seconds before a restart */
-static int	 server_zygote_timer = -1;
+static struct loop_timer *server_zygote_timer;
+static struct loop_io	*server_sig_io;
+static struct loop_io	*server_zygote_io;
 
 static void	usage(void) __attribute__((noreturn));
 static int	server_zygote_reaped(pid_t, int);
@@ -184,14 +186,15 @@ server_signals(void)
 		fatal("signalfd");
 }
 
-static int
-server_signal_event(zloop_t *loop, zmq_pollitem_t *item, void *arg)
+static void
+server_signal_event(int fd, uint32_t events, void *arg)
 {
 	struct signalfd_siginfo	si;
 	int			status;
 	pid_t			pid;
 
-	(void)item;
+	(void)fd;
+	(void)events;
 	(void)arg;
 	while (read(server_sigfd, &si, sizeof si) == sizeof si) {
 		if (si.ssi_signo != SIGCHLD) {
@@ -203,80 +206,71 @@ server_signal_event(zloop_t *loop, zmq_pollitem_t *item, void *arg)
 		if (!server_zygote_reaped(pid, status))
 			kernel_reaped(pid, status);
 	}
-	(void)loop;
-	return (server_quit ? -1 : 0);
+	if (server_quit)
+		loop_quit();
 }
 
 /* The zygote (docs/ZYGOTE.md): started once, restarted with a backoff. */
-static int
-server_zygote_event(zloop_t *loop, zmq_pollitem_t *item, void *arg)
+static void
+server_zygote_event(int fd, uint32_t events, void *arg)
 {
 	char	*cause = NULL;
 
-	(void)loop;
+	(void)fd;
+	(void)events;
 	(void)arg;
 	if (zygote_on_readable(&cause) != 0) {
 		log_warn("zygote: %s; stopping it", cause);
-		zloop_poller_end(server_loop, item);
+		loop_io_remove(&server_zygote_io);
 		zygote_stop(cause);
 		free(cause);
-		return (0);
+		return;
 	}
 	if (zygote_ready())
 		server_zygote_backoff = 1;
-	return (0);
 }
 
 static void
 server_zygote_start(void)
 {
-	zmq_pollitem_t	 it;
-	char		*cause;
+	char	*cause;
 
 	if (zygote_start(&server_zc, &cause) != 0) {
 		log_warn("zygote: %s; sessions start by exec", cause);
 		free(cause);
 		return;
 	}
-	memset(&it, 0, sizeof it);
-	it.fd = zygote_fd();
-	it.events = ZMQ_POLLIN;
-	zloop_poller(server_loop, &it, server_zygote_event, NULL);
+	server_zygote_io = loop_io_add(zygote_fd(), EPOLLIN,
+	    server_zygote_event, NULL);
 }
 
-static int
-server_zygote_restart(zloop_t *loop, int timer, void *arg)
+static void
+server_zygote_restart(void *arg)
 {
-	(void)loop;
-	(void)timer;
 	(void)arg;
-	server_zygote_timer = -1;
+	server_zygote_timer = NULL;
 	if (!server_quit)
 		server_zygote_start();
-	return (0);
 }
 
 /* 1 if pid was the zygote's; its restart is then scheduled. */
 static int
 server_zygote_reaped(pid_t pid, int status)
 {
-	zmq_pollitem_t	 it;
-	char		*cause = NULL;
-	int		 fd = zygote_fd();
+	char	*cause = NULL;
 
+	/* Out of the loop before zygote_reaped closes the descriptor. */
+	if (pid != zygote_pid())
+		return (0);
+	loop_io_remove(&server_zygote_io);
 	if (!zygote_reaped(pid, status, &cause))
 		return (0);
-	memset(&it, 0, sizeof it);
-	it.fd = fd;
-	if (fd != -1)
-		zloop_poller_end(server_loop, &it);
 	log_warn("zygote pid %ld %s; sessions start by exec, restart in %d s",
 	    (long)pid, cause, server_zygote_backoff);
 	free(cause);
-	if (server_zygote_timer == -1 && !server_quit)
-		server_zygote_timer = zloop_timer(server_loop,
-		    server_zygote_backoff * 1000, 1, server_zygote_restart,
-		    NULL);
+	if (server_zygote_timer == NULL && !server_quit)
+		server_zygote_timer = loop_timer_add(server_zygote_backoff *
+		    1000, server_zygote_restart, NULL);
 	if (server_zygote_backoff < 60)
 		server_zygote_backoff *= 2;
 	return (1);
@@ -407,6 +401,7 @@ server_exit(const char *why)
 {
 	log_info("exiting: %s", why);
 	server_quit = 1;
+	loop_quit();
 }
 
 static const struct option server_options[] = {
@@ -429,7 +424,6 @@ main(int argc, char **argv)
 	const char	*statedir = NULL, *config = NULL, *key;
 	int		 ch, foreground = 0, verbose = 0;
 	char		*cause, *path, *logpath;
-	zmq_pollitem_t	 it;
 	struct {
 		const char	*key;
 		const char	*value;
@@ -512,7 +506,7 @@ main(int argc, char **argv)
 	zsys_init();
 	server_versions();
 
-	server_loop = zloop_new();
+	loop_init();
 	if (heartbeat_start(&cause) != 0)
 		fatalx("%s", cause);
 	server_shared();
@@ -522,10 +516,8 @@ main(int argc, char **argv)
 	xasprintf(&path, "%s/control.sock", server_state_dir);
 	if (control_start(path, &cause) != 0)
 		fatalx("%s", cause);
-	memset(&it, 0, sizeof it);
-	it.fd = server_sigfd;
-	it.events = ZMQ_POLLIN;
-	zloop_poller(server_loop, &it, server_signal_event, NULL);
+	server_sig_io = loop_io_add(server_sigfd, EPOLLIN, server_signal_event,
+	    NULL);
 
 	log_info("ready: control %s, shared endpoint %s/shared.json", path,
 	    server_state_dir);
@@ -537,20 +529,22 @@ main(int argc, char **argv)
 		    server_state_dir);
 	}
 	while (!server_quit) {
-		if (zloop_start(server_loop) != 0 || server_quit)
-			break;
-		if (zsys_interrupted)
+		if (loop_run() != 0)
 			break;
 	}
 	lifecycle_checkpoint_all(10000);
+	loop_io_remove(&server_zygote_io);
 	zygote_stop(NULL);
 	kernel_shutdown_all();
+	lifecycle_stop();
 	control_stop();
 	endpoint_reap_all();
 	endpoint_destroy(&endpoint_shared);
 	heartbeat_stop();
 	contain_shutdown();
-	zloop_destroy(&server_loop);
+	loop_timer_cancel(&server_zygote_timer);
+	loop_io_remove(&server_sig_io);
+	loop_free();
 	log_info("stopped");
 	free(path);
 	free(logpath);

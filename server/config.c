@@ -48,7 +48,7 @@ static const struct config_entry {
 	{ "allow-weaker-sandbox", CONFIG_BOOL, &cfg.allow_weaker, "no" },
 	{ "max-stream", CONFIG_SIZE, &cfg.max_stream, "8M" },
 	{ "max-display", CONFIG_SIZE, &cfg.max_display, "16M" },
-	{ "idle-timeout", CONFIG_COUNT, &cfg.idle_timeout, "1800" },
+	{ "idle-timeout", CONFIG_COUNT, &cfg.limits.idle_timeout, "1800" },
 	{ "checkpoint-interval", CONFIG_COUNT, &cfg.checkpoint_interval, "600" },
 	{ "max-sessions", CONFIG_COUNT, &cfg.max_sessions, "1000" },
 	{ "max-sessions-per-user", CONFIG_COUNT, &cfg.max_user_sessions, "200" },
@@ -69,7 +69,8 @@ static const struct config_entry {
 
 /* The settings a session may override (`cellblock new --memory 1G`). */
 static const char *config_session_keys[] = {
-	"memory", "cpus", "pids", "tmp", "exec-timeout", "nofile", "fsize"
+	"memory", "cpus", "pids", "tmp", "exec-timeout", "nofile", "fsize",
+	"idle-timeout"
 };
 
 static const char *config_levels[] = { "error", "warn", "info", "debug" };

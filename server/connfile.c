@@ -8,7 +8,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "server.h"
+#include "base.h"
+#include "shared.h"
 
 const char *connfile_port_names[PORT_N] = {
 	"shell_port", "iopub_port", "stdin_port", "control_port", "hb_port"
@@ -121,39 +122,16 @@ connfile_write(const char *path, const struct conninfo *ci, uid_t owner,
     char **cause)
 {
 	json_t	*o;
-	char	*tmp, *s;
-	int	 fd, r = -1;
-	size_t	 len;
+	char	*s, *text;
+	int	 r;
 
-	xasprintf(&tmp, "%s.tmp", path);
 	o = connfile_to_json(ci);
 	s = json_dumps(o, JSON_INDENT(2) | JSON_SORT_KEYS);
 	json_decref(o);
-	len = strlen(s);
-	unlink(tmp);
-	fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
-	    0600);
-	if (fd == -1) {
-		xasprintf(cause, "%s: %s", tmp, strerror(errno));
-		goto out;
-	}
-	if (write(fd, s, len) != (ssize_t)len || write(fd, "\n", 1) != 1 ||
-	    fchown(fd, owner, (gid_t)-1) != 0 || fsync(fd) != 0) {
-		xasprintf(cause, "%s: %s", tmp, strerror(errno));
-		close(fd);
-		unlink(tmp);
-		goto out;
-	}
-	close(fd);
-	if (rename(tmp, path) != 0) {
-		xasprintf(cause, "%s: %s", path, strerror(errno));
-		unlink(tmp);
-		goto out;
-	}
-	r = 0;
-out:
+	xasprintf(&text, "%s\n", s);
 	free(s);
-	free(tmp);
+	r = file_write_atomic(path, text, strlen(text), 0600, owner, cause);
+	free(text);
 	return (r);
 }
 

@@ -7,6 +7,7 @@
  * launcher never leaves an interpreter behind.
  */
 
+#include <sys/epoll.h>
 #include <sys/types.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -35,12 +36,15 @@ struct control_conn {
 	size_t		 size;
 	struct session	*session;	/* attached session, if any */
 	int		 closed;
+	struct loop_io	*io;
+	u_int		 waits;		/* sessions whose ckpt_waiter it is */
 };
 
 static int	 control_fd = -1;
 static char	*control_path;
 static zlist_t	*control_conns;		/* open connections */
 static int	 control_spare = -1;	/* given up when out of descriptors */
+static struct loop_io *control_io;	/* the listening socket */
 
 /* Open connections per uid (a few uids at a time: a list will do). */
 static struct control_uid {
@@ -369,6 +373,8 @@ control_answer(void *waiter, json_t *reply)
 {
 	struct control_conn	*c = waiter;
 
+	if (c->waits > 0)
+		c->waits--;
 	control_send(c, reply);
 }
 
@@ -479,16 +485,17 @@ control_dispatch(struct control_conn *c, const char *line, size_t len)
 	return (r);
 }
 
-static int
-control_readable(zloop_t *loop, zmq_pollitem_t *item, void *arg)
+static void
+control_readable(int fd, uint32_t events, void *arg)
 {
 	struct control_conn	*c = arg;
 	char			*nl;
 	ssize_t			 n;
 	size_t			 used;
+	json_t			*reply;
 
-	(void)loop;
-	(void)item;
+	(void)fd;
+	(void)events;
 	/* Grow by doubling up to the line limit: an idle peer costs little. */
 	if (c->len == c->size && c->size < CONTROL_LINE_MAX) {
 		c->size = c->size == 0 ? 4096 : c->size * 2;
@@ -499,15 +506,18 @@ control_readable(zloop_t *loop, zmq_pollitem_t *item, void *arg)
 	n = read(c->fd, c->buf + c->len, c->size - c->len);
 	if (n <= 0) {
 		if (n == -1 && (errno == EAGAIN || errno == EINTR))
-			return (0);
+			return;
 		control_close(c);
-		return (0);
+		return;
 	}
 	c->len += n;
 	while (!c->closed &&
 	    (nl = memchr(c->buf, '\n', c->len)) != NULL) {
 		used = nl + 1 - c->buf;
-		control_send(c, control_dispatch(c, c->buf, nl - c->buf));
+		reply = control_dispatch(c, c->buf, nl - c->buf);
+		if (reply == NULL)
+			c->waits++;	/* answered later: control_answer */
+		control_send(c, reply);
 		memmove(c->buf, c->buf + used, c->len - used);
 		c->len -= used;
 	}
@@ -517,21 +527,21 @@ control_readable(zloop_t *loop, zmq_pollitem_t *item, void *arg)
 	}
 	if (c->closed)
 		control_close(c);
-	return (0);
 }
 
 static void
 control_close(struct control_conn *c)
 {
-	zmq_pollitem_t	 item;
-	struct session	*s = c->session;
+	struct session	*s;
 
-	memset(&item, 0, sizeof item);
-	item.fd = c->fd;
-	zloop_poller_end(server_loop, &item);
-	for (s = session_first(); s != NULL; s = session_next()) {
-		if (s->ckpt_waiter == c)
+	loop_io_remove(&c->io);
+	/* Rare (a checkpoint or fork in flight): no scan for every `new`. */
+	for (s = session_first(); c->waits > 0 && s != NULL;
+	    s = session_next()) {
+		if (s->ckpt_waiter == c) {
 			s->ckpt_waiter = NULL;
+			c->waits--;
+		}
 	}
 	s = c->session;
 	if (s != NULL) {
@@ -599,27 +609,26 @@ control_shed(void)
 	control_refused((uid_t)-1, "the daemon is out of descriptors");
 }
 
-static int
-control_accept(zloop_t *loop, zmq_pollitem_t *item, void *arg)
+static void
+control_accept(int lfd, uint32_t events, void *arg)
 {
 	struct control_conn	*c;
 	struct ucred		 cred;
 	socklen_t		 len = sizeof cred;
-	zmq_pollitem_t		 it;
 	int			 fd;
 
-	(void)loop;
-	(void)item;
+	(void)lfd;
+	(void)events;
 	(void)arg;
 	fd = accept4(control_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
 	if (fd == -1) {
 		if (errno == EMFILE || errno == ENFILE)
 			control_shed();
-		return (0);
+		return;
 	}
 	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0) {
 		close(fd);
-		return (0);
+		return;
 	}
 	/*
 	 * One user must not take every descriptor the daemon has (and with
@@ -631,28 +640,23 @@ control_accept(zloop_t *loop, zmq_pollitem_t *item, void *arg)
 	    cfg.max_user_sessions + CONTROL_SPARE_CONNS) {
 		control_refused(cred.uid, "too many open connections");
 		close(fd);
-		return (0);
+		return;
 	}
 	(*control_uid_conns(cred.uid))++;
 	c = xcalloc(1, sizeof *c);
 	c->fd = fd;
 	c->uid = cred.uid;
 	c->pid = cred.pid;
-	memset(&it, 0, sizeof it);
-	it.fd = fd;
-	it.events = ZMQ_POLLIN;
-	zloop_poller(server_loop, &it, control_readable, c);
+	c->io = loop_io_add(fd, EPOLLIN, control_readable, c);
 	if (control_conns == NULL)
 		control_conns = zlist_new();
 	zlist_append(control_conns, c);
-	return (0);
 }
 
 int
 control_start(const char *path, char **cause)
 {
 	struct sockaddr_un	 sa;
-	zmq_pollitem_t		 it;
 
 	memset(&sa, 0, sizeof sa);
 	sa.sun_family = AF_UNIX;
@@ -677,10 +681,7 @@ control_start(const char *path, char **cause)
 	}
 	control_path = xstrdup(path);
 	control_spare = open("/dev/null", O_RDONLY | O_CLOEXEC);
-	memset(&it, 0, sizeof it);
-	it.fd = control_fd;
-	it.events = ZMQ_POLLIN;
-	zloop_poller(server_loop, &it, control_accept, NULL);
+	control_io = loop_io_add(control_fd, EPOLLIN, control_accept, NULL);
 	return (0);
 }
 
@@ -707,6 +708,7 @@ control_stop(void)
 	control_spare = -1;
 	if (control_fd == -1)
 		return;
+	loop_io_remove(&control_io);
 	close(control_fd);
 	unlink(control_path);
 	free(control_path);

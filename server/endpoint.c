@@ -26,10 +26,8 @@ static zlist_t	*endpoint_closed;	/* closed, not yet reaped */
 
 static const char *endpoint_names[] = { "shell", "control", "stdin" };
 
-static int	endpoint_readable(zloop_t *, zsock_t *, void *);
 static void	endpoint_dropped(struct endpoint *, int, const char *);
-static int	endpoint_drop_summary(zloop_t *, int, void *);
-static int	endpoint_monitor_event(zloop_t *, zsock_t *, void *);
+static void	endpoint_drop_summary(void *);
 static int	endpoint_bind(zsock_t *, struct conninfo *, int, char **);
 
 static const char *
@@ -52,26 +50,16 @@ endpoint_socket(struct endpoint *ep, int which)
 	fatalx("bad endpoint socket %d", which);
 }
 
-static int
-endpoint_which(struct endpoint *ep, zsock_t *s)
+/* One batch from one socket; the loop comes back if more is waiting. */
+static void
+endpoint_readable(struct endpoint *ep, int which)
 {
-	if (s == ep->shell)
-		return (EP_SHELL);
-	if (s == ep->control)
-		return (EP_CONTROL);
-	return (EP_STDIN);
-}
-
-static int
-endpoint_readable(zloop_t *loop, zsock_t *s, void *arg)
-{
-	struct endpoint	*ep = arg;
+	zsock_t		*s = endpoint_socket(ep, which);
 	struct jmsg	*jm;
 	zmsg_t		*m;
 	char		*cause;
-	int		 which = endpoint_which(ep, s), n;
+	int		 n;
 
-	(void)loop;
 	for (n = 0; n < ENDPOINT_BATCH; n++) {
 		if ((zsock_events(s) & ZMQ_POLLIN) == 0)
 			break;
@@ -88,10 +76,38 @@ endpoint_readable(zloop_t *loop, zsock_t *s, void *arg)
 		kernel_receive(ep, which, jm);
 		/* kernel_receive may have closed this endpoint. */
 		if (ep->closed)
-			return (0);
+			return;
 	}
-	return (0);
 }
+
+static void
+endpoint_shell_event(int fd, uint32_t events, void *arg)
+{
+	(void)fd;
+	(void)events;
+	endpoint_readable(arg, EP_SHELL);
+}
+
+static void
+endpoint_control_event(int fd, uint32_t events, void *arg)
+{
+	(void)fd;
+	(void)events;
+	endpoint_readable(arg, EP_CONTROL);
+}
+
+static void
+endpoint_stdin_event(int fd, uint32_t events, void *arg)
+{
+	(void)fd;
+	(void)events;
+	endpoint_readable(arg, EP_STDIN);
+}
+
+/* Legend: the loop's callback for each socket read, by EP_*. */
+static loop_io_cb *const endpoint_events[] = {
+	endpoint_shell_event, endpoint_control_event, endpoint_stdin_event
+};
 
 /*
  * A peer can send bad messages as fast as the loop reads them (anyone can
@@ -103,7 +119,7 @@ endpoint_readable(zloop_t *loop, zsock_t *s, void *arg)
 static void
 endpoint_dropped(struct endpoint *ep, int which, const char *cause)
 {
-	int64_t	now = zclock_mono();
+	uint64_t now = loop_now();
 
 	if (now - ep->drop_window >= 1000) {
 		ep->drop_window = now;
@@ -118,22 +134,20 @@ endpoint_dropped(struct endpoint *ep, int which, const char *cause)
 	snprintf(ep->drop_last, sizeof ep->drop_last, "%s: %s",
 	    endpoint_names[which], cause);
 	if (ep->drop_quiet++ == 0)
-		ep->drop_timer = zloop_timer(server_loop, 1000, 1,
-		    endpoint_drop_summary, ep);
+		ep->drop_timer = loop_timer_add(1000, endpoint_drop_summary,
+		    ep);
 }
 
-static int
-endpoint_drop_summary(zloop_t *loop, int timer, void *arg)
+static void
+endpoint_drop_summary(void *arg)
 {
 	struct endpoint	*ep = arg;
 
-	(void)loop;
-	(void)timer;
+	ep->drop_timer = NULL;
 	log_warn("%s: dropped %u more messages in the last second, not "
 	    "logged one by one (the last: %s)", endpoint_label(ep),
 	    ep->drop_quiet, ep->drop_last);
 	ep->drop_quiet = 0;
-	return (0);
 }
 
 /*
@@ -141,8 +155,30 @@ endpoint_drop_summary(zloop_t *loop, int timer, void *arg)
  * silently. With -v, a monitor on shell and control turns that into a log
  * line; libzmq does not say why a connection closed, so the line says both.
  */
+static void
+endpoint_monitor_event(int fd, uint32_t events, void *arg)
+{
+	struct endpoint	*ep = arg;
+	zmsg_t		*m;
+	int		 i;
+
+	(void)fd;
+	(void)events;
+	for (i = 0; i < 2; i++) {
+		if (ep->mon[i] == NULL ||
+		    (zsock_events(ep->mon[i]) & ZMQ_POLLIN) == 0 ||
+		    (m = zmsg_recv(ep->mon[i])) == NULL)
+			continue;
+		log_info("%s: %s: a client connection closed (by the client, "
+		    "or by us for a protocol error or a frame over the "
+		    "%zu-byte max-message limit)", endpoint_label(ep), i == 0 ?
+		    "shell" : "control", cfg.max_message);
+		zmsg_destroy(&m);
+	}
+}
+
 static zsock_t *
-endpoint_monitor(struct endpoint *ep, zsock_t *s)
+endpoint_monitor(struct endpoint *ep, zsock_t *s, struct loop_io **iop)
 {
 	static u_int	 n;
 	char		 addr[64];
@@ -158,25 +194,8 @@ endpoint_monitor(struct endpoint *ep, zsock_t *s)
 		zsock_destroy(&pair);
 		return (NULL);
 	}
-	zloop_reader(server_loop, pair, endpoint_monitor_event, ep);
+	*iop = loop_zsock_add(pair, endpoint_monitor_event, ep);
 	return (pair);
-}
-
-static int
-endpoint_monitor_event(zloop_t *loop, zsock_t *pair, void *arg)
-{
-	struct endpoint	*ep = arg;
-	zmsg_t		*m;
-
-	(void)loop;
-	if ((m = zmsg_recv(pair)) == NULL)
-		return (0);
-	log_info("%s: %s: a client connection closed (by the client, or "
-	    "by us for a protocol error or a frame over the %zu-byte "
-	    "max-message limit)", endpoint_label(ep), pair == ep->mon[0] ?
-	    "shell" : "control", cfg.max_message);
-	zmsg_destroy(&m);
-	return (0);
 }
 
 /*
@@ -308,17 +327,17 @@ endpoint_new(struct session *s, const struct conninfo *want, char **cause)
 		goto fail;
 	if (strcmp(ep->ci.transport, "tcp") == 0)
 		ep->ci.ports[PORT_HB] = atoi(strrchr(ep->hb, ':') + 1);
-	zloop_reader(server_loop, ep->shell, endpoint_readable, ep);
-	zloop_reader(server_loop, ep->control, endpoint_readable, ep);
-	zloop_reader(server_loop, ep->stdin_, endpoint_readable, ep);
+	for (i = 0; i < (int)nitems(ep->io); i++)
+		ep->io[i] = loop_zsock_add(endpoint_socket(ep, i),
+		    endpoint_events[i], ep);
 	/*
 	 * Only with -v: the two monitors cost each session about 36 kB of
 	 * the daemon's memory (their inproc pipes) and two more sockets in
 	 * every poll, for a log line (docs/BENCHMARKS.md).
 	 */
 	if (log_enabled(LEVEL_DEBUG)) {
-		ep->mon[0] = endpoint_monitor(ep, ep->shell);
-		ep->mon[1] = endpoint_monitor(ep, ep->control);
+		ep->mon[0] = endpoint_monitor(ep, ep->shell, &ep->mon_io[0]);
+		ep->mon[1] = endpoint_monitor(ep, ep->control, &ep->mon_io[1]);
 	}
 	return (ep);
 fail:
@@ -326,16 +345,26 @@ fail:
 	return (NULL);
 }
 
-static int
-endpoint_reap(zloop_t *loop, int timer, void *arg)
+static void
+endpoint_reap(void *arg)
 {
 	struct endpoint	*ep = arg;
 
-	(void)loop;
-	(void)timer;
+	ep->reap_timer = NULL;
 	zlist_remove(endpoint_closed, ep);
 	endpoint_destroy(&ep);
-	return (0);
+}
+
+/* Out of the loop: nothing more is read from this endpoint. */
+static void
+endpoint_unwatch(struct endpoint *ep)
+{
+	size_t	i;
+
+	for (i = 0; i < nitems(ep->io); i++)
+		loop_io_remove(&ep->io[i]);
+	for (i = 0; i < nitems(ep->mon_io); i++)
+		loop_io_remove(&ep->mon_io[i]);
 }
 
 /*
@@ -345,19 +374,11 @@ endpoint_reap(zloop_t *loop, int timer, void *arg)
 void
 endpoint_close(struct endpoint *ep)
 {
-	zsock_t	*socks[] = { ep->shell, ep->control, ep->stdin_ };
-	size_t	 i;
-
 	if (ep->closed)
 		return;
 	ep->closed = 1;
-	for (i = 0; i < nitems(socks); i++)
-		zloop_reader_end(server_loop, socks[i]);
-	for (i = 0; i < nitems(ep->mon); i++) {
-		if (ep->mon[i] != NULL)
-			zloop_reader_end(server_loop, ep->mon[i]);
-	}
-	zloop_timer(server_loop, 1, 1, endpoint_reap, ep);
+	endpoint_unwatch(ep);
+	ep->reap_timer = loop_timer_add(1, endpoint_reap, ep);
 	if (endpoint_closed == NULL)
 		endpoint_closed = zlist_new();
 	zlist_append(endpoint_closed, ep);
@@ -388,24 +409,16 @@ endpoint_destroy(struct endpoint **epp)
 	if (ep == NULL)
 		return;
 	if (ep->drop_quiet > 0) {
-		zloop_timer_end(server_loop, ep->drop_timer);
-		endpoint_drop_summary(server_loop, ep->drop_timer, ep);
+		loop_timer_cancel(&ep->drop_timer);
+		endpoint_drop_summary(ep);
 	}
-	for (i = 0; i < nitems(socks); i++) {
-		if (*socks[i] != NULL) {
-			if (!ep->closed)
-				zloop_reader_end(server_loop, *socks[i]);
-			zsock_destroy(socks[i]);
-		}
-	}
+	loop_timer_cancel(&ep->reap_timer);
+	endpoint_unwatch(ep);
+	for (i = 0; i < nitems(socks); i++)
+		zsock_destroy(socks[i]);
 	zsock_destroy(&ep->iopub);
-	for (i = 0; i < nitems(ep->mon); i++) {
-		if (ep->mon[i] == NULL)
-			continue;
-		if (!ep->closed)
-			zloop_reader_end(server_loop, ep->mon[i]);
+	for (i = 0; i < nitems(ep->mon); i++)
 		zsock_destroy(&ep->mon[i]);
-	}
 	if (ep->hb != NULL)
 		heartbeat_unbind(ep->hb);
 	if (ep->path != NULL)
@@ -441,6 +454,8 @@ endpoint_send(struct endpoint *ep, int which, const struct jmsg_out *out)
 	}
 	zmsg_send(&m, endpoint_socket(ep, which));
 	zmsg_destroy(&m);
+	/* A send may take the edge of a request that came meanwhile. */
+	loop_zsock_check(ep->io[which]);
 }
 
 void

@@ -7,6 +7,7 @@
  * the right parent. Every request is bracketed by iopub busy/idle.
  */
 
+#include <sys/epoll.h>
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <sys/wait.h>
@@ -27,7 +28,6 @@
 #define KERNEL_START_TRIES	3	/* deaths before hello, then give up */
 #define KERNEL_ARGS_LOGGED	64	/* kernel argument notes, a line each */
 #define KERNEL_TIMEOUT_GRACE	2000	/* ms after the timeout's interrupt */
-#define KERNEL_RMTREE_DEPTH	4096	/* deeper trees are left, logged */
 #define KERNEL_QUEUE_MAX	1000	/* requests waiting per session */
 
 struct req {
@@ -41,7 +41,8 @@ struct req {
 	int				 stop_on_error;
 	int				 allow_stdin;
 	int				 input_pending;
-	int				 timer;		/* exec-timeout, 0 = none */
+	struct session			*session;
+	struct loop_timer		*timer;		/* exec-timeout */
 	int				 timed_out;
 	size_t				 stream_bytes;	/* output budget */
 	size_t				 other_bytes;
@@ -89,8 +90,8 @@ static const struct kernel_entry {
 static void	kernel_pump(struct session *);
 static void	kernel_publish(struct session *, struct req *, const char *,
 		    json_t *, json_t *, zmsg_t *);
-static int	kernel_channel_event(zloop_t *, zmq_pollitem_t *, void *);
-static int	kernel_stderr_event(zloop_t *, zmq_pollitem_t *, void *);
+static void	kernel_channel_event(int, uint32_t, void *);
+static void	kernel_stderr_event(int, uint32_t, void *);
 static void	kernel_watch(struct session *, int);
 static void	kernel_stop(struct session *, const char *);
 static void	kernel_finish_end(struct session *, const char *);
@@ -102,8 +103,7 @@ kernel_req_free(struct req *req)
 {
 	if (req == NULL)
 		return;
-	if (req->timer != 0)
-		zloop_timer_end(server_loop, req->timer);
+	loop_timer_cancel(&req->timer);
 	jmsg_destroy(&req->msg);
 	free(req);
 }
@@ -439,6 +439,7 @@ kernel_receive(struct endpoint *ep, int which, struct jmsg *jm)
 		return;
 	}
 	req = xcalloc(1, sizeof *req);
+	req->session = s;
 	req->ep = ep;
 	req->which = which;
 	req->msg = jm;
@@ -554,38 +555,32 @@ kernel_send_request(struct session *s, struct req *req)
  * running after a grace period the interpreter is killed and restarted.
  * Either way the client sees one error named CellTimeout.
  */
-static int
-kernel_timeout_grace(zloop_t *loop, int timer, void *arg)
+static void
+kernel_timeout_grace(void *arg)
 {
-	struct session	*s = arg;
-	struct req	*req = s->current;
+	struct req	*req = arg;
+	struct session	*s = req->session;
 
-	(void)loop;
-	if (req == NULL || req->timer != timer)
-		return (0);
-	req->timer = 0;
+	req->timer = NULL;
 	log_warn("%s: cell ignored the timeout's interrupt; restarting",
 	    s->name);
 	kernel_stop(s, "CellTimeout");
-	return (0);
 }
 
-static int
-kernel_timeout_fire(zloop_t *loop, int timer, void *arg)
+/* Armed only for the running request; freeing a request cancels it. */
+static void
+kernel_timeout_fire(void *arg)
 {
-	struct session	*s = arg;
-	struct req	*req = s->current;
+	struct req	*req = arg;
+	struct session	*s = req->session;
 
-	(void)loop;
-	if (req == NULL || req->timer != timer)
-		return (0);
+	req->timer = NULL;
 	log_info("%s: cell exceeded %llu s; interrupting", s->name,
 	    (unsigned long long)s->limits.exec_timeout);
 	req->timed_out = 1;
 	spawn_signal(s, SIGINT);
-	req->timer = zloop_timer(server_loop, KERNEL_TIMEOUT_GRACE, 1,
-	    kernel_timeout_grace, s);
-	return (0);
+	req->timer = loop_timer_add(KERNEL_TIMEOUT_GRACE, kernel_timeout_grace,
+	    req);
 }
 
 static void
@@ -593,8 +588,8 @@ kernel_timeout_start(struct session *s, struct req *req)
 {
 	if (!req->execute || s->limits.exec_timeout == 0)
 		return;
-	req->timer = zloop_timer(server_loop, s->limits.exec_timeout * 1000,
-	    1, kernel_timeout_fire, s);
+	req->timer = loop_timer_add(s->limits.exec_timeout * 1000,
+	    kernel_timeout_fire, req);
 }
 
 /* The interrupt the timeout caused surfaces as CellTimeout, state kept. */
@@ -710,10 +705,8 @@ kernel_finish_current(struct session *s)
 {
 	struct req	*req = s->current;
 
-	if (req != NULL && req->timer != 0) {
-		zloop_timer_end(server_loop, req->timer);
-		req->timer = 0;
-	}
+	if (req != NULL)
+		loop_timer_cancel(&req->timer);
 	/* A running cell is activity: the idle clock restarts now. */
 	s->last_active = time(NULL);
 	kernel_req_free(s->last);
@@ -1020,20 +1013,20 @@ kernel_drain(struct session *s)
 	return (r <= 0 ? -1 : 0);
 }
 
-static int
-kernel_channel_event(zloop_t *loop, zmq_pollitem_t *item, void *arg)
+static void
+kernel_channel_event(int fd, uint32_t events, void *arg)
 {
 	struct session	*s = arg;
 	char		*cause;
 
-	(void)loop;
+	(void)fd;
 	session_add_ref(s);
-	if ((item->revents & ZMQ_POLLOUT) &&
+	if ((events & EPOLLOUT) &&
 	    channel_flush(&s->chan, &cause) == -1) {
 		log_warn("%s: channel: %s", s->name, cause);
 		free(cause);
 	}
-	if ((item->revents & (ZMQ_POLLIN | ZMQ_POLLERR)) &&
+	if ((events & (EPOLLIN | EPOLLERR | EPOLLHUP)) &&
 	    kernel_drain(s) != 0) {
 		/* Dead or misbehaving: the reaper reports why. */
 		kernel_watch(s, 0);
@@ -1042,41 +1035,42 @@ kernel_channel_event(zloop_t *loop, zmq_pollitem_t *item, void *arg)
 	} else
 		kernel_watch(s, 1);
 	session_remove_ref(s);
-	return (0);
 }
 
-/* (Re)register the channel poller; want 0 stops watching. */
+/* Watch the channel: readable, and writable while output waits; 0: stop. */
 static void
 kernel_watch(struct session *s, int want)
 {
-	zmq_pollitem_t	item;
+	uint32_t	events;
 
-	if (s->chan.fd == -1)
+	if (!want || s->chan.fd == -1) {
+		loop_io_remove(&s->chan_io);
 		return;
-	memset(&item, 0, sizeof item);
-	item.fd = s->chan.fd;
-	zloop_poller_end(server_loop, &item);
-	if (!want)
-		return;
-	item.events = ZMQ_POLLIN | (channel_pending(&s->chan) ? ZMQ_POLLOUT : 0);
-	zloop_poller(server_loop, &item, kernel_channel_event, s);
+	}
+	events = EPOLLIN | (channel_pending(&s->chan) ? EPOLLOUT : 0);
+	if (s->chan_io == NULL)
+		s->chan_io = loop_io_add(s->chan.fd, events,
+		    kernel_channel_event, s);
+	else
+		loop_io_set(s->chan_io, events);
 }
 
 /* The shim's stderr: logged line by line, the tail kept for errors. */
-static int
-kernel_stderr_event(zloop_t *loop, zmq_pollitem_t *item, void *arg)
+static void
+kernel_stderr_event(int fd, uint32_t events, void *arg)
 {
 	struct session	*s = arg;
 	ssize_t		 n;
 	char		*nl;
 
-	(void)loop;
+	(void)fd;
+	(void)events;
 	n = read(s->errfd, s->errbuf + s->errlen,
 	    sizeof s->errbuf - 1 - s->errlen);
 	if (n <= 0) {
 		if (n == 0 || errno != EAGAIN)
-			zloop_poller_end(server_loop, item);
-		return (0);
+			loop_io_remove(&s->err_io);
+		return;
 	}
 	s->errlen += n;
 	s->errbuf[s->errlen] = '\0';
@@ -1089,7 +1083,6 @@ kernel_stderr_event(zloop_t *loop, zmq_pollitem_t *item, void *arg)
 	}
 	if (s->errlen == sizeof s->errbuf - 1)
 		s->errlen = 0;
-	return (0);
 }
 
 /* Lifecycle of an incarnation. */
@@ -1098,7 +1091,6 @@ int
 kernel_start(struct session *s, char **cause)
 {
 	struct spawn_args	 a;
-	zmq_pollitem_t		 item;
 
 	memset(&a, 0, sizeof a);
 	a.shim = server_shim_path;
@@ -1114,10 +1106,7 @@ kernel_start(struct session *s, char **cause)
 		return (-1);
 	session_set_state(s, SESSION_CREATING, "interpreter starting");
 	kernel_watch(s, 1);
-	memset(&item, 0, sizeof item);
-	item.fd = s->errfd;
-	item.events = ZMQ_POLLIN;
-	zloop_poller(server_loop, &item, kernel_stderr_event, s);
+	s->err_io = loop_io_add(s->errfd, EPOLLIN, kernel_stderr_event, s);
 	kernel_status(s, NULL, "starting");
 	return (0);
 }
@@ -1130,17 +1119,16 @@ kernel_start(struct session *s, char **cause)
 struct kernel_kill {
 	struct session	*s;
 	pid_t		 pid;
-	int		 timer;
+	struct loop_timer *timer;
 };
 static zlist_t	*kernel_kills;
 
-static int
-kernel_kill_timer(zloop_t *loop, int timer, void *arg)
+static void
+kernel_kill_timer(void *arg)
 {
 	struct kernel_kill	*k = arg;
 
-	(void)loop;
-	(void)timer;
+	k->timer = NULL;
 	if (k->s->pid == k->pid) {
 		log_warn("%s: pid %ld ignored SIGTERM; killing", k->s->name,
 		    (long)k->pid);
@@ -1149,7 +1137,6 @@ kernel_kill_timer(zloop_t *loop, int timer, void *arg)
 	zlist_remove(kernel_kills, k);
 	session_remove_ref(k->s);
 	free(k);
-	return (0);
 }
 
 /* Ask the incarnation to end: SIGTERM now, SIGKILL after a grace period. */
@@ -1167,8 +1154,7 @@ kernel_stop(struct session *s, const char *reason)
 	k->s = s;
 	k->pid = s->pid;
 	session_add_ref(s);
-	k->timer = zloop_timer(server_loop, KERNEL_KILL_GRACE, 1,
-	    kernel_kill_timer, k);
+	k->timer = loop_timer_add(KERNEL_KILL_GRACE, kernel_kill_timer, k);
 	if (kernel_kills == NULL)
 		kernel_kills = zlist_new();
 	zlist_append(kernel_kills, k);
@@ -1234,7 +1220,7 @@ kernel_end(struct session *s, const char *why)
 {
 	if (s->ending)
 		return;
-	s->ending = 1;
+	session_set_ending(s);
 	log_info("%s: ending (%s)", s->name, why);
 	kernel_fail_queue(s, "SessionEnded", "the session was shut down "
 	    "before this request ran");
@@ -1244,48 +1230,16 @@ kernel_end(struct session *s, const char *why)
 		kernel_finish_end(s, why);
 }
 
-/*
- * Remove a tree the session controlled, by file descriptor: no path is
- * ever rebuilt (a deep tree exceeds PATH_MAX), no link is followed
- * (O_NOFOLLOW, unlinkat removes the link itself), no mount is crossed.
- */
-static int
-kernel_rmtree_at(int parent, const char *name, int depth)
-{
-	struct dirent	*de;
-	DIR		*d;
-	int		 fd, r = 0;
-
-	if (unlinkat(parent, name, 0) == 0 || errno == ENOENT)
-		return (0);
-	if (errno != EISDIR && errno != EPERM)
-		return (-1);
-	if (depth > KERNEL_RMTREE_DEPTH)
-		return (-1);
-	fd = openat(parent, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW |
-	    O_CLOEXEC);
-	if (fd == -1 || (d = fdopendir(fd)) == NULL) {
-		if (fd != -1)
-			close(fd);
-		return (-1);
-	}
-	while ((de = readdir(d)) != NULL) {
-		if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
-			continue;
-		if (kernel_rmtree_at(dirfd(d), de->d_name, depth + 1) != 0)
-			r = -1;
-	}
-	closedir(d);
-	if (unlinkat(parent, name, AT_REMOVEDIR) != 0 && errno != ENOENT)
-		r = -1;
-	return (r);
-}
-
+/* A tree the session controlled, removed without following a link. */
 void
 kernel_rmtree(const char *path)
 {
-	if (kernel_rmtree_at(AT_FDCWD, path, 0) != 0)
-		log_warn("cannot remove all of %s: %s", path, strerror(errno));
+	char	*cause;
+
+	if (file_remove_tree(path, &cause) != 0) {
+		log_warn("%s", cause);
+		free(cause);
+	}
 }
 
 static void
@@ -1350,21 +1304,17 @@ kernel_lost(struct session *s, int status)
 	const char	*ename;
 	char		 evalue[1280], *cause;
 	int		 before_hello = s->hello == NULL;
-	zmq_pollitem_t	 item;
 
 	kernel_drain(s);
 	kernel_watch(s, 0);
-	memset(&item, 0, sizeof item);
-	item.fd = s->errfd;
-	if (s->errfd != -1) {
-		kernel_stderr_event(server_loop, &item, s);
-		zloop_poller_end(server_loop, &item);
-	}
+	if (s->err_io != NULL)
+		kernel_stderr_event(s->errfd, EPOLLIN, s);
+	loop_io_remove(&s->err_io);
 	kernel_death_reason(s, status, &ename, evalue, sizeof evalue);
 	log_info("%s: interpreter pid %ld gone: %s: %s", s->name, (long)s->pid,
 	    ename, evalue);
 	spawn_close(s);
-	s->pid = -1;
+	session_set_pid(s, -1);
 	if (s->ckpt_op != 0) {
 		s->ckpt_op = 0;
 		if (s->ckpt_waiter != NULL)
@@ -1477,11 +1427,8 @@ kernel_mkdir(const char *path, uid_t owner, char **cause)
 static int
 kernel_quota(uid_t owner, char **cause)
 {
-	struct session	*s;
-	size_t		 mine = 0;
+	size_t	mine = session_owner_count(owner);
 
-	for (s = session_first(); s != NULL; s = session_next())
-		mine += s->owner == owner && !s->ending;
 	if (session_count() >= cfg.max_sessions) {
 		xasprintf(cause, "the daemon already holds %zu sessions "
 		    "(max-sessions)", session_count());
@@ -1592,6 +1539,8 @@ kernel_describe(struct session *s)
 	    s->limits.cpu_millis / 1000.0, "pids", (json_int_t)s->limits.pids,
 	    "tmp", (json_int_t)s->limits.tmp, "exec_timeout",
 	    (json_int_t)s->limits.exec_timeout);
+	json_object_set_new(json_object_get(d, "limits"), "idle_timeout",
+	    json_integer((json_int_t)s->limits.idle_timeout));
 	if (mem != UINT64_MAX)
 		json_object_set_new(d, "memory", json_integer(mem));
 	if (cpu != UINT64_MAX)
@@ -1623,7 +1572,7 @@ kernel_shutdown_all(void)
 	for (i = 0; i < 40; i++) {
 		while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
 			if ((s = session_find_pid(pid)) != NULL)
-				s->pid = -1;
+				session_set_pid(s, -1);
 		}
 		left = 0;
 		for (s = session_first(); s != NULL; s = session_next())
@@ -1635,6 +1584,8 @@ kernel_shutdown_all(void)
 	for (s = session_first(); s != NULL; s = session_next()) {
 		if (s->pid > 0)
 			kill(s->pid, SIGKILL);
+		loop_io_remove(&s->chan_io);
+		loop_io_remove(&s->err_io);
 		contain_release(s);
 		if ((ep = s->endpoint) == NULL)
 			continue;
@@ -1650,7 +1601,7 @@ kernel_shutdown_all(void)
 	}
 	/* Every process is gone: the pending SIGKILLs have nothing to do. */
 	while (kernel_kills != NULL && (k = zlist_pop(kernel_kills)) != NULL) {
-		zloop_timer_end(server_loop, k->timer);
+		loop_timer_cancel(&k->timer);
 		session_remove_ref(k->s);
 		free(k);
 	}

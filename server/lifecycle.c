@@ -27,6 +27,8 @@
 #define LIFECYCLE_TRIM_TICKS	30	/* ticks between malloc_trim calls */
 
 static uint64_t	lifecycle_next_op = 1;
+static struct loop_timer *lifecycle_timer;	/* the idle tick */
+static struct loop_timer *lifecycle_drain_timer; /* exit: checkpoints done? */
 
 static json_t	*lifecycle_fork_now(struct session *);
 static int	 lifecycle_over_quota(struct session *, uint64_t);
@@ -84,16 +86,10 @@ static void
 lifecycle_discard(struct session *s, int slot)
 {
 	char	 name[16];
-	int	 top, dfd;
+	int	 dfd;
 
 	snprintf(name, sizeof name, "checkpoint-%c", 'a' + slot);
-	top = open(s->workdir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-	if (top == -1)
-		return;
-	dfd = openat(top, ".cellblock", O_RDONLY | O_DIRECTORY | O_NOFOLLOW |
-	    O_CLOEXEC);
-	close(top);
-	if (dfd == -1)
+	if ((dfd = file_open_dir(s->workdir, ".cellblock", NULL)) == -1)
 		return;
 	unlinkat(dfd, name, 0);
 	close(dfd);
@@ -386,22 +382,22 @@ lifecycle_pressure(void)
 		    "used)");
 }
 
-static int
-lifecycle_tick(zloop_t *loop, int timer, void *arg)
+static void
+lifecycle_tick(void *arg)
 {
 	struct session	*s;
 	time_t		 now = time(NULL), last;
 	char		*cause;
 	static int	 trim_ticks;
 
-	(void)loop;
-	(void)timer;
 	(void)arg;
+	lifecycle_timer = loop_timer_add(LIFECYCLE_TICK, lifecycle_tick, NULL);
 	for (s = session_first(); s != NULL; s = session_next()) {
 		if (!lifecycle_quiet(s))
 			continue;
-		if (cfg.idle_timeout != 0 &&
-		    now - s->last_active >= (time_t)cfg.idle_timeout) {
+		/* The session's own (cellblock new --idle-timeout). */
+		if (s->limits.idle_timeout != 0 &&
+		    now - s->last_active >= (time_t)s->limits.idle_timeout) {
 			lifecycle_hibernate(s, "idle past idle-timeout");
 			continue;
 		}
@@ -425,13 +421,18 @@ lifecycle_tick(zloop_t *loop, int timer, void *arg)
 		trim_ticks = 0;
 		malloc_trim(0);
 	}
-	return (0);
 }
 
 void
 lifecycle_start(void)
 {
-	zloop_timer(server_loop, LIFECYCLE_TICK, 0, lifecycle_tick, NULL);
+	lifecycle_timer = loop_timer_add(LIFECYCLE_TICK, lifecycle_tick, NULL);
+}
+
+void
+lifecycle_stop(void)
+{
+	loop_timer_cancel(&lifecycle_timer);
 }
 
 json_t *
@@ -484,6 +485,8 @@ lifecycle_record(struct session *s)
 	    (json_int_t)s->limits.pids, "tmp", (json_int_t)s->limits.tmp,
 	    "exec_timeout", (json_int_t)s->limits.exec_timeout, "nofile",
 	    (json_int_t)s->limits.nofile, "fsize", (json_int_t)s->limits.fsize);
+	json_object_set_new(json_object_get(r, "limits"), "idle_timeout",
+	    json_integer((json_int_t)s->limits.idle_timeout));
 	json_object_set_new(r, "connection", ep != NULL ?
 	    connfile_to_json(&ep->ci) : json_null());
 	return (r);
@@ -494,27 +497,15 @@ void
 lifecycle_save(struct session *s)
 {
 	json_t	*r = lifecycle_record(s);
-	char	*path = lifecycle_record_path(s->name), *tmp, *text;
-	int	 fd, ok = 0;
+	char	*path = lifecycle_record_path(s->name), *text, *cause;
 
-	xasprintf(&tmp, "%s.tmp", path);
 	text = json_dumps(r, JSON_COMPACT);
-	unlink(tmp);
-	fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
-	    0600);
-	if (fd != -1) {
-		ok = write(fd, text, strlen(text)) == (ssize_t)strlen(text) &&
-		    fsync(fd) == 0;
-		close(fd);
-		ok = ok && rename(tmp, path) == 0;
-	}
-	if (!ok) {
-		log_warn("%s: cannot save %s: %s", s->name, path,
-		    strerror(errno));
-		unlink(tmp);
+	if (file_write_atomic(path, text, strlen(text), 0600, (uid_t)-1,
+	    &cause) != 0) {
+		log_warn("%s: cannot save %s: %s", s->name, path, cause);
+		free(cause);
 	}
 	free(text);
-	free(tmp);
 	free(path);
 	json_decref(r);
 }
@@ -542,6 +533,10 @@ lifecycle_limits(json_t *l, struct session_limits *out)
 	    "exec_timeout"));
 	out->nofile = json_integer_value(json_object_get(l, "nofile"));
 	out->fsize = json_integer_value(json_object_get(l, "fsize"));
+	/* A record from before per-session idle timeouts: the default. */
+	if (json_is_integer(json_object_get(l, "idle_timeout")))
+		out->idle_timeout = json_integer_value(json_object_get(l,
+		    "idle_timeout"));
 	return (out->memory && out->cpu_millis && out->pids && out->tmp &&
 	    out->nofile && out->fsize ? 0 : -1);
 }
@@ -653,7 +648,7 @@ lifecycle_claimed(int dfd, const char *name)
 static void
 lifecycle_sweep(void)
 {
-	char		*dir, *path, name[SESSION_NAME_MAX + 1];
+	char		*dir, *path, *cause, name[SESSION_NAME_MAX + 1];
 	DIR		*d;
 	struct dirent	*de;
 	size_t		 len;
@@ -668,7 +663,10 @@ lifecycle_sweep(void)
 			xasprintf(&path, "%s/%s", dir, de->d_name);
 			log_info("removing %s: its session did not come back",
 			    path);
-			kernel_rmtree(path);
+			if (file_remove_tree(path, &cause) != 0) {
+				log_warn("%s", cause);
+				free(cause);
+			}
 			free(path);
 		}
 		closedir(d);
@@ -728,26 +726,28 @@ lifecycle_load_all(void)
  * At shutdown: checkpoint every live idle session, and give the runners
  * a bounded time to finish, so a restart loses nothing it could keep.
  */
-static int
-lifecycle_drain_tick(zloop_t *loop, int timer, void *arg)
+static void
+lifecycle_drain_tick(void *arg)
 {
 	struct session	*s;
-	int64_t		*deadline = arg;
+	uint64_t	*deadline = arg;
 
-	(void)loop;
-	(void)timer;
+	lifecycle_drain_timer = NULL;
 	for (s = session_first(); s != NULL; s = session_next()) {
-		if (s->ckpt_op != 0 && zclock_mono() < *deadline)
-			return (0);
+		if (s->ckpt_op != 0 && loop_now() < *deadline) {
+			lifecycle_drain_timer = loop_timer_add(50,
+			    lifecycle_drain_tick, deadline);
+			return;
+		}
 	}
-	return (-1);
+	loop_quit();
 }
 
 void
 lifecycle_checkpoint_all(int wait_ms)
 {
 	struct session	*s;
-	int64_t		 deadline = zclock_mono() + wait_ms;
+	uint64_t	 deadline = loop_now() + wait_ms;
 	char		*cause;
 	int		 n = 0;
 
@@ -762,8 +762,10 @@ lifecycle_checkpoint_all(int wait_ms)
 	if (n == 0)
 		return;
 	log_info("checkpointing %d sessions before exit", n);
-	zloop_timer(server_loop, 50, 0, lifecycle_drain_tick, &deadline);
-	zloop_start(server_loop);
+	lifecycle_drain_timer = loop_timer_add(50, lifecycle_drain_tick,
+	    &deadline);
+	loop_run();
+	loop_timer_cancel(&lifecycle_drain_timer);
 }
 
 /*
@@ -779,20 +781,14 @@ lifecycle_copy_checkpoint(struct session *src, struct session *dst,
 	crypto_hash_sha256_state st;
 	u_char		 h[32], buf[65536];
 	char		 hex[65], name[16], *dstdir;
-	int		 top, dfd = -1, in = -1, out = -1, r = -1;
+	int		 dfd, in = -1, out = -1, r = -1;
 	ssize_t		 n;
 	struct stat	 sb;
 
 	snprintf(name, sizeof name, "checkpoint-%c", 'a' + src->ckpt_slot);
-	top = open(src->workdir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW |
-	    O_CLOEXEC);
-	if (top != -1) {
-		dfd = openat(top, ".cellblock", O_RDONLY | O_DIRECTORY |
-		    O_NOFOLLOW | O_CLOEXEC);
-		close(top);
-	}
-	if (dfd == -1 || (in = openat(dfd, name, O_RDONLY | O_NOFOLLOW |
-	    O_CLOEXEC)) == -1 || fstat(in, &sb) != 0 || !S_ISREG(sb.st_mode)) {
+	dfd = file_open_dir(src->workdir, ".cellblock", NULL);
+	if (dfd == -1 || (in = file_open_regular(dfd, NULL, name, O_RDONLY,
+	    NULL)) == -1 || fstat(in, &sb) != 0) {
 		xasprintf(cause, "cannot read %s's checkpoint", src->name);
 		goto out;
 	}

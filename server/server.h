@@ -1,4 +1,4 @@
-/* server.h: the daemon (cellblockd) and the CLI (cellblock), file by file. */
+/* server.h: the daemon (cellblockd), file by file; the CLI has cli/cli.h. */
 #ifndef CELLBLOCK_SERVER_H
 #define CELLBLOCK_SERVER_H
 
@@ -8,24 +8,14 @@
 #include <czmq.h>
 #include <jansson.h>
 
-#include "log.h"
+#include "base.h"
+#include "loop.h"
 #include "protocol.h"
 #include "sessions.h"
+#include "shared.h"
 
-#ifndef nitems
-#define nitems(a)	(sizeof (a) / sizeof (a)[0])
-#endif
-
-#define CELLBLOCK_KERNEL_NAME	"cellblock"
-#define CELLBLOCK_DISPLAY_NAME	"Python 3 (cellblock)"
-
-/* Exit codes shared by every CLI command (documented in cellblock.1). */
-#define EXIT_OK		0
-#define EXIT_FAILED	1	/* the command ran and failed (code raised) */
-#define EXIT_USAGE	2	/* bad arguments */
-#define EXIT_NODAEMON	3	/* no daemon could be reached or started */
-#define EXIT_NOSESSION	4	/* no such session */
-#define EXIT_DENIED	5	/* the session is not yours */
+_Static_assert(CELLBLOCK_NAME_MAX == SESSION_NAME_MAX,
+    "the CLI's session name bound is the daemon's");
 
 /* server/config.c */
 struct config {
@@ -40,7 +30,6 @@ struct config {
 	int	 allow_weaker;
 	size_t	 max_stream;	/* stream bytes per execute */
 	size_t	 max_display;	/* bytes of one display payload */
-	size_t	 idle_timeout;	/* seconds idle before hibernation, 0: never */
 	size_t	 checkpoint_interval; /* seconds between checkpoints of a
 				   changed live session, 0: never */
 	size_t	 max_sessions;
@@ -58,24 +47,6 @@ int		 config_load(const char *, char **);
 int		 config_parse(const char *, size_t, const char *, char **);
 int		 config_parse_size(const char *, size_t *);
 int		 config_limits(json_t *, struct session_limits *, char **);
-
-/* server/connfile.c */
-enum { PORT_SHELL, PORT_IOPUB, PORT_STDIN, PORT_CONTROL, PORT_HB, PORT_N };
-struct conninfo {
-	char	transport[8];
-	char	ip[256];
-	int	ports[PORT_N];
-	char	key[256];
-	char	scheme[32];
-};
-extern const char *connfile_port_names[PORT_N];
-int		 connfile_from_json(json_t *, struct conninfo *, char **);
-json_t		*connfile_to_json(const struct conninfo *);
-int		 connfile_read(const char *, struct conninfo *, char **);
-int		 connfile_write(const char *, const struct conninfo *, uid_t,
-		     char **);
-char		*connfile_endpoint(const struct conninfo *, int);
-char		*connfile_state_dir(const char *);
 
 /* server/heartbeat.c */
 int		 heartbeat_start(char **);
@@ -95,12 +66,15 @@ struct endpoint {
 	zsock_t		*iopub;
 	char		*hb;
 	char		*path;		/* its connection file */
+	struct loop_io	*io[3];		/* EP_SHELL, EP_CONTROL, EP_STDIN */
 	int		 closed;	/* freed from the loop soon */
+	struct loop_timer *reap_timer;	/* frees it, once closed */
 	zsock_t		*mon[2];	/* shell, control monitors */
-	int64_t		 drop_window;	/* ms: start of this drop-log second */
+	struct loop_io	*mon_io[2];
+	uint64_t	 drop_window;	/* ms: start of this drop-log second */
 	u_int		 drop_logged;	/* drops logged one by one in it */
 	u_int		 drop_quiet;	/* drops counted, not yet logged */
-	int		 drop_timer;	/* logs them; armed while drop_quiet */
+	struct loop_timer *drop_timer;	/* logs them; armed while drop_quiet */
 	char		 drop_last[160];	/* the last quiet drop's cause */
 };
 extern struct endpoint *endpoint_shared;
@@ -140,6 +114,7 @@ void		 kernel_rmtree(const char *);
 
 /* server/lifecycle.c */
 void		 lifecycle_start(void);
+void		 lifecycle_stop(void);
 int		 lifecycle_checkpoint(struct session *, int, void *, char **);
 void		 lifecycle_on_checkpoint_done(struct session *, json_t *);
 int		 lifecycle_restore(struct session *);
@@ -161,50 +136,11 @@ void		 control_answer(void *, json_t *);
 json_t		*control_parse_request(const char *, size_t, size_t *, char **);
 
 /* server/cellblockd.c */
-extern zloop_t	*server_loop;
 extern char	*server_state_dir;
 extern char	*server_shim_path;
 extern char	*server_runner_path;
 extern char	*server_zygote_lib;
 extern uid_t	 server_uid;
 void		 server_exit(const char *);
-
-/* server/client.c (CLI) */
-struct client;
-int		 client_connect(const char *, int, char **);
-json_t		*client_call(int, json_t *, char **);
-int		 client_send(int, json_t *, char **);
-json_t		*client_recv(int, int, char **);
-int		 client_exit_code(json_t *);
-int		 client_command(json_t *, json_t **);
-extern int	 client_timeout;
-const char	*client_state_dir(void);
-int		 client_state_dir_set(void);
-void		 client_set_state_dir(const char *);
-
-/* server/jclient.c (CLI: a Jupyter client over ZeroMQ) */
-struct jclient;
-struct jclient	*jclient_new(const struct conninfo *, const char *, char **);
-void		 jclient_destroy(struct jclient **);
-int		 jclient_wait_ready(struct jclient *, int, char **);
-int		 jclient_execute(struct jclient *, const char *, int, int);
-
-/* server/cmd-*.c: one CLI command per file */
-struct cmd_entry {
-	const char	*name;
-	const char	*usage;
-	int		 (*exec)(int, char **);
-};
-extern const struct cmd_entry cmd_new_entry;
-extern const struct cmd_entry cmd_ls_entry;
-extern const struct cmd_entry cmd_run_entry;
-extern const struct cmd_entry cmd_interrupt_entry;
-extern const struct cmd_entry cmd_restart_entry;
-extern const struct cmd_entry cmd_kill_entry;
-extern const struct cmd_entry cmd_checkpoint_entry;
-extern const struct cmd_entry cmd_fork_entry;
-extern const struct cmd_entry cmd_attach_entry;
-extern const struct cmd_entry cmd_kernelspec_entry;
-void		 cmd_usage(const struct cmd_entry *) __attribute__((noreturn));
 
 #endif

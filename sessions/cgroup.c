@@ -9,7 +9,6 @@
 #include <sys/syscall.h>
 
 #include <dirent.h>
-#include <err.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -21,6 +20,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "base.h"
 #include "cgroup.h"
 
 /*
@@ -32,8 +32,6 @@
  * tree) is refused, never followed. Limits are read back after writing:
  * a group whose limits did not take is removed, never used.
  */
-
-#define nitems(a)	(sizeof (a) / sizeof (a)[0])
 
 #define CG_LEAF		"daemon"	/* v2: the daemon's own leaf group */
 #define CG_NAME_MAX	64
@@ -190,10 +188,6 @@ static const struct cg_stat cg_stats[Q_N][2] = {
 	},
 };
 
-static void	*cg_calloc(size_t, size_t);
-static char	*cg_strdup(const char *);
-static char	*cg_printf(const char *, ...)
-		    __attribute__((format(printf, 1, 2)));
 static int	 cg_fail(char **, const char *, ...)
 		    __attribute__((format(printf, 2, 3)));
 static void	 cg_note(struct cgroup_host *, const char *, ...)
@@ -205,17 +199,13 @@ static int	 cg_word(const char *, const char *, const char *);
 static int	 cg_u64(const char *, uint64_t *);
 static void	 cg_trim(char *);
 static int	 cg_keyed(const char *, const char *, uint64_t *);
-static int	 cg_open(int, const char *, const char *, int, char **);
 static int	 cg_read(struct cgroup_host *, int, const char *, const char *,
 		    char **, char **);
 static int	 cg_write(struct cgroup_host *, int, const char *, const char *,
 		    const char *, char **);
 static int	 cg_exists(int, const char *);
-static int	 cg_subdir_error(int, const char *, const char *, char **);
-static int	 cg_subdir(int, const char *, const char *, char **);
 static int	 cg_mkdir(struct cgroup_host *, int, const char *, const char *,
 		    int, char **);
-static int	 cg_walk(const char *, const char *, char **);
 static char	*cg_unescape(const char *);
 static int	 cg_parse_mount(char *, struct cg_mount *);
 static int	 cg_parse_member(char *, struct cg_member *);
@@ -270,40 +260,6 @@ static int	 cg_query(struct cgroup_host *, const char *, enum cg_query,
 static int	 cg_list_groups(const struct cg_hier *, char ***, size_t *,
 		    char **);
 
-/* Out of memory is fatal here as everywhere in cellblock. */
-static void *
-cg_calloc(size_t n, size_t size)
-{
-	void	*p;
-
-	if ((p = calloc(n, size)) == NULL)
-		err(1, "calloc");
-	return (p);
-}
-
-static char *
-cg_strdup(const char *s)
-{
-	char	*p;
-
-	if ((p = strdup(s)) == NULL)
-		err(1, "strdup");
-	return (p);
-}
-
-static char *
-cg_printf(const char *fmt, ...)
-{
-	va_list	 ap;
-	char	*s;
-
-	va_start(ap, fmt);
-	if (vasprintf(&s, fmt, ap) == -1)
-		err(1, "vasprintf");
-	va_end(ap);
-	return (s);
-}
-
 static int
 cg_fail(char **cause, const char *fmt, ...)
 {
@@ -313,7 +269,7 @@ cg_fail(char **cause, const char *fmt, ...)
 		return (-1);
 	va_start(ap, fmt);
 	if (vasprintf(cause, fmt, ap) == -1)
-		err(1, "vasprintf");
+		fatalx("vasprintf");
 	va_end(ap);
 	return (-1);
 }
@@ -328,7 +284,7 @@ cg_note(struct cgroup_host *h, const char *fmt, ...)
 		return;
 	va_start(ap, fmt);
 	if (vasprintf(&h->why, fmt, ap) == -1)
-		err(1, "vasprintf");
+		fatalx("vasprintf");
 	va_end(ap);
 }
 
@@ -419,39 +375,19 @@ cg_keyed(const char *buf, const char *key, uint64_t *v)
 	return (-1);
 }
 
-/* Opens a value file: never through a symlink, never anything but a file. */
-static int
-cg_open(int dfd, const char *dpath, const char *file, int flags,
-    char **cause)
-{
-	struct stat	st;
-	int		fd;
-
-	fd = openat(dfd, file, flags | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
-	if (fd == -1)
-		return (cg_fail(cause, "%s/%s: %s", dpath, file,
-		    strerror(errno)));
-	if (fstat(fd, &st) == -1 || !S_ISREG(st.st_mode)) {
-		close(fd);
-		return (cg_fail(cause, "%s/%s: not a regular file", dpath,
-		    file));
-	}
-	return (fd);
-}
-
 static int
 cg_read(struct cgroup_host *h, int dfd, const char *dpath, const char *file,
     char **out, char **cause)
 {
-	char	*buf, *nbuf;
+	char	*buf;
 	size_t	 len = 0, size = 256;
 	ssize_t	 n;
 	int	 fd, saved;
 
 	cg_hook(h, CGROUP_FAKE_READ, dpath, file, NULL);
-	if ((fd = cg_open(dfd, dpath, file, O_RDONLY, cause)) == -1)
+	if ((fd = file_open_regular(dfd, dpath, file, O_RDONLY, cause)) == -1)
 		return (-1);
-	buf = cg_calloc(1, size);
+	buf = xcalloc(1, size);
 	for (;;) {
 		if (len + 1 == size) {
 			if (size >= CG_READ_MAX) {
@@ -460,9 +396,7 @@ cg_read(struct cgroup_host *h, int dfd, const char *dpath, const char *file,
 				return (cg_fail(cause, "%s/%s: over %d bytes",
 				    dpath, file, CG_READ_MAX));
 			}
-			if ((nbuf = realloc(buf, size * 2)) == NULL)
-				err(1, "realloc");
-			buf = nbuf;
+			buf = xrealloc(buf, size * 2);
 			size *= 2;
 		}
 		n = read(fd, buf + len, size - len - 1);
@@ -493,7 +427,8 @@ cg_write(struct cgroup_host *h, int dfd, const char *dpath, const char *file,
 	ssize_t	n;
 	int	fd, saved;
 
-	if ((fd = cg_open(dfd, dpath, file, O_WRONLY | O_TRUNC, cause)) == -1)
+	if ((fd = file_open_regular(dfd, dpath, file, O_WRONLY | O_TRUNC,
+	    cause)) == -1)
 		return (-1);
 	do
 		n = write(fd, value, len);
@@ -521,31 +456,6 @@ cg_exists(int dfd, const char *file)
 	return (S_ISREG(st.st_mode));
 }
 
-/* Why a directory did not open; O_NOFOLLOW's ENOTDIR hides symlinks. */
-static int
-cg_subdir_error(int pfd, const char *ppath, const char *name, char **cause)
-{
-	struct stat	 st;
-	const char	*why = strerror(errno);
-
-	if (fstatat(pfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
-	    S_ISLNK(st.st_mode))
-		why = "a symlink, refused";
-	return (cg_fail(cause, "%s/%s: %s", ppath, name, why));
-}
-
-static int
-cg_subdir(int pfd, const char *ppath, const char *name, char **cause)
-{
-	int	fd;
-
-	fd = openat(pfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW |
-	    O_CLOEXEC);
-	if (fd == -1)
-		return (cg_subdir_error(pfd, ppath, name, cause));
-	return (fd);
-}
-
 /* Returns 1 if made, 0 if it was there and excl is 0, else -1. */
 static int
 cg_mkdir(struct cgroup_host *h, int pfd, const char *ppath, const char *name,
@@ -562,43 +472,17 @@ cg_mkdir(struct cgroup_host *h, int pfd, const char *ppath, const char *name,
 		return (cg_fail(cause, "%s/%s: mkdir: %s", ppath, name,
 		    strerror(errno)));
 	}
-	path = cg_printf("%s/%s", ppath, name);
+	path = xprintf("%s/%s", ppath, name);
 	cg_hook(h, CGROUP_FAKE_MKDIR, path, NULL, NULL);
 	free(path);
 	return (1);
-}
-
-/* Opens point/rel one component at a time, refusing symlinks. */
-static int
-cg_walk(const char *point, const char *rel, char **cause)
-{
-	char	*copy, *comp, *save, *cur, *next;
-	int	 fd, nfd;
-
-	fd = open(point, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-	if (fd == -1)
-		return (cg_fail(cause, "%s: %s", point, strerror(errno)));
-	copy = cg_strdup(rel);
-	cur = cg_strdup(point);
-	for (comp = strtok_r(copy, "/", &save); comp != NULL && fd != -1;
-	    comp = strtok_r(NULL, "/", &save)) {
-		nfd = cg_subdir(fd, cur, comp, cause);
-		close(fd);
-		fd = nfd;
-		next = cg_printf("%s/%s", cur, comp);
-		free(cur);
-		cur = next;
-	}
-	free(cur);
-	free(copy);
-	return (fd);
 }
 
 /* mountinfo writes space, tab, newline and backslash as \ooo. */
 static char *
 cg_unescape(const char *s)
 {
-	char	*out = cg_calloc(1, strlen(s) + 1), *o = out;
+	char	*out = xcalloc(1, strlen(s) + 1), *o = out;
 
 	while (*s != '\0') {
 		if (s[0] == '\\' && s[1] >= '0' && s[1] <= '3' &&
@@ -632,8 +516,8 @@ cg_parse_mount(char *line, struct cg_mount *m)
 		return (-1);
 	m->root = cg_unescape(f[3]);
 	m->point = cg_unescape(f[4]);
-	m->fstype = cg_strdup(f[sep + 1]);
-	m->super = cg_strdup(f[sep + 3]);
+	m->fstype = xstrdup(f[sep + 1]);
+	m->super = xstrdup(f[sep + 3]);
 	return (0);
 }
 
@@ -650,8 +534,8 @@ cg_parse_member(char *line, struct cg_member *m)
 	if ((path = strchr(ctls, ':')) == NULL)
 		return (-1);
 	*path++ = '\0';
-	m->ctls = cg_strdup(ctls);
-	m->path = cg_strdup(path);
+	m->ctls = xstrdup(ctls);
+	m->path = xstrdup(path);
 	return (0);
 }
 
@@ -665,7 +549,7 @@ cg_proc_read(const char *proc_root, struct cg_proc *p, char **cause)
 	int	 ok;
 
 	for (i = 0; i < nitems(files); i++) {
-		path = cg_printf("%s/self/%s", proc_root, files[i]);
+		path = xprintf("%s/self/%s", proc_root, files[i]);
 		if ((f = fopen(path, "re")) == NULL) {
 			cg_fail(cause, "%s: %s", path, strerror(errno));
 			free(path);
@@ -675,18 +559,14 @@ cg_proc_read(const char *proc_root, struct cg_proc *p, char **cause)
 		free(path);
 		while (getline(&line, &size, f) != -1) {
 			if (i == 0) {
-				p->mounts = reallocarray(p->mounts,
+				p->mounts = xreallocarray(p->mounts,
 				    p->nmounts + 1, sizeof *p->mounts);
-				if (p->mounts == NULL)
-					err(1, "reallocarray");
 				ok = cg_parse_mount(line,
 				    &p->mounts[p->nmounts]);
 				p->nmounts += (ok == 0);
 			} else {
-				p->members = reallocarray(p->members,
+				p->members = xreallocarray(p->members,
 				    p->nmembers + 1, sizeof *p->members);
-				if (p->members == NULL)
-					err(1, "reallocarray");
 				ok = cg_parse_member(line,
 				    &p->members[p->nmembers]);
 				p->nmembers += (ok == 0);
@@ -746,7 +626,7 @@ cg_relative(const char *root, const char *own)
 		    (n == 2 && c[0] == '.' && c[1] == '.'))
 			return (NULL);
 	}
-	return (cg_strdup(rel));
+	return (xstrdup(rel));
 }
 
 static void
@@ -764,9 +644,9 @@ cg_add(struct cgroup_host *h, int version, const char *point,
 	if (i == h->nhier) {
 		hr = &h->hier[h->nhier++];
 		hr->version = version;
-		hr->point = cg_strdup(point);
-		hr->own = cg_strdup(rel);
-		hr->path = cg_printf("%s%s/%s", point, rel, h->name);
+		hr->point = xstrdup(point);
+		hr->own = xstrdup(rel);
+		hr->path = xprintf("%s%s/%s", point, rel, h->name);
 		hr->fd = -1;
 	}
 	h->hier[i].ctls |= 1u << ctl;
@@ -849,14 +729,14 @@ cg_detect_v2(struct cgroup_host *h, const struct cg_proc *p, unsigned v1)
 		return;
 	}
 	/* Already in our leaf (re-exec): our group is the one above. */
-	suffix = cg_printf("/%s/%s", h->name, CG_LEAF);
+	suffix = xprintf("/%s/%s", h->name, CG_LEAF);
 	len = strlen(rel);
 	slen = strlen(suffix);
 	if (len >= slen && strcmp(rel + len - slen, suffix) == 0)
 		rel[len - slen] = '\0';
 	free(suffix);
-	own = cg_printf("%s%s", m->point, rel);
-	if ((fd = cg_walk(m->point, rel, NULL)) == -1 ||
+	own = xprintf("%s%s", m->point, rel);
+	if ((fd = file_open_dir(m->point, rel, NULL)) == -1 ||
 	    cg_read(h, fd, own, "cgroup.controllers", &list, NULL) == -1) {
 		cg_note(h, "cgroup2: cannot read %s/cgroup.controllers", own);
 		list = NULL;
@@ -880,14 +760,14 @@ cg_detect_v2(struct cgroup_host *h, const struct cg_proc *p, unsigned v1)
 static void
 cg_describe(struct cgroup_host *h)
 {
-	char	*s = cg_strdup(""), *t;
+	char	*s = xstrdup(""), *t;
 	int	 ctl, i;
 
 	for (ctl = 0; ctl < CG_NCTL; ctl++) {
 		i = h->at[ctl];
 		if (ctl == CG_CPUACCT && i == -1)
 			continue;
-		t = cg_printf("%s%s%s=%s", s, *s == '\0' ? "" : " ",
+		t = xprintf("%s%s%s=%s", s, *s == '\0' ? "" : " ",
 		    cg_ctl_names[ctl], i == -1 ? "none" :
 		    h->hier[i].version == 1 ? "v1" : "v2");
 		free(s);
@@ -895,7 +775,7 @@ cg_describe(struct cgroup_host *h)
 	}
 	if (h->why != NULL && (h->at[CG_MEMORY] == -1 ||
 	    h->at[CG_PIDS] == -1 || h->at[CG_CPU] == -1)) {
-		t = cg_printf("%s (%s)", s, h->why);
+		t = xprintf("%s (%s)", s, h->why);
 		free(s);
 		s = t;
 	}
@@ -919,8 +799,8 @@ cgroup_host_detect(const char *proc_root, const char *name, char **cause)
 		cg_proc_free(&p);
 		return (NULL);
 	}
-	h = cg_calloc(1, sizeof *h);
-	h->name = cg_strdup(name);
+	h = xcalloc(1, sizeof *h);
+	h->name = xstrdup(name);
 	for (ctl = 0; ctl < CG_NCTL; ctl++)
 		h->at[ctl] = -1;
 	for (ctl = 0; ctl < CG_NCTL; ctl++) {
@@ -1055,9 +935,10 @@ cg_prepare_v2(struct cgroup_host *h, struct cg_hier *hr, int ownfd,
 
 	if (cg_mkdir(h, fd, hr->path, CG_LEAF, 0, cause) == -1)
 		return (-1);
-	if ((lfd = cg_subdir(fd, hr->path, CG_LEAF, cause)) == -1)
+	if ((lfd = file_open_at(fd, hr->path, CG_LEAF, O_RDONLY | O_DIRECTORY,
+	    0, cause)) == -1)
 		return (-1);
-	leaf = cg_printf("%s/%s", hr->path, CG_LEAF);
+	leaf = xprintf("%s/%s", hr->path, CG_LEAF);
 	snprintf(pid, sizeof pid, "%ld", (long)getpid());
 	r = cg_write(h, lfd, leaf, "cgroup.procs", pid, cause);
 	close(lfd);
@@ -1073,12 +954,13 @@ cg_prepare_hier(struct cgroup_host *h, struct cg_hier *hr, char **cause)
 	char	*ownpath;
 	int	 ownfd, fd = -1;
 
-	ownpath = cg_printf("%s%s", hr->point, hr->own);
-	if ((ownfd = cg_walk(hr->point, hr->own, cause)) == -1)
+	ownpath = xprintf("%s%s", hr->point, hr->own);
+	if ((ownfd = file_open_dir(hr->point, hr->own, cause)) == -1)
 		goto out;
 	if (cg_mkdir(h, ownfd, ownpath, h->name, 0, cause) == -1)
 		goto out;
-	if ((fd = cg_subdir(ownfd, ownpath, h->name, cause)) == -1)
+	if ((fd = file_open_at(ownfd, ownpath, h->name, O_RDONLY |
+	    O_DIRECTORY, 0, cause)) == -1)
 		goto out;
 	if (hr->version == 2 &&
 	    cg_prepare_v2(h, hr, ownfd, ownpath, fd, cause) == -1) {
@@ -1134,14 +1016,22 @@ static int
 cg_dir_open(struct cgroup_host *h, int i, const char *session,
     struct cg_dir *d, int missing_ok, char **cause)
 {
-	d->fd = openat(h->hier[i].fd, session, O_RDONLY | O_DIRECTORY |
-	    O_NOFOLLOW | O_CLOEXEC);
-	if (d->fd == -1 && errno == ENOENT && missing_ok)
+	char	*why;
+
+	d->fd = file_open_at(h->hier[i].fd, h->hier[i].path, session,
+	    O_RDONLY | O_DIRECTORY, 0, &why);
+	if (d->fd == -1 && errno == ENOENT && missing_ok) {
+		free(why);
 		return (0);
-	if (d->fd == -1)
-		return (cg_subdir_error(h->hier[i].fd, h->hier[i].path,
-		    session, cause));
-	d->path = cg_printf("%s/%s", h->hier[i].path, session);
+	}
+	if (d->fd == -1) {
+		if (cause != NULL)
+			*cause = why;
+		else
+			free(why);
+		return (-1);
+	}
+	d->path = xprintf("%s/%s", h->hier[i].path, session);
 	return (1);
 }
 
@@ -1274,10 +1164,10 @@ cg_readback(struct cgroup_host *h, struct cg_dir *d, const char *file,
 		return (0);
 	if (cg_keyed(*got, key, &v) == -1) {
 		free(*got);
-		*got = cg_printf("(no %s line)", key);
+		*got = xprintf("(no %s line)", key);
 	} else {
 		free(*got);
-		*got = cg_printf("%" PRIu64, v);
+		*got = xprintf("%" PRIu64, v);
 	}
 	return (0);
 }
@@ -1366,7 +1256,7 @@ cg_rmdir(struct cgroup_host *h, int i, const char *session, char **cause)
 	if (!S_ISDIR(st.st_mode))
 		return (cg_fail(cause, "%s/%s: not a directory, left alone",
 		    h->hier[i].path, session));
-	path = cg_printf("%s/%s", h->hier[i].path, session);
+	path = xprintf("%s/%s", h->hier[i].path, session);
 	cg_hook(h, CGROUP_FAKE_RMDIR, path, NULL, NULL);
 	for (round = 0;; round++) {
 		if (unlinkat(fd, session, AT_REMOVEDIR) == 0 ||
@@ -1419,7 +1309,7 @@ cg_parse_pids(const char *buf, pid_t **pids, size_t *n)
 
 	for (s = buf; *s != '\0'; s++)
 		max += (*s == '\n');
-	*pids = cg_calloc(max, sizeof **pids);
+	*pids = xcalloc(max, sizeof **pids);
 	*n = 0;
 	for (s = buf; *s != '\0'; s = end) {
 		errno = 0;
@@ -1492,7 +1382,7 @@ cg_signal_procs(struct cgroup_host *h, struct cg_dir *d, char **cause)
 		    d->path));
 	}
 	free(buf);
-	pfd = cg_calloc(n + 1, sizeof *pfd);
+	pfd = xcalloc(n + 1, sizeof *pfd);
 	for (i = 0; i < n; i++) {
 		if ((pfd[i] = cg_pidfd_open(before[i])) == -1 &&
 		    errno == ENOSYS)
@@ -1738,10 +1628,8 @@ cg_list_groups(const struct cg_hier *hr, char ***names, size_t *n,
 		}
 		if (i < *n)
 			continue;
-		if ((*names = reallocarray(*names, *n + 1, sizeof **names)) ==
-		    NULL)
-			err(1, "reallocarray");
-		(*names)[(*n)++] = cg_strdup(de->d_name);
+		*names = xreallocarray(*names, *n + 1, sizeof **names);
+		(*names)[(*n)++] = xstrdup(de->d_name);
 	}
 	closedir(dir);
 	return (0);
@@ -1761,7 +1649,7 @@ cgroup_host_remove(struct cgroup_host *h, char **cause)
 		hr = &h->hier[i];
 		if (hr->version != 1 || hr->fd == -1)
 			continue;
-		if ((ownfd = cg_walk(hr->point, hr->own, r == 0 ? cause :
+		if ((ownfd = file_open_dir(hr->point, hr->own, r == 0 ? cause :
 		    NULL)) == -1) {
 			r = -1;
 			continue;

@@ -17,7 +17,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "protocol.h"
+#include "base.h"
 #include "sessions.h"
 
 #define CHANNEL_READ_CHUNK	65536

@@ -19,9 +19,9 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "base.h"
 #include "cgroup.h"
-#include "log.h"
-#include "protocol.h"
+#include "sandbox.h"
 #include "sessions.h"
 
 static struct {
@@ -233,49 +233,22 @@ contain_prepare(struct session *s, char **cause)
 	return (0);
 }
 
-static int
-contain_write(pid_t pid, const char *file, const char *text, char **cause)
-{
-	char	 path[64];
-	int	 fd;
-	ssize_t	 n;
-
-	snprintf(path, sizeof path, "/proc/%ld/%s", (long)pid, file);
-	if ((fd = open(path, O_WRONLY | O_CLOEXEC)) == -1) {
-		xasprintf(cause, "%s: %s", path, strerror(errno));
-		return (-1);
-	}
-	n = write(fd, text, strlen(text));
-	close(fd);
-	if (n != (ssize_t)strlen(text)) {
-		xasprintf(cause, "%s: %s", path, strerror(errno));
-		return (-1);
-	}
-	return (0);
-}
-
 /*
- * The shim has unshared its namespaces and waits: map its inner uid 1000
- * to the session's host uid (setgroups denied first, as the kernel
- * requires), and put it in its cgroup. Only then is it released.
+ * The shim has unshared its namespaces and waits: put it in its cgroup and
+ * map its inner uid and gid to the session's host ones, with the user
+ * facility's own parent half (kernel-shim/sandbox-user.c, which
+ * sandbox-check tests). Only then is it released.
  */
 int
 contain_enter(struct session *s, pid_t pid, char **cause)
 {
-	char	map[64];
-
 	if (s->cgroup_made &&
 	    cgroup_attach(contain.cg, s->name, pid, cause) != 0)
 		return (-1);
 	if (!contain.userns)
 		return (0);
-	if (contain_write(pid, "setgroups", "deny", cause) != 0)
-		return (-1);
-	snprintf(map, sizeof map, "1000 %u 1\n", (u_int)s->host_uid);
-	if (contain_write(pid, "uid_map", map, cause) != 0)
-		return (-1);
-	snprintf(map, sizeof map, "1000 %u 1\n", (u_int)s->host_gid);
-	return (contain_write(pid, "gid_map", map, cause));
+	return (sandbox_user_write_maps(pid, SANDBOX_INNER_UID, s->host_uid,
+	    SANDBOX_INNER_GID, s->host_gid, cause));
 }
 
 void

@@ -10,11 +10,18 @@
 
 #include <sodium.h>
 
-#include "log.h"
-#include "protocol.h"
+#include "base.h"
 #include "sessions.h"
 
 static zhashx_t	*session_table;		/* name -> struct session */
+static zhashx_t	*session_pids;		/* "pid" -> struct session */
+
+/* Sessions per owner, not ending: the quota check must not scan them all. */
+static struct session_owner {
+	uid_t	uid;
+	size_t	live;
+} *session_owners;
+static size_t	 session_nowners;
 
 static const char *session_state_names[] = {
 	[SESSION_CREATING] = "creating",
@@ -51,6 +58,59 @@ session_random_name(char *buf, size_t len)
 	} while (session_find(buf) != NULL);
 }
 
+static size_t *
+session_owner_live(uid_t uid)
+{
+	size_t	i;
+
+	for (i = 0; i < session_nowners; i++) {
+		if (session_owners[i].uid == uid)
+			return (&session_owners[i].live);
+	}
+	session_owners = xrealloc(session_owners, (session_nowners + 1) *
+	    sizeof *session_owners);
+	session_owners[session_nowners].uid = uid;
+	session_owners[session_nowners].live = 0;
+	return (&session_owners[session_nowners++].live);
+}
+
+/* The owner's sessions that are not ending (a few owners: a list will do). */
+size_t
+session_owner_count(uid_t uid)
+{
+	return (*session_owner_live(uid));
+}
+
+/* The session is going: it no longer counts against its owner's quota. */
+void
+session_set_ending(struct session *s)
+{
+	if (s->ending)
+		return;
+	s->ending = 1;
+	(*session_owner_live(s->owner))--;
+}
+
+/* The incarnation's pid (-1: none), indexed for the reaper. */
+void
+session_set_pid(struct session *s, pid_t pid)
+{
+	char	key[24];
+
+	if (session_pids == NULL)
+		session_pids = zhashx_new();
+	if (s->pid > 0) {
+		snprintf(key, sizeof key, "%ld", (long)s->pid);
+		if (zhashx_lookup(session_pids, key) == s)
+			zhashx_delete(session_pids, key);
+	}
+	s->pid = pid;
+	if (pid > 0) {
+		snprintf(key, sizeof key, "%ld", (long)pid);
+		zhashx_update(session_pids, key, s);
+	}
+}
+
 struct session *
 session_create(const char *name, uid_t owner, const char *workdir,
     char **cause)
@@ -83,6 +143,7 @@ session_create(const char *name, uid_t owner, const char *workdir,
 	s->host_uid = (uid_t)-1;
 	s->workdir = xstrdup(workdir);
 	zhashx_insert(session_table, s->name, s);
+	(*session_owner_live(owner))++;
 	log_info("%s: created for uid %u", s->name, (u_int)owner);
 	return (s);
 }
@@ -98,13 +159,12 @@ session_find(const char *name)
 struct session *
 session_find_pid(pid_t pid)
 {
-	struct session	*s;
+	char	key[24];
 
-	for (s = session_first(); s != NULL; s = session_next()) {
-		if (s->pid == pid)
-			return (s);
-	}
-	return (NULL);
+	if (session_pids == NULL || pid <= 0)
+		return (NULL);
+	snprintf(key, sizeof key, "%ld", (long)pid);
+	return (zhashx_lookup(session_pids, key));
 }
 
 struct session *
@@ -131,6 +191,8 @@ session_unlink(struct session *s)
 {
 	if (session_table != NULL && session_find(s->name) == s)
 		zhashx_delete(session_table, s->name);
+	session_set_ending(s);
+	session_set_pid(s, -1);
 	s->dying = 1;
 	session_remove_ref(s);
 }

@@ -16,6 +16,8 @@
 #include <czmq.h>
 #include <jansson.h>
 
+struct loop_io;
+
 #define CHANNEL_MAX	((size_t)64 * 1024 * 1024)
 #define SESSION_NAME_MAX 64
 
@@ -61,6 +63,8 @@ struct session_limits {
 	uint64_t	 exec_timeout;	/* seconds per execute, 0 = none */
 	uint64_t	 nofile;
 	uint64_t	 fsize;		/* bytes, largest file written */
+	uint64_t	 idle_timeout;	/* seconds idle before hibernation,
+					   0 = never */
 };
 
 struct session {
@@ -89,6 +93,8 @@ struct session {
 	int		 ending;	/* the session goes when it is reaped */
 
 	/* Owned by the server: endpoint, attached client, request queue. */
+	struct loop_io	*chan_io;	/* the channel in the daemon's loop */
+	struct loop_io	*err_io;	/* the shim's stderr in it */
 	void		*endpoint;
 	void		*attach;
 	int		 shared_seen;
@@ -129,6 +135,9 @@ void		 session_random_name(char *, size_t);
 struct session	*session_create(const char *, uid_t, const char *, char **);
 struct session	*session_find(const char *);
 struct session	*session_find_pid(pid_t);
+void		 session_set_pid(struct session *, pid_t);
+void		 session_set_ending(struct session *);
+size_t		 session_owner_count(uid_t);
 struct session	*session_first(void);
 struct session	*session_next(void);
 size_t		 session_count(void);

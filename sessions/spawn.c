@@ -17,8 +17,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "log.h"
-#include "protocol.h"
+#include "base.h"
 #include "sessions.h"
 
 #define SPAWN_CHANNEL_FD	3
@@ -199,7 +198,7 @@ spawn_interpreter(struct session *s, const struct spawn_args *a, char **cause)
 	close(sv[1]);
 	close(errp[1]);
 	fcntl(errp[0], F_SETFL, O_NONBLOCK);
-	s->pid = pid;
+	session_set_pid(s, pid);
 	s->errfd = errp[0];
 	s->errlen = 0;
 	s->incarnation++;

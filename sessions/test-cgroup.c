@@ -26,9 +26,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "base.h"
 #include "cgroup.h"
 
-#define nitems(a)	(sizeof (a) / sizeof (a)[0])
 #define MiB		(1024ULL * 1024)
 #define NREAL		6	/* real-v1 tests, counted when skipped */
 #define V1_UNLIMITED	"9223372036854771712\n"	/* v1 memory's "max" */

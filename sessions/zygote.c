@@ -24,8 +24,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "log.h"
-#include "protocol.h"
+#include "base.h"
 #include "sessions.h"
 
 #define ZYGOTE_WAIT	2000	/* ms for the answer to a spawn request */

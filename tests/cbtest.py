@@ -18,6 +18,22 @@ CELLBLOCKD = os.path.join(BIN, "cellblockd")
 PYTHON = "/usr/bin/python3"
 
 
+def c_define(header, name):
+    """The integer a C header of the tree #defines as name: the tests take
+    such contracts from the one place the C code does."""
+    import re
+    with open(os.path.join(ROOT, header)) as f:
+        m = re.search(r"^#define\s+%s\s+(\d+)\b" % re.escape(name), f.read(), re.M)
+    if m is None:
+        raise LookupError(f"{header} defines no {name}")
+    return int(m.group(1))
+
+
+# Who the interpreter is inside its user namespace (kernel-shim/sandbox.h).
+SANDBOX_INNER_UID = c_define("kernel-shim/sandbox.h", "SANDBOX_INNER_UID")
+SANDBOX_INNER_GID = c_define("kernel-shim/sandbox.h", "SANDBOX_INNER_GID")
+
+
 def control_request(sock_path, request, timeout=10):
     """One JSON-line request on a daemon's control socket; its answer."""
     import json

@@ -45,3 +45,39 @@ def session(daemon):
     daemon.cli("kill", name)
 
 
+
+
+# jupyter_client 7.4.9's stop_channels stops the channel threads but leaves
+# the zmq context each client created (an I/O thread and its descriptors)
+# until garbage collection, which a long run outpaces: that is the "Too many
+# open files" a late test's heartbeat thread used to hit. Closing a client
+# closes what it opened.
+from jupyter_client.client import KernelClient  # noqa: E402
+
+_stop_channels = KernelClient.stop_channels
+
+
+def _stop_channels_and_context(self):
+    _stop_channels(self)
+    if getattr(self, "_created_context", False) and not self.context.closed:
+        self.context.destroy(linger=0)
+
+
+KernelClient.stop_channels = _stop_channels_and_context
+
+
+def _open_fds():
+    return len(os.listdir("/proc/self/fd"))
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _fd_budget(request):
+    """Report a module that leaves descriptors open in the test process."""
+    before = _open_fds()
+    yield
+    import gc
+    gc.collect()
+    grown = _open_fds() - before
+    if grown > 64:
+        import warnings
+        warnings.warn(f"{request.module.__name__} left {grown} descriptors open")

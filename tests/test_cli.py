@@ -351,6 +351,69 @@ def test_sigterm_ends_run_promptly(daemon, named):
     assert p.stdout == "'after'\n", p.stderr
 
 
+SLEEPER = "import time\nprint('sleeping', flush=True)\ntime.sleep(60)"
+STUBBORN = ("import signal, time\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\n"
+            "print('stubborn', flush=True)\ntime.sleep(60)")
+
+
+def test_run_timeout_interrupts_the_cell_and_keeps_state(daemon, named):
+    """run --timeout (issue 10 item 5): at the deadline the cell is
+    interrupted, not left running: when run exits (status 6) the session is
+    idle, its state kept, and the next run is answered, not queued behind."""
+    name, _ = named
+    assert cb(daemon, "run", name, "kept = 7").returncode == 0
+    pid = sessions(daemon)[name]["pid"]
+    p = cb(daemon, "run", "--timeout", "1", name, SLEEPER)
+    assert p.returncode == 6, (p.returncode, p.stderr)
+    assert p.stdout == "sleeping\n"
+    assert "KeyboardInterrupt" in p.stderr, p.stderr
+    assert "timed out after 1 s: the cell was interrupted" in p.stderr, p.stderr
+    s = sessions(daemon)[name]
+    assert s["state"] == "idle" and s["pid"] == pid, s
+    p = cb(daemon, "run", name, "kept")
+    assert p.returncode == 0 and p.stdout == "7\n", (p.stdout, p.stderr)
+
+
+def test_run_timeout_restarts_a_cell_that_ignores_the_interrupt(daemon, named):
+    """A cell that ignores SIGINT is still running after the grace period:
+    run restarts the interpreter (as exec-timeout does), says so, exits 6,
+    and the session answers from a fresh interpreter."""
+    name, _ = named
+    assert cb(daemon, "run", name, "kept = 7").returncode == 0
+    old_pid = sessions(daemon)[name]["pid"]
+    p = cb(daemon, "run", "--timeout", "1", name, STUBBORN, timeout=30)
+    assert p.returncode == 6, (p.returncode, p.stderr)
+    assert p.stdout == "stubborn\n"
+    assert "did not stop within 2 s of its interrupt; restarting" in p.stderr, p.stderr
+    assert "the interpreter was stopped (restart)" in p.stderr, p.stderr
+    p = cb(daemon, "run", name, "kept")
+    assert p.returncode == 1 and "NameError" in p.stderr, (p.stdout, p.stderr)
+    p = cb(daemon, "run", name, "1 + 1")
+    assert p.returncode == 0 and p.stdout == "2\n"
+    assert sessions(daemon)[name]["pid"] not in (old_pid, 0, None)
+    poll(lambda: not pid_alive(old_pid), 10, "the old interpreter to go")
+
+
+def test_run_timeout_does_not_count_time_queued(daemon, named):
+    """The deadline starts when the cell runs: a run queued behind another
+    client's cell is not interrupted, nor is that other cell."""
+    name, _ = named
+    first = subprocess.Popen([CELLBLOCK, "run", name,
+                              "import time\nprint('first', flush=True)\ntime.sleep(3)\n"
+                              "print('first done')"],
+                             env=daemon.env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        read_until(first, "first", 30)
+        p = cb(daemon, "run", "--timeout", "2", name, "'second'", timeout=30)
+        assert p.returncode == 0 and p.stdout == "'second'\n", (p.returncode, p.stderr)
+        out, err = first.communicate(timeout=30)
+        assert first.returncode == 0 and b"first done" in out, (out, err)
+    finally:
+        if first.poll() is None:
+            first.kill()
+            first.wait()
+
+
 def test_restart_clears_state(daemon, named):
     name, _ = named
     assert cb(daemon, "run", name, "gone = 1").returncode == 0

@@ -2,6 +2,7 @@
 policy prints, and a host that cannot give every protection is refused
 unless --allow-weaker-sandbox, which then says what is off everywhere."""
 import os
+import socket
 import shutil
 import subprocess
 import tempfile
@@ -103,3 +104,102 @@ def test_weaker_host_says_what_is_off(nobody_state):
         d.terminate()
         d.wait(timeout=15)
         log.close()
+
+
+LOOPBACK = r'''
+import asyncio, socket, threading
+from multiprocessing.managers import BaseManager
+
+def echo_once(srv):
+    c, _ = srv.accept()
+    with c:
+        c.sendall(c.recv(64).upper())
+
+got = []
+for fam, addr in ((socket.AF_INET, "127.0.0.1"), (socket.AF_INET6, "::1")):
+    srv = socket.socket(fam, socket.SOCK_STREAM)
+    srv.bind((addr, 0))
+    srv.listen(1)
+    t = threading.Thread(target=echo_once, args=(srv,))
+    t.start()
+    with socket.create_connection((addr, srv.getsockname()[1]), timeout=10) as c:
+        c.sendall(b"ping " + addr.encode())
+        got.append(c.recv(64).decode())
+    t.join(10)
+    srv.close()
+
+async def pair():
+    async def handle(r, w):
+        w.write((await r.readline()).upper())
+        await w.drain()
+        w.close()
+    server = await asyncio.start_server(handle, "localhost", 0)
+    port = server.sockets[0].getsockname()[1]
+    r, w = await asyncio.open_connection("localhost", port)
+    w.write(b"asyncio\n")
+    line = await r.readline()
+    w.close()
+    server.close()
+    await server.wait_closed()
+    return line.decode().strip()
+got.append(asyncio.run(pair()))
+
+class M(BaseManager):
+    pass
+M.register("answer", callable=lambda: 42)
+m = M(address=("127.0.0.1", 0), authkey=b"k")
+m.start()
+got.append(m.answer()._getvalue())
+m.shutdown()
+print(got)
+'''
+
+
+def test_loopback_sockets_inside_one_session(session):
+    """TCP on the session's own lo (issue 10 item 9): an echo server and a
+    client over 127.0.0.1 and ::1, an asyncio pair over "localhost", and a
+    multiprocessing manager over TCP."""
+    reply, out = run_cell(session, LOOPBACK, timeout=120)
+    assert reply["content"]["status"] == "ok", reply["content"]
+    text = "".join(m["content"]["text"] for m in out if m["msg_type"] == "stream"
+                   and m["content"]["name"] == "stdout")
+    assert text.strip() == "['PING 127.0.0.1', 'PING ::1', 'ASYNCIO', 42]", text
+
+
+def test_host_cannot_reach_a_session_server(session):
+    """The session's listener is on its own namespace's loopback: from the
+    host its port is closed (or, by chance, someone else's), never it."""
+    token = os.urandom(8).hex()
+    code = ("import socket, threading\n"
+            "srv = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)\n"
+            "srv.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)\n"
+            "srv.bind(('::', 0)); srv.listen(4)\n"
+            "hits = []\n"
+            "def serve():\n"
+            "    while True:\n"
+            "        try: c, p = srv.accept()\n"
+            "        except OSError: return\n"
+            f"        hits.append(p); c.sendall(b'{token}'); c.close()\n"
+            "threading.Thread(target=serve, daemon=True).start()\n"
+            "print(srv.getsockname()[1])\n")
+    reply, out = run_cell(session, code, timeout=60)
+    assert reply["content"]["status"] == "ok", reply["content"]
+    port = int("".join(m["content"]["text"] for m in out if m["msg_type"] == "stream"))
+    for fam, addr in ((socket.AF_INET, "127.0.0.1"), (socket.AF_INET6, "::1")):
+        c = socket.socket(fam, socket.SOCK_STREAM)
+        c.settimeout(3)
+        try:
+            c.connect((addr, port))
+            c.settimeout(1)
+            try:
+                assert token.encode() not in c.recv(64)
+            except socket.timeout:
+                pass
+        except ConnectionRefusedError:
+            pass
+        finally:
+            c.close()
+    reply, out = run_cell(session, "print(len(hits)); srv.close()", timeout=60)
+    assert reply["content"]["status"] == "ok", reply["content"]
+    assert "".join(m["content"]["text"] for m in out
+                   if m["msg_type"] == "stream").strip() == "0"

@@ -1,4 +1,4 @@
-"""C unit-test programs (protocol codec, cgroup layer, seccomp policy), run
+"""C unit-test programs (base layer, protocol codec, cgroup layer, seccomp policy), run
 as part of the pytest session; each must end with `N passed, N failed`."""
 import os
 import re
@@ -7,7 +7,7 @@ import subprocess
 import pytest
 
 from cbtest import BIN
-UNITS = ["test-protocol", "test-cgroup", "seccomp-check", "sandbox-check"]
+UNITS = ["test-base", "test-protocol", "test-cgroup", "seccomp-check", "sandbox-check"]
 
 
 @pytest.mark.parametrize("name", UNITS)

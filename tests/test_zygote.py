@@ -7,7 +7,7 @@ import signal
 
 import pytest
 
-from cbtest import Daemon, poll, run_cell
+from cbtest import SANDBOX_INNER_UID, Daemon, poll, run_cell
 
 
 def _ls(d, name):
@@ -143,7 +143,7 @@ def test_zygote_killed_sessions_live_on_and_exec_takes_over(zd):
         assert _ls(zd, "fallback")["born"] == "exec"
         kc = zd.client(os.path.join(zd.state, "sessions", "fallback.json"))
         try:
-            assert _value(kc, "import os; print(os.getuid())") == "1000"
+            assert _value(kc, "import os; print(os.getuid())") == str(SANDBOX_INNER_UID)
         finally:
             kc.stop_channels()
     z = zd.wait_zygote()

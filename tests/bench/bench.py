@@ -59,9 +59,11 @@ def parse_args(argv):
     p.add_argument("--resume-n", type=int, help="resumes of a hibernated small session (8)")
     p.add_argument("--ckpt-n", type=int,
                    help="checkpoints and restores of a 100 MB DataFrame session (3)")
-    p.add_argument("--only", default="start,rtt,density,tput,lifecycle",
-                   help="comma list of sections: start,rtt,density,tput,lifecycle "
+    p.add_argument("--only", default="start,rtt,density,tput,lifecycle,scale",
+                   help="comma list of sections: start,rtt,density,tput,lifecycle,scale "
                         "(density and tput share sessions)")
+    p.add_argument("--scale-levels",
+                   help="idle sessions for the scale section, comma list (1,100,1000)")
     p.add_argument("--no-ipykernel", action="store_true", help="skip every ipykernel run")
     p.add_argument("--profile", action="store_true",
                    help="also profile the daemon's execute path (perf stat, perf "
@@ -75,6 +77,8 @@ def parse_args(argv):
     quick = dict(start_n=5, ipk_start_n=4, rtt_n=300, py_rtt_n=100, density_k=10,
                  ipk_kernels=3, tput_sessions=10, tput_count=50, resume_n=3, ckpt_n=1,
                  budget=90)
+    full["scale_levels"] = "1,100,1000"
+    quick["scale_levels"] = "1,20,50"
     for k, v in (quick if a.quick else full).items():
         if getattr(a, k) is None:
             setattr(a, k, v)
@@ -84,7 +88,7 @@ def parse_args(argv):
     if not 1 <= a.density_k <= 1000:
         p.error("--density-k must be 1..1000")
     a.sections = set(s.strip() for s in a.only.split(",") if s.strip())
-    bad = a.sections - {"start", "rtt", "density", "tput", "lifecycle"}
+    bad = a.sections - {"start", "rtt", "density", "tput", "lifecycle", "scale"}
     if bad:
         p.error("unknown section(s): " + ",".join(sorted(bad)))
     return a
@@ -515,6 +519,79 @@ class Bench:
         for km in kms:
             self.ipk.shutdown(km)
 
+    # ---- 6. cost against the number of idle sessions (issue 11) -------------------
+    SCALE_NEW_N = 10            # timed `new`s per level, each killed before the next
+
+    def scale_fill(self, idle, want):
+        """Add idle sessions (plain interpreters, nothing imported) until
+        want exist besides the measured one; batches wait until idle."""
+        while len(idle) < want:
+            if B.mem_available_kb() < 3 * 1024 * 1024:
+                return (f"memory: MemAvailable {B.mem_available_kb() // 1024} MB, "
+                        f"keeping 3 GB free")
+            batch = [self.daemon.new() for _ in range(min(50, want - len(idle)))]
+            idle.extend(batch)
+            names = {x["name"] for x in batch}
+            deadline = time.monotonic() + 300
+            while time.monotonic() < deadline:
+                st = [x["state"] for x in self.daemon.ls() if x["name"] in names]
+                if all(x == "idle" for x in st):
+                    break
+                time.sleep(0.2)
+            else:
+                return "sessions did not all become idle within 300 s"
+        return None
+
+    def scale_new_ms(self):
+        """`new` reply time with the current sessions; each new session
+        is killed and gone before the next `new`."""
+        out = []
+        for _ in range(self.SCALE_NEW_N):
+            t0 = time.perf_counter()
+            s = self.daemon.new()
+            out.append((time.perf_counter() - t0) * 1000)
+            self.daemon.kill(s["name"], wait_pid=s["pid"])
+            deadline = time.monotonic() + 10
+            while self.daemon.state_of(s["name"]) is not None and time.monotonic() < deadline:
+                time.sleep(0.01)
+        return out
+
+    def section_scale(self):
+        levels = [int(x) for x in self.a.scale_levels.split(",") if x.strip()]
+        r = self.res.setdefault("scale", {"levels": []})
+        s, kc = self.new_ready(name="bench-scale")
+        self.drop_client(kc)
+        pids = lambda: B.process_tree(s["pid"])     # noqa: E731
+        idle = []
+        try:
+            for level in levels:
+                why = self.scale_fill(idle, level - 1)
+                if why:
+                    r["stopped"] = f"at {1 + len(idle)} sessions: {why}"
+                    B.log("scale", r["stopped"])
+                    break
+                time.sleep(1.0)          # the last starts' work settles
+                new_ms = self.scale_new_ms()
+                rtt = self.c_rtt(s["connection_file"], pids, "cellblock")
+                row = {"sessions": 1 + len(idle), "new_ms": B.summary(new_ms),
+                       "rtt_us": rtt["us"], "daemon_cpu_us": rtt["daemon_cpu_us"],
+                       "daemon_threads_us": rtt["daemon_threads_us"],
+                       "errors": rtt["errors"],
+                       "daemon_rss_mb": (B.status_kb(self.daemon.pid, "VmRSS") or 0) / 1024}
+                r["levels"].append(row)
+                B.log("scale", f"{row['sessions']} sessions: new p50 {row['new_ms']['p50']:.1f} ms, "
+                               f"rtt p50 {row['rtt_us']['p50']:.0f} µs, daemon CPU "
+                               f"{row['daemon_cpu_us']:.0f} µs/execute")
+        finally:
+            for x in idle + [s]:
+                try:
+                    self.daemon.control({"cmd": "kill", "name": x["name"]})
+                except Exception:
+                    pass
+            deadline = time.monotonic() + 60
+            while any(B.pid_alive(x["pid"]) for x in idle) and time.monotonic() < deadline:
+                time.sleep(0.05)
+
     # ---- 5. hibernate / resume / checkpoint / restore ----------------------------
     def section_lifecycle(self):
         """A second private daemon whose idle-timeout is LIFECYCLE_IDLE
@@ -722,7 +799,8 @@ class Bench:
         self.res["args"] = sys.argv[1:]
         self.res["config"] = {k: getattr(a, k) for k in (
             "start_n", "ipk_start_n", "rtt_n", "py_rtt_n", "density_k", "ipk_kernels",
-            "tput_sessions", "tput_count", "resume_n", "ckpt_n", "budget", "quick")}
+            "tput_sessions", "tput_count", "resume_n", "ckpt_n", "budget", "quick",
+            "scale_levels")}
         self.setup()
         self.res["versions"]["cellblockd reports"] = B.daemon_versions(self.daemon.log_text())
         steps = []
@@ -735,6 +813,8 @@ class Bench:
                 "density" in a.sections, "tput" in a.sections)))
         if "lifecycle" in a.sections:
             steps.append(("lifecycle", self.section_lifecycle))
+        if "scale" in a.sections:
+            steps.append(("scale", self.section_scale))
         if a.profile:
             steps.append(("profile", self.section_profile))
         for name, fn in steps:

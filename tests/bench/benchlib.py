@@ -57,19 +57,20 @@ def summary(values):
 # ---- building the C client ------------------------------------------------
 
 def build_rtt():
-    """Compile tests/bench/rtt.c with the project's protocol/ sources (not
+    """Compile tests/bench/rtt.c with the project's protocol/ and base sources (not
     build/*.o, which another build may be rewriting). Rebuilt when any
     source is newer than the binary."""
-    srcs = [RTT_SRC] + sorted(p for p in glob.glob(os.path.join(ROOT, "protocol", "*.c"))
+    dirs = [os.path.join(ROOT, "protocol"), os.path.join(ROOT, "kernel-shim", "base")]
+    srcs = [RTT_SRC] + sorted(p for d in dirs for p in glob.glob(os.path.join(d, "*.c"))
                               if not os.path.basename(p).startswith("test-"))
-    deps = srcs + glob.glob(os.path.join(ROOT, "protocol", "*.h"))
+    deps = srcs + [h for d in dirs for h in glob.glob(os.path.join(d, "*.h"))]
     if os.path.exists(RTT) and all(os.path.getmtime(d) <= os.path.getmtime(RTT) for d in deps):
         return
     os.makedirs(BUILD, exist_ok=True)
     flags = subprocess.run(["pkg-config", "--cflags", "--libs", *PKGS.split()],
                            capture_output=True, text=True, check=True).stdout.split()
     cmd = ["cc", "-std=gnu11", "-D_GNU_SOURCE", "-O2", "-g", "-Wall", "-Wextra",
-           "-I" + os.path.join(ROOT, "protocol"), "-o", RTT + ".tmp", *srcs, *flags,
+           *("-I" + d for d in dirs), "-o", RTT + ".tmp", *srcs, *flags,
            "-lpthread"]
     p = subprocess.run(cmd, capture_output=True, text=True)
     if p.returncode != 0:

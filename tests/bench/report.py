@@ -459,6 +459,58 @@ def findings(res):
     return "\n".join(F) if F else "- none"
 
 
+def scale_section(res):
+    """Issue 11: the cost of a message and of `new` against the number of
+    idle sessions, and how far the largest count is from one session."""
+    sc = res.get("scale") or {}
+    lv = sc.get("levels") or []
+    if not lv:
+        err = (res.get("errors") or {}).get("scale")
+        return f"Not measured in this run{': ' + err if err else ''}."
+    L = ["| idle sessions | `new` reply, p50 | `new`, p99 | `1+1` round trip, C client, p50 | p99 "
+         "| daemon CPU per execute (main / ZeroMQ I/O) | daemon RSS |",
+         "|---|---|---|---|---|---|---|"]
+    for x in lv:
+        th = x.get("daemon_threads_us") or {}
+        main, io = th.get("main"), th.get("zmq_io")
+        L.append(f"| {x['sessions']} | {ms(x['new_ms'].get('p50'))} | {ms(x['new_ms'].get('p99'))} "
+                 f"| {us(x['rtt_us'].get('p50'))} | {us(x['rtt_us'].get('p99'))} "
+                 f"| {us(x['daemon_cpu_us'])} ({us(main)} / {us(io)}) | {mb(x['daemon_rss_mb'])} |")
+    first, last = lv[0], lv[-1]
+
+    def change(a, b):
+        return f"{100 * (b - a) / a:+.0f}%" if a else "?"
+    L += ["", "| target (issue 11) | figure | verdict |", "|---|---|---|"]
+    if len(lv) > 1:
+        for what, a, b in (
+                ("`new` reply p50 at the most sessions within 10% of one session",
+                 first["new_ms"].get("p50"), last["new_ms"].get("p50")),
+                ("round trip p50 at the most sessions within 10% of one session",
+                 first["rtt_us"].get("p50"), last["rtt_us"].get("p50")),
+                ("daemon CPU per execute at the most sessions within 10% of one session",
+                 first["daemon_cpu_us"], last["daemon_cpu_us"])):
+            ok = a and b is not None and b <= 1.1 * a
+            L.append(f"| {what} | {change(a, b)} ({first['sessions']} → {last['sessions']}) "
+                     f"| {'met' if ok else '**not met**'} |")
+    cpu = first["daemon_cpu_us"]
+    L.append(f"| daemon CPU ≤ 150 µs per trivial execute | {us(cpu)} (one session) "
+             f"| {'met' if cpu is not None and cpu <= 150 else '**not met**'} |")
+    tp = get(res, "tput", "cellblock", "per_s")
+    if tp is not None:
+        L.append(f"| ≥ 3,000 trivial executes/s across {get(res, 'tput', 'cellblock', 'sessions')} "
+                 f"sessions | {tp:.0f}/s (section 4) | {'met' if tp >= 3000 else '**not met**'} |")
+    L += ["", "One measured session answers `1+1` from the C client (section 2's method) while the "
+          "other sessions sit idle: live interpreters, nothing imported, each with its own endpoint "
+          "(four ZeroMQ sockets in the daemon's loop, one heartbeat socket in its thread) and "
+          "channel. At each level the daemon answers 10 `new` requests (each new session is killed "
+          "and gone before the next, so the count stays put), then the round trip runs. Daemon CPU "
+          "is all its threads' time from `/proc/PID/task/*/schedstat` over the run, divided by the "
+          "executes."]
+    if sc.get("stopped"):
+        L += ["", f"Stopped early {sc['stopped']}."]
+    return "\n".join(L)
+
+
 def render(res, args):
     m = res.get("machine", {})
     v = res.get("versions", {})
@@ -517,6 +569,8 @@ def render(res, args):
         L += [table(rs), ""]
         if key in HOW:
             L += [HOW[key](res, cfg), ""]
+    L += ["## 6. Cost against the number of idle sessions (issue 11: the daemon's own loop)", "",
+          scale_section(res), ""]
     L += ["## Where the time of one execute goes", "", where_time_goes(res), "",
           "## Findings from this run", "", findings(res), ""]
     return "\n".join(L)

@@ -39,6 +39,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "base.h"
 #include "protocol.h"
 
 #define RTT_MAX_CONN	1024

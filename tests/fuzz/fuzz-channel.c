@@ -18,7 +18,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "protocol.h"
+#include "base.h"
 #include "sessions.h"
 #include "fuzz.h"
 

@@ -17,6 +17,7 @@
 
 #include <string.h>
 
+#include "base.h"
 #include "protocol.h"
 #include "fuzz.h"
 

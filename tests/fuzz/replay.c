@@ -15,7 +15,7 @@
 #include <errno.h>
 #include <string.h>
 
-#include "protocol.h"
+#include "base.h"
 #include "fuzz.h"
 
 static int	replay_file(const char *);

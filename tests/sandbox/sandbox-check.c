@@ -50,7 +50,6 @@
 #include "sandbox.h"
 
 #define PYTHON		"/usr/bin/python3"	/* Debian's, with numpy & co */
-#define INNER_ID	1000
 #define HOST_ID_BASE	231072		/* a typical subuid range start */
 #define TMP_BYTES	(16ULL << 20)
 #define FSIZE_BYTES	(32ULL << 20)
@@ -94,8 +93,6 @@ static void	 check(int, const char *, const char *, ...)
 		     __attribute__((format(printf, 3, 4)));
 static void	 die(const char *, ...)
 		     __attribute__((noreturn, format(printf, 1, 2)));
-static char	*xprintf(const char *, ...)
-		     __attribute__((format(printf, 1, 2)));
 static void	 setup_fail(const char *, char *) __attribute__((noreturn));
 static void	 interp_main(const struct sandbox_plan *, char *const [])
 		     __attribute__((noreturn));
@@ -241,8 +238,11 @@ static const char probe_full[] = PROBE_PRELUDE
 	"def net():\n"
 	"    s = socket.socket()\n"
 	"    s.settimeout(5)\n"
+	"    t = socket.socket()\n"
+	"    t.settimeout(5)\n"
 	"    return [[list(i) for i in socket.if_nameindex()],\n"
-	"            err(lambda: s.connect(('127.0.0.1', 9)))]\n"
+	"            err(lambda: s.connect(('127.0.0.1', 9))),\n"
+	"            err(lambda: t.connect(('192.0.2.1', 9)))]\n"
 	"def numpy_ok():\n"
 	"    import numpy as np\n"
 	"    a = np.random.default_rng(0).random((200, 200)) + np.eye(200)\n"
@@ -431,8 +431,6 @@ static const char probe_etcdir[] = PROBE_PRELUDE
 	"sleeper = subprocess.Popen(['sleep', '600'], start_new_session=True)\n"
 	"send().recv(1)\n";
 
-#define nitems(a)	(sizeof (a) / sizeof (a)[0])
-
 static void
 check(int ok, const char *name, const char *fmt, ...)
 {
@@ -462,19 +460,6 @@ die(const char *fmt, ...)
 	va_end(ap);
 	printf("\n%d passed, %d failed\n", passed, failed + 1);
 	exit(1);
-}
-
-static char *
-xprintf(const char *fmt, ...)
-{
-	va_list	 ap;
-	char	*s;
-
-	va_start(ap, fmt);
-	if (vasprintf(&s, fmt, ap) == -1)
-		die("out of memory");
-	va_end(ap);
-	return (s);
 }
 
 /* "run: what", for check names; valid until the next call. */
@@ -508,9 +493,9 @@ interp_main(const struct sandbox_plan *plan, char *const argv[])
 
 	if (sandbox_user_become(plan, &cause) != 0)
 		setup_fail("become", cause);
-	if (sandbox_proc_drop_caps(&cause) != 0)
+	if (sandbox_caps_drop(&cause) != 0)
 		setup_fail("drop_caps", cause);
-	if (sandbox_proc_rlimits(plan, &cause) != 0)
+	if (sandbox_rlimits_set(plan, &cause) != 0)
 		setup_fail("rlimits", cause);
 	if (sandbox_proc_hygiene(plan, &cause) != 0)
 		setup_fail("hygiene", cause);
@@ -532,8 +517,10 @@ init_main(const struct sandbox_plan *plan, char *const argv[])
 
 	if (sandbox_mount_setup(plan, &cause) != 0)
 		setup_fail("mount_setup", cause);
-	if (sandbox_proc_hostname(plan, &cause) != 0)
+	if (sandbox_uts_hostname(plan, &cause) != 0)
 		setup_fail("hostname", cause);
+	if (sandbox_net_loopback_up(&cause) != 0)
+		setup_fail("loopback", cause);
 	if ((pid = fork()) == -1)
 		setup_fail("fork", strerror(errno));
 	if (pid == 0)
@@ -541,11 +528,11 @@ init_main(const struct sandbox_plan *plan, char *const argv[])
 	close(plan->keep_fd);
 	if (sandbox_user_become(plan, &cause) != 0)
 		setup_fail("init become", cause);
-	if (sandbox_proc_drop_caps(&cause) != 0)
+	if (sandbox_caps_drop(&cause) != 0)
 		setup_fail("init drop_caps", cause);
 	if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) != 0)
 		setup_fail("init pdeathsig", strerror(errno));
-	if (sandbox_proc_reaper(pid, &code, &cause) != 0)
+	if (sandbox_pid_reaper(pid, &code, &cause) != 0)
 		setup_fail("init reaper", cause);
 	_exit(code);
 }
@@ -581,7 +568,7 @@ outer_main(const struct sandbox_plan *plan, char *const argv[], int chan,
 	if (pid == 0)
 		init_main(plan, argv);
 	close(plan->keep_fd);
-	if (sandbox_proc_reaper(pid, &code, &cause) != 0)
+	if (sandbox_pid_reaper(pid, &code, &cause) != 0)
 		setup_fail("outer reaper", cause);
 	_exit(code);
 }
@@ -631,8 +618,8 @@ run_start(struct run *run, const struct sandbox_plan *plan,
 		check(0, run->name, "outer process never got to unshare");
 		goto fail;
 	}
-	if (sandbox_user_write_maps(run->outer, INNER_ID, host_id, INNER_ID,
-	    host_id, &cause) != 0) {
+	if (sandbox_user_write_maps(run->outer, SANDBOX_INNER_UID, host_id,
+	    SANDBOX_INNER_GID, host_id, &cause) != 0) {
 		check(0, run->name, "write_maps: %s", cause);
 		free(cause);
 		goto fail;
@@ -998,8 +985,8 @@ plan_init(struct sandbox_plan *plan, const struct scratch *s)
 	plan->workdir = s->work;
 	plan->runner_dir = s->runner;
 	plan->tmp_bytes = TMP_BYTES;
-	plan->inner_uid = INNER_ID;
-	plan->inner_gid = INNER_ID;
+	plan->inner_uid = SANDBOX_INNER_UID;
+	plan->inner_gid = SANDBOX_INNER_GID;
 	plan->nofile = NOFILE;
 	plan->fsize_bytes = FSIZE_BYTES;
 	plan->keep_fd = CHANNEL_FD;
@@ -1159,7 +1146,7 @@ expect_full(struct run *run, const struct scratch *s)
 	expect(run, "idmaps", v);
 	free(v);
 	expect(run, "mount_denied", "\"EPERM\"");
-	expect(run, "net", "[[[1,\"lo\"]],\"ENETUNREACH\"]");
+	expect(run, "net", "[[[1,\"lo\"]],\"ECONNREFUSED\",\"ENETUNREACH\"]");
 	if (sched_getaffinity(0, sizeof cpus, &cpus) != 0)
 		die("sched_getaffinity: %s", strerror(errno));
 	/* No /sys, no /proc/cpuinfo: glibc (and so OpenBLAS) must fall back
@@ -1331,8 +1318,8 @@ check_maps_refuse_root(void)
 	char	*cause = NULL;
 	int	 r;
 
-	r = sandbox_user_write_maps(getpid(), INNER_ID, 0, INNER_ID, 0,
-	    &cause);
+	r = sandbox_user_write_maps(getpid(), SANDBOX_INNER_UID, 0,
+	    SANDBOX_INNER_GID, 0, &cause);
 	check(r == -1 && cause != NULL, "write_maps refuses host root",
 	    "returned %d", r);
 	free(cause);

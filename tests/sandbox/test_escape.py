@@ -30,6 +30,9 @@ import time
 
 import pytest
 
+from cbtest import SANDBOX_INNER_UID
+INNER = str(SANDBOX_INNER_UID)
+
 _HERE = os.path.dirname(os.path.abspath(__file__))
 _spec = importlib.util.spec_from_file_location(
     "cellblock_root_conftest", os.path.join(_HERE, "..", "conftest.py"))
@@ -698,46 +701,203 @@ def test_uid_separation(host, make_session):
         assert _status_field(pid, "Gid") == [str(d["uid"])] * 4
         assert _status_field(pid, "CapEff") == ["0000000000000000"]
         assert os.stat(s.workdir).st_uid == d["uid"]
-    # Inside, both are uid 1000 of their own namespace.
-    assert a.ok("print(_os.getuid(), _os.geteuid())").split() == ["1000", "1000"]
-    assert b.ok("print(_os.getuid(), _os.geteuid())").split() == ["1000", "1000"]
+    # Inside, both are the inner uid of their own namespace.
+    assert a.ok("print(_os.getuid(), _os.geteuid())").split() == [INNER, INNER]
+    assert b.ok("print(_os.getuid(), _os.geteuid())").split() == [INNER, INNER]
     host.check_witness()
 
 
 # ----------------------------------------------------------------- network
 
-def test_inet_sockets_refused(host, attacker):
-    r = attacker.result(r'''
+def test_only_inet_and_unix_socket_families(host, attacker):
+    """AF_INET/AF_INET6 work (on the session's own lo, sandbox-net.c);
+    netlink and packet sockets, which could add devices, addresses and
+    routes or send raw frames, stay refused, and raw/ICMP sockets fail for
+    want of CAP_NET_RAW. A child process gets the same policy."""
+    r = attacker.result(r"""
 import socket
 out = {}
-for fam, typ, name in ((socket.AF_INET, socket.SOCK_STREAM, "inet-tcp"),
-                       (socket.AF_INET, socket.SOCK_DGRAM, "inet-udp"),
-                       (socket.AF_INET6, socket.SOCK_STREAM, "inet6"),
-                       (socket.AF_NETLINK, socket.SOCK_RAW, "netlink"),
-                       (socket.AF_PACKET, socket.SOCK_RAW, "packet")):
+for fam, typ, proto, name in (
+        (socket.AF_INET, socket.SOCK_STREAM, 0, "inet-tcp"),
+        (socket.AF_INET, socket.SOCK_DGRAM, 0, "inet-udp"),
+        (socket.AF_INET6, socket.SOCK_STREAM, 0, "inet6"),
+        (socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP, "inet-raw"),
+        (socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_ICMPV6, "inet6-raw"),
+        (socket.AF_NETLINK, socket.SOCK_RAW, 0, "netlink"),
+        (socket.AF_NETLINK, socket.SOCK_DGRAM, 0, "netlink-dgram"),
+        (socket.AF_PACKET, socket.SOCK_RAW, 0, "packet"),
+        (socket.AF_PACKET, socket.SOCK_DGRAM, 0, "packet-dgram")):
     try:
-        socket.socket(fam, typ).close()
+        socket.socket(fam, typ, proto).close()
         out[name] = 0
     except OSError as e:
         out[name] = e.errno
 try:
-    socket.create_connection(("1.1.1.1", 53), timeout=3)
-    out["egress"] = 0
+    socket.if_nameindex()
+    out["if_nameindex"] = 0
 except OSError as e:
-    out["egress"] = e.errno
+    out["if_nameindex"] = e.errno
+rc, out["child"], err = _run(["/usr/bin/python3", "-c",
+    "import socket\ntry:\n socket.socket(socket.AF_NETLINK, socket.SOCK_RAW).close()\n"
+    " print('made')\nexcept OSError as e:\n print(e.errno)"])
+_result(out)
+""")
+    for name in ("inet-tcp", "inet-udp", "inet6"):
+        assert r[name] == 0, (name, r)
+    for name in ("inet-raw", "inet6-raw"):
+        assert r[name] == errno.EPERM, (name, r)
+    for name in ("netlink", "netlink-dgram", "packet", "packet-dgram", "if_nameindex"):
+        assert r[name] == errno.EAFNOSUPPORT, (name, r)
+    assert r["child"].strip() == str(errno.EAFNOSUPPORT)
+    host.check_witness()
+
+
+def _host_addresses():
+    """Every address of the host's own interfaces (but loopback)."""
+    p = subprocess.run(["ip", "-o", "addr", "show"], capture_output=True, text=True,
+                       check=True)
+    addrs = []
+    for line in p.stdout.splitlines():
+        f = line.split()
+        if f[1] != "lo" and f[2] in ("inet", "inet6"):
+            addrs.append(f[3].split("/")[0])
+    return addrs
+
+
+def test_no_egress_from_the_session_namespace(host, attacker):
+    """Only lo, and no route: every non-loopback address is unreachable
+    (the host's own addresses, private ranges, the cloud metadata address,
+    public v4 and v6, v4-mapped v6), for TCP and UDP alike; DNS fails."""
+    targets = ["1.1.1.1", "10.0.0.1", "172.16.0.1", "192.168.1.1", "169.254.169.254",
+               "2606:4700:4700::1111", "fe80::1", "::ffff:1.1.1.1"] + _host_addresses()
+    r = attacker.result(f"""
+import socket
+out = {{"tcp": {{}}, "udp": {{}}}}
+for addr in {targets!r}:
+    fam = socket.AF_INET6 if ":" in addr else socket.AF_INET
+    s = socket.socket(fam, socket.SOCK_STREAM)
+    s.settimeout(3)
+    try:
+        s.connect((addr, 53))
+        out["tcp"][addr] = 0
+    except OSError as e:
+        out["tcp"][addr] = e.errno
+    s.close()
+    u = socket.socket(fam, socket.SOCK_DGRAM)
+    try:
+        u.sendto(b"x", (addr, 53))
+        out["udp"][addr] = 0
+    except OSError as e:
+        out["udp"][addr] = e.errno
+    u.close()
 try:
     socket.getaddrinfo("example.com", 80)
     out["dns"] = 0
 except OSError as e:
     out["dns"] = str(e)
-rc, out["child"], err = _run(["/usr/bin/python3", "-c",
-    "import socket\ntry:\n socket.socket()\n print('made')\nexcept OSError as e:\n print(e.errno)"])
+out["dev"] = [ln.split(":")[0].strip()
+              for ln in open("/proc/self/net/dev").read().splitlines()[2:]]
+out["route"] = open("/proc/self/net/route").read().splitlines()[1:]
+out["route6"] = [ln for ln in open("/proc/self/net/ipv6_route").read().splitlines()
+                 if not ln.split()[-1] == "lo"]
 _result(out)
-''')
-    for name in ("inet-tcp", "inet-udp", "inet6", "netlink", "packet", "egress"):
-        assert r[name] == errno.EAFNOSUPPORT, (name, r)
+""")
+    for kind in ("tcp", "udp"):
+        for addr in targets:
+            assert r[kind][addr] in (errno.ENETUNREACH, errno.EHOSTUNREACH,
+                                     errno.EADDRNOTAVAIL, errno.EINVAL), (kind, addr, r)
     assert r["dns"] != 0
-    assert r["child"].strip() == str(errno.EAFNOSUPPORT)
+    assert r["dev"] == ["lo"], r["dev"]
+    assert r["route"] == [], r["route"]
+    assert r["route6"] == [], r["route6"]
+    host.check_witness()
+
+
+def test_session_loopback_server_unreachable_from_host_and_sessions(host, attacker,
+                                                                    make_session):
+    """A server a session runs on its loopback (v4 and v6) is the session's
+    alone: the host's 127.0.0.1/::1 and another session's are other
+    namespaces. The server is alive all along (the session itself reaches
+    it at the end) and was never reached by anyone else."""
+    token = secrets.token_hex(8)
+    r = attacker.result(f"""
+import socket, threading
+_net_hits = []
+_net_servers = []
+def _net_serve(srv):
+    while True:
+        try:
+            c, peer = srv.accept()
+        except OSError:
+            return
+        _net_hits.append(peer[0])
+        c.sendall({token!r}.encode())
+        c.close()
+ports = {{}}
+for fam, addr in ((socket.AF_INET, "127.0.0.1"), (socket.AF_INET6, "::1")):
+    srv = socket.socket(fam, socket.SOCK_STREAM)
+    srv.bind((addr, 0))
+    srv.listen(8)
+    _net_servers.append(srv)
+    threading.Thread(target=_net_serve, args=(srv,), daemon=True).start()
+    ports[addr] = srv.getsockname()[1]
+_result(ports)
+""")
+    ports = [("127.0.0.1", r["127.0.0.1"], socket.AF_INET), ("::1", r["::1"], socket.AF_INET6)]
+    # From the host: nothing there, or (a host process on the same port by
+    # chance) never the session's server.
+    for addr, port, fam in ports:
+        c = socket.socket(fam, socket.SOCK_STREAM)
+        c.settimeout(3)
+        try:
+            c.connect((addr, port))
+            c.settimeout(1)
+            try:
+                got = c.recv(64)
+            except OSError:
+                got = b""
+            assert token.encode() not in got
+        except OSError as e:
+            assert e.errno == errno.ECONNREFUSED, e
+        finally:
+            c.close()
+    # From another session: refused, and the same ports are free there.
+    other = make_session("nbr")
+    o = other.result(f"""
+import socket
+out = {{}}
+for addr, port, fam in {[(a, p, int(f)) for a, p, f in ports]!r}:
+    c = socket.socket(fam, socket.SOCK_STREAM)
+    c.settimeout(3)
+    try:
+        c.connect((addr, port))
+        out[addr] = c.recv(64).decode()
+    except OSError as e:
+        out[addr] = e.errno
+    c.close()
+    s = socket.socket(fam, socket.SOCK_STREAM)
+    s.bind((addr, port))
+    out[addr + " bind"] = s.getsockname()[1]
+    s.close()
+_result(out)
+""")
+    for addr, port, _ in ports:
+        assert o[addr] == errno.ECONNREFUSED, o
+        assert o[addr + " bind"] == port, o
+    # The session itself reaches its servers, which no one else reached.
+    a = attacker.result(f"""
+hits_before = list(_net_hits)
+got = {{}}
+for addr, port, fam in {[(a, p, int(f)) for a, p, f in ports]!r}:
+    c = socket.create_connection((addr, port), timeout=5)
+    got[addr] = c.recv(64).decode()
+    c.close()
+for srv in _net_servers:
+    srv.close()
+_result([hits_before, got])
+""")
+    assert a[0] == [], a
+    assert a[1] == {"127.0.0.1": token, "::1": token}, a
     host.check_witness()
 
 
@@ -764,8 +924,9 @@ except OSError as e:
     out["control.sock"] = e.errno
 _result(out)
 ''')
+    # The daemon listens on the host's loopback; the session has its own.
     for port in ports:
-        assert r[str(port)] == errno.EAFNOSUPPORT, r
+        assert r[str(port)] == errno.ECONNREFUSED, r
     assert r["control.sock"] == errno.ENOENT
     host.check_witness()
 
@@ -1114,7 +1275,7 @@ _result(out)
     assert r["passwd"][0] != 0, r["passwd"]
     for d in ("/home/session", "/tmp"):
         mode, euid, ruid = r[d]
-        assert euid == "1000" and ruid == "1000", r[d]
+        assert euid == INNER and ruid == INNER, r[d]
     for m in r["mounts"]:
         assert "nosuid" in m, m
     # The copied file is setuid on the host too, but owned by the session's
@@ -1135,7 +1296,7 @@ _result(st)
     for k in ("CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"):
         assert r[k] == "0000000000000000", (k, r[k])
     assert r["NoNewPrivs"] == "1" and r["Seccomp"] == "2"
-    assert r["Uid"].split() == ["1000"] * 4 and r["Groups"] == ""
+    assert r["Uid"].split() == [INNER] * 4 and r["Groups"] == ""
     host.check_witness()
 
 
@@ -1360,8 +1521,12 @@ DENIED = {
     "open_tree": "EPERM", "move_mount": "EPERM", "mount_setattr": "EPERM",
     "ptrace": "EPERM", "process_vm_readv": "EPERM", "process_vm_writev": "EPERM",
     "kcmp": "EPERM", "pidfd_getfd": "EPERM",
-    "socket-inet": "EAFNOSUPPORT", "socket-inet6": "EAFNOSUPPORT",
     "socket-netlink": "EAFNOSUPPORT", "socket-packet": "EAFNOSUPPORT",
+    "socket-inet-highbit": "EAFNOSUPPORT", "socket-unspec": "EAFNOSUPPORT",
+    "socket-ax25": "EAFNOSUPPORT", "socket-bridge": "EAFNOSUPPORT",
+    "socket-x25": "EAFNOSUPPORT", "socket-key": "EAFNOSUPPORT",
+    "socket-inet-raw": "EPERM",                 # no CAP_NET_RAW
+    "socket-inet-ping": "EACCES",               # ping_group_range is empty
     "socket-unix-highbit": "EAFNOSUPPORT", "socketpair-inet": "EAFNOSUPPORT",
     "prctl-set-dumpable": "EPERM", "prctl-set-mm": "ENOSYS",
     "prctl-set-child-subreaper": "ENOSYS", "prlimit-set": "EPERM", "setrlimit": "EPERM",
@@ -1399,6 +1564,7 @@ def test_try_syscall_list_is_covered(host, prober):
     """Every attempt try-syscall knows is either denied above or is one of
     the calls the policy allows on purpose: a new attempt must be classified."""
     allowed = {"getpid", "fork", "clone", "clone-highbit", "socket-unix", "socketpair-unix",
+               "socket-inet", "socket-inet6",
                "ioctl-tcgets", "ioctl-tcgets-highbit", "ioctl-fionread", "prctl-get-name",
                "prctl-capbset-read", "prlimit-get", "personality-query", "personality-linux"}
     names = subprocess.run([TRY_SYSCALL, "--list"], capture_output=True, text=True,

@@ -32,6 +32,8 @@
 #include <sys/syscall.h>
 #include <sys/wait.h>
 
+#include <netinet/in.h>
+
 #include <errno.h>
 #include <sched.h>
 #include <stdio.h>
@@ -87,6 +89,15 @@ static const struct attempt attempts[] = {
 	    HIGHBIT | AF_UNIX, SOCK_STREAM, 0),
 	TRY("socket-inet", SYS_socket, AF_INET, SOCK_STREAM, 0),
 	TRY("socket-inet6", SYS_socket, AF_INET6, SOCK_DGRAM, 0),
+	TRY("socket-inet-highbit", SYS_socket, HIGHBIT | AF_INET, SOCK_STREAM,
+	    0),
+	TRY("socket-inet-raw", SYS_socket, AF_INET, SOCK_RAW, IPPROTO_ICMP),
+	TRY("socket-inet-ping", SYS_socket, AF_INET, SOCK_DGRAM, IPPROTO_ICMP),
+	TRY("socket-unspec", SYS_socket, AF_UNSPEC, SOCK_STREAM, 0),
+	TRY("socket-ax25", SYS_socket, AF_AX25, SOCK_SEQPACKET, 0),
+	TRY("socket-bridge", SYS_socket, AF_BRIDGE, SOCK_STREAM, 0),
+	TRY("socket-x25", SYS_socket, AF_X25, SOCK_SEQPACKET, 0),
+	TRY("socket-key", SYS_socket, AF_KEY, SOCK_RAW, 2),
 	TRY("socket-netlink", SYS_socket, AF_NETLINK, SOCK_RAW, 0),
 	TRY("socket-packet", SYS_socket, AF_PACKET, SOCK_RAW, 0),
 	TRY("socketpair-unix", SYS_socketpair, AF_UNIX, SOCK_STREAM, 0, BADPTR),

@@ -16,7 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "protocol.h"
+#include "base.h"
 
 static int	 xvasprintf(char **, const char *, va_list)
 		     __attribute__((format(printf, 2, 0)));
@@ -56,6 +56,20 @@ xrealloc(void *ptr, size_t size)
 	if ((new = realloc(ptr, size == 0 ? 1 : size)) == NULL)
 		fatalx("xrealloc: allocating %zu bytes: %s", size,
 		    strerror(errno));
+	return (new);
+}
+
+/* n elements of size bytes, refusing a product that overflows. */
+void *
+xreallocarray(void *ptr, size_t nmemb, size_t size)
+{
+	void	*new;
+
+	if (nmemb == 0 || size == 0)
+		nmemb = size = 1;
+	if ((new = reallocarray(ptr, nmemb, size)) == NULL)
+		fatalx("xreallocarray: allocating %zu * %zu bytes: %s", nmemb,
+		    size, strerror(errno));
 	return (new);
 }
 

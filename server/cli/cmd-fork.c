@@ -2,7 +2,7 @@
 
 #include <string.h>
 
-#include "server.h"
+#include "cli.h"
 
 static int	cmd_fork_exec(int, char **);
 

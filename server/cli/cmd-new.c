@@ -3,13 +3,14 @@
 #include <getopt.h>
 #include <stdlib.h>
 
-#include "server.h"
+#include "cli.h"
 
 static int	cmd_new_exec(int, char **);
 
 const struct cmd_entry cmd_new_entry = {
 	"new", "[--name NAME] [--memory SIZE] [--cpus N] [--pids N] "
-	"[--tmp SIZE] [--exec-timeout SECONDS]", cmd_new_exec
+	"[--tmp SIZE] [--exec-timeout SECONDS] [--idle-timeout SECONDS]",
+	cmd_new_exec
 };
 
 static int
@@ -23,6 +24,7 @@ cmd_new_exec(int argc, char **argv)
 		{ "pids", required_argument, NULL, 0 },
 		{ "tmp", required_argument, NULL, 0 },
 		{ "exec-timeout", required_argument, NULL, 0 },
+		{ "idle-timeout", required_argument, NULL, 0 },
 		{ NULL, 0, NULL, 0 }
 	};
 	json_t	*req, *r;

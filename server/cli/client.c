@@ -11,7 +11,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "server.h"
+#include "cli.h"
 
 #define CLIENT_START_WAIT	10000	/* ms for a new daemon to answer */
 

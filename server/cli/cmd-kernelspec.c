@@ -8,7 +8,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "server.h"
+#include "cli.h"
 
 static int	cmd_kernelspec_exec(int, char **);
 

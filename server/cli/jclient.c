@@ -12,7 +12,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "server.h"
+#include "cli.h"
+#include "protocol.h"
 
 struct jclient {
 	zsock_t		*shell;
@@ -21,11 +22,17 @@ struct jclient {
 	zsock_t		*iopub;
 	zpoller_t	*poller;
 	struct sign	*sign;
-	char		 session[SESSION_NAME_MAX + 1];
+	char		 session[CELLBLOCK_NAME_MAX + 1];
 	char		 sent[40];	/* msg_id of the request in flight */
-	int		 status_ok;
 	int		 plain;		/* strip ANSI colours */
+
+	/* The execute in flight, as its messages tell it. */
+	int		 started;	/* its busy arrived: it runs */
+	int		 replied;	/* its execute_reply arrived */
+	int		 idle;		/* its idle arrived */
+	int		 ok;		/* the reply's status was ok */
 };
+
 
 static volatile sig_atomic_t jclient_interrupted;
 
@@ -239,8 +246,8 @@ jclient_show_error(struct jclient *jc, json_t *content)
 	}
 }
 
-/* Returns 1 when the request's idle arrived. */
-static int
+/* Show what our request published; note its busy and idle. */
+static void
 jclient_iopub(struct jclient *jc, struct jmsg *jm)
 {
 	const char	*t = jm->msg_type;
@@ -248,7 +255,7 @@ jclient_iopub(struct jclient *jc, struct jmsg *jm)
 	const char	*name;
 
 	if (!jclient_ours(jc, jm))
-		return (0);
+		return;
 	if (strcmp(t, "stream") == 0) {
 		name = json_string_value(json_object_get(c, "name"));
 		jclient_write(jc, name && strcmp(name, "stderr") == 0 ?
@@ -263,9 +270,11 @@ jclient_iopub(struct jclient *jc, struct jmsg *jm)
 	else if (strcmp(t, "status") == 0) {
 		name = json_string_value(json_object_get(c,
 		    "execution_state"));
-		return (name != NULL && strcmp(name, "idle") == 0);
+		if (name != NULL && strcmp(name, "busy") == 0)
+			jc->started = 1;
+		if (name != NULL && strcmp(name, "idle") == 0)
+			jc->idle = 1;
 	}
-	return (0);
 }
 
 static void
@@ -286,56 +295,110 @@ jclient_input(struct jclient *jc, struct jmsg *jm)
 	    "value", line), jm, 0);
 }
 
+/* Wait up to ms for one message and handle it; SIGINT interrupts the cell. */
+static void
+jclient_step(struct jclient *jc, int ms)
+{
+	zsock_t		*which;
+	struct jmsg	*jm;
+	const char	*status;
+
+	if (jclient_interrupted) {
+		jclient_interrupted = 0;
+		jclient_send(jc, jc->control, "interrupt_request",
+		    json_object(), NULL, 0);
+	}
+	which = zpoller_wait(jc->poller, ms);
+	if (which == NULL || (jm = jclient_recv(jc, which)) == NULL)
+		return;
+	if (which == jc->iopub)
+		jclient_iopub(jc, jm);
+	else if (which == jc->shell && jclient_ours(jc, jm)) {
+		jc->replied = 1;
+		status = json_string_value(json_object_get(jm->content,
+		    "status"));
+		jc->ok = status != NULL && strcmp(status, "ok") == 0;
+	} else if (which == jc->stdin_ &&
+	    strcmp(jm->msg_type, "input_request") == 0)
+		jclient_input(jc, jm);
+	jmsg_destroy(&jm);
+}
+
+static int
+jclient_done(struct jclient *jc)
+{
+	return (jc->replied && jc->idle);
+}
+
 /*
- * Run code; print output as it arrives. 0 ok, 1 error, -1 lost. Each run
- * stands alone, so it asks not to be aborted for an earlier cell's error
- * (stop_on_error false): a script's next `cellblock run` must run.
+ * Handle messages until the execute is done (1) or ms have passed (0; ms
+ * 0 waits for ever).  With start_clock the ms count from when the cell
+ * starts running (its busy), not from now.
+ */
+static int
+jclient_pump(struct jclient *jc, int64_t ms, int start_clock)
+{
+	int64_t	end = 0;
+
+	if (ms > 0 && !start_clock)
+		end = zclock_mono() + ms;
+	while (!jclient_done(jc)) {
+		if (end == 0 && ms > 0 && jc->started)
+			end = zclock_mono() + ms;
+		if (end != 0 && zclock_mono() > end)
+			return (0);
+		jclient_step(jc, 200);
+	}
+	return (1);
+}
+
+/*
+ * Run code; print output as it arrives.  Each run stands alone, so it
+ * asks not to be aborted for an earlier cell's error (stop_on_error
+ * false): a script's next `cellblock run` must run.
+ *
+ * timeout (seconds, 0 = none) counts from when the cell starts running,
+ * not while it waits behind other requests: interrupting then would hit
+ * another client's cell.  At the deadline the cell is interrupted; if it
+ * has not ended JCLIENT_TIMEOUT_GRACE later, JCLIENT_STUCK tells the caller
+ * to restart the interpreter (see jclient_wait for the rest).
  */
 int
 jclient_execute(struct jclient *jc, const char *code, int allow_stdin,
     int timeout)
 {
 	struct sigaction	 sa;
-	zsock_t			*which;
-	struct jmsg		*jm;
-	int			 replied = 0, idle = 0, ok = 0;
-	int64_t			 end;
-	const char		*status;
 
 	memset(&sa, 0, sizeof sa);
 	sa.sa_handler = jclient_sigint;
 	sigaction(SIGINT, &sa, NULL);
+	jc->started = jc->replied = jc->idle = jc->ok = 0;
 	jclient_send(jc, jc->shell, "execute_request", json_pack("{s:s,s:b,"
 	    "s:b,s:{},s:b,s:b}", "code", code, "silent", 0, "store_history", 1,
 	    "user_expressions", "allow_stdin", allow_stdin, "stop_on_error", 0),
 	    NULL, 1);
-	end = timeout > 0 ? zclock_mono() + (int64_t)timeout * 1000 : 0;
-	while (!(replied && idle)) {
-		if (end != 0 && zclock_mono() > end) {
-			fprintf(stderr, "cellblock: timed out after %d s\n",
-			    timeout);
-			return (-1);
-		}
-		if (jclient_interrupted) {
-			jclient_interrupted = 0;
-			jclient_send(jc, jc->control, "interrupt_request",
-			    json_object(), NULL, 0);
-		}
-		which = zpoller_wait(jc->poller, 200);
-		if (which == NULL || (jm = jclient_recv(jc, which)) == NULL)
-			continue;
-		if (which == jc->iopub)
-			idle |= jclient_iopub(jc, jm);
-		else if (which == jc->shell && jclient_ours(jc, jm)) {
-			replied = 1;
-			status = json_string_value(json_object_get(
-			    jm->content, "status"));
-			ok = status != NULL && strcmp(status, "ok") == 0;
-		} else if (which == jc->stdin_ &&
-		    strcmp(jm->msg_type, "input_request") == 0)
-			jclient_input(jc, jm);
-		jmsg_destroy(&jm);
+	if (jclient_pump(jc, (int64_t)timeout * 1000, 1)) {
+		fflush(stdout);
+		return (jc->ok ? JCLIENT_OK : JCLIENT_ERROR);
 	}
 	fflush(stdout);
-	return (ok ? 0 : 1);
+	fprintf(stderr, "cellblock: the cell ran longer than %d s; "
+	    "interrupting it\n", timeout);
+	jclient_send(jc, jc->control, "interrupt_request", json_object(),
+	    NULL, 0);
+	if (jclient_pump(jc, JCLIENT_TIMEOUT_GRACE, 0)) {
+		fflush(stdout);
+		return (JCLIENT_INTERRUPTED);
+	}
+	return (JCLIENT_STUCK);
+}
+
+/* After JCLIENT_STUCK and a restart: show the cell's end, up to ms. */
+int
+jclient_wait(struct jclient *jc, int ms)
+{
+	int	done = jclient_pump(jc, ms, 0);
+
+	fflush(stdout);
+	return (done ? 0 : -1);
 }

@@ -5,7 +5,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "server.h"
+#include "cli.h"
 
 /* Legend: every command the CLI knows; each lives in its own cmd-*.c. */
 static const struct cmd_entry *cmd_table[] = {

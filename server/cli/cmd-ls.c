@@ -6,7 +6,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "server.h"
+#include "cli.h"
 
 static int	cmd_ls_exec(int, char **);
 
@@ -60,15 +60,34 @@ cmd_ls_checkpoint(json_t *c, char *buf, size_t len)
 	    json_integer_value(json_object_get(c, "bytes")) / 1048576.0);
 }
 
+/* Idle seconds, then the session's idle timeout ("never" for 0). */
+static void
+cmd_ls_idle(json_t *s, char *buf, size_t len)
+{
+	json_t		*t;
+	long long	 idle;
+
+	t = json_object_get(json_object_get(s, "limits"), "idle_timeout");
+	idle = json_integer_value(json_object_get(s, "idle_seconds"));
+	if (!json_is_integer(t))
+		snprintf(buf, len, "%llds", idle);
+	else if (json_integer_value(t) == 0)
+		snprintf(buf, len, "%llds/never", idle);
+	else
+		snprintf(buf, len, "%llds/%llds", idle,
+		    (long long)json_integer_value(t));
+}
+
 static void
 cmd_ls_table(json_t *list)
 {
 	json_t		*s;
 	size_t		 i;
-	char		 ubuf[16], mbuf[16], cbuf[16], kbuf[32];
+	char		 ubuf[16], mbuf[16], cbuf[16], kbuf[32], ibuf[48];
 	const char	*conn, *weaker = NULL;
 
-	printf("%-24s %-12s %-10s %7s %6s %8s %8s %-16s %s\n", "NAME",
+	/* IDLE: seconds idle / the idle timeout that hibernates it. */
+	printf("%-24s %-12s %-10s %7s %13s %8s %8s %-16s %s\n", "NAME",
 	    "STATE", "OWNER", "PID", "IDLE", "MEMORY", "CPU", "CHECKPOINT",
 	    "CONNECTION");
 	json_array_foreach(list, i, s) {
@@ -78,14 +97,14 @@ cmd_ls_table(json_t *list)
 		cmd_ls_cpu(json_object_get(s, "cpu_seconds"), cbuf, sizeof cbuf);
 		cmd_ls_checkpoint(json_object_get(s, "checkpoint"), kbuf,
 		    sizeof kbuf);
-		printf("%-24s %-12s %-10s %7lld %5llds %8s %8s %-16s %s%s\n",
+		cmd_ls_idle(s, ibuf, sizeof ibuf);
+		printf("%-24s %-12s %-10s %7lld %13s %8s %8s %-16s %s%s\n",
 		    json_string_value(json_object_get(s, "name")),
 		    json_string_value(json_object_get(s, "state")),
 		    cmd_ls_user(json_integer_value(json_object_get(s, "owner")),
 		    ubuf, sizeof ubuf),
 		    (long long)json_integer_value(json_object_get(s, "pid")),
-		    (long long)json_integer_value(json_object_get(s,
-		    "idle_seconds")), mbuf, cbuf, kbuf,
+		    ibuf, mbuf, cbuf, kbuf,
 		    conn ? conn : "(shared endpoint)",
 		    json_is_true(json_object_get(s, "attached")) ?
 		    " [attached]" : "");

@@ -5,7 +5,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "log.h"
+#include "base.h"
 
 static int	 log_level = LEVEL_INFO;
 static FILE	*log_file;

@@ -20,7 +20,7 @@
 
 #include <sodium.h>
 
-#include "server.h"
+#include "cli.h"
 
 #define ATTACH_RETRY_MS		5000	/* a restart's predecessor is ending */
 #define ATTACH_END_WAIT		5000
@@ -206,7 +206,7 @@ cmd_attach_exec(int argc, char **argv)
 		{ "name", required_argument, NULL, 'n' },
 		{ NULL, 0, NULL, 0 }
 	};
-	char		 name[SESSION_NAME_MAX + 1], *cause;
+	char		 name[CELLBLOCK_NAME_MAX + 1], *cause;
 	json_t		*conn, *req, *r, *args;
 	json_error_t	 jerr;
 	int		 ch, fd, sigfd, rc;
