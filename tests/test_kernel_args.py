@@ -151,3 +151,24 @@ def test_attach_still_takes_its_own_name(daemon, tmp_path):
         assert "argsnamed" in [s["name"] for s in ls]
         client.execute_cell(nb.cells[0], 0)
     assert nb.cells[0].outputs[0]["text"] == "7\n"
+
+
+def test_each_interpreter_of_the_session_gets_them(daemon, tmp_path):
+    # `cellblock restart` gives the session a new interpreter: its kernel
+    # arguments configure that one too, and its old variables are gone.
+    nb = new_notebook(cells=[new_code_cell("print(answer)\nlater = 1"),
+                             new_code_cell("print(answer, 'later' in dir())")])
+    client = NotebookClient(nb, kernel_name="cellblock", timeout=WAIT, startup_timeout=WAIT,
+                            extra_arguments=["--name", "argsrestart",
+                                             "--InteractiveShellApp.exec_lines=answer = 9"])
+    with client.setup_kernel():
+        client.execute_cell(nb.cells[0], 0)
+        old = json.loads(daemon.cli("ls", "--json", check=True).stdout)
+        old_pid = [s["pid"] for s in old if s["name"] == "argsrestart"][0]
+        daemon.cli("restart", "argsrestart", check=True)
+        poll(lambda: [s for s in json.loads(daemon.cli("ls", "--json", check=True).stdout)
+                      if s["name"] == "argsrestart" and s["pid"] not in (old_pid, 0, -1)],
+             WAIT, "a new interpreter")
+        client.execute_cell(nb.cells[1], 1)
+    assert nb.cells[0].outputs[0]["text"] == "9\n"
+    assert nb.cells[1].outputs[0]["text"] == "9 False\n"
