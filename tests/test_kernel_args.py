@@ -172,3 +172,16 @@ def test_each_interpreter_of_the_session_gets_them(daemon, tmp_path):
         client.execute_cell(nb.cells[1], 1)
     assert nb.cells[0].outputs[0]["text"] == "9\n"
     assert nb.cells[1].outputs[0]["text"] == "9 False\n"
+
+
+def test_kernel_arguments_are_bounded(daemon, tmp_path):
+    # Absurd input gets a clear error, from attach and from the daemon;
+    # neither starts a session for it.
+    before = daemon.cli("ls", "--json", check=True).stdout
+    p = daemon.cli("attach", str(tmp_path / "conn.json"), *(["--x=1"] * 300))
+    assert p.returncode == 2 and "more than 256 kernel arguments" in p.stderr, p.stderr
+    for bad in ("--a=1", ["--a=1", 7], ["x" * 70000], ["--a"] * 300):
+        r = daemon.control({"cmd": "attach", "connection": {}, "kernel_args": bad})
+        assert not r.get("ok") and "kernel_args must be" in r.get("error", ""), r
+    assert daemon.cli("ls", "--json", check=True).stdout == before
+    assert daemon.alive()
