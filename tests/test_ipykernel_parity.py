@@ -177,6 +177,14 @@ def test_cell_file_names_match_ipykernel(cellblock, ipykernel):
     for code, cb, ipk in both(cellblock, ipykernel, CELL_NAMES):
         assert cb == ipk, "cell %r" % code
         assert_no_host_paths(json.dumps(cb))
+    # inspect_request (`f?`) names the cell's file as ipykernel does.
+    shown = []
+    for kernel in (cellblock, ipykernel):
+        msg_id = kernel.kc.inspect("f", 1, detail_level=0)
+        reply = kernel.kc.get_shell_msg(timeout=WAIT)
+        assert reply["parent_header"]["msg_id"] == msg_id
+        shown.append(PID.sub("/tmp/ipykernel_PID/", ANSI.sub("", reply["content"]["data"]["text/plain"])))
+    assert shown[0] == shown[1] and "/tmp/ipykernel_PID/" in shown[0], shown
     # Not vacuous: the names are ipykernel's, not IPython's own.
     reply, _, out = run(cellblock, "print(f.__code__.co_filename)")
     name = streams(out)["stdout"].strip()
