@@ -26,6 +26,8 @@
 #define CONTROL_LINE_MAX	(1024 * 1024)
 #define CONTROL_SPARE_CONNS	64	/* per uid beyond one per session */
 #define CONTROL_OUT_MAX		(64 * 1024 * 1024) /* unread reply bytes */
+#define CONTROL_KERNEL_ARGS_MAX	256	/* attach's kernel_args: as cmd-attach.c */
+#define CONTROL_KERNEL_ARG_BYTES 65536
 
 struct control_conn {
 	int		 fd;
@@ -258,6 +260,24 @@ control_kill(struct control_conn *c, json_t *req)
 	return (r);
 }
 
+/* A kernel argument list is opaque here (the runner reads it), but bounded. */
+static int
+control_kernel_args_valid(json_t *args)
+{
+	size_t	 i;
+	json_t	*v;
+
+	if (!json_is_array(args) ||
+	    json_array_size(args) > CONTROL_KERNEL_ARGS_MAX)
+		return (0);
+	json_array_foreach(args, i, v) {
+		if (!json_is_string(v) ||
+		    json_string_length(v) > CONTROL_KERNEL_ARG_BYTES)
+			return (0);
+	}
+	return (1);
+}
+
 /*
  * Bind a session to the connection file Jupyter wrote, creating it, or
  * moving an existing session of the caller's (--name) onto those ports.
@@ -266,6 +286,7 @@ static json_t *
 control_attach(struct control_conn *c, json_t *req)
 {
 	const char	*name = json_string_value(json_object_get(req, "name"));
+	json_t		*args = json_object_get(req, "kernel_args");
 	struct conninfo	 ci;
 	struct session	*s;
 	struct endpoint	*ep;
@@ -274,6 +295,9 @@ control_attach(struct control_conn *c, json_t *req)
 
 	if (c->session != NULL)
 		return (control_error(EXIT_USAGE, "already attached"));
+	if (args != NULL && !control_kernel_args_valid(args))
+		return (control_error(EXIT_USAGE, "kernel_args must be an "
+		    "array of at most %d strings", CONTROL_KERNEL_ARGS_MAX));
 	if (connfile_from_json(json_object_get(req, "connection"), &ci,
 	    &cause) != 0) {
 		r = control_error(EXIT_USAGE, "%s", cause);
@@ -315,6 +339,11 @@ control_attach(struct control_conn *c, json_t *req)
 		goto fail;
 	s->attach = c;
 	c->session = s;
+	if (args != NULL) {
+		/* For each interpreter it starts from now: kernel_on_hello. */
+		json_decref(s->kernel_args);
+		s->kernel_args = json_incref(args);
+	}
 	log_info("%s: attached by pid %ld", s->name, (long)c->pid);
 	return (control_ok(s));
 fail:

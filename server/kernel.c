@@ -25,6 +25,7 @@
 #include "server.h"
 
 #define KERNEL_START_TRIES	3	/* deaths before hello, then give up */
+#define KERNEL_ARGS_LOGGED	64	/* kernel argument notes, a line each */
 #define KERNEL_TIMEOUT_GRACE	2000	/* ms after the timeout's interrupt */
 #define KERNEL_QUEUE_MAX	1000	/* requests waiting per session */
 
@@ -834,6 +835,54 @@ kernel_abort_queued(struct session *s)
 	}
 }
 
+/*
+ * The session's kernel arguments (cellblock attach's, opaque here) go to
+ * each new interpreter before anything else, so that they configure its
+ * shell before the first request or restore runs.
+ */
+static void
+kernel_send_kernel_args(struct session *s)
+{
+	json_t	*m;
+	char	*cause;
+
+	if (s->kernel_args == NULL || json_array_size(s->kernel_args) == 0)
+		return;
+	m = json_pack("{s:s,s:O}", "op", "configure", "kernel_args",
+	    s->kernel_args);
+	if (incarnation_send(s, m, &cause) != 0) {
+		log_warn("%s: %s", s->name, cause);
+		free(cause);
+	}
+	json_decref(m);
+}
+
+/*
+ * What the runner made of the kernel arguments: a line per argument it
+ * ignored or warning it got (the sandbox's stderr is /dev/null, so it
+ * says so here). Bounded: the runner's words are input like any other.
+ */
+static void
+kernel_on_configured(struct session *s, json_t *msg)
+{
+	json_t	*v, *notes = json_object_get(msg, "notes");
+	size_t	 i;
+
+	json_array_foreach(notes, i, v) {
+		if (i == KERNEL_ARGS_LOGGED) {
+			log_warn("%s: kernel arguments: %zu more notes",
+			    s->name, json_array_size(notes) - i);
+			break;
+		}
+		if (json_is_string(v))
+			log_warn("%s: kernel arguments: %.300s", s->name,
+			    json_string_value(v));
+	}
+	v = json_object_get(msg, "applied");
+	log_info("%s: kernel arguments: %zu sections applied", s->name,
+	    json_is_array(v) ? json_array_size(v) : 0);
+}
+
 static void
 kernel_on_hello(struct session *s, json_t *msg)
 {
@@ -841,6 +890,7 @@ kernel_on_hello(struct session *s, json_t *msg)
 	s->hello = json_incref(msg);
 	s->start_failures = 0;
 	metrics_hello(s);
+	kernel_send_kernel_args(s);
 	session_set_state(s, SESSION_IDLE, "interpreter ready");
 	if (hook_run(HOOK_HELLO, s, NULL))
 		return;		/* requests wait: a restore (lifecycle.c) */
@@ -1142,5 +1192,6 @@ kernel_init(void)
 	incarnation_handle("iopub", kernel_on_iopub);
 	incarnation_handle("reply", kernel_on_reply);
 	incarnation_handle("input_request", kernel_on_input_request);
+	incarnation_handle("configured", kernel_on_configured);
 	hook_add(HOOK_LOST, kernel_lost);
 }

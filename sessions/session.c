@@ -221,6 +221,7 @@ session_remove_ref(struct session *s)
 		return;
 	channel_close(&s->chan);
 	json_decref(s->hello);
+	json_decref(s->kernel_args);
 	json_decref(s->exec_count);
 	json_decref(s->restore_report);
 	free(s->workdir);

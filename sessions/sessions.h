@@ -92,6 +92,7 @@ struct session {
 	unsigned	 incarnation;
 	int		 born;		/* enum spawn_born: how it started */
 	json_t		*hello;
+	json_t		*kernel_args;	/* attach's argv tail, for each hello */
 	int		 stopping;	/* we asked it to end */
 	const char	*stop_reason;	/* ename for the request it cuts */
 	int		 restart_pending;

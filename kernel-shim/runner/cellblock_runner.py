@@ -25,6 +25,8 @@ if __name__ == "__main__":
 
 import cellblock_checkpoint     # checkpoint/restore ops (docs/CHECKPOINTS.md)
 import cellblock_comm
+import cellblock_debugger
+import cellblock_kernelargs
 import cellblock_requests
 from IPython.core.error import StdinNotImplementedError
 
@@ -106,6 +108,8 @@ class Runner:
                 return 0
             elif op in cellblock_checkpoint.OPS:    # checkpoint, restore: docs/CHECKPOINTS.md
                 cellblock_checkpoint.serve_op(self, msg)
+            elif op == "configure":     # kernel arguments, before any request
+                self.configure(msg.get("kernel_args"))
             # Anything else is a stale input_reply (its input() was
             # interrupted) or an op from a newer daemon: ignored.
 
@@ -129,6 +133,29 @@ class Runner:
             finally:
                 self.quiet = self.allow_stdin = False
         self.send_reply(rid, reply)
+
+    def configure(self, argv):
+        """Apply the session's kernel arguments (cellblock_kernelargs). Code
+        they run (exec_lines...) is user code: an interrupt stops it. Nothing
+        they do ends the session."""
+        if not isinstance(argv, list) or not all(isinstance(a, str) for a in argv):
+            self.log("configure without a list of strings ignored")
+            return
+        applied, notes = [], []
+        try:
+            with self.user_code():
+                applied, notes = cellblock_kernelargs.kernelargs_apply(
+                    self.shell, argv, self.log)
+        except BaseException as e:
+            self.log("kernel arguments failed:\n%s" % traceback.format_exc())
+            notes = ["stopped by %s: %s" % (type(e).__name__, e)]
+        finally:
+            self.gate.armed = False
+            if not self.gate.is_installed():
+                self.gate.install()
+            self.flush_streams()
+        # The daemon logs it: a sandboxed runner's own log goes nowhere.
+        self.channel.send({"op": "configured", "applied": applied, "notes": notes})
 
     def _dispatch(self, msg):
         msg_type, content = msg.get("msg_type"), msg.get("content", {})
@@ -215,7 +242,11 @@ class Runner:
         rid = self.parent_id
         self.channel.send({"op": "input_request", "id": rid, "prompt": str(prompt),
                            "password": bool(password)})
-        return self._wait_input_reply(rid)
+        __tracebackhide__ = True    # an interrupted input() shows the cell's line
+        try:
+            return self._wait_input_reply(rid)
+        except KeyboardInterrupt:
+            raise KeyboardInterrupt(cellblock_debugger.INTERRUPTED) from None
 
     def _wait_input_reply(self, rid):
         while True:
@@ -309,6 +340,7 @@ def _set_jedi_cache(ipython_dir):
 def _install_stdin(runner):
     def input(prompt=""):
         """Read a line from the client's stdin (needs allow_stdin)."""
+        __tracebackhide__ = True
         return runner.request_input(prompt, False)
 
     def getpass_(prompt="Password: ", stream=None):
@@ -345,8 +377,19 @@ def build(history=":memory:", ipython_dir=None):
     runner.shell = _make_shell(runner, history, runner.ipython_dir)
     _install_stdin(runner)
     _install_comms(runner)
+    cellblock_debugger.debugger_install(runner.shell)
+    _load_default_extensions(runner.shell)
     _enable_preloaded_matplotlib(runner.shell)
     return runner
+
+
+def _load_default_extensions(shell):
+    # ipykernel's (InteractiveShellApp.default_extensions): %store. Its
+    # database is the private profile's, so it lasts as long as the process.
+    try:
+        shell.extension_manager.load_extension("storemagic")
+    except Exception as e:
+        print("cellblock: %%store unavailable: %s" % e, file=sys.stderr)
 
 
 def _relocate_ipython_dir(runner):

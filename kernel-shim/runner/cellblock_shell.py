@@ -1,14 +1,57 @@
 # IPython InteractiveShell wired to the channel: results, displays, errors and payloads.
 
+import codecs
 import os
+import select
+import shutil
+import signal
+import subprocess
 import sys
+import time
 
 from IPython.core import page, payloadpage
+from IPython.core.compilerop import CachingCompiler
 from IPython.core.displayhook import DisplayHook
 from IPython.core.displaypub import DisplayPublisher
 from IPython.core.error import UsageError
 from IPython.core.interactiveshell import InteractiveShell, InteractiveShellABC
 from traitlets import Any, Bool, Type
+
+RUNNER_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
+CELL_DIR = "/tmp"           # the sandbox's own /tmp; never a host path
+CELL_SEED = 0xC70F6907      # the seed ipykernel 6 names cells with
+SYSTEM_GRACE = 0.2          # s an interrupted `!cmd` may still write (pexpect's)
+
+
+def shell_cell_hash(data, seed=CELL_SEED):
+    """MurmurHash2 (32-bit) of bytes: the number in a cell's file name."""
+    m, mask = 0x5BD1E995, 0xFFFFFFFF
+    n = len(data)
+    h = (seed ^ n) & mask
+    end = n & ~3
+    for i in range(0, end, 4):
+        k = (int.from_bytes(data[i:i + 4], "little") * m) & mask
+        k = ((k ^ (k >> 24)) * m) & mask
+        h = ((h * m) & mask) ^ k
+    if n & 3:
+        h = ((h ^ int.from_bytes(data[end:], "little")) * m) & mask
+    h = ((h ^ (h >> 13)) * m) & mask
+    return h ^ (h >> 15)
+
+
+class CellCompiler(CachingCompiler):
+    """Names cell code as ipykernel 6 does (`/tmp/ipykernel_PID/HASH.py`),
+    not IPython's `<ipython-input-N-HASH>`: warnings that libraries
+    attribute to the calling cell, tracebacks and inspect show what they
+    show under ipykernel. The file is never written; IPython's linecache
+    entry for the name is what tracebacks and inspect read."""
+
+    def get_code_name(self, raw_code, transformed_code, number):
+        name = os.environ.get("IPYKERNEL_CELL_NAME")   # ipykernel honours it too
+        if name:
+            return name
+        return "%s/ipykernel_%d/%d.py" % (CELL_DIR, os.getpid(),
+                                          shell_cell_hash(raw_code.encode("utf-8", "surrogatepass")))
 
 
 class ChannelDisplayHook(DisplayHook):
@@ -51,6 +94,7 @@ class CellblockShell(InteractiveShell):
 
     displayhook_class = Type(ChannelDisplayHook)
     display_pub_class = Type(ChannelDisplayPublisher)
+    compiler_class = Type(CellCompiler)
     publisher = Any(None, help="object with publish(), flush_streams(), exit_hint()")
     kernel = Any(None, help="ipykernel-like facade: .comm_manager, .Comm")
     readline_use = Bool(False)
@@ -69,10 +113,16 @@ class CellblockShell(InteractiveShell):
         # `print?`, %page, %pinfo: text goes into the execute_reply payload.
         self.set_hook("show_in_pager", page.as_hook(payloadpage.page), 99)
 
-    # `!cmd` runs through the plain shell; its output reaches fds 1/2, which
-    # are captured. The default (pexpect on a pty) needs ptys and ioctls the
-    # sandbox does not allow.
-    system = InteractiveShell.system_raw
+    def system(self, cmd):
+        """`!cmd`: as ipykernel's (IPython's pexpect system on a pty), whose
+        output is one stream, stdout, with the terminal's \\r\\n line ends.
+        The sandbox has no ptys, so a pipe stands in for the terminal: the
+        child writes both its stdout and stderr into it, and the runner
+        adds the \\r a terminal would. An interrupt stops the command, not
+        the cell (as under ipykernel); `_exit_code` is set as IPython does."""
+        if cmd.rstrip().endswith("&"):
+            raise OSError("Background processes not supported.")
+        self.user_ns["_exit_code"] = shell_system(self.var_expand(cmd, depth=1))
 
     def enable_gui(self, gui=None):
         if gui not in (None, "inline"):
@@ -85,6 +135,10 @@ class CellblockShell(InteractiveShell):
         self.publisher.publish("error", {"ename": etype.__name__ if etype else "Error",
                                          "evalue": str(evalue),
                                          "traceback": stb})
+
+    def _get_exc_info(self, exc_tuple=None):
+        etype, value, tb = super()._get_exc_info(exc_tuple)
+        return etype, value, shell_trim_traceback(tb)
 
     def run_cell(self, *args, **kwargs):
         self._last_traceback = None
@@ -104,3 +158,68 @@ class CellblockShell(InteractiveShell):
 
 
 InteractiveShellABC.register(CellblockShell)
+
+
+def shell_trim_traceback(tb):
+    """Cut the runner's own frames off the end of a traceback (an input()
+    or a debugger prompt that was interrupted): what the user sees ends in
+    their code, and names no path of the host's or the sandbox's."""
+    last_user = None
+    entry = tb
+    while entry is not None:
+        if not entry.tb_frame.f_code.co_filename.startswith(RUNNER_DIR):
+            last_user = entry
+        entry = entry.tb_next
+    if last_user is not None:
+        last_user.tb_next = None
+    return tb
+
+
+def shell_system(cmd):
+    """Run cmd under sh with stdout and stderr merged, printing its output
+    to sys.stdout as it comes; the exit status, or -signal (IPython's
+    convention, where sh's 128+n also counts as signal n)."""
+    sh = shutil.which("sh") or "/bin/sh"
+    child = subprocess.Popen([sh, "-c", cmd], stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT, process_group=0)
+    decoder = codecs.getincrementaldecoder("utf-8")("replace")
+    try:
+        _shell_copy(child.stdout.fileno(), decoder)
+    except KeyboardInterrupt:
+        # What ^C on a terminal does: SIGINT to the command's group; then
+        # what it still writes on its way out, briefly; then it is gone.
+        _shell_signal(child, signal.SIGINT)
+        try:
+            _shell_copy(child.stdout.fileno(), decoder, SYSTEM_GRACE)
+        except KeyboardInterrupt:
+            pass
+        finally:
+            _shell_signal(child, signal.SIGKILL)
+    finally:
+        child.stdout.close()
+    code = child.wait()
+    return -(code - 128) if code > 128 else code
+
+
+def _shell_copy(fd, decoder, timeout=None):
+    """Copy the command's output until EOF (or timeout seconds pass)."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:
+        if deadline is not None:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([fd], [], [], left)[0]:
+                return
+        data = os.read(fd, 65536)
+        text = decoder.decode(data, final=not data)
+        if text:
+            sys.stdout.write(text.replace("\n", "\r\n"))
+            sys.stdout.flush()
+        if not data:
+            return
+
+
+def _shell_signal(child, signum):
+    try:
+        os.killpg(child.pid, signum)
+    except OSError:
+        pass    # already gone

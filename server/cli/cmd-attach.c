@@ -24,11 +24,14 @@
 
 #define ATTACH_RETRY_MS		5000	/* a restart's predecessor is ending */
 #define ATTACH_END_WAIT		5000
+#define ATTACH_ARGS_MAX		256	/* kernel arguments, and their bytes: */
+#define ATTACH_ARGS_BYTES	65536	/* far above any real kernelspec's */
 
 static int	cmd_attach_exec(int, char **);
 
 const struct cmd_entry cmd_attach_entry = {
-	"attach", "CONNECTION_FILE [--name NAME]", cmd_attach_exec
+	"attach", "CONNECTION_FILE [--name NAME] [KERNEL_ARG ...]",
+	cmd_attach_exec
 };
 
 /*
@@ -149,6 +152,53 @@ cmd_attach_wait(int fd, int sigfd, const char *name)
 	}
 }
 
+/*
+ * What follows the connection file: our --name, and the arguments a
+ * client added to the kernelspec's argv (jupyter_client's
+ * extra_arguments: --Class.trait=value, IPython's flags). Those are the
+ * session's kernel arguments, passed through as they are; the runner
+ * applies the ones that configure its shell and logs the rest. Only
+ * their count and size are checked here: an odd one must not stop the
+ * kernel from starting.
+ */
+static int
+cmd_attach_args(int argc, char **argv, char *name, size_t len,
+    json_t **args)
+{
+	size_t	 bytes = 0;
+	int	 i, passthrough = 0;
+
+	*args = json_array();
+	for (i = 0; i < argc; i++) {
+		if (!passthrough && strcmp(argv[i], "--") == 0) {
+			passthrough = 1;
+			continue;
+		}
+		if (!passthrough && strcmp(argv[i], "--name") == 0 &&
+		    i + 1 < argc) {
+			snprintf(name, len, "%s", argv[++i]);
+			continue;
+		}
+		if (!passthrough && strncmp(argv[i], "--name=", 7) == 0) {
+			snprintf(name, len, "%s", argv[i] + 7);
+			continue;
+		}
+		bytes += strlen(argv[i]);
+		if (json_array_size(*args) >= ATTACH_ARGS_MAX ||
+		    bytes > ATTACH_ARGS_BYTES) {
+			fprintf(stderr, "cellblock: more than %d kernel "
+			    "arguments or %d bytes of them\n", ATTACH_ARGS_MAX,
+			    ATTACH_ARGS_BYTES);
+			json_decref(*args);
+			return (-1);
+		}
+		if (json_array_append_new(*args, json_string(argv[i])) != 0)
+			fprintf(stderr, "cellblock: kernel argument %d is not "
+			    "UTF-8; ignored\n", i + 1);
+	}
+	return (0);
+}
+
 static int
 cmd_attach_exec(int argc, char **argv)
 {
@@ -157,20 +207,25 @@ cmd_attach_exec(int argc, char **argv)
 		{ NULL, 0, NULL, 0 }
 	};
 	char		 name[CELLBLOCK_NAME_MAX + 1], *cause;
-	json_t		*conn, *req, *r;
+	json_t		*conn, *req, *r, *args;
 	json_error_t	 jerr;
 	int		 ch, fd, sigfd, rc;
 
 	cmd_attach_jpy_name(name, sizeof name);
-	while ((ch = getopt_long(argc, argv, "n:", opts, NULL)) != -1) {
+	/* "+": options end at the connection file; the rest is ours below. */
+	while ((ch = getopt_long(argc, argv, "+n:", opts, NULL)) != -1) {
 		if (ch != 'n')
 			cmd_usage(&cmd_attach_entry);
 		snprintf(name, sizeof name, "%s", optarg);
 	}
-	if (argc - optind != 1)
+	if (argc - optind < 1)
 		cmd_usage(&cmd_attach_entry);
+	if (cmd_attach_args(argc - optind - 1, argv + optind + 1, name,
+	    sizeof name, &args) != 0)
+		return (EXIT_USAGE);
 	if ((conn = json_load_file(argv[optind], 0, &jerr)) == NULL) {
 		fprintf(stderr, "cellblock: %s: %s\n", argv[optind], jerr.text);
+		json_decref(args);
 		return (EXIT_USAGE);
 	}
 	/* Signals first: Jupyter may interrupt before we are attached. */
@@ -179,9 +234,11 @@ cmd_attach_exec(int argc, char **argv)
 		fprintf(stderr, "cellblock: %s\n", cause);
 		free(cause);
 		json_decref(conn);
+		json_decref(args);
 		return (EXIT_NODAEMON);
 	}
-	req = json_pack("{s:s,s:o}", "cmd", "attach", "connection", conn);
+	req = json_pack("{s:s,s:o,s:o}", "cmd", "attach", "connection", conn,
+	    "kernel_args", args);
 	if (name[0] != '\0')
 		json_object_set_new(req, "name", json_string(name));
 	rc = cmd_attach_request(fd, req, &r);

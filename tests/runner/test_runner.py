@@ -254,7 +254,8 @@ def test_fd_output_ordered_even_before_reader_thread_runs(session):
 def test_shell_escape_output(session):
     iopub, reply = session.execute("!echo from-shell")
     assert reply["status"] == "ok"
-    assert streams(iopub, "stdout") == "from-shell\n"
+    # A terminal's line ends, as ipykernel's pexpect-run `!` shows them.
+    assert streams(iopub, "stdout") == "from-shell\r\n"
 
 
 def test_background_thread_output_uses_last_request_id(session):
@@ -561,3 +562,23 @@ def test_threads_printing_at_once(session):
     text = streams(iopub)
     assert "RuntimeError" not in text
     assert text.count("\n") == 4 * 3000 + 1
+
+
+@pytest.mark.parametrize("zygote", [False, True])
+def test_configure_applies_kernel_arguments(make_session, zygote):
+    # The daemon's `configure` op (cellblock attach's kernel arguments):
+    # applied to the shell, a `configured` answer with a note for each
+    # argument ignored; a malformed one changes nothing and breaks nothing.
+    session = make_session(zygote=zygote)
+    session.send({"op": "configure", "kernel_args": "--not-a-list"})
+    session.send({"op": "configure", "kernel_args": [
+        "--InteractiveShellApp.exec_lines=answer = 42", "--bogus-flag",
+        "--InteractiveShell.ast_node_interactivity=all"]})
+    done = session.recv()
+    assert done["op"] == "configured", done
+    assert "InteractiveShellApp" in done["applied"] and "InteractiveShell" in done["applied"]
+    assert any(n.startswith("ignored --bogus-flag") for n in done["notes"]), done
+    iopub, reply = session.execute("answer\nanswer + 1")
+    assert reply["status"] == "ok", reply
+    assert [m["content"]["data"]["text/plain"] for m in of_type(iopub, "execute_result")] == \
+        ["42", "43"]
