@@ -172,7 +172,9 @@ def c_ops(path):
     code = _c_code(path)
     sent = set(re.findall(r'"op"\s*,\s*"(\w+)"', code))
     handled = set(re.findall(r'strcmp\(\s*op\s*,\s*"(\w+)"\s*\)', code))
-    for table in re.findall(r'\w+_ops\[\]\s*=\s*\{(.*?)\};', code, re.S):
+    # The supervisor's table is filled at start: incarnation_handle("X", fn).
+    handled |= set(re.findall(r'incarnation_handle\(\s*"(\w+)"\s*,', code))
+    for table in re.findall(r'\w+_ops\[\w*\]\s*=\s*\{(.*?)\};', code, re.S):
         handled |= set(re.findall(r'\{\s*"(\w+)"\s*,', table))
     return sent, handled
 
