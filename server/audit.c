@@ -558,7 +558,7 @@ audit_read_file(const char *path, json_t *out, uid_t uid, const char *name,
 json_t *
 audit_query(uid_t uid, json_t *req)
 {
-	json_t		*events = json_array(), *r;
+	json_t		*events, *r;
 	const char	*name, *since;
 	char		*path;
 	size_t		 i, bytes = 0;
@@ -569,6 +569,7 @@ audit_query(uid_t uid, json_t *req)
 	if (audit_path == NULL)
 		return (json_pack("{s:b,s:s,s:i}", "ok", 0, "error",
 		    "the audit log is off (audit = no)", "code", EXIT_FAILED));
+	events = json_array();
 	for (i = cfg.audit_keep; i > 0; i--) {
 		xasprintf(&path, "%s.%zu", audit_path, i);
 		audit_read_file(path, events, uid, name, since);
