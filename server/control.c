@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "server.h"
+#include "mcp.h"
 
 #define CONTROL_LINE_MAX	(1024 * 1024)
 #define CONTROL_SPARE_CONNS	64	/* per uid beyond one per session */
@@ -40,6 +41,9 @@ struct control_conn {
 	int		 closed;
 	struct loop_io	*io;
 	struct waiter	 waiter;	/* answers a checkpoint or fork */
+	struct waiter	*wait;		/* &waiter; control_call's caller's */
+	struct mcp	*mcp;		/* an "mcp" stream: lines are MCP's */
+	int		 skipping;	/* dropping an oversized MCP line */
 	u_int		 waits;		/* sessions whose ckpt_waiter it is */
 	char		*obuf;		/* replies the socket did not take yet */
 	size_t		 olen;
@@ -64,7 +68,7 @@ typedef json_t *control_fn(struct control_conn *, json_t *);
 static control_fn control_new, control_ls, control_connect,
     control_interrupt, control_restart, control_kill, control_attach,
     control_ping, control_checkpoint, control_fork, control_audit,
-    control_stats;
+    control_stats, control_mcp;
 
 /*
  * Legend: command name as the CLI sends it in "cmd"; handler, which returns
@@ -86,6 +90,7 @@ static const struct {
 	{ "ping", control_ping },
 	{ "audit", control_audit },
 	{ "stats", control_stats },
+	{ "mcp", control_mcp },
 };
 
 /* server/audit.c and server/metrics.c answer these; we know the caller. */
@@ -293,7 +298,7 @@ control_attach(struct control_conn *c, json_t *req)
 	char		 buf[SESSION_NAME_MAX + 1], *cause, *path;
 	json_t		*r;
 
-	if (c->session != NULL)
+	if (c->session != NULL || c->fd == -1 || c->mcp != NULL)
 		return (control_error(EXIT_USAGE, "already attached"));
 	if (args != NULL && !control_kernel_args_valid(args))
 		return (control_error(EXIT_USAGE, "kernel_args must be an "
@@ -369,7 +374,7 @@ control_checkpoint(struct control_conn *c, json_t *req)
 	if (s->state == SESSION_HIBERNATED || s->hibernating)
 		return (json_pack("{s:b,s:s}", "ok", 1, "note", "hibernated: "
 		    "its checkpoint is current"));
-	if (lifecycle_checkpoint(s, 0, &c->waiter, &cause) != 0) {
+	if (lifecycle_checkpoint(s, 0, c->wait, &cause) != 0) {
 		r = control_error(EXIT_FAILED, "%s", cause);
 		free(cause);
 		return (r);
@@ -388,7 +393,7 @@ control_fork(struct control_conn *c, json_t *req)
 		return (err);
 	if (name == NULL)
 		return (control_error(EXIT_USAGE, "no name for the new session"));
-	return (lifecycle_fork(s, name, c->uid, &c->waiter));
+	return (lifecycle_fork(s, name, c->uid, c->wait));
 }
 
 /* The answer to a request that waited: a checkpoint or a fork. */
@@ -411,6 +416,55 @@ control_ping(struct control_conn *c, json_t *req)
 	return (json_pack("{s:b,s:s,s:I,s:o}", "ok", 1, "version",
 	    CELLBLOCK_VERSION, "pid", (json_int_t)getpid(), "zygote",
 	    zygote_describe()));
+}
+
+/* What the MCP engine sends goes out as lines, as every reply here. */
+static void
+control_mcp_out(void *arg, json_t *msg, json_t *about)
+{
+	(void)about;
+	control_send(arg, json_incref(msg));
+}
+
+/*
+ * `cellblock mcp`: from now on this connection's lines are MCP messages
+ * for one engine acting as the peer's uid (server/mcp.c).
+ */
+static json_t *
+control_mcp(struct control_conn *c, json_t *req)
+{
+	(void)req;
+	if (c->fd == -1 || c->mcp != NULL || c->session != NULL)
+		return (control_error(EXIT_USAGE, "not on this connection"));
+	c->mcp = mcp_new(c->uid, "stdio", control_mcp_out, c);
+	return (json_pack("{s:b,s:s}", "ok", 1, "protocol",
+	    MCP_PROTOCOL_LATEST));
+}
+
+/*
+ * One op of the table on behalf of uid, for the surfaces inside the
+ * daemon (MCP's tools): the same functions the socket's commands call.
+ * A checkpoint or fork answers w later (NULL returned). Attach and mcp
+ * need a connection of their own and are refused.
+ */
+json_t *
+control_call(uid_t uid, struct waiter *w, json_t *req)
+{
+	struct control_conn	 c;
+	const char		*cmd = json_string_value(json_object_get(req,
+				     "cmd"));
+	size_t			 i;
+
+	memset(&c, 0, sizeof c);
+	c.fd = -1;
+	c.uid = uid;
+	c.wait = w;
+	for (i = 0; cmd != NULL && i < nitems(control_table); i++) {
+		if (strcmp(control_table[i].name, cmd) == 0)
+			return (control_table[i].fn(&c, req));
+	}
+	return (control_error(EXIT_USAGE, "unknown command '%s'",
+	    cmd ? cmd : ""));
 }
 
 /* HOOK_ENDED: an attach client hears that its session ended. */
@@ -552,7 +606,7 @@ control_readable(int fd, uint32_t events, void *arg)
 	struct control_conn	*c = arg;
 	char			*nl;
 	ssize_t			 n;
-	size_t			 used;
+	size_t			 used, max;
 	json_t			*reply;
 
 	(void)fd;
@@ -563,10 +617,11 @@ control_readable(int fd, uint32_t events, void *arg)
 	if ((events & (EPOLLIN | EPOLLHUP | EPOLLERR)) == 0)
 		return;
 	/* Grow by doubling up to the line limit: an idle peer costs little. */
-	if (c->len == c->size && c->size < CONTROL_LINE_MAX) {
+	max = c->mcp != NULL ? MCP_MESSAGE_MAX : CONTROL_LINE_MAX;
+	if (c->len == c->size && c->size < max) {
 		c->size = c->size == 0 ? 4096 : c->size * 2;
-		if (c->size > CONTROL_LINE_MAX)
-			c->size = CONTROL_LINE_MAX;
+		if (c->size > max)
+			c->size = max;
 		c->buf = xrealloc(c->buf, c->size);
 	}
 	n = read(c->fd, c->buf + c->len, c->size - c->len);
@@ -580,14 +635,26 @@ control_readable(int fd, uint32_t events, void *arg)
 	while (!c->closed &&
 	    (nl = memchr(c->buf, '\n', c->len)) != NULL) {
 		used = nl + 1 - c->buf;
-		reply = control_dispatch(c, c->buf, nl - c->buf);
-		if (reply == NULL)
-			c->waits++;	/* answered later: control_answer */
-		control_send(c, reply);
+		if (c->skipping)
+			c->skipping = 0;	/* the oversized line's end */
+		else if (c->mcp != NULL)
+			mcp_input(c->mcp, c->buf, nl - c->buf);
+		else {
+			reply = control_dispatch(c, c->buf, nl - c->buf);
+			if (reply == NULL)
+				c->waits++; /* answered later: control_answer */
+			control_send(c, reply);
+		}
 		memmove(c->buf, c->buf + used, c->len - used);
 		c->len -= used;
 	}
-	if (c->len == CONTROL_LINE_MAX) {
+	/* An MCP peer hears of its oversized line and keeps its stream. */
+	if (c->mcp != NULL && c->len == max) {
+		if (!c->skipping)
+			mcp_input_oversized(c->mcp);
+		c->skipping = 1;
+		c->len = 0;
+	} else if (c->mcp == NULL && c->len == CONTROL_LINE_MAX) {
 		log_warn("control: uid %u: request too long", (u_int)c->uid);
 		c->closed = 1;
 	}
@@ -601,6 +668,7 @@ control_close(struct control_conn *c)
 	struct session	*s;
 
 	loop_io_remove(&c->io);
+	mcp_free(&c->mcp);
 	/* Rare (a checkpoint or fork in flight): no scan for every `new`. */
 	for (s = session_first(); c->waits > 0 && s != NULL;
 	    s = session_next()) {
@@ -712,6 +780,7 @@ control_accept(int lfd, uint32_t events, void *arg)
 	(*control_uid_conns(cred.uid))++;
 	c = xcalloc(1, sizeof *c);
 	c->waiter.answer = control_answer;
+	c->wait = &c->waiter;
 	c->fd = fd;
 	c->uid = cred.uid;
 	c->pid = cred.pid;

@@ -1,0 +1,204 @@
+"""Raw JSON-RPC against `cellblock mcp` (stdio): malformed frames, unknown
+methods, oversized messages, unsupported revisions, bad arguments. Each
+gets a clear JSON-RPC error and the server keeps serving.
+
+A real daemon and the real CLI; the SDK-client tests are tests/test_mcp.py.
+"""
+import json
+import os
+import select
+import subprocess
+import time
+
+import pytest
+
+from cbtest import CELLBLOCK, Daemon, c_define
+
+MESSAGE_MAX = c_define("server/mcp.h", "MCP_MESSAGE_MAX")
+TIMEOUT = 30
+
+
+class Stdio:
+    """`cellblock mcp` as an MCP host runs it: lines in, lines out."""
+
+    def __init__(self, daemon):
+        self.p = subprocess.Popen([CELLBLOCK, "mcp"], stdin=subprocess.PIPE,
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                  env=daemon.env())
+        self.buf = b""
+        self.next_id = 0
+
+    def send_raw(self, data):
+        self.p.stdin.write(data)
+        self.p.stdin.flush()
+
+    def send(self, msg):
+        self.send_raw(json.dumps(msg).encode() + b"\n")
+
+    def recv(self, timeout=TIMEOUT):
+        deadline = time.monotonic() + timeout
+        while b"\n" not in self.buf:
+            left = deadline - time.monotonic()
+            assert left > 0, "no message from cellblock mcp"
+            r, _, _ = select.select([self.p.stdout], [], [], left)
+            if r:
+                chunk = os.read(self.p.stdout.fileno(), 65536)
+                assert chunk, "cellblock mcp closed stdout: %s" % self.p.stderr.read()
+                self.buf += chunk
+        line, self.buf = self.buf.split(b"\n", 1)
+        return json.loads(line)
+
+    def request(self, method, params=None, **kw):
+        self.next_id += 1
+        msg = {"jsonrpc": "2.0", "id": self.next_id, "method": method}
+        if params is not None:
+            msg["params"] = params
+        self.send(msg)
+        while True:     # notifications (progress, logging) may come first
+            r = self.recv(**kw)
+            if r.get("id") == self.next_id:
+                return r
+
+    def initialize(self, version="2025-11-25"):
+        r = self.request("initialize", {"protocolVersion": version, "capabilities": {},
+                                        "clientInfo": {"name": "raw", "version": "0"}})
+        self.send({"jsonrpc": "2.0", "method": "notifications/initialized"})
+        return r
+
+    def close(self):
+        self.p.stdin.close()
+        try:
+            self.p.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.p.kill()
+            self.p.wait()
+        self.p.stdout.close()
+        self.p.stderr.close()
+
+
+@pytest.fixture(scope="module")
+def daemon():
+    d = Daemon()
+    yield d
+    d.stop()
+
+
+@pytest.fixture
+def mcp(daemon):
+    s = Stdio(daemon)
+    yield s
+    s.close()
+
+
+def alive(mcp):
+    r = mcp.request("ping")
+    assert r == {"jsonrpc": "2.0", "id": mcp.next_id, "result": {}}
+
+
+def test_initialize_negotiates(mcp):
+    r = mcp.initialize("2025-03-26")["result"]
+    assert r["protocolVersion"] == "2025-03-26"
+    assert r["serverInfo"]["name"] == "cellblock"
+    assert "tools" in r["capabilities"] and "logging" in r["capabilities"]
+
+
+def test_unsupported_version_offers_ours(mcp):
+    r = mcp.initialize("1999-01-01")["result"]
+    # The spec: a version we speak (our newest); the client decides.
+    assert r["protocolVersion"] == "2025-11-25"
+    alive(mcp)
+
+
+def test_version_not_a_string(mcp):
+    r = mcp.request("initialize", {"protocolVersion": 7, "capabilities": {}})
+    assert r["error"]["code"] == -32602
+    assert "protocolVersion" in r["error"]["message"]
+    alive(mcp)
+
+
+def test_malformed_frames(mcp):
+    mcp.initialize()
+    for junk in (b"{not json\n", b"\xff\xfe\x00garbage\n", b"[1, 2\n"):
+        mcp.send_raw(junk)
+        r = mcp.recv()
+        assert r["id"] is None and r["error"]["code"] == -32700, r
+    for bad, code in ((42, -32600), ("str", -32600), ({"id": 1, "method": "ping"}, -32600),
+                      ({"jsonrpc": "2.0", "id": 5}, -32600),
+                      ({"jsonrpc": "2.0", "id": 6, "method": "ping", "params": [1]}, -32602)):
+        mcp.send(bad)
+        r = mcp.recv()
+        assert r["error"]["code"] == code, (bad, r)
+    alive(mcp)
+
+
+def test_unknown_method(mcp):
+    mcp.initialize()
+    r = mcp.request("resources/frobnicate")
+    assert r["error"]["code"] == -32601
+    assert "resources/frobnicate" in r["error"]["message"]
+    # An unknown notification is ignored: nothing comes back for it.
+    mcp.send({"jsonrpc": "2.0", "method": "notifications/whatever"})
+    alive(mcp)
+
+
+def test_before_initialize(mcp):
+    r = mcp.request("tools/list")
+    assert r["error"]["code"] == -32002
+    alive(mcp)
+
+
+def test_oversized_message(mcp):
+    mcp.initialize()
+    big = json.dumps({"jsonrpc": "2.0", "id": 99, "method": "tools/call",
+                      "params": {"name": "run_code",
+                                 "arguments": {"code": "x" * (MESSAGE_MAX + 10)}}})
+    mcp.send_raw(big.encode() + b"\n")
+    r = mcp.recv()
+    assert r["error"]["code"] == -32600 and "too large" in r["error"]["message"]
+    alive(mcp)
+
+
+def test_unknown_tool_and_bad_arguments(mcp):
+    mcp.initialize()
+    r = mcp.request("tools/call", {"name": "format_disk", "arguments": {}})
+    assert r["error"]["code"] == -32602 and "format_disk" in r["error"]["message"]
+    r = mcp.request("tools/call", {"name": "run_code", "arguments": {}})
+    assert r["error"]["code"] == -32602 and "code is required" in r["error"]["message"]
+    r = mcp.request("tools/call", {"name": "run_code", "arguments": {"code": 5}})
+    assert r["error"]["code"] == -32602 and "arguments.code" in r["error"]["message"]
+    r = mcp.request("tools/call", {"name": "run_code",
+                                   "arguments": {"code": "1", "colour": "red"}})
+    assert r["error"]["code"] == -32602 and "colour" in r["error"]["message"]
+    alive(mcp)
+
+
+def test_other_owners_session(daemon, mcp):
+    """A session of another uid is an isError result naming the kind."""
+    mcp.initialize()
+    r = mcp.request("tools/call", {"name": "interrupt", "arguments": {"session": "nosuch"}})
+    res = r["result"]
+    assert res["isError"] is True and res["content"][0]["text"].startswith("NoSuchSession")
+    alive(mcp)
+
+
+def test_batch(mcp):
+    mcp.initialize("2025-03-26")
+    mcp.send([{"jsonrpc": "2.0", "id": "a", "method": "ping"},
+              {"jsonrpc": "2.0", "id": "b", "method": "ping"}])
+    ids = {mcp.recv()["id"], mcp.recv()["id"]}
+    assert ids == {"a", "b"}
+
+
+def test_session_tools(mcp):
+    mcp.initialize()
+    r = mcp.request("tools/call", {"name": "create_session",
+                                   "arguments": {"name": "raw-one", "memory": "256M"}})
+    assert "isError" not in r["result"], r
+    assert r["result"]["structuredContent"]["session"]["name"] == "raw-one"
+    r = mcp.request("tools/call", {"name": "list_sessions", "arguments": {}})
+    names = [s["name"] for s in r["result"]["structuredContent"]["sessions"]]
+    assert "raw-one" in names
+    r = mcp.request("tools/call", {"name": "delete_session", "arguments": {"session": "raw-one"}})
+    assert "isError" not in r["result"], r
+    r = mcp.request("tools/call", {"name": "list_sessions", "arguments": {}})
+    assert "raw-one" not in [s["name"] for s in r["result"]["structuredContent"]["sessions"]]
