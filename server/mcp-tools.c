@@ -337,7 +337,7 @@ mcp_tools_op(struct mcp_call *call, json_t *req, json_t **result)
 	json_t	*reply;
 
 	call->waiter.answer = mcp_tools_answer;
-	reply = control_call(mcp_uid(call->mcp), &call->waiter, req);
+	reply = control_call(mcp_uid(call->mcp), req, &call->waiter);
 	json_decref(req);
 	if (reply == NULL) {
 		call->gone = mcp_tools_waiter_gone;
@@ -358,15 +358,16 @@ mcp_tools_session(struct mcp_call *call, json_t *args, json_t **result)
 			    "session"));
 	struct mcp	*m = call->mcp;
 	struct session	*s;
-	json_t		*reply;
+	json_t		*req, *reply;
 
 	if (name != NULL)
 		return (name);
 	name = mcp_default_session(m);
 	if (name != NULL && (s = session_find(name)) != NULL && !s->ending)
 		return (name);
-	reply = control_call(mcp_uid(m), NULL, json_pack("{s:s}", "cmd",
-	    "new"));
+	req = json_pack("{s:s}", "cmd", "new");
+	reply = control_call(mcp_uid(m), req, NULL);
+	json_decref(req);
 	if (!json_is_true(json_object_get(reply, "ok"))) {
 		*result = mcp_tools_op_error(reply);
 		return (NULL);
@@ -420,7 +421,7 @@ mcp_tool_create(struct mcp_call *call, json_t *args, json_t **result,
 		} else
 			json_object_set(req, keys[i][1], v);
 	}
-	reply = control_call(mcp_uid(call->mcp), NULL, req);
+	reply = control_call(mcp_uid(call->mcp), req, NULL);
 	json_decref(req);
 	if (json_is_true(json_object_get(reply, "ok")) &&
 	    json_is_true(json_object_get(args, "default")))
