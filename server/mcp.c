@@ -82,12 +82,18 @@ mcp_new(uid_t uid, const char *transport, mcp_out_fn *out, void *arg)
 	return (m);
 }
 
-/* Calls still running keep running: their answers go nowhere. */
+/*
+ * The connection's default session was never named by the agent, so it
+ * cannot be found again: it ends with the connection (sessions made with
+ * create_session stay). Other calls still running keep running; their
+ * answers go nowhere.
+ */
 void
 mcp_free(struct mcp **mp)
 {
 	struct mcp	*m = *mp;
 	struct mcp_call	*call, *next;
+	json_t		*req;
 
 	if (m == NULL)
 		return;
@@ -98,6 +104,12 @@ mcp_free(struct mcp **mp)
 		call->next = NULL;
 		if (call->gone != NULL)
 			call->gone(call);
+	}
+	if (m->default_session != NULL) {
+		req = json_pack("{s:s,s:s}", "cmd", "kill", "name",
+		    m->default_session);
+		json_decref(control_call(m->uid, req, NULL));
+		json_decref(req);
 	}
 	free(m->default_session);
 	free(m);
