@@ -48,6 +48,9 @@ struct control_conn {
 	char		*obuf;		/* replies the socket did not take yet */
 	size_t		 olen;
 	size_t		 ooff;
+	int		 passed_fd;	/* came with the request line, or -1 */
+	void		(*job_gone)(void *); /* a long op's: the peer left */
+	void		*job;
 };
 
 static int	 control_fd = -1;
@@ -91,6 +94,9 @@ static const struct {
 	{ "audit", control_audit },
 	{ "stats", control_stats },
 	{ "mcp", control_mcp },
+	{ "execute", contract_ops_execute },
+	{ "result", contract_ops_result },
+	{ "files", contract_ops_files },
 };
 
 /* server/audit.c and server/metrics.c answer these; we know the caller. */
@@ -112,11 +118,7 @@ static int	control_session_ended(struct session *, const void *);
 static u_int	*control_uid_conns(uid_t);
 static int	control_send(struct control_conn *, json_t *);
 
-static json_t *
-control_error(int code, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
-
-static json_t *
+json_t *
 control_error(int code, const char *fmt, ...)
 {
 	va_list	 ap;
@@ -603,6 +605,104 @@ control_dispatch(struct control_conn *c, const char *line, size_t len)
 	return (r);
 }
 
+/*
+ * A read that also takes one descriptor passed with SCM_RIGHTS (cellblock
+ * cp hands over the local file it opened as the caller: the daemon never
+ * opens the caller's paths itself). It goes with the next request line.
+ */
+static ssize_t
+control_recv(struct control_conn *c)
+{
+	union {
+		struct cmsghdr	hdr;
+		char		buf[CMSG_SPACE(sizeof(int))];
+	} cm;
+	struct iovec	 iov;
+	struct msghdr	 mh;
+	struct cmsghdr	*h;
+	ssize_t		 n;
+	int		 fd;
+
+	iov.iov_base = c->buf + c->len;
+	iov.iov_len = c->size - c->len;
+	memset(&mh, 0, sizeof mh);
+	mh.msg_iov = &iov;
+	mh.msg_iovlen = 1;
+	mh.msg_control = cm.buf;
+	mh.msg_controllen = sizeof cm.buf;
+	n = recvmsg(c->fd, &mh, MSG_CMSG_CLOEXEC);
+	for (h = CMSG_FIRSTHDR(&mh); n >= 0 && h != NULL;
+	    h = CMSG_NXTHDR(&mh, h)) {
+		if (h->cmsg_level != SOL_SOCKET || h->cmsg_type != SCM_RIGHTS ||
+		    h->cmsg_len != CMSG_LEN(sizeof(int)))
+			continue;
+		memcpy(&fd, CMSG_DATA(h), sizeof fd);
+		if (c->passed_fd != -1)
+			close(c->passed_fd);
+		c->passed_fd = fd;
+	}
+	return (n);
+}
+
+/* For server/contract-ops.c: the caller, its passed fd, replies later. */
+uid_t
+control_conn_uid(struct control_conn *c)
+{
+	return (c->uid);
+}
+
+int
+control_conn_take_fd(struct control_conn *c)
+{
+	int	fd = c->passed_fd;
+
+	c->passed_fd = -1;
+	return (fd);
+}
+
+/* A line to the peer now (an event, or the late answer); takes j. */
+int
+control_conn_send(struct control_conn *c, json_t *j)
+{
+	if (control_send(c, j) != 0) {
+		c->closed = 1;
+		return (-1);
+	}
+	return (0);
+}
+
+/*
+ * A request answered later (its op returned NULL) holds the connection's
+ * job: gone(job) is called if the peer leaves first. job_done ends it.
+ */
+void
+control_conn_job(struct control_conn *c, void (*gone)(void *), void *job)
+{
+	c->job_gone = gone;
+	c->job = job;
+}
+
+int
+control_conn_busy(struct control_conn *c)
+{
+	return (c->job_gone != NULL);
+}
+
+void
+control_conn_job_done(struct control_conn *c)
+{
+	c->job_gone = NULL;
+	c->job = NULL;
+	if (c->waits > 0)
+		c->waits--;
+}
+
+struct session *
+control_conn_session(struct control_conn *c, json_t *req, json_t **err)
+{
+	return (control_session(c, req, err));
+}
+
 static void
 control_readable(int fd, uint32_t events, void *arg)
 {
@@ -627,7 +727,7 @@ control_readable(int fd, uint32_t events, void *arg)
 			c->size = max;
 		c->buf = xrealloc(c->buf, c->size);
 	}
-	n = read(c->fd, c->buf + c->len, c->size - c->len);
+	n = control_recv(c);
 	if (n <= 0) {
 		if (n == -1 && (errno == EAGAIN || errno == EINTR))
 			return;
@@ -647,6 +747,10 @@ control_readable(int fd, uint32_t events, void *arg)
 			if (reply == NULL)
 				c->waits++; /* answered later: control_answer */
 			control_send(c, reply);
+		}
+		if (c->passed_fd != -1) {	/* the request did not take it */
+			close(c->passed_fd);
+			c->passed_fd = -1;
 		}
 		memmove(c->buf, c->buf + used, c->len - used);
 		c->len -= used;
@@ -672,6 +776,10 @@ control_close(struct control_conn *c)
 
 	loop_io_remove(&c->io);
 	mcp_free(&c->mcp);
+	if (c->job_gone != NULL)
+		c->job_gone(c->job);
+	if (c->passed_fd != -1)
+		close(c->passed_fd);
 	/* Rare (a checkpoint or fork in flight): no scan for every `new`. */
 	for (s = session_first(); c->waits > 0 && s != NULL;
 	    s = session_next()) {
@@ -784,6 +892,7 @@ control_accept(int lfd, uint32_t events, void *arg)
 	c = xcalloc(1, sizeof *c);
 	c->waiter.answer = control_answer;
 	c->waiting = &c->waiter;
+	c->passed_fd = -1;
 	c->fd = fd;
 	c->uid = cred.uid;
 	c->pid = cred.pid;
