@@ -271,6 +271,11 @@ mcp_run_code(struct mcp_call *call, struct session *s, json_t *args,
 	    0;
 	req.store_history = -1;
 	req.client = "mcp";
+	/*
+	 * A call the agent cancelled fails; the next call, sent before the
+	 * interrupt landed, must still run: "the session stays usable".
+	 */
+	req.keep_queue = 1;
 	r = xcalloc(1, sizeof *r);
 	r->call = call;
 	r->last = loop_now();
