@@ -18,12 +18,26 @@
 #include "mcp.h"
 #include "files.h"
 
-/* A failure of files.c, named by its kind. */
+/* files.c's kinds as the typed names every MCP tool error carries. */
+static const char *mcp_files_errors[] = {
+	[FILES_EOK] = "Failed",
+	[FILES_ENOENT] = "NotFound",
+	[FILES_EINVAL] = "BadPath",
+	[FILES_EACCES] = "Forbidden",
+	[FILES_ETOOBIG] = "TooLarge",
+	[FILES_EQUOTA] = "QuotaExceeded",
+	[FILES_EIO] = "IOError",
+};
+
 static json_t *
 mcp_files_error(enum files_error e, char *cause)
 {
-	json_t	*r = mcp_tool_error(files_error_name(e), cause != NULL ? cause :
-		    "failed");
+	json_t	*r;
+
+	if ((size_t)e >= nitems(mcp_files_errors))
+		e = FILES_EIO;
+	r = mcp_tool_error(mcp_files_errors[e], cause != NULL ? cause :
+	    "failed");
 
 	free(cause);
 	return (r);

@@ -203,6 +203,7 @@ def test_file_write_read_round_trip(target):
     names = {e["name"] for e in steps[6]["result"]["structuredContent"]["entries"]}
     assert {"data", "blob.bin", "out.csv"} <= names
     assert steps[7]["result"]["isError"] is True
+    assert texts(steps[7]["result"]).startswith("BadPath")
 
 
 def test_session_tools(target):
