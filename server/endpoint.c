@@ -3,7 +3,9 @@
  * Each session has its own endpoint and key; the shared endpoint is one
  * more whose header.session field selects the session (kernel.c). This
  * file owns the sockets: binding, reading and decoding, sending. Decoding
- * failures are logged once each and the message dropped.
+ * failures are logged once each and the message dropped. The sockets are
+ * our own ZMTP ones (wire.c), not libzmq's, so that no peer can make the
+ * daemon hold more than max-message for an unfinished message.
  */
 
 #include <sys/stat.h>
@@ -25,12 +27,16 @@ struct endpoint *endpoint_shared;
 static zlist_t	*endpoint_closed;	/* closed, not yet reaped */
 
 static const char *endpoint_names[] = { "shell", "control", "stdin" };
+/* By PORT_* (connfile.c's order), for log lines. */
+static const char *endpoint_port_names[PORT_N] = {
+	[PORT_SHELL] = "shell", [PORT_IOPUB] = "iopub",
+	[PORT_STDIN] = "stdin", [PORT_CONTROL] = "control",
+	[PORT_HB] = "hb",
+};
 
-static int	endpoint_readable(zloop_t *, zsock_t *, void *);
+static void	endpoint_message(struct wire *, zmsg_t *, void *);
 static void	endpoint_dropped(struct endpoint *, int, const char *);
 static int	endpoint_drop_summary(zloop_t *, int, void *);
-static int	endpoint_monitor_event(zloop_t *, zsock_t *, void *);
-static int	endpoint_bind(zsock_t *, struct conninfo *, int, char **);
 
 static const char *
 endpoint_label(struct endpoint *ep)
@@ -38,7 +44,7 @@ endpoint_label(struct endpoint *ep)
 	return (ep->session != NULL ? ep->session->name : "shared");
 }
 
-zsock_t *
+static struct wire *
 endpoint_socket(struct endpoint *ep, int which)
 {
 	switch (which) {
@@ -53,44 +59,38 @@ endpoint_socket(struct endpoint *ep, int which)
 }
 
 static int
-endpoint_which(struct endpoint *ep, zsock_t *s)
+endpoint_which(struct endpoint *ep, struct wire *w)
 {
-	if (s == ep->shell)
+	if (w == ep->shell)
 		return (EP_SHELL);
-	if (s == ep->control)
+	if (w == ep->control)
 		return (EP_CONTROL);
 	return (EP_STDIN);
 }
 
-static int
-endpoint_readable(zloop_t *loop, zsock_t *s, void *arg)
+/* A complete message on shell, control or stdin (wire.c calls). */
+static void
+endpoint_message(struct wire *w, zmsg_t *m, void *arg)
 {
 	struct endpoint	*ep = arg;
 	struct jmsg	*jm;
-	zmsg_t		*m;
 	char		*cause;
-	int		 which = endpoint_which(ep, s), n;
+	int		 which = endpoint_which(ep, w);
 
-	(void)loop;
-	for (n = 0; n < ENDPOINT_BATCH; n++) {
-		if ((zsock_events(s) & ZMQ_POLLIN) == 0)
-			break;
-		if ((m = zmsg_recv(s)) == NULL)
-			break;
-		jm = jmsg_decode(&m, ep->sign, cfg.max_message, &cause);
-		if (jm == NULL) {
-			endpoint_dropped(ep, which, cause);
-			free(cause);
-			continue;
-		}
-		log_debug("%s: %s: %s", endpoint_label(ep),
-		    endpoint_names[which], jm->msg_type);
-		kernel_receive(ep, which, jm);
-		/* kernel_receive may have closed this endpoint. */
-		if (ep->closed)
-			return (0);
+	/* Closed: its sockets live until the loop reaps them. */
+	if (ep->closed) {
+		zmsg_destroy(&m);
+		return;
 	}
-	return (0);
+	jm = jmsg_decode(&m, ep->sign, cfg.max_message, &cause);
+	if (jm == NULL) {
+		endpoint_dropped(ep, which, cause);
+		free(cause);
+		return;
+	}
+	log_debug("%s: %s: %s", endpoint_label(ep), endpoint_names[which],
+	    jm->msg_type);
+	kernel_receive(ep, which, jm);
 }
 
 /*
@@ -137,111 +137,40 @@ endpoint_drop_summary(zloop_t *loop, int timer, void *arg)
 }
 
 /*
- * libzmq refuses a frame over ZMQ_MAXMSGSIZE by closing the connection,
- * silently. With -v, a monitor on shell and control turns that into a log
- * line; libzmq does not say why a connection closed, so the line says both.
+ * Bind one socket; a restarted kernel reuses ports its predecessor held,
+ * so EADDRINUSE on a given port is retried for a second.
  */
-static zsock_t *
-endpoint_monitor(struct endpoint *ep, zsock_t *s)
+static struct wire *
+endpoint_bind(struct endpoint *ep, enum wire_kind kind, int which,
+    char **cause)
 {
-	static u_int	 n;
-	char		 addr[64];
-	zsock_t		*pair;
+	struct conninfo	*ci = &ep->ci;
+	struct wire	*w = NULL;
+	char		*e, *label;
+	const char	*colon;
+	int		 tries;
 
-	snprintf(addr, sizeof addr, "inproc://cellblock-monitor-%u", n++);
-	if (zmq_socket_monitor(zsock_resolve(s), addr,
-	    ZMQ_EVENT_DISCONNECTED) != 0)
-		return (NULL);
-	pair = zsock_new(ZMQ_PAIR);
-	zsock_set_linger(pair, 0);
-	if (zsock_connect(pair, "%s", addr) != 0) {
-		zsock_destroy(&pair);
-		return (NULL);
-	}
-	zloop_reader(server_loop, pair, endpoint_monitor_event, ep);
-	return (pair);
-}
-
-static int
-endpoint_monitor_event(zloop_t *loop, zsock_t *pair, void *arg)
-{
-	struct endpoint	*ep = arg;
-	zmsg_t		*m;
-
-	(void)loop;
-	if ((m = zmsg_recv(pair)) == NULL)
-		return (0);
-	log_info("%s: %s: a client connection closed (by the client, or "
-	    "by us for a protocol error or a frame over the %zu-byte "
-	    "max-message limit)", endpoint_label(ep), pair == ep->mon[0] ?
-	    "shell" : "control", cfg.max_message);
-	zmsg_destroy(&m);
-	return (0);
-}
-
-/*
- * Bind through libzmq, not zsock_bind: for "tcp://IP:*" czmq tries ports
- * one by one from 49152 up (a bind and a netlink dump each), so a `new`
- * got slower with every port in use; libzmq binds port 0 and the kernel
- * picks a free one at once.  Returns the endpoint bound (allocated), or
- * NULL with zmq_errno() set.
- */
-char *
-endpoint_zbind(zsock_t *s, const char *ep)
-{
-	if (zmq_bind(zsock_resolve(s), ep) != 0)
-		return (NULL);
-	return (zsock_last_endpoint(s));
-}
-
-static int
-endpoint_bind(zsock_t *s, struct conninfo *ci, int which, char **cause)
-{
-	char	*ep, *bound = NULL, *colon;
-	int	 tries, r = -1;
-
-	ep = connfile_endpoint(ci, which);
+	e = connfile_endpoint(ci, which);
 	for (tries = 0; tries < ENDPOINT_BIND_TRIES; tries++) {
-		if ((bound = endpoint_zbind(s, ep)) != NULL) {
-			r = 0;
-			break;
-		}
-		/* A restarted kernel reuses ports its predecessor held. */
-		if (zmq_errno() != EADDRINUSE || ci->ports[which] == 0)
+		if (tries > 0)
+			free(*cause);
+		w = wire_new(&wire_main, kind, e, cfg.max_message,
+		    endpoint_message, ep, cause);
+		if (w != NULL || errno != EADDRINUSE || ci->ports[which] == 0)
 			break;
 		zclock_sleep(50);
 	}
-	if (r != 0)
-		xasprintf(cause, "cannot bind %s: %s", ep,
-		    zmq_strerror(zmq_errno()));
-	else if (strcmp(ci->transport, "tcp") == 0 && bound != NULL &&
-	    (colon = strrchr(bound, ':')) != NULL)
+	free(e);
+	if (w == NULL)
+		return (NULL);
+	if (strcmp(ci->transport, "tcp") == 0 &&
+	    (colon = strrchr(wire_endpoint(w), ':')) != NULL)
 		ci->ports[which] = atoi(colon + 1);
-	zstr_free(&bound);
-	free(ep);
-	return (r);
-}
-
-static zsock_t *
-endpoint_socket_new(int type)
-{
-	zsock_t	*s;
-
-	s = zsock_new(type);
-	if (s == NULL)
-		fatalx("cannot create ZeroMQ socket");
-	zsock_set_linger(s, 200);
-	if (type == ZMQ_ROUTER) {
-		zsock_set_maxmsgsize(s, (int64_t)cfg.max_message);
-		/*
-		 * jupyter_client uses its session id as the routing id, so a
-		 * client that reconnects presents the same one; without
-		 * handover the new connection is ignored while the old one
-		 * lingers.
-		 */
-		zsock_set_router_handover(s, 1);
-	}
-	return (s);
+	xasprintf(&label, "%s: %s", endpoint_label(ep),
+	    endpoint_port_names[which]);
+	wire_set_label(w, label);
+	free(label);
+	return (w);
 }
 
 /*
@@ -292,14 +221,14 @@ endpoint_new(struct session *s, const struct conninfo *want, char **cause)
 	    cause);
 	if (ep->sign == NULL)
 		goto fail;
-	ep->shell = endpoint_socket_new(ZMQ_ROUTER);
-	ep->control = endpoint_socket_new(ZMQ_ROUTER);
-	ep->stdin_ = endpoint_socket_new(ZMQ_ROUTER);
-	ep->iopub = endpoint_socket_new(ZMQ_PUB);
-	if (endpoint_bind(ep->shell, &ep->ci, PORT_SHELL, cause) != 0 ||
-	    endpoint_bind(ep->iopub, &ep->ci, PORT_IOPUB, cause) != 0 ||
-	    endpoint_bind(ep->stdin_, &ep->ci, PORT_STDIN, cause) != 0 ||
-	    endpoint_bind(ep->control, &ep->ci, PORT_CONTROL, cause) != 0)
+	if ((ep->shell = endpoint_bind(ep, WIRE_ROUTER, PORT_SHELL,
+	    cause)) == NULL ||
+	    (ep->iopub = endpoint_bind(ep, WIRE_PUB, PORT_IOPUB,
+	    cause)) == NULL ||
+	    (ep->stdin_ = endpoint_bind(ep, WIRE_ROUTER, PORT_STDIN,
+	    cause)) == NULL ||
+	    (ep->control = endpoint_bind(ep, WIRE_ROUTER, PORT_CONTROL,
+	    cause)) == NULL)
 		goto fail;
 	hb = connfile_endpoint(&ep->ci, PORT_HB);
 	i = heartbeat_bind(hb, &ep->hb, cause);
@@ -308,18 +237,6 @@ endpoint_new(struct session *s, const struct conninfo *want, char **cause)
 		goto fail;
 	if (strcmp(ep->ci.transport, "tcp") == 0)
 		ep->ci.ports[PORT_HB] = atoi(strrchr(ep->hb, ':') + 1);
-	zloop_reader(server_loop, ep->shell, endpoint_readable, ep);
-	zloop_reader(server_loop, ep->control, endpoint_readable, ep);
-	zloop_reader(server_loop, ep->stdin_, endpoint_readable, ep);
-	/*
-	 * Only with -v: the two monitors cost each session about 36 kB of
-	 * the daemon's memory (their inproc pipes) and two more sockets in
-	 * every poll, for a log line (docs/BENCHMARKS.md).
-	 */
-	if (log_enabled(LEVEL_DEBUG)) {
-		ep->mon[0] = endpoint_monitor(ep, ep->shell);
-		ep->mon[1] = endpoint_monitor(ep, ep->control);
-	}
 	return (ep);
 fail:
 	endpoint_destroy(&ep);
@@ -345,18 +262,9 @@ endpoint_reap(zloop_t *loop, int timer, void *arg)
 void
 endpoint_close(struct endpoint *ep)
 {
-	zsock_t	*socks[] = { ep->shell, ep->control, ep->stdin_ };
-	size_t	 i;
-
 	if (ep->closed)
 		return;
 	ep->closed = 1;
-	for (i = 0; i < nitems(socks); i++)
-		zloop_reader_end(server_loop, socks[i]);
-	for (i = 0; i < nitems(ep->mon); i++) {
-		if (ep->mon[i] != NULL)
-			zloop_reader_end(server_loop, ep->mon[i]);
-	}
 	zloop_timer(server_loop, 1, 1, endpoint_reap, ep);
 	if (endpoint_closed == NULL)
 		endpoint_closed = zlist_new();
@@ -382,8 +290,6 @@ void
 endpoint_destroy(struct endpoint **epp)
 {
 	struct endpoint	*ep = *epp;
-	zsock_t		**socks[] = { &ep->shell, &ep->control, &ep->stdin_ };
-	size_t		 i;
 
 	if (ep == NULL)
 		return;
@@ -391,21 +297,10 @@ endpoint_destroy(struct endpoint **epp)
 		zloop_timer_end(server_loop, ep->drop_timer);
 		endpoint_drop_summary(server_loop, ep->drop_timer, ep);
 	}
-	for (i = 0; i < nitems(socks); i++) {
-		if (*socks[i] != NULL) {
-			if (!ep->closed)
-				zloop_reader_end(server_loop, *socks[i]);
-			zsock_destroy(socks[i]);
-		}
-	}
-	zsock_destroy(&ep->iopub);
-	for (i = 0; i < nitems(ep->mon); i++) {
-		if (ep->mon[i] == NULL)
-			continue;
-		if (!ep->closed)
-			zloop_reader_end(server_loop, ep->mon[i]);
-		zsock_destroy(&ep->mon[i]);
-	}
+	wire_destroy(&ep->shell);
+	wire_destroy(&ep->control);
+	wire_destroy(&ep->stdin_);
+	wire_destroy(&ep->iopub);
 	if (ep->hb != NULL)
 		heartbeat_unbind(ep->hb);
 	if (ep->path != NULL)
@@ -439,20 +334,23 @@ endpoint_send(struct endpoint *ep, int which, const struct jmsg_out *out)
 		    out->msg_type);
 		return;
 	}
-	zmsg_send(&m, endpoint_socket(ep, which));
-	zmsg_destroy(&m);
+	wire_send(endpoint_socket(ep, which), &m);
 }
 
 void
 endpoint_publish(struct endpoint *ep, const struct jmsg_out *out)
 {
 	zmsg_t	*m;
+	u_int	 n;
 
 	if ((m = jmsg_encode(ep->sign, out)) == NULL) {
 		log_warn("%s: cannot encode %s", endpoint_label(ep),
 		    out->msg_type);
 		return;
 	}
-	zmsg_send(&m, ep->iopub);
-	zmsg_destroy(&m);
+	wire_send(ep->iopub, &m);
+	/* libzmq's PUB drops for a slow subscriber silently; say so. */
+	if ((n = wire_pub_dropped(ep->iopub)) > 0)
+		log_debug("%s: iopub: dropped %s for %u slow subscribers",
+		    endpoint_label(ep), out->msg_type, n);
 }

@@ -3,6 +3,7 @@
 #define CELLBLOCK_SERVER_H
 
 #include <sys/types.h>
+#include <sys/queue.h>
 #include <stdio.h>
 
 #include <czmq.h>
@@ -89,14 +90,13 @@ struct endpoint {
 	struct session	*session;	/* NULL: the shared endpoint */
 	struct conninfo	 ci;
 	struct sign	*sign;
-	zsock_t		*shell;
-	zsock_t		*control;
-	zsock_t		*stdin_;
-	zsock_t		*iopub;
+	struct wire	*shell;
+	struct wire	*control;
+	struct wire	*stdin_;
+	struct wire	*iopub;
 	char		*hb;
 	char		*path;		/* its connection file */
 	int		 closed;	/* freed from the loop soon */
-	zsock_t		*mon[2];	/* shell, control monitors */
 	int64_t		 drop_window;	/* ms: start of this drop-log second */
 	u_int		 drop_logged;	/* drops logged one by one in it */
 	u_int		 drop_quiet;	/* drops counted, not yet logged */
@@ -109,11 +109,9 @@ struct endpoint	*endpoint_new(struct session *, const struct conninfo *,
 void		 endpoint_default_ci(struct conninfo *, const char *);
 void		 endpoint_destroy(struct endpoint **);
 void		 endpoint_close(struct endpoint *);
-char		*endpoint_zbind(zsock_t *, const char *);
 void		 endpoint_reap_all(void);
 int		 endpoint_write_file(struct endpoint *, const char *, uid_t,
 		     char **);
-zsock_t		*endpoint_socket(struct endpoint *, int);
 void		 endpoint_send(struct endpoint *, int, const struct jmsg_out *);
 void		 endpoint_publish(struct endpoint *, const struct jmsg_out *);
 
@@ -206,5 +204,38 @@ extern const struct cmd_entry cmd_fork_entry;
 extern const struct cmd_entry cmd_attach_entry;
 extern const struct cmd_entry cmd_kernelspec_entry;
 void		 cmd_usage(const struct cmd_entry *) __attribute__((noreturn));
+
+/* server/wire.c */
+#define WIRE_IN		0x1
+#define WIRE_OUT	0x2
+#define WIRE_ERR	0x4
+enum wire_kind { WIRE_ROUTER, WIRE_PUB, WIRE_ECHO };
+struct wire;
+struct wire_conn;
+typedef void	 wire_io_cb(int, int, void *);
+typedef void	 wire_msg_cb(struct wire *, zmsg_t *, void *);
+/* A loop to run sockets in, and its budget for unfinished messages. */
+struct wire_loop {
+	void	*(*add)(struct wire_loop *, int, int, wire_io_cb *, void *);
+	void	 (*set)(struct wire_loop *, void *, int);
+	void	 (*remove)(struct wire_loop *, void *);
+	void	*data;				/* the loop's own */
+	void	*data2;
+	TAILQ_HEAD(, wire_conn) conns;		/* every connection in it */
+	size_t	 held;				/* unfinished messages, bytes */
+	size_t	 budget;
+	u_char	*buf;				/* one read's */
+};
+extern struct wire_loop wire_main;
+void		 wire_loop_init(struct wire_loop *, size_t);
+void		 wire_loop_free(struct wire_loop *);
+struct wire	*wire_new(struct wire_loop *, enum wire_kind, const char *,
+		     size_t, wire_msg_cb *, void *, char **);
+void		 wire_destroy(struct wire **);
+const char	*wire_endpoint(struct wire *);
+void		 wire_set_label(struct wire *, const char *);
+int		 wire_send(struct wire *, zmsg_t **);
+u_int		 wire_pub_dropped(struct wire *);
+u_int		 wire_connections(struct wire *);
 
 #endif
