@@ -11,7 +11,7 @@
  *	what			bound				then
  *	one message		max-message, plus ZMTP_FRAME_COST a frame	close
  *	all unfinished messages	max-message per loop (shared)	close the largest
- *	a connection's output	WIRE_QUEUE_MAX bytes		drop the message
+ *	a connection's output	one message + WIRE_QUEUE bytes	drop the message
  *	subscriptions		WIRE_SUBS_MAX prefixes		close
  *	connections		WIRE_CONN_MAX per socket	refuse new ones
  *
@@ -59,7 +59,7 @@
 #define WIRE_LOG_LINES	5	/* disconnections logged per second per socket */
 #define WIRE_SUB_MESSAGE 4096	/* largest message a SUB peer may send */
 #define WIRE_ECHO_QUEUE	65536	/* an echo peer's output before it is closed */
-#define WIRE_QUEUE_SLACK (1 << 20) /* output beyond one max-message */
+#define WIRE_QUEUE	(8 << 20) /* output queued behind a first message */
 
 /* A piece of output, shared by every PUB peer it is queued for. */
 struct wire_chunk {
@@ -150,13 +150,17 @@ wire_chunk_new(const void *data, size_t len)
 	return (ch);
 }
 
-/* A connection's output bound: one largest message and some. */
-static size_t
-wire_queue_max(struct wire *w)
+/*
+ * Whether a connection's output queue takes len more bytes: into an empty
+ * queue anything (one message is at most max-message), behind that a few
+ * MiB, so a peer that never reads holds at most max-message + WIRE_QUEUE.
+ */
+static int
+wire_queue_takes(struct wire_conn *c, size_t len)
 {
-	if (w->kind == WIRE_ECHO)
-		return (WIRE_ECHO_QUEUE);
-	return (w->max_message + WIRE_QUEUE_SLACK);
+	if (c->wire->kind == WIRE_ECHO)
+		return (c->queued + len <= WIRE_ECHO_QUEUE);
+	return (c->queued == 0 || c->queued + len <= WIRE_QUEUE);
 }
 
 static void
@@ -463,6 +467,13 @@ wire_conn_kill(struct wire_conn *c, const char *why)
 	if (c->dead)
 		return;
 	c->dead = 1;
+	/*
+	 * Free its unfinished message now, not when its callback comes: the
+	 * budget stops counting it at once, so the memory must go at once.
+	 */
+	c->wire->loop->held -= c->held;
+	c->held = 0;
+	zmtp_destroy(&c->zmtp);
 	if (why != NULL) {
 		xasprintf(&line, "closed a connection: %s", why);
 		wire_log(c->wire, line);
@@ -523,13 +534,17 @@ wire_budget(struct wire_conn *c)
 	size_t			 len;
 	char			*why;
 
+	if (c->dead)
+		return;
 	out = zmtp_output(c->zmtp, &len);
-	if (len > 0 && !c->dead) {
+	if (len > 0) {
 		wire_enqueue(c, wire_chunk_new(out, len), 1);
 		zmtp_output_taken(c->zmtp);
 	}
+	if (c->dead)
+		return;
 	loop->held -= c->held;
-	c->held = c->dead ? 0 : zmtp_held(c->zmtp);
+	c->held = zmtp_held(c->zmtp);
 	loop->held += c->held;
 	while (loop->held > loop->budget) {
 		big = NULL;
@@ -542,8 +557,6 @@ wire_budget(struct wire_conn *c)
 		xasprintf(&why, "%zu bytes of unfinished messages held over "
 		    "all connections, over the %zu-byte budget; this one held "
 		    "the most (%zu)", loop->held, loop->budget, big->held);
-		loop->held -= big->held;
-		big->held = 0;
 		wire_conn_kill(big, why);
 		free(why);
 	}
@@ -622,7 +635,7 @@ wire_enqueue(struct wire_conn *c, struct wire_chunk *ch, int force)
 	struct wire_qent	*q;
 	int			 was_empty = c->queued == 0;
 
-	if (!force && c->queued + ch->len > wire_queue_max(c->wire)) {
+	if (!force && !wire_queue_takes(c, ch->len)) {
 		if (ch->refs == 0)
 			free(ch);
 		return (-1);
