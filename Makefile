@@ -42,7 +42,7 @@ obj = $(patsubst %.c,$(BUILDDIR)/%.o,$(1))
 
 BINS	= $(BINDIR)/cellblockd $(BINDIR)/cellblock $(BINDIR)/cellblock-shim \
 	  $(BINDIR)/cellblock-zygote.so
-TESTBINS = $(BINDIR)/test-protocol \
+TESTBINS = $(BINDIR)/test-protocol $(BINDIR)/test-zmtp \
 	   $(if $(wildcard sessions/test-cgroup.c),$(BINDIR)/test-cgroup) \
 	   $(if $(wildcard tests/sandbox/try-syscall.c),$(BINDIR)/try-syscall) \
 	   $(if $(wildcard tests/sandbox/seccomp-check.c),$(BINDIR)/seccomp-check) \
@@ -57,6 +57,7 @@ $(BINDIR)/cellblockd: $(call obj,$(DAEMON_SRC) $(PROTO_SRC) $(SESS_SRC))
 $(BINDIR)/cellblock: $(call obj,$(CLI_SRC) $(PROTO_SRC))
 $(BINDIR)/cellblock-shim: $(call obj,$(SHIM_SRC) protocol/xmalloc.c)
 $(BINDIR)/test-protocol: $(call obj,protocol/test-protocol.c $(PROTO_SRC))
+$(BINDIR)/test-zmtp: $(call obj,protocol/test-zmtp.c $(PROTO_SRC))
 $(BINDIR)/test-cgroup: $(call obj,sessions/test-cgroup.c sessions/cgroup.c)
 $(BINDIR)/try-syscall: $(call obj,tests/sandbox/try-syscall.c)
 $(BINDIR)/seccomp-check: $(call obj,tests/sandbox/seccomp-check.c kernel-shim/sandbox-seccomp.c)

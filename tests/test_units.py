@@ -7,7 +7,7 @@ import subprocess
 import pytest
 
 from cbtest import BIN
-UNITS = ["test-protocol", "test-cgroup", "seccomp-check", "sandbox-check"]
+UNITS = ["test-protocol", "test-zmtp", "test-cgroup", "seccomp-check", "sandbox-check"]
 
 
 @pytest.mark.parametrize("name", UNITS)
