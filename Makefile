@@ -48,7 +48,7 @@ TESTBINS = $(BINDIR)/test-protocol $(BINDIR)/test-zmtp \
 	   $(if $(wildcard tests/sandbox/seccomp-check.c),$(BINDIR)/seccomp-check) \
 	   $(if $(wildcard tests/sandbox/sandbox-check.c),$(BINDIR)/sandbox-check)
 # The fuzz harnesses' replay drivers: the corpus and crashes as tests (Fuzzing below).
-FUZZ_TARGETS = jmsg control channel config
+FUZZ_TARGETS = jmsg control channel config zmtp
 TESTBINS += $(patsubst %,$(BINDIR)/fuzz-replay-%,$(FUZZ_TARGETS))
 
 all: $(BINS) $(TESTBINS)
@@ -150,6 +150,7 @@ FUZZ_LINK_control = $(filter-out server/cellblockd.c,$(DAEMON_SRC)) \
 		    server/cellblockd-lib.c $(PROTO_SRC) $(SESS_SRC)
 FUZZ_LINK_channel = sessions/channel.c protocol/xmalloc.c
 FUZZ_LINK_config  = server/config.c protocol/xmalloc.c
+FUZZ_LINK_zmtp	  = $(PROTO_SRC)
 
 define FUZZ_RULES
 $(BINDIR)/fuzz-replay-$(1): $$(call obj,tests/fuzz/replay.c \

@@ -465,18 +465,23 @@ bad:
 /*
  * Feed bytes from the peer. Consumes up to len bytes and stops after a
  * complete message, which goes to *msgp (NULL if none completed; the
- * caller owns it). Returns the bytes consumed, or -1 with a cause: the
+ * caller owns it), or after output appeared (zmtp_output). Returns the bytes consumed, or -1 with a cause: the
  * connection must then be closed, the codec only destroyed.
  */
 ssize_t
 zmtp_feed(struct zmtp *z, const u_char *buf, size_t len, zmsg_t **msgp,
     char **cause)
 {
-	size_t	i = 0, n;
+	size_t	i = 0, n, out0 = z->out_len;
 	u_char	c;
 
+	/*
+	 * Stop after a complete message, or after anything to send (READY,
+	 * PONG): the caller sends it before feeding more, so the output
+	 * buffer never fills however many PINGs one read holds.
+	 */
 	*msgp = NULL;
-	while (i < len && *msgp == NULL) {
+	while (i < len && *msgp == NULL && z->out_len == out0) {
 		switch (z->state) {
 		case ZMTP_GREETING:
 			if (zmtp_greeting_byte(z, buf[i++], cause) != 0)

@@ -130,6 +130,7 @@ static void	wire_conn_io(int, int, void *);
 static void	wire_conn_read(struct wire_conn *);
 static int	wire_conn_message(struct wire_conn *, zmsg_t *);
 static void	wire_conn_routed(struct wire_conn *);
+static int	wire_conn_output(struct wire_conn *);
 static int	wire_conn_write(struct wire_conn *);
 static void	wire_conn_want(struct wire_conn *);
 static void	wire_conn_close(struct wire_conn *, const char *);
@@ -511,6 +512,8 @@ wire_conn_read(struct wire_conn *c)
 				free(cause);
 				return;
 			}
+			if (wire_conn_output(c) != 0)
+				return;
 			if (!was_ready && zmtp_ready(c->zmtp))
 				wire_conn_routed(c);
 			if (m != NULL && wire_conn_message(c, m) != 0)
@@ -521,8 +524,7 @@ wire_conn_read(struct wire_conn *c)
 }
 
 /*
- * Keep the codec's handshake output moving, and charge what the
- * unfinished message holds to the loop; over the shared budget, the
+ * Charge what the unfinished message holds to the loop; over the shared budget, the
  * connection holding the most goes (often, but not always, this one).
  */
 static void
@@ -530,17 +532,8 @@ wire_budget(struct wire_conn *c)
 {
 	struct wire_loop	*loop = c->wire->loop;
 	struct wire_conn	*big, *o;
-	const u_char		*out;
-	size_t			 len;
 	char			*why;
 
-	if (c->dead)
-		return;
-	out = zmtp_output(c->zmtp, &len);
-	if (len > 0) {
-		wire_enqueue(c, wire_chunk_new(out, len), 1);
-		zmtp_output_taken(c->zmtp);
-	}
 	if (c->dead)
 		return;
 	loop->held -= c->held;
@@ -560,6 +553,26 @@ wire_budget(struct wire_conn *c)
 		wire_conn_kill(big, why);
 		free(why);
 	}
+}
+
+/*
+ * Queue what the codec wants sent (READY, PONG); bounded like any output,
+ * so a peer that pings and never reads is closed. -1 if c died.
+ */
+static int
+wire_conn_output(struct wire_conn *c)
+{
+	const u_char	*out;
+	size_t		 len;
+
+	out = zmtp_output(c->zmtp, &len);
+	if (len == 0)
+		return (0);
+	if (wire_enqueue(c, wire_chunk_new(out, len), 0) != 0)
+		wire_conn_kill(c, "peer does not read its handshake replies");
+	else
+		zmtp_output_taken(c->zmtp);
+	return (c->dead ? -1 : 0);
 }
 
 /* The handshake is done: a ROUTER peer gets its routing id. */
