@@ -114,24 +114,49 @@ mcp_run_text(json_t *content, const char *fmt, ...)
 	free(text);
 }
 
-/* What a resume before the call brought back and what it could not. */
+/* A part of a restore report as short text: at most 1000 bytes of it. */
+static char *
+mcp_run_dump(json_t *v)
+{
+	char	*s;
+
+	if (v == NULL || (json_is_array(v) && json_array_size(v) == 0) ||
+	    (json_is_object(v) && json_object_size(v) == 0))
+		return (xstrdup("none"));
+	if ((s = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY)) == NULL)
+		return (xstrdup("?"));
+	if (strlen(s) > 1000)
+		strcpy(s + 996, "...");
+	return (s);
+}
+
+/*
+ * What a resume before the call brought back and what it could not (the
+ * core's restore report: restored, names, lost, skipped, error).
+ */
 static void
 mcp_run_resumed(json_t *content, json_t *resumed)
 {
-	char	*restored, *lost;
+	char	*names, *lost, *skipped;
 
 	if (!json_is_object(resumed))
 		return;
-	restored = json_dumps(json_object_get(resumed, "restored"),
-	    JSON_COMPACT | JSON_ENCODE_ANY);
-	lost = json_dumps(json_object_get(resumed, "lost"),
-	    JSON_COMPACT | JSON_ENCODE_ANY);
-	mcp_run_text(content, "The session was resumed before this call: "
-	    "restored %s; lost %s%s%s", restored ? restored : "[]",
-	    lost ? lost : "[]", json_object_get(resumed, "error") ? "; " : "",
-	    json_string_value(json_object_get(resumed, "error")) ?: "");
-	free(restored);
+	if (!json_is_true(json_object_get(resumed, "restored"))) {
+		mcp_run_text(content, "The session was resumed, but its "
+		    "checkpoint could not be restored (%s): its variables are "
+		    "lost, its files are there.", json_string_value(
+		    json_object_get(resumed, "error")) ?: "no checkpoint");
+		return;
+	}
+	names = mcp_run_dump(json_object_get(resumed, "names"));
+	lost = mcp_run_dump(json_object_get(resumed, "lost"));
+	skipped = mcp_run_dump(json_object_get(resumed, "skipped"));
+	mcp_run_text(content, "The session was resumed from its checkpoint "
+	    "before this call. Restored: %s. Lost: %s. Not saved: %s.", names,
+	    lost, skipped);
+	free(names);
 	free(lost);
+	free(skipped);
 }
 
 /* One result's MIME bundle as blocks; images counted against the caps. */

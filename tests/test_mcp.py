@@ -13,7 +13,7 @@ import uuid
 
 import pytest
 
-from cbtest import CELLBLOCK, Daemon, ROOT
+from cbtest import CELLBLOCK, Daemon, ROOT, poll
 
 JS = os.path.join(ROOT, "tests", "js")
 CLIENT = os.path.join(JS, "mcp-client.mjs")
@@ -242,3 +242,28 @@ def test_unknown_tool_and_bad_arguments(target):
     assert steps[0]["error"]["code"] == -32602 and "rm_rf" in steps[0]["error"]["message"]
     assert steps[1]["error"]["code"] == -32602 and "code" in steps[1]["error"]["message"]
     ok(steps[2])
+
+
+def test_first_reply_after_resume_says_what_came_back(target):
+    """A session that hibernated (idle timeout 1 s) resumes on the next
+    call, whose reply begins with what was restored."""
+    name = "mcp-resume-%s" % uuid.uuid4().hex[:6]
+    steps = target.call([
+        {"tool": "create_session", "args": {"name": name, "idle_timeout": 1}},
+        run("import pandas as pd\nframe = pd.DataFrame({'v': [1, 2, 3]})", session=name),
+    ])
+    for s in steps:
+        ok(s)
+    def hibernated():
+        listed = ok(target.call([{"tool": "list_sessions"}])[0])["structuredContent"]
+        return {s["name"]: s["state"] for s in listed["sessions"]}[name] == "hibernated"
+    poll(hibernated, 60, "the session to hibernate")
+    steps = target.call([run("int(frame.v.sum())", session=name),
+                         run("1", session=name),
+                         {"tool": "delete_session", "args": {"session": name}}])
+    first = ok(steps[0])
+    assert first["content"][0]["text"].startswith("The session was resumed from its checkpoint")
+    assert "frame" in first["content"][0]["text"]
+    assert first["structuredContent"]["resumed"]["restored"] is True
+    assert "6" in texts(first)
+    assert "resumed" not in texts(ok(steps[1]))
