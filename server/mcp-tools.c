@@ -36,17 +36,20 @@ static mcp_tool_fn mcp_tool_create, mcp_tool_list, mcp_tool_run,
 			"\"description\": \"" d "\"}"
 
 /*
- * Legend: tool name; handler; description an LLM reads to pick and call
- * it; inputSchema; outputSchema (NULL: none), both JSON text.
+ * Legend: tool name; handler; whether its calls wait (and count against
+ * MCP_CALLS_MAX: the tools that answer at once, interrupt among them,
+ * are never refused for a busy connection); description an LLM reads to
+ * pick and call it; inputSchema; outputSchema (NULL: none), JSON text.
  */
 static const struct mcp_tool {
 	const char	*name;
 	mcp_tool_fn	*fn;
+	int		 waits;
 	const char	*description;
 	const char	*input;
 	const char	*output;
 } mcp_tools[] = {
-	{ "run_code", mcp_tool_run,
+	{ "run_code", mcp_tool_run, 1,
 	  "Run Python code in a persistent, sandboxed interpreter. Variables, "
 	  "imports and files persist between calls in the same session. "
 	  "Returns stdout, stderr, the value of the last expression, rich "
@@ -63,7 +66,7 @@ static const struct mcp_tool {
 	  "\"required\": [\"code\"], \"additionalProperties\": false}",
 	  "{\"type\": \"object\", \"properties\": {\"status\": {\"type\": "
 	  "\"string\"}}, \"required\": [\"status\"]}" },
-	{ "write_file", mcp_tool_write,
+	{ "write_file", mcp_tool_write, 0,
 	  "Write a file into a session's working directory (the cwd of its "
 	  "code), creating parent directories. Text, or bytes as base64.",
 	  "{\"type\": \"object\", \"properties\": {" S_SESSION ", "
@@ -78,7 +81,7 @@ static const struct mcp_tool {
 	  "{\"type\": \"object\", \"properties\": {\"path\": {\"type\": "
 	  "\"string\"}, \"size\": {\"type\": \"integer\"}}, "
 	  "\"required\": [\"path\", \"size\"]}" },
-	{ "read_file", mcp_tool_read,
+	{ "read_file", mcp_tool_read, 0,
 	  "Read a file from a session's working directory: as text when it "
 	  "is UTF-8 (or encoding text is asked), else as base64 (images "
 	  "also come back as an image block).",
@@ -93,7 +96,7 @@ static const struct mcp_tool {
 	  "{\"type\": \"string\"}, \"content\": {\"type\": \"string\"}}, "
 	  "\"required\": [\"path\", \"size\", \"encoding\", "
 	  "\"content\"]}" },
-	{ "list_files", mcp_tool_files,
+	{ "list_files", mcp_tool_files, 0,
 	  "List a directory of a session's working directory: name, path, "
 	  "type (file, dir, symlink), size and mtime of each entry.",
 	  "{\"type\": \"object\", \"properties\": {" S_SESSION ", "
@@ -104,7 +107,7 @@ static const struct mcp_tool {
 	  "{\"type\": \"object\", \"properties\": {\"entries\": {\"type\": "
 	  "\"array\", \"items\": {\"type\": \"object\"}}, \"truncated\": "
 	  "{\"type\": \"boolean\"}}, \"required\": [\"entries\"]}" },
-	{ "create_session", mcp_tool_create,
+	{ "create_session", mcp_tool_create, 0,
 	  "Create a new sandboxed Python session with its own limits. Its "
 	  "name is what the other tools take as session.",
 	  "{\"type\": \"object\", \"properties\": {"
@@ -121,7 +124,7 @@ static const struct mcp_tool {
 	  "this connection's default session\"}}, "
 	  "\"additionalProperties\": false}",
 	  O_SESSION },
-	{ "list_sessions", mcp_tool_list,
+	{ "list_sessions", mcp_tool_list, 0,
 	  "List your sessions: name, state (running, idle, hibernated), "
 	  "limits and resource use.",
 	  "{\"type\": \"object\", \"properties\": {}, "
@@ -129,19 +132,19 @@ static const struct mcp_tool {
 	  "{\"type\": \"object\", \"properties\": {\"sessions\": {\"type\": "
 	  "\"array\", \"items\": {\"type\": \"object\"}}}, "
 	  "\"required\": [\"sessions\"]}" },
-	{ "interrupt", mcp_tool_interrupt,
+	{ "interrupt", mcp_tool_interrupt, 0,
 	  "Interrupt the cell running in a session (KeyboardInterrupt); the "
 	  "session and its variables stay.",
 	  I_SESSION, O_SESSION },
-	{ "restart", mcp_tool_restart,
+	{ "restart", mcp_tool_restart, 0,
 	  "Restart a session's interpreter: its variables are lost, its "
 	  "files stay.",
 	  I_SESSION, O_SESSION },
-	{ "checkpoint", mcp_tool_checkpoint,
+	{ "checkpoint", mcp_tool_checkpoint, 1,
 	  "Write a checkpoint of a session's interpreter state now (it is "
 	  "restored when the session resumes after hibernation).",
 	  I_SESSION, "{\"type\": \"object\"}" },
-	{ "fork_session", mcp_tool_fork,
+	{ "fork_session", mcp_tool_fork, 1,
 	  "Make a new session that starts from a copy of this session's "
 	  "state (variables and files), to try something without risk.",
 	  "{\"type\": \"object\", \"properties\": {" S_SESSION ", "
@@ -149,7 +152,7 @@ static const struct mcp_tool {
 	  "\"description\": \"Name of the copy; default: a random one\"}}, "
 	  "\"additionalProperties\": false}",
 	  "{\"type\": \"object\"}" },
-	{ "delete_session", mcp_tool_delete,
+	{ "delete_session", mcp_tool_delete, 0,
 	  "End a session for good: its interpreter, state and files go.",
 	  I_SESSION, O_SESSION },
 };
@@ -226,6 +229,14 @@ mcp_tools_call(struct mcp_call *call, const char *name, json_t *args,
 	if (mcp_schema_check(mcp_tools_input[i], args, "arguments",
 	    cause) != 0) {
 		*code = MCP_INVALID_PARAMS;
+		json_decref(empty);
+		return (-1);
+	}
+	if (mcp_tools[i].waits && mcp_calls(call->mcp) > MCP_CALLS_MAX) {
+		xasprintf(cause, "tools/call %s: %d calls already in flight on "
+		    "this connection; wait for one to finish", name,
+		    MCP_CALLS_MAX);
+		*code = MCP_BUSY;
 		json_decref(empty);
 		return (-1);
 	}

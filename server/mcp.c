@@ -133,6 +133,13 @@ mcp_version(struct mcp *m)
 	return (m->version);
 }
 
+/* Tool calls waiting for an answer on this connection, call included. */
+u_int
+mcp_calls(struct mcp *m)
+{
+	return (m->ncalls);
+}
+
 int
 mcp_initialized(struct mcp *m)
 {
@@ -371,11 +378,6 @@ mcp_tools_call_m(struct mcp *m, json_t *id, json_t *params, json_t **result,
 	if (name == NULL) {
 		*cause = xstrdup("tools/call: name must be a string");
 		return (MCP_INVALID_PARAMS);
-	}
-	if (m->ncalls >= MCP_CALLS_MAX) {
-		xasprintf(cause, "tools/call: %d calls already in flight on "
-		    "this connection; wait for one to finish", MCP_CALLS_MAX);
-		return (MCP_BUSY);
 	}
 	call = xcalloc(1, sizeof *call);
 	call->mcp = m;

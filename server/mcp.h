@@ -19,7 +19,8 @@
 #include "server.h"
 
 #define MCP_MESSAGE_MAX		8388608	/* bytes of one message in (8 MiB) */
-#define MCP_CALLS_MAX		8	/* tool calls in flight per connection */
+#define MCP_CALLS_MAX		8	/* calls that wait (cells, checkpoints,
+					   forks) in flight per connection */
 #define MCP_PROTOCOL_LATEST	"2025-11-25"
 
 /* JSON-RPC 2.0 error codes (the spec's; -32002 is MCP's "not initialized"). */
@@ -64,6 +65,7 @@ uid_t		 mcp_uid(struct mcp *);
 const char	*mcp_transport(struct mcp *);
 const char	*mcp_version(struct mcp *);
 int		 mcp_initialized(struct mcp *);
+u_int		 mcp_calls(struct mcp *);
 const char	*mcp_default_session(struct mcp *);
 void		 mcp_set_default_session(struct mcp *, const char *);
 int		 mcp_version_supported(const char *);

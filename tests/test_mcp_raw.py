@@ -27,6 +27,7 @@ class Stdio:
                                   env=daemon.env())
         self.buf = b""
         self.next_id = 0
+        self.stray = []     # what request() read past
 
     def send_raw(self, data):
         self.p.stdin.write(data)
@@ -54,10 +55,11 @@ class Stdio:
         if params is not None:
             msg["params"] = params
         self.send(msg)
-        while True:     # notifications (progress, logging) may come first
+        while True:     # notifications, other calls' answers may come first
             r = self.recv(**kw)
             if r.get("id") == self.next_id:
                 return r
+            self.stray.append(r)
 
     def initialize(self, version="2025-11-25"):
         r = self.request("initialize", {"protocolVersion": version, "capabilities": {},
@@ -202,3 +204,70 @@ def test_session_tools(mcp):
     assert "isError" not in r["result"], r
     r = mcp.request("tools/call", {"name": "list_sessions", "arguments": {}})
     assert "raw-one" not in [s["name"] for s in r["result"]["structuredContent"]["sessions"]]
+
+
+def call(mcp, name, args, **kw):
+    return mcp.request("tools/call", {"name": name, "arguments": args}, **kw)
+
+
+def test_calls_in_flight_are_bounded(mcp):
+    """MCP_CALLS_MAX calls may wait on one connection; one more is refused
+    at once (-32000), and the connection serves on."""
+    limit = c_define("server/mcp.h", "MCP_CALLS_MAX")
+    mcp.initialize()
+    r = call(mcp, "create_session", {"name": "raw-busy"})
+    assert "isError" not in r["result"], r
+    for i in range(limit):
+        mcp.send({"jsonrpc": "2.0", "id": "slow-%d" % i, "method": "tools/call",
+                  "params": {"name": "run_code",
+                             "arguments": {"session": "raw-busy",
+                                           "code": "import time; time.sleep(600)"}}})
+    r = call(mcp, "run_code", {"session": "raw-busy", "code": "1"})
+    assert r["error"]["code"] == -32000 and "in flight" in r["error"]["message"]
+    alive(mcp)
+    mcp.send({"jsonrpc": "2.0", "id": "del", "method": "tools/call",
+              "params": {"name": "delete_session", "arguments": {"session": "raw-busy"}}})
+    answers = {m["id"]: m for m in mcp.stray if "id" in m}
+    while len(answers) < limit + 1:     # every queued call ends with its session
+        m = mcp.recv()
+        answers[m["id"]] = m
+    assert "isError" not in answers.pop("del")["result"]
+    assert sorted(answers) == sorted("slow-%d" % i for i in range(limit))
+    assert all(m["result"]["isError"] is True for m in answers.values())
+    alive(mcp)
+
+
+def test_images_are_capped(mcp):
+    """Twelve PNGs in one result: eight image blocks, the rest a note."""
+    cap = c_define("server/mcp-run.c", "MCP_RUN_IMAGES_MAX")
+    mcp.initialize()
+    code = ("from IPython.display import Image, display\n"
+            "import base64\n"
+            "png = base64.b64decode('iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR4"
+            "nGNgYGD4DwABBAEAwS2OUAAAAABJRU5ErkJggg==')\n"
+            "for i in range(12):\n    display(Image(data=png))")
+    r = call(mcp, "run_code", {"code": code})
+    res = r["result"]
+    assert "isError" not in res or res["isError"] is False, res
+    images = [b for b in res["content"] if b["type"] == "image"]
+    assert len(images) == cap
+    notes = [b for b in res["content"] if b["type"] == "text" and "omitted" in b["text"]]
+    assert len(notes) == 12 - cap
+    # structuredContent does not carry the bytes a second time
+    for result in res["structuredContent"]["results"]:
+        assert "in content" in result["data"]["image/png"]
+
+
+def test_audit_says_mcp(daemon, mcp):
+    mcp.initialize()
+    r = call(mcp, "create_session", {"name": "raw-audit"})
+    assert "isError" not in r["result"], r
+    r = call(mcp, "run_code", {"session": "raw-audit", "code": "'audited'"})
+    assert r["result"]["structuredContent"]["status"] == "ok"
+    p = daemon.cli("audit", "--json", "raw-audit", timeout=30)
+    assert p.returncode == 0, p.stderr
+    events = [json.loads(l) for l in p.stdout.splitlines() if l.strip()]
+    kinds = {e.get("client") for e in events if e.get("event") in ("execute", "exec_start")
+             or "client" in e}
+    assert "mcp" in kinds, events
+    call(mcp, "delete_session", {"session": "raw-audit"})
