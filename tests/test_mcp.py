@@ -267,3 +267,38 @@ def test_first_reply_after_resume_says_what_came_back(target):
     assert first["structuredContent"]["resumed"]["restored"] is True
     assert "6" in texts(first)
     assert "resumed" not in texts(ok(steps[1]))
+
+
+@pytest.mark.skipif(not HTTP, reason="no /mcp in this build")
+def test_two_tokens_isolated_over_http():
+    """Two owners' tokens: neither sees nor touches the other's sessions,
+    and one's Mcp-Session-Id is nothing to the other."""
+    from gwtest import Gateway
+    gw = Gateway()
+    try:
+        url = gw.url + "/mcp"
+        mine = Target("http", dict(os.environ), url=url, token=gw.token("root"))
+        theirs = Target("http", dict(os.environ), url=url, token=gw.token("nobody", uid=65534))
+        a = mine.call([{"tool": "create_session", "args": {"name": "iso-root"}},
+                       run("secret = 'root only'", session="iso-root")])
+        for s in a:
+            ok(s)
+        b = theirs.call([{"tool": "list_sessions"},
+                         run("print(secret)", session="iso-root"),
+                         {"tool": "read_file", "args": {"session": "iso-root", "path": "x"}},
+                         {"tool": "delete_session", "args": {"session": "iso-root"}},
+                         {"tool": "create_session", "args": {"name": "iso-nobody"}},
+                         run("print('mine')", session="iso-nobody")])
+        assert "iso-root" not in {s["name"] for s in
+                                  ok(b[0])["structuredContent"]["sessions"]}
+        for s in b[1:4]:
+            assert s["result"]["isError"] is True
+            assert texts(s["result"]).startswith("PermissionDenied"), s
+        assert "mine" in texts(ok(b[5]))
+        again = mine.call([run("print(secret)", session="iso-root"), {"tool": "list_sessions"}])
+        assert "root only" in texts(ok(again[0]))
+        # root sees all (as everywhere), so list both; nobody saw only its own
+        assert {"iso-root", "iso-nobody"} <= {s["name"] for s in
+                                              ok(again[1])["structuredContent"]["sessions"]}
+    finally:
+        gw.stop()
