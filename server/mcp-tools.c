@@ -387,6 +387,8 @@ mcp_tools_session(struct mcp_call *call, json_t *args, json_t **result)
 	    json_object_get(reply, "session"), "name")));
 	log_info("mcp: uid %u: default session %s", (u_int)mcp_uid(m),
 	    mcp_default_session(m));
+	mcp_log(m, "info", json_pack("{s:s,s:s}", "message", "created this "
+	    "connection's default session", "session", mcp_default_session(m)));
 	json_decref(reply);
 	return (mcp_default_session(m));
 }

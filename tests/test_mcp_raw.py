@@ -271,3 +271,21 @@ def test_audit_says_mcp(daemon, mcp):
              or "client" in e}
     assert "mcp" in kinds, events
     call(mcp, "delete_session", {"session": "raw-audit"})
+
+
+def test_logging_level(mcp):
+    """The default session's creation is logged at info; setLevel warning
+    silences it; a bad level is -32602."""
+    mcp.initialize()
+    r = mcp.request("logging/setLevel", {"level": "loud"})
+    assert r["error"]["code"] == -32602
+    r = call(mcp, "run_code", {"code": "1"})
+    logs = [m for m in mcp.stray if m.get("method") == "notifications/message"]
+    assert logs and logs[0]["params"]["level"] == "info"
+    assert logs[0]["params"]["data"]["session"]
+    r = call(mcp, "delete_session", {})
+    assert "isError" not in r["result"], r
+    mcp.stray.clear()
+    assert mcp.request("logging/setLevel", {"level": "warning"})["result"] == {}
+    call(mcp, "run_code", {"code": "1"})
+    assert not [m for m in mcp.stray if m.get("method") == "notifications/message"]
