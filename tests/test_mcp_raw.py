@@ -289,3 +289,41 @@ def test_logging_level(mcp):
     assert mcp.request("logging/setLevel", {"level": "warning"})["result"] == {}
     call(mcp, "run_code", {"code": "1"})
     assert not [m for m in mcp.stray if m.get("method") == "notifications/message"]
+
+
+class _Env:
+    def __init__(self, state):
+        self.state = state
+
+    def env(self):
+        return dict(os.environ, CELLBLOCK_STATE_DIR=self.state)
+
+
+def test_cellblock_mcp_starts_the_daemon(tmp_path):
+    """As every CLI command: no daemon, `cellblock mcp` starts one and
+    serves through it; stdout carries only MCP messages."""
+    from test_cli import daemons_for, stop_daemons
+    state = str(tmp_path / "state")
+    assert daemons_for(state) == []
+    s = Stdio(_Env(state))
+    try:
+        r = s.initialize()
+        assert r["result"]["serverInfo"]["name"] == "cellblock"
+        assert len(daemons_for(state)) == 1
+        r = call(s, "run_code", {"code": "2 ** 10"})
+        assert "1024" in json.dumps(r["result"]["content"])
+    finally:
+        s.close()
+        stop_daemons(state)
+
+
+def test_stdin_closed_ends_the_default_session(daemon):
+    s = Stdio(daemon)
+    s.initialize()
+    r = call(s, "run_code", {"code": "1"})
+    name = r["result"]["structuredContent"]["session"]
+    s.close()
+    assert s.p.returncode == 0
+    from cbtest import poll
+    poll(lambda: name not in {x["name"] for x in daemon.control({"cmd": "ls"})["sessions"]},
+         15, "the default session to end")
