@@ -8,24 +8,18 @@
 #include <string.h>
 
 #include "base.h"
+#include "check.h"
 #include "egress/egress.h"
 
-#ifndef nitems
-#define nitems(a)	(sizeof (a) / sizeof (a)[0])
-#endif
-
-static int	passed, failed;
-
-static void
-check(int ok, const char *what, const char *detail)
-{
-	if (ok)
-		passed++;
-	else {
-		failed++;
-		printf("FAIL %s: %s\n", what, detail ? detail : "");
-	}
-}
+/* check.h's count, with the case's name and the reason it was given. */
+#define check(ok, what, detail) do {					\
+	int		 check_ok_ = (ok);				\
+	const char	*check_why_ = (detail);				\
+									\
+	check_one(check_ok_, (what), __FILE__, __LINE__);		\
+	if (!check_ok_ && check_why_ != NULL)				\
+		printf("  because: %s\n", check_why_);			\
+} while (0)
 
 /* Legend: input, 1 if it parses, its canonical form (NULL: same). */
 static const struct {
@@ -267,6 +261,5 @@ main(void)
 	test_within();
 	test_check();
 	test_forwardable();
-	printf("%d passed, %d failed\n", passed, failed);
-	return (failed != 0);
+	return (check_report());
 }
