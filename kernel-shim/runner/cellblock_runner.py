@@ -26,6 +26,7 @@ if __name__ == "__main__":
 import cellblock_checkpoint     # checkpoint/restore ops (docs/CHECKPOINTS.md)
 import cellblock_comm
 import cellblock_debugger
+import cellblock_egress         # relays to the egress proxy (docs/SECURITY.md)
 import cellblock_kernelargs
 import cellblock_requests
 from IPython.core.error import StdinNotImplementedError
@@ -431,6 +432,7 @@ def attach(runner, channel_fd, session_name, relocate=False):
         capture.start()
         Flusher(streams).start()
         runner.channel.start_reader()
+        cellblock_egress.start()
     sys.stdout, sys.stderr = streams
     return runner
 
