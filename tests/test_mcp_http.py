@@ -10,7 +10,7 @@ import requests
 
 from cbtest import ROOT
 
-pytestmark = pytest.mark.skipif(not os.path.exists(os.path.join(ROOT, "server", "mcp-http.c")),
+pytestmark = pytest.mark.skipif(not os.path.exists(os.path.join(ROOT, "server", "http.c")),
                                 reason="no /mcp in this build")
 
 TIMEOUT = 60
