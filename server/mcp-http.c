@@ -162,7 +162,7 @@ mcp_http_out(void *arg, json_t *msg, json_t *about)
 	response = json_object_get(msg, "method") == NULL;
 	if (about == NULL && response)
 		about = json_null();	/* a bad frame's error: its POST's */
-	for (p = h->posts; about != NULL && p != NULL; p = p->next) {
+	for (p = about != NULL ? h->posts : NULL; p != NULL; p = p->next) {
 		if (mcp_http_waits_for(p, about))
 			break;
 	}
