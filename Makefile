@@ -3,7 +3,7 @@
 
 PYTHON	?= /usr/bin/python3
 CC	?= cc
-PKGS	 = libczmq libzmq jansson libsodium libseccomp
+PKGS	 = libczmq libzmq jansson libsodium libseccomp libmicrohttpd gnutls
 VERSION	 = 0.1.0
 PYVER	:= $(shell $(PYTHON) -c 'import platform; print(platform.python_version())' 2>/dev/null)
 
@@ -17,7 +17,7 @@ ALL_CFLAGS = -std=gnu11 -D_GNU_SOURCE $(WARN) $(CPPFLAGS) $(CFLAGS) -MMD -MP \
 	   -Ikernel-shim/base -Iprotocol -Isessions -Iserver -Ikernel-shim \
 	   -DCELLBLOCK_VERSION='"$(VERSION)"' -DCELLBLOCK_PYVER='"$(PYVER)"' \
 	   $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
-LIBS	 = $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lpthread -lm
+LIBS	 = $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lwslay -lpthread -lm
 
 # Sources: each directory is a library; the programs pick what they need.
 # kernel-shim/base/ is the floor under all of them (docs/ARCHITECTURE.md).

@@ -72,6 +72,15 @@ static const struct config_entry {
 	{ "exec-timeout", CONFIG_COUNT, &cfg.limits.exec_timeout, "0" },
 	{ "nofile", CONFIG_COUNT, &cfg.limits.nofile, "1024" },
 	{ "fsize", CONFIG_SIZE, &cfg.limits.fsize, "1G" },
+	{ "http-listen", CONFIG_STRING, &cfg.http_listen, "127.0.0.1:8765" },
+	{ "http-tls-cert", CONFIG_STRING, &cfg.http_tls_cert, "" },
+	{ "http-tls-key", CONFIG_STRING, &cfg.http_tls_key, "" },
+	{ "http-max-connections", CONFIG_COUNT, &cfg.http_max_conns, "1024" },
+	{ "http-max-connections-per-peer", CONFIG_COUNT,
+	  &cfg.http_max_peer_conns, "256" },
+	{ "http-timeout", CONFIG_COUNT, &cfg.http_timeout, "30" },
+	{ "http-max-starts", CONFIG_COUNT, &cfg.http_max_starts, "16" },
+	{ "metrics-public", CONFIG_BOOL, &cfg.metrics_public, "no" },
 };
 
 /* The settings a session may override (`cellblock new --memory 1G`). */

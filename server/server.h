@@ -50,6 +50,14 @@ struct config {
 	int	 audit_output;	/* with each execute's redacted output */
 	size_t	 audit_max_size; /* bytes of audit.log before it rotates */
 	size_t	 audit_keep;	/* rotated files kept */
+	char	*http_listen;	/* ADDRESS:PORT of the HTTP front, or off */
+	char	*http_tls_cert;	/* PEM files; both or neither */
+	char	*http_tls_key;
+	size_t	 http_max_conns;	/* HTTP + WebSocket connections */
+	size_t	 http_max_peer_conns;	/* of those, from one address */
+	size_t	 http_timeout;	/* seconds an idle HTTP connection lives */
+	size_t	 http_max_starts; /* kernel starts over HTTP at once */
+	int	 metrics_public; /* GET /metrics without a token */
 };
 extern struct config cfg;
 void		 config_defaults(void);
@@ -245,6 +253,20 @@ json_t		*lifecycle_fork(struct session *, const char *, uid_t,
 int		 control_start(const char *, char **);
 void		 control_stop(void);
 json_t		*control_parse_request(const char *, size_t, size_t *, char **);
+
+/* server/gateway.c: the Kernel Gateway REST routes (docs/GATEWAY.md) */
+void		 gateway_start(void);
+void		 gateway_stop(void);
+void		 gateway_banner(FILE *);
+void		 gateway_kernel_id(struct session *, char [37]);
+struct session	*gateway_find(const char *, uid_t);
+const char	*gateway_state(struct session *);
+json_t		*gateway_model(struct session *);
+
+/* server/gateway-ws.c: the kernels' WebSocket channels */
+void		 gateway_ws_register(void);
+void		 gateway_ws_stop(void);
+int		 gateway_ws_connections(struct session *);
 
 /* server/cellblockd.c */
 extern char	*server_state_dir;
