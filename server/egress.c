@@ -118,7 +118,8 @@ egress_record(const char *text)
 		line = json_dumps(r, JSON_COMPACT);
 		log_info("egress %s", line);
 		free(line);
-		audit_egress(r);
+		hook_run(HOOK_EGRESS, session_find(json_string_value(
+		    json_object_get(r, "session")) ?: ""), r);
 	} else
 		log_warn("egress: unexpected record from the proxy");
 	json_decref(r);

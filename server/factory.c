@@ -121,7 +121,7 @@ factory_make_session(const char *name, uid_t owner, const struct conninfo *ci,
 	if (start && kernel_start(s, cause) != 0)
 		goto fail;
 	record_save(s);
-	audit_lifecycle(s, keep_workdir != NULL ? "recover" : "create", NULL,
+	hook_lifecycle(s, keep_workdir != NULL ? "recover" : "create", NULL,
 	    NULL);
 	return (s);
 fail:

@@ -348,7 +348,7 @@ incarnation_reaped(pid_t pid, int status)
 	lost.evalue = evalue;
 	log_info("%s: interpreter pid %ld gone: %s: %s", s->name, (long)s->pid,
 	    lost.ename, evalue);
-	audit_lifecycle(s, "interpreter_exit", lost.ename, json_pack("{s:s}",
+	hook_lifecycle(s, "interpreter_exit", lost.ename, json_pack("{s:s}",
 	    "detail", evalue));
 	spawn_close(s);
 	session_set_pid(s, -1);

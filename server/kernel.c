@@ -221,7 +221,9 @@ static void
 kernel_reply(struct session *s, struct kernel_req *req, const char *type,
     json_t *content, json_t *metadata, zmsg_t *buffers)
 {
-	audit_exec_reply(s, req->msg, type, content);
+	struct hook_reply	r = { req->msg, type, content };
+
+	hook_run(HOOK_REPLY, s, &r);
 	kernel_send(s, req, req->which, type, content, metadata, buffers);
 }
 
@@ -703,7 +705,7 @@ kernel_pump(struct session *s)
 			break;
 		kernel_queue_take(s, req);
 		s->current = req;
-		audit_exec_start(s, req->msg);
+		hook_run(HOOK_RUN, s, req->msg);
 		session_set_state(s, SESSION_BUSY, req->msg->msg_type);
 		kernel_status(s, req, "busy");
 		if (req->execute && s->restore_report != NULL &&
@@ -889,7 +891,6 @@ kernel_on_hello(struct session *s, json_t *msg)
 	json_decref(s->hello);
 	s->hello = json_incref(msg);
 	s->start_failures = 0;
-	metrics_hello(s);
 	kernel_send_kernel_args(s);
 	session_set_state(s, SESSION_IDLE, "interpreter ready");
 	if (hook_run(HOOK_HELLO, s, NULL))
@@ -904,6 +905,7 @@ kernel_on_iopub(struct session *s, json_t *msg)
 	json_t		*content = json_object_get(msg, "content");
 	json_t		*meta = json_object_get(msg, "metadata");
 	struct kernel_req	*req = kernel_req_by_id(s, msg);
+	struct hook_output	 out;
 	zmsg_t		*bufs;
 
 	if (!json_is_string(type) || !json_is_object(content)) {
@@ -918,7 +920,9 @@ kernel_on_iopub(struct session *s, json_t *msg)
 	    json_string_value(type), content)) == NULL)
 		return;
 	bufs = kernel_buffers_bin(json_object_get(msg, "buffers"));
-	audit_output(s, json_string_value(type), content);
+	out.type = json_string_value(type);
+	out.content = content;
+	hook_run(HOOK_OUTPUT, s, &out);
 	kernel_publish(s, req, json_string_value(type), content,
 	    json_is_object(meta) ? json_incref(meta) : NULL, bufs);
 	zmsg_destroy(&bufs);
@@ -1006,7 +1010,7 @@ kernel_start(struct session *s, char **cause)
 {
 	if (incarnation_start(s, cause) != 0)
 		return (-1);
-	metrics_spawn(s);
+	hook_run(HOOK_SPAWN, s, NULL);
 	kernel_status(s, NULL, "starting");
 	return (0);
 }
@@ -1030,7 +1034,7 @@ kernel_restart(struct session *s, const char *why)
 	char	*cause;
 
 	log_info("%s: restarting interpreter (%s)", s->name, why);
-	audit_lifecycle(s, "restart", why, NULL);
+	hook_lifecycle(s, "restart", why, NULL);
 	if (s->pid > 0) {
 		s->restart_pending = 1;
 		incarnation_stop(s, "SessionRestarted");
@@ -1067,7 +1071,7 @@ kernel_end(struct session *s, const char *why)
 		return;
 	session_set_ending(s);
 	log_info("%s: ending (%s)", s->name, why);
-	audit_lifecycle(s, "end", why, NULL);
+	hook_lifecycle(s, "end", why, NULL);
 	kernel_fail_queue(s, "SessionEnded", "the session was shut down "
 	    "before this request ran");
 	if (s->pid > 0)
@@ -1127,7 +1131,8 @@ kernel_lost(struct session *s, const void *arg)
 		s->stopping = 0;
 		session_set_state(s, SESSION_HIBERNATED, "checkpointed and "
 		    "stopped");
-		audit_lifecycle(s, "hibernate", "checkpointed and stopped", NULL);
+		hook_lifecycle(s, "hibernate", "checkpointed and stopped",
+		    NULL);
 		kernel_pump(s);		/* a request that came meanwhile */
 		return (0);
 	}

@@ -192,7 +192,7 @@ lifecycle_on_checkpoint_done(struct session *s, json_t *msg)
 	record_save(s);
 	log_info("%s: checkpoint %c: %llu bytes", s->name, 'a' + slot,
 	    (unsigned long long)s->ckpt_bytes[slot]);
-	audit_lifecycle(s, "checkpoint", NULL, json_pack("{s:I,s:s}", "bytes",
+	hook_lifecycle(s, "checkpoint", NULL, json_pack("{s:I,s:s}", "bytes",
 	    (json_int_t)s->ckpt_bytes[slot], "sha256", sha));
 	if (s->fork_to[0] != '\0')
 		lifecycle_answer(s, lifecycle_fork_now(s));
@@ -243,7 +243,7 @@ lifecycle_on_restore_done(struct session *s, json_t *msg)
 	if (!json_is_true(json_object_get(msg, "ok"))) {
 		log_error("%s: checkpoint %c refused: %s", s->name, 'a' + slot,
 		    err ? err : "?");
-		audit_lifecycle(s, "resume_refused", err, NULL);
+		hook_lifecycle(s, "resume_refused", err, NULL);
 		s->ckpt_sha[slot][0] = '\0';
 		json_decref(s->restore_report);
 		s->restore_report = json_pack("{s:b,s:s,s:s}", "restored", 0,
@@ -267,7 +267,7 @@ lifecycle_on_restore_done(struct session *s, json_t *msg)
 		json_decref(s->restore_report);
 		s->restore_report = report;
 		log_info("%s: restored from checkpoint %c", s->name, 'a' + slot);
-		audit_lifecycle(s, "resume", NULL, json_deep_copy(report));
+		hook_lifecycle(s, "resume", NULL, json_deep_copy(report));
 	}
 	kernel_pump(s);
 }
@@ -775,7 +775,7 @@ lifecycle_fork_now(struct session *src)
 	session_set_state(dst, SESSION_HIBERNATED, "forked");
 	record_save(dst);
 	log_info("%s: forked from %s", dst->name, src->name);
-	audit_lifecycle(dst, "fork", NULL, json_pack("{s:s}", "from",
+	hook_lifecycle(dst, "fork", NULL, json_pack("{s:s}", "from",
 	    src->name));
 	return (json_pack("{s:b,s:o}", "ok", 1, "session",
 	    factory_describe(dst)));

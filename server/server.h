@@ -85,18 +85,14 @@ size_t		 redact_count(void);
 const char	*redact_rule_name(size_t);
 char		*redact(const char *, size_t *);
 
-/* server/audit.c: the audit log (docs/OPERATIONS.md); hooks the core calls */
+/*
+ * server/audit.c: the audit log (docs/OPERATIONS.md); it hears the core
+ * through hooks (server/hook.c) it registers in audit_open.
+ */
 int		 audit_open(char **);
 void		 audit_close(void);
-void		 audit_exec_start(struct session *, const struct jmsg *);
-void		 audit_output(struct session *, const char *, json_t *);
-void		 audit_exec_reply(struct session *, const struct jmsg *,
-		     const char *, json_t *);
-void		 audit_lifecycle(struct session *, const char *, const char *,
-		     json_t *);
 void		 audit_transfer(struct session *, const char *, uint64_t,
 		     const char *);
-void		 audit_egress(json_t *);
 json_t		*audit_query(uid_t, json_t *);
 
 /*
@@ -110,15 +106,8 @@ void		 metrics_init(void);
 void		 metrics_free(void);
 char		*metrics_render(int);
 json_t		*metrics_query(uid_t, json_t *);
-void		 metrics_execute(const char *, const char *);
-void		 metrics_execute_time(double);
-void		 metrics_lifecycle(const char *);
-void		 metrics_checkpoint_bytes(uint64_t);
-void		 metrics_egress(int);
 void		 metrics_set_connections(const char *, long);
 void		 metrics_wire_dropped(const char *);
-void		 metrics_spawn(struct session *);
-void		 metrics_hello(struct session *);
 
 /* server/notify.c: sd_notify for a Type=notify unit */
 void		 notify_init(void);
@@ -181,6 +170,14 @@ enum hook_event {
 	HOOK_LOST,		/* an incarnation is gone: struct hook_lost */
 	HOOK_ENDED,		/* the session ended: const char *why */
 	HOOK_CLEAN_START,	/* the next incarnation starts clean */
+	/* For the observers (audit.c, metrics.c): none of these answer. */
+	HOOK_SPAWN,		/* an interpreter is being started: NULL */
+	HOOK_RUN,		/* a request starts running: struct jmsg */
+	HOOK_OUTPUT,		/* output for the running one: hook_output */
+	HOOK_REPLY,		/* a request answered: struct hook_reply */
+	HOOK_LIFECYCLE,		/* create, hibernate, end...: hook_lifecycle */
+	HOOK_EGRESS,		/* one egress connection's record (json_t);
+				   s is NULL once the session is gone */
 	HOOK_N
 };
 struct hook_lost {
@@ -188,9 +185,25 @@ struct hook_lost {
 	const char	*evalue;
 	int		 before_hello;	/* died before it was ready */
 };
+struct hook_output {
+	const char	*type;		/* iopub msg_type */
+	json_t		*content;
+};
+struct hook_reply {
+	const struct jmsg *request;
+	const char	*type;		/* NULL: a request with no reply */
+	json_t		*content;
+};
+struct hook_lifecycle {
+	const char	*event;		/* docs/OPERATIONS.md's event names */
+	const char	*why;		/* or NULL */
+	json_t		*details;	/* or NULL; borrowed */
+};
 typedef int	 hook_fn(struct session *, const void *);
 void		 hook_add(enum hook_event, hook_fn *);
 int		 hook_run(enum hook_event, struct session *, const void *);
+void		 hook_lifecycle(struct session *, const char *, const char *,
+		     json_t *);
 
 /*
  * Someone waiting for the answer to a long operation (a checkpoint, a

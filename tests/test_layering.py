@@ -79,3 +79,33 @@ def test_the_layering_check_sees_an_arrow_running_up(tmp_path):
     assert "protocol/ may not use sessions/" in problems[0]
     assert "of server/ only shared.h" in problems[1]
     assert "kernel-shim/ may not use protocol/" in problems[2]
+
+
+# The observers (audit log, metrics) hear the rooms through hooks
+# (server/hook.c, docs/OPERATIONS.md "Hook points"): these files, the core
+# and the rooms beside it, call none of their functions by name.
+OBSERVED = ["kernel.c", "incarnation.c", "factory.c", "lifecycle.c", "record.c",
+            "transport.c", "egress.c", "hook.c"]
+OBSERVER_CALL = re.compile(r"\b((?:audit|metrics)_\w+)\s*\(")
+
+
+def observer_calls(paths):
+    found = []
+    for path in paths:
+        code = re.sub(r"/\*.*?\*/", " ", open(path).read(), flags=re.S)
+        for name in OBSERVER_CALL.findall(code):
+            found.append(f"{os.path.basename(path)} calls {name}")
+    return found
+
+
+def test_the_core_calls_no_observer_by_name():
+    paths = [os.path.join(ROOT, "server", n) for n in OBSERVED]
+    assert all(os.path.exists(p) for p in paths), paths
+    assert observer_calls(paths) == []
+
+
+def test_the_observer_check_sees_a_call(tmp_path):
+    bad = tmp_path / "kernel.c"
+    bad.write_text("/* audit_lifecycle(s) in a comment is fine */\n"
+                   "static void f(void) { metrics_spawn(s); }\n")
+    assert observer_calls([str(bad)]) == ["kernel.c calls metrics_spawn"]
