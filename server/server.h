@@ -71,10 +71,16 @@ int		 config_limits(json_t *, struct session_limits *, char **);
 int		 config_allow_net(const char *, struct session_limits *,
 		     char **);
 
+/* server/child.c: the daemon's children, reaped by pidfd */
+typedef void	 child_exit_fn(pid_t, int, void *);
+void		 child_watch(pid_t, child_exit_fn *, void *);
+void		 child_sigchld(void);
+int		 child_reap_now(pid_t, int *);
+void		 child_forget_all(void);
+
 /* server/egress.c: runs cellblock-egress, the sessions' way out */
 void		 egress_start(void);
 void		 egress_stop(void);
-int		 egress_reaped(pid_t, int);
 const char	*egress_session_dir(struct session *, char **);
 
 /* server/redact.c */
@@ -228,7 +234,6 @@ int		 incarnation_start(struct session *, char **);
 void		 incarnation_stop(struct session *, const char *);
 void		 incarnation_watch(struct session *, int);
 int		 incarnation_send(struct session *, json_t *, char **);
-void		 incarnation_reaped(pid_t, int);
 void		 incarnation_shutdown_all(void);
 
 /* server/kernel.c: the protocol core */

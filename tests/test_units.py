@@ -8,7 +8,7 @@ import subprocess
 import pytest
 
 from cbtest import BIN
-UNITS = ["test-base", "test-protocol", "test-redact", "test-egress", "test-cgroup", "seccomp-check",
+UNITS = ["test-base", "test-protocol", "test-redact", "test-egress", "test-child", "test-cgroup", "seccomp-check",
          "sandbox-check"]
 
 
