@@ -248,7 +248,7 @@ factory_shutdown_all(void)
 		if ((ep = s->endpoint) == NULL)
 			continue;
 		/* A session with a checkpoint comes back on the same file. */
-		if (s->ckpt_slot >= 0) {
+		if (s->lc.ckpt_slot >= 0) {
 			free(ep->path);
 			ep->path = NULL;
 		}

@@ -700,15 +700,15 @@ kernel_pump(struct session *s)
 			}
 			break;
 		}
-		if (s->hello == NULL || s->stopping || s->ckpt_op != 0 ||
-		    s->restore_op != 0)
+		if (s->hello == NULL || s->stopping || s->lc.ckpt_op != 0 ||
+		    s->lc.restore_op != 0)
 			break;
 		kernel_queue_take(s, req);
 		s->current = req;
 		hook_run(HOOK_RUN, s, req->msg);
 		session_set_state(s, SESSION_BUSY, req->msg->msg_type);
 		kernel_status(s, req, "busy");
-		if (req->execute && s->restore_report != NULL &&
+		if (req->execute && s->lc.restore_report != NULL &&
 		    (note = kernel_restore_note(s)) != NULL)
 			kernel_publish(s, req, "stream", note, NULL, NULL);
 		if (kernel_send_request(s, req) != 0)
@@ -728,19 +728,19 @@ kernel_restore_note(struct session *s)
 	char		*text, *t;
 	size_t		 i;
 
-	if (s->restore_report == NULL)
+	if (s->lc.restore_report == NULL)
 		return (NULL);
-	err = json_string_value(json_object_get(s->restore_report, "error"));
+	err = json_string_value(json_object_get(s->lc.restore_report, "error"));
 	if (err != NULL) {
 		xasprintf(&text, "[cellblock: the session was resumed but its "
 		    "checkpoint was refused (%s); variables are lost]\n", err);
 		goto out;
 	}
-	lost = json_object_get(s->restore_report, "lost");
-	refused = json_string_value(json_object_get(s->restore_report,
+	lost = json_object_get(s->lc.restore_report, "lost");
+	refused = json_string_value(json_object_get(s->lc.restore_report,
 	    "refused_newer"));
 	if (json_array_size(lost) == 0 && json_array_size(json_object_get(
-	    s->restore_report, "skipped")) == 0 && refused == NULL)
+	    s->lc.restore_report, "skipped")) == 0 && refused == NULL)
 		return (NULL);
 	if (refused != NULL)
 		xasprintf(&text, "[cellblock: the newest checkpoint was refused "
@@ -754,7 +754,7 @@ kernel_restore_note(struct session *s)
 		free(text);
 		text = t;
 	}
-	json_array_foreach(json_object_get(s->restore_report, "skipped"), i,
+	json_array_foreach(json_object_get(s->lc.restore_report, "skipped"), i,
 	    v) {
 		xasprintf(&t, "%s %s", text, json_string_value(
 		    json_object_get(v, "name")));
@@ -958,15 +958,9 @@ kernel_on_reply(struct session *s, json_t *msg)
 		    "reason", "CellTimeout", "state_preserved", 1));
 	} else
 		json_incref(content);
-	if (req->execute) {
-		s->dirty = 1;
-		/* The first reply after a resume says what came back. */
-		if (s->restore_report != NULL) {
-			json_object_set_new(meta, "cellblock_resumed",
-			    s->restore_report);
-			s->restore_report = NULL;
-		}
-	}
+	/* Lifecycle's: the state changed; the first reply after a resume. */
+	if (req->execute)
+		hook_run(HOOK_EXECUTED, s, meta);
 	kernel_reply(s, req, req->entry->reply, content, meta, bufs);
 	zmsg_destroy(&bufs);
 	kernel_status(s, req, "idle");
@@ -1105,18 +1099,10 @@ kernel_lost(struct session *s, const void *arg)
 	const char		*ename = lost->ename, *evalue = lost->evalue;
 	char			*cause;
 	int			 before_hello = lost->before_hello;
-	struct waiter		*w;
+	int			 hibernated;
 
-	if (s->ckpt_op != 0) {
-		s->ckpt_op = 0;
-		if ((w = s->ckpt_waiter) != NULL) {
-			s->ckpt_waiter = NULL;
-			w->answer(w, json_pack("{s:b,s:s,s:i}", "ok", 0,
-			    "error", "the interpreter died during the "
-			    "checkpoint", "code", EXIT_FAILED));
-		}
-	}
-	s->restore_op = 0;
+	/* Lifecycle's ops in flight end; 1: it stopped to hibernate. */
+	hibernated = hook_run(HOOK_STOPPED, s, NULL);
 	if (s->current != NULL) {
 		kernel_fail(s, s->current, ename, evalue, 0);
 		kernel_finish_current(s);
@@ -1126,8 +1112,7 @@ kernel_lost(struct session *s, const void *arg)
 	 * meanwhile (kernel_stop found it stopping already): that one must
 	 * start clean, not resume from the checkpoint just written.
 	 */
-	if (s->hibernating && !s->ending && !s->restart_pending) {
-		s->hibernating = 0;
+	if (hibernated && !s->ending && !s->restart_pending) {
 		s->stopping = 0;
 		session_set_state(s, SESSION_HIBERNATED, "checkpointed and "
 		    "stopped");
@@ -1136,7 +1121,6 @@ kernel_lost(struct session *s, const void *arg)
 		kernel_pump(s);		/* a request that came meanwhile */
 		return (0);
 	}
-	s->hibernating = 0;
 	if (s->ending) {
 		kernel_finish_end(s, "interpreter stopped");
 		return (0);

@@ -176,6 +176,11 @@ enum hook_event {
 	HOOK_LOST,		/* an incarnation is gone: struct hook_lost */
 	HOOK_ENDED,		/* the session ended: const char *why */
 	HOOK_CLEAN_START,	/* the next incarnation starts clean */
+	HOOK_STOPPED,		/* an incarnation is gone, before the core
+				   goes on; a handler's 1: it stopped to
+				   hibernate */
+	HOOK_EXECUTED,		/* an execute ran; the reply's metadata
+				   (json_t), which handlers may add to */
 	/* For the observers (audit.c, metrics.c): none of these answer. */
 	HOOK_SPAWN,		/* an interpreter is being started: NULL */
 	HOOK_RUN,		/* a request starts running: struct jmsg */
@@ -225,7 +230,12 @@ void		 record_save(struct session *);
 void		 record_forget(struct session *);
 json_t		*record_describe(struct session *);
 int		 record_limits(json_t *, struct session_limits *);
-void		 record_checkpoints(struct session *, json_t *);
+struct record_ckpt {			/* one slot, as the record has it */
+	char		 sha[65];	/* "": none */
+	uint64_t	 bytes;
+	time_t		 time;
+};
+int		 record_checkpoints(json_t *, struct record_ckpt *);
 
 /* server/incarnation.c: the incarnation supervisor */
 typedef void	 incarnation_op_fn(struct session *, json_t *);
@@ -267,6 +277,7 @@ void		 lifecycle_start(void);
 void		 lifecycle_stop(void);
 int		 lifecycle_checkpoint(struct session *, int, struct waiter *,
 		     char **);
+int		 lifecycle_forget_waiter(struct session *, struct waiter *);
 void		 lifecycle_on_checkpoint_done(struct session *, json_t *);
 int		 lifecycle_restore(struct session *);
 void		 lifecycle_on_restore_done(struct session *, json_t *);
