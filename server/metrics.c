@@ -3,9 +3,10 @@
  * Events are counted as they happen, by handlers of the core's hooks
  * (metrics_hooks below, registered by metrics_init); states (sessions by
  * state and owner, queue depth, the zygote) are read from the session
- * table when the metrics are rendered. metrics_render() is the one function that turns
- * it all into the Prometheus text exposition format (version 0.0.4); the
- * HTTP front serves it as GET /metrics and `cellblock stats` prints it.
+ * table when the metrics are rendered. metrics_render() is the one
+ * function that turns it all into the Prometheus text exposition format
+ * (version 0.0.4); the HTTP front serves it as GET /metrics and
+ * `cellblock stats` prints it.
  * Every family is one row of metrics_table.
  */
 

@@ -34,8 +34,9 @@ record_json(struct session *s)
 		if (s->lc.ckpt_sha[i][0] == '\0')
 			continue;
 		json_array_append_new(ck, json_pack("{s:i,s:s,s:I,s:I}", "slot",
-		    i, "sha256", s->lc.ckpt_sha[i], "bytes", (json_int_t)
-		    s->lc.ckpt_bytes[i], "time", (json_int_t)s->lc.ckpt_time[i]));
+		    i, "sha256", s->lc.ckpt_sha[i], "bytes",
+		    (json_int_t)s->lc.ckpt_bytes[i], "time",
+		    (json_int_t)s->lc.ckpt_time[i]));
 	}
 	r = json_pack("{s:i,s:s,s:i,s:s,s:i,s:I,s:i,s:o,s:{s:I,s:I,s:I,s:I,"
 	    "s:I,s:I,s:I}}", "format", 1, "name", s->name, "owner",

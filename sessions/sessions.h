@@ -96,7 +96,8 @@ struct session_lifecycle {
 	int		 hibernating;	/* stopping to hibernate */
 	struct loop_timer *lifecycle_timer; /* idle or checkpoint due */
 	int		 dirty;		/* state changed since the checkpoint */
-	char		 fork_to[SESSION_NAME_MAX + 1]; /* after the checkpoint */
+	char		 fork_to[SESSION_NAME_MAX + 1]; /* after the
+					   checkpoint */
 	uid_t		 fork_owner;
 };
 
