@@ -335,8 +335,8 @@ mcp_tools_waiter_gone(struct mcp_call *call)
 	struct session	*s;
 
 	for (s = session_first(); s != NULL; s = session_next()) {
-		if (s->ckpt_waiter == &call->waiter)
-			s->ckpt_waiter = NULL;
+		if (lifecycle_forget_waiter(s, &call->waiter))
+			break;
 	}
 	mcp_call_done(call, NULL);
 }

@@ -244,10 +244,12 @@ class Runner:
                 "does not accept input (allow_stdin is false)")
         self.flush_streams()
         rid = self.parent_id
-        self.channel.send({"op": "input_request", "id": rid, "prompt": str(prompt),
-                           "password": bool(password)})
         __tracebackhide__ = True    # an interrupted input() shows the cell's line
+        # The send is inside the try: the client interrupts as soon as it
+        # sees the prompt, which can be before send() itself has returned.
         try:
+            self.channel.send({"op": "input_request", "id": rid, "prompt": str(prompt),
+                               "password": bool(password)})
             return self._wait_input_reply(rid)
         except KeyboardInterrupt:
             raise KeyboardInterrupt(cellblock_debugger.INTERRUPTED) from None
