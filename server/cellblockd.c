@@ -579,6 +579,7 @@ main(int argc, char **argv)
 	egress_start();
 	lifecycle_load_all();
 	lifecycle_start();
+	mcp_init();	/* the control socket's "mcp" stream op */
 	xasprintf(&path, "%s/control.sock", server_state_dir);
 	if (control_start(path, &cause) != 0)
 		fatalx("%s", cause);

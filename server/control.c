@@ -22,7 +22,6 @@
 #include <unistd.h>
 
 #include "server.h"
-#include "mcp.h"
 #include "http.h"
 
 #define CONTROL_LINE_MAX	(1024 * 1024)
@@ -43,8 +42,9 @@ struct control_conn {
 	struct loop_io	*io;
 	struct waiter	 waiter;	/* answers a checkpoint or fork */
 	struct waiter	*waiting;	/* &waiter; control_call: the caller's */
-	struct mcp	*mcp;		/* an "mcp" stream: lines are MCP's */
-	int		 skipping;	/* dropping an oversized MCP line */
+	const struct control_stream *stream; /* lines are its protocol's */
+	void		*stream_conn;	/* what stream->open made */
+	int		 skipping;	/* dropping an oversized stream line */
 	u_int		 waits;		/* sessions whose ckpt_waiter it is */
 	char		*obuf;		/* replies the socket did not take yet */
 	size_t		 olen;
@@ -72,7 +72,7 @@ typedef json_t *control_fn(struct control_conn *, json_t *);
 static control_fn control_new, control_ls, control_connect,
     control_interrupt, control_restart, control_kill, control_attach,
     control_ping, control_checkpoint, control_fork, control_audit,
-    control_stats, control_mcp, control_token;
+    control_stats, control_stream, control_token;
 
 /*
  * Legend: command name as the CLI sends it in "cmd"; handler, which returns
@@ -94,7 +94,7 @@ static const struct {
 	{ "ping", control_ping },
 	{ "audit", control_audit },
 	{ "stats", control_stats },
-	{ "mcp", control_mcp },
+	{ "mcp", control_stream },	/* server/mcp.c registers it */
 	{ "execute", contract_ops_execute },
 	{ "result", contract_ops_result },
 	{ "files", contract_ops_files },
@@ -429,27 +429,49 @@ control_token(struct control_conn *c, json_t *req)
 	return (token_control(c->uid, req));
 }
 
-/* What the MCP engine sends goes out as lines, as every reply here. */
+/*
+ * Stream ops: a surface above (server/mcp.c for `cellblock mcp`) turns a
+ * connection into its own protocol's line stream. It registers at start,
+ * so this room never calls it by name.
+ */
+static const struct control_stream *control_streams[4];
+static size_t	 control_nstreams;
+
+void
+control_stream_register(const struct control_stream *st)
+{
+	if (control_nstreams == nitems(control_streams))
+		fatalx("too many control stream ops");
+	control_streams[control_nstreams++] = st;
+}
+
+/* What the stream's protocol sends goes out as lines, as every reply. */
 static void
-control_mcp_out(void *arg, json_t *msg, json_t *about)
+control_stream_out(void *arg, json_t *msg, json_t *about)
 {
 	(void)about;
 	control_send(arg, json_incref(msg));
 }
 
-/*
- * `cellblock mcp`: from now on this connection's lines are MCP messages
- * for one engine acting as the peer's uid (server/mcp.c).
- */
+/* From now on this connection's lines are the stream's, as the peer's uid. */
 static json_t *
-control_mcp(struct control_conn *c, json_t *req)
+control_stream(struct control_conn *c, json_t *req)
 {
-	(void)req;
-	if (c->fd == -1 || c->mcp != NULL || c->session != NULL)
+	const char	*cmd = json_string_value(json_object_get(req, "cmd"));
+	size_t		 i;
+
+	if (c->fd == -1 || c->stream != NULL || c->session != NULL)
 		return (control_error(EXIT_USAGE, "not on this connection"));
-	c->mcp = mcp_new(c->uid, "stdio", control_mcp_out, c);
-	return (json_pack("{s:b,s:s}", "ok", 1, "protocol",
-	    MCP_PROTOCOL_LATEST));
+	for (i = 0; i < control_nstreams; i++) {
+		if (strcmp(control_streams[i]->name, cmd) == 0)
+			break;
+	}
+	if (i == control_nstreams)
+		return (control_error(EXIT_FAILED, "%s is not served by this "
+		    "daemon", cmd));
+	c->stream = control_streams[i];
+	c->stream_conn = c->stream->open(c->uid, control_stream_out, c);
+	return (json_pack("{s:b,s:s}", "ok", 1, "stream", cmd));
 }
 
 /* HOOK_ENDED: an attach client hears that its session ended. */
@@ -729,7 +751,7 @@ control_readable(int fd, uint32_t events, void *arg)
 	if ((events & (EPOLLIN | EPOLLHUP | EPOLLERR)) == 0)
 		return;
 	/* Grow by doubling up to the line limit: an idle peer costs little. */
-	max = c->mcp != NULL ? MCP_MESSAGE_MAX : CONTROL_LINE_MAX;
+	max = c->stream != NULL ? c->stream->line_max : CONTROL_LINE_MAX;
 	if (c->len == c->size && c->size < max) {
 		c->size = c->size == 0 ? 4096 : c->size * 2;
 		if (c->size > max)
@@ -749,8 +771,8 @@ control_readable(int fd, uint32_t events, void *arg)
 		used = nl + 1 - c->buf;
 		if (c->skipping)
 			c->skipping = 0;	/* the oversized line's end */
-		else if (c->mcp != NULL)
-			mcp_input(c->mcp, c->buf, nl - c->buf);
+		else if (c->stream != NULL)
+			c->stream->input(c->stream_conn, c->buf, nl - c->buf);
 		else {
 			reply = control_dispatch(c, c->buf, nl - c->buf);
 			if (reply == NULL)
@@ -764,13 +786,13 @@ control_readable(int fd, uint32_t events, void *arg)
 		memmove(c->buf, c->buf + used, c->len - used);
 		c->len -= used;
 	}
-	/* An MCP peer hears of its oversized line and keeps its stream. */
-	if (c->mcp != NULL && c->len == max) {
+	/* A stream's peer hears of its oversized line and keeps its stream. */
+	if (c->stream != NULL && c->len == max) {
 		if (!c->skipping)
-			mcp_input_oversized(c->mcp);
+			c->stream->oversized(c->stream_conn);
 		c->skipping = 1;
 		c->len = 0;
-	} else if (c->mcp == NULL && c->len == CONTROL_LINE_MAX) {
+	} else if (c->stream == NULL && c->len == CONTROL_LINE_MAX) {
 		log_warn("control: uid %u: request too long", (u_int)c->uid);
 		c->closed = 1;
 	}
@@ -784,7 +806,8 @@ control_close(struct control_conn *c)
 	struct session	*s;
 
 	loop_io_remove(&c->io);
-	mcp_free(&c->mcp);
+	if (c->stream != NULL)
+		c->stream->close(c->stream_conn);
 	if (c->job_gone != NULL)
 		c->job_gone(c->job);
 	if (c->passed_fd != -1)

@@ -232,7 +232,7 @@ mcp_tools_call(struct mcp_call *call, const char *name, json_t *args,
 		json_decref(empty);
 		return (-1);
 	}
-	if (mcp_tools[i].waits && mcp_calls(call->mcp) > MCP_CALLS_MAX) {
+	if (mcp_tools[i].waits && mcp_calls(call->peer) > MCP_CALLS_MAX) {
 		xasprintf(cause, "tools/call %s: %d calls already in flight on "
 		    "this connection; wait for one to finish", name,
 		    MCP_CALLS_MAX);
@@ -240,42 +240,13 @@ mcp_tools_call(struct mcp_call *call, const char *name, json_t *args,
 		json_decref(empty);
 		return (-1);
 	}
-	log_debug("mcp: uid %u: tools/call %s", (u_int)mcp_uid(call->mcp),
+	log_debug("mcp: uid %u: tools/call %s", (u_int)mcp_uid(call->peer),
 	    name);
 	rc = mcp_tools[i].fn(call, args, result, cause);
 	if (rc == -1)
 		*code = MCP_INTERNAL_ERROR;
 	json_decref(empty);
 	return (rc);
-}
-
-/* A failed tool, for the agent: isError and a typed name first. */
-json_t *
-mcp_tool_error(const char *type, const char *message)
-{
-	char	*text;
-	json_t	*r;
-
-	xasprintf(&text, "%s: %s", type, message);
-	r = json_pack("{s:[{s:s,s:s}],s:b}", "content", "type", "text", "text",
-	    text, "isError", 1);
-	free(text);
-	return (r);
-}
-
-/* A tool's result: structured (taken), and the same as text unless said. */
-json_t *
-mcp_tool_result(json_t *structured, const char *text)
-{
-	char	*dump = NULL;
-	json_t	*r;
-
-	if (text == NULL)
-		text = dump = json_dumps(structured, JSON_COMPACT);
-	r = json_pack("{s:[{s:s,s:s}],s:o}", "content", "type", "text", "text",
-	    text != NULL ? text : "", "structuredContent", structured);
-	free(dump);
-	return (r);
 }
 
 /* ------------------------------------------------ session operations */
@@ -348,7 +319,7 @@ mcp_tools_op(struct mcp_call *call, json_t *req, json_t **result)
 	json_t	*reply;
 
 	call->waiter.answer = mcp_tools_answer;
-	reply = control_call(mcp_uid(call->mcp), req, &call->waiter);
+	reply = control_call(mcp_uid(call->peer), req, &call->waiter);
 	json_decref(req);
 	if (reply == NULL) {
 		call->gone = mcp_tools_waiter_gone;
@@ -367,7 +338,7 @@ mcp_tools_session(struct mcp_call *call, json_t *args, json_t **result)
 {
 	const char	*name = json_string_value(json_object_get(args,
 			    "session"));
-	struct mcp	*m = call->mcp;
+	struct mcp_peer	*m = call->peer;
 	struct session	*s;
 	json_t		*req, *reply;
 
@@ -434,11 +405,11 @@ mcp_tool_create(struct mcp_call *call, json_t *args, json_t **result,
 		} else
 			json_object_set(req, keys[i][1], v);
 	}
-	reply = control_call(mcp_uid(call->mcp), req, NULL);
+	reply = control_call(mcp_uid(call->peer), req, NULL);
 	json_decref(req);
 	if (json_is_true(json_object_get(reply, "ok")) &&
 	    json_is_true(json_object_get(args, "default")))
-		mcp_set_default_session(call->mcp, json_string_value(
+		mcp_set_default_session(call->peer, json_string_value(
 		    json_object_get(json_object_get(reply, "session"),
 		    "name")));
 	*result = mcp_tools_op_result(reply);
@@ -478,14 +449,14 @@ mcp_tool_delete(struct mcp_call *call, json_t *args, json_t **result,
 	int		 rc;
 
 	(void)cause;
-	if (name == NULL && (name = mcp_default_session(call->mcp)) == NULL) {
+	if (name == NULL && (name = mcp_default_session(call->peer)) == NULL) {
 		*result = mcp_tool_error("NoSuchSession", "this connection "
 		    "has no default session yet");
 		return (0);
 	}
 	rc = mcp_tools_session_op(call, args, "kill", result);
 	if (json_object_get(args, "session") == NULL)
-		mcp_set_default_session(call->mcp, NULL);
+		mcp_set_default_session(call->peer, NULL);
 	return (rc);
 }
 
@@ -535,7 +506,7 @@ mcp_tools_find(struct mcp_call *call, json_t *args, json_t **result)
 		free(msg);
 		return (NULL);
 	}
-	if (!session_visible(s, mcp_uid(call->mcp))) {
+	if (!session_visible(s, mcp_uid(call->peer))) {
 		xasprintf(&msg, "session '%s' is not yours", name);
 		*result = mcp_tool_error("PermissionDenied", msg);
 		free(msg);

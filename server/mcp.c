@@ -18,16 +18,13 @@
 #include "mcp.h"
 
 struct mcp {
-	uid_t		 uid;
+	struct mcp_peer	 peer;		/* first: what the tools see */
 	char		 transport[8];	/* "stdio", "http": for logs */
 	mcp_out_fn	*out;
 	void		*arg;
 	int		 initialized;	/* initialize answered */
 	char		 version[16];	/* the revision agreed */
-	int		 log_level;	/* index in mcp_log_levels */
-	char		*default_session; /* made on first use */
 	struct mcp_call	*calls;		/* in flight */
-	u_int		 ncalls;
 };
 
 /* Revisions we speak, newest first: the SDK's and those it accepts. */
@@ -35,15 +32,12 @@ static const char *mcp_versions[] = {
 	MCP_PROTOCOL_LATEST, "2025-06-18", "2025-03-26",
 };
 
-/* RFC 5424's levels, as MCP's logging/setLevel names them. */
-static const char *mcp_log_levels[] = {
-	"debug", "info", "notice", "warning", "error", "critical", "alert",
-	"emergency",
-};
 
 typedef int	 mcp_method_fn(struct mcp *, json_t *, json_t *, json_t **,
 		     char **);
 
+static void	mcp_call_unlink(struct mcp_call *);
+static void	mcp_peer_send(struct mcp_peer *, json_t *, json_t *);
 static mcp_method_fn mcp_initialize, mcp_ping, mcp_initialized_note,
     mcp_cancelled, mcp_tools_list_m, mcp_tools_call_m, mcp_set_level;
 
@@ -68,16 +62,61 @@ static const struct {
 	{ "notifications/cancelled", mcp_cancelled, 0, 1 },
 };
 
+static void	*mcp_stdio_open(uid_t, control_out_fn *, void *);
+static void	 mcp_stdio_input(void *, const char *, size_t);
+static void	 mcp_stdio_oversized(void *);
+static void	 mcp_stdio_close(void *);
+
+/* `cellblock mcp`: the control socket's "mcp" stream op (control.c). */
+static const struct control_stream mcp_stdio = {
+	"mcp", MCP_MESSAGE_MAX, mcp_stdio_open, mcp_stdio_input,
+	mcp_stdio_oversized, mcp_stdio_close
+};
+
+void
+mcp_init(void)
+{
+	control_stream_register(&mcp_stdio);
+}
+
+static void *
+mcp_stdio_open(uid_t uid, control_out_fn *out, void *arg)
+{
+	return (mcp_new(uid, "stdio", out, arg));
+}
+
+static void
+mcp_stdio_input(void *m, const char *buf, size_t len)
+{
+	mcp_input(m, buf, len);
+}
+
+static void
+mcp_stdio_oversized(void *m)
+{
+	mcp_input_oversized(m);
+}
+
+static void
+mcp_stdio_close(void *m)
+{
+	struct mcp	*mp = m;
+
+	mcp_free(&mp);
+}
+
 struct mcp *
 mcp_new(uid_t uid, const char *transport, mcp_out_fn *out, void *arg)
 {
 	struct mcp	*m = xcalloc(1, sizeof *m);
 
-	m->uid = uid;
+	m->peer.uid = uid;
 	snprintf(m->transport, sizeof m->transport, "%s", transport);
 	m->out = out;
 	m->arg = arg;
-	m->log_level = 1;	/* info */
+	m->peer.log_level = mcp_log_level("info");
+	m->peer.send = mcp_peer_send;
+	m->peer.finish = mcp_call_unlink;
 	log_debug("mcp: uid %u: %s connection", (u_int)uid, transport);
 	return (m);
 }
@@ -100,25 +139,19 @@ mcp_free(struct mcp **mp)
 	*mp = NULL;
 	for (call = m->calls; call != NULL; call = next) {
 		next = call->next;
-		call->mcp = NULL;
+		call->peer = NULL;
 		call->next = NULL;
 		if (call->gone != NULL)
 			call->gone(call);
 	}
-	if (m->default_session != NULL) {
+	if (m->peer.default_session != NULL) {
 		req = json_pack("{s:s,s:s}", "cmd", "kill", "name",
-		    m->default_session);
-		json_decref(control_call(m->uid, req, NULL));
+		    m->peer.default_session);
+		json_decref(control_call(m->peer.uid, req, NULL));
 		json_decref(req);
 	}
-	free(m->default_session);
+	free(m->peer.default_session);
 	free(m);
-}
-
-uid_t
-mcp_uid(struct mcp *m)
-{
-	return (m->uid);
 }
 
 const char *
@@ -133,30 +166,10 @@ mcp_version(struct mcp *m)
 	return (m->version);
 }
 
-/* Tool calls waiting for an answer on this connection, call included. */
-u_int
-mcp_calls(struct mcp *m)
-{
-	return (m->ncalls);
-}
-
 int
 mcp_initialized(struct mcp *m)
 {
 	return (m->initialized);
-}
-
-const char *
-mcp_default_session(struct mcp *m)
-{
-	return (m->default_session);
-}
-
-void
-mcp_set_default_session(struct mcp *m, const char *name)
-{
-	free(m->default_session);
-	m->default_session = name != NULL ? xstrdup(name) : NULL;
 }
 
 int
@@ -178,46 +191,23 @@ mcp_send(struct mcp *m, json_t *msg, json_t *about)
 	json_decref(msg);
 }
 
+/* The tools' way out (mcp-call.c): the same as the engine's. */
+static void
+mcp_peer_send(struct mcp_peer *peer, json_t *msg, json_t *about)
+{
+	mcp_send((struct mcp *)peer, msg, about);
+}
+
 static void
 mcp_reply(struct mcp *m, json_t *id, json_t *result)
 {
-	mcp_send(m, json_pack("{s:s,s:O,s:o}", "jsonrpc", "2.0", "id", id,
-	    "result", result), id);
+	mcp_send(m, mcp_msg_reply(id, result), id);
 }
 
 static void
 mcp_error(struct mcp *m, json_t *id, int code, const char *msg)
 {
-	json_t	*nid = id != NULL ? json_incref(id) : json_null();
-
-	mcp_send(m, json_pack("{s:s,s:o,s:{s:i,s:s}}", "jsonrpc", "2.0",
-	    "id", nid, "error", "code", code, "message", msg), id);
-}
-
-/* A notification to the peer, about a request or the connection. */
-static void
-mcp_notify(struct mcp *m, const char *method, json_t *params, json_t *about)
-{
-	mcp_send(m, json_pack("{s:s,s:s,s:o}", "jsonrpc", "2.0", "method",
-	    method, "params", params), about);
-}
-
-/* notifications/message, if the peer asked for this level. */
-void
-mcp_log(struct mcp *m, const char *level, json_t *data)
-{
-	size_t	i;
-
-	for (i = 0; i < nitems(mcp_log_levels); i++) {
-		if (strcmp(mcp_log_levels[i], level) == 0)
-			break;
-	}
-	if (i < (size_t)m->log_level || i == nitems(mcp_log_levels)) {
-		json_decref(data);
-		return;
-	}
-	mcp_notify(m, "notifications/message", json_pack("{s:s,s:s,s:o}",
-	    "level", level, "logger", "cellblock", "data", data), NULL);
+	mcp_send(m, mcp_msg_error(id, code, msg), id);
 }
 
 static int
@@ -240,7 +230,7 @@ mcp_initialize(struct mcp *m, json_t *id, json_t *params, json_t **result,
 	    mcp_version_supported(asked) ? asked : mcp_versions[0]);
 	if (!mcp_version_supported(asked))
 		log_info("mcp: uid %u: revision %.32s asked, %s offered",
-		    (u_int)m->uid, asked, m->version);
+		    (u_int)m->peer.uid, asked, m->version);
 	m->initialized = 1;
 	*result = json_pack("{s:s,s:{s:{s:b},s:{}},s:{s:s,s:s,s:s},s:s}",
 	    "protocolVersion", m->version,
@@ -268,7 +258,7 @@ mcp_initialized_note(struct mcp *m, json_t *id, json_t *params,
     json_t **result, char **cause)
 {
 	(void)id, (void)params, (void)result, (void)cause;
-	log_debug("mcp: uid %u: initialized (%s)", (u_int)m->uid, m->version);
+	log_debug("mcp: uid %u: initialized (%s)", (u_int)m->peer.uid, m->version);
 	return (0);
 }
 
@@ -276,21 +266,19 @@ static int
 mcp_set_level(struct mcp *m, json_t *id, json_t *params, json_t **result,
     char **cause)
 {
-	const char	*level = json_string_value(json_object_get(params,
-			    "level"));
-	size_t		 i;
+	int	level = mcp_log_level(json_string_value(json_object_get(params,
+		    "level")));
 
 	(void)id;
-	for (i = 0; level != NULL && i < nitems(mcp_log_levels); i++) {
-		if (strcmp(mcp_log_levels[i], level) == 0) {
-			m->log_level = i;
-			*result = json_object();
-			return (0);
-		}
+	if (level == -1) {
+		*cause = xstrdup("logging/setLevel: level must be one of "
+		    "debug, info, notice, warning, error, critical, alert, "
+		    "emergency");
+		return (MCP_INVALID_PARAMS);
 	}
-	*cause = xstrdup("logging/setLevel: level must be one of debug, "
-	    "info, notice, warning, error, critical, alert, emergency");
-	return (MCP_INVALID_PARAMS);
+	m->peer.log_level = level;
+	*result = json_object();
+	return (0);
 }
 
 static int
@@ -312,10 +300,11 @@ mcp_same_id(json_t *a, json_t *b)
 	    strcmp(json_string_value(a), json_string_value(b)) == 0);
 }
 
+/* A call answered: off the connection's list (peer.finish). */
 static void
 mcp_call_unlink(struct mcp_call *call)
 {
-	struct mcp	 *m = call->mcp;
+	struct mcp	 *m = (struct mcp *)call->peer;
 	struct mcp_call **pp;
 
 	if (m == NULL)
@@ -323,19 +312,11 @@ mcp_call_unlink(struct mcp_call *call)
 	for (pp = &m->calls; *pp != NULL; pp = &(*pp)->next) {
 		if (*pp == call) {
 			*pp = call->next;
-			m->ncalls--;
+			m->peer.ncalls--;
 			break;
 		}
 	}
-	call->mcp = NULL;
-}
-
-static void
-mcp_call_free(struct mcp_call *call)
-{
-	json_decref(call->id);
-	json_decref(call->token);
-	free(call);
+	call->peer = NULL;
 }
 
 /*
@@ -356,7 +337,7 @@ mcp_cancelled(struct mcp *m, json_t *id, json_t *params, json_t **result,
 	}
 	if (call == NULL)
 		return (0);	/* finished already: races are normal */
-	log_info("mcp: uid %u: call cancelled: %s", (u_int)m->uid,
+	log_info("mcp: uid %u: call cancelled: %s", (u_int)m->peer.uid,
 	    json_string_value(json_object_get(params, "reason")) ?: "");
 	call->cancelled = 1;
 	if (call->cancel != NULL)
@@ -380,7 +361,7 @@ mcp_tools_call_m(struct mcp *m, json_t *id, json_t *params, json_t **result,
 		return (MCP_INVALID_PARAMS);
 	}
 	call = xcalloc(1, sizeof *call);
-	call->mcp = m;
+	call->peer = &m->peer;
 	call->id = json_incref(id);
 	token = json_object_get(json_object_get(params, "_meta"),
 	    "progressToken");
@@ -388,61 +369,13 @@ mcp_tools_call_m(struct mcp *m, json_t *id, json_t *params, json_t **result,
 		call->token = json_incref(token);
 	call->next = m->calls;
 	m->calls = call;
-	m->ncalls++;
+	m->peer.ncalls++;
 	rc = mcp_tools_call(call, name, args, result, &code, cause);
 	if (rc == 1)
 		return (1);
 	mcp_call_unlink(call);
 	mcp_call_free(call);
 	return (rc == 0 ? 0 : code);
-}
-
-/* Output while a call runs: a progress notification, if the peer asked. */
-void
-mcp_call_progress(struct mcp_call *call, const char *message)
-{
-	json_t	*p;
-
-	if (call->mcp == NULL || call->token == NULL || call->cancelled)
-		return;
-	call->progress += 1;
-	p = json_pack("{s:O,s:f}", "progressToken", call->token, "progress",
-	    call->progress);
-	if (message != NULL)
-		json_object_set_new(p, "message", json_string(message));
-	mcp_notify(call->mcp, "notifications/progress", p, call->id);
-}
-
-/* The answer of a call that answered later; frees the call. */
-void
-mcp_call_done(struct mcp_call *call, json_t *result)
-{
-	struct mcp	*m = call->mcp;
-
-	if (m != NULL && !call->cancelled)
-		mcp_reply(m, call->id, result);
-	else
-		json_decref(result);
-	mcp_call_unlink(call);
-	mcp_call_free(call);
-}
-
-void
-mcp_call_fail(struct mcp_call *call, int code, const char *fmt, ...)
-{
-	struct mcp	*m = call->mcp;
-	va_list		 ap;
-	char		*msg;
-
-	va_start(ap, fmt);
-	if (vasprintf(&msg, fmt, ap) == -1)
-		fatalx("out of memory");
-	va_end(ap);
-	if (m != NULL && !call->cancelled)
-		mcp_error(m, call->id, code, msg);
-	free(msg);
-	mcp_call_unlink(call);
-	mcp_call_free(call);
 }
 
 /* A request's id, if it is one JSON-RPC allows (string or integer). */

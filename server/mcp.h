@@ -42,9 +42,26 @@ struct mcp;
  */
 typedef void	 mcp_out_fn(void *, json_t *, json_t *);
 
-/* A tool call in flight, as the tools see it (server/mcp.c owns it). */
+struct mcp_call;
+
+/*
+ * A connection as its tools see it (the first member of server/mcp.c's
+ * struct mcp): whose it is, its default session, and the engine's way out
+ * (send takes msg; finish takes a call off the connection), so that the
+ * tools answer without calling up into the engine.
+ */
+struct mcp_peer {
+	uid_t		 uid;
+	char		*default_session; /* made on first use */
+	u_int		 ncalls;	/* tool calls in flight */
+	int		 log_level;	/* mcp_log_level's rank */
+	void		 (*send)(struct mcp_peer *, json_t *, json_t *);
+	void		 (*finish)(struct mcp_call *);
+};
+
+/* A tool call in flight (the engine makes it, mcp-call.c ends it). */
 struct mcp_call {
-	struct mcp	*mcp;		/* NULL once the connection is gone */
+	struct mcp_peer	*peer;		/* NULL once the connection is gone */
 	json_t		*id;		/* the request's id */
 	json_t		*token;		/* _meta.progressToken, or NULL */
 	double		 progress;	/* last progress sent */
@@ -57,23 +74,33 @@ struct mcp_call {
 };
 
 /* server/mcp.c */
+void		 mcp_init(void);
 struct mcp	*mcp_new(uid_t, const char *, mcp_out_fn *, void *);
 void		 mcp_free(struct mcp **);
 void		 mcp_input(struct mcp *, const char *, size_t);
 void		 mcp_input_oversized(struct mcp *);
-uid_t		 mcp_uid(struct mcp *);
 const char	*mcp_transport(struct mcp *);
 const char	*mcp_version(struct mcp *);
 int		 mcp_initialized(struct mcp *);
-u_int		 mcp_calls(struct mcp *);
-const char	*mcp_default_session(struct mcp *);
-void		 mcp_set_default_session(struct mcp *, const char *);
 int		 mcp_version_supported(const char *);
+
+/* server/mcp-call.c */
+json_t		*mcp_msg_reply(json_t *, json_t *);
+json_t		*mcp_msg_error(json_t *, int, const char *);
+json_t		*mcp_msg_notify(const char *, json_t *);
+int		 mcp_log_level(const char *);
+uid_t		 mcp_uid(struct mcp_peer *);
+u_int		 mcp_calls(struct mcp_peer *);
+const char	*mcp_default_session(struct mcp_peer *);
+void		 mcp_set_default_session(struct mcp_peer *, const char *);
+void		 mcp_log(struct mcp_peer *, const char *, json_t *);
+void		 mcp_call_free(struct mcp_call *);
 void		 mcp_call_progress(struct mcp_call *, const char *);
 void		 mcp_call_done(struct mcp_call *, json_t *);
 void		 mcp_call_fail(struct mcp_call *, int, const char *, ...)
 		     __attribute__((format(printf, 3, 4)));
-void		 mcp_log(struct mcp *, const char *, json_t *);
+json_t		*mcp_tool_error(const char *, const char *);
+json_t		*mcp_tool_result(json_t *, const char *);
 
 /*
  * server/mcp-tools.c. A tool returns 0 with *result (done), 1 when it
@@ -84,8 +111,6 @@ void		 mcp_log(struct mcp *, const char *, json_t *);
 json_t		*mcp_tools_list(void);
 int		 mcp_tools_call(struct mcp_call *, const char *, json_t *,
 		     json_t **, int *, char **);
-json_t		*mcp_tool_error(const char *, const char *);
-json_t		*mcp_tool_result(json_t *, const char *);
 struct session	*mcp_tools_find(struct mcp_call *, json_t *, json_t **);
 
 /* server/mcp-schema.c */
