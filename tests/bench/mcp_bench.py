@@ -204,7 +204,9 @@ def report(res, n):
              "warm-up calls, one at a time, measured %s%s. stdio is `cellblock mcp` on "
              "pipes (the CLI relaying to the daemon's control socket); HTTP is POST /mcp "
              "on one keep-alive connection; REST is POST /v1/sessions/NAME/execute; "
-             "ZeroMQ is jupyter_client waiting for the reply and idle."
+             "ZeroMQ is jupyter_client waiting for the reply and idle (a Python client "
+             "that costs more per call than these minimal MCP clients; bench.py's C "
+             "client is the ZeroMQ floor)."
              % (n, time.strftime("%Y-%m-%d"),
                 B.loadavg() and ", load " + B.loadavg() or ""), "",
              "| path | n | p50 ms | p99 ms |", "| --- | --- | --- | --- |"]
