@@ -309,7 +309,7 @@ mcp_http_origin_ok(struct http_req *req)
 {
 	const char	*origin = http_header(req, "Origin");
 	const char	*to = http_header(req, "Host");
-	char		 host[256], want[256];
+	char		 host[256], url[300], want[256];
 
 	if (origin == NULL)
 		return (1);
@@ -320,8 +320,8 @@ mcp_http_origin_ok(struct http_req *req)
 		return (1);
 	if (to == NULL)
 		return (0);
-	snprintf(want, sizeof want, "http://%s", to);
-	if (mcp_http_origin_host(want, want, sizeof want) != 0)
+	snprintf(url, sizeof url, "http://%s", to);
+	if (mcp_http_origin_host(url, want, sizeof want) != 0)
 		return (0);
 	return (strcmp(host, want) == 0);
 }

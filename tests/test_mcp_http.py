@@ -105,6 +105,13 @@ def test_origin_checked(gw):
     assert r.status_code == 403
     r = post(gw, INIT, headers={"Origin": "http://localhost:3000"})
     assert r.status_code == 200
+    # the host the request was sent to (a name that resolves here)
+    r = post(gw, INIT, headers={"Origin": "https://box.example:8765", "Host": "box.example:8765"})
+    assert r.status_code == 200
+    r = post(gw, INIT, headers={"Origin": "https://evil.example", "Host": "box.example:8765"})
+    assert r.status_code == 403
+    r = post(gw, INIT, headers={"Origin": "null"})
+    assert r.status_code == 403
 
 
 def test_protocol_version_header(gw):
