@@ -57,7 +57,7 @@ struct contract {
 	struct loop_timer *input_timer;	/* answers an input_request */
 	json_t		*stdin_lines;
 	size_t		 stdin_next;
-	struct timespec	 snap;		/* artifacts: changed since */
+	struct files_snap *snap;	/* artifacts: the tree as it started */
 	struct contract_text out[2];	/* stdout, stderr */
 	json_t		*results;
 	size_t		 results_dropped;
@@ -330,6 +330,8 @@ contract_publish(void *conn, struct session *s, const struct jmsg_out *out)
 		    "execution_state"));
 		if (state != NULL && strcmp(state, "busy") == 0 && !c->running) {
 			c->running = 1;
+			if (c->s != NULL)
+				c->snap = files_snapshot(c->s);
 			contract_timeout_start(c);
 			contract_event(c, json_pack("{s:s,s:s}", "type",
 			    "status", "state", "running"));
@@ -504,9 +506,9 @@ static json_t *
 contract_artifacts(struct contract *c, int *truncated)
 {
 	*truncated = 0;
-	if (c->s == NULL || c->s->dying)
+	if (c->s == NULL || c->s->dying || c->snap == NULL)
 		return (json_array());
-	return (files_changed(c->s, &c->snap, CONTRACT_ARTIFACTS_MAX,
+	return (files_changed(c->s, c->snap, CONTRACT_ARTIFACTS_MAX,
 	    truncated));
 }
 
@@ -541,6 +543,7 @@ contract_finish(struct contract *c, const struct jmsg_out *out)
 	loop_timer_cancel(&c->input_timer);
 	status = contract_status(c, content, cb, &preserved);
 	arts = contract_artifacts(c, &truncated);
+	files_snapshot_free(&c->snap);
 	c->result = json_pack("{s:s,s:s,s:s,s:O,s:o,s:b,s:o,s:b,s:O,s:o,"
 	    "s:o,s:b,s:O,s:o,s:b,s:b}",
 	    "id", c->id, "session", c->session, "status", status,
@@ -636,7 +639,6 @@ contract_run(struct session *s, const struct contract_req *r,
 	c->stdin_lines = r->stdin_lines != NULL ? json_incref(r->stdin_lines) :
 	    NULL;
 	c->results = json_array();
-	clock_gettime(CLOCK_REALTIME_COARSE, &c->snap);
 	c->origin = transport_origin_new(&contract_ops, c);
 	jm = contract_request(c, r);
 	snprintf(c->id, sizeof c->id, "%s", jm->msg_id);
@@ -727,6 +729,7 @@ contract_free(struct contract *c)
 	transport_origin_gone(&c->origin);
 	contract_text_free(&c->out[0]);
 	contract_text_free(&c->out[1]);
+	files_snapshot_free(&c->snap);
 	json_decref(c->stdin_lines);
 	json_decref(c->results);
 	json_decref(c->error);
