@@ -19,9 +19,13 @@
 #include <sys/stat.h>
 #include <sys/syscall.h>
 
+#include <linux/openat2.h>
+
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <limits.h>
+#include <pwd.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -711,6 +715,106 @@ mount_pivot(struct mount_ctx *ctx, char **cause)
 }
 
 /*
+ * The owner's read-only binds. Opened in the host's namespaces while the
+ * shim is still root there, with the owner's fsuid, fsgid and groups, so
+ * the path walk and the open's read check are the owner's own (a
+ * directory the owner cannot read is refused here too, whatever the
+ * daemon checked before): no symlink anywhere in it, a directory. The
+ * clone is of what was opened, so nothing can be swapped in between.
+ */
+static int
+mount_open_bind(struct sandbox_bind *b, char **cause)
+{
+	struct open_how		how;
+	struct mount_attr	ma;
+	int			fd;
+
+	memset(&how, 0, sizeof how);
+	how.flags = O_RDONLY | O_DIRECTORY | O_CLOEXEC;
+	how.resolve = RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS;
+	fd = syscall(SYS_openat2, AT_FDCWD, b->source, &how, sizeof how);
+	if (fd == -1)
+		return (sandbox_cause(cause, "mount-ro %s: %s", b->source,
+		    errno == ELOOP ? "a symlink in the path, refused" :
+		    strerror(errno)));
+	b->fd = open_tree(fd, "", OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC |
+	    AT_RECURSIVE | AT_EMPTY_PATH);
+	close(fd);
+	if (b->fd == -1)
+		return (sandbox_cause(cause, "mount-ro %s: open_tree: %s",
+		    b->source, strerror(errno)));
+	memset(&ma, 0, sizeof ma);
+	ma.attr_set = ATTR_RO;
+	ma.propagation = MS_PRIVATE;
+	if (mount_setattr(b->fd, "", AT_EMPTY_PATH | AT_RECURSIVE, &ma,
+	    sizeof ma) != 0) {
+		close(b->fd);
+		b->fd = -1;
+		return (sandbox_cause(cause, "mount-ro %s: read-only: %s",
+		    b->source, strerror(errno)));
+	}
+	return (0);
+}
+
+static int
+mount_bind_ids(uid_t owner, char **cause)
+{
+	struct passwd	*pw = getpwuid(owner);
+	gid_t		 groups[NGROUPS_MAX], gid;
+	int		 n = NGROUPS_MAX;
+
+	gid = pw != NULL ? pw->pw_gid : (gid_t)owner;
+	if (pw == NULL || getgrouplist(pw->pw_name, gid, groups, &n) == -1)
+		n = 0;
+	if (setgroups(n, groups) != 0)
+		return (sandbox_cause(cause, "setgroups: %s", strerror(errno)));
+	return (mount_set_fsids(owner, gid, cause));
+}
+
+int
+sandbox_mount_open_binds(struct sandbox_plan *p, uid_t owner, char **cause)
+{
+	uid_t	fsuid = setfsuid(-1);
+	gid_t	fsgid = setfsgid(-1);
+	size_t	i;
+	int	r = 0;
+
+	if (p->nbinds == 0)
+		return (0);
+	if (mount_bind_ids(owner, cause) != 0)
+		r = -1;
+	for (i = 0; r == 0 && i < p->nbinds; i++)
+		r = mount_open_bind(&p->binds[i], cause);
+	setfsgid(fsgid);
+	setfsuid(fsuid);
+	/* sandbox_run drops every group before it unshares. */
+	return (r);
+}
+
+/* Each bind at its target, after the plan: nothing of it may be covered. */
+static int
+mount_binds(struct mount_ctx *ctx, char **cause)
+{
+	const struct sandbox_plan	*p = ctx->plan;
+	size_t				 i;
+	int				 fd;
+
+	for (i = 0; i < p->nbinds; i++) {
+		if (p->binds[i].fd == -1)
+			return (sandbox_cause(cause, "mount-ro %s: not opened",
+			    p->binds[i].source));
+		if (mount_mkpoint(ctx->root, p->binds[i].target + 1, 1,
+		    cause) != 0)
+			return (-1);
+		fd = dup(p->binds[i].fd);
+		if (mount_attach(fd, ctx->root, p->binds[i].target + 1,
+		    cause) != 0)
+			return (-1);
+	}
+	return (0);
+}
+
+/*
  * Build the session's filesystem and pivot into it.  Must run in the new
  * user and mount namespaces, after the id maps, as pid 1 of the new pid
  * namespace (the fresh /proc shows the caller's pid namespace).
@@ -761,6 +865,8 @@ sandbox_mount_setup(const struct sandbox_plan *plan, char **cause)
 		if (mount_run[op->kind](&ctx, op, cause) != 0)
 			goto restore;
 	}
+	if (mount_binds(&ctx, cause) != 0)
+		goto restore;
 	r = mount_pivot(&ctx, cause);
 restore:
 	setfsgid(fsgid);

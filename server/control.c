@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "server.h"
+#include "files.h"
 
 #define CONTROL_LINE_MAX	(1024 * 1024)
 #define CONTROL_SPARE_CONNS	64	/* per uid beyond one per session */
@@ -171,7 +172,7 @@ control_new(struct control_conn *c, json_t *req)
 	struct conninfo	 ci;
 	struct session	*s;
 	struct session_limits lim;
-	json_t		*r;
+	json_t		*r, *m, *mounts = NULL;
 
 	if (config_limits(req, &lim, &cause) != 0) {
 		r = control_error(EXIT_USAGE, "%s", cause);
@@ -182,8 +183,16 @@ control_new(struct control_conn *c, json_t *req)
 		session_random_name(buf, sizeof buf);
 		name = buf;
 	}
+	if ((m = json_object_get(req, "mounts")) != NULL &&
+	    (mounts = files_mount_check(m, c->uid, &cause)) == NULL) {
+		r = control_error(EXIT_DENIED, "%s", cause);
+		free(cause);
+		return (r);
+	}
 	endpoint_default_ci(&ci, name);
-	if ((s = factory_new_session(name, c->uid, &ci, &lim, &cause)) == NULL) {
+	s = factory_new_session_mounts(name, c->uid, &ci, &lim, mounts, &cause);
+	json_decref(mounts);
+	if (s == NULL) {
 		r = control_error(EXIT_FAILED, "%s", cause);
 		free(cause);
 		return (r);

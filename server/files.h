@@ -83,6 +83,9 @@ json_t		*files_changed(struct session *, struct files_snap *, size_t,
 
 const char	*files_error_name(enum files_error);
 
+/* server/files-mount.c: read-only mounts, checked as the owner */
+json_t		*files_mount_check(json_t *, uid_t, char **);
+
 #define FILES_LIST_MAX		10000	/* entries one list returns */
 #define FILES_PATH_MAX		1024	/* bytes of a relative path */
 #define FILES_DEPTH_MAX		32	/* directories deep, for changes */

@@ -230,6 +230,8 @@ incarnation_start(struct session *s, char **cause)
 	a.contain = contain_enabled();
 	a.zygote = cfg.zygote;
 	a.rootfs = cfg.rootfs[0] != '\0' ? cfg.rootfs : NULL;
+	a.mounts = s->mounts;
+	a.owner = s->owner;
 	if (spawn_interpreter(s, &a, cause) != 0)
 		return (-1);
 	session_set_state(s, SESSION_CREATING, "interpreter starting");

@@ -225,6 +225,9 @@ struct session	*factory_new_session(const char *, uid_t,
 struct session	*factory_make_session(const char *, uid_t,
 		     const struct conninfo *, const struct session_limits *,
 		     const char *, uid_t, int, char **);
+struct session	*factory_new_session_mounts(const char *, uid_t,
+		     const struct conninfo *, const struct session_limits *,
+		     json_t *, char **);
 struct session	*factory_shared_session(struct jmsg *);
 json_t		*factory_describe(struct session *);
 void		 factory_rmtree(const char *);

@@ -114,6 +114,8 @@ struct session {
 	uint64_t	 next_id;
 	json_t		*exec_count;
 	char		*workdir;
+	json_t		*mounts;	/* read-only binds: [{source, target}],
+					   checked as the owner (files-mount.c) */
 
 	/* Containment (sessions/contain.c). */
 	struct session_limits limits;
@@ -191,7 +193,10 @@ struct spawn_args {
 	int		 contain;	/* run the sandbox steps */
 	int		 zygote;	/* fork from the zygote if it is ready */
 	const struct session_limits *limits;
+	json_t		*mounts;	/* read-only binds; forces exec */
+	uid_t		 owner;		/* whose permissions the binds need */
 };
+#define SPAWN_BINDS_MAX	16	/* read-only binds per session */
 enum spawn_born { SPAWN_EXEC, SPAWN_ZYGOTE };
 int		 spawn_interpreter(struct session *, const struct spawn_args *,
 		     char **);
