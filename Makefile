@@ -49,12 +49,13 @@ obj = $(patsubst %.c,$(BUILDDIR)/%.o,$(1))
 BINS	= $(BINDIR)/cellblockd $(BINDIR)/cellblock $(BINDIR)/cellblock-shim \
 	  $(BINDIR)/cellblock-zygote.so
 TESTBINS = $(BINDIR)/test-protocol $(BINDIR)/test-base $(BINDIR)/test-redact \
+	   $(BINDIR)/test-zmtp \
 	   $(if $(wildcard sessions/test-cgroup.c),$(BINDIR)/test-cgroup) \
 	   $(if $(wildcard tests/sandbox/try-syscall.c),$(BINDIR)/try-syscall) \
 	   $(if $(wildcard tests/sandbox/seccomp-check.c),$(BINDIR)/seccomp-check) \
 	   $(if $(wildcard tests/sandbox/sandbox-check.c),$(BINDIR)/sandbox-check)
 # The fuzz harnesses' replay drivers: the corpus and crashes as tests (Fuzzing below).
-FUZZ_TARGETS = jmsg control channel config
+FUZZ_TARGETS = jmsg control channel config zmtp
 TESTBINS += $(patsubst %,$(BINDIR)/fuzz-replay-%,$(FUZZ_TARGETS))
 
 all: $(BINS) $(TESTBINS)
@@ -71,6 +72,7 @@ $(BINDIR)/cellblock: $(call obj,$(CLI_SRC) $(PROTO_SRC) $(BASE_SRC))
 $(BINDIR)/cellblock-shim: $(call obj,$(SHIM_SRC) $(BASE_SRC))
 $(BINDIR)/test-base: $(call obj,kernel-shim/base/test-base.c $(BASE_SRC))
 $(BINDIR)/test-protocol: $(call obj,protocol/test-protocol.c $(PROTO_SRC) $(BASE_SRC))
+$(BINDIR)/test-zmtp: $(call obj,protocol/test-zmtp.c $(PROTO_SRC) $(BASE_SRC))
 $(BINDIR)/test-cgroup: $(call obj,sessions/test-cgroup.c sessions/cgroup.c $(BASE_SRC))
 $(BINDIR)/test-redact: $(call obj,server/test-redact.c server/redact.c $(BASE_SRC))
 $(BINDIR)/try-syscall: $(call obj,tests/sandbox/try-syscall.c)
@@ -164,6 +166,7 @@ FUZZ_LINK_control = $(filter-out server/cellblockd.c,$(DAEMON_SRC)) \
 		    $(SANDBOX_PARENT)
 FUZZ_LINK_channel = sessions/channel.c $(BASE_SRC)
 FUZZ_LINK_config  = server/config.c $(BASE_SRC)
+FUZZ_LINK_zmtp	  = $(PROTO_SRC) $(BASE_SRC)
 
 define FUZZ_RULES
 $(BINDIR)/fuzz-replay-$(1): $$(call obj,tests/fuzz/replay.c \

@@ -14,6 +14,7 @@
 #include "sessions.h"
 #include "shared.h"
 #include "transport.h"
+#include "wire.h"
 
 _Static_assert(CELLBLOCK_NAME_MAX == SESSION_NAME_MAX,
     "the CLI's session name bound is the daemon's");
@@ -119,7 +120,6 @@ int		 heartbeat_start(char **);
 void		 heartbeat_stop(void);
 int		 heartbeat_bind(const char *, char **, char **);
 void		 heartbeat_unbind(const char *);
-char		*heartbeat_zbind(zsock_t *, const char *);
 
 /* server/endpoint.c */
 enum { EP_SHELL = TRANSPORT_SHELL, EP_CONTROL = TRANSPORT_CONTROL,
@@ -129,17 +129,14 @@ struct endpoint {
 	struct transport_origin *origin; /* what its requests remember */
 	struct conninfo	 ci;
 	struct sign	*sign;
-	zsock_t		*shell;
-	zsock_t		*control;
-	zsock_t		*stdin_;
-	zsock_t		*iopub;
+	struct wire	*shell;		/* our own ZMTP sockets (wire.c) */
+	struct wire	*control;
+	struct wire	*stdin_;
+	struct wire	*iopub;
 	char		*hb;
 	char		*path;		/* its connection file */
-	struct loop_io	*io[3];		/* EP_SHELL, EP_CONTROL, EP_STDIN */
 	int		 closed;	/* freed from the loop soon */
 	struct loop_timer *reap_timer;	/* frees it, once closed */
-	zsock_t		*mon[2];	/* shell, control monitors */
-	struct loop_io	*mon_io[2];
 	uint64_t	 drop_window;	/* ms: start of this drop-log second */
 	u_int		 drop_logged;	/* drops logged one by one in it */
 	u_int		 drop_quiet;	/* drops counted, not yet logged */
@@ -155,7 +152,6 @@ void		 endpoint_close(struct endpoint *);
 void		 endpoint_reap_all(void);
 int		 endpoint_write_file(struct endpoint *, const char *, uid_t,
 		     char **);
-zsock_t		*endpoint_socket(struct endpoint *, int);
 
 
 /*

@@ -7,7 +7,7 @@ import subprocess
 import pytest
 
 from cbtest import BIN
-UNITS = ["test-base", "test-protocol", "test-redact", "test-cgroup", "seccomp-check", "sandbox-check"]
+UNITS = ["test-base", "test-protocol", "test-zmtp", "test-redact", "test-cgroup", "seccomp-check", "sandbox-check"]
 
 
 @pytest.mark.parametrize("name", UNITS)
