@@ -148,21 +148,19 @@ def test_a_symlink_race_never_escapes(daemon, session, tmp_path):
     # The cell swaps d between a real directory and a link to / as fast as
     # it can while uploads and downloads go to d/...: none may land outside.
     tag = "cb-race-" + uuid.uuid4().hex
-    swapper = ("import os, threading\nos.makedirs('dreal', exist_ok=True)\n"
-               "open('dreal/hostname', 'w').write('inside')\n"
+    swapper = ("import os, threading\nos.makedirs('d', exist_ok=True)\n"
+               "open('d/hostname', 'w').write('inside')\n"
+               "os.symlink('/etc', 'lnk')\n"
                "stop = False\n"
                "def swap():\n"
                "    n = 0\n"
-               "    while not stop and n < 2000000:\n"
+               "    while not stop and n < 5000000:\n"
                "        n += 1\n"
-               "        try: os.symlink('/etc', 'tmp_l'); os.replace('tmp_l', 'd')\n"
-               "        except OSError: pass\n"
-               "        try: os.unlink('d')\n"
-               "        except OSError: pass\n"
-               "        try: os.symlink('dreal', 'd')\n"
-               "        except OSError: pass\n"
-               "        try: os.unlink('d'); os.rename('dreal', 'd'); os.rename('d', 'dreal')\n"
-               "        except OSError: pass\n"
+               "        try:\n"
+               "            os.rename('d', 'dreal'); os.rename('lnk', 'd')\n"
+               "            os.rename('d', 'lnk'); os.rename('dreal', 'd')\n"
+               "        except OSError:\n"
+               "            pass\n"
                "t = threading.Thread(target=swap, daemon=True)\nt.start()")
     run(daemon, session, swapper)
     src = tmp_path / "s"
@@ -177,7 +175,9 @@ def test_a_symlink_race_never_escapes(daemon, session, tmp_path):
     finally:
         run(daemon, session, "stop = True\nt.join()")
     assert not os.path.exists("/etc/" + tag) and not os.path.exists("/" + tag)
-    assert all(g == "inside" for g in got), set(got)
+    # Some copies went through while d was a real directory (not vacuous),
+    # none ever through the link.
+    assert got and all(g == "inside" for g in got), set(got)
 
 
 def test_size_cap_and_quota(daemon, tmp_path):
