@@ -241,9 +241,14 @@ files_beneath(int root, const char *path, int flags, mode_t mode)
 		return (openat(root, ".", flags | O_CLOEXEC));
 	if (!files_openat2_missing) {
 		fd = files_openat2(root, path, flags, mode);
-		if (fd != -1 || errno != ENOSYS)
+		/*
+		 * EAGAIN: a rename somewhere raced the lookup (a cell can do
+		 * that all day); the walk is as safe and does not mind.
+		 */
+		if (fd != -1 || (errno != ENOSYS && errno != EAGAIN))
 			return (fd);
-		files_openat2_missing = 1;
+		if (errno == ENOSYS)
+			files_openat2_missing = 1;
 	}
 	return (files_walk(root, path, flags, mode));
 }

@@ -145,22 +145,23 @@ def test_symlinks_are_never_followed(daemon, session, tmp_path):
 
 
 def test_a_symlink_race_never_escapes(daemon, session, tmp_path):
-    # The cell swaps d between a real directory and a link to / as fast as
+    # The cell swaps d between a real directory and a link to /etc as fast as
     # it can while uploads and downloads go to d/...: none may land outside.
     tag = "cb-race-" + uuid.uuid4().hex
-    swapper = ("import os, threading\nos.makedirs('d', exist_ok=True)\n"
+    # renameat2(RENAME_EXCHANGE) swaps the two atomically: d always exists,
+    # as a directory or as the link (an upload never finds it missing).
+    swapper = ("import ctypes, os, threading\nos.makedirs('d', exist_ok=True)\n"
                "open('d/hostname', 'w').write('inside')\n"
                "os.symlink('/etc', 'lnk')\n"
+               "libc = ctypes.CDLL(None, use_errno=True)\n"
+               "assert libc.renameat2(-100, b'd', -100, b'lnk', 2) == 0\n"
+               "assert libc.renameat2(-100, b'd', -100, b'lnk', 2) == 0\n"
                "stop = False\n"
                "def swap():\n"
                "    n = 0\n"
-               "    while not stop and n < 5000000:\n"
+               "    while not stop and n < 20000000:\n"
                "        n += 1\n"
-               "        try:\n"
-               "            os.rename('d', 'dreal'); os.rename('lnk', 'd')\n"
-               "            os.rename('d', 'lnk'); os.rename('dreal', 'd')\n"
-               "        except OSError:\n"
-               "            pass\n"
+               "        libc.renameat2(-100, b'd', -100, b'lnk', 2)\n"
                "t = threading.Thread(target=swap, daemon=True)\nt.start()")
     run(daemon, session, swapper)
     src = tmp_path / "s"
