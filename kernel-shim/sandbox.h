@@ -67,6 +67,8 @@ struct sandbox_plan {
 	int		 keep_fd;	/* the channel: the only fd left open */
 	struct sandbox_bind *binds;	/* read-only binds, or NULL */
 	size_t		 nbinds;
+	uid_t		 bind_uid;	/* the owner's files show as these */
+	gid_t		 bind_gid;	/* (the session's host ids), or -1 */
 };
 
 /*

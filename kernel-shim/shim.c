@@ -48,6 +48,8 @@ struct shim_args {
 	struct sandbox_bind binds[SANDBOX_BINDS_MAX];	/* --mount-ro */
 	size_t		 nbinds;
 	uid_t		 mount_owner;	/* whose permissions they need */
+	uid_t		 mount_uid;	/* --mount-as: the owner's files show */
+	gid_t		 mount_gid;	/* as these (the session's host ids) */
 };
 
 static void	usage(void) __attribute__((noreturn));
@@ -104,6 +106,7 @@ shim_parse(int argc, char **argv, struct shim_args *a)
 		{ "gid", required_argument, NULL, 'G' },
 		{ "mount-ro", required_argument, NULL, 'M' },
 		{ "mount-owner", required_argument, NULL, 'O' },
+		{ "mount-as", required_argument, NULL, 'A' },
 		{ NULL, 0, NULL, 0 }
 	};
 	int	ch;
@@ -117,6 +120,8 @@ shim_parse(int argc, char **argv, struct shim_args *a)
 	a->threads = 1;
 	a->zygote_uid = (uid_t)-1;
 	a->zygote_gid = (gid_t)-1;
+	a->mount_uid = (uid_t)-1;
+	a->mount_gid = (gid_t)-1;
 	while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
 		switch (ch) {
 		case 'c':
@@ -169,6 +174,11 @@ shim_parse(int argc, char **argv, struct shim_args *a)
 			break;
 		case 'O':
 			a->mount_owner = strtoul(optarg, NULL, 10);
+			break;
+		case 'A':
+			if (sscanf(optarg, "%u:%u", &a->mount_uid,
+			    &a->mount_gid) != 2)
+				usage();
 			break;
 		default:
 			usage();
@@ -230,6 +240,8 @@ shim_contain(const struct shim_args *a)
 	p.keep_fd = a->channel_fd;
 	p.binds = (struct sandbox_bind *)a->binds;
 	p.nbinds = a->nbinds;
+	p.bind_uid = a->mount_uid;
+	p.bind_gid = a->mount_gid;
 	snprintf(runner, sizeof runner, "%s/%s", SANDBOX_RUNNER_DIR,
 	    basename((char *)a->runner));
 	/* While still root in the host's namespaces; as the owner. */

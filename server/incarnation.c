@@ -232,6 +232,8 @@ incarnation_start(struct session *s, char **cause)
 	a.rootfs = cfg.rootfs[0] != '\0' ? cfg.rootfs : NULL;
 	a.mounts = s->mounts;
 	a.owner = s->owner;
+	a.host_uid = s->host_uid;
+	a.host_gid = s->host_gid;
 	if (spawn_interpreter(s, &a, cause) != 0)
 		return (-1);
 	session_set_state(s, SESSION_CREATING, "interpreter starting");

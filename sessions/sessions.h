@@ -195,6 +195,8 @@ struct spawn_args {
 	const struct session_limits *limits;
 	json_t		*mounts;	/* read-only binds; forces exec */
 	uid_t		 owner;		/* whose permissions the binds need */
+	uid_t		 host_uid;	/* the binds' files show as these */
+	gid_t		 host_gid;
 };
 #define SPAWN_BINDS_MAX	16	/* read-only binds per session */
 enum spawn_born { SPAWN_EXEC, SPAWN_ZYGOTE };

@@ -128,6 +128,10 @@ spawn_argv(const struct spawn_args *a, char **argv, char num[][24],
 			snprintf(num[4], 24, "%lu", (unsigned long)a->owner);
 			argv[i++] = "--mount-owner";
 			argv[i++] = num[4];
+			snprintf(num[5], 24, "%lu:%lu", (unsigned long)a->host_uid,
+			    (unsigned long)a->host_gid);
+			argv[i++] = "--mount-as";
+			argv[i++] = num[5];
 		}
 	}
 	argv[i] = NULL;
@@ -179,7 +183,7 @@ spawn_interpreter(struct session *s, const struct spawn_args *a, char **cause)
 {
 	int	 sv[2], errp[2];
 	pid_t	 pid = -1;
-	char	*argv[32 + 2 * SPAWN_BINDS_MAX], num[5][24], *why = NULL;
+	char	*argv[32 + 2 * SPAWN_BINDS_MAX], num[6][24], *why = NULL;
 	char	*binds[SPAWN_BINDS_MAX] = { NULL };
 	size_t	 i;
 

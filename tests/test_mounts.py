@@ -35,11 +35,15 @@ def tree():
     """/tmp/cb-mounts-*/{open,private}: one anyone may read, one only root."""
     top = tempfile.mkdtemp(prefix="cb-mounts-")
     os.chmod(top, 0o755)
-    for name, mode in (("open", 0o755), ("private", 0o700)):
+    for name, mode in (("open", 0o755), ("private", 0o700), ("mine", 0o700)):
         os.mkdir(os.path.join(top, name))
         with open(os.path.join(top, name, "data.csv"), "w") as f:
             f.write("a,b\n1,2\n")
         os.chmod(os.path.join(top, name), mode)
+    # nobody's own private data: a 0700 directory, a 0600 file.
+    os.chmod(os.path.join(top, "mine", "data.csv"), 0o600)
+    for p in ("mine", "mine/data.csv"):
+        os.chown(os.path.join(top, p), NOBODY, NOBODY)
     os.symlink(os.path.join(top, "open"), os.path.join(top, "link"))
     yield top
     shutil.rmtree(top)
@@ -88,15 +92,13 @@ def test_a_directory_the_owner_cannot_read_is_refused(daemon, tree):
     assert p.returncode != 0
     assert "Permission denied" in p.stderr and "uid %d" % NOBODY in p.stderr, p.stderr
     assert "mnt-priv" not in [s["name"] for s in json.loads(daemon.cli("ls", "--json").stdout)]
-    # Root may: the check is the owner's, not the daemon's. (Inside, the
-    # interpreter still reads as its own uid: a 0700 directory is mounted
-    # but not listable. docs/AGENTS.md.)
+    # Root may: the check is the owner's, not the daemon's.
     p = daemon.cli("new", "--name", "mnt-root", "--mount-ro", tree + "/private:/data")
     assert p.returncode == 0, p.stderr
     try:
-        k = contract(daemon.cli("run", "--json", "mnt-root", "import os\nos.path.ismount('/data')",
+        k = contract(daemon.cli("run", "--json", "mnt-root", "open('/data/data.csv').read()",
                                 timeout=WAIT))
-        assert k["results"][0]["data"]["text/plain"] == "True"
+        assert k["results"][0]["data"]["text/plain"] == repr("a,b\n1,2\n")
     finally:
         daemon.cli("kill", "mnt-root")
 
@@ -122,6 +124,24 @@ def test_bad_mounts_are_refused(daemon, tree, source, target):
     assert r["ok"] is False and r["error"], r
     assert daemon.control({"cmd": "ls"})["ok"]
     assert "mnt-bad" not in [s["name"] for s in daemon.control({"cmd": "ls"})["sessions"]]
+
+
+def test_the_owners_private_files_read_as_the_owner_could(daemon, tree):
+    # Idmapped (ext4 here): the owner's files show as the session's own,
+    # so a 0600 file of theirs is readable inside, and still read-only.
+    p = as_nobody(daemon, "new", "--name", "mnt-mine", "--mount-ro", tree + "/mine:/data")
+    assert p.returncode == 0, p.stderr
+    try:
+        k = contract(as_nobody(daemon, "run", "--json", "mnt-mine",
+                               PROBE + "[:1] + (os.stat('/data/data.csv').st_uid,)"))
+        assert k["results"][0]["data"]["text/plain"] == repr(("a,b\n1,2\n", 1000)), k
+        k = contract(as_nobody(daemon, "run", "--json", "mnt-mine",
+                               "import os\ntry:\n    os.chmod('/data/data.csv', 0o666); r = 'changed'\n"
+                               "except OSError as e: r = e.errno\nr"))
+        assert k["results"][0]["data"]["text/plain"] == "30"
+        assert os.stat(os.path.join(tree, "mine", "data.csv")).st_mode & 0o777 == 0o600
+    finally:
+        as_nobody(daemon, "kill", "mnt-mine")
 
 
 def test_mounts_field_shape_is_checked(daemon, tree):
