@@ -122,6 +122,7 @@ struct session {
 	uid_t		 host_uid;	/* the interpreter's uid on the host */
 	gid_t		 host_gid;
 	int		 cgroup_made;
+	struct cgroup_meter *meter;	/* the contract's counters, once open */
 	uint64_t	 oom_seen;	/* OOM kills counted so far */
 
 	/* Lifecycle: checkpoints, hibernation (server/lifecycle.c). */
@@ -180,7 +181,8 @@ int		 contain_enter(struct session *, pid_t, char **);
 void		 contain_release(struct session *);
 int		 contain_oom_killed(struct session *);
 void		 contain_stats(struct session *, uint64_t *, uint64_t *);
-uint64_t	 contain_mem_peak(struct session *, int);
+void		 contain_meter(struct session *, int, uint64_t *, uint64_t *,
+		     int *);
 
 /* sessions/spawn.c */
 struct spawn_args {
