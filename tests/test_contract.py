@@ -137,6 +137,17 @@ def test_timeout_interrupts_and_keeps_state(daemon, session):
     assert execute(daemon, session, "y")["results"][0]["data"]["text/plain"] == "7"
 
 
+def test_the_sessions_exec_timeout_is_timeout(daemon):
+    name = new_session(daemon, "--exec-timeout", "1")
+    try:
+        k = execute(daemon, name, "kept = 2\nimport time\nwhile True: time.sleep(0.01)")
+        assert k["status"] == "timeout" and k["state_preserved"] is True, k
+        assert k["error"]["ename"] == "CellTimeout"
+        assert execute(daemon, name, "kept")["results"][0]["data"]["text/plain"] == "2"
+    finally:
+        daemon.cli("kill", name)
+
+
 def test_timeout_of_a_cell_that_ignores_the_interrupt_restarts(daemon, session):
     k = execute(daemon, session, "import signal\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\n"
                 "z = 1\nwhile True: pass", timeout_ms=500)
