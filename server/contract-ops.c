@@ -350,7 +350,7 @@ contract_ops_copy(struct control_conn *c, struct session *s, const char *path,
 json_t *
 contract_ops_files(struct control_conn *c, json_t *req)
 {
-	const char		*op = json_string_value(json_object_get(req,
+	const char		*what = json_string_value(json_object_get(req,
 				    "op"));
 	json_t			*p = json_object_get(req, "path"), *err, *l;
 	enum files_error	 e;
@@ -362,22 +362,22 @@ contract_ops_files(struct control_conn *c, json_t *req)
 	if ((s = control_conn_session(c, req, &err)) == NULL)
 		return (err);
 	path = json_is_string(p) ? json_string_value(p) : "";
-	if (op == NULL || (p != NULL && (!json_is_string(p) ||
+	if (what == NULL || (p != NULL && (!json_is_string(p) ||
 	    strlen(path) != json_string_length(p))))
 		return (control_error(EXIT_USAGE, "files: op and a path "
 		    "string without NUL are needed"));
-	if (strcmp(op, "list") == 0) {
+	if (strcmp(what, "list") == 0) {
 		if ((l = files_list(s, path, &truncated, &e, &cause)) == NULL)
 			return (contract_ops_error(e, cause));
 		return (json_pack("{s:b,s:o,s:b}", "ok", 1, "entries", l,
 		    "truncated", truncated));
 	}
-	if (strcmp(op, "remove") == 0) {
+	if (strcmp(what, "remove") == 0) {
 		if (files_remove(s, path, &e, &cause) != 0)
 			return (contract_ops_error(e, cause));
 		return (json_pack("{s:b}", "ok", 1));
 	}
-	if (strcmp(op, "put") == 0 || strcmp(op, "get") == 0)
-		return (contract_ops_copy(c, s, path, strcmp(op, "put") == 0));
-	return (control_error(EXIT_USAGE, "files: unknown op '%s'", op));
+	if (strcmp(what, "put") == 0 || strcmp(what, "get") == 0)
+		return (contract_ops_copy(c, s, path, strcmp(what, "put") == 0));
+	return (control_error(EXIT_USAGE, "files: unknown op '%s'", what));
 }
