@@ -383,3 +383,26 @@ def test_two_owners_are_isolated(daemon, session):
         assert daemon.control({"cmd": "result", "id": mine["id"]})["ok"] is True
     finally:
         daemon.cli("kill", "nobodys")
+
+
+def test_resumed_says_what_came_back_and_what_did_not(tmp_path):
+    conf = tmp_path / "cellblockd.conf"
+    conf.write_text("idle-timeout = 2\n")
+    d = Daemon(["--config", str(conf)])
+    try:
+        name = new_session(d)
+        first = execute(d, name, "x = 5\ng = (i for i in range(3))")
+        assert first["resumed"] is None
+        def hibernated():
+            return [s for s in json.loads(d.cli("ls", "--json", check=True).stdout)
+                    if s["name"] == name][0]["state"] == "hibernated"
+        poll(hibernated, 30, "hibernation")
+        k = execute(d, name, "x")
+        assert k["status"] == "ok" and k["results"][0]["data"]["text/plain"] == "5"
+        r = k["resumed"]
+        assert r["restored"] is True and "x" in r["names"], r
+        assert "g" in [e["name"] for e in r["lost"] + r["skipped"]], r
+        assert k["metrics"]["queued_ms"] > 0       # it waited for the resume
+        assert execute(d, name, "1")["resumed"] is None   # only the first call after
+    finally:
+        d.stop()
