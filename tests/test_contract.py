@@ -406,3 +406,29 @@ def test_resumed_says_what_came_back_and_what_did_not(tmp_path):
         assert execute(d, name, "1")["resumed"] is None   # only the first call after
     finally:
         d.stop()
+
+
+def test_every_field_of_every_op_with_every_wrong_type(daemon, session):
+    # The control socket's execute, result and files with each field set to
+    # each kind of wrong value: an answer every time, the daemon unharmed.
+    values = [None, 0, -1, 2 ** 70, 1.5, "", "x", "../..", "\u0000a", [], [1], ["a", 2], {}, {"a": 1}, True]
+    base = {"execute": {"name": session, "code": "1"},
+            "result": {"id": "x"},
+            "files": {"name": session, "op": "list", "path": ""}}
+    fields = {"execute": ["name", "code", "timeout_ms", "stdin", "store_history", "stream"],
+              "result": ["id"],
+              "files": ["name", "op", "path"]}
+    answered = 0
+    for cmd, keys in fields.items():
+        for key in keys:
+            for v in values:
+                req = {"cmd": cmd, **base[cmd], key: v}
+                if cmd == "execute" and key == "code" and v == "x":
+                    req["timeout_ms"] = 5000
+                r = daemon.control(req, timeout=WAIT)
+                # (stream: true answers with its first event first.)
+                assert isinstance(r, dict) and ("ok" in r or "event" in r), (req, r)
+                answered += 1
+    assert answered == 15 * 10
+    assert daemon.alive()
+    assert execute(daemon, session, "6*7")["results"][0]["data"]["text/plain"] == "42"
