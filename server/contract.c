@@ -328,7 +328,8 @@ contract_publish(void *conn, struct session *s, const struct jmsg_out *out)
 	} else if (strcmp(type, "status") == 0) {
 		state = json_string_value(json_object_get(out->content,
 		    "execution_state"));
-		if (state != NULL && strcmp(state, "busy") == 0 && !c->running) {
+		if (state != NULL && strcmp(state, "busy") == 0 && !c->running &&
+		    c->s != NULL && kernel_running(c->s) == c->parent) {
 			c->running = 1;
 			if (c->s != NULL)
 				c->snap = files_snapshot(c->s);

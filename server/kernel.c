@@ -1252,6 +1252,18 @@ kernel_set_resolver(kernel_resolve_fn *fn)
 	kernel_resolver = fn;
 }
 
+/*
+ * The header frame of the request the interpreter runs now, NULL if
+ * none: how an in-process origin (contract.c) tells its request's busy
+ * from the busy of a reply that fails it unrun (aborted, queue full).
+ */
+const void *
+kernel_running(struct session *s)
+{
+	return (s->current != NULL ? (const void *)s->current->msg->header_raw :
+	    NULL);
+}
+
 size_t
 kernel_queued(struct session *s)
 {

@@ -212,6 +212,7 @@ void		 kernel_restart(struct session *, const char *);
 void		 kernel_interrupt(struct session *);
 void		 kernel_end(struct session *, const char *);
 size_t		 kernel_queued(struct session *);
+const void	*kernel_running(struct session *);
 
 /* server/factory.c: the session factory */
 void		 factory_init(void);

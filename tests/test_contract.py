@@ -182,6 +182,7 @@ def test_queued_after_a_failure_is_aborted(daemon, session):
             k2 = second.contract()
         finally:
             second.close()
+        assert [e["state"] for e in second.events if e["type"] == "status"] == ["queued"]
         k1 = first.contract()
     finally:
         first.close()
