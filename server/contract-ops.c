@@ -7,6 +7,7 @@
  *    "store_history"?,"stream"?}  -> {"event":{..}}* then
  *                                    {"ok":true,"contract":{..}}
  *   {"cmd":"result","id"}        -> {"ok":true,"contract":{..}}
+ *   {"cmd":"cancel","id"}        -> {"ok":true}: interrupted (when it runs)
  *   {"cmd":"files","op":"list"|"remove","name","path"}
  *   {"cmd":"files","op":"put"|"get","name","path"} + one fd (SCM_RIGHTS):
  *                                    the local file the CLI opened as the
@@ -168,6 +169,19 @@ contract_ops_execute(struct control_conn *c, json_t *req)
 	}
 	control_conn_job(c, contract_ops_run_gone, r);
 	return (NULL);
+}
+
+json_t *
+contract_ops_cancel(struct control_conn *c, json_t *req)
+{
+	const char	*id = json_string_value(json_object_get(req, "id"));
+
+	if (id == NULL)
+		return (control_error(EXIT_USAGE, "no call id given"));
+	if (contract_cancel_id(id, control_conn_uid(c)) != 0)
+		return (control_error(EXIT_NOSESSION, "no call '%s' (unknown, "
+		    "expired, or not yours)", id));
+	return (json_pack("{s:b}", "ok", 1));
 }
 
 json_t *

@@ -53,6 +53,7 @@ struct contract {
 	uint64_t	 finished_at;	/* loop_now() */
 	int		 timeout_ms;
 	int		 timed_out;
+	int		 cancelled;	/* before it ran: interrupt at its start */
 	struct loop_timer *timer;	/* timeout_ms, then its grace */
 	struct loop_timer *input_timer;	/* answers an input_request */
 	json_t		*stdin_lines;
@@ -301,6 +302,7 @@ contract_error_of(json_t *content)
 }
 
 static void contract_timeout_start(struct contract *);
+static void contract_cancel_start(struct contract *);
 
 /* The session's iopub: only what has this call's request as parent. */
 static void
@@ -331,8 +333,9 @@ contract_publish(void *conn, struct session *s, const struct jmsg_out *out)
 		if (state != NULL && strcmp(state, "busy") == 0 && !c->running &&
 		    c->s != NULL && kernel_running(c->s) == c->parent) {
 			c->running = 1;
-			if (c->s != NULL)
-				c->snap = files_snapshot(c->s);
+			c->snap = files_snapshot(c->s);
+			if (c->cancelled)
+				contract_cancel_start(c);
 			contract_timeout_start(c);
 			contract_event(c, json_pack("{s:s,s:s}", "type",
 			    "status", "state", "running"));
@@ -652,11 +655,56 @@ contract_run(struct session *s, const struct contract_req *r,
 	return (c);
 }
 
+/*
+ * A call cancelled while queued is interrupted once it runs. The runner
+ * drops a SIGINT that comes before it has read the request (a stale one
+ * must not hit the next cell), so it is sent again every 50 ms until the
+ * call ends, at most 40 times.
+ */
+static void
+contract_cancel_fire(void *arg)
+{
+	struct contract	*c = arg;
+
+	c->input_timer = NULL;
+	if (c->finished || c->s == NULL || ++c->cancelled > 40)
+		return;
+	kernel_interrupt(c->s);
+	c->input_timer = loop_timer_add(50, contract_cancel_fire, c);
+}
+
+static void
+contract_cancel_start(struct contract *c)
+{
+	loop_timer_cancel(&c->input_timer);
+	c->input_timer = loop_timer_add(0, contract_cancel_fire, c);
+}
+
 void
 contract_cancel(struct contract *c)
 {
-	if (c != NULL && !c->finished && c->running && c->s != NULL)
-		kernel_interrupt(c->s);
+	if (c == NULL || c->finished || c->s == NULL || c->cancelled)
+		return;
+	c->cancelled = 1;
+	if (c->running)
+		contract_cancel_start(c);
+}
+
+/* The control socket's cancel: a call by id, its owner's (or root's). */
+int
+contract_cancel_id(const char *id, uid_t uid)
+{
+	struct contract	*c;
+
+	TAILQ_FOREACH(c, &contract_all, entry) {
+		if (strcmp(c->id, id) != 0)
+			continue;
+		if (uid != 0 && uid != c->owner)
+			return (-1);
+		contract_cancel(c);
+		return (0);
+	}
+	return (-1);
 }
 
 void

@@ -73,8 +73,13 @@ typedef void	 contract_done_cb(void *, json_t *);
  */
 struct contract	*contract_run(struct session *, const struct contract_req *,
 		     contract_event_cb *, contract_done_cb *, void *, char **);
-/* Interrupt the cell (SIGINT); the contract ends with status error. */
+/*
+ * Interrupt the cell (SIGINT; a call still queued is interrupted as it
+ * starts); the contract ends with status error, KeyboardInterrupt.
+ */
 void		 contract_cancel(struct contract *);
+/* The same by id, for its owner (or root); -1 if unknown or not theirs. */
+int		 contract_cancel_id(const char *, uid_t);
 /*
  * The caller is gone or done: no more callbacks. A running call keeps
  * running; its result stays retrievable by id (contract_lookup) for

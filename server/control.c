@@ -92,6 +92,7 @@ static const struct {
 	{ "stats", control_stats },
 	{ "execute", contract_ops_execute },
 	{ "result", contract_ops_result },
+	{ "cancel", contract_ops_cancel },
 	{ "files", contract_ops_files },
 };
 

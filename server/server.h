@@ -265,6 +265,7 @@ struct session	*control_conn_session(struct control_conn *, json_t *,
 /* server/contract-ops.c: the control socket's execute, result, files */
 json_t		*contract_ops_execute(struct control_conn *, json_t *);
 json_t		*contract_ops_result(struct control_conn *, json_t *);
+json_t		*contract_ops_cancel(struct control_conn *, json_t *);
 json_t		*contract_ops_files(struct control_conn *, json_t *);
 
 /* server/cellblockd.c */

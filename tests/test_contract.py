@@ -433,3 +433,28 @@ def test_every_field_of_every_op_with_every_wrong_type(daemon, session):
     assert answered == 15 * 10
     assert daemon.alive()
     assert execute(daemon, session, "6*7")["results"][0]["data"]["text/plain"] == "42"
+
+
+def test_cancel_interrupts_a_running_or_queued_call(daemon, session):
+    first = Call(daemon, session, "import time\ntime.sleep(1.5)\nfirst = 1")
+    second = Call(daemon, session, "import time\ntime.sleep(60)\nsecond = 1")
+    try:
+        assert first.next()["state"] == "queued"
+        sid = second.next()["id"]
+        assert daemon.control({"cmd": "cancel", "id": sid})["ok"] is True   # still queued
+        k1, k2 = first.contract(), second.contract()
+    finally:
+        first.close()
+        second.close()
+    assert k1["status"] == "ok"
+    assert k2["status"] == "error" and k2["error"]["ename"] == "KeyboardInterrupt", k2
+    running = Call(daemon, session, "import time\ntime.sleep(60)")
+    try:
+        while running.next()["state"] != "running":
+            pass
+        assert daemon.control({"cmd": "cancel", "id": running.events[0]["id"]})["ok"] is True
+        assert running.contract()["error"]["ename"] == "KeyboardInterrupt"
+    finally:
+        running.close()
+    assert daemon.control({"cmd": "cancel", "id": "nope"})["ok"] is False
+    assert execute(daemon, session, "first + 0")["status"] == "ok"
