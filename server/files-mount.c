@@ -33,6 +33,7 @@
 static const char *files_mount_reserved[] = {
 	"/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32",
 	"/etc", "/proc", "/dev", "/tmp", "/opt/cellblock", "/home/session",
+	"/run/cellblock",	/* the egress relay's socket (server/egress.c) */
 };
 
 /* Absolute, no "", "." or ".." components, no trailing slash, bounded. */

@@ -234,6 +234,10 @@ incarnation_start(struct session *s, char **cause)
 	a.owner = s->owner;
 	a.host_uid = s->host_uid;
 	a.host_gid = s->host_gid;
+	/* Egress (server/egress.c): its socket bound in; by exec, see there. */
+	a.egress_dir = egress_session_dir(s, cause);
+	if (a.egress_dir == NULL && *cause != NULL)
+		return (-1);
 	if (spawn_interpreter(s, &a, cause) != 0)
 		return (-1);
 	session_set_state(s, SESSION_CREATING, "interpreter starting");

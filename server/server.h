@@ -55,6 +55,16 @@ struct config {
 				   keeps (head and tail) */
 	size_t	 files_max_size; /* bytes of one uploaded file */
 	size_t	 files_quota;	/* bytes of all of an owner's session files */
+	struct config_egress {		/* server/egress.c, cellblockd(8) */
+		char	*allow;		/* the ceiling; "": no egress */
+		char	*hosts;		/* "": resolve by DNS; else only these */
+		size_t	 max_conns;
+		size_t	 max_bytes_in;
+		size_t	 max_bytes_out;
+		size_t	 rate;
+		size_t	 idle_timeout;
+		size_t	 max_time;
+	} egress;
 };
 extern struct config cfg;
 void		 config_defaults(void);
@@ -63,6 +73,14 @@ int		 config_load(const char *, char **);
 int		 config_parse(const char *, size_t, const char *, char **);
 int		 config_parse_size(const char *, size_t *);
 int		 config_limits(json_t *, struct session_limits *, char **);
+int		 config_allow_net(const char *, struct session_limits *,
+		     char **);
+
+/* server/egress.c: runs cellblock-egress, the sessions' way out */
+void		 egress_start(void);
+void		 egress_stop(void);
+int		 egress_reaped(pid_t, int);
+const char	*egress_session_dir(struct session *, char **);
 
 /* server/redact.c */
 int		 redact_init(char *const *, size_t, char **);
@@ -83,8 +101,7 @@ void		 audit_lifecycle(struct session *, const char *, const char *,
 		     json_t *);
 void		 audit_transfer(struct session *, const char *, uint64_t,
 		     const char *);
-void		 audit_egress(struct session *, const char *, int, int,
-		     const char *);
+void		 audit_egress(json_t *);
 json_t		*audit_query(uid_t, json_t *);
 
 /*

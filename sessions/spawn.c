@@ -114,6 +114,7 @@ spawn_argv(const struct spawn_args *a, char **argv, char num[][24],
 			argv[i++] = "--rootfs";
 			argv[i++] = (char *)a->rootfs;
 		}
+
 		/* Read-only binds (server/files-mount.c checked them). */
 		json_array_foreach(a->mounts, j, m) {
 			if (j == SPAWN_BINDS_MAX)
@@ -132,6 +133,10 @@ spawn_argv(const struct spawn_args *a, char **argv, char num[][24],
 			    (unsigned long)a->host_gid);
 			argv[i++] = "--mount-as";
 			argv[i++] = num[5];
+		}
+		if (a->egress_dir != NULL) {
+			argv[i++] = "--egress-dir";
+			argv[i++] = (char *)a->egress_dir;
 		}
 	}
 	argv[i] = NULL;
@@ -197,9 +202,13 @@ spawn_interpreter(struct session *s, const struct spawn_args *a, char **cause)
 	}
 	channel_init(&s->chan, sv[0]);
 	s->born = SPAWN_EXEC;
-	/* The zygote cannot bind for us: sessions with mounts are exec'd. */
-	if (a->contain && a->zygote && zygote_ready() &&
-	    json_array_size(a->mounts) == 0) {
+	/*
+	 * A session with egress or mounts starts by exec: the zygote's
+	 * request carries no egress directory (yet), its socket must be bound
+	 * in, and the binds are opened by the shim before it unshares.
+	 */
+	if (a->contain && a->zygote && a->egress_dir == NULL &&
+	    json_array_size(a->mounts) == 0 && zygote_ready()) {
 		/* Before the child can write: its first frame must carry its pid. */
 		if (channel_want_creds(&s->chan, 1) != 0)
 			xasprintf(&why, "SO_PASSCRED: %s", strerror(errno));

@@ -12,7 +12,7 @@ static int	cmd_new_exec(int, char **);
 const struct cmd_entry cmd_new_entry = {
 	"new", "[--name NAME] [--memory SIZE] [--cpus N] [--pids N] "
 	"[--tmp SIZE] [--exec-timeout SECONDS] [--idle-timeout SECONDS] "
-	"[--mount-ro SRC:DST ...]",
+	"[--allow-net DEST[,DEST...]] [--mount-ro SRC:DST ...]",
 	cmd_new_exec
 };
 
@@ -54,6 +54,7 @@ cmd_new_exec(int argc, char **argv)
 		{ "exec-timeout", required_argument, NULL, 0 },
 		{ "idle-timeout", required_argument, NULL, 0 },
 		{ "mount-ro", required_argument, NULL, 'm' },
+		{ "allow-net", required_argument, NULL, 0 },
 		{ NULL, 0, NULL, 0 }
 	};
 	json_t	*req, *r, *mounts = NULL;
