@@ -64,12 +64,14 @@ struct contract {
 	size_t		 results_dropped;
 	json_t		*error;		/* from iopub, until the reply's */
 	json_t		*result;	/* the contract, once finished */
+	size_t		 bytes;		/* its size, for the table's bound */
 	TAILQ_ENTRY(contract) entry;
 };
 
 static TAILQ_HEAD(, contract) contract_all =
     TAILQ_HEAD_INITIALIZER(contract_all);
 static size_t	contract_finished_n;
+static size_t	contract_kept_bytes;	/* of finished contracts */
 
 static void	contract_send(void *, enum transport_channel,
 		    const struct jmsg_out *);
@@ -527,6 +529,7 @@ contract_prune(void)
 		if (!c->finished || !c->detached)
 			continue;
 		if (contract_finished_n > CONTRACT_KEEP_MAX ||
+		    contract_kept_bytes > CONTRACT_KEEP_BYTES ||
 		    now - c->finished_at > CONTRACT_KEEP_SECONDS * 1000)
 			contract_free(c);
 	}
@@ -569,6 +572,8 @@ contract_finish(struct contract *c, const struct jmsg_out *out)
 	c->finished = 1;
 	c->finished_at = loop_now();
 	contract_finished_n++;
+	c->bytes = json_dumpb(c->result, NULL, 0, JSON_COMPACT);
+	contract_kept_bytes += c->bytes;
 	c->parent = NULL;
 	c->s = NULL;
 	if (s != NULL) {
@@ -767,8 +772,10 @@ static void
 contract_free(struct contract *c)
 {
 	TAILQ_REMOVE(&contract_all, c, entry);
-	if (c->finished)
+	if (c->finished) {
 		contract_finished_n--;
+		contract_kept_bytes -= c->bytes;
+	}
 	loop_timer_cancel(&c->timer);
 	loop_timer_cancel(&c->input_timer);
 	if (c->s != NULL) {
