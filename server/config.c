@@ -76,6 +76,16 @@ static const struct config_entry {
 	{ "contract-max-output", CONFIG_SIZE, &cfg.contract_output, "64K" },
 	{ "files-max-size", CONFIG_SIZE, &cfg.files_max_size, "1G" },
 	{ "files-quota", CONFIG_SIZE, &cfg.files_quota, "10G" },
+	/* The HTTP front (server/http.c, docs/GATEWAY.md). */
+	{ "http-listen", CONFIG_STRING, &cfg.http_listen, "127.0.0.1:8765" },
+	{ "http-tls-cert", CONFIG_STRING, &cfg.http_tls_cert, "" },
+	{ "http-tls-key", CONFIG_STRING, &cfg.http_tls_key, "" },
+	{ "http-max-connections", CONFIG_COUNT, &cfg.http_max_conns, "1024" },
+	{ "http-max-connections-per-peer", CONFIG_COUNT,
+	  &cfg.http_max_peer_conns, "256" },
+	{ "http-timeout", CONFIG_COUNT, &cfg.http_timeout, "30" },
+	{ "http-max-starts", CONFIG_COUNT, &cfg.http_max_starts, "16" },
+	{ "metrics-public", CONFIG_BOOL, &cfg.metrics_public, "no" },
 	/* Egress (server/egress.c, docs/SECURITY.md). */
 	{ "egress-allow", CONFIG_STRING, &cfg.egress.allow, "" },
 	{ "egress-hosts", CONFIG_STRING, &cfg.egress.hosts, "" },

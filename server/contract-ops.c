@@ -116,7 +116,7 @@ contract_ops_stdin_ok(json_t *v)
 	return (1);
 }
 
-json_t *
+static json_t *
 contract_ops_execute(struct control_conn *c, json_t *req)
 {
 	struct contract_req	 cr;
@@ -171,7 +171,7 @@ contract_ops_execute(struct control_conn *c, json_t *req)
 	return (NULL);
 }
 
-json_t *
+static json_t *
 contract_ops_cancel(struct control_conn *c, json_t *req)
 {
 	const char	*id = json_string_value(json_object_get(req, "id"));
@@ -184,7 +184,7 @@ contract_ops_cancel(struct control_conn *c, json_t *req)
 	return (json_pack("{s:b}", "ok", 1));
 }
 
-json_t *
+static json_t *
 contract_ops_result(struct control_conn *c, json_t *req)
 {
 	const char	*id = json_string_value(json_object_get(req, "id"));
@@ -361,7 +361,7 @@ contract_ops_copy(struct control_conn *c, struct session *s, const char *path,
 	return (NULL);
 }
 
-json_t *
+static json_t *
 contract_ops_files(struct control_conn *c, json_t *req)
 {
 	const char		*what = json_string_value(json_object_get(req,
@@ -394,4 +394,14 @@ contract_ops_files(struct control_conn *c, json_t *req)
 	if (strcmp(what, "put") == 0 || strcmp(what, "get") == 0)
 		return (contract_ops_copy(c, s, path, strcmp(what, "put") == 0));
 	return (control_error(EXIT_USAGE, "files: unknown op '%s'", what));
+}
+
+/* Our rows of the control socket's table, before it listens. */
+void
+contract_ops_init(void)
+{
+	control_handle("execute", contract_ops_execute);
+	control_handle("result", contract_ops_result);
+	control_handle("cancel", contract_ops_cancel);
+	control_handle("files", contract_ops_files);
 }

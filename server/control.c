@@ -23,6 +23,7 @@
 
 #include "server.h"
 #include "files.h"
+#include "http.h"
 
 #define CONTROL_LINE_MAX	(1024 * 1024)
 #define CONTROL_SPARE_CONNS	64	/* per uid beyond one per session */
@@ -68,7 +69,7 @@ typedef json_t *control_fn(struct control_conn *, json_t *);
 static control_fn control_new, control_ls, control_connect,
     control_interrupt, control_restart, control_kill, control_attach,
     control_ping, control_checkpoint, control_fork, control_audit,
-    control_stats;
+    control_stats, control_token;
 
 /*
  * Legend: command name as the CLI sends it in "cmd"; handler, which returns
@@ -90,10 +91,7 @@ static const struct {
 	{ "ping", control_ping },
 	{ "audit", control_audit },
 	{ "stats", control_stats },
-	{ "execute", contract_ops_execute },
-	{ "result", contract_ops_result },
-	{ "cancel", contract_ops_cancel },
-	{ "files", contract_ops_files },
+	{ "token", control_token },
 };
 
 /* server/audit.c and server/metrics.c answer these; we know the caller. */
@@ -378,7 +376,7 @@ control_checkpoint(struct control_conn *c, json_t *req)
 	 * Hibernating: the checkpoint it stops on has just been written; an
 	 * error ("no running interpreter") would say the opposite.
 	 */
-	if (s->state == SESSION_HIBERNATED || s->hibernating)
+	if (s->state == SESSION_HIBERNATED || s->lc.hibernating)
 		return (json_pack("{s:b,s:s}", "ok", 1, "note", "hibernated: "
 		    "its checkpoint is current"));
 	if (lifecycle_checkpoint(s, 0, &c->waiter, &cause) != 0) {
@@ -420,9 +418,16 @@ control_ping(struct control_conn *c, json_t *req)
 {
 	(void)c;
 	(void)req;
-	return (json_pack("{s:b,s:s,s:I,s:o}", "ok", 1, "version",
+	return (json_pack("{s:b,s:s,s:I,s:o,s:o}", "ok", 1, "version",
 	    CELLBLOCK_VERSION, "pid", (json_int_t)getpid(), "zygote",
-	    zygote_describe()));
+	    zygote_describe(), "http", http_describe()));
+}
+
+/* HTTP tokens belong to the caller's uid (server/token.c). */
+static json_t *
+control_token(struct control_conn *c, json_t *req)
+{
+	return (token_control(c->uid, req));
 }
 
 /* HOOK_ENDED: an attach client hears that its session ended. */
@@ -513,6 +518,34 @@ control_send(struct control_conn *c, json_t *reply)
  * failure is the caller's usage error. Kept apart from dispatch so that it
  * can be fuzzed without a daemon (tests/fuzz/fuzz-control.c).
  */
+/*
+ * Rows the rooms above this one add at start (contract-ops.c: execute,
+ * result, cancel, files), as they call us and we must not name them.
+ */
+#define CONTROL_EXTRA_MAX	16
+static struct {
+	const char	*name;
+	control_op_fn	*fn;
+} control_extra[CONTROL_EXTRA_MAX];
+static size_t	control_nextra;
+
+void
+control_handle(const char *name, control_op_fn *fn)
+{
+	if (control_nextra == CONTROL_EXTRA_MAX)
+		fatalx("%s: too many rows", __func__);
+	control_extra[control_nextra].name = name;
+	control_extra[control_nextra++].fn = fn;
+}
+
+static control_op_fn *
+control_row_fn(size_t row)
+{
+	if (row < nitems(control_table))
+		return (control_table[row].fn);
+	return (control_extra[row - nitems(control_table)].fn);
+}
+
 json_t *
 control_parse_request(const char *line, size_t len, size_t *row,
     char **cause)
@@ -536,6 +569,12 @@ control_parse_request(const char *line, size_t len, size_t *row,
 			return (req);
 		}
 	}
+	for (i = 0; cmd != NULL && i < control_nextra; i++) {
+		if (strcmp(control_extra[i].name, cmd) == 0) {
+			*row = nitems(control_table) + i;
+			return (req);
+		}
+	}
 	xasprintf(cause, "unknown command '%s'", cmd ? cmd : "");
 	json_decref(req);
 	return (NULL);
@@ -553,7 +592,7 @@ control_dispatch(struct control_conn *c, const char *line, size_t len)
 		free(cause);
 		return (r);
 	}
-	r = control_table[row].fn(c, req);
+	r = control_row_fn(row)(c, req);
 	json_decref(req);
 	return (r);
 }
@@ -722,10 +761,8 @@ control_close(struct control_conn *c)
 	/* Rare (a checkpoint or fork in flight): no scan for every `new`. */
 	for (s = session_first(); c->waits > 0 && s != NULL;
 	    s = session_next()) {
-		if (s->ckpt_waiter == &c->waiter) {
-			s->ckpt_waiter = NULL;
+		if (lifecycle_forget_waiter(s, &c->waiter))
 			c->waits--;
-		}
 	}
 	s = c->session;
 	if (s != NULL) {

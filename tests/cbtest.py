@@ -80,6 +80,9 @@ class Daemon:
 
     def __init__(self, extra_args=(), wait_zygote=True):
         self.state = tempfile.mkdtemp(prefix="cb-test-")
+        # Never the default HTTP port: parallel test daemons would collide.
+        if not any(str(a).startswith("--http-listen") for a in extra_args):
+            extra_args = [*extra_args, "--http-listen", "127.0.0.1:0"]
         self.args = list(extra_args)
         self.log = open(os.path.join(self.state, "test-daemon.log"), "w+")
         self.proc = subprocess.Popen(
