@@ -255,3 +255,17 @@ def test_bad_descriptors_and_ops(daemon, session, tmp_path):
     os.close(w)
     assert reply["ok"] is False and "regular file" in reply["error"]
     assert value(daemon, session, "1+1") == "2"
+
+
+def test_transfers_are_audited(daemon, session, tmp_path):
+    src = tmp_path / "a.txt"
+    src.write_text("12345")
+    assert daemon.cli("cp", str(src), session + ":audited.txt").returncode == 0
+    assert daemon.cli("cp", session + ":audited.txt", str(tmp_path / "b.txt")).returncode == 0
+    p = daemon.cli("audit", "--json", session, check=True)
+    events = [json.loads(l) for l in p.stdout.splitlines() if l.strip()]
+    if len(events) == 1 and isinstance(events[0], list):
+        events = events[0]
+    got = [(e.get("path"), e.get("bytes"), e.get("direction")) for e in events
+           if e.get("event") == "transfer"]
+    assert ("audited.txt", 5, "in") in got and ("audited.txt", 5, "out") in got, events
