@@ -8,6 +8,7 @@ tests/test_mcp_raw.py.
 import base64
 import json
 import os
+import shutil
 import subprocess
 import uuid
 
@@ -17,7 +18,7 @@ from cbtest import CELLBLOCK, Daemon, ROOT, poll
 
 JS = os.path.join(ROOT, "tests", "js")
 CLIENT = os.path.join(JS, "mcp-client.mjs")
-NODE = "/usr/bin/node"
+NODE = shutil.which("node") or "/usr/bin/node"
 STEP_TIMEOUT = 120
 
 TOOLS = {"run_code", "create_session", "list_sessions", "write_file", "read_file",
