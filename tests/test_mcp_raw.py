@@ -327,3 +327,35 @@ def test_stdin_closed_ends_the_default_session(daemon):
     from cbtest import poll
     poll(lambda: name not in {x["name"] for x in daemon.control({"cmd": "ls"})["sessions"]},
          15, "the default session to end")
+
+
+def test_html_result_is_a_resource(mcp):
+    mcp.initialize()
+    r = call(mcp, "run_code", {"code": "from IPython.display import HTML\nHTML('<b>bold</b>')"})
+    res = r["result"]
+    blocks = [b for b in res["content"] if b["type"] == "resource"]
+    assert blocks and blocks[0]["resource"]["mimeType"] == "text/html"
+    assert blocks[0]["resource"]["text"] == "<b>bold</b>"
+
+
+def test_quiet_cell_keeps_the_request_alive(mcp):
+    """A cell that prints nothing still sends progress about once a second
+    (keep-alives carry no message), so a client that resets its timeout on
+    progress never gives up on it."""
+    mcp.initialize()
+    mcp.send({"jsonrpc": "2.0", "id": "quiet", "method": "tools/call",
+              "params": {"name": "run_code", "_meta": {"progressToken": 7},
+                         "arguments": {"code": "import time; time.sleep(3.5)"}}})
+    progress = []
+    while True:
+        m = mcp.recv()
+        if m.get("id") == "quiet":
+            break
+        if m.get("method") == "notifications/progress":
+            progress.append(m["params"])
+    assert "isError" not in m["result"] or not m["result"]["isError"], m
+    keepalives = [p for p in progress if "message" not in p]
+    assert len(keepalives) >= 2, progress
+    assert all(p["progressToken"] == 7 for p in progress)
+    values = [p["progress"] for p in progress]
+    assert values == sorted(values) and len(set(values)) == len(values)
