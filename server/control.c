@@ -40,6 +40,7 @@ struct control_conn {
 	int		 closed;
 	struct loop_io	*io;
 	struct waiter	 waiter;	/* answers a checkpoint or fork */
+	struct waiter	*waiting;	/* &waiter; control_call: the caller's */
 	u_int		 waits;		/* sessions whose ckpt_waiter it is */
 	char		*obuf;		/* replies the socket did not take yet */
 	size_t		 olen;
@@ -369,7 +370,7 @@ control_checkpoint(struct control_conn *c, json_t *req)
 	if (s->state == SESSION_HIBERNATED || s->hibernating)
 		return (json_pack("{s:b,s:s}", "ok", 1, "note", "hibernated: "
 		    "its checkpoint is current"));
-	if (lifecycle_checkpoint(s, 0, &c->waiter, &cause) != 0) {
+	if (lifecycle_checkpoint(s, 0, c->waiting, &cause) != 0) {
 		r = control_error(EXIT_FAILED, "%s", cause);
 		free(cause);
 		return (r);
@@ -388,7 +389,7 @@ control_fork(struct control_conn *c, json_t *req)
 		return (err);
 	if (name == NULL)
 		return (control_error(EXIT_USAGE, "no name for the new session"));
-	return (lifecycle_fork(s, name, c->uid, &c->waiter));
+	return (lifecycle_fork(s, name, c->uid, c->waiting));
 }
 
 /* The answer to a request that waited: a checkpoint or a fork. */
@@ -527,6 +528,35 @@ control_parse_request(const char *line, size_t len, size_t *row,
 	xasprintf(cause, "unknown command '%s'", cmd ? cmd : "");
 	json_decref(req);
 	return (NULL);
+}
+
+/*
+ * One op of control_table for a caller that is not on the socket (the
+ * REST and MCP fronts), so that every surface runs the same code. req
+ * names the op in "cmd"; uid is the caller. A NULL reply means w hears
+ * the answer later (a checkpoint, a fork): w must live until then.
+ * `attach` binds a socket to a session's life, so it is refused here.
+ */
+json_t *
+control_call(uid_t uid, json_t *req, struct waiter *w)
+{
+	struct control_conn	 c;
+	const char		*cmd = json_string_value(json_object_get(req,
+				     "cmd"));
+	size_t			 i;
+
+	memset(&c, 0, sizeof c);
+	c.fd = -1;
+	c.uid = uid;
+	c.pid = -1;
+	c.waiting = w;
+	for (i = 0; cmd != NULL && i < nitems(control_table); i++) {
+		if (strcmp(control_table[i].name, cmd) == 0 &&
+		    strcmp(cmd, "attach") != 0)
+			return (control_table[i].fn(&c, req));
+	}
+	return (control_error(EXIT_USAGE, "unknown command '%s'",
+	    cmd != NULL ? cmd : ""));
 }
 
 static json_t *
@@ -712,6 +742,7 @@ control_accept(int lfd, uint32_t events, void *arg)
 	(*control_uid_conns(cred.uid))++;
 	c = xcalloc(1, sizeof *c);
 	c->waiter.answer = control_answer;
+	c->waiting = &c->waiter;
 	c->fd = fd;
 	c->uid = cred.uid;
 	c->pid = cred.pid;

@@ -245,6 +245,7 @@ json_t		*lifecycle_fork(struct session *, const char *, uid_t,
 int		 control_start(const char *, char **);
 void		 control_stop(void);
 json_t		*control_parse_request(const char *, size_t, size_t *, char **);
+json_t		*control_call(uid_t, json_t *, struct waiter *);
 
 /* server/cellblockd.c */
 extern char	*server_state_dir;
