@@ -654,8 +654,9 @@ class Session:
             c.close(resp)
         if exec_id is None:
             raise ServerError("the execute stream ended without a result")
-        # The stream broke mid-call: the cell runs on; fetch its result.
-        return self.wait_execution(exec_id, request_timeout)
+        # The stream broke mid-call: the cell runs on; fetch its result
+        # (bounded by the cell's own timeout, not by the read that broke).
+        return self.wait_execution(exec_id, None)
 
     def wait_execution(self, exec_id, timeout=None):
         """The contract of a call by id (GET /v1/executions/{id}), waiting
