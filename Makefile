@@ -201,6 +201,9 @@ PREFIX	 ?= /usr/local
 SYSCONFDIR ?= $(if $(filter /usr,$(PREFIX)),/etc,$(PREFIX)/etc)
 UNITDIR	 ?= $(if $(filter /usr,$(PREFIX)),/lib/systemd/system,$(PREFIX)/lib/systemd/system)
 PKG	  = server/packaging
+# The Python SDK (docs/AGENTS.md) goes where Debian's python3 finds it.
+PYDIR	 ?= $(if $(filter /usr,$(PREFIX)),/usr/lib/python3/dist-packages,$(PREFIX)/lib/python3/dist-packages)
+SDK	  = server/sdk/python/cellblock_sdk
 DEBARCH	 := $(shell dpkg --print-architecture 2>/dev/null)
 DEBDIR	  = build/deb
 DEB	  = $(DEBDIR)/cellblock_$(VERSION)_$(DEBARCH).deb
@@ -211,12 +214,14 @@ install: programs
 	    $(DESTDIR)$(PREFIX)/share/cellblock/runner \
 	    $(DESTDIR)$(PREFIX)/share/man/man1 $(DESTDIR)$(PREFIX)/share/man/man8 \
 	    $(DESTDIR)$(PREFIX)/share/jupyter/kernels/cellblock \
-	    $(DESTDIR)$(SYSCONFDIR)/cellblock $(DESTDIR)$(UNITDIR)
+	    $(DESTDIR)$(SYSCONFDIR)/cellblock $(DESTDIR)$(UNITDIR) \
+	    $(DESTDIR)$(PYDIR)/cellblock_sdk
 	install -m 0755 $(BINDIR)/cellblockd $(DESTDIR)$(PREFIX)/sbin/
 	install -m 0755 $(BINDIR)/cellblock $(DESTDIR)$(PREFIX)/bin/
 	install -m 0755 $(BINDIR)/cellblock-shim $(DESTDIR)$(PREFIX)/libexec/cellblock/
 	install -m 0644 $(BINDIR)/cellblock-zygote.so $(DESTDIR)$(PREFIX)/lib/cellblock/
 	install -m 0644 kernel-shim/runner/*.py $(DESTDIR)$(PREFIX)/share/cellblock/runner/
+	install -m 0644 $(SDK)/*.py $(DESTDIR)$(PYDIR)/cellblock_sdk/
 	install -m 0644 docs/cellblock.1 $(DESTDIR)$(PREFIX)/share/man/man1/
 	install -m 0644 docs/cellblockd.8 $(DESTDIR)$(PREFIX)/share/man/man8/
 	sed 's|@BINDIR@|$(PREFIX)/bin|' $(PKG)/kernel.json \
