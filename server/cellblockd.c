@@ -19,6 +19,7 @@
 #include <sodium.h>
 
 #include "server.h"
+#include "contract.h"
 
 char		*server_state_dir;
 char		*server_shim_path;
@@ -605,6 +606,7 @@ main(int argc, char **argv)
 	factory_shutdown_all();
 	lifecycle_stop();
 	control_stop();
+	contract_free_all();
 	endpoint_reap_all();
 	endpoint_destroy(&endpoint_shared);
 	heartbeat_stop();

@@ -17,7 +17,8 @@
  *   stdout, stderr   strings, head + tail kept within the caps
  *   stdout_truncated, stderr_truncated   booleans
  *   results          [{"data": {mime: value}, "metadata": {},
- *                      "is_main_result": bool}]
+ *                      "is_main_result": bool}], at most 64
+ *   results_truncated  boolean: more were displayed than kept
  *   error            null or {ename, evalue, traceback (plain text, ANSI
  *                    stripped), line?, column? (SyntaxError and kin)}
  *   metrics          {wall_ms, cpu_ms, peak_memory_bytes, stdout_bytes,
@@ -112,7 +113,6 @@ void		 contract_meter_stream(struct contract_meter *, json_t *);
 json_t		*contract_meter_metrics(struct session *,
 		     const struct contract_meter *);
 
-void		 contract_init(void);
 void		 contract_free_all(void);
 
 #define CONTRACT_KEEP_SECONDS	600	/* a detached call's result */

@@ -45,6 +45,9 @@ struct control_conn {
 	char		*obuf;		/* replies the socket did not take yet */
 	size_t		 olen;
 	size_t		 ooff;
+	int		 passed_fd;	/* came with the request line, or -1 */
+	void		(*job_gone)(void *); /* a long op's: the peer left */
+	void		*job;
 };
 
 static int	 control_fd = -1;
@@ -87,6 +90,9 @@ static const struct {
 	{ "ping", control_ping },
 	{ "audit", control_audit },
 	{ "stats", control_stats },
+	{ "execute", contract_ops_execute },
+	{ "result", contract_ops_result },
+	{ "files", contract_ops_files },
 };
 
 /* server/audit.c and server/metrics.c answer these; we know the caller. */
@@ -108,11 +114,7 @@ static int	control_session_ended(struct session *, const void *);
 static u_int	*control_uid_conns(uid_t);
 static int	control_send(struct control_conn *, json_t *);
 
-static json_t *
-control_error(int code, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
-
-static json_t *
+json_t *
 control_error(int code, const char *fmt, ...)
 {
 	va_list	 ap;
@@ -531,11 +533,22 @@ control_parse_request(const char *line, size_t len, size_t *row,
 }
 
 /*
- * One op of control_table for a caller that is not on the socket (the
- * REST and MCP fronts), so that every surface runs the same code. req
- * names the op in "cmd"; uid is the caller. A NULL reply means w hears
- * the answer later (a checkpoint, a fork): w must live until then.
- * `attach` binds a socket to a session's life, so it is refused here.
+ * The rows of control_table a caller off the socket (the REST and MCP
+ * fronts) may run through control_call: those that need nothing of a
+ * connection but its uid and a waiter. attach binds a socket to a
+ * session's life; execute, result and files answer on the connection
+ * (contract-ops.c): those surfaces call contract.c and files.c directly.
+ */
+static const char *control_call_ops[] = {
+	"new", "ls", "interrupt", "restart", "kill", "checkpoint", "fork",
+	"stats",
+};
+
+/*
+ * One op of control_table for a caller that is not on the socket, so
+ * that every surface runs the same code. req names the op in "cmd"; uid
+ * is the caller. A NULL reply means w hears the answer later (a
+ * checkpoint, a fork): w must live until then.
  */
 json_t *
 control_call(uid_t uid, json_t *req, struct waiter *w)
@@ -543,20 +556,24 @@ control_call(uid_t uid, json_t *req, struct waiter *w)
 	struct control_conn	 c;
 	const char		*cmd = json_string_value(json_object_get(req,
 				     "cmd"));
-	size_t			 i;
+	size_t			 i, row;
 
 	memset(&c, 0, sizeof c);
 	c.fd = -1;
+	c.passed_fd = -1;
 	c.uid = uid;
 	c.pid = -1;
 	c.waiting = w;
-	for (i = 0; cmd != NULL && i < nitems(control_table); i++) {
-		if (strcmp(control_table[i].name, cmd) == 0 &&
-		    strcmp(cmd, "attach") != 0)
-			return (control_table[i].fn(&c, req));
+	for (i = 0; cmd != NULL && i < nitems(control_call_ops); i++) {
+		if (strcmp(control_call_ops[i], cmd) != 0)
+			continue;
+		for (row = 0; row < nitems(control_table); row++) {
+			if (strcmp(control_table[row].name, cmd) == 0)
+				return (control_table[row].fn(&c, req));
+		}
 	}
-	return (control_error(EXIT_USAGE, "unknown command '%s'",
-	    cmd != NULL ? cmd : ""));
+	return (control_error(EXIT_USAGE, "'%s' is not an op for this "
+	    "caller", cmd != NULL ? cmd : ""));
 }
 
 static json_t *
@@ -574,6 +591,104 @@ control_dispatch(struct control_conn *c, const char *line, size_t len)
 	r = control_table[row].fn(c, req);
 	json_decref(req);
 	return (r);
+}
+
+/*
+ * A read that also takes one descriptor passed with SCM_RIGHTS (cellblock
+ * cp hands over the local file it opened as the caller: the daemon never
+ * opens the caller's paths itself). It goes with the next request line.
+ */
+static ssize_t
+control_recv(struct control_conn *c)
+{
+	union {
+		struct cmsghdr	hdr;
+		char		buf[CMSG_SPACE(sizeof(int))];
+	} cm;
+	struct iovec	 iov;
+	struct msghdr	 mh;
+	struct cmsghdr	*h;
+	ssize_t		 n;
+	int		 fd;
+
+	iov.iov_base = c->buf + c->len;
+	iov.iov_len = c->size - c->len;
+	memset(&mh, 0, sizeof mh);
+	mh.msg_iov = &iov;
+	mh.msg_iovlen = 1;
+	mh.msg_control = cm.buf;
+	mh.msg_controllen = sizeof cm.buf;
+	n = recvmsg(c->fd, &mh, MSG_CMSG_CLOEXEC);
+	for (h = CMSG_FIRSTHDR(&mh); n >= 0 && h != NULL;
+	    h = CMSG_NXTHDR(&mh, h)) {
+		if (h->cmsg_level != SOL_SOCKET || h->cmsg_type != SCM_RIGHTS ||
+		    h->cmsg_len != CMSG_LEN(sizeof(int)))
+			continue;
+		memcpy(&fd, CMSG_DATA(h), sizeof fd);
+		if (c->passed_fd != -1)
+			close(c->passed_fd);
+		c->passed_fd = fd;
+	}
+	return (n);
+}
+
+/* For server/contract-ops.c: the caller, its passed fd, replies later. */
+uid_t
+control_conn_uid(struct control_conn *c)
+{
+	return (c->uid);
+}
+
+int
+control_conn_take_fd(struct control_conn *c)
+{
+	int	fd = c->passed_fd;
+
+	c->passed_fd = -1;
+	return (fd);
+}
+
+/* A line to the peer now (an event, or the late answer); takes j. */
+int
+control_conn_send(struct control_conn *c, json_t *j)
+{
+	if (control_send(c, j) != 0) {
+		c->closed = 1;
+		return (-1);
+	}
+	return (0);
+}
+
+/*
+ * A request answered later (its op returned NULL) holds the connection's
+ * job: gone(job) is called if the peer leaves first. job_done ends it.
+ */
+void
+control_conn_job(struct control_conn *c, void (*gone)(void *), void *job)
+{
+	c->job_gone = gone;
+	c->job = job;
+}
+
+int
+control_conn_busy(struct control_conn *c)
+{
+	return (c->job_gone != NULL);
+}
+
+void
+control_conn_job_done(struct control_conn *c)
+{
+	c->job_gone = NULL;
+	c->job = NULL;
+	if (c->waits > 0)
+		c->waits--;
+}
+
+struct session *
+control_conn_session(struct control_conn *c, json_t *req, json_t **err)
+{
+	return (control_session(c, req, err));
 }
 
 static void
@@ -599,7 +714,7 @@ control_readable(int fd, uint32_t events, void *arg)
 			c->size = CONTROL_LINE_MAX;
 		c->buf = xrealloc(c->buf, c->size);
 	}
-	n = read(c->fd, c->buf + c->len, c->size - c->len);
+	n = control_recv(c);
 	if (n <= 0) {
 		if (n == -1 && (errno == EAGAIN || errno == EINTR))
 			return;
@@ -614,6 +729,10 @@ control_readable(int fd, uint32_t events, void *arg)
 		if (reply == NULL)
 			c->waits++;	/* answered later: control_answer */
 		control_send(c, reply);
+		if (c->passed_fd != -1) {	/* the request did not take it */
+			close(c->passed_fd);
+			c->passed_fd = -1;
+		}
 		memmove(c->buf, c->buf + used, c->len - used);
 		c->len -= used;
 	}
@@ -631,6 +750,10 @@ control_close(struct control_conn *c)
 	struct session	*s;
 
 	loop_io_remove(&c->io);
+	if (c->job_gone != NULL)
+		c->job_gone(c->job);
+	if (c->passed_fd != -1)
+		close(c->passed_fd);
 	/* Rare (a checkpoint or fork in flight): no scan for every `new`. */
 	for (s = session_first(); c->waits > 0 && s != NULL;
 	    s = session_next()) {
@@ -743,6 +866,7 @@ control_accept(int lfd, uint32_t events, void *arg)
 	c = xcalloc(1, sizeof *c);
 	c->waiter.answer = control_answer;
 	c->waiting = &c->waiter;
+	c->passed_fd = -1;
 	c->fd = fd;
 	c->uid = cred.uid;
 	c->pid = cred.pid;

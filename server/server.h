@@ -50,6 +50,10 @@ struct config {
 	int	 audit_output;	/* with each execute's redacted output */
 	size_t	 audit_max_size; /* bytes of audit.log before it rotates */
 	size_t	 audit_keep;	/* rotated files kept */
+	size_t	 contract_output; /* bytes of stdout, of stderr, a contract
+				   keeps (head and tail) */
+	size_t	 files_max_size; /* bytes of one uploaded file */
+	size_t	 files_quota;	/* bytes of all of an owner's session files */
 };
 extern struct config cfg;
 void		 config_defaults(void);
@@ -246,6 +250,23 @@ int		 control_start(const char *, char **);
 void		 control_stop(void);
 json_t		*control_parse_request(const char *, size_t, size_t *, char **);
 json_t		*control_call(uid_t, json_t *, struct waiter *);
+struct control_conn;
+json_t		*control_error(int, const char *, ...)
+		     __attribute__((format(printf, 2, 3)));
+uid_t		 control_conn_uid(struct control_conn *);
+int		 control_conn_take_fd(struct control_conn *);
+int		 control_conn_send(struct control_conn *, json_t *);
+void		 control_conn_job(struct control_conn *, void (*)(void *),
+		     void *);
+int		 control_conn_busy(struct control_conn *);
+void		 control_conn_job_done(struct control_conn *);
+struct session	*control_conn_session(struct control_conn *, json_t *,
+		     json_t **);
+
+/* server/contract-ops.c: the control socket's execute, result, files */
+json_t		*contract_ops_execute(struct control_conn *, json_t *);
+json_t		*contract_ops_result(struct control_conn *, json_t *);
+json_t		*contract_ops_files(struct control_conn *, json_t *);
 
 /* server/cellblockd.c */
 extern char	*server_state_dir;

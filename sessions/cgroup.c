@@ -165,6 +165,7 @@ enum cg_query {
 	Q_OOM_KILLS,
 	Q_MEM_BYTES,
 	Q_CPU_USEC,
+	Q_MEM_PEAK,
 	Q_N
 };
 struct cg_stat {
@@ -185,6 +186,10 @@ static const struct cg_stat cg_stats[Q_N][2] = {
 	[Q_CPU_USEC] = {
 		{ CG_CPUACCT,	"cpuacct.usage",	 NULL,		1000 },
 		{ CG_CPU,	"cpu.stat",		 "usage_usec",	1 },
+	},
+	[Q_MEM_PEAK] = {
+		{ CG_MEMORY,	"memory.max_usage_in_bytes", NULL,	1 },
+		{ CG_MEMORY,	"memory.peak",		 NULL,		1 },
 	},
 };
 
@@ -1596,6 +1601,35 @@ cgroup_stats(struct cgroup_host *h, const char *session, uint64_t *mem_bytes,
 		return (0);
 	}
 	return (cg_query(h, session, Q_CPU_USEC, cpu_usec, cause));
+}
+
+/*
+ * The group's memory high-water mark. reset (v1 only: memory.peak on v2
+ * resets only for the descriptor that wrote it) starts it again from the
+ * current usage, so that the next read covers one execute.
+ */
+int
+cgroup_mem_peak(struct cgroup_host *h, const char *session, uint64_t *peak,
+    int reset, char **cause)
+{
+	const struct cg_stat	*row;
+	struct cg_dir		 d = { -1, NULL };
+	int			 r;
+
+	if (cg_check(h, session, cause) == -1)
+		return (-1);
+	if ((row = cg_stat_row(h, Q_MEM_PEAK)) == NULL) {
+		*peak = CGROUP_UNKNOWN;
+		return (0);
+	}
+	if (!reset || h->hier[h->at[row->ctl]].version != 1)
+		return (cg_query(h, session, Q_MEM_PEAK, peak, cause));
+	if (cg_dir_open(h, h->at[row->ctl], session, &d, 0, cause) == -1)
+		return (-1);
+	r = cg_write(h, d.fd, d.path, row->file, "0", cause);
+	cg_dir_close(&d);
+	*peak = 0;
+	return (r);
 }
 
 /* Adds the session groups found in one hierarchy to names (no repeats). */

@@ -94,6 +94,9 @@ int		 cgroup_oom_kills(struct cgroup_host *, const char *session,
 /* Either pointer may be NULL; cpu is CGROUP_UNKNOWN if nothing counts it. */
 int		 cgroup_stats(struct cgroup_host *, const char *session,
 		     uint64_t *mem_bytes, uint64_t *cpu_usec, char **cause);
+/* High-water memory; reset 1 restarts it (v1; v2 cannot: see cgroup.c). */
+int		 cgroup_mem_peak(struct cgroup_host *, const char *session,
+		     uint64_t *peak, int reset, char **cause);
 /* Blocks until no member is left, or fails after about 1.5 s. */
 int		 cgroup_kill_all(struct cgroup_host *, const char *session,
 		     char **cause);

@@ -288,6 +288,21 @@ contain_oom_killed(struct session *s)
 	return (1);
 }
 
+/* The session's memory high-water mark (CGROUP_UNKNOWN: none). */
+uint64_t
+contain_mem_peak(struct session *s, int reset)
+{
+	uint64_t	 peak = CGROUP_UNKNOWN;
+	char		*cause;
+
+	if (s->cgroup_made &&
+	    cgroup_mem_peak(contain.cg, s->name, &peak, reset, &cause) != 0) {
+		free(cause);
+		peak = CGROUP_UNKNOWN;
+	}
+	return (peak);
+}
+
 void
 contain_stats(struct session *s, uint64_t *mem, uint64_t *cpu)
 {

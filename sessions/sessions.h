@@ -178,6 +178,7 @@ int		 contain_enter(struct session *, pid_t, char **);
 void		 contain_release(struct session *);
 int		 contain_oom_killed(struct session *);
 void		 contain_stats(struct session *, uint64_t *, uint64_t *);
+uint64_t	 contain_mem_peak(struct session *, int);
 
 /* sessions/spawn.c */
 struct spawn_args {
