@@ -204,7 +204,8 @@ server_signal_event(int fd, uint32_t events, void *arg)
 		}
 	}
 	while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
-		if (!server_zygote_reaped(pid, status))
+		if (!server_zygote_reaped(pid, status) &&
+		    !egress_reaped(pid, status))
 			incarnation_reaped(pid, status);
 	}
 	if (server_quit)
@@ -579,6 +580,7 @@ main(int argc, char **argv)
 		fatalx("%s", cause);
 	server_shared();
 	server_zygote_init();
+	egress_start();
 	lifecycle_load_all();
 	lifecycle_start();
 	xasprintf(&path, "%s/control.sock", server_state_dir);
@@ -610,6 +612,7 @@ main(int argc, char **argv)
 	loop_io_remove(&server_zygote_io);
 	zygote_stop(NULL);
 	factory_shutdown_all();
+	egress_stop();
 	lifecycle_stop();
 	control_stop();
 	endpoint_reap_all();
