@@ -101,6 +101,7 @@ static struct loop_timer *http_timer;
 static struct loop_timer *http_sweep_timer;
 static struct loop_timer *http_kick_at;
 static int		 http_kicks_left;
+static long		 http_nconns;	/* open, as libmicrohttpd counts */
 static int		 http_listen_fd = -1;
 static char		*http_base_url;
 static int		 http_port;
@@ -619,6 +620,21 @@ http_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 	*con_cls = NULL;
 }
 
+/* The front's connection gauge (WebSockets are counted again as "ws"). */
+static void
+http_connection(void *cls, struct MHD_Connection *conn, void **socket_ctx,
+    enum MHD_ConnectionNotificationCode code)
+{
+	(void)cls;
+	(void)conn;
+	(void)socket_ctx;
+	if (code == MHD_CONNECTION_NOTIFY_STARTED)
+		http_nconns++;
+	else if (code == MHD_CONNECTION_NOTIFY_CLOSED && http_nconns > 0)
+		http_nconns--;
+	metrics_set_connections("http", http_nconns);
+}
+
 static void
 http_log(void *cls, const char *fmt, va_list ap)
 {
@@ -1062,6 +1078,7 @@ http_daemon_start(char **cause)
 	OPT(MHD_OPTION_CONNECTION_TIMEOUT, cfg.http_timeout, NULL);
 	OPT(MHD_OPTION_CONNECTION_MEMORY_LIMIT, HTTP_HEADERS_MAX, NULL);
 	OPT(MHD_OPTION_NOTIFY_COMPLETED, http_completed, NULL);
+	OPT(MHD_OPTION_NOTIFY_CONNECTION, http_connection, NULL);
 	if (http_tls_mem[0] != NULL) {
 		OPT(MHD_OPTION_HTTPS_MEM_CERT, 0, http_tls_mem[0]);
 		OPT(MHD_OPTION_HTTPS_MEM_KEY, 0, http_tls_mem[1]);

@@ -86,6 +86,9 @@ void		 http_upgrade(struct http_req *, const char *[][2],
 		     http_upgrade_cb *, http_refused_cb *, void *);
 void		 http_upgrade_close(void *);
 
+/* server/http-metrics.c: GET /metrics */
+void		 http_metrics_register(void);
+
 /* server/token.c: tokens that map HTTP callers to owners. */
 int		 token_load(char **);
 int		 token_check(const char *, uid_t *);
