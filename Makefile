@@ -60,7 +60,7 @@ TESTBINS = $(BINDIR)/test-protocol $(BINDIR)/test-base $(BINDIR)/test-redact \
 	   $(if $(wildcard tests/sandbox/seccomp-check.c),$(BINDIR)/seccomp-check) \
 	   $(if $(wildcard tests/sandbox/sandbox-check.c),$(BINDIR)/sandbox-check)
 # The fuzz harnesses' replay drivers: the corpus and crashes as tests (Fuzzing below).
-FUZZ_TARGETS = jmsg control channel config zmtp
+FUZZ_TARGETS = jmsg control channel config zmtp rest
 TESTBINS += $(patsubst %,$(BINDIR)/fuzz-replay-%,$(FUZZ_TARGETS))
 
 all: $(BINS) $(TESTBINS)
@@ -121,6 +121,7 @@ test: deps all
 bench: deps all
 	$(PYTHON) tests/bench/bench.py $(BENCHFLAGS)
 	$(PYTHON) tests/bench/egress_bench.py
+	$(PYTHON) tests/bench/rest_bench.py $(RESTBENCHFLAGS)
 
 # 100 sessions under a mixed load for SOAKTIME seconds, then checks for
 # crashes, leaks and lost state; never part of `make test` (docs/TESTING.md).
@@ -173,6 +174,7 @@ FUZZ_LINK_jmsg	  = $(PROTO_SRC) $(BASE_SRC)
 FUZZ_LINK_control = $(filter-out server/cellblockd.c,$(DAEMON_SRC)) \
 		    server/cellblockd-lib.c $(PROTO_SRC) $(SESS_SRC) $(BASE_SRC) \
 		    $(SANDBOX_PARENT)
+FUZZ_LINK_rest	  = $(FUZZ_LINK_control)
 FUZZ_LINK_channel = sessions/channel.c $(BASE_SRC)
 FUZZ_LINK_config  = server/config.c $(EGRESS_POLICY) $(BASE_SRC)
 FUZZ_LINK_zmtp	  = $(PROTO_SRC) $(BASE_SRC)

@@ -20,6 +20,7 @@
 
 #include "server.h"
 #include "contract.h"
+#include "rest.h"
 
 char		*server_state_dir;
 char		*server_shim_path;
@@ -589,6 +590,7 @@ main(int argc, char **argv)
 		fatalx("%s", cause);
 	server_sig_io = loop_io_add(server_sigfd, EPOLLIN, server_signal_event,
 	    NULL);
+	rest_register();
 	gateway_start();
 
 	log_info("ready: control %s, shared endpoint %s/shared.json", path,

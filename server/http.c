@@ -344,6 +344,66 @@ http_reply_json(struct http_req *req, u_int status, json_t *j)
 	free(s);
 }
 
+/*
+ * A file as the body, sent from its descriptor as the client takes it
+ * (a download is never read into memory); the response closes fd.
+ */
+void
+http_reply_fd(struct http_req *req, u_int status, const char *ctype, int fd,
+    uint64_t size)
+{
+	struct MHD_Response	*resp;
+
+	resp = MHD_create_response_from_fd64(size, fd);
+	if (resp == NULL) {
+		close(fd);
+		http_error(req, 500, "Internal Server Error", "cannot send "
+		    "the file");
+		return;
+	}
+	if (ctype != NULL)
+		MHD_add_response_header(resp, "Content-Type", ctype);
+	http_set_response(req, status, resp);
+}
+
+/*
+ * The front's own errors under /v1/ (no route, no token, too big) in the
+ * agent API's shape, {"error": {"type", "message"}} (docs/AGENTS.md).
+ * Legend: status; type.
+ */
+static const struct {
+	u_int		 status;
+	const char	*type;
+} http_v1_types[] = {
+	{ 400, "bad_request" },
+	{ 401, "unauthorized" },
+	{ 403, "forbidden" },
+	{ 404, "not_found" },
+	{ 405, "method_not_allowed" },
+	{ 413, "too_large" },
+	{ 499, "client_gone" },
+	{ 503, "unavailable" },
+	{ 504, "timeout" },
+};
+
+static json_t *
+http_error_body(struct http_req *req, u_int status, const char *reason,
+    const char *msg)
+{
+	const char	*type = "internal";
+	size_t		 i;
+
+	if (strncmp(req->path, "/v1/", 4) != 0)
+		return (json_pack("{s:s,s:s}", "reason", reason, "message",
+		    msg));
+	for (i = 0; i < nitems(http_v1_types); i++) {
+		if (http_v1_types[i].status == status)
+			type = http_v1_types[i].type;
+	}
+	return (json_pack("{s:{s:s,s:s}}", "error", "type", type, "message",
+	    msg));
+}
+
 /* Errors as the gateway clients parse them: {"reason", "message"}. */
 void
 http_error(struct http_req *req, u_int status, const char *reason,
@@ -358,8 +418,8 @@ http_error(struct http_req *req, u_int status, const char *reason,
 	va_end(ap);
 	log_debug("%s %s from %s: %u %s", req->method,
 	    req->path, req->peer, status, msg);
-	http_reply_json(req, status, json_pack("{s:s,s:s}", "reason", reason,
-	    "message", msg));
+	http_reply_json(req, status, http_error_body(req, status, reason,
+	    msg));
 	free(msg);
 }
 
@@ -784,9 +844,16 @@ http_sweep(void *arg)
 		if (http_client_gone(req))
 			http_drop(req);
 		else if (req->suspended && now - req->suspended_at >
-		    HTTP_SUSPEND_MAX)
+		    HTTP_SUSPEND_MAX) {
+			/*
+			 * The waiter must hear it before the request goes,
+			 * or it answers a freed request later.
+			 */
+			http_closed(req);
+			req->gone = 0;
 			http_error(req, 504, "Gateway Timeout", "no answer "
 			    "from the kernel in time");
+		}
 	}
 	http_sweep_timer = loop_timer_add(HTTP_SWEEP_EVERY, http_sweep, NULL);
 }
