@@ -478,3 +478,60 @@ def test_curl_example(gw, rest, tmp_path):
     # The example removes its session on the way out.
     assert [s["name"] for s in
             rest.call("GET", "/v1/sessions").json()["sessions"]] == before
+
+
+def test_audit_says_rest(gw, rest, sess):
+    c = rest.run(sess, "audited = 1")
+    assert c["status"] == "ok"
+    assert rest.put(sess, "audited.txt", b"abc").status_code == 201
+
+    def events():
+        with open(os.path.join(gw.state, "audit", "audit.log")) as f:
+            evs = [json.loads(line) for line in f]
+        ex = [e for e in evs if e.get("event") == "execute" and e.get("session") == sess]
+        tr = [e for e in evs if e.get("event") == "transfer" and e.get("session") == sess]
+        return (ex, tr) if ex and tr else None
+    ex, tr = poll(events, 20, "the audit events")
+    assert {e["client"] for e in ex} == {"rest"}, ex
+    assert tr[-1]["path"] == "audited.txt" and tr[-1]["bytes"] == 3, tr
+
+
+def test_queue_full_is_429():
+    """A session's queue has a bound in bytes (twice max-message): past it
+    an execute is refused at once, HTTP 429 with the contract
+    (queue_full), and the queued ones still run."""
+    import threading
+    g = Gateway(args=["--max-message", "64K"])
+    api = Rest(g, g.token("queue"))
+    try:
+        name = api.new()["name"]
+        api.run(name, "1")
+        results = {}
+
+        def post(i, code):
+            r = api.call("POST", "/v1/sessions/%s/execute" % name,
+                         json={"code": code}, timeout=120)
+            results[i] = (r.status_code, r.json())
+        threads = [threading.Thread(target=post, args=(0, WAIT_FOR_GO))]
+        threads[0].start()
+        poll(lambda: api.call("GET", "/v1/sessions/" + name).json()["state"] == "busy",
+             30, "the blocker to run")
+        big = "#" * 40000 + "\n'queued'"
+        for i in range(1, 8):
+            t = threading.Thread(target=post, args=(i, big))
+            t.start()
+            threads.append(t)
+        refused = poll(lambda: [i for i, (st, _) in list(results.items()) if st == 429],
+                       30, "a refusal")
+        assert results[refused[0]][1]["status"] == "queue_full"
+        assert api.put(name, "go", b"").status_code == 201
+        for t in threads:
+            t.join(120)
+        assert results[0][0] == 200 and results[0][1]["status"] == "ok"
+        ran = [i for i in range(1, 8) if results[i][0] == 200]
+        assert ran and all(main_text(results[i][1]) == "'queued'" for i in ran)
+        assert all(results[i][1]["status"] == "queue_full"
+                   for i in range(1, 8) if i not in ran)
+    finally:
+        api.close()
+        g.stop()
