@@ -695,6 +695,26 @@ http_connection(void *cls, struct MHD_Connection *conn, void **socket_ctx,
 	metrics_set_connections("http", http_nconns);
 }
 
+/*
+ * %-decoding of the path and the query: a %00 would end the C string the
+ * routes see and quietly name another thing ("a%00b" as "a"), so a
+ * decoded NUL becomes "/..", which no route matches (404) and no files
+ * path passes (400).
+ */
+static size_t
+http_unescape(void *cls, struct MHD_Connection *conn, char *s)
+{
+	size_t	n;
+
+	(void)cls;
+	(void)conn;
+	n = MHD_http_unescape(s);
+	if (memchr(s, '\0', n) == NULL)
+		return (n);
+	memcpy(s, "/..", 4);	/* "%00" had three bytes at least */
+	return (3);
+}
+
 static void
 http_log(void *cls, const char *fmt, va_list ap)
 {
@@ -1145,6 +1165,7 @@ http_daemon_start(char **cause)
 	OPT(MHD_OPTION_CONNECTION_TIMEOUT, cfg.http_timeout, NULL);
 	OPT(MHD_OPTION_CONNECTION_MEMORY_LIMIT, HTTP_HEADERS_MAX, NULL);
 	OPT(MHD_OPTION_NOTIFY_COMPLETED, http_completed, NULL);
+	OPT(MHD_OPTION_UNESCAPE_CALLBACK, http_unescape, NULL);
 	OPT(MHD_OPTION_NOTIFY_CONNECTION, http_connection, NULL);
 	if (http_tls_mem[0] != NULL) {
 		OPT(MHD_OPTION_HTTPS_MEM_CERT, 0, http_tls_mem[0]);

@@ -399,7 +399,8 @@ def test_traversal_and_symlinks_refused(rest, sess):
     assert r.status_code in (403, 404), r.text
     assert not os.path.exists("/etc/evil")
     for path in ("../../../etc/passwd", "%2e%2e/%2e%2e/etc/passwd",
-                 "d/../../x", "/etc/passwd", "d//x", "dirlink/../../x"):
+                 "d/../../x", "/etc/passwd", "d//x", "dirlink/../../x", "a%00b",
+                 "%00"):
         url = "/v1/sessions/%s/files/%s" % (sess, path)
         for method in ("GET", "PUT", "DELETE"):
             r = rest.call(method, url, data=b"x" if method == "PUT" else None)
@@ -409,6 +410,9 @@ def test_traversal_and_symlinks_refused(rest, sess):
     assert r.status_code in (400, 403, 404), r.text
     r = rest.call("GET", "/v1/sessions/%s/files?dir=dirlink" % sess)
     assert r.status_code in (400, 403, 404), r.text
+    r = rest.call("GET", "/v1/sessions/%s/files?dir=d%%00x" % sess)
+    assert r.status_code in (400, 404), r.text
+    assert not [n for n in names(rest, sess) if n.startswith("a")]
 
 
 def names(rest, sess):
@@ -496,15 +500,39 @@ def test_audit_says_rest(gw, rest, sess):
     assert tr[-1]["path"] == "audited.txt" and tr[-1]["bytes"] == 3, tr
 
 
-def test_queue_full_is_429():
+@pytest.fixture(scope="module")
+def small():
+    """A daemon with small caps: max-message 64K, files-max-size 1M."""
+    g = Gateway(args=["--max-message", "64K"], config="files-max-size = 1M\n")
+    api = Rest(g, g.token("small"))
+    yield api
+    api.close()
+    g.stop()
+
+
+def test_huge_uploads_refused_and_nothing_left(small):
+    name = small.new()["name"]
+    try:
+        before = names(small, name)
+        e = error_of(small.put(name, "big.bin", os.urandom(2 << 20)), 413, "too_large")
+        assert "files-max-size" in e["message"]
+        # No length said: the cap is counted chunk by chunk.
+        chunks = (os.urandom(256 << 10) for _ in range(8))
+        error_of(small.put(name, "big2.bin", chunks), 413, "too_large")
+        assert names(small, name) == before
+        assert small.put(name, "ok.bin", os.urandom(1 << 19)).status_code == 201
+    finally:
+        small.call("DELETE", "/v1/sessions/" + name)
+
+
+def test_queue_full_is_429(small):
     """A session's queue has a bound in bytes (twice max-message): past it
     an execute is refused at once, HTTP 429 with the contract
     (queue_full), and the queued ones still run."""
     import threading
-    g = Gateway(args=["--max-message", "64K"])
-    api = Rest(g, g.token("queue"))
+    api = small
+    name = api.new()["name"]
     try:
-        name = api.new()["name"]
         api.run(name, "1")
         results = {}
 
@@ -533,5 +561,4 @@ def test_queue_full_is_429():
         assert all(results[i][1]["status"] == "queue_full"
                    for i in range(1, 8) if i not in ran)
     finally:
-        api.close()
-        g.stop()
+        api.call("DELETE", "/v1/sessions/" + name)
