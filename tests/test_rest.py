@@ -184,12 +184,12 @@ def test_unknown_sessions_and_routes(rest):
         error_of(rest.call(method, path, **kw), 404, "not_found")
 
 
-def test_no_token(gw):
-    r = requests.get(gw.url + "/v1/sessions", timeout=TIMEOUT)
-    assert r.status_code == 401
-    r = requests.get(gw.url + "/v1/sessions", timeout=TIMEOUT,
-                     headers={"Authorization": "Bearer wrong"})
-    assert r.status_code == 401
+def test_no_token_and_front_errors(gw, rest):
+    error_of(requests.get(gw.url + "/v1/sessions", timeout=TIMEOUT), 401, "unauthorized")
+    error_of(requests.get(gw.url + "/v1/sessions", timeout=TIMEOUT,
+                          headers={"Authorization": "Bearer wrong"}), 401, "unauthorized")
+    error_of(rest.call("GET", "/v1/nothing"), 404, "not_found")
+    error_of(rest.call("PATCH", "/v1/sessions"), 405, "method_not_allowed")
 
 
 # ---------------------------------------------------------------- execute

@@ -165,6 +165,9 @@ def test_files(s, tmp_path):
         s.files.read("big.bin")
     with pytest.raises((cb.NotFoundError, cb.InvalidArgumentError)):
         s.files.read("../../etc/passwd")
+    s.run_code("import os\nos.symlink('/etc/passwd', 'pw')")
+    with pytest.raises(cb.ForbiddenError):
+        s.files.read("pw")
 
 
 def test_fork_checkpoint_interrupt(s):

@@ -28,7 +28,7 @@ import urllib.parse
 __all__ = [
     "Session", "Execution", "Result", "Logs", "ExecutionError", "EntryInfo",
     "CellblockError", "AuthenticationError", "InvalidArgumentError",
-    "NotFoundError", "ConflictError", "QuotaError", "FileTooLargeError",
+    "NotFoundError", "ForbiddenError", "ConflictError", "QuotaError", "FileTooLargeError",
     "ServerError", "ExecutionFailure", "TimeoutException", "OutOfMemoryError",
     "KilledError", "AbortedError", "QueueFullError",
 ]
@@ -63,6 +63,10 @@ class InvalidArgumentError(CellblockError):
 
 class NotFoundError(CellblockError):
     """404: no such session, file or execution (or not yours)."""
+
+
+class ForbiddenError(CellblockError):
+    """403: a path the daemon will not follow (a symlink, not a file)."""
 
 
 class ConflictError(CellblockError):
@@ -113,7 +117,7 @@ class QueueFullError(ExecutionFailure):
 
 
 _HTTP_ERRORS = {
-    400: InvalidArgumentError, 401: AuthenticationError, 403: NotFoundError,
+    400: InvalidArgumentError, 401: AuthenticationError, 403: ForbiddenError,
     404: NotFoundError, 409: ConflictError, 413: FileTooLargeError,
     429: QuotaError, 507: QuotaError,
 }
