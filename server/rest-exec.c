@@ -389,15 +389,15 @@ rest_exec_run(struct http_req *req)
 	json_t			*body;
 	char			*cause;
 
-	if ((s = rest_session(req)) == NULL)
+	if ((s = rest_req_session(req)) == NULL)
 		return;
 	if ((body = http_body_json(req, &cause)) == NULL) {
-		rest_error(req, 400, "bad_json", "%s", cause);
+		rest_req_error(req, 400, "bad_json", "%s", cause);
 		free(cause);
 		return;
 	}
 	if (rest_exec_parse(body, &cr, &cause) != 0) {
-		rest_error(req, 400, "bad_request", "%s", cause);
+		rest_req_error(req, 400, "bad_request", "%s", cause);
 		free(cause);
 		json_decref(body);
 		return;
@@ -410,7 +410,7 @@ rest_exec_run(struct http_req *req)
 	json_decref(body);
 	if (x->ct == NULL) {
 		if (x->req != NULL)
-			rest_error(req, 409, "conflict", "%s", cause);
+			rest_req_error(req, 409, "conflict", "%s", cause);
 		free(cause);
 		json_decref(x->early);
 		free(x);
@@ -432,7 +432,7 @@ rest_exec_get(struct http_req *req)
 
 	c = contract_lookup(http_param(req, 0), http_uid(req));
 	if (c == NULL) {
-		rest_error(req, 404, "not_found", "no execution '%s' (they "
+		rest_req_error(req, 404, "not_found", "no execution '%s' (they "
 		    "are kept %d seconds)", http_param(req, 0),
 		    CONTRACT_KEEP_SECONDS);
 		return;

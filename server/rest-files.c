@@ -60,12 +60,12 @@ rest_files_error(struct http_req *req, enum files_error e, const char *cause)
 
 	for (i = 0; i < nitems(rest_files_errors); i++) {
 		if (rest_files_errors[i].e == e) {
-			rest_error(req, rest_files_errors[i].status,
+			rest_req_error(req, rest_files_errors[i].status,
 			    rest_files_errors[i].type, "%s", cause);
 			return;
 		}
 	}
-	rest_error(req, 500, "io_error", "%s", cause);
+	rest_req_error(req, 500, "io_error", "%s", cause);
 }
 
 /* The path after /files/, captured by the route's {*}. */
@@ -86,7 +86,7 @@ rest_files_get(struct http_req *req)
 	char			*cause;
 	int			 fd;
 
-	if ((s = rest_session(req)) == NULL)
+	if ((s = rest_req_session(req)) == NULL)
 		return;
 	fd = files_open_beneath(s, rest_files_path(req), &size, &e, &cause);
 	if (fd == -1) {
@@ -107,7 +107,7 @@ rest_files_list(struct http_req *req)
 	int			 truncated = 0;
 	json_t			*list;
 
-	if ((s = rest_session(req)) == NULL)
+	if ((s = rest_req_session(req)) == NULL)
 		return;
 	list = files_list(s, dir != NULL ? dir : "", &truncated, &e, &cause);
 	if (list == NULL) {
@@ -126,7 +126,7 @@ rest_files_delete(struct http_req *req)
 	enum files_error	 e;
 	char			*cause;
 
-	if ((s = rest_session(req)) == NULL)
+	if ((s = rest_req_session(req)) == NULL)
 		return;
 	if (files_remove(s, rest_files_path(req), &e, &cause) != 0) {
 		rest_files_error(req, e, cause);
@@ -190,7 +190,7 @@ rest_upload_begin(struct http_req *req)
 	int64_t			 expect = -1;
 	char			*cause, *end;
 
-	if ((s = rest_session(req)) == NULL)
+	if ((s = rest_req_session(req)) == NULL)
 		return (NULL);
 	if (cl != NULL) {
 		errno = 0;

@@ -99,53 +99,6 @@ static const struct {
 	{ "mounts", "mounts", REST_JSON },
 };
 
-void
-rest_error(struct http_req *req, u_int status, const char *type,
-    const char *fmt, ...)
-{
-	va_list	 ap;
-	char	*msg;
-
-	va_start(ap, fmt);
-	if (vasprintf(&msg, fmt, ap) == -1)
-		fatalx("out of memory");
-	va_end(ap);
-	log_debug("rest: %s %s: %u %s: %s", http_method(req), http_path(req),
-	    status, type, msg);
-	http_reply_json(req, status, json_pack("{s:{s:s,s:s}}", "error",
-	    "type", type, "message", msg));
-	free(msg);
-}
-
-/* The session of the path's {x}, if the caller may see it; else a 404. */
-struct session *
-rest_session(struct http_req *req)
-{
-	const char	*name = http_param(req, 0);
-	struct session	*s;
-
-	s = name != NULL ? session_find(name) : NULL;
-	if (s == NULL || s->ending || !session_visible(s, http_uid(req))) {
-		rest_error(req, 404, "not_found", "no session '%s'",
-		    name != NULL ? name : "");
-		return (NULL);
-	}
-	return (s);
-}
-
-/* The control socket's description, with the id the gateway uses too. */
-json_t *
-rest_describe(struct session *s)
-{
-	json_t	*d = factory_describe(s);
-	char	 id[37];
-
-	gateway_kernel_id(s, id);
-	json_object_set_new(d, "id", json_string(id));
-	json_object_del(d, "connection_file");	/* REST needs no ZeroMQ */
-	return (d);
-}
-
 /* One field of rest_create_fields, as the control request's string. */
 static int
 rest_field(json_t *v, enum rest_kind kind, const char *field, json_t **out,
@@ -267,21 +220,21 @@ rest_control_error(struct http_req *req, json_t *r)
 		msg = "failed";
 	switch (code) {
 	case EXIT_USAGE:
-		rest_error(req, 400, "bad_request", "%s", msg);
+		rest_req_error(req, 400, "bad_request", "%s", msg);
 		break;
 	case EXIT_NOSESSION:
 	case EXIT_DENIED:	/* not the caller's: as unknown */
-		rest_error(req, 404, "not_found", "%s", strstr(msg,
+		rest_req_error(req, 404, "not_found", "%s", strstr(msg,
 		    "not yours") != NULL ? "no such session" : msg);
 		break;
 	default:
 		if (strstr(msg, "max-sessions") != NULL)
-			rest_error(req, 429, "quota", "%s", msg);
+			rest_req_error(req, 429, "quota", "%s", msg);
 		else if (strstr(msg, "busy") != NULL ||
 		    strstr(msg, "already") != NULL)
-			rest_error(req, 409, "conflict", "%s", msg);
+			rest_req_error(req, 409, "conflict", "%s", msg);
 		else
-			rest_error(req, 503, "unavailable", "%s", msg);
+			rest_req_error(req, 503, "unavailable", "%s", msg);
 		break;
 	}
 }
@@ -307,7 +260,7 @@ rest_control_reply(struct http_req *req, json_t *r, u_int status,
 	if (name == NULL)
 		name = asked;
 	if (name != NULL && (s = session_find(name)) != NULL)
-		http_reply_json(req, status, rest_describe(s));
+		http_reply_json(req, status, rest_req_describe(s));
 	else
 		http_reply_json(req, status, json_pack("{s:b,s:s?}", "ok", 1,
 		    "note", json_string_value(json_object_get(r, "note"))));
@@ -322,21 +275,21 @@ rest_create(struct http_req *req)
 	char		*cause;
 
 	if ((body = http_body_json(req, &cause)) == NULL) {
-		rest_error(req, 400, "bad_json", "%s", cause);
+		rest_req_error(req, 400, "bad_json", "%s", cause);
 		free(cause);
 		return;
 	}
 	creq = rest_limits_request(body, &cause);
 	json_decref(body);
 	if (creq == NULL) {
-		rest_error(req, 400, "bad_request", "%s", cause);
+		rest_req_error(req, 400, "bad_request", "%s", cause);
 		free(cause);
 		return;
 	}
 	/* Names are global: a taken one is a conflict, whoever holds it. */
 	name = json_string_value(json_object_get(creq, "name"));
 	if (name != NULL && session_find(name) != NULL)
-		rest_error(req, 409, "conflict", "the name '%s' is taken",
+		rest_req_error(req, 409, "conflict", "the name '%s' is taken",
 		    name);
 	else
 		rest_control_reply(req, control_call(http_uid(req), creq,
@@ -360,7 +313,7 @@ rest_list(struct http_req *req)
 	json_array_foreach(list, i, e) {
 		name = json_string_value(json_object_get(e, "name"));
 		if (name != NULL && (s = session_find(name)) != NULL)
-			json_array_append_new(out, rest_describe(s));
+			json_array_append_new(out, rest_req_describe(s));
 	}
 	json_decref(r);
 	http_reply_json(req, 200, json_pack("{s:o}", "sessions", out));
@@ -371,8 +324,8 @@ rest_get(struct http_req *req)
 {
 	struct session	*s;
 
-	if ((s = rest_session(req)) != NULL)
-		http_reply_json(req, 200, rest_describe(s));
+	if ((s = rest_req_session(req)) != NULL)
+		http_reply_json(req, 200, rest_req_describe(s));
 }
 
 /* The simple operations: a control request naming the session. */
@@ -382,10 +335,10 @@ rest_op(struct http_req *req, const char *cmd)
 	struct session	*s;
 	json_t		*creq, *r, *d;
 
-	if ((s = rest_session(req)) == NULL)
+	if ((s = rest_req_session(req)) == NULL)
 		return;
 	creq = json_pack("{s:s,s:s}", "cmd", cmd, "name", s->name);
-	d = rest_describe(s);	/* kill: the session may go at once */
+	d = rest_req_describe(s);	/* kill: the session may go at once */
 	r = control_call(http_uid(req), creq, NULL);
 	json_decref(creq);
 	if (json_is_true(json_object_get(r, "ok"))) {
@@ -393,7 +346,7 @@ rest_op(struct http_req *req, const char *cmd)
 			json_object_set_new(d, "state", json_string("ended"));
 		else {
 			json_decref(d);
-			d = rest_describe(s);
+			d = rest_req_describe(s);
 		}
 		http_reply_json(req, 200, d);
 	} else {
@@ -474,7 +427,7 @@ rest_checkpoint(struct http_req *req)
 	struct session	*s;
 	json_t		*creq;
 
-	if ((s = rest_session(req)) == NULL)
+	if ((s = rest_req_session(req)) == NULL)
 		return;
 	creq = json_pack("{s:s,s:s}", "cmd", "checkpoint", "name", s->name);
 	rest_long_op(req, creq, "checkpoint");
@@ -488,16 +441,16 @@ rest_fork(struct http_req *req)
 	json_t		*body, *creq, *to;
 	char		*cause, name[SESSION_NAME_MAX + 1];
 
-	if ((s = rest_session(req)) == NULL)
+	if ((s = rest_req_session(req)) == NULL)
 		return;
 	if ((body = http_body_json(req, &cause)) == NULL) {
-		rest_error(req, 400, "bad_json", "%s", cause);
+		rest_req_error(req, 400, "bad_json", "%s", cause);
 		free(cause);
 		return;
 	}
 	to = json_object_get(body, "name");
 	if (to != NULL && !json_is_string(to)) {
-		rest_error(req, 400, "bad_request", "name: not a string");
+		rest_req_error(req, 400, "bad_request", "name: not a string");
 		json_decref(body);
 		return;
 	}
@@ -506,7 +459,7 @@ rest_fork(struct http_req *req)
 	else
 		snprintf(name, sizeof name, "%s", json_string_value(to));
 	if (session_find(name) != NULL)
-		rest_error(req, 409, "conflict", "the name '%s' is taken",
+		rest_req_error(req, 409, "conflict", "the name '%s' is taken",
 		    name);
 	else {
 		creq = json_pack("{s:s,s:s,s:s}", "cmd", "fork", "name",

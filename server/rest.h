@@ -10,13 +10,15 @@ struct http_req;
 struct session;
 struct contract_req;
 
-/* server/rest.c: sessions, their operations, the route table. */
+/* server/rest.c: the route table, sessions and their operations. */
 void		 rest_register(void);
-void		 rest_error(struct http_req *, u_int, const char *,
-		     const char *, ...) __attribute__((format(printf, 4, 5)));
-struct session	*rest_session(struct http_req *);
-json_t		*rest_describe(struct session *);
 json_t		*rest_limits_request(json_t *, char **);
+
+/* server/rest-req.c: errors, the session of a path, its REST shape. */
+void		 rest_req_error(struct http_req *, u_int, const char *,
+		     const char *, ...) __attribute__((format(printf, 4, 5)));
+struct session	*rest_req_session(struct http_req *);
+json_t		*rest_req_describe(struct session *);
 
 /* server/rest-exec.c: execute (waiting or streamed) and executions. */
 void		 rest_exec_run(struct http_req *);
