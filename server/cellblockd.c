@@ -598,6 +598,7 @@ main(int argc, char **argv)
 		    "Stop with Ctrl-C.\n\n", server_state_dir,
 		    server_state_dir);
 		gateway_banner(stderr);
+		rest_banner(stderr);
 	}
 	while (!server_quit) {
 		if (loop_run() != 0)

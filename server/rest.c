@@ -470,6 +470,37 @@ rest_fork(struct http_req *req)
 	json_decref(body);
 }
 
+/*
+ * In the foreground (`make run`): a token of the daemon's uid for agents,
+ * replacing the one the last run made, and the lines that run the
+ * examples against this daemon.
+ */
+void
+rest_banner(FILE *f)
+{
+	json_t	*req, *r;
+
+	if (http_url() == NULL)
+		return;
+	req = json_pack("{s:s,s:s}", "action", "revoke", "id",
+	    "make-run-agent");
+	json_decref(token_control(server_uid, req));
+	json_decref(req);
+	req = json_pack("{s:s,s:s}", "action", "new", "name",
+	    "make-run-agent");
+	r = token_control(server_uid, req);
+	json_decref(req);
+	if (json_is_true(json_object_get(r, "ok"))) {
+		fprintf(f, "The agent API (REST v1, docs/AGENTS.md) is at "
+		    "%s/v1. Try the examples:\n"
+		    "  export CELLBLOCK_URL=%s CELLBLOCK_TOKEN=%s\n"
+		    "  sh examples/agent_rest.sh; /usr/bin/python3 "
+		    "examples/agent_sdk.py\n\n", http_url(), http_url(),
+		    json_string_value(json_object_get(r, "token")));
+	}
+	json_decref(r);
+}
+
 void
 rest_register(void)
 {

@@ -3,6 +3,7 @@
 #define CELLBLOCK_REST_H
 
 #include <sys/types.h>
+#include <stdio.h>
 
 #include <jansson.h>
 
@@ -12,6 +13,7 @@ struct contract_req;
 
 /* server/rest.c: the route table, sessions and their operations. */
 void		 rest_register(void);
+void		 rest_banner(FILE *);
 json_t		*rest_limits_request(json_t *, char **);
 
 /* server/rest-req.c: errors, the session of a path, its REST shape. */

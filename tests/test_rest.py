@@ -467,11 +467,15 @@ def test_two_owners_isolated(rest, other):
         other.call("DELETE", "/v1/sessions/" + theirs)
 
 
-def test_curl_example(gw, rest, tmp_path):
-    """examples/agent_rest.sh, curl only, against this daemon."""
+def test_curl_example_with_the_banners_token(gw, rest, tmp_path):
+    """examples/agent_rest.sh, curl only, run as the daemon's foreground
+    banner (`make run`) says to run it: its URL and token."""
+    import re
+    m = re.search(r"export CELLBLOCK_URL=(\S+) CELLBLOCK_TOKEN=(\S+)", gw.log_text())
+    assert m and m.group(1) == gw.url, gw.log_text()[-2000:]
     before = [s["name"] for s in rest.call("GET", "/v1/sessions").json()["sessions"]]
-    env = {"PATH": "/usr/bin:/bin", "CELLBLOCK_URL": gw.url,
-           "CELLBLOCK_TOKEN": rest.token, "HOME": str(tmp_path)}
+    env = {"PATH": "/usr/bin:/bin", "CELLBLOCK_URL": m.group(1),
+           "CELLBLOCK_TOKEN": m.group(2), "HOME": str(tmp_path)}
     out = tmp_path / "plot.png"
     p = subprocess.run(["sh", os.path.join(ROOT, "examples", "agent_rest.sh"), str(out)],
                        capture_output=True, text=True, env=env, timeout=240)
