@@ -566,3 +566,22 @@ def test_queue_full_is_429(small):
                    for i in range(1, 8) if i not in ran)
     finally:
         api.call("DELETE", "/v1/sessions/" + name)
+
+
+def test_hibernated_session_files_without_resuming(rest):
+    """Files of a hibernated session are served and taken without waking
+    it; the next execute resumes it with its variables."""
+    name = rest.new(idle_timeout=1)["name"]
+    try:
+        rest.run(name, "kept = 'still here'")
+        assert rest.put(name, "before.txt", b"before").status_code == 201
+        poll(lambda: rest.call("GET", "/v1/sessions/" + name).json()["state"]
+             == "hibernated", 60, "hibernation")
+        assert rest.get(name, "before.txt").content == b"before"
+        assert rest.put(name, "during.txt", b"during").status_code == 201
+        assert "during.txt" in names(rest, name)
+        assert rest.call("GET", "/v1/sessions/" + name).json()["state"] == "hibernated"
+        c = rest.run(name, "kept, open('during.txt').read()")
+        assert main_text(c) == "('still here', 'during')", c
+    finally:
+        rest.call("DELETE", "/v1/sessions/" + name)
