@@ -580,6 +580,7 @@ main(int argc, char **argv)
 	lifecycle_load_all();
 	lifecycle_start();
 	xasprintf(&path, "%s/control.sock", server_state_dir);
+	contract_ops_init();
 	if (control_start(path, &cause) != 0)
 		fatalx("%s", cause);
 	server_sig_io = loop_io_add(server_sigfd, EPOLLIN, server_signal_event,

@@ -24,12 +24,13 @@ contract_meter_queued(struct contract_meter *m)
 void
 contract_meter_start(struct session *s, struct contract_meter *m)
 {
-	uint64_t	mem, cpu;
+	uint64_t	cpu, peak;
+	int		reset_ok;
 
 	m->started_at = loop_now();
-	contain_stats(s, &mem, &cpu);
+	contain_meter(s, 1, &cpu, &peak, &reset_ok);
 	m->cpu_start_us = cpu;
-	m->peak_reset = contain_mem_peak(s, 1) != CGROUP_UNKNOWN;
+	m->peak_reset = reset_ok;
 }
 
 /* A stream message of the request: its bytes, whatever is shown of it. */
@@ -58,21 +59,21 @@ contract_meter_u64(uint64_t v)
 json_t *
 contract_meter_metrics(struct session *s, const struct contract_meter *m)
 {
-	uint64_t	now = loop_now(), mem, cpu, peak = CGROUP_UNKNOWN;
+	uint64_t	now = loop_now(), cpu, peak = CGROUP_UNKNOWN;
 	uint64_t	wall = 0, cpu_ms = 0, queued;
+	int		reset_ok;
 
 	queued = (m->started_at != 0 ? m->started_at : now) - m->queued_at;
 	if (m->queued_at == 0)
 		queued = 0;
 	if (m->started_at != 0) {
 		wall = now - m->started_at;
-		contain_stats(s, &mem, &cpu);
+		contain_meter(s, 0, &cpu, &peak, &reset_ok);
 		if (cpu == CGROUP_UNKNOWN || m->cpu_start_us == CGROUP_UNKNOWN)
 			cpu_ms = CGROUP_UNKNOWN;
 		else
 			cpu_ms = cpu >= m->cpu_start_us ?
 			    (cpu - m->cpu_start_us) / 1000 : 0;
-		peak = contain_mem_peak(s, 0);
 	}
 	return (json_pack("{s:I,s:o,s:o,s:I,s:I,s:I}",
 	    "wall_ms", (json_int_t)wall,

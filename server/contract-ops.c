@@ -7,6 +7,7 @@
  *    "store_history"?,"stream"?}  -> {"event":{..}}* then
  *                                    {"ok":true,"contract":{..}}
  *   {"cmd":"result","id"}        -> {"ok":true,"contract":{..}}
+ *   {"cmd":"cancel","id"}        -> {"ok":true}: interrupted (when it runs)
  *   {"cmd":"files","op":"list"|"remove","name","path"}
  *   {"cmd":"files","op":"put"|"get","name","path"} + one fd (SCM_RIGHTS):
  *                                    the local file the CLI opened as the
@@ -115,7 +116,7 @@ contract_ops_stdin_ok(json_t *v)
 	return (1);
 }
 
-json_t *
+static json_t *
 contract_ops_execute(struct control_conn *c, json_t *req)
 {
 	struct contract_req	 cr;
@@ -170,7 +171,20 @@ contract_ops_execute(struct control_conn *c, json_t *req)
 	return (NULL);
 }
 
-json_t *
+static json_t *
+contract_ops_cancel(struct control_conn *c, json_t *req)
+{
+	const char	*id = json_string_value(json_object_get(req, "id"));
+
+	if (id == NULL)
+		return (control_error(EXIT_USAGE, "no call id given"));
+	if (contract_cancel_id(id, control_conn_uid(c)) != 0)
+		return (control_error(EXIT_NOSESSION, "no call '%s' (unknown, "
+		    "expired, or not yours)", id));
+	return (json_pack("{s:b}", "ok", 1));
+}
+
+static json_t *
 contract_ops_result(struct control_conn *c, json_t *req)
 {
 	const char	*id = json_string_value(json_object_get(req, "id"));
@@ -347,10 +361,10 @@ contract_ops_copy(struct control_conn *c, struct session *s, const char *path,
 	return (NULL);
 }
 
-json_t *
+static json_t *
 contract_ops_files(struct control_conn *c, json_t *req)
 {
-	const char		*op = json_string_value(json_object_get(req,
+	const char		*what = json_string_value(json_object_get(req,
 				    "op"));
 	json_t			*p = json_object_get(req, "path"), *err, *l;
 	enum files_error	 e;
@@ -362,22 +376,32 @@ contract_ops_files(struct control_conn *c, json_t *req)
 	if ((s = control_conn_session(c, req, &err)) == NULL)
 		return (err);
 	path = json_is_string(p) ? json_string_value(p) : "";
-	if (op == NULL || (p != NULL && (!json_is_string(p) ||
+	if (what == NULL || (p != NULL && (!json_is_string(p) ||
 	    strlen(path) != json_string_length(p))))
 		return (control_error(EXIT_USAGE, "files: op and a path "
 		    "string without NUL are needed"));
-	if (strcmp(op, "list") == 0) {
+	if (strcmp(what, "list") == 0) {
 		if ((l = files_list(s, path, &truncated, &e, &cause)) == NULL)
 			return (contract_ops_error(e, cause));
 		return (json_pack("{s:b,s:o,s:b}", "ok", 1, "entries", l,
 		    "truncated", truncated));
 	}
-	if (strcmp(op, "remove") == 0) {
+	if (strcmp(what, "remove") == 0) {
 		if (files_remove(s, path, &e, &cause) != 0)
 			return (contract_ops_error(e, cause));
 		return (json_pack("{s:b}", "ok", 1));
 	}
-	if (strcmp(op, "put") == 0 || strcmp(op, "get") == 0)
-		return (contract_ops_copy(c, s, path, strcmp(op, "put") == 0));
-	return (control_error(EXIT_USAGE, "files: unknown op '%s'", op));
+	if (strcmp(what, "put") == 0 || strcmp(what, "get") == 0)
+		return (contract_ops_copy(c, s, path, strcmp(what, "put") == 0));
+	return (control_error(EXIT_USAGE, "files: unknown op '%s'", what));
+}
+
+/* Our rows of the control socket's table, before it listens. */
+void
+contract_ops_init(void)
+{
+	control_handle("execute", contract_ops_execute);
+	control_handle("result", contract_ops_result);
+	control_handle("cancel", contract_ops_cancel);
+	control_handle("files", contract_ops_files);
 }

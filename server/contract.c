@@ -53,22 +53,25 @@ struct contract {
 	uint64_t	 finished_at;	/* loop_now() */
 	int		 timeout_ms;
 	int		 timed_out;
+	int		 cancelled;	/* before it ran: interrupt at its start */
 	struct loop_timer *timer;	/* timeout_ms, then its grace */
 	struct loop_timer *input_timer;	/* answers an input_request */
 	json_t		*stdin_lines;
 	size_t		 stdin_next;
-	struct timespec	 snap;		/* artifacts: changed since */
+	struct files_snap *snap;	/* artifacts: the tree as it started */
 	struct contract_text out[2];	/* stdout, stderr */
 	json_t		*results;
 	size_t		 results_dropped;
 	json_t		*error;		/* from iopub, until the reply's */
 	json_t		*result;	/* the contract, once finished */
+	size_t		 bytes;		/* its size, for the table's bound */
 	TAILQ_ENTRY(contract) entry;
 };
 
 static TAILQ_HEAD(, contract) contract_all =
     TAILQ_HEAD_INITIALIZER(contract_all);
 static size_t	contract_finished_n;
+static size_t	contract_kept_bytes;	/* of finished contracts */
 
 static void	contract_send(void *, enum transport_channel,
 		    const struct jmsg_out *);
@@ -301,6 +304,7 @@ contract_error_of(json_t *content)
 }
 
 static void contract_timeout_start(struct contract *);
+static void contract_cancel_start(struct contract *);
 
 /* The session's iopub: only what has this call's request as parent. */
 static void
@@ -328,8 +332,12 @@ contract_publish(void *conn, struct session *s, const struct jmsg_out *out)
 	} else if (strcmp(type, "status") == 0) {
 		state = json_string_value(json_object_get(out->content,
 		    "execution_state"));
-		if (state != NULL && strcmp(state, "busy") == 0 && !c->running) {
+		if (state != NULL && strcmp(state, "busy") == 0 && !c->running &&
+		    c->s != NULL && kernel_running(c->s) == c->parent) {
 			c->running = 1;
+			c->snap = files_snapshot(c->s);
+			if (c->cancelled)
+				contract_cancel_start(c);
 			contract_timeout_start(c);
 			contract_event(c, json_pack("{s:s,s:s}", "type",
 			    "status", "state", "running"));
@@ -504,9 +512,9 @@ static json_t *
 contract_artifacts(struct contract *c, int *truncated)
 {
 	*truncated = 0;
-	if (c->s == NULL || c->s->dying)
+	if (c->s == NULL || c->s->dying || c->snap == NULL)
 		return (json_array());
-	return (files_changed(c->s, &c->snap, CONTRACT_ARTIFACTS_MAX,
+	return (files_changed(c->s, c->snap, CONTRACT_ARTIFACTS_MAX,
 	    truncated));
 }
 
@@ -521,6 +529,7 @@ contract_prune(void)
 		if (!c->finished || !c->detached)
 			continue;
 		if (contract_finished_n > CONTRACT_KEEP_MAX ||
+		    contract_kept_bytes > CONTRACT_KEEP_BYTES ||
 		    now - c->finished_at > CONTRACT_KEEP_SECONDS * 1000)
 			contract_free(c);
 	}
@@ -541,6 +550,7 @@ contract_finish(struct contract *c, const struct jmsg_out *out)
 	loop_timer_cancel(&c->input_timer);
 	status = contract_status(c, content, cb, &preserved);
 	arts = contract_artifacts(c, &truncated);
+	files_snapshot_free(&c->snap);
 	c->result = json_pack("{s:s,s:s,s:s,s:O,s:o,s:b,s:o,s:b,s:O,s:o,"
 	    "s:o,s:b,s:O,s:o,s:b,s:b}",
 	    "id", c->id, "session", c->session, "status", status,
@@ -562,6 +572,8 @@ contract_finish(struct contract *c, const struct jmsg_out *out)
 	c->finished = 1;
 	c->finished_at = loop_now();
 	contract_finished_n++;
+	c->bytes = json_dumpb(c->result, NULL, 0, JSON_COMPACT);
+	contract_kept_bytes += c->bytes;
 	c->parent = NULL;
 	c->s = NULL;
 	if (s != NULL) {
@@ -636,7 +648,6 @@ contract_run(struct session *s, const struct contract_req *r,
 	c->stdin_lines = r->stdin_lines != NULL ? json_incref(r->stdin_lines) :
 	    NULL;
 	c->results = json_array();
-	clock_gettime(CLOCK_REALTIME_COARSE, &c->snap);
 	c->origin = transport_origin_new(&contract_ops, c);
 	jm = contract_request(c, r);
 	snprintf(c->id, sizeof c->id, "%s", jm->msg_id);
@@ -649,11 +660,56 @@ contract_run(struct session *s, const struct contract_req *r,
 	return (c);
 }
 
+/*
+ * A call cancelled while queued is interrupted once it runs. The runner
+ * drops a SIGINT that comes before it has read the request (a stale one
+ * must not hit the next cell), so it is sent again every 50 ms until the
+ * call ends, at most 40 times.
+ */
+static void
+contract_cancel_fire(void *arg)
+{
+	struct contract	*c = arg;
+
+	c->input_timer = NULL;
+	if (c->finished || c->s == NULL || ++c->cancelled > 40)
+		return;
+	kernel_interrupt(c->s);
+	c->input_timer = loop_timer_add(50, contract_cancel_fire, c);
+}
+
+static void
+contract_cancel_start(struct contract *c)
+{
+	loop_timer_cancel(&c->input_timer);
+	c->input_timer = loop_timer_add(0, contract_cancel_fire, c);
+}
+
 void
 contract_cancel(struct contract *c)
 {
-	if (c != NULL && !c->finished && c->running && c->s != NULL)
-		kernel_interrupt(c->s);
+	if (c == NULL || c->finished || c->s == NULL || c->cancelled)
+		return;
+	c->cancelled = 1;
+	if (c->running)
+		contract_cancel_start(c);
+}
+
+/* The control socket's cancel: a call by id, its owner's (or root's). */
+int
+contract_cancel_id(const char *id, uid_t uid)
+{
+	struct contract	*c;
+
+	TAILQ_FOREACH(c, &contract_all, entry) {
+		if (strcmp(c->id, id) != 0)
+			continue;
+		if (uid != 0 && uid != c->owner)
+			return (-1);
+		contract_cancel(c);
+		return (0);
+	}
+	return (-1);
 }
 
 void
@@ -716,8 +772,10 @@ static void
 contract_free(struct contract *c)
 {
 	TAILQ_REMOVE(&contract_all, c, entry);
-	if (c->finished)
+	if (c->finished) {
 		contract_finished_n--;
+		contract_kept_bytes -= c->bytes;
+	}
 	loop_timer_cancel(&c->timer);
 	loop_timer_cancel(&c->input_timer);
 	if (c->s != NULL) {
@@ -727,6 +785,7 @@ contract_free(struct contract *c)
 	transport_origin_gone(&c->origin);
 	contract_text_free(&c->out[0]);
 	contract_text_free(&c->out[1]);
+	files_snapshot_free(&c->snap);
 	json_decref(c->stdin_lines);
 	json_decref(c->results);
 	json_decref(c->error);

@@ -73,12 +73,18 @@ typedef void	 contract_done_cb(void *, json_t *);
  */
 struct contract	*contract_run(struct session *, const struct contract_req *,
 		     contract_event_cb *, contract_done_cb *, void *, char **);
-/* Interrupt the cell (SIGINT); the contract ends with status error. */
+/*
+ * Interrupt the cell (SIGINT; a call still queued is interrupted as it
+ * starts); the contract ends with status error, KeyboardInterrupt.
+ */
 void		 contract_cancel(struct contract *);
+/* The same by id, for its owner (or root); -1 if unknown or not theirs. */
+int		 contract_cancel_id(const char *, uid_t);
 /*
  * The caller is gone or done: no more callbacks. A running call keeps
  * running; its result stays retrievable by id (contract_lookup) for
- * CONTRACT_KEEP_SECONDS, at most CONTRACT_KEEP_MAX calls. Every caller
+ * CONTRACT_KEEP_SECONDS, at most CONTRACT_KEEP_MAX calls and
+ * CONTRACT_KEEP_BYTES of them (the oldest detached go first). Every caller
  * ends with contract_detach, finished or not.
  */
 void		 contract_detach(struct contract *);
@@ -117,6 +123,7 @@ void		 contract_free_all(void);
 
 #define CONTRACT_KEEP_SECONDS	600	/* a detached call's result */
 #define CONTRACT_KEEP_MAX	256	/* results kept, oldest dropped first */
+#define CONTRACT_KEEP_BYTES	(256 * 1024 * 1024) /* and their bytes */
 #define CONTRACT_ARTIFACTS_MAX	100	/* artifacts listed per call */
 
 #endif

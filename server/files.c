@@ -241,9 +241,14 @@ files_beneath(int root, const char *path, int flags, mode_t mode)
 		return (openat(root, ".", flags | O_CLOEXEC));
 	if (!files_openat2_missing) {
 		fd = files_openat2(root, path, flags, mode);
-		if (fd != -1 || errno != ENOSYS)
+		/*
+		 * EAGAIN: a rename somewhere raced the lookup (a cell can do
+		 * that all day); the walk is as safe and does not mind.
+		 */
+		if (fd != -1 || (errno != ENOSYS && errno != EAGAIN))
 			return (fd);
-		files_openat2_missing = 1;
+		if (errno == ENOSYS)
+			files_openat2_missing = 1;
 	}
 	return (files_walk(root, path, flags, mode));
 }
@@ -569,23 +574,73 @@ files_write_end(struct files_write *w, int ok, enum files_error *ep,
 	return (r);
 }
 
-static int
-files_newer(const struct timespec *a, const struct timespec *since)
-{
-	return (a->tv_sec > since->tv_sec || (a->tv_sec == since->tv_sec &&
-	    a->tv_nsec >= since->tv_nsec));
-}
+/*
+ * Artifacts: what a call created or changed, found by comparing the tree
+ * before and after it (path -> inode, size, mtime, ctime), not by
+ * timestamps against a clock: file times may be coarser or finer than
+ * any clock the daemon reads, and a file written just before the call
+ * must not count. Bounded in entries and depth; .cellblock is skipped.
+ */
+struct files_stamp {
+	ino_t		ino;
+	off_t		size;
+	struct timespec	mtime;
+	struct timespec	ctime;
+};
+
+struct files_snap {
+	zhashx_t	*seen;		/* relative path -> struct files_stamp */
+	int		 partial;	/* the walk stopped at its bound */
+};
 
 struct files_walk_ctx {
-	const struct timespec	*since;
+	struct files_snap	*before;	/* NULL: taking the snapshot */
+	struct files_snap	*snap;
 	json_t			*out;
 	size_t			 max;
 	size_t			 budget;
 	int			*truncated;
 };
 
+static int
+files_same(const struct files_stamp *a, const struct stat *st)
+{
+	return (a->ino == st->st_ino && a->size == st->st_size &&
+	    a->mtime.tv_sec == st->st_mtim.tv_sec &&
+	    a->mtime.tv_nsec == st->st_mtim.tv_nsec &&
+	    a->ctime.tv_sec == st->st_ctim.tv_sec &&
+	    a->ctime.tv_nsec == st->st_ctim.tv_nsec);
+}
+
 static void
-files_changed_dir(struct files_walk_ctx *w, int dfd, const char *prefix,
+files_walk_file(struct files_walk_ctx *w, const char *path,
+    const struct stat *st)
+{
+	struct files_stamp	*fs, *old;
+
+	if (w->before == NULL) {
+		fs = xmalloc(sizeof *fs);
+		fs->ino = st->st_ino;
+		fs->size = st->st_size;
+		fs->mtime = st->st_mtim;
+		fs->ctime = st->st_ctim;
+		zhashx_update(w->snap->seen, path, fs);
+		return;
+	}
+	old = zhashx_lookup(w->before->seen, path);
+	if (old != NULL && files_same(old, st))
+		return;
+	if (json_array_size(w->out) >= w->max) {
+		*w->truncated = 1;
+		return;
+	}
+	json_array_append_new(w->out, json_pack("{s:s,s:I,s:I}", "path", path,
+	    "size", (json_int_t)st->st_size, "mtime",
+	    (json_int_t)st->st_mtime));
+}
+
+static void
+files_walk_dir(struct files_walk_ctx *w, int dfd, const char *prefix,
     int depth)
 {
 	struct dirent	*de;
@@ -603,51 +658,86 @@ files_changed_dir(struct files_walk_ctx *w, int dfd, const char *prefix,
 		    (depth == 0 && strcmp(de->d_name, FILES_RESERVED) == 0))
 			continue;
 		if (w->budget == 0) {
-			*w->truncated = 1;
+			if (w->truncated != NULL)
+				*w->truncated = 1;
+			if (w->snap != NULL)
+				w->snap->partial = 1;
 			break;
 		}
 		w->budget--;
 		if (fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW))
 			continue;
-		xasprintf(&path, "%s%s", prefix, de->d_name);
 		if (S_ISDIR(st.st_mode)) {
+			xasprintf(&path, "%s%s/", prefix, de->d_name);
 			fd = openat(dirfd(d), de->d_name, O_RDONLY |
 			    O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-			free(path);
-			xasprintf(&path, "%s%s/", prefix, de->d_name);
 			if (fd != -1)
-				files_changed_dir(w, fd, path, depth + 1);
-		} else if (S_ISREG(st.st_mode) && (files_newer(&st.st_mtim,
-		    w->since) || files_newer(&st.st_ctim, w->since))) {
-			if (json_array_size(w->out) >= w->max)
-				*w->truncated = 1;
-			else
-				json_array_append_new(w->out, json_pack(
-				    "{s:s,s:I,s:I}", "path", path, "size",
-				    (json_int_t)st.st_size, "mtime",
-				    (json_int_t)st.st_mtime));
-		}
+				files_walk_dir(w, fd, path, depth + 1);
+		} else if (S_ISREG(st.st_mode)) {
+			xasprintf(&path, "%s%s", prefix, de->d_name);
+			files_walk_file(w, path, &st);
+		} else
+			continue;
 		free(path);
 	}
 	closedir(d);
 }
 
-/* Entries whose names are not UTF-8 fail json_pack and are left out. */
+static void
+files_walk_tree(struct session *s, struct files_walk_ctx *w)
+{
+	int	fd;
+
+	w->budget = FILES_WALK_MAX;
+	fd = open(s->workdir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd != -1)
+		files_walk_dir(w, fd, "", 0);
+}
+
+static void
+files_stamp_free(void **p)
+{
+	free(*p);
+	*p = NULL;
+}
+
+struct files_snap *
+files_snapshot(struct session *s)
+{
+	struct files_walk_ctx	w;
+	struct files_snap	*snap = xcalloc(1, sizeof *snap);
+
+	snap->seen = zhashx_new();
+	zhashx_set_destructor(snap->seen, files_stamp_free);
+	memset(&w, 0, sizeof w);
+	w.snap = snap;
+	files_walk_tree(s, &w);
+	return (snap);
+}
+
+void
+files_snapshot_free(struct files_snap **sp)
+{
+	if (*sp == NULL)
+		return;
+	zhashx_destroy(&(*sp)->seen);
+	free(*sp);
+	*sp = NULL;
+}
+
+/* Names that are not UTF-8 fail json_pack and are left out. */
 json_t *
-files_changed(struct session *s, const struct timespec *since, size_t max,
+files_changed(struct session *s, struct files_snap *before, size_t max,
     int *truncated)
 {
 	struct files_walk_ctx	w;
-	int			fd;
 
-	*truncated = 0;
-	w.since = since;
+	*truncated = before->partial;
+	memset(&w, 0, sizeof w);
+	w.before = before;
 	w.out = json_array();
 	w.max = max;
-	w.budget = FILES_WALK_MAX;
 	w.truncated = truncated;
-	fd = open(s->workdir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-	if (fd != -1)
-		files_changed_dir(&w, fd, "", 0);
+	files_walk_tree(s, &w);
 	return (w.out);
 }

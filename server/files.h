@@ -69,16 +69,22 @@ int		 files_write_end(struct files_write *, int, enum files_error *,
 uint64_t	 files_usage(uid_t);
 
 /*
- * What changed in the working dir since a snapshot: files_snapshot takes
- * the time; files_changed lists regular files (recursively, bounded in
- * depth and count) whose mtime or ctime is at or after it, as
- * [{path, size, mtime}], at most max (then *truncated is set).
+ * What a call changed in the working dir: files_snapshot records every
+ * regular file (path, inode, size, mtime, ctime; bounded in depth and
+ * count); files_changed lists those created or changed since, as
+ * [{path, size, mtime}], at most max (then *truncated is set; also when
+ * the snapshot itself stopped at its bound).
  */
-struct timespec;
-json_t		*files_changed(struct session *, const struct timespec *, size_t,
+struct files_snap;
+struct files_snap *files_snapshot(struct session *);
+void		 files_snapshot_free(struct files_snap **);
+json_t		*files_changed(struct session *, struct files_snap *, size_t,
 		     int *);
 
 const char	*files_error_name(enum files_error);
+
+/* server/files-mount.c: read-only mounts, checked as the owner */
+json_t		*files_mount_check(json_t *, uid_t, char **);
 
 #define FILES_LIST_MAX		10000	/* entries one list returns */
 #define FILES_PATH_MAX		1024	/* bytes of a relative path */

@@ -246,10 +246,13 @@ static void
 kernel_reply(struct session *s, struct kernel_req *req, const char *type,
     json_t *content, json_t *metadata, zmsg_t *buffers)
 {
-	struct hook_reply	r = { req->msg, type, content };
+	struct hook_reply	r;
 
 	if (req->execute)
 		metadata = kernel_reply_metrics(s, req, metadata);
+	r.request = req->msg;
+	r.type = type;
+	r.content = content;
 	hook_run(HOOK_REPLY, s, &r);
 	kernel_send(s, req, req->which, type, content, metadata, buffers);
 }
@@ -1239,6 +1242,18 @@ void
 kernel_set_resolver(kernel_resolve_fn *fn)
 {
 	kernel_resolver = fn;
+}
+
+/*
+ * The header frame of the request the interpreter runs now, NULL if
+ * none: how an in-process origin (contract.c) tells its request's busy
+ * from the busy of a reply that fails it unrun (aborted, queue full).
+ */
+const void *
+kernel_running(struct session *s)
+{
+	return (s->current != NULL ? (const void *)s->current->msg->header_raw :
+	    NULL);
 }
 
 size_t

@@ -265,6 +265,7 @@ void		 kernel_restart(struct session *, const char *);
 void		 kernel_interrupt(struct session *);
 void		 kernel_end(struct session *, const char *);
 size_t		 kernel_queued(struct session *);
+const void	*kernel_running(struct session *);
 
 /* server/factory.c: the session factory */
 void		 factory_init(void);
@@ -274,6 +275,9 @@ struct session	*factory_new_session(const char *, uid_t,
 struct session	*factory_make_session(const char *, uid_t,
 		     const struct conninfo *, const struct session_limits *,
 		     const char *, uid_t, int, char **);
+struct session	*factory_new_session_mounts(const char *, uid_t,
+		     const struct conninfo *, const struct session_limits *,
+		     json_t *, char **);
 struct session	*factory_shared_session(struct jmsg *);
 json_t		*factory_describe(struct session *);
 void		 factory_rmtree(const char *);
@@ -301,6 +305,8 @@ void		 control_stop(void);
 json_t		*control_parse_request(const char *, size_t, size_t *, char **);
 json_t		*control_call(uid_t, json_t *, struct waiter *);
 struct control_conn;
+typedef json_t	*control_op_fn(struct control_conn *, json_t *);
+void		 control_handle(const char *, control_op_fn *);
 json_t		*control_error(int, const char *, ...)
 		     __attribute__((format(printf, 2, 3)));
 uid_t		 control_conn_uid(struct control_conn *);
@@ -314,9 +320,7 @@ struct session	*control_conn_session(struct control_conn *, json_t *,
 		     json_t **);
 
 /* server/contract-ops.c: the control socket's execute, result, files */
-json_t		*contract_ops_execute(struct control_conn *, json_t *);
-json_t		*contract_ops_result(struct control_conn *, json_t *);
-json_t		*contract_ops_files(struct control_conn *, json_t *);
+void		 contract_ops_init(void);
 
 /* server/gateway.c: the Kernel Gateway REST routes (docs/GATEWAY.md) */
 void		 gateway_start(void);

@@ -256,6 +256,7 @@ contain_release(struct session *s)
 {
 	char	*cause;
 
+	cgroup_meter_close(&s->meter);
 	if (s->cgroup_made && contain.cg != NULL) {
 		if (cgroup_remove(contain.cg, s->name, &cause) != 0) {
 			log_warn("%s: %s", s->name, cause);
@@ -288,19 +289,31 @@ contain_oom_killed(struct session *s)
 	return (1);
 }
 
-/* The session's memory high-water mark (CGROUP_UNKNOWN: none). */
-uint64_t
-contain_mem_peak(struct session *s, int reset)
+/*
+ * The execution contract's counters (server/contract-meter.c): CPU usec
+ * and the memory high-water mark, CGROUP_UNKNOWN where not counted;
+ * reset restarts the mark (*reset_ok says whether it could).
+ */
+void
+contain_meter(struct session *s, int reset, uint64_t *cpu, uint64_t *peak,
+    int *reset_ok)
 {
-	uint64_t	 peak = CGROUP_UNKNOWN;
-	char		*cause;
+	char	*cause;
 
-	if (s->cgroup_made &&
-	    cgroup_mem_peak(contain.cg, s->name, &peak, reset, &cause) != 0) {
+	*cpu = *peak = CGROUP_UNKNOWN;
+	*reset_ok = 0;
+	if (!s->cgroup_made || contain.cg == NULL)
+		return;
+	if (s->meter == NULL &&
+	    (s->meter = cgroup_meter_open(contain.cg, s->name, &cause)) == NULL) {
 		free(cause);
-		peak = CGROUP_UNKNOWN;
+		return;
 	}
-	return (peak);
+	if (reset) {
+		cgroup_meter_read(s->meter, cpu, NULL);
+		*reset_ok = cgroup_meter_reset_peak(s->meter) == 0;
+	} else
+		cgroup_meter_read(s->meter, cpu, peak);
 }
 
 void
