@@ -223,9 +223,14 @@ rest_control_error(struct http_req *req, json_t *r)
 		rest_req_error(req, 400, "bad_request", "%s", msg);
 		break;
 	case EXIT_NOSESSION:
-	case EXIT_DENIED:	/* not the caller's: as unknown */
-		rest_req_error(req, 404, "not_found", "%s", strstr(msg,
-		    "not yours") != NULL ? "no such session" : msg);
+		rest_req_error(req, 404, "not_found", "%s", msg);
+		break;
+	case EXIT_DENIED:
+		/* Another's session is as unknown; else (a mount) refused. */
+		if (strstr(msg, "not yours") != NULL)
+			rest_req_error(req, 404, "not_found", "no such session");
+		else
+			rest_req_error(req, 403, "forbidden", "%s", msg);
 		break;
 	default:
 		if (strstr(msg, "max-sessions") != NULL)

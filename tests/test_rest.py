@@ -585,3 +585,36 @@ def test_hibernated_session_files_without_resuming(rest):
         assert main_text(c) == "('still here', 'during')", c
     finally:
         rest.call("DELETE", "/v1/sessions/" + name)
+
+
+def test_read_only_mounts_checked_as_the_owner(rest, other):
+    """mounts at creation: a directory the owner can read is there, read
+    only; one the owner cannot read is refused (403) and no session made."""
+    import pathlib
+    import shutil
+    import tempfile
+    tmp_path = pathlib.Path(tempfile.mkdtemp(prefix="cb-rest-mnt-"))
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    (shared / "data.csv").write_text("a,b\n1,2\n")
+    os.chmod(tmp_path, 0o755)
+    os.chmod(shared, 0o755)
+    os.chmod(shared / "data.csv", 0o644)
+    secret = tmp_path / "secret"
+    secret.mkdir()
+    os.chmod(secret, 0o700)
+    before = [s["name"] for s in other.call("GET", "/v1/sessions").json()["sessions"]]
+    e = error_of(other.call("POST", "/v1/sessions", json={
+        "mounts": [{"source": str(secret), "target": "/data"}]}), 403, "forbidden")
+    assert str(secret) in e["message"] or "read" in e["message"], e
+    assert [s["name"] for s in other.call("GET", "/v1/sessions").json()["sessions"]] == before
+    name = other.new(mounts=[{"source": str(shared), "target": "/data"}])["name"]
+    try:
+        c = other.run(name, "print(open('/data/data.csv').read(), end='')\n"
+                            "try:\n    open('/data/new', 'w')\nexcept OSError as e:\n"
+                            "    print(type(e).__name__)")
+        assert c["stdout"] == "a,b\n1,2\nOSError\n", c
+        assert not (shared / "new").exists()
+    finally:
+        other.call("DELETE", "/v1/sessions/" + name)
+        shutil.rmtree(tmp_path, ignore_errors=True)
