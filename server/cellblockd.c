@@ -20,6 +20,7 @@
 
 #include "server.h"
 #include "contract.h"
+#include "rest.h"
 #include "mcp.h"
 
 char		*server_state_dir;
@@ -587,6 +588,7 @@ main(int argc, char **argv)
 	server_sig_io = loop_io_add(server_sigfd, EPOLLIN, server_signal_event,
 	    NULL);
 	mcp_http_register();
+	rest_register();
 	gateway_start();
 
 	log_info("ready: control %s, shared endpoint %s/shared.json", path,
@@ -600,6 +602,7 @@ main(int argc, char **argv)
 		    "Stop with Ctrl-C.\n\n", server_state_dir,
 		    server_state_dir);
 		gateway_banner(stderr);
+		rest_banner(stderr);
 	}
 	while (!server_quit) {
 		if (loop_run() != 0)

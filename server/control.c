@@ -208,13 +208,21 @@ control_ls(struct control_conn *c, json_t *req)
 {
 	struct session	*s;
 	json_t		*list = json_array();
+	json_t		*d;
+	char		 kid[37];
 
 	(void)req;
 	for (s = session_first(); s != NULL; s = session_next()) {
-		if (session_visible(s, c->uid) && !s->ending)
-			json_array_append_new(list, factory_describe(s));
+		if (session_visible(s, c->uid) && !s->ending) {
+			d = factory_describe(s);
+			/* Its id on the HTTP front (docs/GATEWAY.md). */
+			gateway_kernel_id(s, kid);
+			json_object_set_new(d, "kernel_id", json_string(kid));
+			json_array_append_new(list, d);
+		}
 	}
-	return (json_pack("{s:b,s:o}", "ok", 1, "sessions", list));
+	return (json_pack("{s:b,s:o,s:o}", "ok", 1, "sessions", list, "http",
+	    http_describe()));
 }
 
 /* Connection details for `cellblock run`: the key travels to the owner. */
@@ -631,11 +639,22 @@ control_parse_request(const char *line, size_t len, size_t *row,
 }
 
 /*
- * One op of control_table for a caller that is not on the socket (the
- * REST and MCP fronts), so that every surface runs the same code. req
- * names the op in "cmd"; uid is the caller. A NULL reply means w hears
- * the answer later (a checkpoint, a fork): w must live until then.
- * `attach` binds a socket to a session's life, so it is refused here.
+ * The rows of control_table a caller off the socket (the REST and MCP
+ * fronts) may run through control_call: those that need nothing of a
+ * connection but its uid and a waiter. attach binds a socket to a
+ * session's life; execute, result and files answer on the connection
+ * (contract-ops.c): those surfaces call contract.c and files.c directly.
+ */
+static const char *control_call_ops[] = {
+	"new", "ls", "interrupt", "restart", "kill", "checkpoint", "fork",
+	"stats",
+};
+
+/*
+ * One op of control_table for a caller that is not on the socket, so
+ * that every surface runs the same code. req names the op in "cmd"; uid
+ * is the caller. A NULL reply means w hears the answer later (a
+ * checkpoint, a fork): w must live until then.
  */
 json_t *
 control_call(uid_t uid, json_t *req, struct waiter *w)
@@ -643,20 +662,24 @@ control_call(uid_t uid, json_t *req, struct waiter *w)
 	struct control_conn	 c;
 	const char		*cmd = json_string_value(json_object_get(req,
 				     "cmd"));
-	size_t			 i;
+	size_t			 i, row;
 
 	memset(&c, 0, sizeof c);
 	c.fd = -1;
+	c.passed_fd = -1;
 	c.uid = uid;
 	c.pid = -1;
 	c.waiting = w;
-	for (i = 0; cmd != NULL && i < nitems(control_table); i++) {
-		if (strcmp(control_table[i].name, cmd) == 0 &&
-		    strcmp(cmd, "attach") != 0)
-			return (control_table[i].fn(&c, req));
+	for (i = 0; cmd != NULL && i < nitems(control_call_ops); i++) {
+		if (strcmp(control_call_ops[i], cmd) != 0)
+			continue;
+		for (row = 0; row < nitems(control_table); row++) {
+			if (strcmp(control_table[row].name, cmd) == 0)
+				return (control_table[row].fn(&c, req));
+		}
 	}
-	return (control_error(EXIT_USAGE, "unknown command '%s'",
-	    cmd != NULL ? cmd : ""));
+	return (control_error(EXIT_USAGE, "'%s' is not an op for this "
+	    "caller", cmd != NULL ? cmd : ""));
 }
 
 static json_t *

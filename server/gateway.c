@@ -430,6 +430,7 @@ gateway_start(void)
 	http_register("kernel gateway", gateway_routes,
 	    nitems(gateway_routes));
 	gateway_ws_register();
+	http_metrics_register();
 	if (http_start(&cause) != 0) {
 		/* The ZeroMQ side still works: say so, do not die. */
 		log_warn("http: %s; the HTTP front is off", cause);

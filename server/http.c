@@ -103,6 +103,7 @@ static struct loop_timer *http_timer;
 static struct loop_timer *http_sweep_timer;
 static struct loop_timer *http_kick_at;
 static int		 http_kicks_left;
+static long		 http_nconns;	/* open, as libmicrohttpd counts */
 static int		 http_listen_fd = -1;
 static char		*http_base_url;
 static int		 http_port;
@@ -362,6 +363,66 @@ http_reply_json(struct http_req *req, u_int status, json_t *j)
 	free(s);
 }
 
+/*
+ * A file as the body, sent from its descriptor as the client takes it
+ * (a download is never read into memory); the response closes fd.
+ */
+void
+http_reply_fd(struct http_req *req, u_int status, const char *ctype, int fd,
+    uint64_t size)
+{
+	struct MHD_Response	*resp;
+
+	resp = MHD_create_response_from_fd64(size, fd);
+	if (resp == NULL) {
+		close(fd);
+		http_error(req, 500, "Internal Server Error", "cannot send "
+		    "the file");
+		return;
+	}
+	if (ctype != NULL)
+		MHD_add_response_header(resp, "Content-Type", ctype);
+	http_set_response(req, status, resp);
+}
+
+/*
+ * The front's own errors under /v1/ (no route, no token, too big) in the
+ * agent API's shape, {"error": {"type", "message"}} (docs/AGENTS.md).
+ * Legend: status; type.
+ */
+static const struct {
+	u_int		 status;
+	const char	*type;
+} http_v1_types[] = {
+	{ 400, "bad_request" },
+	{ 401, "unauthorized" },
+	{ 403, "forbidden" },
+	{ 404, "not_found" },
+	{ 405, "method_not_allowed" },
+	{ 413, "too_large" },
+	{ 499, "client_gone" },
+	{ 503, "unavailable" },
+	{ 504, "timeout" },
+};
+
+static json_t *
+http_error_body(struct http_req *req, u_int status, const char *reason,
+    const char *msg)
+{
+	const char	*type = "internal";
+	size_t		 i;
+
+	if (strncmp(req->path, "/v1/", 4) != 0)
+		return (json_pack("{s:s,s:s}", "reason", reason, "message",
+		    msg));
+	for (i = 0; i < nitems(http_v1_types); i++) {
+		if (http_v1_types[i].status == status)
+			type = http_v1_types[i].type;
+	}
+	return (json_pack("{s:{s:s,s:s}}", "error", "type", type, "message",
+	    msg));
+}
+
 /* Errors as the gateway clients parse them: {"reason", "message"}. */
 void
 http_error(struct http_req *req, u_int status, const char *reason,
@@ -376,8 +437,8 @@ http_error(struct http_req *req, u_int status, const char *reason,
 	va_end(ap);
 	log_debug("%s %s from %s: %u %s", req->method,
 	    req->path, req->peer, status, msg);
-	http_reply_json(req, status, json_pack("{s:s,s:s}", "reason", reason,
-	    "message", msg));
+	http_reply_json(req, status, http_error_body(req, status, reason,
+	    msg));
 	free(msg);
 }
 
@@ -638,6 +699,41 @@ http_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 	*con_cls = NULL;
 }
 
+/* The front's connection gauge (WebSockets are counted again as "ws"). */
+static void
+http_connection(void *cls, struct MHD_Connection *conn, void **socket_ctx,
+    enum MHD_ConnectionNotificationCode code)
+{
+	(void)cls;
+	(void)conn;
+	(void)socket_ctx;
+	if (code == MHD_CONNECTION_NOTIFY_STARTED)
+		http_nconns++;
+	else if (code == MHD_CONNECTION_NOTIFY_CLOSED && http_nconns > 0)
+		http_nconns--;
+	metrics_set_connections("http", http_nconns);
+}
+
+/*
+ * %-decoding of the path and the query: a %00 would end the C string the
+ * routes see and quietly name another thing ("a%00b" as "a"), so a
+ * decoded NUL becomes "/..", which no route matches (404) and no files
+ * path passes (400).
+ */
+static size_t
+http_unescape(void *cls, struct MHD_Connection *conn, char *s)
+{
+	size_t	n;
+
+	(void)cls;
+	(void)conn;
+	n = MHD_http_unescape(s);
+	if (memchr(s, '\0', n) == NULL)
+		return (n);
+	memcpy(s, "/..", 4);	/* "%00" had three bytes at least */
+	return (3);
+}
+
 static void
 http_log(void *cls, const char *fmt, va_list ap)
 {
@@ -787,9 +883,16 @@ http_sweep(void *arg)
 		if (http_client_gone(req))
 			http_drop(req);
 		else if (req->suspended && now - req->suspended_at >
-		    HTTP_SUSPEND_MAX)
+		    HTTP_SUSPEND_MAX) {
+			/*
+			 * The waiter must hear it before the request goes,
+			 * or it answers a freed request later.
+			 */
+			http_closed(req);
+			req->gone = 0;
 			http_error(req, 504, "Gateway Timeout", "no answer "
 			    "from the kernel in time");
+		}
 	}
 	http_sweep_timer = loop_timer_add(HTTP_SWEEP_EVERY, http_sweep, NULL);
 }
@@ -1081,6 +1184,8 @@ http_daemon_start(char **cause)
 	OPT(MHD_OPTION_CONNECTION_TIMEOUT, cfg.http_timeout, NULL);
 	OPT(MHD_OPTION_CONNECTION_MEMORY_LIMIT, HTTP_HEADERS_MAX, NULL);
 	OPT(MHD_OPTION_NOTIFY_COMPLETED, http_completed, NULL);
+	OPT(MHD_OPTION_UNESCAPE_CALLBACK, http_unescape, NULL);
+	OPT(MHD_OPTION_NOTIFY_CONNECTION, http_connection, NULL);
 	if (http_tls_mem[0] != NULL) {
 		OPT(MHD_OPTION_HTTPS_MEM_CERT, 0, http_tls_mem[0]);
 		OPT(MHD_OPTION_HTTPS_MEM_KEY, 0, http_tls_mem[1]);

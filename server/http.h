@@ -70,6 +70,8 @@ void		 http_suspend(struct http_req *);
 #define HTTP_XHDRS_MAX		4	/* http_reply_header's per reply */
 void		 http_reply_header(struct http_req *, const char *,
 		     const char *);
+void		 http_reply_fd(struct http_req *, u_int, const char *, int,
+		     uint64_t);
 void		 http_on_close(struct http_req *, http_close_fn *, void *);
 /*
  * Streaming replies (server-sent events, long outputs): begin sends the
@@ -88,6 +90,9 @@ typedef void	 http_refused_cb(void *);
 void		 http_upgrade(struct http_req *, const char *[][2],
 		     http_upgrade_cb *, http_refused_cb *, void *);
 void		 http_upgrade_close(void *);
+
+/* server/http-metrics.c: GET /metrics */
+void		 http_metrics_register(void);
 
 /* server/token.c: tokens that map HTTP callers to owners. */
 int		 token_load(char **);
