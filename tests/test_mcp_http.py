@@ -150,3 +150,14 @@ def test_get_stream_and_delete(gw):
         assert b"".join(g.iter_content(chunk_size=None)).startswith(b": cellblock")
     r = post(gw, {"jsonrpc": "2.0", "id": 10, "method": "ping"}, sid)
     assert r.status_code == 404
+
+
+def test_oversized_body(gw):
+    from cbtest import c_define
+    sid = session(gw)
+    big = b'{"jsonrpc":"2.0","id":1,"method":"ping","params":{"x":"' + \
+        b"x" * c_define("server/mcp.h", "MCP_MESSAGE_MAX") + b'"}}'
+    r = post(gw, big, sid)
+    assert r.status_code == 413
+    r = post(gw, {"jsonrpc": "2.0", "id": 2, "method": "ping"}, sid)
+    assert r.status_code == 200 and r.json()["result"] == {}
