@@ -268,6 +268,7 @@ void		 control_stop(void);
 json_t		*control_parse_request(const char *, size_t, size_t *, char **);
 
 /* server/gateway.c: the Kernel Gateway REST routes (docs/GATEWAY.md) */
+void		 gateway_register(void);
 void		 gateway_start(void);
 void		 gateway_stop(void);
 void		 gateway_banner(FILE *);
