@@ -5,6 +5,7 @@ kernel, wrong tokens logged a few lines at a time, and the URL in ping and
 ls. Real daemon, real HTTP and WebSocket clients."""
 import json
 import os
+import signal
 
 import pytest
 import requests
@@ -151,3 +152,66 @@ def test_ping_and_ls_show_the_url(gw, api):
     assert gw.url in p.stderr and gw.url not in p.stdout, p
     listed = json.loads(gw.cli("ls", "--json").stdout)
     assert [s["kernel_id"] for s in listed] == [k["id"]]
+
+
+def frozen_zygote(gw):
+    """SIGSTOP the zygote: a start through it then hangs until undone."""
+    pid = gw.control({"cmd": "ping"})["zygote"]["pid"]
+    os.kill(pid, signal.SIGSTOP)
+    return pid
+
+
+def thaw(pid):
+    try:
+        os.kill(pid, signal.SIGCONT)
+    except ProcessLookupError:
+        pass
+
+
+def test_launch_timeout_is_honoured_and_leaves_no_orphan(gw, api):
+    pid = frozen_zygote(gw)
+    try:
+        # The client's own bound is below the 40 s default: only the
+        # posted KERNEL_LAUNCH_TIMEOUT can answer it in time.
+        r = api.call("POST", "/api/kernels", timeout=20,
+                     json={"name": "python3", "env": {"KERNEL_LAUNCH_TIMEOUT": "2"}})
+        assert r.status_code == 500, r.text
+        assert "launch timeout" in r.json()["message"], r.text
+        assert api.call("GET", "/api/kernels").json() == []
+    finally:
+        thaw(pid)
+    # The daemon serves the next start.
+    k = poll(lambda: _try_new(api), 90, "a kernel after the frozen zygote")
+    assert k["execution_state"] == "idle"
+
+
+def _try_new(api):
+    r = api.call("POST", "/api/kernels", json={"name": "python3"})
+    return r.json() if r.status_code == 201 else None
+
+
+def test_client_gone_during_start_ends_the_kernel(gw, api):
+    pid = frozen_zygote(gw)
+    try:
+        with pytest.raises(requests.exceptions.ReadTimeout):
+            api.call("POST", "/api/kernels", timeout=1, json={"name": "python3"})
+        api.s.close()       # the client hangs up: its socket closes
+        poll(lambda: "the client went away while it started" in gw.log_text(), 30,
+             "the start ended for the gone client")
+        assert api.call("GET", "/api/kernels").json() == []
+    finally:
+        thaw(pid)
+
+
+def test_a_kernel_that_cannot_start_is_a_json_500():
+    g = Gateway(config="zygote = no\npython = /bin/false\n")
+    try:
+        a = Api(g, g.token("root"))
+        r = a.call("POST", "/api/kernels", json={"name": "python3"})
+        assert r.status_code == 500 and set(r.json()) == {"reason", "message"}, r.text
+        assert "died while starting" in r.json()["message"]
+        assert a.call("GET", "/api/kernels").json() == []
+        assert requests.get(g.url + "/api", timeout=10).status_code == 200
+        a.close()
+    finally:
+        g.stop()
