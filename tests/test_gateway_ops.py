@@ -6,9 +6,12 @@ ls. Real daemon, real HTTP and WebSocket clients."""
 import json
 import os
 import signal
+import subprocess
+import threading
 
 import pytest
 import requests
+import websocket
 from prometheus_client.parser import text_string_to_metric_families
 
 from cbtest import poll
@@ -174,7 +177,7 @@ def test_launch_timeout_is_honoured_and_leaves_no_orphan(gw, api):
         # The client's own bound is below the 40 s default: only the
         # posted KERNEL_LAUNCH_TIMEOUT can answer it in time.
         r = api.call("POST", "/api/kernels", timeout=20,
-                     json={"name": "python3", "env": {"KERNEL_LAUNCH_TIMEOUT": "2"}})
+                     json={"name": "python3", "env": {"KERNEL_LAUNCH_TIMEOUT": "1"}})
         assert r.status_code == 500, r.text
         assert "launch timeout" in r.json()["message"], r.text
         assert api.call("GET", "/api/kernels").json() == []
@@ -213,5 +216,72 @@ def test_a_kernel_that_cannot_start_is_a_json_500():
         assert a.call("GET", "/api/kernels").json() == []
         assert requests.get(g.url + "/api", timeout=10).status_code == 200
         a.close()
+    finally:
+        g.stop()
+
+
+def test_concurrent_starts_past_the_cap_are_403():
+    g = Gateway(config="http-max-starts = 1\n")
+    pid = frozen_zygote(g)
+    done = {}
+    try:
+        a, b = Api(g, g.token("root")), Api(g, g.token("root2"))
+
+        def first():
+            done["r"] = a.call("POST", "/api/kernels", timeout=30,
+                               json={"name": "python3", "env": {"KERNEL_LAUNCH_TIMEOUT": "4"}})
+        t = threading.Thread(target=first)
+        t.start()
+        poll(lambda: "KERNEL_USERNAME" in g.log_text(), 20, "the first start under way")
+        r = b.call("POST", "/api/kernels", json={"name": "python3"})
+        assert r.status_code == 403 and r.json()["reason"] == "Resource Limit", r.text
+        t.join(30)
+        # The first one started (the daemon stops waiting for a stuck
+        # zygote) or timed out; either way it was answered.
+        assert done["r"].status_code in (201, 500), done["r"].text
+        a.close()
+        b.close()
+    finally:
+        thaw(pid)
+        g.stop()
+
+
+def test_tls_serves_https_and_wss(tmp_path):
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                    "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+                    "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
+    g = Gateway(config="http-tls-cert = %s\nhttp-tls-key = %s\n" % (cert, key))
+    try:
+        assert g.url.startswith("https://127.0.0.1:"), g.url
+        assert g.control({"cmd": "ping"})["http"]["tls"] is True
+        tok = g.token("root")
+        r = requests.get(g.url + "/api/kernels", headers={"Authorization": "token " + tok},
+                         verify=str(cert), timeout=10)
+        assert r.status_code == 200 and r.json() == []
+        r = requests.post(g.url + "/api/kernels", json={"name": "python3"}, verify=str(cert),
+                          headers={"Authorization": "token " + tok}, timeout=60)
+        assert r.status_code == 201, r.text
+        ws = websocket.create_connection(
+            g.url.replace("https://", "wss://") + "/api/kernels/%s/channels" % r.json()["id"],
+            header=["Authorization: token " + tok], timeout=30,
+            sslopt={"ca_certs": str(cert)})
+        msg = {"header": header("execute_request"), "parent_header": {}, "metadata": {},
+               "content": {"code": "print(6 * 7)", "silent": False}, "channel": "shell"}
+        ws.send(json.dumps(msg))
+        out = ""
+        while True:
+            m = json.loads(ws.recv())
+            if m["parent_header"].get("msg_id") != msg["header"]["msg_id"]:
+                continue
+            if m["msg_type"] == "stream":
+                out += m["content"]["text"]
+            if m["msg_type"] == "status" and m["content"]["execution_state"] == "idle":
+                break
+        ws.close()
+        assert out == "42\n"
+        # Plain HTTP on the TLS port is not served.
+        with pytest.raises(requests.exceptions.ConnectionError):
+            requests.get(g.url.replace("https://", "http://") + "/api", timeout=5)
     finally:
         g.stop()
