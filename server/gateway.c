@@ -449,6 +449,7 @@ void
 gateway_stop(void)
 {
 	gateway_ws_stop();
+	ws_stop();
 	http_stop();
 }
 
