@@ -285,3 +285,15 @@ def test_tls_serves_https_and_wss(tmp_path):
             requests.get(g.url.replace("https://", "http://") + "/api", timeout=5)
     finally:
         g.stop()
+
+
+def test_refused_requests_never_run(gw, api):
+    """A 401 or 404 at the door: the body is not read into a handler."""
+    for hdr, path in (({"Authorization": "token nope"}, "/api/kernels"),
+                      ({}, "/api/kernels"),
+                      (api.s.headers, "/api/kernels/x/y/z")):
+        r = requests.post(gw.url + path, headers=dict(hdr), timeout=10,
+                          data=json.dumps({"name": "python3", "pad": "x" * 100000}))
+        assert r.status_code in (401, 404), r.text
+    assert api.call("GET", "/api/kernels").json() == []
+    assert "KERNEL_USERNAME" not in gw.log_text()
