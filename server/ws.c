@@ -17,6 +17,9 @@
 #include <sys/queue.h>
 #include <sys/socket.h>
 
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -411,6 +414,7 @@ ws_upgraded(void *arg, int fd, const char *extra, size_t extra_len,
 {
 	struct ws_pending	*p = arg;
 	struct ws		*ws;
+	int			 one = 1;
 
 	ws = xcalloc(1, sizeof *ws);
 	ws->fd = fd;
@@ -421,6 +425,12 @@ ws_upgraded(void *arg, int fd, const char *extra, size_t extra_len,
 	free(p);
 	if (wslay_frame_context_init(&ws->fc, &ws_callbacks, ws) != 0)
 		fatalx("out of memory");
+	/*
+	 * A reply goes out as several small frames (busy, reply, idle):
+	 * with Nagle on, the peer's delayed ACK holds each round trip 40 ms.
+	 * (Under TLS fd is libmicrohttpd's socketpair: no TCP, no option.)
+	 */
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 	LIST_INSERT_HEAD(&ws_all, ws, entry);
 	ws->io = loop_io_add(fd, EPOLLIN, ws_event, ws);
 	ws->ping = loop_timer_add(WS_PING_EVERY, ws_ping, ws);
