@@ -6,6 +6,7 @@ ls. Real daemon, real HTTP and WebSocket clients."""
 import json
 import os
 import signal
+import struct
 import subprocess
 import threading
 
@@ -297,3 +298,43 @@ def test_refused_requests_never_run(gw, api):
         assert r.status_code in (401, 404), r.text
     assert api.call("GET", "/api/kernels").json() == []
     assert "KERNEL_USERNAME" not in gw.log_text()
+
+
+def test_outputs_over_10_mib_are_cut_with_a_notice(gw, api):
+    k = api.new_kernel()
+    ch = Channels(gw, api.token, k["id"])
+    got = ch.execute("from IPython.display import HTML, display\n"
+                     "display(HTML('<b>' + 'x' * (12 * 1024 * 1024) + '</b>'))\n"
+                     "print('after')", timeout=60)
+    shown = [m for m in got if m["msg_type"] == "display_data"]
+    assert len(shown) == 1, [m["msg_type"] for m in got]
+    data = shown[0]["content"]["data"]
+    assert set(data) == {"text/plain"}, list(data)
+    assert "over the gateway's" in data["text/plain"] and "was cut" in data["text/plain"]
+    assert stdout_of(got) == "after\n"
+    ch.close()
+
+
+def test_a_client_message_over_max_message_closes_only_that_socket():
+    g = Gateway(config="max-message = 1M\n")
+    try:
+        a = Api(g, g.token("root"))
+        k = a.new_kernel()
+        ch = Channels(g, a.token, k["id"])
+        ch.ws.send(json.dumps({"header": header("execute_request"), "parent_header": {},
+                               "metadata": {}, "channel": "shell",
+                               "content": {"code": "#" + "y" * (2 * 1024 * 1024)}}))
+        ch.ws.settimeout(20)
+        for _ in range(100):
+            op, data = ch.ws.recv_data()
+            if op == websocket.ABNF.OPCODE_CLOSE:
+                break
+        assert op == websocket.ABNF.OPCODE_CLOSE
+        assert struct.unpack(">H", data[:2])[0] == 1009, data
+        ch.ws.close()
+        ch2 = Channels(g, a.token, k["id"])
+        assert stdout_of(ch2.execute("print('still')")) == "still\n"
+        ch2.close()
+        a.close()
+    finally:
+        g.stop()
