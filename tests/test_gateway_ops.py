@@ -5,6 +5,7 @@ kernel, wrong tokens logged a few lines at a time, and the URL in ping and
 ls. Real daemon, real HTTP and WebSocket clients."""
 import json
 import os
+import re
 import signal
 import struct
 import subprocess
@@ -338,3 +339,16 @@ def test_a_client_message_over_max_message_closes_only_that_socket():
         a.close()
     finally:
         g.stop()
+
+
+def test_the_foreground_banner_is_a_working_gateway_line(gw):
+    """`make run`'s line: its URL and token work as pasted."""
+    line = [ln for ln in gw.log_text().splitlines()
+            if ln.strip().startswith("jupyter notebook --gateway-url=")]
+    assert len(line) == 1, gw.log_text()
+    m = re.match(r"\s*jupyter notebook --gateway-url=(\S+) --GatewayClient.auth_token=(\S+)$",
+                 line[0])
+    assert m and m.group(1) == gw.url, line
+    r = requests.get(m.group(1) + "/api/kernels",
+                     headers={"Authorization": "token " + m.group(2)}, timeout=10)
+    assert r.status_code == 200 and r.json() == []
