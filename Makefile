@@ -60,7 +60,7 @@ TESTBINS = $(BINDIR)/test-protocol $(BINDIR)/test-base $(BINDIR)/test-redact \
 	   $(if $(wildcard tests/sandbox/seccomp-check.c),$(BINDIR)/seccomp-check) \
 	   $(if $(wildcard tests/sandbox/sandbox-check.c),$(BINDIR)/sandbox-check)
 # The fuzz harnesses' replay drivers: the corpus and crashes as tests (Fuzzing below).
-FUZZ_TARGETS = jmsg control channel config zmtp
+FUZZ_TARGETS = jmsg control channel config zmtp http ws
 TESTBINS += $(patsubst %,$(BINDIR)/fuzz-replay-%,$(FUZZ_TARGETS))
 
 all: $(BINS) $(TESTBINS)
@@ -179,6 +179,8 @@ FUZZ_LINK_control = $(filter-out server/cellblockd.c,$(DAEMON_SRC)) \
 FUZZ_LINK_channel = sessions/channel.c $(BASE_SRC)
 FUZZ_LINK_config  = server/config.c $(EGRESS_POLICY) $(BASE_SRC)
 FUZZ_LINK_zmtp	  = $(PROTO_SRC) $(BASE_SRC)
+FUZZ_LINK_http	  = $(FUZZ_LINK_control)
+FUZZ_LINK_ws	  = server/gateway-wire.c $(PROTO_SRC) $(BASE_SRC)
 
 define FUZZ_RULES
 $(BINDIR)/fuzz-replay-$(1): $$(call obj,tests/fuzz/replay.c \

@@ -204,13 +204,21 @@ control_ls(struct control_conn *c, json_t *req)
 {
 	struct session	*s;
 	json_t		*list = json_array();
+	json_t		*d;
+	char		 kid[37];
 
 	(void)req;
 	for (s = session_first(); s != NULL; s = session_next()) {
-		if (session_visible(s, c->uid) && !s->ending)
-			json_array_append_new(list, factory_describe(s));
+		if (session_visible(s, c->uid) && !s->ending) {
+			d = factory_describe(s);
+			/* Its id on the HTTP front (docs/GATEWAY.md). */
+			gateway_kernel_id(s, kid);
+			json_object_set_new(d, "kernel_id", json_string(kid));
+			json_array_append_new(list, d);
+		}
 	}
-	return (json_pack("{s:b,s:o}", "ok", 1, "sessions", list));
+	return (json_pack("{s:b,s:o,s:o}", "ok", 1, "sessions", list, "http",
+	    http_describe()));
 }
 
 /* Connection details for `cellblock run`: the key travels to the owner. */

@@ -83,6 +83,7 @@ struct http_req {
 	http_close_fn		*close_fn;
 	void			*close_arg;
 	int			 sink_done;	/* body_sink replied or ended */
+	int			 refused;	/* no route, or no token: answered */
 	TAILQ_ENTRY(http_req)	 entry;		/* in http_reqs */
 };
 static TAILQ_HEAD(, http_req) http_reqs = TAILQ_HEAD_INITIALIZER(http_reqs);
@@ -101,6 +102,7 @@ static struct loop_timer *http_timer;
 static struct loop_timer *http_sweep_timer;
 static struct loop_timer *http_kick_at;
 static int		 http_kicks_left;
+static long		 http_nconns;	/* open, as libmicrohttpd counts */
 static int		 http_listen_fd = -1;
 static char		*http_base_url;
 static int		 http_port;
@@ -127,6 +129,23 @@ http_register(const char *name, const struct http_route *routes, size_t n)
 	http_tables[http_ntables].name = name;
 	http_tables[http_ntables].routes = routes;
 	http_tables[http_ntables++].n = n;
+}
+
+/* A relative path whose every segment is a plain name: no "", ".", "..". */
+static int
+http_plain_path(const char *p)
+{
+	size_t	len;
+
+	for (;;) {
+		len = strcspn(p, "/");
+		if (len == 0 || (len == 1 && p[0] == '.') ||
+		    (len == 2 && p[0] == '.' && p[1] == '.'))
+			return (0);
+		if (p[len] == '\0')
+			return (1);
+		p += len + 1;
+	}
 }
 
 /*
@@ -164,9 +183,7 @@ http_match(const char *pattern, const char *path, char params[][256],
 				return (0);
 			memcpy(params[n], s, len);
 			params[n++][len] = '\0';
-			if (rest && (strstr(params[n - 1], "/./") != NULL ||
-			    strstr(params[n - 1], "/../") != NULL ||
-			    strstr(params[n - 1], "//") != NULL))
+			if (rest && !http_plain_path(params[n - 1]))
 				return (0);
 		} else if ((size_t)(pe - p) != len || strncmp(p, s, len) != 0)
 			return (0);
@@ -179,9 +196,14 @@ http_match(const char *pattern, const char *path, char params[][256],
 	return (1);
 }
 
-/* The route for a request; *known says whether the path exists at all. */
-static const struct http_route *
-http_route_find(struct http_req *req, int *known)
+/*
+ * The route for a method and path, first match wins; *known says whether
+ * the path exists at all (405 rather than 404). The fuzz harness calls it
+ * too (tests/fuzz/fuzz-http.c).
+ */
+const struct http_route *
+http_lookup(const char *method, const char *path, char params[][256],
+    size_t *np, int *known)
 {
 	const struct http_route	*r;
 	size_t			 t, i;
@@ -190,15 +212,22 @@ http_route_find(struct http_req *req, int *known)
 	for (t = 0; t < http_ntables; t++) {
 		for (i = 0; i < http_tables[t].n; i++) {
 			r = &http_tables[t].routes[i];
-			if (!http_match(r->pattern, req->path, req->params,
-			    &req->nparams))
+			if (!http_match(r->pattern, path, params, np))
 				continue;
 			*known = 1;
-			if (strcmp(r->method, req->method) == 0)
+			if (strcmp(r->method, method) == 0)
 				return (r);
 		}
 	}
+	*np = 0;
 	return (NULL);
+}
+
+static const struct http_route *
+http_route_find(struct http_req *req, int *known)
+{
+	return (http_lookup(req->method, req->path, req->params,
+	    &req->nparams, known));
 }
 
 /* Accessors for handlers. */
@@ -253,17 +282,16 @@ http_body(struct http_req *req, size_t *len)
 	return (req->body != NULL ? req->body : "");
 }
 
-/* The body as a JSON object; an empty body is an empty object. */
+/* A body as a JSON object; an empty body is an empty object. */
 json_t *
-http_body_json(struct http_req *req, char **cause)
+http_parse_json(const char *body, size_t len, char **cause)
 {
 	json_error_t	 jerr;
 	json_t		*j;
 
-	if (req->body == NULL || req->body_len == 0)
+	if (len == 0)
 		return (json_object());
-	j = json_loadb(req->body, req->body_len, JSON_REJECT_DUPLICATES,
-	    &jerr);
+	j = json_loadb(body, len, JSON_REJECT_DUPLICATES, &jerr);
 	if (j == NULL) {
 		xasprintf(cause, "bad JSON: %s", jerr.text);
 		return (NULL);
@@ -274,6 +302,14 @@ http_body_json(struct http_req *req, char **cause)
 		return (NULL);
 	}
 	return (j);
+}
+
+json_t *
+http_body_json(struct http_req *req, char **cause)
+{
+	if (req->body == NULL)
+		return (json_object());
+	return (http_parse_json(req->body, req->body_len, cause));
 }
 
 /* Replies. */
@@ -568,7 +604,15 @@ http_access(void *cls, struct MHD_Connection *conn, const char *url,
 	if (req == NULL) {
 		*con_cls = req = http_req_new(conn, url, method);
 		http_admit(req);
-		return (req->resp != NULL ? http_queue(req) : MHD_YES);
+		if (req->resp == NULL)
+			return (MHD_YES);
+		req->refused = 1;
+		return (http_queue(req));
+	}
+	/* Refused at the door: nothing of it is read or run, ever. */
+	if (req->refused) {
+		*data_len = 0;
+		return (MHD_YES);
 	}
 	if (*data_len != 0)
 		return (http_body_chunk(req, data, data_len));
@@ -617,6 +661,21 @@ http_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 	free(req->body);
 	free(req);
 	*con_cls = NULL;
+}
+
+/* The front's connection gauge (WebSockets are counted again as "ws"). */
+static void
+http_connection(void *cls, struct MHD_Connection *conn, void **socket_ctx,
+    enum MHD_ConnectionNotificationCode code)
+{
+	(void)cls;
+	(void)conn;
+	(void)socket_ctx;
+	if (code == MHD_CONNECTION_NOTIFY_STARTED)
+		http_nconns++;
+	else if (code == MHD_CONNECTION_NOTIFY_CLOSED && http_nconns > 0)
+		http_nconns--;
+	metrics_set_connections("http", http_nconns);
 }
 
 static void
@@ -1062,6 +1121,7 @@ http_daemon_start(char **cause)
 	OPT(MHD_OPTION_CONNECTION_TIMEOUT, cfg.http_timeout, NULL);
 	OPT(MHD_OPTION_CONNECTION_MEMORY_LIMIT, HTTP_HEADERS_MAX, NULL);
 	OPT(MHD_OPTION_NOTIFY_COMPLETED, http_completed, NULL);
+	OPT(MHD_OPTION_NOTIFY_CONNECTION, http_connection, NULL);
 	if (http_tls_mem[0] != NULL) {
 		OPT(MHD_OPTION_HTTPS_MEM_CERT, 0, http_tls_mem[0]);
 		OPT(MHD_OPTION_HTTPS_MEM_KEY, 0, http_tls_mem[1]);

@@ -52,6 +52,9 @@ void		 http_stop(void);
 json_t		*http_describe(void);
 const char	*http_url(void);
 int		 http_match(const char *, const char *, char [][256], size_t *);
+const struct http_route *http_lookup(const char *, const char *, char [][256],
+		     size_t *, int *);
+json_t		*http_parse_json(const char *, size_t, char **);
 const char	*http_method(struct http_req *);
 const char	*http_path(struct http_req *);
 const char	*http_param(struct http_req *, size_t);
@@ -86,6 +89,9 @@ void		 http_upgrade(struct http_req *, const char *[][2],
 		     http_upgrade_cb *, http_refused_cb *, void *);
 void		 http_upgrade_close(void *);
 
+/* server/http-metrics.c: GET /metrics */
+void		 http_metrics_register(void);
+
 /* server/token.c: tokens that map HTTP callers to owners. */
 int		 token_load(char **);
 int		 token_check(const char *, uid_t *);
@@ -110,6 +116,7 @@ void		 ws_accept(struct http_req *, const char *,
 int		 ws_send(struct ws *, enum ws_kind, const void *, size_t);
 void		 ws_close(struct ws *, uint16_t, const char *);
 size_t		 ws_queued(struct ws *);
+void		 ws_stop(void);
 const char	*ws_peer(struct ws *);
 
 #endif
