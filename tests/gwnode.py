@@ -173,3 +173,98 @@ class Forwarder:
         self.closed = True
         self.cut()
         self.lsock.close()
+
+
+def listening_ports(pid):
+    """TCP ports process pid listens on (IPv4 and IPv6): how a test reads
+    back the port a server bound when told port 0 and does not say which."""
+    inodes = set()
+    for fd in os.listdir("/proc/%d/fd" % pid):
+        try:
+            link = os.readlink("/proc/%d/fd/%s" % (pid, fd))
+        except OSError:
+            continue
+        if link.startswith("socket:["):
+            inodes.add(link[8:-1])
+    ports = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(table) as f:
+                rows = f.read().splitlines()[1:]
+        except OSError:
+            continue
+        for row in rows:
+            col = row.split()
+            if col[3] == "0A" and col[9] in inodes:      # 0A: LISTEN
+                ports.add(int(col[1].rsplit(":", 1)[1], 16))
+    return sorted(ports)
+
+
+class JupyterApp:
+    """Debian's `jupyter server` or `jupyter notebook` with --gateway-url:
+    port 0 (read back from /proc), a temp root, config and runtime dirs,
+    its own token; stop() ends it and removes them."""
+
+    def __init__(self, module, gateway_url, gateway_token, extra=(), env=None):
+        import tempfile
+        import secrets
+        from cbtest import PYTHON, poll
+        self.dir = tempfile.mkdtemp(prefix="cb-%s-" % module.replace(".", "-"))
+        self.root = os.path.join(self.dir, "root")
+        os.mkdir(self.root)
+        self.token = secrets.token_hex(16)
+        e = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "HOME": self.dir,
+             "JUPYTER_CONFIG_DIR": os.path.join(self.dir, "config"),
+             "JUPYTER_DATA_DIR": os.path.join(self.dir, "data"),
+             "JUPYTER_RUNTIME_DIR": os.path.join(self.dir, "runtime"),
+             "JUPYTER_PLATFORM_DIRS": "1", **(env or {})}
+        app = "NotebookApp" if module == "notebook" else "ServerApp"
+        argv = [PYTHON, "-m", module, "--no-browser", "--allow-root",
+                "--ip=127.0.0.1", "--port=0", "--port-retries=0",
+                "--%s.token=%s" % (app, self.token),
+                "--notebook-dir=" + self.root if module == "notebook" else
+                "--ServerApp.root_dir=" + self.root,
+                "--gateway-url=" + gateway_url,
+                "--GatewayClient.auth_token=" + gateway_token,
+                "--GatewayClient.request_timeout=60", *extra]
+        self.log = open(os.path.join(self.dir, "app.log"), "w+")
+        self.proc = subprocess.Popen(argv, env=e, cwd=self.root, stdout=self.log,
+                                     stderr=subprocess.STDOUT)
+        self.port = poll(lambda: self.proc.poll() is not None or listening_ports(self.proc.pid),
+                         60, module + " listening")
+        assert self.proc.poll() is None, self.log_text()
+        self.port = self.port[0]
+        self.url = "http://127.0.0.1:%d" % self.port
+        import requests
+        self.http = requests.Session()
+        self.http.headers["Authorization"] = "token " + self.token
+        poll(lambda: self._up(), 60, module + " answering")
+
+    def _up(self):
+        import requests
+        try:
+            return self.http.get(self.url + "/api", timeout=5).status_code == 200
+        except requests.RequestException:
+            return False
+
+    def call(self, method, path, **kw):
+        kw.setdefault("timeout", 90)
+        return self.http.request(method, self.url + path, **kw)
+
+    def log_text(self):
+        self.log.flush()
+        with open(self.log.name, errors="replace") as f:
+            return f.read()
+
+    def stop(self):
+        import shutil
+        self.http.close()
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.log.close()
+        shutil.rmtree(self.dir, ignore_errors=True)
