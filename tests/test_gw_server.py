@@ -18,6 +18,8 @@ from gwtest import Api, Channels, Gateway, stdout_of
 
 CULL = 3          # s: jupyter_server's cull_idle_timeout
 INTERVAL = 1      # s: its cull_interval
+# Waits on the proxy's socket stay under 30 s: jupyter_server pings every
+# 30 s, and websocket-client answers pings inside recv, restarting its timeout.
 
 
 @pytest.fixture
@@ -71,7 +73,7 @@ def test_sessions_execute_and_strict_models(gw, api, server):
     # The kernel is cellblock's, under the same id.
     assert [m["id"] for m in api.call("GET", "/api/kernels").json()] == [kid]
     ch = proxy_channels(server, kid)
-    assert stdout_of(ch.execute("x = 6 * 7\nprint(x)")) == "42\n"
+    assert stdout_of(ch.execute("x = 6 * 7\nprint(x)", timeout=20)) == "42\n"
     # Its model, as jupyter_server parsed and re-served it, is ours.
     theirs = server.call("GET", "/api/kernels/" + kid).json()
     ours = api.model(kid)
@@ -83,7 +85,7 @@ def test_sessions_execute_and_strict_models(gw, api, server):
     assert server.call("POST", "/api/kernels/%s/interrupt" % kid).status_code == 204
     r = server.call("POST", "/api/kernels/%s/restart" % kid)
     assert r.status_code == 200 and r.json()["id"] == kid, r.text
-    got = stdout_of(ch.execute("print('x' in dir())"))
+    got = stdout_of(ch.execute("print('x' in dir())", timeout=20))
     assert got == "False\n", got
     ch.close()
     # Deleting the session ends the kernel here too.
@@ -98,7 +100,7 @@ def test_culler_sees_true_state(gw, api, server):
     assert r.status_code == 201, (r.text, server.log_text())
     kid = r.json()["kernel"]["id"]
     ch = proxy_channels(server, kid)
-    ch.execute("y = 'still here'")
+    ch.execute("y = 'still here'", timeout=20)
 
     def alive():
         ids = [m["id"] for m in api.call("GET", "/api/kernels").json()]
@@ -108,7 +110,7 @@ def test_culler_sees_true_state(gw, api, server):
     # kept, because our model says connections 1.
     time.sleep(CULL + 4 * INTERVAL)
     assert alive(), server.log_text()
-    assert stdout_of(ch.execute("print(y)")) == "still here\n"
+    assert stdout_of(ch.execute("print(y)", timeout=20)) == "still here\n"
     # Busy and then unconnected: kept while the cell runs (our model says busy).
     ch.send("execute_request", {"code": "import time; time.sleep(%d)" % (CULL + 5),
                                       "silent": False})
