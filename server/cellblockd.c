@@ -44,7 +44,8 @@ usage(void)
 	    "[--state-dir DIR] [--config FILE]\n"
 	    "                  [--address IP] [--transport tcp|ipc] "
 	    "[--max-message SIZE]\n"
-	    "                  [--rootfs DIR] [--allow-weaker-sandbox]\n");
+	    "                  [--rootfs DIR] [--allow-weaker-sandbox] "
+	    "[--http-listen ADDRESS:PORT|off]\n");
 	exit(EXIT_USAGE);
 }
 
@@ -203,7 +204,8 @@ server_signal_event(int fd, uint32_t events, void *arg)
 		}
 	}
 	while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
-		if (!server_zygote_reaped(pid, status))
+		if (!server_zygote_reaped(pid, status) &&
+		    !egress_reaped(pid, status))
 			incarnation_reaped(pid, status);
 	}
 	if (server_quit)
@@ -468,6 +470,7 @@ static const struct option server_options[] = {
 	{ "max-message", required_argument, NULL, 'M' },
 	{ "rootfs", required_argument, NULL, 'R' },
 	{ "allow-weaker-sandbox", no_argument, NULL, 'W' },
+	{ "http-listen", required_argument, NULL, 'H' },
 	{ "help", no_argument, NULL, 'h' },
 	{ NULL, 0, NULL, 0 }
 };
@@ -506,8 +509,10 @@ main(int argc, char **argv)
 		case 'T':
 		case 'M':
 		case 'R':
+		case 'H':
 			key = ch == 'A' ? "address" : ch == 'T' ? "transport" :
-			    ch == 'R' ? "rootfs" : "max-message";
+			    ch == 'R' ? "rootfs" : ch == 'H' ? "http-listen" :
+			    "max-message";
 			sets[nsets].key = key;
 			sets[nsets++].value = optarg;
 			break;
@@ -575,6 +580,7 @@ main(int argc, char **argv)
 		fatalx("%s", cause);
 	server_shared();
 	server_zygote_init();
+	egress_start();
 	lifecycle_load_all();
 	lifecycle_start();
 	xasprintf(&path, "%s/control.sock", server_state_dir);
@@ -582,6 +588,7 @@ main(int argc, char **argv)
 		fatalx("%s", cause);
 	server_sig_io = loop_io_add(server_sigfd, EPOLLIN, server_signal_event,
 	    NULL);
+	gateway_start();
 
 	log_info("ready: control %s, shared endpoint %s/shared.json", path,
 	    server_state_dir);
@@ -593,16 +600,19 @@ main(int argc, char **argv)
 		    "  CELLBLOCK_STATE_DIR=%s bin/cellblock new\n"
 		    "Stop with Ctrl-C.\n\n", server_state_dir,
 		    server_state_dir);
+		gateway_banner(stderr);
 	}
 	while (!server_quit) {
 		if (loop_run() != 0)
 			break;
 	}
 	notify_stopping();
+	gateway_stop();
 	lifecycle_checkpoint_all(10000);
 	loop_io_remove(&server_zygote_io);
 	zygote_stop(NULL);
 	factory_shutdown_all();
+	egress_stop();
 	lifecycle_stop();
 	control_stop();
 	endpoint_reap_all();

@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "server.h"
+#include "http.h"
 
 #define CONTROL_LINE_MAX	(1024 * 1024)
 #define CONTROL_SPARE_CONNS	64	/* per uid beyond one per session */
@@ -64,7 +65,7 @@ typedef json_t *control_fn(struct control_conn *, json_t *);
 static control_fn control_new, control_ls, control_connect,
     control_interrupt, control_restart, control_kill, control_attach,
     control_ping, control_checkpoint, control_fork, control_audit,
-    control_stats;
+    control_stats, control_token;
 
 /*
  * Legend: command name as the CLI sends it in "cmd"; handler, which returns
@@ -86,6 +87,7 @@ static const struct {
 	{ "ping", control_ping },
 	{ "audit", control_audit },
 	{ "stats", control_stats },
+	{ "token", control_token },
 };
 
 /* server/audit.c and server/metrics.c answer these; we know the caller. */
@@ -194,13 +196,21 @@ control_ls(struct control_conn *c, json_t *req)
 {
 	struct session	*s;
 	json_t		*list = json_array();
+	json_t		*d;
+	char		 kid[37];
 
 	(void)req;
 	for (s = session_first(); s != NULL; s = session_next()) {
-		if (session_visible(s, c->uid) && !s->ending)
-			json_array_append_new(list, factory_describe(s));
+		if (session_visible(s, c->uid) && !s->ending) {
+			d = factory_describe(s);
+			/* Its id on the HTTP front (docs/GATEWAY.md). */
+			gateway_kernel_id(s, kid);
+			json_object_set_new(d, "kernel_id", json_string(kid));
+			json_array_append_new(list, d);
+		}
 	}
-	return (json_pack("{s:b,s:o}", "ok", 1, "sessions", list));
+	return (json_pack("{s:b,s:o,s:o}", "ok", 1, "sessions", list, "http",
+	    http_describe()));
 }
 
 /* Connection details for `cellblock run`: the key travels to the owner. */
@@ -408,9 +418,16 @@ control_ping(struct control_conn *c, json_t *req)
 {
 	(void)c;
 	(void)req;
-	return (json_pack("{s:b,s:s,s:I,s:o}", "ok", 1, "version",
+	return (json_pack("{s:b,s:s,s:I,s:o,s:o}", "ok", 1, "version",
 	    CELLBLOCK_VERSION, "pid", (json_int_t)getpid(), "zygote",
-	    zygote_describe()));
+	    zygote_describe(), "http", http_describe()));
+}
+
+/* HTTP tokens belong to the caller's uid (server/token.c). */
+static json_t *
+control_token(struct control_conn *c, json_t *req)
+{
+	return (token_control(c->uid, req));
 }
 
 /* HOOK_ENDED: an attach client hears that its session ended. */

@@ -14,6 +14,7 @@
 #include "sessions.h"
 #include "shared.h"
 #include "transport.h"
+#include "wire.h"
 
 _Static_assert(CELLBLOCK_NAME_MAX == SESSION_NAME_MAX,
     "the CLI's session name bound is the daemon's");
@@ -50,6 +51,24 @@ struct config {
 	int	 audit_output;	/* with each execute's redacted output */
 	size_t	 audit_max_size; /* bytes of audit.log before it rotates */
 	size_t	 audit_keep;	/* rotated files kept */
+	char	*http_listen;	/* ADDRESS:PORT of the HTTP front, or off */
+	char	*http_tls_cert;	/* PEM files; both or neither */
+	char	*http_tls_key;
+	size_t	 http_max_conns;	/* HTTP + WebSocket connections */
+	size_t	 http_max_peer_conns;	/* of those, from one address */
+	size_t	 http_timeout;	/* seconds an idle HTTP connection lives */
+	size_t	 http_max_starts; /* kernel starts over HTTP at once */
+	int	 metrics_public; /* GET /metrics without a token */
+	struct config_egress {		/* server/egress.c, cellblockd(8) */
+		char	*allow;		/* the ceiling; "": no egress */
+		char	*hosts;		/* "": resolve by DNS; else only these */
+		size_t	 max_conns;
+		size_t	 max_bytes_in;
+		size_t	 max_bytes_out;
+		size_t	 rate;
+		size_t	 idle_timeout;
+		size_t	 max_time;
+	} egress;
 };
 extern struct config cfg;
 void		 config_defaults(void);
@@ -58,6 +77,14 @@ int		 config_load(const char *, char **);
 int		 config_parse(const char *, size_t, const char *, char **);
 int		 config_parse_size(const char *, size_t *);
 int		 config_limits(json_t *, struct session_limits *, char **);
+int		 config_allow_net(const char *, struct session_limits *,
+		     char **);
+
+/* server/egress.c: runs cellblock-egress, the sessions' way out */
+void		 egress_start(void);
+void		 egress_stop(void);
+int		 egress_reaped(pid_t, int);
+const char	*egress_session_dir(struct session *, char **);
 
 /* server/redact.c */
 int		 redact_init(char *const *, size_t, char **);
@@ -78,8 +105,7 @@ void		 audit_lifecycle(struct session *, const char *, const char *,
 		     json_t *);
 void		 audit_transfer(struct session *, const char *, uint64_t,
 		     const char *);
-void		 audit_egress(struct session *, const char *, int, int,
-		     const char *);
+void		 audit_egress(json_t *);
 json_t		*audit_query(uid_t, json_t *);
 
 /*
@@ -115,7 +141,6 @@ int		 heartbeat_start(char **);
 void		 heartbeat_stop(void);
 int		 heartbeat_bind(const char *, char **, char **);
 void		 heartbeat_unbind(const char *);
-char		*heartbeat_zbind(zsock_t *, const char *);
 
 /* server/endpoint.c */
 enum { EP_SHELL = TRANSPORT_SHELL, EP_CONTROL = TRANSPORT_CONTROL,
@@ -125,17 +150,14 @@ struct endpoint {
 	struct transport_origin *origin; /* what its requests remember */
 	struct conninfo	 ci;
 	struct sign	*sign;
-	zsock_t		*shell;
-	zsock_t		*control;
-	zsock_t		*stdin_;
-	zsock_t		*iopub;
+	struct wire	*shell;		/* our own ZMTP sockets (wire.c) */
+	struct wire	*control;
+	struct wire	*stdin_;
+	struct wire	*iopub;
 	char		*hb;
 	char		*path;		/* its connection file */
-	struct loop_io	*io[3];		/* EP_SHELL, EP_CONTROL, EP_STDIN */
 	int		 closed;	/* freed from the loop soon */
 	struct loop_timer *reap_timer;	/* frees it, once closed */
-	zsock_t		*mon[2];	/* shell, control monitors */
-	struct loop_io	*mon_io[2];
 	uint64_t	 drop_window;	/* ms: start of this drop-log second */
 	u_int		 drop_logged;	/* drops logged one by one in it */
 	u_int		 drop_quiet;	/* drops counted, not yet logged */
@@ -151,7 +173,6 @@ void		 endpoint_close(struct endpoint *);
 void		 endpoint_reap_all(void);
 int		 endpoint_write_file(struct endpoint *, const char *, uid_t,
 		     char **);
-zsock_t		*endpoint_socket(struct endpoint *, int);
 
 
 /*
@@ -245,6 +266,21 @@ json_t		*lifecycle_fork(struct session *, const char *, uid_t,
 int		 control_start(const char *, char **);
 void		 control_stop(void);
 json_t		*control_parse_request(const char *, size_t, size_t *, char **);
+
+/* server/gateway.c: the Kernel Gateway REST routes (docs/GATEWAY.md) */
+void		 gateway_register(void);
+void		 gateway_start(void);
+void		 gateway_stop(void);
+void		 gateway_banner(FILE *);
+void		 gateway_kernel_id(struct session *, char [37]);
+struct session	*gateway_find(const char *, uid_t);
+const char	*gateway_state(struct session *);
+json_t		*gateway_model(struct session *);
+
+/* server/gateway-ws.c: the kernels' WebSocket channels */
+void		 gateway_ws_register(void);
+void		 gateway_ws_stop(void);
+int		 gateway_ws_connections(struct session *);
 
 /* server/cellblockd.c */
 extern char	*server_state_dir;

@@ -9,9 +9,9 @@ python3-nbformat python3-jedi python3-jupyter-kernel-test python3-ipykernel
 jupyter-console mandoc tmux procps
 clang libclang-rt-14-dev
 debhelper dpkg-dev lintian systemd man-db python3-prometheus-client python3-zmq
-util-linux
-libmicrohttpd-dev libwslay-dev python3-notebook python3-jupyter-server
-python3-nbclassic chromium nodejs python3-requests python3-websocket
+util-linux iproute2 openssl python3-pip python3-requests
+libmicrohttpd-dev libwslay-dev libgnutls28-dev python3-websocket
+python3-notebook python3-jupyter-server python3-nbclassic chromium nodejs
 fonts-dejavu-core"
 missing=""
 

@@ -297,9 +297,149 @@ def config_seeds():
     write("config", "size", b"1536K")
 
 
+
+# --- zmtp: flags byte, then a peer's bytes as pyzmq sends them --------------
+
+def zmtp_capture(sock_type, our_type, act):
+    """What a pyzmq socket of sock_type sends to a raw listener that
+    answers as our_type (greeting and READY), while act(socket) runs."""
+    import zmq
+    lis = socket.socket()
+    lis.bind(("127.0.0.1", 0))
+    lis.listen(1)
+    port = lis.getsockname()[1]
+    ctx = zmq.Context()
+    s = ctx.socket(sock_type)
+    s.linger = 0
+    s.connect("tcp://127.0.0.1:%d" % port)
+    conn, _ = lis.accept()
+    body = b"\x05READY\x0bSocket-Type" + struct.pack(">I", len(our_type)) + our_type
+    if our_type == b"ROUTER":
+        body += b"\x08Identity" + struct.pack(">I", 0)
+    conn.sendall(b"\xff" + b"\0" * 8 + b"\x7f\x03\x00" + b"NULL".ljust(20, b"\0")
+                 + b"\0" * 32 + bytes([0x04, len(body)]) + body)
+    act(s)
+    conn.settimeout(0.5)
+    got = b""
+    try:
+        while True:
+            chunk = conn.recv(65536)
+            if not chunk:
+                break
+            got += chunk
+    except socket.timeout:
+        pass
+    s.close(0)
+    ctx.term()
+    conn.close()
+    lis.close()
+    return got
+
+
+def zmtp_seeds():
+    import zmq
+    sess = Session(key=FUZZ_KEY, username="user", session="demo")
+
+    def kernel_info(s):
+        sess.send(s, "kernel_info_request", {})
+
+    def execute(s):
+        sess.send(s, "execute_request", {"code": "x = 1", "silent": False},
+                  buffers=[b"\0" * 300])
+
+    def subscribe(s):
+        s.setsockopt(zmq.SUBSCRIBE, b"")
+        s.setsockopt(zmq.SUBSCRIBE, b"kernel.demo.")
+        s.setsockopt(zmq.UNSUBSCRIBE, b"kernel.demo.")
+
+    def ping(s):
+        s.send_multipart([b"ping"])
+
+    dealer = zmtp_capture(zmq.DEALER, b"ROUTER", kernel_info)
+    write("zmtp", "dealer-kernel-info", b"\x06" + dealer)
+    write("zmtp", "dealer-kernel-info-bytewise", b"\x00" + dealer)
+    write("zmtp", "dealer-execute-long-frame",
+          b"\x04" + zmtp_capture(zmq.DEALER, b"ROUTER", execute))
+    write("zmtp", "sub-subscriptions", b"\x01" + zmtp_capture(zmq.SUB, b"PUB", subscribe))
+    write("zmtp", "sub-subscriptions-split", b"\x05" + zmtp_capture(zmq.SUB, b"PUB", subscribe))
+    write("zmtp", "req-heartbeat", b"\x06" + zmtp_capture(zmq.REQ, b"ROUTER", ping))
+    # Hand-made: what pyzmq never sends.
+    write("zmtp", "many-empty-frames", b"\x00" + dealer[:dealer.index(b"\x05READY") + dealer[65]]
+          + b"\x01\x00" * 5000)
+    write("zmtp", "ping-pong", b"\x02" + dealer[:64] + b"\x04\x29\x05READY\x0bSocket-Type"
+          + struct.pack(">I", 6) + b"DEALER\x08Identity" + struct.pack(">I", 0)
+          + b"\x04\x08\x04PING\x00\x0a" * 20)
+    write("zmtp", "zmtp1-peer", b"\x00\x05\x00hello")
+
+def http_seeds():
+    """fuzz-http.c's lines: METHOD, PATH, AUTHORIZATION, ?token=, body; what
+    jupyter_server's GatewayClient and @jupyterlab/services send, and the
+    traversals the kernelspec route must refuse."""
+    env = {"KERNEL_USERNAME": "ann", "KERNEL_LAUNCH_TIMEOUT": "40",
+           "KERNEL_WORKING_DIR": "/home/ann", "PATH": "/usr/bin"}
+    kid = "3f2b8c1e-5d4a-8b7c-9e0f-112233445566"
+    reqs = {
+        "list-kernels": ("GET", "/api/kernels", "token cb_abc", "", b""),
+        "create-kernel": ("POST", "/api/kernels", "token cb_abc", "",
+                          json.dumps({"name": "python3", "env": env}).encode()),
+        "channels-query-token": ("GET", "/api/kernels/%s/channels" % kid, "", "cb_abc", b""),
+        "restart": ("POST", "/api/kernels/%s/restart" % kid, "Bearer cb_abc", "", b"{}"),
+        "spec-resource": ("GET", "/kernelspecs/python3/kernel.json", "token cb_abc", "", b""),
+        "traversal": ("GET", "/kernelspecs/python3/../../etc/passwd", "token ", "", b""),
+        "traversal-rest": ("GET", "/kernelspecs/python3/a/./../b", "token x", "", b""),
+        "metrics": ("GET", "/metrics", "token cb_abc", "", b""),
+        "bad-json": ("POST", "/api/kernels", "token cb_abc", "", b'{"name": "python3",'),
+        "method": ("PUT", "/api/kernels/%s" % kid, "Basic eA==", "", b"[1,2]"),
+    }
+    for name, (method, path, auth, token, body) in reqs.items():
+        write("http", name, ("%s\n%s\n%s\n%s\n" % (method, path, auth, token)).encode() + body)
+
+
+def ws_seeds():
+    """fuzz-ws.c: a flags byte (1: v1, 2: binary frame), then a message as
+    Notebook 6.4's proxy (legacy, jupyter_server's own serializer for
+    buffers) or @jupyterlab/services (v1) sends it."""
+    from jupyter_server.base.zmqhandlers import serialize_binary_message
+    sess = Session(key=b"", username="ann")
+
+    def msg(channel, msg_type, content, buffers=()):
+        m = sess.msg(msg_type, content)
+        m["channel"] = channel
+        m["header"]["date"] = m["header"]["date"].isoformat()
+        m["buffers"] = list(buffers)
+        return m
+
+    def v1(m, buffers=()):
+        parts = [m["channel"].encode()] + [json.dumps(m[k]).encode() for k in
+                 ("header", "parent_header", "metadata", "content")] + list(buffers)
+        offs, off = [], 8 * (len(parts) + 2)
+        for p in parts:
+            offs.append(off)
+            off += len(p)
+        offs.append(off)
+        return struct.pack("<%dQ" % (len(offs) + 1), len(offs), *offs) + b"".join(parts)
+
+    ex = msg("shell", "execute_request", {"code": "print(1)", "silent": False})
+    write("ws", "legacy-execute", b"\x00" + json.dumps(ex).encode())
+    comm = msg("shell", "comm_msg", {"comm_id": "c1", "data": {}}, [b"\x00\xffbuf", b""])
+    write("ws", "legacy-binary-comm", b"\x02" + serialize_binary_message(dict(comm)))
+    # tornado forwards a browser's binary message as a text frame
+    write("ws", "legacy-binary-as-text", b"\x00" + serialize_binary_message(dict(comm)))
+    write("ws", "v1-execute", b"\x03" + v1(ex))
+    write("ws", "v1-comm-buffers", b"\x03" + v1(comm, [b"\x01\x02\x03", b"x" * 100]))
+    inp = msg("stdin", "input_reply", {"value": "42"})
+    write("ws", "legacy-input-reply", b"\x00" + json.dumps(inp).encode())
+    iop = msg("iopub", "status", {"execution_state": "idle"})
+    write("ws", "client-on-iopub", b"\x00" + json.dumps(iop).encode())
+    write("ws", "garbage", b"\x02\xff\xff\xff\xff\x00\x00\x00\x08")
+
+
 def main():
     shutil.rmtree(CORPUS, ignore_errors=True)
+    http_seeds()
+    ws_seeds()
     jmsg_seeds()
+    zmtp_seeds()
     config_seeds()
     control_seeds()
     channel_seeds()
