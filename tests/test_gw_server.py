@@ -13,7 +13,7 @@ import pytest
 import websocket
 
 from cbtest import poll
-from gwnode import JupyterApp
+from gwnode import Forwarder, JupyterApp
 from gwtest import Api, Channels, Gateway, stdout_of
 
 CULL = 3          # s: jupyter_server's cull_idle_timeout
@@ -129,3 +129,36 @@ def test_culler_sees_true_state(gw, api, server):
     poll(lambda: kid not in [m["id"] for m in api.call("GET", "/api/kernels").json()],
          60, "the culler's DELETE")
     assert "Culling 'idle' kernel" in server.log_text(), server.log_text()
+
+
+def test_upstream_drop_mid_cell_replayed_without_session_id(gw, api):
+    """jupyter_server 1.23 drops ?session_id= upstream; when its socket to
+    us breaks mid-cell it reconnects on its own (1 s, 2 s, ... backoff), and
+    what the cell printed meanwhile must reach its client all the same."""
+    fwd = Forwarder(("127.0.0.1", int(gw.url.rsplit(":", 1)[1])))
+    app = JupyterApp("jupyter_server", fwd.url, api.token)
+    try:
+        r = app.call("POST", "/api/sessions", json={
+            "path": "c.ipynb", "type": "notebook", "name": "c.ipynb",
+            "kernel": {"name": "python3"}})
+        assert r.status_code == 201, (r.text, app.log_text())
+        kid = r.json()["kernel"]["id"]
+        ch = proxy_channels(app, kid)
+        mid = ch.send("execute_request", {"code": "import time\nfor i in range(12):\n"
+                                          "    print(i, flush=True); time.sleep(0.25)\n",
+                                          "silent": False})
+        first = []
+        while "0" not in stdout_of(first):
+            m = ch.recv(timeout=20)
+            if m["parent_header"].get("msg_id") == mid:
+                first.append(m)
+        assert fwd.cut() >= 1
+        rest = ch.until_idle(mid, timeout=25)
+        lines = (stdout_of(first) + stdout_of(rest)).split()
+        assert lines == [str(i) for i in range(12)], (lines, app.log_text())
+        assert "re-establish the connection to Gateway" in app.log_text()
+        assert stdout_of(ch.execute("print('again')", timeout=20)) == "again\n"
+        ch.close()
+    finally:
+        app.stop()
+        fwd.close()
