@@ -2,9 +2,6 @@
 gateway: both framings with binary buffers, two users' tokens kept apart,
 a socket dropped mid-cell, a daemon kill -9 and restart under an open
 client. Real daemon, real client (tests/js/services.mjs), real sockets."""
-import os
-import shutil
-
 import pytest
 import websocket
 
@@ -14,10 +11,6 @@ from gwtest import Api, Channels, Gateway
 NOBODY = 65534
 OTHER = 64000          # a second unprivileged uid; no passwd entry needed
 V1 = "v1.kernel.websocket.jupyter.org"
-
-pytestmark = pytest.mark.skipif(shutil.which("node") is None and
-                                not os.path.exists("/usr/bin/node"),
-                                reason="node is installed by make deps")
 
 
 def as_uid(uid):

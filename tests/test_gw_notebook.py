@@ -8,16 +8,11 @@ import json
 import os
 import subprocess
 
-import pytest
-
 from gwnode import JS, NODE, JupyterApp
 from gwtest import Api, Gateway
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ARTIFACTS = os.environ.get("CELLBLOCK_ARTIFACTS") or os.path.join(ROOT, "tests", "artifacts")
-
-pytestmark = pytest.mark.skipif(not os.path.exists("/usr/bin/chromium"),
-                                reason="chromium is installed by make deps")
 
 EMPTY = {"cells": [], "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3",
                                                   "language": "python"}},

@@ -27,7 +27,6 @@ import hashlib
 import hmac
 import json
 import os
-import statistics
 import sys
 import time
 import types
