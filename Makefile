@@ -54,7 +54,7 @@ obj = $(patsubst %.c,$(BUILDDIR)/%.o,$(1))
 BINS	= $(BINDIR)/cellblockd $(BINDIR)/cellblock $(BINDIR)/cellblock-shim \
 	  $(BINDIR)/cellblock-zygote.so $(BINDIR)/cellblock-egress
 TESTBINS = $(BINDIR)/test-protocol $(BINDIR)/test-base $(BINDIR)/test-redact \
-	   $(BINDIR)/test-zmtp $(BINDIR)/test-egress \
+	   $(BINDIR)/test-zmtp $(BINDIR)/test-egress $(BINDIR)/test-child \
 	   $(if $(wildcard sessions/test-cgroup.c),$(BINDIR)/test-cgroup) \
 	   $(if $(wildcard tests/sandbox/try-syscall.c),$(BINDIR)/try-syscall) \
 	   $(if $(wildcard tests/sandbox/seccomp-check.c),$(BINDIR)/seccomp-check) \
@@ -80,6 +80,8 @@ $(BINDIR)/test-protocol: $(call obj,protocol/test-protocol.c $(PROTO_SRC) $(BASE
 $(BINDIR)/test-zmtp: $(call obj,protocol/test-zmtp.c $(PROTO_SRC) $(BASE_SRC))
 $(BINDIR)/test-cgroup: $(call obj,sessions/test-cgroup.c sessions/cgroup.c $(BASE_SRC))
 $(BINDIR)/test-redact: $(call obj,server/test-redact.c server/redact.c $(BASE_SRC))
+$(BINDIR)/test-child: $(call obj,server/test-child.c server/child.c server/loop.c \
+	    $(BASE_SRC))
 $(BINDIR)/cellblock-egress: $(call obj,$(EGRESS_SRC) $(BASE_SRC))
 $(BINDIR)/test-egress: $(call obj,server/egress/test-egress.c $(EGRESS_POLICY) \
 	    $(BASE_SRC))

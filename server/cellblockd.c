@@ -35,7 +35,7 @@ static struct loop_io	*server_sig_io;
 static struct loop_io	*server_zygote_io;
 
 static void	usage(void) __attribute__((noreturn));
-static int	server_zygote_reaped(pid_t, int);
+static void	server_zygote_reaped(pid_t, int, void *);
 
 static void
 usage(void)
@@ -191,8 +191,6 @@ static void
 server_signal_event(int fd, uint32_t events, void *arg)
 {
 	struct signalfd_siginfo	si;
-	int			status;
-	pid_t			pid;
 
 	(void)fd;
 	(void)events;
@@ -203,11 +201,8 @@ server_signal_event(int fd, uint32_t events, void *arg)
 			server_quit = 1;
 		}
 	}
-	while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
-		if (!server_zygote_reaped(pid, status) &&
-		    !egress_reaped(pid, status))
-			incarnation_reaped(pid, status);
-	}
+	/* Children are reaped by their pidfds (server/child.c). */
+	child_sigchld();
 	if (server_quit)
 		loop_quit();
 }
@@ -244,6 +239,7 @@ server_zygote_start(void)
 	}
 	server_zygote_io = loop_io_add(zygote_fd(), EPOLLIN,
 	    server_zygote_event, NULL);
+	child_watch(zygote_pid(), server_zygote_reaped, NULL);
 }
 
 static void
@@ -255,18 +251,17 @@ server_zygote_restart(void *arg)
 		server_zygote_start();
 }
 
-/* 1 if pid was the zygote's; its restart is then scheduled. */
-static int
-server_zygote_reaped(pid_t pid, int status)
+/* The zygote exited; its restart is scheduled. */
+static void
+server_zygote_reaped(pid_t pid, int status, void *arg)
 {
 	char	*cause = NULL;
 
+	(void)arg;
 	/* Out of the loop before zygote_reaped closes the descriptor. */
-	if (pid != zygote_pid())
-		return (0);
 	loop_io_remove(&server_zygote_io);
 	if (!zygote_reaped(pid, status, &cause))
-		return (0);
+		return;
 	log_warn("zygote pid %ld %s; sessions start by exec, restart in %d s",
 	    (long)pid, cause, server_zygote_backoff);
 	free(cause);
@@ -275,7 +270,6 @@ server_zygote_reaped(pid_t pid, int status)
 		    1000, server_zygote_restart, NULL);
 	if (server_zygote_backoff < 60)
 		server_zygote_backoff *= 2;
-	return (1);
 }
 
 /*
@@ -622,6 +616,7 @@ main(int argc, char **argv)
 	notify_close();		/* its watchdog timer, before the loop goes */
 	loop_timer_cancel(&server_zygote_timer);
 	loop_io_remove(&server_sig_io);
+	child_forget_all();
 	loop_free();
 	audit_close();
 	metrics_free();

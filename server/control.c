@@ -376,7 +376,7 @@ control_checkpoint(struct control_conn *c, json_t *req)
 	 * Hibernating: the checkpoint it stops on has just been written; an
 	 * error ("no running interpreter") would say the opposite.
 	 */
-	if (s->state == SESSION_HIBERNATED || s->hibernating)
+	if (s->state == SESSION_HIBERNATED || s->lc.hibernating)
 		return (json_pack("{s:b,s:s}", "ok", 1, "note", "hibernated: "
 		    "its checkpoint is current"));
 	if (lifecycle_checkpoint(s, 0, &c->waiter, &cause) != 0) {
@@ -621,10 +621,8 @@ control_close(struct control_conn *c)
 	/* Rare (a checkpoint or fork in flight): no scan for every `new`. */
 	for (s = session_first(); c->waits > 0 && s != NULL;
 	    s = session_next()) {
-		if (s->ckpt_waiter == &c->waiter) {
-			s->ckpt_waiter = NULL;
+		if (lifecycle_forget_waiter(s, &c->waiter))
 			c->waits--;
-		}
 	}
 	s = c->session;
 	if (s != NULL) {

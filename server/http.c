@@ -84,6 +84,7 @@ struct http_req {
 	http_close_fn		*close_fn;
 	void			*close_arg;
 	int			 sink_done;	/* body_sink replied or ended */
+	int			 refused;	/* no route, or no token: answered */
 	TAILQ_ENTRY(http_req)	 entry;		/* in http_reqs */
 };
 static TAILQ_HEAD(, http_req) http_reqs = TAILQ_HEAD_INITIALIZER(http_reqs);
@@ -612,7 +613,15 @@ http_access(void *cls, struct MHD_Connection *conn, const char *url,
 	if (req == NULL) {
 		*con_cls = req = http_req_new(conn, url, method);
 		http_admit(req);
-		return (req->resp != NULL ? http_queue(req) : MHD_YES);
+		if (req->resp == NULL)
+			return (MHD_YES);
+		req->refused = 1;
+		return (http_queue(req));
+	}
+	/* Refused at the door: nothing of it is read or run, ever. */
+	if (req->refused) {
+		*data_len = 0;
+		return (MHD_YES);
 	}
 	if (*data_len != 0)
 		return (http_body_chunk(req, data, data_len));

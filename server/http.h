@@ -116,6 +116,7 @@ void		 ws_accept(struct http_req *, const char *,
 int		 ws_send(struct ws *, enum ws_kind, const void *, size_t);
 void		 ws_close(struct ws *, uint16_t, const char *);
 size_t		 ws_queued(struct ws *);
+void		 ws_stop(void);
 const char	*ws_peer(struct ws *);
 
 #endif
