@@ -19,7 +19,6 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
-#include <netinet/tcp.h>
 
 #include <errno.h>
 #include <fcntl.h>
@@ -424,17 +423,9 @@ http_upgraded(void *cls, struct MHD_Connection *conn, void *con_cls,
     struct MHD_UpgradeResponseHandle *urh)
 {
 	struct http_req	*req = con_cls;
-	int		 one = 1;
 
 	(void)cls;
 	(void)conn;
-	/*
-	 * The socket is ours now, and libmicrohttpd's corking with it. An
-	 * execute's small frames (busy, input, result, idle, reply) written
-	 * one by one would wait on Nagle for the peer's delayed ACK: 40 ms
-	 * a round trip (make bench). Best effort: only TCP has the option.
-	 */
-	(void)setsockopt(sock, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 	req->up_done = 1;
 	req->up_cb(req->up_arg, sock, extra, extra_len, urh);
 }
