@@ -62,7 +62,7 @@ TESTBINS = $(BINDIR)/test-protocol $(BINDIR)/test-base $(BINDIR)/test-redact \
 	   $(if $(wildcard tests/sandbox/seccomp-check.c),$(BINDIR)/seccomp-check) \
 	   $(if $(wildcard tests/sandbox/sandbox-check.c),$(BINDIR)/sandbox-check)
 # The fuzz harnesses' replay drivers: the corpus and crashes as tests (Fuzzing below).
-FUZZ_TARGETS = jmsg control channel config zmtp rest
+FUZZ_TARGETS = jmsg control channel config zmtp rest http ws
 TESTBINS += $(patsubst %,$(BINDIR)/fuzz-replay-%,$(FUZZ_TARGETS))
 
 all: $(BINS) $(TESTBINS)
@@ -128,6 +128,7 @@ bench: deps all
 	$(PYTHON) tests/bench/egress_bench.py
 	$(PYTHON) tests/bench/rest_bench.py $(RESTBENCHFLAGS)
 	$(PYTHON) tests/bench/contract_bench.py
+	$(PYTHON) tests/bench/gateway_bench.py
 
 # 100 sessions under a mixed load for SOAKTIME seconds, then checks for
 # crashes, leaks and lost state; never part of `make test` (docs/TESTING.md).
@@ -184,6 +185,8 @@ FUZZ_LINK_rest	  = $(FUZZ_LINK_control)
 FUZZ_LINK_channel = sessions/channel.c $(BASE_SRC)
 FUZZ_LINK_config  = server/config.c $(EGRESS_POLICY) $(BASE_SRC)
 FUZZ_LINK_zmtp	  = $(PROTO_SRC) $(BASE_SRC)
+FUZZ_LINK_http	  = $(FUZZ_LINK_control)
+FUZZ_LINK_ws	  = server/gateway-wire.c $(PROTO_SRC) $(BASE_SRC)
 
 define FUZZ_RULES
 $(BINDIR)/fuzz-replay-$(1): $$(call obj,tests/fuzz/replay.c \

@@ -30,6 +30,7 @@
 struct contract_text {
 	char		*head;
 	size_t		 hlen;
+	int		 head_full;	/* later text goes to the tail */
 	char		*tail;
 	size_t		 tlen;
 	uint64_t	 total;
@@ -150,10 +151,12 @@ contract_text_add(struct contract_text *t, const char *text, size_t len)
 	size_t	half = contract_cap() / 2, n, keep;
 
 	t->total += len;
-	if (t->hlen < half) {
+	if (!t->head_full) {
 		n = len < half - t->hlen ? len : half - t->hlen;
-		if (n < len)
+		if (n < len) {
 			n = contract_utf8_cut(text, n);
+			t->head_full = 1;	/* even if cut short */
+		}
 		t->head = xrealloc(t->head, t->hlen + n + 1);
 		memcpy(t->head + t->hlen, text, n);
 		t->hlen += n;
@@ -161,7 +164,6 @@ contract_text_add(struct contract_text *t, const char *text, size_t len)
 		len -= n;
 		if (len == 0)
 			return;
-		t->hlen = half;		/* the head is full, even if cut short */
 	}
 	t->truncated = 1;
 	if (len >= half) {
@@ -185,11 +187,12 @@ contract_text_json(struct contract_text *t)
 	size_t	 skip, hlen, omitted;
 	json_t	*j;
 
-	hlen = t->head != NULL ? strnlen(t->head, t->hlen) : 0;
+	hlen = t->hlen;
 	head = t->head != NULL ? t->head : (char *)"";
-	if (!t->truncated)
-		return (json_stringn(head, t->hlen < hlen ? t->hlen : hlen));
-	hlen = contract_utf8_cut(head, t->hlen <= hlen ? t->hlen : hlen);
+	if (!t->truncated) {
+		j = json_stringn(head, hlen);
+		return (j != NULL ? j : json_string(""));
+	}
 	skip = t->tail != NULL ? contract_utf8_skip(t->tail, t->tlen) : 0;
 	omitted = t->total - hlen - (t->tlen - skip);
 	xasprintf(&buf, "%.*s\n[cellblock: %zu bytes omitted]\n%.*s",

@@ -709,12 +709,13 @@ control_recv(struct control_conn *c)
 {
 	union {
 		struct cmsghdr	hdr;
-		char		buf[CMSG_SPACE(sizeof(int))];
+		char		buf[CMSG_SPACE(4 * sizeof(int))];
 	} cm;
 	struct iovec	 iov;
 	struct msghdr	 mh;
 	struct cmsghdr	*h;
 	ssize_t		 n;
+	size_t		 i, nfds;
 	int		 fd;
 
 	iov.iov_base = c->buf + c->len;
@@ -725,15 +726,18 @@ control_recv(struct control_conn *c)
 	mh.msg_control = cm.buf;
 	mh.msg_controllen = sizeof cm.buf;
 	n = recvmsg(c->fd, &mh, MSG_CMSG_CLOEXEC);
+	/* Every descriptor that came is ours to close: keep one, the last. */
 	for (h = CMSG_FIRSTHDR(&mh); n >= 0 && h != NULL;
 	    h = CMSG_NXTHDR(&mh, h)) {
-		if (h->cmsg_level != SOL_SOCKET || h->cmsg_type != SCM_RIGHTS ||
-		    h->cmsg_len != CMSG_LEN(sizeof(int)))
+		if (h->cmsg_level != SOL_SOCKET || h->cmsg_type != SCM_RIGHTS)
 			continue;
-		memcpy(&fd, CMSG_DATA(h), sizeof fd);
-		if (c->passed_fd != -1)
-			close(c->passed_fd);
-		c->passed_fd = fd;
+		nfds = (h->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+		for (i = 0; i < nfds; i++) {
+			memcpy(&fd, CMSG_DATA(h) + i * sizeof(int), sizeof fd);
+			if (c->passed_fd != -1)
+				close(c->passed_fd);
+			c->passed_fd = fd;
+		}
 	}
 	return (n);
 }

@@ -422,15 +422,22 @@ gateway_restart(struct http_req *req)
 
 /* The daemon's side: start, stop, and the `make run` banner. */
 
+/* The front's route tables: the fuzz harness registers them too. */
+void
+gateway_register(void)
+{
+	http_register("kernel gateway", gateway_routes,
+	    nitems(gateway_routes));
+	gateway_ws_register();
+	http_metrics_register();
+}
+
 void
 gateway_start(void)
 {
 	char	*cause;
 
-	http_register("kernel gateway", gateway_routes,
-	    nitems(gateway_routes));
-	gateway_ws_register();
-	http_metrics_register();
+	gateway_register();
 	if (http_start(&cause) != 0) {
 		/* The ZeroMQ side still works: say so, do not die. */
 		log_warn("http: %s; the HTTP front is off", cause);
@@ -442,6 +449,7 @@ void
 gateway_stop(void)
 {
 	gateway_ws_stop();
+	ws_stop();
 	http_stop();
 }
 

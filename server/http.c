@@ -85,6 +85,7 @@ struct http_req {
 	int			 sink_done;	/* body_sink replied or ended */
 	char			 xhdr[HTTP_XHDRS_MAX][2][256]; /* http_reply_header */
 	size_t			 nxhdr;
+	int			 refused;	/* no route, or no token: answered */
 	TAILQ_ENTRY(http_req)	 entry;		/* in http_reqs */
 };
 static TAILQ_HEAD(, http_req) http_reqs = TAILQ_HEAD_INITIALIZER(http_reqs);
@@ -132,6 +133,23 @@ http_register(const char *name, const struct http_route *routes, size_t n)
 	http_tables[http_ntables++].n = n;
 }
 
+/* A relative path whose every segment is a plain name: no "", ".", "..". */
+static int
+http_plain_path(const char *p)
+{
+	size_t	len;
+
+	for (;;) {
+		len = strcspn(p, "/");
+		if (len == 0 || (len == 1 && p[0] == '.') ||
+		    (len == 2 && p[0] == '.' && p[1] == '.'))
+			return (0);
+		if (p[len] == '\0')
+			return (1);
+		p += len + 1;
+	}
+}
+
 /*
  * Match a path against a pattern, capturing {x} segments. A path with an
  * empty, "." or ".." segment, or too many, never matches: what a route
@@ -167,9 +185,7 @@ http_match(const char *pattern, const char *path, char params[][256],
 				return (0);
 			memcpy(params[n], s, len);
 			params[n++][len] = '\0';
-			if (rest && (strstr(params[n - 1], "/./") != NULL ||
-			    strstr(params[n - 1], "/../") != NULL ||
-			    strstr(params[n - 1], "//") != NULL))
+			if (rest && !http_plain_path(params[n - 1]))
 				return (0);
 		} else if ((size_t)(pe - p) != len || strncmp(p, s, len) != 0)
 			return (0);
@@ -182,9 +198,14 @@ http_match(const char *pattern, const char *path, char params[][256],
 	return (1);
 }
 
-/* The route for a request; *known says whether the path exists at all. */
-static const struct http_route *
-http_route_find(struct http_req *req, int *known)
+/*
+ * The route for a method and path, first match wins; *known says whether
+ * the path exists at all (405 rather than 404). The fuzz harness calls it
+ * too (tests/fuzz/fuzz-http.c).
+ */
+const struct http_route *
+http_lookup(const char *method, const char *path, char params[][256],
+    size_t *np, int *known)
 {
 	const struct http_route	*r;
 	size_t			 t, i;
@@ -193,15 +214,22 @@ http_route_find(struct http_req *req, int *known)
 	for (t = 0; t < http_ntables; t++) {
 		for (i = 0; i < http_tables[t].n; i++) {
 			r = &http_tables[t].routes[i];
-			if (!http_match(r->pattern, req->path, req->params,
-			    &req->nparams))
+			if (!http_match(r->pattern, path, params, np))
 				continue;
 			*known = 1;
-			if (strcmp(r->method, req->method) == 0)
+			if (strcmp(r->method, method) == 0)
 				return (r);
 		}
 	}
+	*np = 0;
 	return (NULL);
+}
+
+static const struct http_route *
+http_route_find(struct http_req *req, int *known)
+{
+	return (http_lookup(req->method, req->path, req->params,
+	    &req->nparams, known));
 }
 
 /* Accessors for handlers. */
@@ -256,17 +284,16 @@ http_body(struct http_req *req, size_t *len)
 	return (req->body != NULL ? req->body : "");
 }
 
-/* The body as a JSON object; an empty body is an empty object. */
+/* A body as a JSON object; an empty body is an empty object. */
 json_t *
-http_body_json(struct http_req *req, char **cause)
+http_parse_json(const char *body, size_t len, char **cause)
 {
 	json_error_t	 jerr;
 	json_t		*j;
 
-	if (req->body == NULL || req->body_len == 0)
+	if (len == 0)
 		return (json_object());
-	j = json_loadb(req->body, req->body_len, JSON_REJECT_DUPLICATES,
-	    &jerr);
+	j = json_loadb(body, len, JSON_REJECT_DUPLICATES, &jerr);
 	if (j == NULL) {
 		xasprintf(cause, "bad JSON: %s", jerr.text);
 		return (NULL);
@@ -277,6 +304,14 @@ http_body_json(struct http_req *req, char **cause)
 		return (NULL);
 	}
 	return (j);
+}
+
+json_t *
+http_body_json(struct http_req *req, char **cause)
+{
+	if (req->body == NULL)
+		return (json_object());
+	return (http_parse_json(req->body, req->body_len, cause));
 }
 
 /* Replies. */
@@ -648,7 +683,15 @@ http_access(void *cls, struct MHD_Connection *conn, const char *url,
 	if (req == NULL) {
 		*con_cls = req = http_req_new(conn, url, method);
 		http_admit(req);
-		return (req->resp != NULL ? http_queue(req) : MHD_YES);
+		if (req->resp == NULL)
+			return (MHD_YES);
+		req->refused = 1;
+		return (http_queue(req));
+	}
+	/* Refused at the door: nothing of it is read or run, ever. */
+	if (req->refused) {
+		*data_len = 0;
+		return (MHD_YES);
 	}
 	if (*data_len != 0)
 		return (http_body_chunk(req, data, data_len));

@@ -52,6 +52,9 @@ void		 http_stop(void);
 json_t		*http_describe(void);
 const char	*http_url(void);
 int		 http_match(const char *, const char *, char [][256], size_t *);
+const struct http_route *http_lookup(const char *, const char *, char [][256],
+		     size_t *, int *);
+json_t		*http_parse_json(const char *, size_t, char **);
 const char	*http_method(struct http_req *);
 const char	*http_path(struct http_req *);
 const char	*http_param(struct http_req *, size_t);
@@ -118,6 +121,7 @@ void		 ws_accept(struct http_req *, const char *,
 int		 ws_send(struct ws *, enum ws_kind, const void *, size_t);
 void		 ws_close(struct ws *, uint16_t, const char *);
 size_t		 ws_queued(struct ws *);
+void		 ws_stop(void);
 const char	*ws_peer(struct ws *);
 
 #endif

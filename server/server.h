@@ -341,6 +341,7 @@ struct session	*control_conn_session(struct control_conn *, json_t *,
 void		 contract_ops_init(void);
 
 /* server/gateway.c: the Kernel Gateway REST routes (docs/GATEWAY.md) */
+void		 gateway_register(void);
 void		 gateway_start(void);
 void		 gateway_stop(void);
 void		 gateway_banner(FILE *);

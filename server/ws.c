@@ -9,11 +9,16 @@
  * Output is queued in one buffer per connection and written when the
  * socket takes it; a peer that stops reading and lets WS_QUEUE_MAX pile up
  * is closed, so a slow client costs bounded memory. Connections are freed
- * from a timer, never inside their own callback.
+ * from a timer, never inside their own callback, and the owner's closed
+ * callback runs from that timer too.
  */
 
 #include <sys/epoll.h>
+#include <sys/queue.h>
 #include <sys/socket.h>
+
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 
 #include <errno.h>
 #include <stdlib.h>
@@ -56,9 +61,12 @@ struct ws {
 
 	int			 closing;	/* close sent; flush, then go */
 	int			 dead;
+	LIST_ENTRY(ws)		 entry;		/* in ws_all */
 	struct loop_timer	*reap;
 	struct loop_timer	*ping;
 };
+
+static LIST_HEAD(, ws) ws_all = LIST_HEAD_INITIALIZER(ws_all);
 
 /* The accept key: base64(SHA-1(key + GUID)). */
 int
@@ -132,6 +140,13 @@ ws_free(void *arg)
 	struct ws	*ws = arg;
 
 	ws->reap = NULL;	/* it fired: this is its callback */
+	/*
+	 * The owner hears of the close here, from the loop, never inside a
+	 * ws_send of its own: what it was iterating stays valid.
+	 */
+	if (ws->ops->closed != NULL)
+		ws->ops->closed(ws, ws->arg);
+	LIST_REMOVE(ws, entry);
 	loop_timer_cancel(&ws->ping);
 	loop_io_remove(&ws->io);
 	if (ws->urh != NULL)
@@ -151,8 +166,6 @@ ws_kill(struct ws *ws, const char *why)
 		return;
 	ws->dead = 1;
 	log_debug("WebSocket from %s closed: %s", ws->peer, why);
-	if (ws->ops->closed != NULL)
-		ws->ops->closed(ws, ws->arg);
 	ws->reap = loop_timer_add(0, ws_free, ws);
 }
 
@@ -401,6 +414,7 @@ ws_upgraded(void *arg, int fd, const char *extra, size_t extra_len,
 {
 	struct ws_pending	*p = arg;
 	struct ws		*ws;
+	int			 one = 1;
 
 	ws = xcalloc(1, sizeof *ws);
 	ws->fd = fd;
@@ -411,6 +425,13 @@ ws_upgraded(void *arg, int fd, const char *extra, size_t extra_len,
 	free(p);
 	if (wslay_frame_context_init(&ws->fc, &ws_callbacks, ws) != 0)
 		fatalx("out of memory");
+	/*
+	 * A reply goes out as several small frames (busy, reply, idle):
+	 * with Nagle on, the peer's delayed ACK holds each round trip 40 ms.
+	 * (Under TLS fd is libmicrohttpd's socketpair: no TCP, no option.)
+	 */
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+	LIST_INSERT_HEAD(&ws_all, ws, entry);
 	ws->io = loop_io_add(fd, EPOLLIN, ws_event, ws);
 	ws->ping = loop_timer_add(WS_PING_EVERY, ws_ping, ws);
 	ws->ops->opened(ws, ws->arg);
@@ -485,4 +506,21 @@ ws_accept(struct http_req *req, const char *protocol,
 	p->arg = arg;
 	snprintf(p->peer, sizeof p->peer, "%s", http_peer(req));
 	http_upgrade(req, headers, ws_upgraded, ws_refused, p);
+}
+
+/*
+ * The daemon stops: every connection goes now, its owner told, its socket
+ * handed back, before libmicrohttpd stops (it must not find an upgraded
+ * connection still open).
+ */
+void
+ws_stop(void)
+{
+	struct ws	*ws;
+
+	while ((ws = LIST_FIRST(&ws_all)) != NULL) {
+		ws->dead = 1;
+		loop_timer_cancel(&ws->reap);
+		ws_free(ws);
+	}
 }

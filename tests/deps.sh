@@ -11,7 +11,8 @@ clang libclang-rt-14-dev
 debhelper dpkg-dev lintian systemd man-db python3-prometheus-client python3-zmq
 util-linux iproute2 openssl python3-pip python3-requests
 libmicrohttpd-dev libwslay-dev libgnutls28-dev python3-websocket
-python3-notebook python3-jupyter-server python3-nbclassic chromium nodejs"
+python3-notebook python3-jupyter-server python3-nbclassic chromium nodejs
+fonts-dejavu-core"
 missing=""
 
 # The npm clients the tests drive, pinned by tests/js/package-lock.json:

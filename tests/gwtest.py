@@ -181,8 +181,18 @@ class Channels:
         return msg["header"]["msg_id"]
 
     def recv(self, timeout=TIMEOUT):
-        self.ws.settimeout(timeout)
-        op, data = self.ws.recv_data()
+        """The next message within timeout. Read in short slices: the
+        daemon pings every 30 s and websocket-client restarts its socket
+        timeout on each ping, so one long read could outlive its bound."""
+        deadline = time.monotonic() + timeout
+        while True:
+            self.ws.settimeout(max(0.05, min(5.0, deadline - time.monotonic())))
+            try:
+                op, data = self.ws.recv_data()
+                break
+            except websocket.WebSocketTimeoutException:
+                if time.monotonic() >= deadline:
+                    raise
         if op == websocket.ABNF.OPCODE_BINARY:
             return parse_legacy_binary(data)
         return json.loads(data)

@@ -241,6 +241,16 @@ def test_output_caps_keep_head_and_tail(daemon, session):
     assert k["metrics"]["stdout_bytes"] == 300009
 
 
+def test_output_caps_never_split_a_character(daemon, session):
+    k = execute(daemon, session, "print('a' + '\u00e9\u20ac\U0001f600' * 40000 + 'z')")
+    out = k["stdout"]
+    assert k["stdout_truncated"] is True
+    assert out.startswith("a\u00e9\u20ac") and out.rstrip().endswith("\U0001f600z")
+    head, tail = out.split("\n[cellblock: ", 1)
+    assert set(head[1:]) <= {"\u00e9", "\u20ac", "\U0001f600"}
+    assert k["metrics"]["stdout_bytes"] == len(("a" + "\u00e9\u20ac\U0001f600" * 40000 + "z\n").encode())
+
+
 # ---------------------------------------------------------------- streaming, stdin, artifacts
 
 def test_events_arrive_before_the_cell_ends(daemon, session):

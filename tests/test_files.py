@@ -269,3 +269,24 @@ def test_transfers_are_audited(daemon, session, tmp_path):
     got = [(e.get("path"), e.get("bytes"), e.get("direction")) for e in events
            if e.get("event") == "transfer"]
     assert ("audited.txt", 5, "in") in got and ("audited.txt", 5, "out") in got, events
+
+
+def test_extra_descriptors_are_not_kept(daemon, session, tmp_path):
+    # Several descriptors in one message, and in many: the daemon keeps at
+    # most one per connection (the last), closing the rest.
+    before = len(os.listdir("/proc/%d/fd" % daemon.proc.pid))
+    f = open(tmp_path / "x", "w")
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            s.settimeout(WAIT)
+            s.connect(os.path.join(daemon.state, "control.sock"))
+            rd = s.makefile()
+            for _ in range(50):
+                req = json.dumps({"cmd": "ping"}).encode() + b"\n"
+                socket.send_fds(s, [req], [f.fileno()] * 3)
+                assert json.loads(rd.readline())["ok"]
+            during = len(os.listdir("/proc/%d/fd" % daemon.proc.pid))
+            rd.close()
+    finally:
+        f.close()
+    assert during <= before + 3, (before, during)
