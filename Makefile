@@ -26,9 +26,7 @@ PROTO_SRC	= $(filter-out protocol/test-%.c,$(wildcard protocol/*.c))
 SESS_SRC	= $(filter-out sessions/test-%.c,$(wildcard sessions/*.c))
 # The daemon is server/*.c; the CLI is server/cli/*.c and shares with it
 # only the connection files (server/shared.h).
-# /mcp (server/mcp-http.c) rides on the HTTP front: built when it is there.
-DAEMON_SRC	= $(filter-out server/test-%.c $(if $(wildcard server/http.c),,\
-		    server/mcp-http.c),$(wildcard server/*.c))
+DAEMON_SRC	= $(filter-out server/test-%.c,$(wildcard server/*.c))
 CLI_SRC		= $(wildcard server/cli/*.c) server/connfile.c
 # The egress proxy, its own program (server/egress/, docs/SECURITY.md); the
 # daemon links only its policy parser.

@@ -25,9 +25,6 @@ TOOLS = {"run_code", "create_session", "list_sessions", "write_file", "read_file
          "list_files", "interrupt", "restart", "fork_session", "checkpoint",
          "delete_session"}
 
-pytestmark = pytest.mark.skipif(
-    not os.path.isdir(os.path.join(JS, "node_modules", "@modelcontextprotocol", "sdk")),
-    reason="the MCP SDK is not installed: run make deps")
 
 
 class Target:
@@ -60,11 +57,10 @@ def http_target():
     return gw, Target("http", dict(os.environ), url=gw.url + "/mcp", token=gw.token("mcp"))
 
 
-HTTP = os.path.exists(os.path.join(ROOT, "server", "http.c"))
-
-
-@pytest.fixture(scope="module", params=["stdio"] + (["http"] if HTTP else []))
+@pytest.fixture(scope="module", params=["stdio", "http"])
 def target(request):
+    sdk = os.path.join(JS, "node_modules", "@modelcontextprotocol", "sdk")
+    assert os.path.isdir(sdk), "the MCP SDK is not installed: make deps"
     d, t = stdio_target() if request.param == "stdio" else http_target()
     yield t
     d.stop()
@@ -269,7 +265,6 @@ def test_first_reply_after_resume_says_what_came_back(target):
     ok(steps[1])
 
 
-@pytest.mark.skipif(not HTTP, reason="no /mcp in this build")
 def test_two_tokens_isolated_over_http():
     """Two owners' tokens: neither sees nor touches the other's sessions,
     and one's Mcp-Session-Id is nothing to the other."""
