@@ -13,6 +13,7 @@ INIT = {"jsonrpc": "2.0", "id": 1, "method": "initialize",
         "params": {"protocolVersion": "2025-11-25", "capabilities": {},
                    "clientInfo": {"name": "http-test", "version": "0"}}}
 
+
 @pytest.fixture(scope="module")
 def gw():
     from gwtest import Gateway
@@ -22,6 +23,7 @@ def gw():
     yield g
     g.stop()
 
+
 def post(gw, body, sid=None, token=None, headers=None, stream=False):
     h = {"Authorization": "Bearer " + (token or gw.tok), "Accept": ACCEPT,
          "Content-Type": "application/json"}
@@ -30,6 +32,7 @@ def post(gw, body, sid=None, token=None, headers=None, stream=False):
     h.update(headers or {})
     data = body if isinstance(body, (bytes, str)) else json.dumps(body)
     return requests.post(gw.url + "/mcp", data=data, headers=h, timeout=TIMEOUT, stream=stream)
+
 
 def session(gw, token=None):
     r = post(gw, INIT, token=token)
@@ -41,6 +44,7 @@ def session(gw, token=None):
     assert r.status_code == 202 and r.text == ""
     return sid
 
+
 def events(r):
     """The JSON messages of an SSE body."""
     out = []
@@ -50,11 +54,13 @@ def events(r):
                 out.append(json.loads(line[6:]))
     return out
 
+
 def test_json_answer_and_session(gw):
     sid = session(gw)
     r = post(gw, {"jsonrpc": "2.0", "id": 2, "method": "tools/list"}, sid)
     assert r.status_code == 200 and r.headers["Content-Type"].startswith("application/json")
     assert "run_code" in {t["name"] for t in r.json()["result"]["tools"]}
+
 
 def test_a_cell_streams_progress_then_its_answer(gw):
     sid = session(gw)
@@ -68,6 +74,7 @@ def test_a_cell_streams_progress_then_its_answer(gw):
     progress = [m for m in msgs[:-1] if m.get("method") == "notifications/progress"]
     assert progress and all(m["params"]["progressToken"] == "p" for m in progress)
 
+
 def test_session_id_required_and_checked(gw):
     r = post(gw, {"jsonrpc": "2.0", "id": 4, "method": "ping"})
     assert r.status_code == 400
@@ -80,10 +87,12 @@ def test_session_id_required_and_checked(gw):
     r = post(gw, {"jsonrpc": "2.0", "id": 6, "method": "ping"}, sid)
     assert r.status_code == 200 and r.json() == {"jsonrpc": "2.0", "id": 6, "result": {}}
 
+
 def test_no_token_no_entry(gw):
     r = requests.post(gw.url + "/mcp", data=json.dumps(INIT), timeout=TIMEOUT,
                       headers={"Accept": ACCEPT, "Content-Type": "application/json"})
     assert r.status_code in (401, 403)
+
 
 def test_origin_checked(gw):
     r = post(gw, INIT, headers={"Origin": "http://evil.example"})
@@ -98,6 +107,7 @@ def test_origin_checked(gw):
     r = post(gw, INIT, headers={"Origin": "null"})
     assert r.status_code == 403
 
+
 def test_protocol_version_header(gw):
     sid = session(gw)
     r = post(gw, {"jsonrpc": "2.0", "id": 7, "method": "ping"}, sid,
@@ -106,6 +116,7 @@ def test_protocol_version_header(gw):
     r = post(gw, {"jsonrpc": "2.0", "id": 8, "method": "ping"}, sid,
              headers={"MCP-Protocol-Version": "2025-03-26"})
     assert r.status_code == 200
+
 
 def test_bad_frames_over_http(gw):
     sid = session(gw)
@@ -116,6 +127,7 @@ def test_bad_frames_over_http(gw):
     r = post(gw, [{"jsonrpc": "2.0", "id": "a", "method": "ping"},
                   {"jsonrpc": "2.0", "id": "b", "method": "ping"}], sid)
     assert sorted(m["id"] for m in r.json()) == ["a", "b"]
+
 
 def test_get_stream_and_delete(gw):
     sid = session(gw)
@@ -132,6 +144,7 @@ def test_get_stream_and_delete(gw):
         assert b"".join(g.iter_content(chunk_size=None)).startswith(b": cellblock")
     r = post(gw, {"jsonrpc": "2.0", "id": 10, "method": "ping"}, sid)
     assert r.status_code == 404
+
 
 def test_oversized_body(gw):
     from cbtest import c_define
