@@ -506,12 +506,23 @@ def test_audit_says_rest(gw, rest, sess):
 
 @pytest.fixture(scope="module")
 def small():
-    """A daemon with small caps: max-message 64K, files-max-size 1M."""
-    g = Gateway(args=["--max-message", "64K"], config="files-max-size = 1M\n")
+    """A daemon with small caps: max-message 64K, files-max-size 1M, and
+    an egress ceiling of 127.0.0.1:9."""
+    g = Gateway(args=["--max-message", "64K"],
+                config="files-max-size = 1M\negress-allow = 127.0.0.1:9\n")
     api = Rest(g, g.token("small"))
     yield api
     api.close()
     g.stop()
+
+
+def test_allow_net_within_the_daemons_ceiling(small):
+    e = error_of(small.call("POST", "/v1/sessions", json={"allow_net": "example.com:443"}),
+                 400, "bad_request")
+    assert "egress-allow" in e["message"], e
+    for allow in (["127.0.0.1:9"], "127.0.0.1:9"):
+        name = small.new(allow_net=allow)["name"]
+        small.call("DELETE", "/v1/sessions/" + name)
 
 
 def test_huge_uploads_refused_and_nothing_left(small):
