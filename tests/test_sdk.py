@@ -133,6 +133,11 @@ def test_typed_exceptions(s):
     assert s.run_code("1 + 1").text == "2"    # a new interpreter, same session
     with pytest.raises(cb.InvalidArgumentError):
         s.run_code("1", timeout=-5)
+    assert s.run_code("1 + 2", language="python").text == "3"   # E2B's argument
+    with pytest.raises(cb.InvalidArgumentError):
+        s.run_code("1", language="r")
+    with pytest.raises(cb.InvalidArgumentError):
+        s.run_code("1", envs={"A": "b"})
 
 
 def test_out_of_memory(gw, token):
