@@ -42,7 +42,7 @@ struct control_conn {
 	int		 closed;
 	struct loop_io	*io;
 	struct waiter	 waiter;	/* answers a checkpoint or fork */
-	struct waiter	*waiting;	/* &waiter; control_call: the caller's */
+	struct waiter	*waiting;	/* &waiter, or control_call's */
 	u_int		 waits;		/* sessions whose ckpt_waiter it is */
 	char		*obuf;		/* replies the socket did not take yet */
 	size_t		 olen;

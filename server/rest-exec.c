@@ -78,7 +78,8 @@ rest_exec_parse(json_t *body, struct contract_req *cr, char **cause)
 	cr->client = "rest";
 	json_object_foreach(body, k, v) {
 		if (strcmp(k, "code") != 0 && strcmp(k, "timeout") != 0 &&
-		    strcmp(k, "stdin") != 0 && strcmp(k, "store_history") != 0) {
+		    strcmp(k, "stdin") != 0 &&
+		    strcmp(k, "store_history") != 0) {
 			xasprintf(cause, "%s: unknown field", k);
 			return (-1);
 		}
