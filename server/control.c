@@ -42,7 +42,7 @@ struct control_conn {
 	int		 closed;
 	struct loop_io	*io;
 	struct waiter	 waiter;	/* answers a checkpoint or fork */
-	struct waiter	*waiting;	/* &waiter; control_call: the caller's */
+	struct waiter	*waiting;	/* &waiter, or control_call's */
 	const struct control_stream *stream; /* lines are its protocol's */
 	void		*stream_conn;	/* what stream->open made */
 	int		 skipping;	/* dropping an oversized stream line */

@@ -58,6 +58,27 @@ struct rest_exec {
 
 static void	rest_exec_finish(struct rest_exec *);
 
+/* stdin: the lines input() gets in turn, strings only, bounded. */
+static int
+rest_exec_stdin_ok(json_t *in, char **cause)
+{
+	json_t	*v;
+	size_t	 i;
+
+	if (!json_is_array(in) || json_array_size(in) > REST_STDIN_LINES_MAX) {
+		xasprintf(cause, "stdin: an array of at most %d strings",
+		    REST_STDIN_LINES_MAX);
+		return (-1);
+	}
+	json_array_foreach(in, i, v) {
+		if (!json_is_string(v)) {
+			xasprintf(cause, "stdin[%zu]: not a string", i);
+			return (-1);
+		}
+	}
+	return (0);
+}
+
 /*
  * A POST .../execute body as a contract request (the strings stay the
  * body's: free it after the call). Pure: the fuzz harness drives it.
@@ -71,14 +92,14 @@ rest_exec_parse(json_t *body, struct contract_req *cr, char **cause)
 	json_t		*sh = json_object_get(body, "store_history");
 	json_t		*v;
 	const char	*k;
-	size_t		 i;
 
 	memset(cr, 0, sizeof *cr);
 	cr->store_history = -1;
 	cr->client = "rest";
 	json_object_foreach(body, k, v) {
 		if (strcmp(k, "code") != 0 && strcmp(k, "timeout") != 0 &&
-		    strcmp(k, "stdin") != 0 && strcmp(k, "store_history") != 0) {
+		    strcmp(k, "stdin") != 0 &&
+		    strcmp(k, "store_history") != 0) {
 			xasprintf(cause, "%s: unknown field", k);
 			return (-1);
 		}
@@ -105,18 +126,8 @@ rest_exec_parse(json_t *body, struct contract_req *cr, char **cause)
 		cr->timeout_ms = (int)ceil(json_number_value(t) * 1000);
 	}
 	if (in != NULL && !json_is_null(in)) {
-		if (!json_is_array(in) ||
-		    json_array_size(in) > REST_STDIN_LINES_MAX) {
-			xasprintf(cause, "stdin: an array of at most %d "
-			    "strings", REST_STDIN_LINES_MAX);
+		if (rest_exec_stdin_ok(in, cause) != 0)
 			return (-1);
-		}
-		json_array_foreach(in, i, v) {
-			if (!json_is_string(v)) {
-				xasprintf(cause, "stdin[%zu]: not a string", i);
-				return (-1);
-			}
-		}
 		cr->stdin_lines = in;
 	}
 	if (sh != NULL && !json_is_null(sh)) {

@@ -1,4 +1,4 @@
-/* rest-req.c: what every REST v1 handler shares: errors, the session a path names. */
+/* rest-req.c: what every REST v1 handler shares: errors, path sessions. */
 /*
  * Below rest.c, rest-exec.c and rest-files.c, which all call down into
  * it: the {"error": {"type", "message"}} reply, the session of a path's

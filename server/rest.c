@@ -24,7 +24,7 @@
 
 #define REST_BODY_MAX		(64 * 1024)	/* session requests */
 #define REST_CODE_BODY_MAX	(8 * 1024 * 1024) /* execute: code + stdin */
-#define REST_UPLOAD_MAX		((size_t)1 << 40) /* the files cap is files.c's */
+#define REST_UPLOAD_MAX		((size_t)1 << 40) /* files.c has the cap */
 
 /*
  * A long operation (checkpoint, fork) waits here for lifecycle.c's
@@ -228,7 +228,8 @@ rest_control_error(struct http_req *req, json_t *r)
 	case EXIT_DENIED:
 		/* Another's session is as unknown; else (a mount) refused. */
 		if (strstr(msg, "not yours") != NULL)
-			rest_req_error(req, 404, "not_found", "no such session");
+			rest_req_error(req, 404, "not_found",
+			    "no such session");
 		else
 			rest_req_error(req, 403, "forbidden", "%s", msg);
 		break;

@@ -506,12 +506,23 @@ def test_audit_says_rest(gw, rest, sess):
 
 @pytest.fixture(scope="module")
 def small():
-    """A daemon with small caps: max-message 64K, files-max-size 1M."""
-    g = Gateway(args=["--max-message", "64K"], config="files-max-size = 1M\n")
+    """A daemon with small caps: max-message 64K, files-max-size 1M, and
+    an egress ceiling of 127.0.0.1:9."""
+    g = Gateway(args=["--max-message", "64K"],
+                config="files-max-size = 1M\negress-allow = 127.0.0.1:9\n")
     api = Rest(g, g.token("small"))
     yield api
     api.close()
     g.stop()
+
+
+def test_allow_net_within_the_daemons_ceiling(small):
+    e = error_of(small.call("POST", "/v1/sessions", json={"allow_net": "example.com:443"}),
+                 400, "bad_request")
+    assert "egress-allow" in e["message"], e
+    for allow in (["127.0.0.1:9"], "127.0.0.1:9"):
+        name = small.new(allow_net=allow)["name"]
+        small.call("DELETE", "/v1/sessions/" + name)
 
 
 def test_huge_uploads_refused_and_nothing_left(small):
@@ -618,3 +629,46 @@ def test_read_only_mounts_checked_as_the_owner(rest, other):
     finally:
         other.call("DELETE", "/v1/sessions/" + name)
         shutil.rmtree(tmp_path, ignore_errors=True)
+
+
+def test_mutated_bodies_through_the_live_handlers(rest, sess):
+    """Bodies mutated from valid ones (flipped bytes, cuts, splices of
+    other fields), a fixed seed, through the real routes: every answer is
+    a status below 500 with a JSON body, the daemon lives, the session
+    still runs."""
+    import random
+    rng = random.Random(13)
+    seeds = [
+        ("POST", "/v1/sessions", b'{"name": "fz", "memory": "256M", "cpus": 0.5, '
+                                 b'"exec_timeout": 30, "allow_net": []}'),
+        ("POST", "/v1/sessions/%s/execute" % sess,
+         b'{"code": "1+1", "timeout": 5, "stdin": ["a"], "store_history": false}'),
+        ("POST", "/v1/sessions/%s/fork" % sess, b'{"name": "fz-fork"}'),
+    ]
+    made = set()
+    for i in range(150):
+        method, path, body = seeds[i % len(seeds)]
+        b = bytearray(body)
+        for _ in range(rng.randint(1, 4)):
+            op = rng.random()
+            pos = rng.randrange(len(b)) if b else 0
+            if op < 0.4 and b:
+                b[pos] = rng.randrange(256)
+            elif op < 0.6:
+                b = b[:pos]
+            elif op < 0.8:
+                b[pos:pos] = rng.choice([b'"', b"{", b"[", b"\\u0000", b"1e999", b"null",
+                                         b'"memory": "9999999G"', b'"code": 7'])
+            else:
+                b = b + b
+        if path.endswith("/execute") and b'"timeout"' not in b:
+            b = b.replace(b"{", b'{"timeout": 5, ', 1)   # bounded, whatever the code
+        r = rest.call(method, path, data=bytes(b), headers={"Content-Type": "application/json"})
+        assert r.status_code < 500, (bytes(b), r.status_code, r.text)
+        r.json()
+        if r.status_code in (200, 201) and "name" in r.json():
+            made.add(r.json()["name"])
+    assert rest.gw.proc.poll() is None
+    for name in made - {sess}:
+        rest.call("DELETE", "/v1/sessions/" + name)
+    assert main_text(rest.run(sess, "6 * 7")) == "42"

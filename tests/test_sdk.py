@@ -133,6 +133,11 @@ def test_typed_exceptions(s):
     assert s.run_code("1 + 1").text == "2"    # a new interpreter, same session
     with pytest.raises(cb.InvalidArgumentError):
         s.run_code("1", timeout=-5)
+    assert s.run_code("1 + 2", language="python").text == "3"   # E2B's argument
+    with pytest.raises(cb.InvalidArgumentError):
+        s.run_code("1", language="r")
+    with pytest.raises(cb.InvalidArgumentError):
+        s.run_code("1", envs={"A": "b"})
 
 
 def test_out_of_memory(gw, token):
@@ -228,3 +233,23 @@ def test_example_runs(gw, token, tmp_path):
     assert p.returncode == 0 and "reused" in p.stdout, p.stdout + p.stderr
     poll(lambda: "sdk-example" not in [
         x["name"] for x in cb.Session.list(url=gw.url, token=token)], 20, "the kill")
+
+
+def test_same_id_and_state_across_a_daemon_restart():
+    """E2B's users lose ids and files across pause/resume; here a daemon
+    restart keeps the session's name, id, files and variables."""
+    g = Gateway()
+    try:
+        token = g.token("restart")
+        s = cb.Session.create(url=g.url, token=token)
+        s.run_code("answer = 42")
+        s.files.write("notes.txt", "kept")
+        g.stop(keep=True)
+        g.start()
+        t = cb.Session.connect(s.id, url=g.url, token=token)
+        assert (t.name, t.id) == (s.name, s.id)
+        assert t.files.read("notes.txt") == "kept"
+        assert t.run_code("answer").text == "42"
+        t.kill()
+    finally:
+        g.stop()

@@ -1,4 +1,4 @@
-/* fuzz-rest.c: fuzz REST v1's request bodies through their parsers (server/rest*.c). */
+/* fuzz-rest.c: fuzz REST v1's request bodies through their parsers. */
 /*
  * Input: the body of a POST /v1/sessions or POST .../execute, as the HTTP
  * front hands it over (json_loadb with duplicates refused, an object or

@@ -589,14 +589,23 @@ class Session:
 
     def run_code(self, code, timeout=None, on_stdout=None, on_stderr=None,
                  on_result=None, on_error=None, stdin=None,
-                 store_history=None, request_timeout=None, raise_on=True):
+                 store_history=None, request_timeout=None, raise_on=True,
+                 language=None, envs=None):
         """Run code in the session; the Execution. Output callbacks get
         each chunk (str) or Result as it happens. timeout: seconds the
         cell may run (then TimeoutException); request_timeout: seconds the
         HTTP request may wait with no event (None: forever). A cell that
         raises returns normally, with execution.error set (as E2B); a cell
         that times out, runs out of memory, is killed or aborted raises
-        the matching ExecutionFailure (raise_on=False: return it)."""
+        the matching ExecutionFailure (raise_on=False: return it).
+        language and envs are E2B's: only Python is run here, and a
+        session's environment is fixed at its start (both refused
+        otherwise, rather than ignored)."""
+        if language not in (None, "python", "python3"):
+            raise InvalidArgumentError("language: only python runs here")
+        if envs:
+            raise InvalidArgumentError("envs: a session's environment is "
+                                       "fixed; not supported per call")
         body = {"code": code}
         if timeout is not None:
             body["timeout"] = timeout
