@@ -34,7 +34,7 @@
 struct rest_wait {
 	struct waiter	 waiter;
 	struct http_req	*req;		/* NULL once the client is gone */
-	const char	*op;
+	const char	*action;	/* "checkpoint" or "fork": the REST action */
 	char		 name[SESSION_NAME_MAX + 1]; /* the session asked */
 };
 
@@ -388,7 +388,7 @@ rest_wait_answer(struct waiter *w, json_t *r)
 
 	if (rw->req != NULL) {
 		http_on_close(rw->req, NULL, NULL);
-		rest_control_reply(rw->req, r, strcmp(rw->op, "fork") == 0 ?
+		rest_control_reply(rw->req, r, strcmp(rw->action, "fork") == 0 ?
 		    201 : 200, rw->name);
 	} else
 		json_decref(r);
@@ -405,7 +405,7 @@ rest_wait_gone(struct http_req *req, void *arg)
 }
 
 static void
-rest_long_op(struct http_req *req, json_t *creq, const char *op)
+rest_long_op(struct http_req *req, json_t *creq, const char *action)
 {
 	struct rest_wait	*rw;
 	json_t			*r;
@@ -413,12 +413,12 @@ rest_long_op(struct http_req *req, json_t *creq, const char *op)
 	rw = xcalloc(1, sizeof *rw);
 	rw->waiter.answer = rest_wait_answer;
 	rw->req = req;
-	rw->op = op;
-	snprintf(rw->name, sizeof rw->name, "%s", strcmp(op, "fork") == 0 ?
+	rw->action = action;
+	snprintf(rw->name, sizeof rw->name, "%s", strcmp(action, "fork") == 0 ?
 	    "" : json_string_value(json_object_get(creq, "name")));
 	r = control_call(http_uid(req), creq, &rw->waiter);
 	if (r != NULL) {
-		rest_control_reply(req, r, strcmp(op, "fork") == 0 ? 201 :
+		rest_control_reply(req, r, strcmp(action, "fork") == 0 ? 201 :
 		    200, rw->name);
 		free(rw);
 		return;
