@@ -231,15 +231,30 @@ def daemon_in_mode(mode, tmp_path_factory, extra_args=()):
 @contextlib.contextmanager
 def ipykernel(cwd, log=None, **kw):
     """A real ipykernel 6.17 (jupyter_client's KernelManager, kernelspec
-    python3) to compare with; its KernelManager, shut down on exit. log:
-    a file for its stdout and stderr. debugpy, which ipykernel imports,
-    warns about frozen modules: its file validation is off."""
+    python3) to compare with, ready; its KernelManager, shut down on exit.
+    log: a file for its stdout and stderr. debugpy, which ipykernel
+    imports, warns about frozen modules: its file validation is off.
+    jupyter_client picks free TCP ports by binding and closing them, so on
+    a busy machine another process can take one first and the kernel dies
+    at start ("Address already in use"): such a start is tried again."""
     from jupyter_client import KernelManager
-    km = KernelManager(kernel_name="python3", **kw)
     env = dict(os.environ, PYDEVD_DISABLE_FILE_VALIDATION="1",
                IPYTHONDIR=os.path.join(str(cwd), ".ipython"))
     out = {} if log is None else {"stdout": log, "stderr": log}
-    km.start_kernel(cwd=str(cwd), env=env, **out)
+    for attempt in range(3):
+        km = KernelManager(kernel_name="python3", **kw)
+        km.start_kernel(cwd=str(cwd), env=env, **out)
+        kc = km.client()
+        kc.start_channels()
+        try:
+            kc.wait_for_ready(timeout=60)
+            break
+        except RuntimeError:
+            if km.is_alive() or attempt == 2:
+                raise
+            km.cleanup_resources()
+        finally:
+            kc.stop_channels()
     try:
         yield km
     finally:

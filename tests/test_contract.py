@@ -7,11 +7,10 @@ import json
 import os
 import socket
 import subprocess
-import time
 
 import pytest
 
-from cbtest import CELLBLOCK, Daemon, poll, run_cell, sanitizer_env
+from cbtest import CELLBLOCK, Daemon, ipykernel, poll, run_cell, sanitizer_env
 
 WAIT = 60
 NOBODY = 65534
@@ -324,32 +323,34 @@ def jupyter_cell(kc, code):
 
 
 def test_every_execute_reply_carries_metadata_cellblock(daemon, session, tmp_path):
-    from jupyter_client import KernelManager
     conn = os.path.join(daemon.state, "sessions", session + ".json")
     kc = daemon.client(conn)
-    km = KernelManager(kernel_name="python3")
-    km.start_kernel(cwd=str(tmp_path), env=dict(os.environ, PYDEVD_DISABLE_FILE_VALIDATION="1"))
-    ipk = km.client()
-    ipk.start_channels()
-    try:
-        ipk.wait_for_ready(timeout=WAIT)
-        for code in ("1+1", "raise KeyError('k')", "print('x')"):
-            cb, ip = jupyter_cell(kc, code), jupyter_cell(ipk, code)
-            meta = cb["metadata"]["cellblock"]
-            assert METRICS <= set(meta), meta
-            assert all(isinstance(meta[k], int) for k in METRICS), meta
-            # Nothing else changed: content keys and the other metadata as ipykernel's.
-            # (engine_info of ipykernel's error replies: the runner never sent it.)
-            assert set(cb["content"]) == set(ip["content"]) - {"engine_info"}, (cb["content"], ip["content"])
-            same = ("status", "ename", "evalue", "payload", "user_expressions")
-            assert {k: cb["content"].get(k) for k in same} == {k: ip["content"].get(k) for k in same}
-            # metadata.cellblock is all the daemon adds to the metadata.
-            assert set(cb["metadata"]) - {"cellblock"} <= set(ip["metadata"]), cb["metadata"]
-            assert "cellblock" not in ip["metadata"]
-    finally:
-        ipk.stop_channels()
-        km.shutdown_kernel(now=True)
-        kc.stop_channels()
+    with ipykernel(tmp_path) as km:
+        ipk = km.client()
+        ipk.start_channels()
+        try:
+            ipk.wait_for_ready(timeout=WAIT)
+            check_metadata_against_ipykernel(kc, ipk)
+        finally:
+            ipk.stop_channels()
+            kc.stop_channels()
+
+
+def check_metadata_against_ipykernel(kc, ipk):
+    """The same cells in both: the reply differs by metadata.cellblock only."""
+    for code in ("1+1", "raise KeyError('k')", "print('x')"):
+        cb, ip = jupyter_cell(kc, code), jupyter_cell(ipk, code)
+        meta = cb["metadata"]["cellblock"]
+        assert METRICS <= set(meta), meta
+        assert all(isinstance(meta[k], int) for k in METRICS), meta
+        # Nothing else changed: content keys and the other metadata as ipykernel's.
+        # (engine_info of ipykernel's error replies: the runner never sent it.)
+        assert set(cb["content"]) == set(ip["content"]) - {"engine_info"}, (cb["content"], ip["content"])
+        same = ("status", "ename", "evalue", "payload", "user_expressions")
+        assert {k: cb["content"].get(k) for k in same} == {k: ip["content"].get(k) for k in same}
+        # metadata.cellblock is all the daemon adds to the metadata.
+        assert set(cb["metadata"]) - {"cellblock"} <= set(ip["metadata"]), cb["metadata"]
+        assert "cellblock" not in ip["metadata"]
 
 
 # ---------------------------------------------------------------- the CLI and owners
