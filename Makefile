@@ -123,6 +123,7 @@ test: deps all
 bench: deps all
 	$(PYTHON) tests/bench/bench.py $(BENCHFLAGS)
 	$(PYTHON) tests/bench/egress_bench.py
+	$(PYTHON) tests/bench/contract_bench.py
 
 # 100 sessions under a mixed load for SOAKTIME seconds, then checks for
 # crashes, leaks and lost state; never part of `make test` (docs/TESTING.md).

@@ -19,6 +19,7 @@
 #include <sodium.h>
 
 #include "server.h"
+#include "contract.h"
 
 char		*server_state_dir;
 char		*server_shim_path;
@@ -578,6 +579,7 @@ main(int argc, char **argv)
 	lifecycle_load_all();
 	lifecycle_start();
 	xasprintf(&path, "%s/control.sock", server_state_dir);
+	contract_ops_init();
 	if (control_start(path, &cause) != 0)
 		fatalx("%s", cause);
 	server_sig_io = loop_io_add(server_sigfd, EPOLLIN, server_signal_event,
@@ -609,6 +611,7 @@ main(int argc, char **argv)
 	egress_stop();
 	lifecycle_stop();
 	control_stop();
+	contract_free_all();
 	endpoint_reap_all();
 	endpoint_destroy(&endpoint_shared);
 	heartbeat_stop();

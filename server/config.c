@@ -73,6 +73,9 @@ static const struct config_entry {
 	{ "exec-timeout", CONFIG_COUNT, &cfg.limits.exec_timeout, "0" },
 	{ "nofile", CONFIG_COUNT, &cfg.limits.nofile, "1024" },
 	{ "fsize", CONFIG_SIZE, &cfg.limits.fsize, "1G" },
+	{ "contract-max-output", CONFIG_SIZE, &cfg.contract_output, "64K" },
+	{ "files-max-size", CONFIG_SIZE, &cfg.files_max_size, "1G" },
+	{ "files-quota", CONFIG_SIZE, &cfg.files_quota, "10G" },
 	/* The HTTP front (server/http.c, docs/GATEWAY.md). */
 	{ "http-listen", CONFIG_STRING, &cfg.http_listen, "127.0.0.1:8765" },
 	{ "http-tls-cert", CONFIG_STRING, &cfg.http_tls_cert, "" },

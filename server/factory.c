@@ -142,6 +142,33 @@ factory_new_session(const char *name, uid_t owner, const struct conninfo *ci,
 	    1, cause));
 }
 
+/*
+ * A new session with read-only mounts (files_mount_check made them): set
+ * before its first interpreter starts, and recorded so that every later
+ * one, after a resume too, has them. Takes a reference to mounts.
+ */
+struct session *
+factory_new_session_mounts(const char *name, uid_t owner,
+    const struct conninfo *ci, const struct session_limits *limits,
+    json_t *mounts, char **cause)
+{
+	struct session	*s;
+
+	if (json_array_size(mounts) == 0)
+		return (factory_new_session(name, owner, ci, limits, cause));
+	s = factory_make_session(name, owner, ci, limits, NULL, (uid_t)-1, 0,
+	    cause);
+	if (s == NULL)
+		return (NULL);
+	s->mounts = json_incref(mounts);
+	record_save(s);
+	if (kernel_start(s, cause) != 0) {
+		kernel_end(s, "its first interpreter did not start");
+		return (NULL);
+	}
+	return (s);
+}
+
 /* Incoming. */
 
 struct session *
@@ -198,6 +225,8 @@ factory_describe(struct session *s)
 	    (json_int_t)s->limits.exec_timeout);
 	json_object_set_new(json_object_get(d, "limits"), "idle_timeout",
 	    json_integer((json_int_t)s->limits.idle_timeout));
+	if (s->mounts != NULL)
+		json_object_set(d, "mounts", s->mounts);
 	json_object_set_new(d, "allow_net", json_string(s->limits.allow_net));
 	if (mem != UINT64_MAX)
 		json_object_set_new(d, "memory", json_integer(mem));

@@ -231,6 +231,10 @@ incarnation_start(struct session *s, char **cause)
 	a.contain = contain_enabled();
 	a.zygote = cfg.zygote;
 	a.rootfs = cfg.rootfs[0] != '\0' ? cfg.rootfs : NULL;
+	a.mounts = s->mounts;
+	a.owner = s->owner;
+	a.host_uid = s->host_uid;
+	a.host_gid = s->host_gid;
 	/* Egress (server/egress.c): its socket bound in; by exec, see there. */
 	a.egress_dir = egress_session_dir(s, cause);
 	if (a.egress_dir == NULL && *cause != NULL)

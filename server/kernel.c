@@ -23,6 +23,7 @@
 #include <sodium.h>
 
 #include "server.h"
+#include "contract.h"
 
 #define KERNEL_START_TRIES	3	/* deaths before hello, then give up */
 #define KERNEL_ARGS_LOGGED	64	/* kernel argument notes, a line each */
@@ -48,6 +49,7 @@ struct kernel_req {
 	size_t				 stream_bytes;	/* output budget */
 	size_t				 other_bytes;
 	int				 truncated;
+	struct contract_meter		 meter;	/* metadata.cellblock */
 	TAILQ_ENTRY(kernel_req)		 qentry; /* in the session's queue */
 };
 
@@ -90,6 +92,8 @@ static const struct kernel_entry {
 };
 
 static json_t	*kernel_restore_note(struct session *);
+static json_t	*kernel_reply_metrics(struct session *, struct kernel_req *,
+		    json_t *);
 static void	kernel_abort(struct session *, struct kernel_req *);
 static void	kernel_daemon_answer(struct session *, struct kernel_req *);
 static void	kernel_publish(struct session *, struct kernel_req *, const char *,
@@ -216,13 +220,39 @@ kernel_send(struct session *s, struct kernel_req *req, int which, const char *ty
 	json_decref(metadata);
 }
 
+/*
+ * Every execute_reply carries metadata.cellblock with the request's
+ * metrics (docs/PROTOCOL.md), beside what else the core put there.
+ */
+static json_t *
+kernel_reply_metrics(struct session *s, struct kernel_req *req, json_t *meta)
+{
+	json_t	*cb, *m;
+
+	if (meta == NULL)
+		meta = json_object();
+	if (!json_is_object(cb = json_object_get(meta, "cellblock"))) {
+		cb = json_object();
+		json_object_set_new(meta, "cellblock", cb);
+	}
+	m = contract_meter_metrics(s, &req->meter);
+	json_object_update(cb, m);
+	json_decref(m);
+	return (meta);
+}
+
 /* The reply goes back on the socket the request came in on. */
 static void
 kernel_reply(struct session *s, struct kernel_req *req, const char *type,
     json_t *content, json_t *metadata, zmsg_t *buffers)
 {
-	struct hook_reply	r = { req->msg, type, content };
+	struct hook_reply	r;
 
+	if (req->execute)
+		metadata = kernel_reply_metrics(s, req, metadata);
+	r.request = req->msg;
+	r.type = type;
+	r.content = content;
 	hook_run(HOOK_REPLY, s, &r);
 	kernel_send(s, req, req->which, type, content, metadata, buffers);
 }
@@ -455,6 +485,8 @@ kernel_receive(struct transport_origin *origin, struct session *s,
 	}
 	req->id = s->next_id++;
 	req->execute = strcmp(jm->msg_type, "execute_request") == 0;
+	if (req->execute)
+		contract_meter_queued(&req->meter);
 	if (s->ending) {
 		/* Nothing will run it: say so now rather than never. */
 		kernel_status(s, req, "busy");
@@ -711,6 +743,8 @@ kernel_pump(struct session *s)
 		if (req->execute && s->lc.restore_report != NULL &&
 		    (note = kernel_restore_note(s)) != NULL)
 			kernel_publish(s, req, "stream", note, NULL, NULL);
+		if (req->execute)
+			contract_meter_start(s, &req->meter);
 		if (kernel_send_request(s, req) != 0)
 			incarnation_stop(s, "SessionKilled");
 		else
@@ -912,6 +946,10 @@ kernel_on_iopub(struct session *s, json_t *msg)
 		log_warn("%s: malformed iopub from runner", s->name);
 		return;
 	}
+	if (strcmp(json_string_value(type), "stream") == 0 &&
+	    (s->current != NULL || s->last != NULL))
+		contract_meter_stream(s->current != NULL ? &s->current->meter :
+		    &s->last->meter, content);
 	if (req != NULL && req->timed_out &&
 	    strcmp(json_string_value(type), "error") == 0)
 		content = kernel_timeout_error(s, content);
@@ -926,6 +964,43 @@ kernel_on_iopub(struct session *s, json_t *msg)
 	kernel_publish(s, req, json_string_value(type), content,
 	    json_is_object(meta) ? json_incref(meta) : NULL, bufs);
 	zmsg_destroy(&bufs);
+}
+
+/* Merge fields into metadata.cellblock; takes add. */
+static void
+kernel_meta_set(json_t *meta, json_t *add)
+{
+	json_t	*cb;
+
+	if (!json_is_object(cb = json_object_get(meta, "cellblock"))) {
+		cb = json_object();
+		json_object_set_new(meta, "cellblock", cb);
+	}
+	json_object_update(cb, add);
+	json_decref(add);
+}
+
+/*
+ * Where a SyntaxError is, as the runner found it (its reply op's
+ * "cellblock" member, never in the content: that stays ipykernel's):
+ * metadata.cellblock.error_line and error_column, integers only.
+ */
+static void
+kernel_error_location(json_t *from, json_t *meta)
+{
+	json_t	*line = json_object_get(from, "line");
+	json_t	*col = json_object_get(from, "column");
+	json_t	*cb;
+
+	if (!json_is_integer(line))
+		return;
+	if (!json_is_object(cb = json_object_get(meta, "cellblock"))) {
+		cb = json_object();
+		json_object_set_new(meta, "cellblock", cb);
+	}
+	json_object_set(cb, "error_line", line);
+	if (json_is_integer(col))
+		json_object_set(cb, "error_column", col);
 }
 
 static void
@@ -952,10 +1027,12 @@ kernel_on_reply(struct session *s, json_t *msg)
 	    "error") == 0;
 	bufs = kernel_buffers_bin(json_object_get(msg, "buffers"));
 	meta = json_is_object(meta) ? json_deep_copy(meta) : json_object();
+	if (error)
+		kernel_error_location(json_object_get(msg, "cellblock"), meta);
 	if (req->timed_out && error) {
 		content = kernel_timeout_error(s, content);
-		json_object_set_new(meta, "cellblock", json_pack("{s:s,s:b}",
-		    "reason", "CellTimeout", "state_preserved", 1));
+		kernel_meta_set(meta, json_pack("{s:s,s:b}", "reason",
+		    "CellTimeout", "state_preserved", 1));
 	} else
 		json_incref(content);
 	/* Lifecycle's: the state changed; the first reply after a resume. */
@@ -1165,6 +1242,18 @@ void
 kernel_set_resolver(kernel_resolve_fn *fn)
 {
 	kernel_resolver = fn;
+}
+
+/*
+ * The header frame of the request the interpreter runs now, NULL if
+ * none: how an in-process origin (contract.c) tells its request's busy
+ * from the busy of a reply that fails it unrun (aborted, queue full).
+ */
+const void *
+kernel_running(struct session *s)
+{
+	return (s->current != NULL ? (const void *)s->current->msg->header_raw :
+	    NULL);
 }
 
 size_t

@@ -595,6 +595,9 @@ lifecycle_load(const char *file)
 		goto out;
 	}
 	s->created = json_integer_value(json_object_get(r, "created"));
+	/* Written by us; the shim checks each as the owner again anyway. */
+	if (json_is_array(json_object_get(r, "mounts")))
+		s->mounts = json_incref(json_object_get(r, "mounts"));
 	lifecycle_load_checkpoints(s, r);
 	record_save(s);
 	session_set_state(s, SESSION_HIBERNATED, "daemon restarted");

@@ -53,6 +53,8 @@ record_json(struct session *s)
 	    json_string(s->limits.allow_net));
 	json_object_set_new(r, "connection", ep != NULL ?
 	    connfile_to_json(&ep->ci) : json_null());
+	if (s->mounts != NULL)
+		json_object_set(r, "mounts", s->mounts);
 	return (r);
 }
 

@@ -51,6 +51,10 @@ struct config {
 	int	 audit_output;	/* with each execute's redacted output */
 	size_t	 audit_max_size; /* bytes of audit.log before it rotates */
 	size_t	 audit_keep;	/* rotated files kept */
+	size_t	 contract_output; /* bytes of stdout, of stderr, a contract
+				   keeps (head and tail) */
+	size_t	 files_max_size; /* bytes of one uploaded file */
+	size_t	 files_quota;	/* bytes of all of an owner's session files */
 	char	*http_listen;	/* ADDRESS:PORT of the HTTP front, or off */
 	char	*http_tls_cert;	/* PEM files; both or neither */
 	char	*http_tls_key;
@@ -261,6 +265,7 @@ void		 kernel_restart(struct session *, const char *);
 void		 kernel_interrupt(struct session *);
 void		 kernel_end(struct session *, const char *);
 size_t		 kernel_queued(struct session *);
+const void	*kernel_running(struct session *);
 
 /* server/factory.c: the session factory */
 void		 factory_init(void);
@@ -270,6 +275,9 @@ struct session	*factory_new_session(const char *, uid_t,
 struct session	*factory_make_session(const char *, uid_t,
 		     const struct conninfo *, const struct session_limits *,
 		     const char *, uid_t, int, char **);
+struct session	*factory_new_session_mounts(const char *, uid_t,
+		     const struct conninfo *, const struct session_limits *,
+		     json_t *, char **);
 struct session	*factory_shared_session(struct jmsg *);
 json_t		*factory_describe(struct session *);
 void		 factory_rmtree(const char *);
@@ -295,6 +303,23 @@ json_t		*lifecycle_fork(struct session *, const char *, uid_t,
 int		 control_start(const char *, char **);
 void		 control_stop(void);
 json_t		*control_parse_request(const char *, size_t, size_t *, char **);
+struct control_conn;
+typedef json_t	*control_op_fn(struct control_conn *, json_t *);
+void		 control_handle(const char *, control_op_fn *);
+json_t		*control_error(int, const char *, ...)
+		     __attribute__((format(printf, 2, 3)));
+uid_t		 control_conn_uid(struct control_conn *);
+int		 control_conn_take_fd(struct control_conn *);
+int		 control_conn_send(struct control_conn *, json_t *);
+void		 control_conn_job(struct control_conn *, void (*)(void *),
+		     void *);
+int		 control_conn_busy(struct control_conn *);
+void		 control_conn_job_done(struct control_conn *);
+struct session	*control_conn_session(struct control_conn *, json_t *,
+		     json_t **);
+
+/* server/contract-ops.c: the control socket's execute, result, files */
+void		 contract_ops_init(void);
 
 /* server/gateway.c: the Kernel Gateway REST routes (docs/GATEWAY.md) */
 void		 gateway_register(void);

@@ -224,6 +224,7 @@ session_remove_ref(struct session *s)
 	json_decref(s->kernel_args);
 	json_decref(s->exec_count);
 	json_decref(s->lc.restore_report);
+	json_decref(s->mounts);
 	free(s->workdir);
 	free(s);
 }

@@ -141,12 +141,15 @@ struct session {
 	uint64_t	 next_id;
 	json_t		*exec_count;
 	char		*workdir;
+	json_t		*mounts;	/* read-only binds: [{source, target}],
+					   checked as the owner (files-mount.c) */
 
 	/* Containment (sessions/contain.c). */
 	struct session_limits limits;
 	uid_t		 host_uid;	/* the interpreter's uid on the host */
 	gid_t		 host_gid;
 	int		 cgroup_made;
+	struct cgroup_meter *meter;	/* the contract's counters, once open */
 	uint64_t	 oom_seen;	/* OOM kills counted so far */
 
 	/* Lifecycle: server/lifecycle.c's alone. */
@@ -190,6 +193,8 @@ int		 contain_enter(struct session *, pid_t, char **);
 void		 contain_release(struct session *);
 int		 contain_oom_killed(struct session *);
 void		 contain_stats(struct session *, uint64_t *, uint64_t *);
+void		 contain_meter(struct session *, int, uint64_t *, uint64_t *,
+		     int *);
 
 /* sessions/spawn.c */
 struct spawn_args {
@@ -203,7 +208,12 @@ struct spawn_args {
 	int		 contain;	/* run the sandbox steps */
 	int		 zygote;	/* fork from the zygote if it is ready */
 	const struct session_limits *limits;
+	json_t		*mounts;	/* read-only binds; forces exec */
+	uid_t		 owner;		/* whose permissions the binds need */
+	uid_t		 host_uid;	/* the binds' files show as these */
+	gid_t		 host_gid;
 };
+#define SPAWN_BINDS_MAX	16	/* read-only binds per session */
 enum spawn_born { SPAWN_EXEC, SPAWN_ZYGOTE };
 int		 spawn_interpreter(struct session *, const struct spawn_args *,
 		     char **);

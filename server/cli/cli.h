@@ -53,6 +53,7 @@ struct cmd_entry {
 extern const struct cmd_entry cmd_new_entry;
 extern const struct cmd_entry cmd_ls_entry;
 extern const struct cmd_entry cmd_run_entry;
+extern const struct cmd_entry cmd_cp_entry;
 extern const struct cmd_entry cmd_interrupt_entry;
 extern const struct cmd_entry cmd_restart_entry;
 extern const struct cmd_entry cmd_kill_entry;
