@@ -184,7 +184,7 @@ FUZZ_LINK_channel = sessions/channel.c $(BASE_SRC)
 FUZZ_LINK_config  = server/config.c $(EGRESS_POLICY) $(BASE_SRC)
 FUZZ_LINK_zmtp	  = $(PROTO_SRC) $(BASE_SRC)
 FUZZ_LINK_http	  = $(FUZZ_LINK_control)
-FUZZ_LINK_ws	  = server/gateway-wire.c $(PROTO_SRC) $(BASE_SRC)
+FUZZ_LINK_ws	  = $(FUZZ_LINK_control)
 
 define FUZZ_RULES
 $(BINDIR)/fuzz-replay-$(1): $$(call obj,tests/fuzz/replay.c \

@@ -122,6 +122,8 @@ int		 ws_send(struct ws *, enum ws_kind, const void *, size_t);
 void		 ws_close(struct ws *, uint16_t, const char *);
 size_t		 ws_queued(struct ws *);
 void		 ws_stop(void);
+struct ws	*ws_adopt(int, const struct ws_ops *, void *, const char *);
+void		 ws_feed(struct ws *, const void *, size_t);
 const char	*ws_peer(struct ws *);
 
 #endif

@@ -408,21 +408,21 @@ struct ws_pending {
 	char			 peer[64];
 };
 
-static void
-ws_upgraded(void *arg, int fd, const char *extra, size_t extra_len,
-    void *urh)
+/*
+ * A WebSocket on a connected socket whose handshake is done: in the loop,
+ * its owner told (opened). ws_upgraded's, and the fuzz harness's.
+ */
+struct ws *
+ws_adopt(int fd, const struct ws_ops *ops, void *arg, const char *peer)
 {
-	struct ws_pending	*p = arg;
-	struct ws		*ws;
-	int			 one = 1;
+	struct ws	*ws;
+	int		 one = 1;
 
 	ws = xcalloc(1, sizeof *ws);
 	ws->fd = fd;
-	ws->urh = urh;
-	ws->ops = p->ops;
-	ws->arg = p->arg;
-	memcpy(ws->peer, p->peer, sizeof ws->peer);
-	free(p);
+	ws->ops = ops;
+	ws->arg = arg;
+	snprintf(ws->peer, sizeof ws->peer, "%s", peer);
 	if (wslay_frame_context_init(&ws->fc, &ws_callbacks, ws) != 0)
 		fatalx("out of memory");
 	/*
@@ -435,14 +435,37 @@ ws_upgraded(void *arg, int fd, const char *extra, size_t extra_len,
 	ws->io = loop_io_add(fd, EPOLLIN, ws_event, ws);
 	ws->ping = loop_timer_add(WS_PING_EVERY, ws_ping, ws);
 	ws->ops->opened(ws, ws->arg);
-	if (extra_len != 0 && !ws->dead) {
-		ws->in = xmalloc(extra_len);
-		memcpy(ws->in, extra, extra_len);
-		ws->in_len = extra_len;
-		ws_parse(ws);
-		if (!ws->dead)
-			ws_flush(ws);
-	}
+	return (ws);
+}
+
+/* Bytes from the peer, as if read from its socket: framed, answered. */
+void
+ws_feed(struct ws *ws, const void *buf, size_t len)
+{
+	if (ws->dead || len == 0)
+		return;
+	if (ws->in_off == ws->in_len)
+		ws->in_off = ws->in_len = 0;
+	ws->in = xrealloc(ws->in, ws->in_len + len);
+	memcpy(ws->in + ws->in_len, buf, len);
+	ws->in_len += len;
+	ws_parse(ws);
+	if (!ws->dead)
+		ws_flush(ws);
+}
+
+static void
+ws_upgraded(void *arg, int fd, const char *extra, size_t extra_len,
+    void *urh)
+{
+	struct ws_pending	*p = arg;
+	struct ws		*ws;
+
+	ws = ws_adopt(fd, p->ops, p->arg, p->peer);
+	ws->urh = urh;
+	free(p);
+	/* What the client sent right behind its handshake. */
+	ws_feed(ws, extra, extra_len);
 }
 
 static void

@@ -1,12 +1,16 @@
-/* fuzz-ws.c: fuzz WebSocket messages on their way into the core (server/gateway-wire.c). */
+/* fuzz-ws.c: fuzz WebSocket frames and messages on their way into the core (server/ws.c, gateway-wire.c). */
 /*
- * Input: one byte of flags, then a WebSocket message as a client sends it
- * on /api/kernels/{id}/channels. Flags bit 0: v1.kernel.websocket.jupyter.org
- * rather than the legacy framing; bit 1: a binary frame rather than text
- * (text frames may hold anything: tornado proxies forward binary as text).
- * The message is decoded (gateway_wire_decode) and made the struct jmsg
- * the core's listener takes (gateway_in_jmsg); then answered: a reply
- * with it as parent is encoded in both framings (gateway_out_new,
+ * Input: one byte of flags, then what a client sends on
+ * /api/kernels/{id}/channels. Flags bit 0: v1.kernel.websocket.jupyter.org
+ * rather than the legacy framing. Bit 2: the rest is raw bytes off the
+ * socket after the handshake, framed by ws.c (ws_adopt, ws_feed: RFC 6455
+ * over libwslay's frame layer, fragments, control frames, the size cap);
+ * each whole message it hands on takes the path below. Without bit 2 the
+ * rest is one message, text or (bit 1) binary (text frames may hold
+ * anything: tornado proxies forward binary as text).
+ * A message is decoded (gateway_wire_decode) and made the struct jmsg the
+ * core's listener takes (gateway_in_jmsg); then answered: a reply with it
+ * as parent is encoded in both framings (gateway_out_new,
  * gateway_wire_encode) and decoded again.
  *
  * Oracles: a decoded message has a known channel, an object header with
@@ -14,10 +18,14 @@
  * jmsg's borrowed strings are the header's, its header bytes parse back
  * to the header, its client kind is "gateway"; an encoded reply decodes
  * in its own framing to the same msg_type and parent msg_id, and never
- * exceeds GATEWAY_MESSAGE_MAX.
+ * exceeds GATEWAY_MESSAGE_MAX; ws.c never hands on more than
+ * max-message, and the connection is freed with its owner told.
  */
 
+#include <sys/socket.h>
+
 #include <string.h>
+#include <unistd.h>
 
 #include "server.h"
 #include "http.h"
@@ -80,30 +88,100 @@ fuzz_ws_reply(struct jmsg *jm)
 	gateway_out_unref(&o);
 }
 
-int
-LLVMFuzzerTestOneInput(const uint8_t *data, size_t len)
+static void
+fuzz_ws_message(enum gateway_framing f, int binary, const u_char *p,
+    size_t len)
 {
 	struct gateway_in	 in;
 	struct jmsg		*jm;
 	char			*cause = NULL;
-	enum gateway_framing	 f;
 
-	if (len == 0)
-		return (0);
-	f = (data[0] & 1) ? GATEWAY_V1 : GATEWAY_LEGACY;
-	if (gateway_wire_decode(f, (data[0] & 2) != 0, data + 1, len - 1, &in,
-	    &cause) != 0) {
+	if (gateway_wire_decode(f, binary, p, len, &in, &cause) != 0) {
 		FUZZ_CHECK(cause != NULL);
 		free(cause);
-		return (0);
+		return;
 	}
-	if ((jm = gateway_in_jmsg(&in, len - 1, &cause)) == NULL) {
+	if ((jm = gateway_in_jmsg(&in, len, &cause)) == NULL) {
 		FUZZ_CHECK(cause != NULL);
 		free(cause);
-		return (0);
+		return;
 	}
 	fuzz_ws_check(jm);
 	fuzz_ws_reply(jm);
 	jmsg_destroy(&jm);
+}
+
+/* ws.c's owner: each whole message goes the way gateway-ws.c sends it. */
+static enum gateway_framing	fuzz_framing;
+static int			fuzz_closed;
+
+static void
+fuzz_ws_opened(struct ws *ws, void *arg)
+{
+	(void)ws;
+	(void)arg;
+}
+
+static void
+fuzz_ws_got(struct ws *ws, enum ws_kind kind, const u_char *p, size_t len,
+    void *arg)
+{
+	(void)ws;
+	(void)arg;
+	FUZZ_CHECK(len <= cfg.max_message);
+	fuzz_ws_message(fuzz_framing, kind == WS_BINARY, p, len);
+}
+
+static void
+fuzz_ws_closed(struct ws *ws, void *arg)
+{
+	(void)ws;
+	(void)arg;
+	fuzz_closed++;
+}
+
+static const struct ws_ops fuzz_ws_ops = {
+	fuzz_ws_opened, NULL, fuzz_ws_got, fuzz_ws_closed
+};
+
+/* Raw bytes into a WebSocket on a socketpair; what it answers is drained. */
+static void
+fuzz_ws_raw(const uint8_t *data, size_t len)
+{
+	char	 buf[65536];
+	int	 sv[2];
+
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv) != 0)
+		return;
+	loop_init();
+	fuzz_closed = 0;
+	ws_feed(ws_adopt(sv[0], &fuzz_ws_ops, NULL, "fuzz"), data, len);
+	while (read(sv[1], buf, sizeof buf) > 0)
+		;
+	ws_stop();
+	FUZZ_CHECK(fuzz_closed == 1);
+	loop_free();
+	close(sv[0]);
+	close(sv[1]);
+}
+
+int
+LLVMFuzzerTestOneInput(const uint8_t *data, size_t len)
+{
+	static int	ready;
+
+	if (!ready) {
+		config_defaults();
+		cfg.max_message = 1024 * 1024;	/* the cap within reach */
+		ready = 1;
+	}
+	if (len == 0)
+		return (0);
+	fuzz_framing = (data[0] & 1) ? GATEWAY_V1 : GATEWAY_LEGACY;
+	if (data[0] & 4)
+		fuzz_ws_raw(data + 1, len - 1);
+	else
+		fuzz_ws_message(fuzz_framing, (data[0] & 2) != 0, data + 1,
+		    len - 1);
 	return (0);
 }

@@ -432,6 +432,23 @@ def ws_seeds():
     iop = msg("iopub", "status", {"execution_state": "idle"})
     write("ws", "client-on-iopub", b"\x00" + json.dumps(iop).encode())
     write("ws", "garbage", b"\x02\xff\xff\xff\xff\x00\x00\x00\x08")
+    # Raw client bytes (flag 4), masked frames as websocket-client writes them.
+    from websocket import ABNF
+
+    def frame(data, opcode, fin=1):
+        f = ABNF(fin, 0, 0, 0, opcode, 1, data)
+        return f.format()
+    text = json.dumps(ex).encode()
+    write("ws", "raw-text", b"\x04" + frame(text, ABNF.OPCODE_TEXT))
+    write("ws", "raw-fragmented", b"\x04" + frame(text[:50], ABNF.OPCODE_TEXT, 0)
+          + frame(b"ping", ABNF.OPCODE_PING) + frame(text[50:], ABNF.OPCODE_CONT))
+    write("ws", "raw-binary-v1", b"\x05" + frame(v1(comm, [b"\x01\x02"]), ABNF.OPCODE_BINARY))
+    write("ws", "raw-two-then-close", b"\x04" + frame(text, ABNF.OPCODE_TEXT)
+          + frame(json.dumps(inp).encode(), ABNF.OPCODE_TEXT)
+          + frame(b"\x03\xe8bye", ABNF.OPCODE_CLOSE))
+    write("ws", "raw-huge-length", b"\x04\x81\xff\x7f\xff\xff\xff\xff\xff\xff\xff\x00\x00\x00\x00")
+    write("ws", "raw-bad-opcode", b"\x04\x83" + frame(b"x", ABNF.OPCODE_TEXT)[1:])
+    write("ws", "raw-continuation-of-nothing", b"\x04" + frame(b"x", ABNF.OPCODE_CONT))
 
 
 def main():
