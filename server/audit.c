@@ -201,7 +201,9 @@ audit_time(char *buf, size_t len)
 
 /*
  * Every string in the event, redacted as the text it is (before JSON
- * escaping, so a rule sees real newlines).
+ * escaping, so a rule sees real newlines). A string left as it was is not
+ * replaced: most are, and a new jansson string each costs more than the
+ * (remembered) redaction.
  */
 static void
 audit_redact(json_t *j)
@@ -218,7 +220,8 @@ audit_redact(json_t *j)
 				continue;
 			}
 			clean = redact(json_string_value(v), NULL);
-			json_object_set_new(j, key, json_string(clean));
+			if (strcmp(clean, json_string_value(v)) != 0)
+				json_object_set_new(j, key, json_string(clean));
 			free(clean);
 		}
 	} else if (json_is_array(j)) {
@@ -228,7 +231,8 @@ audit_redact(json_t *j)
 				continue;
 			}
 			clean = redact(json_string_value(v), NULL);
-			json_array_set_new(j, i, json_string(clean));
+			if (strcmp(clean, json_string_value(v)) != 0)
+				json_array_set_new(j, i, json_string(clean));
 			free(clean);
 		}
 	}
