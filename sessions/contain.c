@@ -288,12 +288,15 @@ contain_oom_killed(struct session *s)
 	return (1);
 }
 
+/* mem may be NULL: one cgroup file fewer to read (an execute's start). */
 void
 contain_stats(struct session *s, uint64_t *mem, uint64_t *cpu)
 {
 	char	*cause;
 
-	*mem = *cpu = CGROUP_UNKNOWN;
+	if (mem != NULL)
+		*mem = CGROUP_UNKNOWN;
+	*cpu = CGROUP_UNKNOWN;
 	if (s->cgroup_made &&
 	    cgroup_stats(contain.cg, s->name, mem, cpu, &cause) != 0)
 		free(cause);
