@@ -28,6 +28,11 @@
  *
  * Connections are freed only from their own callback or by a neighbour
  * that is not on the stack; a failure during a send only marks one dead.
+ *
+ * In the daemon's loop output is not written as it is queued but once the
+ * turn's callbacks are done (wire_flush, from a 0 ms timer): an execute's
+ * busy, result, reply and idle often arise in one turn, and one writev
+ * for them costs a quarter of four (docs/BENCHMARKS.md).
  */
 
 #include <sys/types.h>
@@ -102,6 +107,8 @@ struct wire_conn {
 
 	TAILQ_ENTRY(wire_conn)	 entry;		/* in the wire */
 	TAILQ_ENTRY(wire_conn)	 lentry;	/* in the loop */
+	int			 flushing;	/* on the loop's flush list */
+	TAILQ_ENTRY(wire_conn)	 fentry;
 };
 
 struct wire {
@@ -471,6 +478,13 @@ wire_conn_close(struct wire_conn *c, const char *why)
 		wire_log(w, line);
 		free(line);
 	}
+	if (c->flushing) {
+		/* What this turn queued, as it would have gone out at once. */
+		TAILQ_REMOVE(&w->loop->flush, c, fentry);
+		c->flushing = 0;
+		if (!c->dead)
+			wire_conn_write(c);
+	}
 	w->loop->held -= c->held;
 	w->loop->remove(w->loop, c->io);
 	close(c->fd);
@@ -676,6 +690,7 @@ wire_conn_message(struct wire_conn *c, zmsg_t *m)
 static int
 wire_enqueue(struct wire_conn *c, struct wire_chunk *ch, int force)
 {
+	struct wire_loop	*loop = c->wire->loop;
 	struct wire_qent	*q;
 	int			 was_empty = c->queued == 0;
 
@@ -689,9 +704,22 @@ wire_enqueue(struct wire_conn *c, struct wire_chunk *ch, int force)
 	ch->refs++;
 	TAILQ_INSERT_TAIL(&c->queue, q, entry);
 	c->queued += ch->len;
-	if (was_empty && !c->dead && c->io != NULL)
+	if (c->dead || c->io == NULL)
+		return (0);
+	if (c->flushing)
+		return (0);	/* goes with the rest at wire_flush */
+	if (was_empty && loop->defer != NULL) {
+		TAILQ_INSERT_TAIL(&loop->flush, c, fentry);
+		c->flushing = 1;
+		if (!loop->deferred) {
+			loop->deferred = 1;
+			loop->defer(loop);
+		}
+		return (0);
+	}
+	if (was_empty)
 		wire_conn_write(c);
-	if (!c->dead && c->io != NULL)
+	if (!c->dead)
 		wire_conn_want(c);
 	return (0);
 }
@@ -860,11 +888,32 @@ wire_connections(struct wire *w)
 	return (w->nconns);
 }
 
+/*
+ * Write what this turn queued: a connection's messages in one writev (a
+ * peer that does not keep up is left to its own callback, EPOLLOUT).
+ */
+void
+wire_flush(struct wire_loop *loop)
+{
+	struct wire_conn	*c;
+
+	loop->deferred = 0;
+	while ((c = TAILQ_FIRST(&loop->flush)) != NULL) {
+		TAILQ_REMOVE(&loop->flush, c, fentry);
+		c->flushing = 0;
+		/* Dead: its own callback frees it (wire_conn_kill woke it). */
+		if (!c->dead && wire_conn_write(c) == 0)
+			wire_conn_want(c);
+	}
+}
+
 /* A loop's budget for unfinished messages, over all its connections. */
 void
 wire_loop_init(struct wire_loop *loop, size_t budget)
 {
 	TAILQ_INIT(&loop->conns);
+	TAILQ_INIT(&loop->flush);
+	loop->deferred = 0;
 	loop->held = 0;
 	loop->budget = budget;
 	loop->buf = xmalloc(WIRE_READ_SIZE);
@@ -902,8 +951,22 @@ wire_main_remove(struct wire_loop *loop, void *io)
 	loop_io_remove(&lio);
 }
 
+static void
+wire_main_flush(void *arg)
+{
+	wire_flush(arg);
+}
+
+/* A 0 ms timer fires after this turn's descriptors (server/loop.c). */
+static void
+wire_main_defer(struct wire_loop *loop)
+{
+	loop_timer_add(0, wire_main_flush, loop);
+}
+
 struct wire_loop wire_main = {
 	.add = wire_main_add,
 	.set = wire_main_set,
 	.remove = wire_main_remove,
+	.defer = wire_main_defer,
 };
