@@ -3,7 +3,7 @@
 
 PYTHON	?= /usr/bin/python3
 CC	?= cc
-PKGS	 = libczmq libzmq jansson libsodium libseccomp
+PKGS	 = libczmq libzmq jansson libsodium nettle libseccomp
 VERSION	 = 0.1.0
 PYVER	:= $(shell $(PYTHON) -c 'import platform; print(platform.python_version())' 2>/dev/null)
 
