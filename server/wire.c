@@ -834,8 +834,7 @@ wire_send(struct wire *w, zmsg_t **mp)
 	struct wire_conn	*c, *to = NULL;
 	struct wire_chunk	*ch;
 	zframe_t		*first = zmsg_first(*mp);
-	u_char			*buf;
-	size_t			 len;
+	size_t			 skip;
 	int			 n = 0;
 
 	if (first == NULL)
@@ -848,12 +847,13 @@ wire_send(struct wire *w, zmsg_t **mp)
 	}
 	if (w->kind == WIRE_ROUTER && to == NULL)
 		goto out;
-	buf = zmtp_encode(*mp, w->kind == WIRE_ROUTER ? 1 : 0, &len);
-	if (buf == NULL)
+	/* Encoded straight into the chunk every peer's queue shares. */
+	skip = w->kind == WIRE_ROUTER ? 1 : 0;
+	if (zmsg_size(*mp) <= skip)
 		goto out;
-	ch = wire_chunk_new(buf, len);
-	free(buf);
-	ch->refs++;	/* ours, while we queue it */
+	ch = xmalloc(sizeof *ch + zmtp_encode_size(*mp, skip));
+	ch->len = zmtp_encode_into(*mp, skip, ch->data);
+	ch->refs = 1;	/* ours, while we queue it */
 	TAILQ_FOREACH(c, &w->conns, entry) {
 		if (c->dead || !c->routed || (to != NULL && c != to) ||
 		    (w->kind == WIRE_PUB && !wire_sub_match(c, first)))
