@@ -10,7 +10,7 @@
  *
  *	what			bound				then
  *	one message		max-message, plus ZMTP_FRAME_COST a frame	close
- *	all unfinished messages	max-message per loop (shared)	close the largest
+ *	all unfinished messages	one message's, per loop (shared)	close the largest
  *	a connection's output	one message + WIRE_QUEUE bytes	drop the message
  *	subscriptions		WIRE_SUBS_MAX prefixes		close
  *	connections		WIRE_CONN_MAX per socket	refuse new ones
@@ -304,8 +304,14 @@ wire_adopt(struct wire_loop *loop, enum wire_kind kind, int fd,
 {
 	struct wire	*w;
 
+	/*
+	 * The loop's budget is one message's own limit (zmtp.c's), never
+	 * less: a lone peer is refused by its message's limit, with that
+	 * reason, before the shared budget could cut it off for another.
+	 */
 	if (loop->buf == NULL)
-		wire_loop_init(loop, max_message);
+		wire_loop_init(loop, max_message + ZMTP_FRAME_COST *
+		    ZMTP_FREE_FRAMES);
 	w = xcalloc(1, sizeof *w);
 	w->loop = loop;
 	w->kind = kind;
