@@ -113,6 +113,12 @@ test: deps all
 bench: deps all
 	$(PYTHON) tests/bench/bench.py $(BENCHFLAGS)
 
+# The message hot path alone (issue 11): executes/s over 50 sessions and
+# the daemon's CPU and instructions per execute; HOTPATHFLAGS may name
+# other builds to compare (tests/bench/hotpath.py).
+bench-hotpath: all
+	$(PYTHON) tests/bench/hotpath.py --callgrind 200 $(HOTPATHFLAGS)
+
 # 100 sessions under a mixed load for SOAKTIME seconds, then checks for
 # crashes, leaks and lost state; never part of `make test` (docs/TESTING.md).
 SOAKTIME ?= 600
@@ -252,4 +258,4 @@ lintian: deb
 clean:
 	rm -rf build bin build-asan bin-asan
 
-.PHONY: all deps run test bench asan asan-build clean
+.PHONY: all deps run test bench bench-hotpath asan asan-build clean
