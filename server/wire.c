@@ -571,6 +571,13 @@ wire_conn_read(struct wire_conn *c)
 				return;
 		}
 		wire_budget(c);
+		/*
+		 * A short read took all there was: the next read would say
+		 * EAGAIN, a syscall per wake-up for nothing (the loop is
+		 * level-triggered and calls again when more comes).
+		 */
+		if ((size_t)n < WIRE_READ_SIZE)
+			break;
 	}
 }
 
