@@ -117,7 +117,8 @@ bench: deps all
 # the daemon's CPU and instructions per execute; HOTPATHFLAGS may name
 # other builds to compare (tests/bench/hotpath.py).
 bench-hotpath: all
-	$(PYTHON) tests/bench/hotpath.py --callgrind 200 $(HOTPATHFLAGS)
+	$(PYTHON) tests/bench/hotpath.py --callgrind 200 --write tests/bench/hotpath.md \
+	    $(HOTPATHFLAGS)
 
 # 100 sessions under a mixed load for SOAKTIME seconds, then checks for
 # crashes, leaks and lost state; never part of `make test` (docs/TESTING.md).

@@ -211,12 +211,43 @@ def main():
     table = render_table(variants, res)
     print(table)
     if a.write:
-        with open(a.write, "w") as f:
-            f.write(f"Run {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
-                    f"`{' '.join(sys.argv[1:])}`; load average before "
-                    f"{' '.join(f'{x:.1f}' for x in load0)}, after "
-                    f"{' '.join(f'{x:.1f}' for x in os.getloadavg())}. "
-                    f"Each cell: round 1/round 2/...\n\n{table}\n")
+        write(a.write, variants, res, table, load0)
+
+
+NOTES = "<!-- notes below: written by hand, kept by hotpath.py --write -->"
+
+
+def ceiling(o):
+    """Executes/s the 2 cores allow at this run's CPU per execute."""
+    per = o["tput_daemon_us_sched"] + o["tput_interpreter_us"] + o["tput_client_us"]
+    return os.cpu_count() * 1e6 / per if per else float("nan")
+
+
+def write(path, variants, res, table, load0):
+    kept = ""
+    if os.path.exists(path):
+        old = open(path).read()
+        if NOTES in old:
+            kept = old[old.index(NOTES):]
+    caps = "; ".join(f"{n}: {'/'.join(f'{ceiling(o):.0f}' for o in res[n])}/s"
+                     for n, _ in variants)
+    with open(path, "w") as f:
+        f.write(f"`make bench-hotpath` (tests/bench/hotpath.py): {len(variants)} daemon "
+                f"build(s) driven alternately, round after round, each with a private "
+                f"daemon and 50 trivial sessions (nothing imported): `rtt tput` (one `1+1` "
+                f"in flight per session) and `rtt conn` (one session); CPU per execute "
+                f"from /proc (the daemon's over all its threads, the sessions' processes', "
+                f"the C client's), instructions per execute under callgrind (user space "
+                f"only; counted, not timed, so the other load on the shared cores cannot "
+                f"move it). Run {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
+                f"`{' '.join(sys.argv[1:])}`; load average before "
+                f"{' '.join(f'{x:.1f}' for x in load0)}, after "
+                f"{' '.join(f'{x:.1f}' for x in os.getloadavg())}: the machine was shared, "
+                f"so times are inflated alike for every build and only the same run's "
+                f"figures compare. Each cell: round 1/round 2/...\n\n{table}\n\n"
+                f"What 2 cores allow at each round's CPU per execute (daemon + sessions + "
+                f"client): {caps}.\n\n")
+        f.write(kept or NOTES + "\n")
 
 
 LABELS = {
