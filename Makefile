@@ -3,7 +3,7 @@
 
 PYTHON	?= /usr/bin/python3
 CC	?= cc
-PKGS	 = libczmq libzmq jansson libsodium nettle libseccomp
+PKGS	 = libczmq libzmq jansson libsodium nettle libseccomp libmicrohttpd gnutls
 VERSION	 = 0.1.0
 PYVER	:= $(shell $(PYTHON) -c 'import platform; print(platform.python_version())' 2>/dev/null)
 
@@ -17,7 +17,7 @@ ALL_CFLAGS = -std=gnu11 -D_GNU_SOURCE $(WARN) $(CPPFLAGS) $(CFLAGS) -MMD -MP \
 	   -Ikernel-shim/base -Iprotocol -Isessions -Iserver -Ikernel-shim \
 	   -DCELLBLOCK_VERSION='"$(VERSION)"' -DCELLBLOCK_PYVER='"$(PYVER)"' \
 	   $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
-LIBS	 = $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lpthread -lm
+LIBS	 = $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lwslay -lpthread -lm
 
 # Sources: each directory is a library; the programs pick what they need.
 # kernel-shim/base/ is the floor under all of them (docs/ARCHITECTURE.md).
@@ -28,6 +28,11 @@ SESS_SRC	= $(filter-out sessions/test-%.c,$(wildcard sessions/*.c))
 # only the connection files (server/shared.h).
 DAEMON_SRC	= $(filter-out server/test-%.c,$(wildcard server/*.c))
 CLI_SRC		= $(wildcard server/cli/*.c) server/connfile.c
+# The egress proxy, its own program (server/egress/, docs/SECURITY.md); the
+# daemon links only its policy parser.
+EGRESS_POLICY	= server/egress/egress-policy.c
+EGRESS_SRC	= server/egress/egress-proxy.c $(EGRESS_POLICY)
+DAEMON_SRC	+= $(EGRESS_POLICY)
 SHIM_SRC	= $(filter-out kernel-shim/test-%.c kernel-shim/zygote-child.c,\
 		    $(wildcard kernel-shim/*.c))
 # The zygote's C half: a shared object Python loads (docs/ZYGOTE.md); it
@@ -47,9 +52,9 @@ BINDIR	 = bin
 obj = $(patsubst %.c,$(BUILDDIR)/%.o,$(1))
 
 BINS	= $(BINDIR)/cellblockd $(BINDIR)/cellblock $(BINDIR)/cellblock-shim \
-	  $(BINDIR)/cellblock-zygote.so
+	  $(BINDIR)/cellblock-zygote.so $(BINDIR)/cellblock-egress
 TESTBINS = $(BINDIR)/test-protocol $(BINDIR)/test-base $(BINDIR)/test-redact \
-	   $(BINDIR)/test-zmtp \
+	   $(BINDIR)/test-zmtp $(BINDIR)/test-egress $(BINDIR)/test-child \
 	   $(if $(wildcard sessions/test-cgroup.c),$(BINDIR)/test-cgroup) \
 	   $(if $(wildcard tests/sandbox/try-syscall.c),$(BINDIR)/try-syscall) \
 	   $(if $(wildcard tests/sandbox/seccomp-check.c),$(BINDIR)/seccomp-check) \
@@ -75,6 +80,11 @@ $(BINDIR)/test-protocol: $(call obj,protocol/test-protocol.c $(PROTO_SRC) $(BASE
 $(BINDIR)/test-zmtp: $(call obj,protocol/test-zmtp.c $(PROTO_SRC) $(BASE_SRC))
 $(BINDIR)/test-cgroup: $(call obj,sessions/test-cgroup.c sessions/cgroup.c $(BASE_SRC))
 $(BINDIR)/test-redact: $(call obj,server/test-redact.c server/redact.c $(BASE_SRC))
+$(BINDIR)/test-child: $(call obj,server/test-child.c server/child.c server/loop.c \
+	    $(BASE_SRC))
+$(BINDIR)/cellblock-egress: $(call obj,$(EGRESS_SRC) $(BASE_SRC))
+$(BINDIR)/test-egress: $(call obj,server/egress/test-egress.c $(EGRESS_POLICY) \
+	    $(BASE_SRC))
 $(BINDIR)/try-syscall: $(call obj,tests/sandbox/try-syscall.c)
 $(BINDIR)/seccomp-check: $(call obj,tests/sandbox/seccomp-check.c kernel-shim/sandbox-seccomp.c)
 $(BINDIR)/sandbox-check: $(call obj,tests/sandbox/sandbox-check.c $(SANDBOX_STEPS) $(BASE_SRC))
@@ -112,6 +122,7 @@ test: deps all
 # Benchmarks against ipykernel; never part of `make test` (docs/BENCHMARKS.md).
 bench: deps all
 	$(PYTHON) tests/bench/bench.py $(BENCHFLAGS)
+	$(PYTHON) tests/bench/egress_bench.py
 
 # The message hot path alone (issue 11): executes/s over 50 sessions and
 # the daemon's CPU and instructions per execute; HOTPATHFLAGS may name
@@ -172,7 +183,7 @@ FUZZ_LINK_control = $(filter-out server/cellblockd.c,$(DAEMON_SRC)) \
 		    server/cellblockd-lib.c $(PROTO_SRC) $(SESS_SRC) $(BASE_SRC) \
 		    $(SANDBOX_PARENT)
 FUZZ_LINK_channel = sessions/channel.c $(BASE_SRC)
-FUZZ_LINK_config  = server/config.c $(BASE_SRC)
+FUZZ_LINK_config  = server/config.c $(EGRESS_POLICY) $(BASE_SRC)
 FUZZ_LINK_zmtp	  = $(PROTO_SRC) $(BASE_SRC)
 
 define FUZZ_RULES
@@ -225,6 +236,7 @@ install: programs
 	install -m 0755 $(BINDIR)/cellblockd $(DESTDIR)$(PREFIX)/sbin/
 	install -m 0755 $(BINDIR)/cellblock $(DESTDIR)$(PREFIX)/bin/
 	install -m 0755 $(BINDIR)/cellblock-shim $(DESTDIR)$(PREFIX)/libexec/cellblock/
+	install -m 0755 $(BINDIR)/cellblock-egress $(DESTDIR)$(PREFIX)/libexec/cellblock/
 	install -m 0644 $(BINDIR)/cellblock-zygote.so $(DESTDIR)$(PREFIX)/lib/cellblock/
 	install -m 0644 kernel-shim/runner/*.py $(DESTDIR)$(PREFIX)/share/cellblock/runner/
 	install -m 0644 docs/cellblock.1 $(DESTDIR)$(PREFIX)/share/man/man1/

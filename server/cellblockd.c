@@ -35,7 +35,7 @@ static struct loop_io	*server_sig_io;
 static struct loop_io	*server_zygote_io;
 
 static void	usage(void) __attribute__((noreturn));
-static int	server_zygote_reaped(pid_t, int);
+static void	server_zygote_reaped(pid_t, int, void *);
 
 static void
 usage(void)
@@ -44,7 +44,8 @@ usage(void)
 	    "[--state-dir DIR] [--config FILE]\n"
 	    "                  [--address IP] [--transport tcp|ipc] "
 	    "[--max-message SIZE]\n"
-	    "                  [--rootfs DIR] [--allow-weaker-sandbox]\n");
+	    "                  [--rootfs DIR] [--allow-weaker-sandbox] "
+	    "[--http-listen ADDRESS:PORT|off]\n");
 	exit(EXIT_USAGE);
 }
 
@@ -190,8 +191,6 @@ static void
 server_signal_event(int fd, uint32_t events, void *arg)
 {
 	struct signalfd_siginfo	si;
-	int			status;
-	pid_t			pid;
 
 	(void)fd;
 	(void)events;
@@ -202,10 +201,8 @@ server_signal_event(int fd, uint32_t events, void *arg)
 			server_quit = 1;
 		}
 	}
-	while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
-		if (!server_zygote_reaped(pid, status))
-			incarnation_reaped(pid, status);
-	}
+	/* Children are reaped by their pidfds (server/child.c). */
+	child_sigchld();
 	if (server_quit)
 		loop_quit();
 }
@@ -242,6 +239,7 @@ server_zygote_start(void)
 	}
 	server_zygote_io = loop_io_add(zygote_fd(), EPOLLIN,
 	    server_zygote_event, NULL);
+	child_watch(zygote_pid(), server_zygote_reaped, NULL);
 }
 
 static void
@@ -253,18 +251,17 @@ server_zygote_restart(void *arg)
 		server_zygote_start();
 }
 
-/* 1 if pid was the zygote's; its restart is then scheduled. */
-static int
-server_zygote_reaped(pid_t pid, int status)
+/* The zygote exited; its restart is scheduled. */
+static void
+server_zygote_reaped(pid_t pid, int status, void *arg)
 {
 	char	*cause = NULL;
 
+	(void)arg;
 	/* Out of the loop before zygote_reaped closes the descriptor. */
-	if (pid != zygote_pid())
-		return (0);
 	loop_io_remove(&server_zygote_io);
 	if (!zygote_reaped(pid, status, &cause))
-		return (0);
+		return;
 	log_warn("zygote pid %ld %s; sessions start by exec, restart in %d s",
 	    (long)pid, cause, server_zygote_backoff);
 	free(cause);
@@ -273,7 +270,6 @@ server_zygote_reaped(pid_t pid, int status)
 		    1000, server_zygote_restart, NULL);
 	if (server_zygote_backoff < 60)
 		server_zygote_backoff *= 2;
-	return (1);
 }
 
 /*
@@ -468,6 +464,7 @@ static const struct option server_options[] = {
 	{ "max-message", required_argument, NULL, 'M' },
 	{ "rootfs", required_argument, NULL, 'R' },
 	{ "allow-weaker-sandbox", no_argument, NULL, 'W' },
+	{ "http-listen", required_argument, NULL, 'H' },
 	{ "help", no_argument, NULL, 'h' },
 	{ NULL, 0, NULL, 0 }
 };
@@ -506,8 +503,10 @@ main(int argc, char **argv)
 		case 'T':
 		case 'M':
 		case 'R':
+		case 'H':
 			key = ch == 'A' ? "address" : ch == 'T' ? "transport" :
-			    ch == 'R' ? "rootfs" : "max-message";
+			    ch == 'R' ? "rootfs" : ch == 'H' ? "http-listen" :
+			    "max-message";
 			sets[nsets].key = key;
 			sets[nsets++].value = optarg;
 			break;
@@ -575,6 +574,7 @@ main(int argc, char **argv)
 		fatalx("%s", cause);
 	server_shared();
 	server_zygote_init();
+	egress_start();
 	lifecycle_load_all();
 	lifecycle_start();
 	xasprintf(&path, "%s/control.sock", server_state_dir);
@@ -582,6 +582,7 @@ main(int argc, char **argv)
 		fatalx("%s", cause);
 	server_sig_io = loop_io_add(server_sigfd, EPOLLIN, server_signal_event,
 	    NULL);
+	gateway_start();
 
 	log_info("ready: control %s, shared endpoint %s/shared.json", path,
 	    server_state_dir);
@@ -593,16 +594,19 @@ main(int argc, char **argv)
 		    "  CELLBLOCK_STATE_DIR=%s bin/cellblock new\n"
 		    "Stop with Ctrl-C.\n\n", server_state_dir,
 		    server_state_dir);
+		gateway_banner(stderr);
 	}
 	while (!server_quit) {
 		if (loop_run() != 0)
 			break;
 	}
 	notify_stopping();
+	gateway_stop();
 	lifecycle_checkpoint_all(10000);
 	loop_io_remove(&server_zygote_io);
 	zygote_stop(NULL);
 	factory_shutdown_all();
+	egress_stop();
 	lifecycle_stop();
 	control_stop();
 	endpoint_reap_all();
@@ -612,6 +616,7 @@ main(int argc, char **argv)
 	notify_close();		/* its watchdog timer, before the loop goes */
 	loop_timer_cancel(&server_zygote_timer);
 	loop_io_remove(&server_sig_io);
+	child_forget_all();
 	loop_free();
 	audit_close();
 	metrics_free();

@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "server.h"
+#include "http.h"
 
 #define CONTROL_LINE_MAX	(1024 * 1024)
 #define CONTROL_SPARE_CONNS	64	/* per uid beyond one per session */
@@ -64,7 +65,7 @@ typedef json_t *control_fn(struct control_conn *, json_t *);
 static control_fn control_new, control_ls, control_connect,
     control_interrupt, control_restart, control_kill, control_attach,
     control_ping, control_checkpoint, control_fork, control_audit,
-    control_stats;
+    control_stats, control_token;
 
 /*
  * Legend: command name as the CLI sends it in "cmd"; handler, which returns
@@ -86,6 +87,7 @@ static const struct {
 	{ "ping", control_ping },
 	{ "audit", control_audit },
 	{ "stats", control_stats },
+	{ "token", control_token },
 };
 
 /* server/audit.c and server/metrics.c answer these; we know the caller. */
@@ -366,7 +368,7 @@ control_checkpoint(struct control_conn *c, json_t *req)
 	 * Hibernating: the checkpoint it stops on has just been written; an
 	 * error ("no running interpreter") would say the opposite.
 	 */
-	if (s->state == SESSION_HIBERNATED || s->hibernating)
+	if (s->state == SESSION_HIBERNATED || s->lc.hibernating)
 		return (json_pack("{s:b,s:s}", "ok", 1, "note", "hibernated: "
 		    "its checkpoint is current"));
 	if (lifecycle_checkpoint(s, 0, &c->waiter, &cause) != 0) {
@@ -408,9 +410,16 @@ control_ping(struct control_conn *c, json_t *req)
 {
 	(void)c;
 	(void)req;
-	return (json_pack("{s:b,s:s,s:I,s:o}", "ok", 1, "version",
+	return (json_pack("{s:b,s:s,s:I,s:o,s:o}", "ok", 1, "version",
 	    CELLBLOCK_VERSION, "pid", (json_int_t)getpid(), "zygote",
-	    zygote_describe()));
+	    zygote_describe(), "http", http_describe()));
+}
+
+/* HTTP tokens belong to the caller's uid (server/token.c). */
+static json_t *
+control_token(struct control_conn *c, json_t *req)
+{
+	return (token_control(c->uid, req));
 }
 
 /* HOOK_ENDED: an attach client hears that its session ended. */
@@ -604,10 +613,8 @@ control_close(struct control_conn *c)
 	/* Rare (a checkpoint or fork in flight): no scan for every `new`. */
 	for (s = session_first(); c->waits > 0 && s != NULL;
 	    s = session_next()) {
-		if (s->ckpt_waiter == &c->waiter) {
-			s->ckpt_waiter = NULL;
+		if (lifecycle_forget_waiter(s, &c->waiter))
 			c->waits--;
-		}
 	}
 	s = c->session;
 	if (s != NULL) {

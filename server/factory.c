@@ -121,7 +121,7 @@ factory_make_session(const char *name, uid_t owner, const struct conninfo *ci,
 	if (start && kernel_start(s, cause) != 0)
 		goto fail;
 	record_save(s);
-	audit_lifecycle(s, keep_workdir != NULL ? "recover" : "create", NULL,
+	hook_lifecycle(s, keep_workdir != NULL ? "recover" : "create", NULL,
 	    NULL);
 	return (s);
 fail:
@@ -198,6 +198,7 @@ factory_describe(struct session *s)
 	    (json_int_t)s->limits.exec_timeout);
 	json_object_set_new(json_object_get(d, "limits"), "idle_timeout",
 	    json_integer((json_int_t)s->limits.idle_timeout));
+	json_object_set_new(d, "allow_net", json_string(s->limits.allow_net));
 	if (mem != UINT64_MAX)
 		json_object_set_new(d, "memory", json_integer(mem));
 	if (cpu != UINT64_MAX)
@@ -247,7 +248,7 @@ factory_shutdown_all(void)
 		if ((ep = s->endpoint) == NULL)
 			continue;
 		/* A session with a checkpoint comes back on the same file. */
-		if (s->ckpt_slot >= 0) {
+		if (s->lc.ckpt_slot >= 0) {
 			free(ep->path);
 			ep->path = NULL;
 		}

@@ -221,7 +221,9 @@ static void
 kernel_reply(struct session *s, struct kernel_req *req, const char *type,
     json_t *content, json_t *metadata, zmsg_t *buffers)
 {
-	audit_exec_reply(s, req->msg, type, content);
+	struct hook_reply	r = { req->msg, type, content };
+
+	hook_run(HOOK_REPLY, s, &r);
 	kernel_send(s, req, req->which, type, content, metadata, buffers);
 }
 
@@ -698,15 +700,15 @@ kernel_pump(struct session *s)
 			}
 			break;
 		}
-		if (s->hello == NULL || s->stopping || s->ckpt_op != 0 ||
-		    s->restore_op != 0)
+		if (s->hello == NULL || s->stopping || s->lc.ckpt_op != 0 ||
+		    s->lc.restore_op != 0)
 			break;
 		kernel_queue_take(s, req);
 		s->current = req;
-		audit_exec_start(s, req->msg);
+		hook_run(HOOK_RUN, s, req->msg);
 		session_set_state(s, SESSION_BUSY, req->msg->msg_type);
 		kernel_status(s, req, "busy");
-		if (req->execute && s->restore_report != NULL &&
+		if (req->execute && s->lc.restore_report != NULL &&
 		    (note = kernel_restore_note(s)) != NULL)
 			kernel_publish(s, req, "stream", note, NULL, NULL);
 		if (kernel_send_request(s, req) != 0)
@@ -726,19 +728,19 @@ kernel_restore_note(struct session *s)
 	char		*text, *t;
 	size_t		 i;
 
-	if (s->restore_report == NULL)
+	if (s->lc.restore_report == NULL)
 		return (NULL);
-	err = json_string_value(json_object_get(s->restore_report, "error"));
+	err = json_string_value(json_object_get(s->lc.restore_report, "error"));
 	if (err != NULL) {
 		xasprintf(&text, "[cellblock: the session was resumed but its "
 		    "checkpoint was refused (%s); variables are lost]\n", err);
 		goto out;
 	}
-	lost = json_object_get(s->restore_report, "lost");
-	refused = json_string_value(json_object_get(s->restore_report,
+	lost = json_object_get(s->lc.restore_report, "lost");
+	refused = json_string_value(json_object_get(s->lc.restore_report,
 	    "refused_newer"));
 	if (json_array_size(lost) == 0 && json_array_size(json_object_get(
-	    s->restore_report, "skipped")) == 0 && refused == NULL)
+	    s->lc.restore_report, "skipped")) == 0 && refused == NULL)
 		return (NULL);
 	if (refused != NULL)
 		xasprintf(&text, "[cellblock: the newest checkpoint was refused "
@@ -752,7 +754,7 @@ kernel_restore_note(struct session *s)
 		free(text);
 		text = t;
 	}
-	json_array_foreach(json_object_get(s->restore_report, "skipped"), i,
+	json_array_foreach(json_object_get(s->lc.restore_report, "skipped"), i,
 	    v) {
 		xasprintf(&t, "%s %s", text, json_string_value(
 		    json_object_get(v, "name")));
@@ -889,7 +891,6 @@ kernel_on_hello(struct session *s, json_t *msg)
 	json_decref(s->hello);
 	s->hello = json_incref(msg);
 	s->start_failures = 0;
-	metrics_hello(s);
 	kernel_send_kernel_args(s);
 	session_set_state(s, SESSION_IDLE, "interpreter ready");
 	if (hook_run(HOOK_HELLO, s, NULL))
@@ -904,6 +905,7 @@ kernel_on_iopub(struct session *s, json_t *msg)
 	json_t		*content = json_object_get(msg, "content");
 	json_t		*meta = json_object_get(msg, "metadata");
 	struct kernel_req	*req = kernel_req_by_id(s, msg);
+	struct hook_output	 out;
 	zmsg_t		*bufs;
 
 	if (!json_is_string(type) || !json_is_object(content)) {
@@ -918,7 +920,9 @@ kernel_on_iopub(struct session *s, json_t *msg)
 	    json_string_value(type), content)) == NULL)
 		return;
 	bufs = kernel_buffers_bin(json_object_get(msg, "buffers"));
-	audit_output(s, json_string_value(type), content);
+	out.type = json_string_value(type);
+	out.content = content;
+	hook_run(HOOK_OUTPUT, s, &out);
 	kernel_publish(s, req, json_string_value(type), content,
 	    json_is_object(meta) ? json_incref(meta) : NULL, bufs);
 	zmsg_destroy(&bufs);
@@ -954,15 +958,9 @@ kernel_on_reply(struct session *s, json_t *msg)
 		    "reason", "CellTimeout", "state_preserved", 1));
 	} else
 		json_incref(content);
-	if (req->execute) {
-		s->dirty = 1;
-		/* The first reply after a resume says what came back. */
-		if (s->restore_report != NULL) {
-			json_object_set_new(meta, "cellblock_resumed",
-			    s->restore_report);
-			s->restore_report = NULL;
-		}
-	}
+	/* Lifecycle's: the state changed; the first reply after a resume. */
+	if (req->execute)
+		hook_run(HOOK_EXECUTED, s, meta);
 	kernel_reply(s, req, req->entry->reply, content, meta, bufs);
 	zmsg_destroy(&bufs);
 	kernel_status(s, req, "idle");
@@ -1006,7 +1004,7 @@ kernel_start(struct session *s, char **cause)
 {
 	if (incarnation_start(s, cause) != 0)
 		return (-1);
-	metrics_spawn(s);
+	hook_run(HOOK_SPAWN, s, NULL);
 	kernel_status(s, NULL, "starting");
 	return (0);
 }
@@ -1030,7 +1028,7 @@ kernel_restart(struct session *s, const char *why)
 	char	*cause;
 
 	log_info("%s: restarting interpreter (%s)", s->name, why);
-	audit_lifecycle(s, "restart", why, NULL);
+	hook_lifecycle(s, "restart", why, NULL);
 	if (s->pid > 0) {
 		s->restart_pending = 1;
 		incarnation_stop(s, "SessionRestarted");
@@ -1067,7 +1065,7 @@ kernel_end(struct session *s, const char *why)
 		return;
 	session_set_ending(s);
 	log_info("%s: ending (%s)", s->name, why);
-	audit_lifecycle(s, "end", why, NULL);
+	hook_lifecycle(s, "end", why, NULL);
 	kernel_fail_queue(s, "SessionEnded", "the session was shut down "
 	    "before this request ran");
 	if (s->pid > 0)
@@ -1101,18 +1099,10 @@ kernel_lost(struct session *s, const void *arg)
 	const char		*ename = lost->ename, *evalue = lost->evalue;
 	char			*cause;
 	int			 before_hello = lost->before_hello;
-	struct waiter		*w;
+	int			 hibernated;
 
-	if (s->ckpt_op != 0) {
-		s->ckpt_op = 0;
-		if ((w = s->ckpt_waiter) != NULL) {
-			s->ckpt_waiter = NULL;
-			w->answer(w, json_pack("{s:b,s:s,s:i}", "ok", 0,
-			    "error", "the interpreter died during the "
-			    "checkpoint", "code", EXIT_FAILED));
-		}
-	}
-	s->restore_op = 0;
+	/* Lifecycle's ops in flight end; 1: it stopped to hibernate. */
+	hibernated = hook_run(HOOK_STOPPED, s, NULL);
 	if (s->current != NULL) {
 		kernel_fail(s, s->current, ename, evalue, 0);
 		kernel_finish_current(s);
@@ -1122,16 +1112,15 @@ kernel_lost(struct session *s, const void *arg)
 	 * meanwhile (kernel_stop found it stopping already): that one must
 	 * start clean, not resume from the checkpoint just written.
 	 */
-	if (s->hibernating && !s->ending && !s->restart_pending) {
-		s->hibernating = 0;
+	if (hibernated && !s->ending && !s->restart_pending) {
 		s->stopping = 0;
 		session_set_state(s, SESSION_HIBERNATED, "checkpointed and "
 		    "stopped");
-		audit_lifecycle(s, "hibernate", "checkpointed and stopped", NULL);
+		hook_lifecycle(s, "hibernate", "checkpointed and stopped",
+		    NULL);
 		kernel_pump(s);		/* a request that came meanwhile */
 		return (0);
 	}
-	s->hibernating = 0;
 	if (s->ending) {
 		kernel_finish_end(s, "interpreter stopped");
 		return (0);

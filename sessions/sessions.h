@@ -72,6 +72,33 @@ struct session_limits {
 	uint64_t	 fsize;		/* bytes, largest file written */
 	uint64_t	 idle_timeout;	/* seconds idle before hibernation,
 					   0 = never */
+	char		 allow_net[1024]; /* egress allowlist, canonical
+					   (server/egress/egress.h); "": none */
+};
+
+/*
+ * A session's lifecycle: checkpoints, hibernation, resume, fork. Written
+ * by server/lifecycle.c alone (its constructor and destructor here
+ * aside); the others read it (tests/test_layering.py pins it).
+ */
+struct session_lifecycle {
+	char		 ckpt_sha[2][65]; /* two slots, "" = none */
+	uint64_t	 ckpt_bytes[2];
+	time_t		 ckpt_time[2];
+	int		 ckpt_slot;	/* the newest good slot, -1: none */
+	uint64_t	 ckpt_op;	/* checkpoint in flight, 0: none */
+	int		 ckpt_writing;	/* the slot it writes */
+	int		 ckpt_then_hibernate;
+	struct waiter	*ckpt_waiter;	/* who to answer when it is done */
+	uint64_t	 restore_op;	/* restore in flight, 0: none */
+	int		 restore_slot;
+	json_t		*restore_report; /* for the first reply after it */
+	int		 hibernating;	/* stopping to hibernate */
+	struct loop_timer *lifecycle_timer; /* idle or checkpoint due */
+	int		 dirty;		/* state changed since the checkpoint */
+	char		 fork_to[SESSION_NAME_MAX + 1]; /* after the
+					   checkpoint */
+	uid_t		 fork_owner;
 };
 
 struct session {
@@ -122,23 +149,8 @@ struct session {
 	int		 cgroup_made;
 	uint64_t	 oom_seen;	/* OOM kills counted so far */
 
-	/* Lifecycle: checkpoints, hibernation (server/lifecycle.c). */
-	char		 ckpt_sha[2][65]; /* two slots, "" = none */
-	uint64_t	 ckpt_bytes[2];
-	time_t		 ckpt_time[2];
-	int		 ckpt_slot;	/* the newest good slot, -1: none */
-	uint64_t	 ckpt_op;	/* checkpoint in flight, 0: none */
-	int		 ckpt_writing;	/* the slot it writes */
-	int		 ckpt_then_hibernate;
-	struct waiter	*ckpt_waiter;	/* who to answer when it is done */
-	uint64_t	 restore_op;	/* restore in flight, 0: none */
-	int		 restore_slot;
-	json_t		*restore_report; /* for the first reply after it */
-	int		 hibernating;	/* stopping to hibernate */
-	struct loop_timer *lifecycle_timer; /* idle or checkpoint due */
-	int		 dirty;		/* state changed since the checkpoint */
-	char		 fork_to[SESSION_NAME_MAX + 1]; /* after the checkpoint */
-	uid_t		 fork_owner;
+	/* Lifecycle: server/lifecycle.c's alone. */
+	struct session_lifecycle lc;
 };
 
 int		 session_name_valid(const char *);
@@ -185,6 +197,7 @@ struct spawn_args {
 	const char	*runner;	/* path of the runner script */
 	const char	*python;	/* interpreter */
 	const char	*workdir;
+	const char	*egress_dir;	/* NULL, or ro at /run/cellblock */
 	const char	*name;
 	const char	*rootfs;	/* NULL: the host's /usr */
 	int		 contain;	/* run the sandbox steps */

@@ -21,6 +21,7 @@ static const struct cmd_entry *cmd_table[] = {
 	&cmd_kernelspec_entry,
 	&cmd_audit_entry,
 	&cmd_stats_entry,
+	&cmd_token_entry,
 };
 
 static void	usage(void) __attribute__((noreturn));
