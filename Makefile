@@ -3,7 +3,7 @@
 
 PYTHON	?= /usr/bin/python3
 CC	?= cc
-PKGS	 = libczmq libzmq jansson libsodium libseccomp libmicrohttpd gnutls
+PKGS	 = libczmq libzmq jansson libsodium nettle libseccomp libmicrohttpd gnutls
 VERSION	 = 0.1.0
 PYVER	:= $(shell $(PYTHON) -c 'import platform; print(platform.python_version())' 2>/dev/null)
 
@@ -127,6 +127,13 @@ bench: deps all
 	$(PYTHON) tests/bench/rest_bench.py $(RESTBENCHFLAGS)
 	$(PYTHON) tests/bench/contract_bench.py
 	$(PYTHON) tests/bench/gateway_bench.py
+
+# The message hot path alone (issue 11): executes/s over 50 sessions and
+# the daemon's CPU and instructions per execute; HOTPATHFLAGS may name
+# other builds to compare (tests/bench/hotpath.py).
+bench-hotpath: all
+	$(PYTHON) tests/bench/hotpath.py --callgrind 200 --write tests/bench/hotpath.md \
+	    $(HOTPATHFLAGS)
 
 # 100 sessions under a mixed load for SOAKTIME seconds, then checks for
 # crashes, leaks and lost state; never part of `make test` (docs/TESTING.md).
@@ -276,4 +283,4 @@ lintian: deb
 clean:
 	rm -rf build bin build-asan bin-asan
 
-.PHONY: all deps run test bench asan asan-build clean
+.PHONY: all deps run test bench bench-hotpath asan asan-build clean

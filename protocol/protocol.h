@@ -87,5 +87,7 @@ const u_char	*zmtp_output(struct zmtp *, size_t *);
 void		 zmtp_output_taken(struct zmtp *);
 size_t		 zmtp_frame_header(u_char [9], size_t, int);
 u_char		*zmtp_encode(zmsg_t *, size_t, size_t *);
+size_t		 zmtp_encode_size(zmsg_t *, size_t);
+size_t		 zmtp_encode_into(zmsg_t *, size_t, u_char *);
 
 #endif

@@ -553,24 +553,31 @@ zmtp_frame_header(u_char hdr[9], size_t size, int more)
 	return (9);
 }
 
-/*
- * Encode the frames of m from the skip-th on (a ROUTER skips the routing
- * id) as one buffer; *len gets its size. NULL if nothing is left.
- */
-u_char *
-zmtp_encode(zmsg_t *m, size_t skip, size_t *len)
+/* At least what zmtp_encode_into writes for m from the skip-th frame. */
+size_t
+zmtp_encode_size(zmsg_t *m, size_t skip)
 {
 	zframe_t	*f;
-	u_char		*buf, *p;
-	size_t		 total = 0, i, n = zmsg_size(m);
+	size_t		 total = 0, i;
 
-	if (skip >= n)
-		return (NULL);
 	for (f = zmsg_first(m), i = 0; f != NULL; f = zmsg_next(m), i++) {
 		if (i >= skip)
 			total += 9 + zframe_size(f);
 	}
-	p = buf = xmalloc(total);
+	return (total);
+}
+
+/*
+ * Encode the frames of m from the skip-th on (a ROUTER skips the routing
+ * id) into buf, of zmtp_encode_size bytes; returns the length used.
+ */
+size_t
+zmtp_encode_into(zmsg_t *m, size_t skip, u_char *buf)
+{
+	zframe_t	*f;
+	u_char		*p = buf;
+	size_t		 i, n = zmsg_size(m);
+
 	for (f = zmsg_first(m), i = 0; f != NULL; f = zmsg_next(m), i++) {
 		if (i < skip)
 			continue;
@@ -578,6 +585,18 @@ zmtp_encode(zmsg_t *m, size_t skip, size_t *len)
 		memcpy(p, zframe_data(f), zframe_size(f));
 		p += zframe_size(f);
 	}
-	*len = p - buf;
+	return (p - buf);
+}
+
+/* The same as one new buffer; *len gets its size. NULL if nothing is left. */
+u_char *
+zmtp_encode(zmsg_t *m, size_t skip, size_t *len)
+{
+	u_char	*buf;
+
+	if (skip >= zmsg_size(m))
+		return (NULL);
+	buf = xmalloc(zmtp_encode_size(m, skip));
+	*len = zmtp_encode_into(m, skip, buf);
 	return (buf);
 }

@@ -48,6 +48,7 @@ static char	*audit_dir;
 static char	*audit_path;
 static off_t	 audit_size;
 static zhashx_t	*audit_runs;		/* session name -> struct audit_run */
+static zhashx_t	*audit_rts;		/* session name -> struct audit_rt */
 static char	 audit_policy[65];	/* sha256 of the seccomp policy */
 
 static int	audit_exec_start(struct session *, const void *);
@@ -74,6 +75,32 @@ static const struct {
  * (or nothing) is a plain ZeroMQ client.
  */
 static const char *audit_kinds[] = { "zmq", "cli", "gateway", "rest", "mcp" };
+
+/*
+ * A session's "runtime" object as its execute events write it: redacted
+ * and serialised once per incarnation instead of copied, redacted and
+ * dumped for every execute (a third of an audit line). Kept while what it
+ * was made from is equal: the hello's runtime and version, and how the
+ * interpreter was born.
+ */
+struct audit_rt {
+	json_t		*from;		/* [runtime, implementation_version] */
+	int		 born;
+	char		*text;		/* ,"runtime":{...} */
+};
+
+static void
+audit_rt_free(void **item)
+{
+	struct audit_rt	*rt = *item;
+
+	if (rt != NULL) {
+		json_decref(rt->from);
+		free(rt->text);
+		free(rt);
+	}
+	*item = NULL;
+}
 
 static void
 audit_run_free(void **item)
@@ -155,6 +182,8 @@ audit_open(char **cause)
 		return (0);
 	audit_runs = zhashx_new();
 	zhashx_set_destructor(audit_runs, audit_run_free);
+	audit_rts = zhashx_new();
+	zhashx_set_destructor(audit_rts, audit_rt_free);
 	xasprintf(&audit_dir, "%s/audit", server_state_dir);
 	xasprintf(&audit_path, "%s/audit.log", audit_dir);
 	if (mkdir(audit_dir, 0700) != 0 && errno != EEXIST) {
@@ -176,6 +205,7 @@ audit_close(void)
 		close(audit_fd);
 	audit_fd = -1;
 	zhashx_destroy(&audit_runs);
+	zhashx_destroy(&audit_rts);
 	free(audit_dir);
 	free(audit_path);
 	audit_dir = audit_path = NULL;
@@ -225,7 +255,9 @@ audit_time(char *buf, size_t len)
 
 /*
  * Every string in the event, redacted as the text it is (before JSON
- * escaping, so a rule sees real newlines).
+ * escaping, so a rule sees real newlines). A string left as it was is not
+ * replaced: most are, and a new jansson string each costs more than the
+ * (remembered) redaction.
  */
 static void
 audit_redact(json_t *j)
@@ -242,7 +274,8 @@ audit_redact(json_t *j)
 				continue;
 			}
 			clean = redact(json_string_value(v), NULL);
-			json_object_set_new(j, key, json_string(clean));
+			if (strcmp(clean, json_string_value(v)) != 0)
+				json_object_set_new(j, key, json_string(clean));
 			free(clean);
 		}
 	} else if (json_is_array(j)) {
@@ -252,7 +285,8 @@ audit_redact(json_t *j)
 				continue;
 			}
 			clean = redact(json_string_value(v), NULL);
-			json_array_set_new(j, i, json_string(clean));
+			if (strcmp(clean, json_string_value(v)) != 0)
+				json_array_set_new(j, i, json_string(clean));
 			free(clean);
 		}
 	}
@@ -260,14 +294,16 @@ audit_redact(json_t *j)
 
 /*
  * Writes one event; takes ownership of o. time and event go first, then
- * session and owner when there is a session, then the rest.
+ * session and owner when there is a session, then the rest, then tail if
+ * not NULL: more members, redacted and serialised (",\"k\":v").
  */
 static void
-audit_write(const char *event, struct session *s, json_t *o)
+audit_write_tail(const char *event, struct session *s, json_t *o,
+    const char *tail)
 {
 	json_t	*line;
 	char	 when[48], *clean;
-	size_t	 len;
+	size_t	 len, tlen = tail != NULL ? strlen(tail) : 0;
 
 	if (audit_fd == -1) {
 		json_decref(o);
@@ -287,6 +323,13 @@ audit_write(const char *event, struct session *s, json_t *o)
 	if (clean == NULL)
 		return;
 	len = strlen(clean);
+	if (tlen > 0) {
+		/* The last member, already redacted and serialised. */
+		clean = xrealloc(clean, len + tlen + 2);
+		memcpy(clean + len - 1, tail, tlen);
+		len += tlen - 1;
+		clean[len++] = '}';
+	}
 	clean[len++] = '\n';	/* in place of the NUL */
 	if (write(audit_fd, clean, len) != (ssize_t)len)
 		log_warn("audit log: %s", strerror(errno));
@@ -297,6 +340,12 @@ audit_write(const char *event, struct session *s, json_t *o)
 		audit_rotate();
 }
 
+static void
+audit_write(const char *event, struct session *s, json_t *o)
+{
+	audit_write_tail(event, s, o, NULL);
+}
+
 static json_t *
 audit_limits(const struct session_limits *l)
 {
@@ -305,6 +354,47 @@ audit_limits(const struct session_limits *l)
 	    (json_int_t)l->pids, "tmp", (json_int_t)l->tmp, "exec_timeout",
 	    (json_int_t)l->exec_timeout, "nofile", (json_int_t)l->nofile,
 	    "fsize", (json_int_t)l->fsize));
+}
+
+/*
+ * ,"runtime":{...} for s's execute events, as audit_write would have
+ * written audit_runtime's object (redacted, then dumped), remade only when
+ * anything it is made of has changed.
+ */
+static json_t	*audit_runtime(struct session *);
+
+static const char *
+audit_runtime_text(struct session *s)
+{
+	struct audit_rt	*rt = zhashx_lookup(audit_rts, s->name);
+	json_t		*from, *o, *wrap;
+	char		*text;
+
+	from = json_pack("[O?,O?,s,s,s]", json_object_get(s->hello, "runtime"),
+	    json_object_get(s->hello, "implementation_version"), audit_policy,
+	    cfg.rootfs, contain_enabled() ? contain_describe() : "off");
+	if (rt != NULL && rt->born == (int)s->born && json_equal(rt->from,
+	    from)) {
+		json_decref(from);
+		return (rt->text);
+	}
+	o = audit_runtime(s);
+	wrap = json_pack("{s:o}", "runtime", o);
+	audit_redact(wrap);
+	text = json_dumps(wrap, JSON_COMPACT | JSON_ENSURE_ASCII);
+	json_decref(wrap);
+	if (text == NULL) {
+		json_decref(from);
+		return (NULL);
+	}
+	text[0] = ',';		/* {"runtime":...} -> ,"runtime":... */
+	text[strlen(text) - 1] = '\0';
+	rt = xcalloc(1, sizeof *rt);
+	rt->from = from;
+	rt->born = s->born;
+	rt->text = text;
+	zhashx_update(audit_rts, s->name, rt);
+	return (rt->text);
 }
 
 /* What ran it: the runner's hello (Python, preloaded packages), policy, root. */
@@ -347,14 +437,13 @@ audit_exec_start(struct session *s, const void *arg)
 {
 	const struct jmsg	*jm = arg;
 	struct audit_run	*r;
-	uint64_t		 mem;
 
 	if (audit_runs == NULL || strcmp(jm->msg_type, "execute_request") != 0)
 		return (0);
 	r = xcalloc(1, sizeof *r);
 	snprintf(r->msg_id, sizeof r->msg_id, "%s", jm->msg_id);
 	clock_gettime(CLOCK_MONOTONIC, &r->start);
-	contain_stats(s, &mem, &r->cpu0);
+	contain_stats(s, NULL, &r->cpu0);	/* the memory is read at the end */
 	zhashx_update(audit_runs, s->name, r);
 	return (0);
 }
@@ -481,8 +570,7 @@ audit_exec_reply(struct session *s, const void *arg)
 		json_object_set(o, "evalue", json_object_get(content,
 		    "evalue"));
 	audit_exec_metrics(o, s, r);
-	json_object_set_new(o, "runtime", audit_runtime(s));
-	audit_write("execute", s, o);
+	audit_write_tail("execute", s, o, audit_runtime_text(s));
 	if (r != NULL)
 		zhashx_delete(audit_runs, s->name);
 	return (0);
@@ -504,8 +592,10 @@ audit_lifecycle(struct session *s, const void *arg)
 		json_object_set_new(o, "why", json_string(ev->why));
 	if (ev->details != NULL)
 		json_object_update(o, ev->details);
-	if (strcmp(ev->event, "end") == 0 && audit_runs != NULL)
+	if (strcmp(ev->event, "end") == 0 && audit_runs != NULL) {
 		zhashx_delete(audit_runs, s->name);
+		zhashx_delete(audit_rts, s->name);
+	}
 	audit_write(ev->event, s, o);
 	return (0);
 }

@@ -8,6 +8,9 @@
  * section 6); the actor owns the sockets from then on.
  */
 
+#include <sys/epoll.h>
+#include <sys/queue.h>
+
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,115 +23,127 @@
 static zactor_t	*heartbeat_actor;
 
 /*
- * The thread's own loop for its struct wire_loop: a zmq_poll over the
- * actor's pipe and every descriptor. Removed entries are compacted after
- * each pass so a callback may remove any entry, its own included.
+ * The thread's own loop for its struct wire_loop: an epoll set of its own
+ * (a ping wakes it for that connection alone, not a poll over every
+ * session's socket) plus the actor's pipe through its ZMQ_FD, which is
+ * edge-triggered: commands are read until the pipe says it has none.
+ * Removed entries are freed after each pass, so a callback may remove any
+ * entry, its own included.
  */
+#define HEARTBEAT_EVENTS	64	/* epoll events per wake-up */
+
 struct heartbeat_io {
-	int		 fd;		/* -1: removed */
-	uint32_t	 events;
-	wire_io_cb	*cb;
-	void		*arg;
+	int			 fd;
+	int			 dead;	/* removed: freed after the pass */
+	wire_io_cb		*cb;
+	void			*arg;
+	TAILQ_ENTRY(heartbeat_io) entry;
 };
 
 struct heartbeat_poll {
-	struct heartbeat_io	**ios;
-	size_t			  n, cap;
+	int			 epfd;
+	TAILQ_HEAD(, heartbeat_io) dead;
 };
 
 static void	heartbeat_run(zsock_t *, void *);
 static int	heartbeat_command(zsock_t *, struct wire_loop *, zhashx_t *);
 static void	heartbeat_pass(zsock_t *, struct wire_loop *, int *);
 
+static void
+heartbeat_ctl(struct heartbeat_poll *hp, int op, struct heartbeat_io *io,
+    uint32_t events)
+{
+	struct epoll_event	ev;
+
+	memset(&ev, 0, sizeof ev);
+	ev.events = events;
+	ev.data.ptr = io;
+	if (epoll_ctl(hp->epfd, op, io->fd, &ev) != 0)
+		fatal("heartbeat: epoll_ctl %d fd %d", op, io->fd);
+}
+
 static void *
 heartbeat_io_add(struct wire_loop *loop, int fd, uint32_t events,
     wire_io_cb *cb, void *arg)
 {
-	struct heartbeat_poll	*hp = loop->data;
 	struct heartbeat_io	*io;
 
-	if (hp->n == hp->cap) {
-		hp->cap = hp->cap ? hp->cap * 2 : 16;
-		hp->ios = xrealloc(hp->ios, hp->cap * sizeof *hp->ios);
-	}
 	io = xcalloc(1, sizeof *io);
 	io->fd = fd;
-	io->events = events;
 	io->cb = cb;
 	io->arg = arg;
-	hp->ios[hp->n++] = io;
+	heartbeat_ctl(loop->data, EPOLL_CTL_ADD, io, events);
 	return (io);
 }
 
 static void
 heartbeat_io_set(struct wire_loop *loop, void *p, uint32_t events)
 {
-	struct heartbeat_io	*io = p;
-
-	(void)loop;
-	io->events = events;
+	heartbeat_ctl(loop->data, EPOLL_CTL_MOD, p, events);
 }
 
 static void
 heartbeat_io_remove(struct wire_loop *loop, void *p)
 {
+	struct heartbeat_poll	*hp = loop->data;
 	struct heartbeat_io	*io = p;
 
-	(void)loop;
-	io->fd = -1;	/* freed by the compaction after this pass */
+	/* Out of the set before the caller closes the descriptor. */
+	if (epoll_ctl(hp->epfd, EPOLL_CTL_DEL, io->fd, NULL) != 0 &&
+	    errno != EBADF && errno != ENOENT)
+		fatal("heartbeat: epoll_ctl del fd %d", io->fd);
+	io->dead = 1;
+	TAILQ_INSERT_TAIL(&hp->dead, io, entry);
 }
 
-/* One zmq_poll and its callbacks; *stop set when the actor must end. */
+static void
+heartbeat_reap(struct heartbeat_poll *hp)
+{
+	struct heartbeat_io	*io;
+
+	while ((io = TAILQ_FIRST(&hp->dead)) != NULL) {
+		TAILQ_REMOVE(&hp->dead, io, entry);
+		free(io);
+	}
+}
+
+/* One epoll_wait and its callbacks; *stop set when the actor must end. */
 static void
 heartbeat_pass(zsock_t *pipe, struct wire_loop *loop, int *stop)
 {
 	struct heartbeat_poll	*hp = loop->data;
-	zmq_pollitem_t		*items;
+	struct epoll_event	 evs[HEARTBEAT_EVENTS];
 	struct heartbeat_io	*io;
-	size_t			 i, n = hp->n, j;
-	uint32_t		 ev;
+	int			 n, i;
 
-	items = xcalloc(n + 1, sizeof *items);
-	items[0].socket = zsock_resolve(pipe);
-	items[0].events = ZMQ_POLLIN;
-	for (i = 0; i < n; i++) {
-		items[i + 1].fd = hp->ios[i]->fd;
-		items[i + 1].events = (hp->ios[i]->events & WIRE_IN ?
-		    ZMQ_POLLIN : 0) | (hp->ios[i]->events & WIRE_OUT ?
-		    ZMQ_POLLOUT : 0);
-	}
-	if (zmq_poll(items, n + 1, -1) == -1) {
-		if (zmq_errno() != EINTR)
+	/*
+	 * The pipe's edge: read it empty before each wait (our own signal
+	 * at start may have taken the edge of a command already there).
+	 */
+	while (zsock_events(pipe) & ZMQ_POLLIN) {
+		if (heartbeat_command(pipe, loop, loop->data2) != 0) {
 			*stop = 1;
-		free(items);
+			return;
+		}
+	}
+	n = epoll_wait(hp->epfd, evs, nitems(evs), -1);
+	if (n == -1 && errno != EINTR) {
+		*stop = 1;
 		return;
 	}
 	for (i = 0; i < n; i++) {
-		io = hp->ios[i];
-		if (io->fd == -1 || items[i + 1].revents == 0)
-			continue;
-		ev = (items[i + 1].revents & ZMQ_POLLIN ? WIRE_IN : 0) |
-		    (items[i + 1].revents & ZMQ_POLLOUT ? WIRE_OUT : 0) |
-		    (items[i + 1].revents & ZMQ_POLLERR ? WIRE_ERR : 0);
-		io->cb(io->fd, ev, io->arg);
+		io = evs[i].data.ptr;
+		if (io != NULL && !io->dead)
+			io->cb(io->fd, evs[i].events, io->arg);
 	}
-	for (i = j = 0; i < hp->n; i++) {
-		if (hp->ios[i]->fd == -1)
-			free(hp->ios[i]);
-		else
-			hp->ios[j++] = hp->ios[i];
-	}
-	hp->n = j;
-	if ((items[0].revents & ZMQ_POLLIN) &&
-	    heartbeat_command(pipe, loop, loop->data2) != 0)
-		*stop = 1;
-	free(items);
+	heartbeat_reap(hp);
 }
 
 static void
 heartbeat_run(zsock_t *pipe, void *arg)
 {
-	struct heartbeat_poll	 hp = { NULL, 0, 0 };
+	struct heartbeat_poll	 hp;
+	struct epoll_event	 ev;
 	struct wire_loop	 loop = {
 		.add = heartbeat_io_add,
 		.set = heartbeat_io_set,
@@ -137,10 +152,16 @@ heartbeat_run(zsock_t *pipe, void *arg)
 	};
 	zhashx_t		*wires;		/* endpoint -> struct wire */
 	struct wire		*w;
-	size_t			 i;
 	int			 stop = 0;
 
 	(void)arg;
+	if ((hp.epfd = epoll_create1(EPOLL_CLOEXEC)) == -1)
+		fatal("heartbeat: epoll_create1");
+	TAILQ_INIT(&hp.dead);
+	memset(&ev, 0, sizeof ev);
+	ev.events = EPOLLIN;	/* data.ptr NULL: the pipe */
+	if (epoll_ctl(hp.epfd, EPOLL_CTL_ADD, zsock_fd(pipe), &ev) != 0)
+		fatal("heartbeat: epoll_ctl pipe");
 	/* Pings are tiny: a few of them unfinished is all there may be. */
 	wire_loop_init(&loop, 16 * HEARTBEAT_MAX);
 	wires = zhashx_new();
@@ -151,9 +172,8 @@ heartbeat_run(zsock_t *pipe, void *arg)
 	for (w = zhashx_first(wires); w != NULL; w = zhashx_next(wires))
 		wire_destroy(&w);
 	zhashx_destroy(&wires);
-	for (i = 0; i < hp.n; i++)
-		free(hp.ios[i]);
-	free(hp.ios);
+	heartbeat_reap(&hp);
+	close(hp.epfd);
 	wire_loop_free(&loop);
 }
 

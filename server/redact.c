@@ -10,12 +10,23 @@
  * The rules are POSIX extended regular expressions (regcomp), plus a check
  * function for shapes a regex alone cannot tell (high entropy). Operators
  * add their own with `redact-pattern = NAME REGEX` lines in the config.
+ *
+ * Every execute's audit event passes twenty-odd strings through every
+ * rule, most of them the same each time (the session's runtime, names,
+ * kinds, statuses): the rules cost more than the rest of the execute's
+ * path in the daemon (docs/BENCHMARKS.md). So the main thread remembers
+ * the short strings it found clean, in a small direct-mapped table
+ * compared byte for byte: a string seen clean is clean again, since the
+ * rules only change with redact_init. Only clean strings are kept (a
+ * remembered string holds no secret by definition), and only on the
+ * thread that called redact_init (the heartbeat thread logs too).
  */
 
 #include <sys/types.h>
 
 #include <ctype.h>
 #include <math.h>
+#include <pthread.h>
 #include <regex.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,10 +36,13 @@
 #define REDACT_MARK	"[REDACTED:"
 #define REDACT_NAME_MAX	32
 #define REDACT_MAX_RULES 64
+#define REDACT_MEMO	512	/* clean strings remembered */
+#define REDACT_MEMO_LEN	256	/* longest string remembered */
 
 typedef int redact_check_fn(const char *, size_t);
 
 static redact_check_fn redact_high_entropy;
+static void	redact_memo_clear(void);
 
 /*
  * Legend: rule name (in the marker); the expression; REG_ICASE or 0; which
@@ -80,6 +94,14 @@ struct redact_rule {
 static struct redact_rule redact_rules[REDACT_MAX_RULES];
 static size_t	 redact_nrules;
 static int	 redact_ready;
+
+/* A string found clean, by the hash of its bytes mod REDACT_MEMO. */
+struct redact_memo {
+	size_t		 len;
+	char		*s;	/* NULL: empty slot */
+};
+static struct redact_memo redact_memo[REDACT_MEMO];
+static pthread_t	 redact_thread;	/* the one that uses redact_memo */
 
 /*
  * Random keys are dense: over 4.3 bits per character, with upper case,
@@ -139,6 +161,7 @@ redact_compile(const char *name, const char *regex, int flags, int group,
 	r->group = group;
 	r->check = check;
 	redact_nrules++;
+	redact_memo_clear();	/* a string clean before may match this */
 	return (0);
 }
 
@@ -172,6 +195,32 @@ redact_add(const char *spec, char **cause)
 	return (redact_compile(name, spec, 0, 0, NULL, cause));
 }
 
+static void
+redact_memo_clear(void)
+{
+	size_t	i;
+
+	for (i = 0; i < nitems(redact_memo); i++) {
+		free(redact_memo[i].s);
+		redact_memo[i].s = NULL;
+	}
+}
+
+/* FNV-1a: a slot, not a secret; entries compare byte for byte. */
+static struct redact_memo *
+redact_memo_slot(const char *in, size_t len)
+{
+	uint64_t	h = 0xcbf29ce484222325ULL;
+	size_t		i;
+
+	if (len > REDACT_MEMO_LEN ||
+	    !pthread_equal(pthread_self(), redact_thread))
+		return (NULL);
+	for (i = 0; i < len; i++)
+		h = (h ^ (u_char)in[i]) * 0x100000001b3ULL;
+	return (&redact_memo[h % REDACT_MEMO]);
+}
+
 /* The built-in table, then each operator pattern; once, at start. */
 int
 redact_init(char *const *patterns, size_t npatterns, char **cause)
@@ -180,6 +229,7 @@ redact_init(char *const *patterns, size_t npatterns, char **cause)
 	size_t			 i;
 
 	redact_free();
+	redact_thread = pthread_self();
 	for (i = 0; i < nitems(redact_table); i++) {
 		row = &redact_table[i];
 		if (redact_compile(row->name, row->regex, row->flags,
@@ -206,6 +256,7 @@ redact_free(void)
 		regfree(&redact_rules[i].re);
 	redact_nrules = 0;
 	redact_ready = 0;
+	redact_memo_clear();
 }
 
 size_t
@@ -290,14 +341,27 @@ redact_one(const struct redact_rule *r, const char *in, size_t *hits)
 char *
 redact(const char *in, size_t *hits)
 {
-	char	*cur, *next;
-	size_t	 i, n = 0;
+	struct redact_memo	*m;
+	char			*cur, *next;
+	size_t			 i, n = 0, len = strlen(in);
 
+	m = redact_ready ? redact_memo_slot(in, len) : NULL;
+	if (m != NULL && m->s != NULL && m->len == len &&
+	    memcmp(m->s, in, len) == 0) {
+		if (hits != NULL)
+			*hits = 0;
+		return (xstrdup(in));
+	}
 	cur = xstrdup(in);
 	for (i = 0; redact_ready && i < redact_nrules; i++) {
 		next = redact_one(&redact_rules[i], cur, &n);
 		free(cur);
 		cur = next;
+	}
+	if (m != NULL && n == 0 && strcmp(cur, in) == 0) {
+		free(m->s);
+		m->s = xstrdup(in);
+		m->len = len;
 	}
 	if (hits != NULL)
 		*hits = n;

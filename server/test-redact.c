@@ -162,6 +162,35 @@ test_operator(void)
 	free(out);
 }
 
+/*
+ * The main thread remembers clean strings: the same text gives the same
+ * answer the second time, a secret is redacted every time, and a rule
+ * added later applies to a text remembered clean before it.
+ */
+static void
+test_memo(void)
+{
+	const char	*plain = "status ok in session memo-1";
+	const char	*secret = "Authorization: Bearer abc.def.ghi";
+	char		*out;
+	size_t		 hits;
+	int		 i;
+
+	for (i = 0; i < 2; i++) {
+		out = redact(plain, &hits);
+		CHECK(strcmp(out, plain) == 0 && hits == 0);
+		free(out);
+		out = redact(secret, &hits);
+		CHECK(strstr(out, "abc.def.ghi") == NULL && hits == 1);
+		free(out);
+	}
+	CHECK(redact_add("memo-rule memo-[0-9]", NULL) == 0);
+	out = redact(plain, &hits);
+	CHECK(strcmp(out, "status ok in session [REDACTED:memo-rule]") == 0 &&
+	    hits == 1);
+	free(out);
+}
+
 int
 main(void)
 {
@@ -175,6 +204,7 @@ main(void)
 	test_coverage();
 	test_clean();
 	test_operator();
+	test_memo();
 	redact_free();
 	return (check_report());
 }

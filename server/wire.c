@@ -10,7 +10,7 @@
  *
  *	what			bound				then
  *	one message		max-message, plus ZMTP_FRAME_COST a frame	close
- *	all unfinished messages	max-message per loop (shared)	close the largest
+ *	all unfinished messages	one message's, per loop (shared)	close the largest
  *	a connection's output	one message + WIRE_QUEUE bytes	drop the message
  *	subscriptions		WIRE_SUBS_MAX prefixes		close
  *	connections		WIRE_CONN_MAX per socket	refuse new ones
@@ -28,6 +28,11 @@
  *
  * Connections are freed only from their own callback or by a neighbour
  * that is not on the stack; a failure during a send only marks one dead.
+ *
+ * In the daemon's loop output is not written as it is queued but once the
+ * turn's callbacks are done (wire_flush, from a 0 ms timer): an execute's
+ * busy, result, reply and idle often arise in one turn, and one writev
+ * for them costs a quarter of four (docs/BENCHMARKS.md).
  */
 
 #include <sys/types.h>
@@ -102,6 +107,8 @@ struct wire_conn {
 
 	TAILQ_ENTRY(wire_conn)	 entry;		/* in the wire */
 	TAILQ_ENTRY(wire_conn)	 lentry;	/* in the loop */
+	int			 flushing;	/* on the loop's flush list */
+	TAILQ_ENTRY(wire_conn)	 fentry;
 };
 
 struct wire {
@@ -297,8 +304,14 @@ wire_adopt(struct wire_loop *loop, enum wire_kind kind, int fd,
 {
 	struct wire	*w;
 
+	/*
+	 * The loop's budget is one message's own limit (zmtp.c's), never
+	 * less: a lone peer is refused by its message's limit, with that
+	 * reason, before the shared budget could cut it off for another.
+	 */
 	if (loop->buf == NULL)
-		wire_loop_init(loop, max_message);
+		wire_loop_init(loop, max_message + ZMTP_FRAME_COST *
+		    ZMTP_FREE_FRAMES);
 	w = xcalloc(1, sizeof *w);
 	w->loop = loop;
 	w->kind = kind;
@@ -471,6 +484,13 @@ wire_conn_close(struct wire_conn *c, const char *why)
 		wire_log(w, line);
 		free(line);
 	}
+	if (c->flushing) {
+		/* What this turn queued, as it would have gone out at once. */
+		TAILQ_REMOVE(&w->loop->flush, c, fentry);
+		c->flushing = 0;
+		if (!c->dead)
+			wire_conn_write(c);
+	}
 	w->loop->held -= c->held;
 	w->loop->remove(w->loop, c->io);
 	close(c->fd);
@@ -551,6 +571,13 @@ wire_conn_read(struct wire_conn *c)
 				return;
 		}
 		wire_budget(c);
+		/*
+		 * A short read took all there was: the next read would say
+		 * EAGAIN, a syscall per wake-up for nothing (the loop is
+		 * level-triggered and calls again when more comes).
+		 */
+		if ((size_t)n < WIRE_READ_SIZE)
+			break;
 	}
 }
 
@@ -676,6 +703,7 @@ wire_conn_message(struct wire_conn *c, zmsg_t *m)
 static int
 wire_enqueue(struct wire_conn *c, struct wire_chunk *ch, int force)
 {
+	struct wire_loop	*loop = c->wire->loop;
 	struct wire_qent	*q;
 	int			 was_empty = c->queued == 0;
 
@@ -689,9 +717,22 @@ wire_enqueue(struct wire_conn *c, struct wire_chunk *ch, int force)
 	ch->refs++;
 	TAILQ_INSERT_TAIL(&c->queue, q, entry);
 	c->queued += ch->len;
-	if (was_empty && !c->dead && c->io != NULL)
+	if (c->dead || c->io == NULL)
+		return (0);
+	if (c->flushing)
+		return (0);	/* goes with the rest at wire_flush */
+	if (was_empty && loop->defer != NULL) {
+		TAILQ_INSERT_TAIL(&loop->flush, c, fentry);
+		c->flushing = 1;
+		if (!loop->deferred) {
+			loop->deferred = 1;
+			loop->defer(loop);
+		}
+		return (0);
+	}
+	if (was_empty)
 		wire_conn_write(c);
-	if (!c->dead && c->io != NULL)
+	if (!c->dead)
 		wire_conn_want(c);
 	return (0);
 }
@@ -806,8 +847,7 @@ wire_send(struct wire *w, zmsg_t **mp)
 	struct wire_conn	*c, *to = NULL;
 	struct wire_chunk	*ch;
 	zframe_t		*first = zmsg_first(*mp);
-	u_char			*buf;
-	size_t			 len;
+	size_t			 skip;
 	int			 n = 0;
 
 	if (first == NULL)
@@ -820,12 +860,13 @@ wire_send(struct wire *w, zmsg_t **mp)
 	}
 	if (w->kind == WIRE_ROUTER && to == NULL)
 		goto out;
-	buf = zmtp_encode(*mp, w->kind == WIRE_ROUTER ? 1 : 0, &len);
-	if (buf == NULL)
+	/* Encoded straight into the chunk every peer's queue shares. */
+	skip = w->kind == WIRE_ROUTER ? 1 : 0;
+	if (zmsg_size(*mp) <= skip)
 		goto out;
-	ch = wire_chunk_new(buf, len);
-	free(buf);
-	ch->refs++;	/* ours, while we queue it */
+	ch = xmalloc(sizeof *ch + zmtp_encode_size(*mp, skip));
+	ch->len = zmtp_encode_into(*mp, skip, ch->data);
+	ch->refs = 1;	/* ours, while we queue it */
 	TAILQ_FOREACH(c, &w->conns, entry) {
 		if (c->dead || !c->routed || (to != NULL && c != to) ||
 		    (w->kind == WIRE_PUB && !wire_sub_match(c, first)))
@@ -860,11 +901,32 @@ wire_connections(struct wire *w)
 	return (w->nconns);
 }
 
+/*
+ * Write what this turn queued: a connection's messages in one writev (a
+ * peer that does not keep up is left to its own callback, EPOLLOUT).
+ */
+void
+wire_flush(struct wire_loop *loop)
+{
+	struct wire_conn	*c;
+
+	loop->deferred = 0;
+	while ((c = TAILQ_FIRST(&loop->flush)) != NULL) {
+		TAILQ_REMOVE(&loop->flush, c, fentry);
+		c->flushing = 0;
+		/* Dead: its own callback frees it (wire_conn_kill woke it). */
+		if (!c->dead && wire_conn_write(c) == 0)
+			wire_conn_want(c);
+	}
+}
+
 /* A loop's budget for unfinished messages, over all its connections. */
 void
 wire_loop_init(struct wire_loop *loop, size_t budget)
 {
 	TAILQ_INIT(&loop->conns);
+	TAILQ_INIT(&loop->flush);
+	loop->deferred = 0;
 	loop->held = 0;
 	loop->budget = budget;
 	loop->buf = xmalloc(WIRE_READ_SIZE);
@@ -902,8 +964,22 @@ wire_main_remove(struct wire_loop *loop, void *io)
 	loop_io_remove(&lio);
 }
 
+static void
+wire_main_flush(void *arg)
+{
+	wire_flush(arg);
+}
+
+/* A 0 ms timer fires after this turn's descriptors (server/loop.c). */
+static void
+wire_main_defer(struct wire_loop *loop)
+{
+	loop_timer_add(0, wire_main_flush, loop);
+}
+
 struct wire_loop wire_main = {
 	.add = wire_main_add,
 	.set = wire_main_set,
 	.remove = wire_main_remove,
+	.defer = wire_main_defer,
 };

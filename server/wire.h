@@ -32,9 +32,17 @@ struct wire_loop {
 		    void *);
 	void	 (*set)(struct wire_loop *, void *, uint32_t);
 	void	 (*remove)(struct wire_loop *, void *);
+	/*
+	 * NULL: output is written as it is queued. Else: call wire_flush
+	 * once this turn's callbacks are done, so that the messages queued
+	 * for one connection in a turn go out in one writev.
+	 */
+	void	 (*defer)(struct wire_loop *);
 	void	*data;				/* the loop's own */
 	void	*data2;
 	TAILQ_HEAD(, wire_conn) conns;		/* every connection in it */
+	TAILQ_HEAD(, wire_conn) flush;		/* output waiting for wire_flush */
+	int	 deferred;			/* defer called, flush not yet */
 	size_t	 held;				/* unfinished messages, bytes */
 	size_t	 budget;
 	u_char	*buf;				/* one read's */
@@ -44,6 +52,7 @@ struct wire_loop {
 extern struct wire_loop wire_main;
 void		 wire_loop_init(struct wire_loop *, size_t);
 void		 wire_loop_free(struct wire_loop *);
+void		 wire_flush(struct wire_loop *);
 int		 wire_listen(const char *, char **, char **);
 struct wire	*wire_new(struct wire_loop *, enum wire_kind, const char *,
 		     size_t, wire_msg_cb *, void *, char **);

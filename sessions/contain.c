@@ -316,12 +316,15 @@ contain_meter(struct session *s, int reset, uint64_t *cpu, uint64_t *peak,
 		cgroup_meter_read(s->meter, cpu, peak);
 }
 
+/* mem may be NULL: one cgroup file fewer to read (an execute's start). */
 void
 contain_stats(struct session *s, uint64_t *mem, uint64_t *cpu)
 {
 	char	*cause;
 
-	*mem = *cpu = CGROUP_UNKNOWN;
+	if (mem != NULL)
+		*mem = CGROUP_UNKNOWN;
+	*cpu = CGROUP_UNKNOWN;
 	if (s->cgroup_made &&
 	    cgroup_stats(contain.cg, s->name, mem, cpu, &cause) != 0)
 		free(cause);

@@ -2,7 +2,7 @@
 # deps.sh: install the Debian packages cellblock needs, only those missing.
 set -e
 PKGS="build-essential pkg-config libczmq-dev libzmq3-dev libjansson-dev
-libsodium-dev libseccomp-dev python3-ipython python3-jupyter-client
+libsodium-dev nettle-dev libseccomp-dev python3-ipython python3-jupyter-client
 python3-dill python3-numpy python3-pandas python3-matplotlib
 python3-matplotlib-inline python3-pytest python3-pexpect python3-nbclient
 python3-nbformat python3-jedi python3-jupyter-kernel-test python3-ipykernel

@@ -21,7 +21,7 @@ RUNNER = os.path.join(ROOT, "kernel-shim", "runner", "cellblock_runner.py")
 RTT_SRC = os.path.join(HERE, "rtt.c")
 RTT = os.path.join(BUILD, "rtt")
 PYTHON = "/usr/bin/python3"
-PKGS = "libczmq libzmq jansson libsodium"
+PKGS = "libczmq libzmq jansson libsodium nettle"
 
 # The tests' control-socket client and zygote wait (tests/cbtest.py).
 sys.path.insert(0, os.path.dirname(HERE))

@@ -1,5 +1,6 @@
 """Turns the harness's results into docs/BENCHMARKS.md and a summary on stdout.
 Every figure comes from the results of this run; nothing is typed in."""
+import os
 import shlex
 
 
@@ -573,7 +574,21 @@ def render(res, args):
           scale_section(res), ""]
     L += ["## Where the time of one execute goes", "", where_time_goes(res), "",
           "## Findings from this run", "", findings(res), ""]
+    L += hotpath_section()
     return "\n".join(L)
+
+
+HOTPATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "hotpath.md")
+
+
+def hotpath_section():
+    """Section 7 comes from `make bench-hotpath` (tests/bench/hotpath.py),
+    which compares daemon builds in one run of its own: its last figures
+    and what they mean, kept across runs of this script."""
+    if not os.path.exists(HOTPATH):
+        return []
+    with open(HOTPATH) as f:
+        return ["## 7. The message hot path, build against build (issue 11)", "", f.read()]
 
 
 def summary_table(res):
