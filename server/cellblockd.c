@@ -44,7 +44,8 @@ usage(void)
 	    "[--state-dir DIR] [--config FILE]\n"
 	    "                  [--address IP] [--transport tcp|ipc] "
 	    "[--max-message SIZE]\n"
-	    "                  [--rootfs DIR] [--allow-weaker-sandbox]\n");
+	    "                  [--rootfs DIR] [--allow-weaker-sandbox] "
+	    "[--warm-pool N]\n");
 	exit(EXIT_USAGE);
 }
 
@@ -468,6 +469,7 @@ static const struct option server_options[] = {
 	{ "max-message", required_argument, NULL, 'M' },
 	{ "rootfs", required_argument, NULL, 'R' },
 	{ "allow-weaker-sandbox", no_argument, NULL, 'W' },
+	{ "warm-pool", required_argument, NULL, 'P' },
 	{ "help", no_argument, NULL, 'h' },
 	{ NULL, 0, NULL, 0 }
 };
@@ -506,8 +508,10 @@ main(int argc, char **argv)
 		case 'T':
 		case 'M':
 		case 'R':
+		case 'P':
 			key = ch == 'A' ? "address" : ch == 'T' ? "transport" :
-			    ch == 'R' ? "rootfs" : "max-message";
+			    ch == 'R' ? "rootfs" : ch == 'P' ? "warm-pool" :
+			    "max-message";
 			sets[nsets].key = key;
 			sets[nsets++].value = optarg;
 			break;
@@ -571,12 +575,14 @@ main(int argc, char **argv)
 	kernel_init();
 	factory_init();
 	lifecycle_init();
+	pool_init();
 	if (heartbeat_start(&cause) != 0)
 		fatalx("%s", cause);
 	server_shared();
 	server_zygote_init();
 	lifecycle_load_all();
 	lifecycle_start();
+	pool_start();
 	xasprintf(&path, "%s/control.sock", server_state_dir);
 	if (control_start(path, &cause) != 0)
 		fatalx("%s", cause);
@@ -602,6 +608,7 @@ main(int argc, char **argv)
 	lifecycle_checkpoint_all(10000);
 	loop_io_remove(&server_zygote_io);
 	zygote_stop(NULL);
+	pool_stop();
 	factory_shutdown_all();
 	lifecycle_stop();
 	control_stop();

@@ -408,9 +408,9 @@ control_ping(struct control_conn *c, json_t *req)
 {
 	(void)c;
 	(void)req;
-	return (json_pack("{s:b,s:s,s:I,s:o}", "ok", 1, "version",
+	return (json_pack("{s:b,s:s,s:I,s:o,s:o}", "ok", 1, "version",
 	    CELLBLOCK_VERSION, "pid", (json_int_t)getpid(), "zygote",
-	    zygote_describe()));
+	    zygote_describe(), "pool", pool_describe()));
 }
 
 /* HOOK_ENDED: an attach client hears that its session ended. */

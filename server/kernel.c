@@ -1103,6 +1103,8 @@ kernel_lost(struct session *s, const void *arg)
 	int			 before_hello = lost->before_hello;
 	struct waiter		*w;
 
+	if (s->pooled)
+		return (0);	/* an unclaimed warm-pool member: server/pool.c */
 	if (s->ckpt_op != 0) {
 		s->ckpt_op = 0;
 		if ((w = s->ckpt_waiter) != NULL) {

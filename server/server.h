@@ -43,6 +43,7 @@ struct config {
 	size_t	 min_free_memory; /* below it, reap the least recently used */
 	int	 restart_from_checkpoint; /* after a crash; no: start clean */
 	int	 zygote;	/* fork sessions from a preloaded interpreter */
+	size_t	 warm_pool;	/* interpreters contained in advance */
 	struct session_limits limits;	/* defaults for new sessions */
 	char	*log_format;	/* text or json */
 	struct config_list redact_patterns; /* operator rules, NAME REGEX */
@@ -225,6 +226,13 @@ struct session	*factory_shared_session(struct jmsg *);
 json_t		*factory_describe(struct session *);
 void		 factory_rmtree(const char *);
 void		 factory_shutdown_all(void);
+
+/* server/pool.c: the warm pool */
+void		 pool_init(void);
+void		 pool_start(void);
+void		 pool_stop(void);
+struct session	*pool_take(const char *, const struct session_limits *);
+json_t		*pool_describe(void);
 
 /* server/lifecycle.c */
 void		 lifecycle_init(void);

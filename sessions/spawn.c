@@ -219,7 +219,13 @@ close_pair:
 const char *
 spawn_born_name(enum spawn_born born)
 {
-	return (born == SPAWN_ZYGOTE ? "zygote" : "exec");
+	static const char *names[] = {
+		[SPAWN_EXEC] = "exec",
+		[SPAWN_ZYGOTE] = "zygote",
+		[SPAWN_POOL] = "pool",
+	};
+
+	return (born >= 0 && born < (int)nitems(names) ? names[born] : "?");
 }
 
 /* BLAS and OpenMP pools: the session's CPU share, rounded up. */

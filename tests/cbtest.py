@@ -77,8 +77,16 @@ def sanitizer_env():
 class Daemon:
     """One cellblockd in the foreground with its own state directory."""
 
-    def __init__(self, extra_args=(), wait_zygote=True):
+    def __init__(self, extra_args=(), wait_zygote=True, warm_pool=None):
+        """warm_pool: members of the warm pool (docs/ZYGOTE.md); None: the
+        CELLBLOCK_TEST_WARM_POOL environment variable, else 0, so that a
+        test's sessions are born as it expects unless it asks for the pool
+        (make test-pool runs the lifecycle tests with it)."""
         self.state = tempfile.mkdtemp(prefix="cb-test-")
+        if warm_pool is None:
+            warm_pool = os.environ.get("CELLBLOCK_TEST_WARM_POOL", "0")
+        self.warm_pool = int(warm_pool)
+        extra_args = ["--warm-pool", str(self.warm_pool), *extra_args]
         self.args = list(extra_args)
         self.log = open(os.path.join(self.state, "test-daemon.log"), "w+")
         self.proc = subprocess.Popen(
@@ -107,6 +115,22 @@ class Daemon:
         if z.get("state") in ZYGOTE_PENDING:
             raise RuntimeError("the zygote did not get ready:\n" + self.log_text())
         return z
+
+    def pool(self):
+        return self.control({"cmd": "ping"}).get("pool", {})
+
+    def wait_pool(self, ready=None, timeout=60):
+        """Until the warm pool holds `ready` (default: its size) members
+        past their hello; returns its description."""
+        want = self.warm_pool if ready is None else ready
+        deadline = time.monotonic() + timeout
+        while True:
+            p = self.pool()
+            if p.get("ready", 0) >= want:
+                return p
+            if time.monotonic() > deadline or not self.alive():
+                raise RuntimeError(f"warm pool not ready ({p}):\n" + self.log_text()[-4000:])
+            time.sleep(0.05)
 
     def env(self):
         env = dict(os.environ)
