@@ -406,11 +406,10 @@ control_answer(struct waiter *w, json_t *reply)
 static json_t *
 control_ping(struct control_conn *c, json_t *req)
 {
-	(void)c;
 	(void)req;
 	return (json_pack("{s:b,s:s,s:I,s:o,s:o}", "ok", 1, "version",
 	    CELLBLOCK_VERSION, "pid", (json_int_t)getpid(), "zygote",
-	    zygote_describe(), "pool", pool_describe()));
+	    zygote_describe(), "pool", pool_describe(c->uid == 0)));
 }
 
 /* HOOK_ENDED: an attach client hears that its session ended. */

@@ -277,6 +277,9 @@ factory_describe(struct session *s)
 	if (s->pid > 0)
 		json_object_set_new(d, "born",
 		    json_string(spawn_born_name(s->born)));
+	/* A warm-pool member keeps the group it was made in (docs/ZYGOTE.md). */
+	if (s->cgroup_made)
+		json_object_set_new(d, "cgroup", json_string(s->cgroup));
 	return (d);
 }
 

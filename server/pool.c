@@ -262,18 +262,28 @@ pool_take(const char *name, const struct session_limits *l)
 	return (s);
 }
 
+/* For ping: the pool's size and counters; for root, each member too. */
 json_t *
-pool_describe(void)
+pool_describe(int members)
 {
-	size_t	i, ready = 0;
+	struct session	*s;
+	json_t		*list = json_array();
+	size_t		 i, ready = 0;
 
-	for (i = 0; i < pool_n; i++)
-		ready += pool_members[i]->hello != NULL;
-	return (json_pack("{s:b,s:I,s:I,s:I,s:I,s:I,s:I}", "on", pool_on,
+	for (i = 0; i < pool_n; i++) {
+		s = pool_members[i];
+		ready += s->hello != NULL;
+		if (members)
+				json_array_append_new(list, json_pack(
+			    "{s:s,s:I,s:i,s:b,s:s}", "cgroup", s->cgroup, "pid",
+			    (json_int_t)s->pid, "uid", (int)s->host_uid, "ready",
+			    s->hello != NULL, "workdir", s->workdir));
+	}
+	return (json_pack("{s:b,s:I,s:I,s:I,s:I,s:I,s:I,s:o}", "on", pool_on,
 	    "size", (json_int_t)pool_want, "members", (json_int_t)pool_n,
 	    "ready", (json_int_t)ready, "made", (json_int_t)pool_made,
 	    "claimed", (json_int_t)pool_claimed, "lost",
-	    (json_int_t)pool_lost_count));
+	    (json_int_t)pool_lost_count, "list", list));
 }
 
 void

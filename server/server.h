@@ -232,7 +232,7 @@ void		 pool_init(void);
 void		 pool_start(void);
 void		 pool_stop(void);
 struct session	*pool_take(const char *, const struct session_limits *);
-json_t		*pool_describe(void);
+json_t		*pool_describe(int);
 
 /* server/lifecycle.c */
 void		 lifecycle_init(void);

@@ -1,0 +1,234 @@
+"""The warm pool (docs/ZYGOTE.md, "The warm pool"): interpreters forked
+from the zygote and contained in advance, claimed by `new`, refilled,
+replaced when they die, cleaned when the daemon goes; sessions born there
+are sessions like any other (their own name, random state, limits)."""
+import json
+import os
+import signal
+import subprocess
+
+import pytest
+
+from cbtest import CELLBLOCKD, Daemon, pid_alive, poll, run_cell
+from proclib import cgroup_parents
+
+
+def _ls(d):
+    return {s["name"]: s for s in json.loads(d.cli("ls", "--json", check=True).stdout)}
+
+
+def _value(kc, code):
+    reply, outputs = run_cell(kc, code)
+    assert reply["content"]["status"] == "ok", reply["content"]
+    return "".join(m["content"]["text"] for m in outputs
+                   if m["msg_type"] == "stream" and m["content"]["name"] == "stdout").strip()
+
+
+def _new(d, name, *limits):
+    return d.cli("new", "--name", name, *limits, check=True).stdout.strip()
+
+
+def _groups(parents):
+    """Every group name under the daemon's cgroup, in any hierarchy."""
+    return {e for p in parents for e in os.listdir(p)
+            if os.path.isdir(os.path.join(p, e))}
+
+
+@pytest.fixture(scope="module")
+def pd():
+    d = Daemon(warm_pool=2)
+    try:
+        d.wait_pool()
+        yield d
+    finally:
+        d.stop()
+
+
+def test_new_claims_a_member_and_the_pool_refills(pd):
+    before = pd.wait_pool()
+    member = before["list"][0]
+    conn = _new(pd, "claimed")
+    s = _ls(pd)["claimed"]
+    assert s["born"] == "pool", s
+    # It is the member that was waiting: same process, uid and cgroup.
+    claimed = [m for m in before["list"] if m["pid"] == s["pid"]]
+    assert claimed, (s, before)
+    assert s["uid"] == claimed[0]["uid"] and s["cgroup"] == claimed[0]["cgroup"]
+    assert s["workdir"].startswith(os.path.join(pd.state, "work", "claimed."))
+    assert not os.path.exists(claimed[0]["workdir"])
+    # Inside, it is named as a fresh session would be from birth.
+    kc = pd.client(conn)
+    try:
+        out = _value(kc, "import os, socket\n"
+                         "print(os.environ['CELLBLOCK_SESSION'], socket.gethostname(),"
+                         " os.getuid(), os.getcwd(), os.getpid())\n"
+                         "open('mine.txt', 'w').write('x')")
+        assert out == "claimed claimed 1000 /home/session 2"
+        assert os.path.exists(os.path.join(s["workdir"], "mine.txt"))
+    finally:
+        kc.stop_channels()
+    # The pool holds its size again, with a new member; none is listed.
+    after = pd.wait_pool()
+    assert after["claimed"] == before["claimed"] + 1
+    assert after["made"] >= before["made"] + 1
+    assert s["pid"] not in [m["pid"] for m in after["list"]]
+    assert all(not n.startswith("cbpool-") for n in _ls(pd))
+    assert member["cgroup"].startswith("cbpool-")
+    pd.cli("kill", "claimed", check=True)
+
+
+def test_two_pool_born_sessions_share_no_random_state(pd):
+    code = ("import random, uuid, os, numpy\n"
+            "print(random.random(), numpy.random.random(), uuid.uuid4(), os.urandom(8).hex())")
+    seen = []
+    for name in ("rand-a", "rand-b"):
+        pd.wait_pool()
+        kc = pd.client(_new(pd, name))
+        try:
+            assert _ls(pd)[name]["born"] == "pool"
+            seen.append(_value(kc, code).split())
+        finally:
+            kc.stop_channels()
+        pd.cli("kill", name, check=True)
+    a, b = seen
+    assert all(x != y for x, y in zip(a, b)), seen
+
+
+def test_state_of_one_pool_born_session_is_not_the_next_ones(pd):
+    pd.wait_pool()
+    kc = pd.client(_new(pd, "state-a"))
+    try:
+        _value(kc, "leaked = 41\nimport sys; sys.modules['json'].leak = 1")
+    finally:
+        kc.stop_channels()
+    pd.wait_pool()
+    kc = pd.client(_new(pd, "state-b"))
+    try:
+        assert _ls(pd)["state-b"]["born"] == "pool"
+        assert _value(kc, "import json\nprint('leaked' in globals(), hasattr(json, 'leak'))") \
+            == "False False"
+    finally:
+        kc.stop_channels()
+    pd.cli("kill", "state-a", check=True)
+    pd.cli("kill", "state-b", check=True)
+
+
+def test_limits_a_member_can_take_are_applied_on_the_host(pd):
+    pd.wait_pool()
+    kc = pd.client(_new(pd, "lim", "--memory", "300M", "--pids", "40"))
+    try:
+        s = _ls(pd)["lim"]
+        assert s["born"] == "pool", s
+        assert s["limits"]["memory"] == 300 << 20 and s["limits"]["pids"] == 40
+        files = {}
+        for parent in cgroup_parents(pd):
+            for f in ("memory.limit_in_bytes", "memory.max", "pids.max"):
+                p = os.path.join(parent, s["cgroup"], f)
+                if os.path.exists(p):
+                    files[f] = open(p).read().strip()
+        mem = files.get("memory.limit_in_bytes", files.get("memory.max"))
+        assert int(mem) == 300 << 20 and files["pids.max"] == "40", files
+        # Inside, that group is the root of its cgroup namespace, as for any session.
+        lines = _value(kc, "print(open('/proc/self/cgroup').read().strip())").splitlines()
+        assert lines and all(ln.endswith(":/") for ln in lines), lines
+    finally:
+        kc.stop_channels()
+    pd.cli("kill", "lim", check=True)
+
+
+@pytest.mark.parametrize("limits", [("--tmp", "32M"), ("--cpus", "2"), ("--memory", "2G")],
+                         ids=["tmp", "cpus", "more-memory"])
+def test_limits_the_pool_cannot_honour_start_fresh(pd, limits):
+    ready = pd.wait_pool()["ready"]
+    name = "fresh-" + limits[0][2:]
+    kc = pd.client(_new(pd, name, *limits))
+    try:
+        s = _ls(pd)[name]
+        assert s["born"] == "zygote", s
+        assert s["cgroup"] == name
+        assert _value(kc, "print(6 * 7)") == "42"
+    finally:
+        kc.stop_channels()
+    assert pd.pool()["ready"] == ready      # nothing was taken
+    pd.cli("kill", name, check=True)
+
+
+def test_a_member_that_dies_is_replaced_and_cleaned(pd):
+    before = pd.wait_pool()
+    victim = before["list"][0]
+    parents = cgroup_parents(pd)
+    assert victim["cgroup"] in _groups(parents)
+    os.kill(victim["pid"], signal.SIGKILL)
+    poll(lambda: pd.pool()["lost"] == before["lost"] + 1, 30, "the member's loss")
+    after = pd.wait_pool()
+    assert victim["pid"] not in [m["pid"] for m in after["list"]]
+    assert victim["cgroup"] not in _groups(parents)
+    assert not os.path.exists(victim["workdir"])
+    assert "warm pool member lost" in pd.log_text()
+    assert pd.alive()
+
+
+def test_an_empty_pool_falls_back_to_a_fresh_start():
+    d = Daemon(warm_pool=1)
+    try:
+        d.wait_pool()
+        # The refill waits a little after a claim: the second new finds none.
+        _new(d, "first")
+        kc = d.client(_new(d, "second"))
+        try:
+            ls = _ls(d)
+            assert ls["first"]["born"] == "pool"
+            assert ls["second"]["born"] == "zygote", ls["second"]
+            assert _value(kc, "import socket; print(socket.gethostname())") == "second"
+        finally:
+            kc.stop_channels()
+        d.wait_pool()
+    finally:
+        d.stop()
+
+
+def test_pool_off_with_the_zygote_off(tmp_path):
+    conf = tmp_path / "c.conf"
+    conf.write_text("zygote = no\n")
+    d = Daemon(["--config", str(conf)], warm_pool=2)
+    try:
+        p = d.pool()
+        assert p["on"] is False and p["members"] == 0, p
+        assert "warm pool off" in d.log_text()
+        d.cli("new", "--name", "ex", check=True)
+        assert _ls(d)["ex"]["born"] == "exec"
+    finally:
+        d.stop()
+
+
+def test_members_are_gone_after_a_clean_exit_and_after_a_crash():
+    d = Daemon(warm_pool=2)
+    try:
+        members = d.wait_pool()["list"]
+        parents = cgroup_parents(d)
+        names = {m["cgroup"] for m in members}
+        assert names <= _groups(parents)
+        # A crash: the members die with the daemon (parent-death signal),
+        # their work dirs and cgroups stay until the next daemon starts.
+        d.proc.send_signal(signal.SIGKILL)
+        d.proc.wait(timeout=30)
+        poll(lambda: not any(pid_alive(m["pid"]) for m in members), 30,
+             "the members to die with the daemon")
+        assert all(os.path.exists(m["workdir"]) for m in members)
+        start = len(d.log_text())
+        d.proc = subprocess.Popen([CELLBLOCKD, "--foreground", "--state-dir", d.state,
+                                   *d.args], stdout=d.log, stderr=subprocess.STDOUT)
+        poll(lambda: "ready: control" in d.log_text()[start:], 30, "the restarted daemon")
+        assert not any(os.path.exists(m["workdir"]) for m in members)
+        assert not (names & _groups(cgroup_parents(d)))
+        again = d.wait_pool()["list"]
+        assert not ({m["cgroup"] for m in again} & names)
+        # A clean exit: the new members, cgroups and work dirs all go.
+        d.proc.send_signal(signal.SIGTERM)
+        d.proc.wait(timeout=30)
+        assert not any(pid_alive(m["pid"]) for m in again)
+        assert not any(os.path.exists(m["workdir"]) for m in again)
+        assert not any(os.path.isdir(p) and (names | {m["cgroup"] for m in again}) & _groups([p])
+                       for p in parents)
+    finally:
+        d.stop()
