@@ -28,8 +28,11 @@ SESS_SRC	= $(filter-out sessions/test-%.c,$(wildcard sessions/*.c))
 # only the connection files (server/shared.h).
 DAEMON_SRC	= $(filter-out server/test-%.c,$(wildcard server/*.c))
 CLI_SRC		= $(wildcard server/cli/*.c) server/connfile.c
-SHIM_SRC	= $(filter-out kernel-shim/test-%.c kernel-shim/zygote-child.c,\
-		    $(wildcard kernel-shim/*.c))
+SHIM_SRC	= $(filter-out kernel-shim/test-%.c kernel-shim/zygote-child.c \
+		    kernel-shim/cellblock-init.c,$(wildcard kernel-shim/*.c))
+# Pid 1 of every session (kernel-shim/cellblock-init.c): static, so its
+# exec maps one file and no loader.
+INIT_SRC	= kernel-shim/cellblock-init.c kernel-shim/sandbox-pid.c
 # The zygote's C half: a shared object Python loads (docs/ZYGOTE.md); it
 # links no ZeroMQ.
 # The sandbox steps, one file per facility (sandbox.h), run by sandbox-run.c.
@@ -47,7 +50,7 @@ BINDIR	 = bin
 obj = $(patsubst %.c,$(BUILDDIR)/%.o,$(1))
 
 BINS	= $(BINDIR)/cellblockd $(BINDIR)/cellblock $(BINDIR)/cellblock-shim \
-	  $(BINDIR)/cellblock-zygote.so
+	  $(BINDIR)/cellblock-zygote.so $(BINDIR)/cellblock-init
 TESTBINS = $(BINDIR)/test-protocol $(BINDIR)/test-base $(BINDIR)/test-redact \
 	   $(if $(wildcard sessions/test-cgroup.c),$(BINDIR)/test-cgroup) \
 	   $(if $(wildcard tests/sandbox/try-syscall.c),$(BINDIR)/try-syscall) \
@@ -69,6 +72,9 @@ $(BINDIR)/cellblockd: $(call obj,$(DAEMON_SRC) $(PROTO_SRC) $(SESS_SRC) $(BASE_S
 	    $(SANDBOX_PARENT))
 $(BINDIR)/cellblock: $(call obj,$(CLI_SRC) $(PROTO_SRC) $(BASE_SRC))
 $(BINDIR)/cellblock-shim: $(call obj,$(SHIM_SRC) $(BASE_SRC))
+$(BINDIR)/cellblock-init: $(call obj,$(INIT_SRC))
+	@mkdir -p $(dir $@)
+	$(CC) -static $(LDFLAGS) -o $@ $^
 $(BINDIR)/test-base: $(call obj,kernel-shim/base/test-base.c $(BASE_SRC))
 $(BINDIR)/test-protocol: $(call obj,protocol/test-protocol.c $(PROTO_SRC) $(BASE_SRC))
 $(BINDIR)/test-cgroup: $(call obj,sessions/test-cgroup.c sessions/cgroup.c $(BASE_SRC))
@@ -128,7 +134,7 @@ soak: deps all
 ASAN_CC	   = clang
 ASAN_FLAGS = -fsanitize=address,undefined -fno-omit-frame-pointer \
 	     -fno-sanitize-recover=undefined
-ASAN_PLAIN = cellblock-shim cellblock-zygote.so try-syscall
+ASAN_PLAIN = cellblock-shim cellblock-zygote.so cellblock-init try-syscall
 ASAN_ALL = $(notdir $(BINS) $(TESTBINS))
 
 asan-build:
@@ -215,6 +221,7 @@ install: programs
 	install -m 0755 $(BINDIR)/cellblockd $(DESTDIR)$(PREFIX)/sbin/
 	install -m 0755 $(BINDIR)/cellblock $(DESTDIR)$(PREFIX)/bin/
 	install -m 0755 $(BINDIR)/cellblock-shim $(DESTDIR)$(PREFIX)/libexec/cellblock/
+	install -m 0755 $(BINDIR)/cellblock-init $(DESTDIR)$(PREFIX)/libexec/cellblock/
 	install -m 0644 $(BINDIR)/cellblock-zygote.so $(DESTDIR)$(PREFIX)/lib/cellblock/
 	install -m 0644 kernel-shim/runner/*.py $(DESTDIR)$(PREFIX)/share/cellblock/runner/
 	install -m 0644 docs/cellblock.1 $(DESTDIR)$(PREFIX)/share/man/man1/

@@ -5,6 +5,7 @@
 
 #include <sys/types.h>
 
+#include <sched.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -53,7 +54,14 @@ struct sandbox_plan {
 	uint64_t	 nofile;	/* RLIMIT_NOFILE */
 	uint64_t	 fsize_bytes;	/* RLIMIT_FSIZE */
 	int		 keep_fd;	/* the channel: the only fd left open */
+	const char	*init;		/* cellblock-init, host path: pid 1
+					   execs it; NULL: pid 1 reaps in
+					   this image */
 };
+
+/* What sandbox_run unshares (sandbox_run_pid1's caller clones with). */
+#define SANDBOX_NAMESPACES	(CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWPID | \
+	CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS)
 
 /*
  * Who the interpreter is inside its user namespace: the only id mapped
@@ -96,6 +104,7 @@ int	sandbox_pid_reaper(pid_t, int *, char **);
 
 /* sandbox-run.c: all of the above in order; returns only in pid 2. */
 void	sandbox_run(const struct sandbox_plan *);
+void	sandbox_run_pid1(const struct sandbox_plan *);
 void	sandbox_run_environment(const char *, const char *, int);
 
 /*

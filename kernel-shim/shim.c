@@ -41,6 +41,7 @@ struct shim_args {
 	uint64_t	 nofile;
 	uint64_t	 fsize;
 	int		 threads;
+	const char	*init;		/* cellblock-init, pid 1 execs it */
 	int		 print_policy;
 	const char	*zygote_lib;	/* --zygote: the zygote's C half */
 	uid_t		 zygote_uid;	/* (uid_t)-1: keep ours */
@@ -56,7 +57,7 @@ usage(void)
 	    "--workdir DIR --runner FILE [--python PATH]\n"
 	    "                      [--contain] [--rootfs DIR] [--tmp BYTES] "
 	    "[--nofile N] [--fsize BYTES]\n"
-	    "                      [--threads N]\n"
+	    "                      [--threads N] [--init PATH]\n"
 	    "       cellblock-shim --zygote LIB --channel-fd N --workdir DIR "
 	    "--runner FILE\n"
 	    "                      [--python PATH] [--uid UID --gid GID]\n"
@@ -79,6 +80,7 @@ shim_parse(int argc, char **argv, struct shim_args *a)
 		{ "nofile", required_argument, NULL, 'n' },
 		{ "fsize", required_argument, NULL, 'f' },
 		{ "threads", required_argument, NULL, 'T' },
+		{ "init", required_argument, NULL, 'I' },
 		{ "print-policy", no_argument, NULL, 'P' },
 		{ "zygote", required_argument, NULL, 'Z' },
 		{ "uid", required_argument, NULL, 'U' },
@@ -130,6 +132,9 @@ shim_parse(int argc, char **argv, struct shim_args *a)
 			break;
 		case 'T':
 			a->threads = atoi(optarg) > 0 ? atoi(optarg) : 1;
+			break;
+		case 'I':
+			a->init = optarg;
 			break;
 		case 'P':
 			a->print_policy = 1;
@@ -201,6 +206,7 @@ shim_contain(const struct shim_args *a)
 	p.nofile = a->nofile;
 	p.fsize_bytes = a->fsize;
 	p.keep_fd = a->channel_fd;
+	p.init = a->init;
 	snprintf(runner, sizeof runner, "%s/%s", SANDBOX_RUNNER_DIR,
 	    basename((char *)a->runner));
 	sandbox_run(&p);	/* returns in pid 2, under seccomp */

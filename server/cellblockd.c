@@ -24,6 +24,7 @@ char		*server_state_dir;
 char		*server_shim_path;
 char		*server_runner_path;
 char		*server_zygote_lib;
+char		*server_init_path;
 uid_t		 server_uid;
 
 static int	 server_sigfd = -1;
@@ -73,6 +74,8 @@ server_paths(void)
 {
 	static const char *const shims[] = { "cellblock-shim",
 	    "../libexec/cellblock/cellblock-shim", NULL };
+	static const char *const inits[] = { "cellblock-init",
+	    "../libexec/cellblock/cellblock-init", NULL };
 	static const char *const zygotes[] = { "cellblock-zygote.so",
 	    "../lib/cellblock/cellblock-zygote.so", NULL };
 	static const char *const runners[] = {
@@ -93,6 +96,10 @@ server_paths(void)
 		    dir);
 	/* Without it sessions still start, by exec: the zygote is speed. */
 	server_zygote_lib = server_find(dir, zygotes);
+	/* Without it pid 1 stays a copy of its parent: memory, not safety. */
+	if ((server_init_path = server_find(dir, inits)) == NULL)
+		log_warn("no cellblock-init next to %s: pid 1 of each session "
+		    "stays a copy of the process that forked it", dir);
 }
 
 static void

@@ -259,6 +259,7 @@ extern char	*server_state_dir;
 extern char	*server_shim_path;
 extern char	*server_runner_path;
 extern char	*server_zygote_lib;
+extern char	*server_init_path;
 extern uid_t	 server_uid;
 void		 server_exit(const char *);
 

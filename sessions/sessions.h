@@ -196,6 +196,7 @@ struct spawn_args {
 	const char	*workdir;
 	const char	*name;
 	const char	*rootfs;	/* NULL: the host's /usr */
+	const char	*init;		/* cellblock-init for pid 1, or NULL */
 	int		 contain;	/* run the sandbox steps */
 	int		 zygote;	/* fork from the zygote if it is ready */
 	const struct session_limits *limits;

@@ -111,6 +111,10 @@ spawn_argv(const struct spawn_args *a, char **argv, char num[][24])
 			argv[i++] = "--rootfs";
 			argv[i++] = (char *)a->rootfs;
 		}
+		if (a->init != NULL) {
+			argv[i++] = "--init";
+			argv[i++] = (char *)a->init;
+		}
 	}
 	argv[i] = NULL;
 }
@@ -143,9 +147,10 @@ spawn_by_zygote(const struct spawn_args *a, int chan, int err, char **cause)
 		free(dir);
 		return (-1);
 	}
-	req = json_pack("{s:s,s:s,s:s,s:s?,s:I,s:I,s:I,s:i,s:i}",
+	req = json_pack("{s:s,s:s,s:s,s:s?,s:s?,s:I,s:I,s:I,s:i,s:i}",
 	    "op", "spawn", "workname", slash + 1, "session", a->name,
-	    "rootfs", a->rootfs, "tmp", (json_int_t)a->limits->tmp,
+	    "rootfs", a->rootfs, "init", a->init,
+	    "tmp", (json_int_t)a->limits->tmp,
 	    "nofile", (json_int_t)a->limits->nofile,
 	    "fsize", (json_int_t)a->limits->fsize,
 	    "threads", (int)spawn_threads(a->limits), "daemon", (int)getpid());
