@@ -116,6 +116,7 @@ test: deps all
 # Benchmarks against ipykernel; never part of `make test` (docs/BENCHMARKS.md).
 bench: deps all
 	$(PYTHON) tests/bench/bench.py $(BENCHFLAGS)
+	$(PYTHON) tests/bench/pool_bench.py
 
 # 100 sessions under a mixed load for SOAKTIME seconds, then checks for
 # crashes, leaks and lost state; never part of `make test` (docs/TESTING.md).

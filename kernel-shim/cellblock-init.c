@@ -7,7 +7,9 @@
  * capabilities and no_new_privs; exec made it dumpable again, so the
  * first thing it does is undo that (pid 2 has the same uid and must not
  * reach its memory through /proc/1/mem), and only then does it close
- * the pipe pid 2 waits on before it runs anything of the session's.
+ * the pipe pid 2 waits on before it runs anything of the session's. It
+ * holds the session's channel, unread, so that the daemon sees it close
+ * only once pid 1 has exited with pid 2's status.
  *
  *	cellblock-init PID2 SYNC_FD
  *
@@ -56,9 +58,8 @@ main(int argc, char **argv)
 		fprintf(stderr, "usage: cellblock-init PID2 SYNC_FD\n");
 		_exit(1);
 	}
-	/* Pid 2 goes on; we keep nothing else open. */
+	/* Pid 2 goes on. The channel stays open until we exit (sandbox-run.c). */
 	close((int)sync);
-	close_range(STDERR_FILENO + 1, ~0U, 0);
 	if (sandbox_pid_reaper((pid_t)child, &code, &cause) != 0) {
 		fprintf(stderr, "cellblock-init: %s\n", cause ? cause :
 		    "reaper failed");

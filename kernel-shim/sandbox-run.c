@@ -46,6 +46,7 @@
 
 #define RUN_HANDSHAKE_WAIT	30000	/* ms for the daemon's go */
 #define RUN_ANSWER_MAX		65536
+#define RUN_FDS_MAX		1024	/* below: closed one by one for init */
 
 static pid_t	run_child = -1;
 
@@ -220,29 +221,39 @@ run_interpreter(const struct sandbox_plan *p, int sync)
 
 /*
  * Pid 1 from here on: cellblock-init, as the inner uid with no
- * capabilities, holding only stdio and the sync pipe (at fd 3).
+ * capabilities, holding stdio, the sync pipe and the channel. The channel
+ * stays open in it on purpose: the daemon reads its EOF as "the
+ * incarnation is gone" and kills what is left, so it must not come before
+ * pid 1 has exited with pid 2's status (a signal death, 128 + N, would
+ * otherwise be reported as the daemon's own SIGKILL).
  */
 static void __attribute__((noreturn))
 run_exec_init(const struct sandbox_plan *p, int initfd, pid_t child,
     int sync)
 {
-	char	*cause = NULL, pid[16], *argv[4], *envp[1] = { NULL };
+	char	*cause = NULL, pid[16], fd[16], *argv[4], *envp[1] = { NULL };
+	int	 i;
 
 	run_step(sandbox_user_become(p, &cause), "identity", cause);
 	run_step(sandbox_caps_drop(&cause), "capabilities", cause);
 	prctl(PR_SET_PDEATHSIG, SIGKILL);
-	if (dup2(sync, 3) == -1 || (initfd != 4 && dup2(initfd, 4) == -1))
-		run_fail("dup2: %s", strerror(errno));
-	if (close_range(5, ~0U, 0) != 0)
+	for (i = STDERR_FILENO + 1; i < RUN_FDS_MAX; i++) {
+		if (i != p->keep_fd && i != sync && i != initfd)
+			close(i);
+	}
+	if (close_range(RUN_FDS_MAX, ~0U, 0) != 0)
 		run_fail("close_range: %s", strerror(errno));
+	if (fcntl(sync, F_SETFD, 0) != 0 ||
+	    (p->keep_fd >= 0 && fcntl(p->keep_fd, F_SETFD, 0) != 0))
+		run_fail("fcntl: %s", strerror(errno));
 	snprintf(pid, sizeof pid, "%ld", (long)child);
+	snprintf(fd, sizeof fd, "%d", sync);
 	argv[0] = "cellblock-init";
 	argv[1] = pid;
-	argv[2] = "3";
+	argv[2] = fd;
 	argv[3] = NULL;
-	/* fd 4 is close-on-exec: execveat reads it before closing it. */
-	fcntl(4, F_SETFD, FD_CLOEXEC);
-	syscall(SYS_execveat, 4, "", argv, envp, AT_EMPTY_PATH);
+	/* initfd is close-on-exec: execveat reads it before closing it. */
+	syscall(SYS_execveat, initfd, "", argv, envp, AT_EMPTY_PATH);
 	run_fail("exec cellblock-init: %s", strerror(errno));
 }
 

@@ -838,6 +838,20 @@ class Bench:
         self.res["wall_s"] = self.elapsed()
 
 
+def kept_sections(path):
+    """What other benchmark scripts wrote into the report (pool_bench.py's
+    block between its markers): kept when this one rewrites the file."""
+    try:
+        with open(path) as f:
+            old = f.read()
+    except OSError:
+        return ""
+    begin, end = "<!-- pool_bench:begin -->", "<!-- pool_bench:end -->"
+    if begin not in old or end not in old:
+        return ""
+    return "\n" + old[old.index(begin):old.index(end) + len(end)] + "\n"
+
+
 def main(argv=None):
     args = parse_args(sys.argv[1:] if argv is None else argv)
 
@@ -867,6 +881,7 @@ def main(argv=None):
         json.dump(bench.res, f, indent=1, default=str)
     text = report.render(bench.res, args)
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+    text += kept_sections(args.out)
     with open(args.out, "w") as f:
         f.write(text)
     B.log("bench", f"wrote {os.path.relpath(args.out, B.ROOT)} "

@@ -306,9 +306,11 @@ class Session:
         return self.describe()["pid"]
 
     def interpreter_pid(self):
-        """The interpreter's host pid: pid 2 of the session's namespace."""
+        """The interpreter's host pid: pid 2 of the session's namespace
+        (a zygote-born session's own process is its pid 1; a shim's is
+        the parent of its pid 1)."""
         shim = self.shim_pid()
-        for pid1 in _host_children(shim):
+        for pid1 in [shim] + _host_children(shim):
             for pid2 in _host_children(pid1):
                 if _status_field(pid2, "NSpid")[-1] == "2":
                     return pid2
@@ -628,8 +630,10 @@ _result({{"env": env, "found": found, "child": out}})
 
 
 def test_host_proc_1_environ_not_the_hosts(host, attacker):
-    """/proc/1 inside is the session's own pid 1 (the shim), not the host's
-    init; it is not readable; its root link cannot be followed."""
+    """/proc/1 inside is the session's own pid 1 (cellblock-init, the tiny
+    exec'd reaper), not the host's init; it is not readable (it made itself
+    undumpable before the interpreter went on); its root link cannot be
+    followed."""
     r = attacker.result(r'''
 out = {}
 for p in ("/proc/1/environ", "/proc/1/root/etc/shadow", "/proc/1/mem", "/proc/1/fd/0"):
@@ -648,7 +652,7 @@ _result(out)
     for p in ("/proc/1/environ", "/proc/1/root/etc/shadow", "/proc/1/mem", "/proc/1/fd/0"):
         assert r[p][0] == "denied", (p, r[p])
     assert r["root"] == errno.EACCES
-    assert r["comm"] == "cellblock-shim"
+    assert r["comm"] == "cellblock-init"
     host.check_witness()
 
 
