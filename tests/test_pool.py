@@ -232,3 +232,108 @@ def test_members_are_gone_after_a_clean_exit_and_after_a_crash():
                        for p in parents)
     finally:
         d.stop()
+
+
+# ------------------------------------------------------------ pid 1
+
+PID1_CODE = r'''
+import os, time
+comm = open('/proc/1/comm').read().strip()
+ppid = os.getppid()
+# An orphan: our child forks a grandchild and exits at once, so the
+# grandchild is reparented to pid 1, which must reap it when it exits.
+pid = os.fork()
+if pid == 0:
+    if os.fork() == 0:
+        time.sleep(0.2)
+        os._exit(0)
+    os._exit(0)
+os.waitpid(pid, 0)
+def zombies():
+    out = []
+    for p in os.listdir('/proc'):
+        if p.isdigit():
+            try:
+                if open('/proc/%s/stat' % p).read().rsplit(')', 1)[1].split()[0] == 'Z':
+                    out.append(int(p))
+            except OSError:
+                pass
+    return out
+orphans = [p for p in os.listdir('/proc') if p.isdigit() and int(p) > 2]
+for _ in range(100):            # bounded: 10 s
+    live = [p for p in os.listdir('/proc') if p.isdigit() and int(p) > 2]
+    if not live and not zombies():
+        break
+    time.sleep(0.1)
+print(comm, ppid, bool(orphans), zombies(), sorted(int(p) for p in os.listdir('/proc') if p.isdigit()))
+'''
+
+
+@pytest.fixture(scope="module", params=["pool", "zygote", "exec"])
+def born_daemon(request, tmp_path_factory):
+    if request.param == "exec":
+        conf = tmp_path_factory.mktemp("exec") / "c.conf"
+        conf.write_text("zygote = no\n")
+        d = Daemon(["--config", str(conf)], warm_pool=0)
+    else:
+        d = Daemon(warm_pool=2 if request.param == "pool" else 0)
+    try:
+        if request.param == "pool":
+            d.wait_pool()
+        yield request.param, d
+    finally:
+        d.stop()
+
+
+def test_pid1_is_the_tiny_init_and_reaps_orphans(born_daemon):
+    """Pid 1 is cellblock-init (an exec'd static reaper, not a copy of the
+    zygote): the interpreter's parent, small on the host, owned by the
+    session's uid with no capabilities; an orphan reparented to it is
+    reaped, leaving no zombie."""
+    born, d = born_daemon
+    name = "pid1-" + born
+    kc = d.client(_new(d, name))
+    try:
+        s = _ls(d)[name]
+        assert s["born"] == born, s
+        out = _value(kc, PID1_CODE).split(None, 3)
+        assert out[:3] == ["cellblock-init", "1", "True"], out
+        assert out[3] == "[] [1, 2]", out
+        # On the host: the session's pid 1, by its namespace pid.
+        pid1 = s["pid"] if born != "exec" else next(
+            p for p in (int(x) for x in os.listdir("/proc") if x.isdigit())
+            if _status(p).get("PPid") == str(s["pid"]))
+        st = _status(pid1)
+        assert st["NSpid"].split()[-1] == "1", st
+        assert int(st["VmRSS"].split()[0]) < 4096, st["VmRSS"]
+        assert st["CapEff"] == "0000000000000000"
+        assert st["Uid"].split()[0] == str(s["uid"])
+        assert os.readlink(f"/proc/{pid1}/exe").endswith("cellblock-init")
+    finally:
+        kc.stop_channels()
+    d.cli("kill", name, check=True)
+
+
+def test_a_signal_death_is_named_by_its_signal(born_daemon):
+    """Pid 1 exits 128 + N when the interpreter died of signal N; the
+    daemon names the signal, not a plain exit (and not its own SIGKILL)."""
+    born, d = born_daemon
+    name = "sig-" + born
+    kc = d.client(_new(d, name))
+    try:
+        reply, _ = run_cell(kc, "import os, signal\nos.kill(os.getpid(), signal.SIGSEGV)")
+        c = reply["content"]
+        assert c["status"] == "error" and c["ename"] == "SessionKilled", c
+        assert "signal 11 " in c["evalue"], c
+        assert _value(kc, "print(6 * 7)") == "42"
+    finally:
+        kc.stop_channels()
+    d.cli("kill", name, check=True)
+
+
+def _status(pid):
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            return dict(line.rstrip("\n").split(":\t", 1) for line in f if ":\t" in line)
+    except OSError:
+        return {}
