@@ -100,6 +100,8 @@ class Daemon:
             time.sleep(0.02)
         if wait_zygote:
             self.wait_zygote()
+            if self.warm_pool:
+                self.wait_pool()
 
     def control(self, request, timeout=10):
         """One request on the control socket; its answer as a dict."""
@@ -145,6 +147,8 @@ class Daemon:
         return p
 
     def new(self, name=None):
+        if self.warm_pool:
+            self.wait_pool(1)       # pool-born, as the test run asked
         args = ["new"] + (["--name", name] if name else [])
         return self.cli(*args, check=True).stdout.strip()
 

@@ -6,10 +6,11 @@ import json
 import os
 import signal
 import subprocess
+import sys
 
 import pytest
 
-from cbtest import CELLBLOCKD, Daemon, pid_alive, poll, run_cell
+from cbtest import CELLBLOCKD, ROOT, Daemon, pid_alive, poll, run_cell
 from proclib import cgroup_parents
 
 
@@ -337,3 +338,27 @@ def _status(pid):
             return dict(line.rstrip("\n").split(":\t", 1) for line in f if ":\t" in line)
     except OSError:
         return {}
+
+
+# ------------------------------------- other suites, on pool-born sessions
+
+def _suite(paths, env, timeout=900):
+    p = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *paths],
+                       cwd=ROOT, env={**os.environ, **env}, capture_output=True, text=True,
+                       timeout=timeout)
+    assert p.returncode == 0, p.stdout[-6000:] + p.stderr[-2000:]
+    return p.stdout
+
+
+def test_escape_battery_against_pool_born_sessions():
+    """Pool-born sessions are indistinguishable from fresh ones to the
+    escape battery: every session it makes is claimed from the pool."""
+    out = _suite(["tests/sandbox/test_escape.py"], {"CELLBLOCK_ESCAPE_BORN": "pool"})
+    assert " passed" in out and "skipped" not in out.splitlines()[-1], out[-500:]
+
+
+def test_lifecycle_suites_on_pool_born_sessions():
+    """Checkpoints, hibernation, resume, idle timeouts and daemon restarts
+    with the pool on (the suites' daemons wait for a member before new)."""
+    _suite(["tests/test_lifecycle.py", "tests/test_lifecycle_more.py",
+            "tests/test_idle_timeout.py"], {"CELLBLOCK_TEST_WARM_POOL": "2"})
