@@ -25,16 +25,20 @@
  * The order, run by the caller (see SANDBOX-NOTES.md):
  *
  *   parent ns   sandbox_user_drop_groups()          as root, before unshare
- *   child       unshare(USER|NS|PID|NET|IPC|UTS)
+ *   child       unshare(USER|NS|PID|NET|IPC|UTS)     (a zygote child is
+ *                                                    cloned with them)
  *   parent      sandbox_user_write_maps(child, ...)  the daemon's
  *                                                    contain_enter()
- *   child       unshare(CGROUP), fork: the child is pid 1
- *   pid 1       sandbox_mount_setup(), sandbox_uts_hostname(),
- *               sandbox_net_loopback_up(), fork
- *   pid 2       sandbox_user_become(), sandbox_caps_drop(),
- *               sandbox_rlimits_set(), sandbox_proc_hygiene(), seccomp, exec
+ *   child       unshare(CGROUP), fork: the child is pid 1 (a zygote
+ *               child is pid 1 already)
+ *   pid 1       open plan.init, sandbox_mount_setup(),
+ *               sandbox_uts_hostname(), sandbox_net_loopback_up(), fork
+ *   pid 2       wait for pid 1's sync pipe, sandbox_user_become(),
+ *               sandbox_caps_drop(), sandbox_rlimits_set(),
+ *               sandbox_proc_hygiene(), seccomp, exec
  *   pid 1       sandbox_user_become(), sandbox_caps_drop(),
- *               prctl(PR_SET_PDEATHSIG), sandbox_pid_reaper(pid 2)
+ *               prctl(PR_SET_PDEATHSIG), exec cellblock-init, which runs
+ *               sandbox_pid_reaper(pid 2)
  *
  * Every function returns 0, or -1 with *cause set to an allocated message
  * the caller frees.  None of them exits.
