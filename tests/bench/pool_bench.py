@@ -148,7 +148,29 @@ def strace_cgroup(pid, fn):
     return ms
 
 
-def scale(work, levels, per_level):
+def strace_counts(pid, fn):
+    """strace -c -f of the daemon (all its threads) while fn() runs:
+    {syscall: calls}."""
+    out = tempfile.mktemp(prefix="cb-strace-c-")
+    st = subprocess.Popen(["strace", "-c", "-f", "-o", out, "-p", str(pid)],
+                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(0.5)
+    try:
+        fn()
+    finally:
+        st.send_signal(signal.SIGINT)
+        st.wait(timeout=30)
+    calls = {}
+    with open(out) as f:
+        for line in f:
+            m = re.match(r"\s*[\d.]+\s+[\d.]+\s+\d+\s+(\d+)\s+(?:\d+\s+)?(\w+)$", line)
+            if m and m.group(2) != "total":
+                calls[m.group(2)] = int(m.group(1))
+    os.unlink(out)
+    return calls
+
+
+def scale(work, levels, per_level, profile=False):
     conf = os.path.join(work, "scale.conf")
     with open(conf, "w") as f:
         f.write("max-sessions = 1200\nmax-sessions-per-user = 1200\n"
@@ -168,17 +190,23 @@ def scale(work, levels, per_level):
             if "stopped" in out:
                 break
             ms, born = [], {}
-            for _ in range(per_level):
-                wait_pool(d)
-                t0 = time.perf_counter()
-                s = d.new()
-                ms.append((time.perf_counter() - t0) * 1000)
-                b = s.get("born", "?")
-                born[b] = born.get(b, 0) + 1
-                d.kill(s["name"], wait_pid=s.get("pid"))
-                time.sleep(0.3)     # its cgroups removed before the next
+
+            def news():
+                for _ in range(per_level):
+                    wait_pool(d)
+                    t0 = time.perf_counter()
+                    s = d.new()
+                    ms.append((time.perf_counter() - t0) * 1000)
+                    b = s.get("born", "?")
+                    born[b] = born.get(b, 0) + 1
+                    d.kill(s["name"], wait_pid=s.get("pid"))
+                    time.sleep(0.3)     # its cgroups removed before the next
+            calls = strace_counts(d.pid, news) if profile else news()
             out[str(level)] = {"new_ms": B.summary(ms), "born": born,
                                "daemon_rss_kb": B.status_kb(d.pid, "VmRSS")}
+            if calls:
+                out[str(level)]["syscalls_per_new"] = {
+                    k: v / per_level for k, v in sorted(calls.items(), key=lambda kv: -kv[1])[:6]}
             B.log("scale", "%d sessions: new p50 %.1f ms" % (level, out[str(level)]["new_ms"]["p50"]))
     finally:
         d.stop()
@@ -246,6 +274,13 @@ def render(res):
                 k, v["new_ms"]["p50"], v["new_ms"]["p99"],
                 ", ".join("%s %d" % kv for kv in sorted(v["born"].items())),
                 v["daemon_rss_kb"] / 1024))
+        prof = [(k, v["syscalls_per_new"]) for k, v in sc.items()
+                 if k != "stopped" and "syscalls_per_new" in v]
+        if prof:
+            lines += ["", "Daemon system calls per `new` (all threads, `strace -c -f`, "
+                      "--profile; the `new` times above are then inflated by strace):", ""]
+            lines += ["- %s sessions: %s" % (k, ", ".join("%s %.0f" % kv for kv in p.items()))
+                      for k, p in prof]
         levels = [k for k in sc if k != "stopped"]
         if len(levels) > 1:
             a, b = sc[levels[0]]["new_ms"]["p50"], sc[levels[-1]]["new_ms"]["p50"]
@@ -274,6 +309,8 @@ def main():
     p.add_argument("--levels", default="1,100,1000")
     p.add_argument("--per-level", type=int, default=10)
     p.add_argument("--no-write", action="store_true")
+    p.add_argument("--profile", action="store_true",
+                   help="strace -c the daemon during each level's news (slows them)")
     a = p.parse_args()
     work = tempfile.mkdtemp(prefix="cb-poolbench-")
     res = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "git": B.git_describe(),
@@ -298,7 +335,8 @@ def main():
         finally:
             off.stop()
         levels = [int(x) for x in a.levels.split(",") if x]
-        res["scale"] = scale(work, levels, a.per_level)
+        res["scale"] = scale(work, levels, a.per_level,
+                             profile=a.profile and shutil.which("strace") is not None)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     os.makedirs(B.BUILD, exist_ok=True)
