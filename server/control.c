@@ -292,6 +292,7 @@ control_attach(struct control_conn *c, json_t *req)
 	struct endpoint	*ep;
 	char		 buf[SESSION_NAME_MAX + 1], *cause, *path;
 	json_t		*r;
+	int		 made = 0;
 
 	if (c->session != NULL)
 		return (control_error(EXIT_USAGE, "already attached"));
@@ -337,12 +338,17 @@ control_attach(struct control_conn *c, json_t *req)
 	else if ((s = factory_new_session(name, c->uid, &ci, NULL,
 	    &cause)) == NULL)
 		goto fail;
+	else
+		made = 1;
 	s->attach = c;
 	c->session = s;
 	if (args != NULL) {
 		/* For each interpreter it starts from now: kernel_on_hello. */
 		json_decref(s->kernel_args);
 		s->kernel_args = json_incref(args);
+		/* Born in the warm pool: its hello came before the session. */
+		if (made && s->hello != NULL)
+			kernel_send_kernel_args(s);
 	}
 	log_info("%s: attached by pid %ld", s->name, (long)c->pid);
 	return (control_ok(s));

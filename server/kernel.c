@@ -838,9 +838,10 @@ kernel_abort_queued(struct session *s)
 /*
  * The session's kernel arguments (cellblock attach's, opaque here) go to
  * each new interpreter before anything else, so that they configure its
- * shell before the first request or restore runs.
+ * shell before the first request or restore runs; and to one from the
+ * warm pool, which said hello before it had a session, when they are set.
  */
-static void
+void
 kernel_send_kernel_args(struct session *s)
 {
 	json_t	*m;

@@ -208,6 +208,7 @@ void		 kernel_init(void);
 void		 kernel_set_resolver(kernel_resolve_fn *);
 transport_listener kernel_receive;
 int		 kernel_start(struct session *, char **);
+void		 kernel_send_kernel_args(struct session *);
 void		 kernel_pump(struct session *);
 void		 kernel_restart(struct session *, const char *);
 void		 kernel_interrupt(struct session *);

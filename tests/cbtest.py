@@ -128,8 +128,8 @@ class Daemon:
         deadline = time.monotonic() + timeout
         while True:
             p = self.pool()
-            if p.get("ready", 0) >= want:
-                return p
+            if p.get("ready", 0) >= want or p.get("on") is False:
+                return p            # full, or off (no zygote): nothing to wait for
             if time.monotonic() > deadline or not self.alive():
                 raise RuntimeError(f"warm pool not ready ({p}):\n" + self.log_text()[-4000:])
             time.sleep(0.05)

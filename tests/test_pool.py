@@ -358,7 +358,10 @@ def test_escape_battery_against_pool_born_sessions():
 
 
 def test_lifecycle_suites_on_pool_born_sessions():
-    """Checkpoints, hibernation, resume, idle timeouts and daemon restarts
-    with the pool on (the suites' daemons wait for a member before new)."""
+    """Checkpoints, hibernation, resume, idle timeouts, daemon restarts and
+    kernel arguments (a pool-born session said hello before `attach` gave
+    it its arguments) with the pool on (the suites' daemons wait for a
+    member before new)."""
     _suite(["tests/test_lifecycle.py", "tests/test_lifecycle_more.py",
-            "tests/test_idle_timeout.py"], {"CELLBLOCK_TEST_WARM_POOL": "2"})
+            "tests/test_idle_timeout.py", "tests/test_kernel_args.py"],
+           {"CELLBLOCK_TEST_WARM_POOL": "2"})
