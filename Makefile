@@ -28,6 +28,11 @@ SESS_SRC	= $(filter-out sessions/test-%.c,$(wildcard sessions/*.c))
 # only the connection files (server/shared.h).
 DAEMON_SRC	= $(filter-out server/test-%.c,$(wildcard server/*.c))
 CLI_SRC		= $(wildcard server/cli/*.c) server/connfile.c
+# The egress proxy, its own program (server/egress/, docs/SECURITY.md); the
+# daemon links only its policy parser.
+EGRESS_POLICY	= server/egress/egress-policy.c
+EGRESS_SRC	= server/egress/egress-proxy.c $(EGRESS_POLICY)
+DAEMON_SRC	+= $(EGRESS_POLICY)
 SHIM_SRC	= $(filter-out kernel-shim/test-%.c kernel-shim/zygote-child.c \
 		    kernel-shim/cellblock-init.c,$(wildcard kernel-shim/*.c))
 # Pid 1 of every session (kernel-shim/cellblock-init.c): static, so its
@@ -50,14 +55,16 @@ BINDIR	 = bin
 obj = $(patsubst %.c,$(BUILDDIR)/%.o,$(1))
 
 BINS	= $(BINDIR)/cellblockd $(BINDIR)/cellblock $(BINDIR)/cellblock-shim \
-	  $(BINDIR)/cellblock-zygote.so $(BINDIR)/cellblock-init
+	  $(BINDIR)/cellblock-zygote.so $(BINDIR)/cellblock-egress \
+	  $(BINDIR)/cellblock-init
 TESTBINS = $(BINDIR)/test-protocol $(BINDIR)/test-base $(BINDIR)/test-redact \
+	   $(BINDIR)/test-zmtp $(BINDIR)/test-egress \
 	   $(if $(wildcard sessions/test-cgroup.c),$(BINDIR)/test-cgroup) \
 	   $(if $(wildcard tests/sandbox/try-syscall.c),$(BINDIR)/try-syscall) \
 	   $(if $(wildcard tests/sandbox/seccomp-check.c),$(BINDIR)/seccomp-check) \
 	   $(if $(wildcard tests/sandbox/sandbox-check.c),$(BINDIR)/sandbox-check)
 # The fuzz harnesses' replay drivers: the corpus and crashes as tests (Fuzzing below).
-FUZZ_TARGETS = jmsg control channel config
+FUZZ_TARGETS = jmsg control channel config zmtp
 TESTBINS += $(patsubst %,$(BINDIR)/fuzz-replay-%,$(FUZZ_TARGETS))
 
 all: $(BINS) $(TESTBINS)
@@ -77,8 +84,12 @@ $(BINDIR)/cellblock-init: $(call obj,$(INIT_SRC))
 	$(CC) -static $(LDFLAGS) -o $@ $^
 $(BINDIR)/test-base: $(call obj,kernel-shim/base/test-base.c $(BASE_SRC))
 $(BINDIR)/test-protocol: $(call obj,protocol/test-protocol.c $(PROTO_SRC) $(BASE_SRC))
+$(BINDIR)/test-zmtp: $(call obj,protocol/test-zmtp.c $(PROTO_SRC) $(BASE_SRC))
 $(BINDIR)/test-cgroup: $(call obj,sessions/test-cgroup.c sessions/cgroup.c $(BASE_SRC))
 $(BINDIR)/test-redact: $(call obj,server/test-redact.c server/redact.c $(BASE_SRC))
+$(BINDIR)/cellblock-egress: $(call obj,$(EGRESS_SRC) $(BASE_SRC))
+$(BINDIR)/test-egress: $(call obj,server/egress/test-egress.c $(EGRESS_POLICY) \
+	    $(BASE_SRC))
 $(BINDIR)/try-syscall: $(call obj,tests/sandbox/try-syscall.c)
 $(BINDIR)/seccomp-check: $(call obj,tests/sandbox/seccomp-check.c kernel-shim/sandbox-seccomp.c)
 $(BINDIR)/sandbox-check: $(call obj,tests/sandbox/sandbox-check.c $(SANDBOX_STEPS) $(BASE_SRC))
@@ -116,6 +127,7 @@ test: deps all
 # Benchmarks against ipykernel; never part of `make test` (docs/BENCHMARKS.md).
 bench: deps all
 	$(PYTHON) tests/bench/bench.py $(BENCHFLAGS)
+	$(PYTHON) tests/bench/egress_bench.py
 	$(PYTHON) tests/bench/pool_bench.py
 
 # 100 sessions under a mixed load for SOAKTIME seconds, then checks for
@@ -170,7 +182,8 @@ FUZZ_LINK_control = $(filter-out server/cellblockd.c,$(DAEMON_SRC)) \
 		    server/cellblockd-lib.c $(PROTO_SRC) $(SESS_SRC) $(BASE_SRC) \
 		    $(SANDBOX_PARENT)
 FUZZ_LINK_channel = sessions/channel.c $(BASE_SRC)
-FUZZ_LINK_config  = server/config.c $(BASE_SRC)
+FUZZ_LINK_config  = server/config.c $(EGRESS_POLICY) $(BASE_SRC)
+FUZZ_LINK_zmtp	  = $(PROTO_SRC) $(BASE_SRC)
 
 define FUZZ_RULES
 $(BINDIR)/fuzz-replay-$(1): $$(call obj,tests/fuzz/replay.c \
@@ -222,6 +235,7 @@ install: programs
 	install -m 0755 $(BINDIR)/cellblockd $(DESTDIR)$(PREFIX)/sbin/
 	install -m 0755 $(BINDIR)/cellblock $(DESTDIR)$(PREFIX)/bin/
 	install -m 0755 $(BINDIR)/cellblock-shim $(DESTDIR)$(PREFIX)/libexec/cellblock/
+	install -m 0755 $(BINDIR)/cellblock-egress $(DESTDIR)$(PREFIX)/libexec/cellblock/
 	install -m 0755 $(BINDIR)/cellblock-init $(DESTDIR)$(PREFIX)/libexec/cellblock/
 	install -m 0644 $(BINDIR)/cellblock-zygote.so $(DESTDIR)$(PREFIX)/lib/cellblock/
 	install -m 0644 kernel-shim/runner/*.py $(DESTDIR)$(PREFIX)/share/cellblock/runner/

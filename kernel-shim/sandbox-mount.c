@@ -55,6 +55,7 @@ enum mount_from {
 	ETC,		/* etc_dir, or etc under SYS */
 	WORK,		/* plan->workdir */
 	RUNNER,		/* plan->runner_dir */
+	EGRESS,		/* plan->egress_dir */
 	FROM_MAX
 };
 
@@ -86,6 +87,7 @@ struct mount_op {
 #define OPT	0x1	/* a missing source is skipped, not an error */
 #define GEN	0x2	/* only when /etc is generated (no etc_dir) */
 #define PREP	0x4	/* only when the plan names an etc_dir */
+#define EGR	0x8	/* only when the plan names an egress_dir */
 };
 
 
@@ -109,7 +111,7 @@ struct mount_op {
  *   from    the directory `source' is relative to (enum mount_from)
  *   source  a path relative to `from', a link text, or a generator name
  *   target  a path relative to the new root
- *   flags   OPT, GEN, PREP
+ *   flags   OPT, GEN, PREP, EGR
  */
 static const struct mount_op mount_plan[] = {
 /*	  kind     from    source             target                  flags */
@@ -170,6 +172,8 @@ static const struct mount_op mount_plan[] = {
 	/* The session's own files, and the runner. */
 	{ RW,      WORK,   ".",               "home/session",         0 },
 	{ RO,      RUNNER, ".",               "opt/cellblock/runner", 0 },
+	/* The egress proxy's socket for this session (server/egress.c). */
+	{ RO,      EGRESS, ".",               "run/cellblock",        EGR },
 };
 
 static int	mount_ro(struct mount_ctx *, const struct mount_op *, char **);
@@ -597,6 +601,7 @@ mount_open_sources(struct mount_ctx *ctx, char **cause)
 	path[ETC] = p->etc_dir;
 	path[WORK] = p->workdir;
 	path[RUNNER] = p->runner_dir;
+	path[EGRESS] = p->egress_dir;
 	for (i = 0; i < FROM_MAX; i++) {
 		if (path[i] == NULL)
 			continue;
@@ -757,6 +762,8 @@ sandbox_mount_setup(const struct sandbox_plan *plan, char **cause)
 		if ((op->flags & GEN) && plan->etc_dir != NULL)
 			continue;
 		if ((op->flags & PREP) && plan->etc_dir == NULL)
+			continue;
+		if ((op->flags & EGR) && plan->egress_dir == NULL)
 			continue;
 		if (mount_run[op->kind](&ctx, op, cause) != 0)
 			goto restore;

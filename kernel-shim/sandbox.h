@@ -50,6 +50,8 @@ struct sandbox_plan {
 					   whose own are used instead */
 	const char	*workdir;	/* host dir, rw at SANDBOX_HOME */
 	const char	*runner_dir;	/* host dir, ro at SANDBOX_RUNNER_DIR */
+	const char	*egress_dir;	/* host dir, ro at SANDBOX_EGRESS_DIR;
+					   NULL: none (no egress) */
 	const char	*etc_dir;	/* prepared /etc (host dir), read-only;
 					   NULL: generate a minimal one */
 	uint64_t	 tmp_bytes;	/* size= of /tmp and of /dev/shm */
@@ -78,6 +80,7 @@ struct sandbox_plan {
 /* Where the plan's directories appear inside. */
 #define SANDBOX_HOME		"/home/session"
 #define SANDBOX_RUNNER_DIR	"/opt/cellblock/runner"
+#define SANDBOX_EGRESS_DIR	"/run/cellblock"
 
 /* sandbox-mount.c */
 int	sandbox_mount_setup(const struct sandbox_plan *, char **);

@@ -37,6 +37,7 @@ struct shim_args {
 	const char	*python;
 	int		 contain;
 	const char	*rootfs;
+	const char	*egress_dir;	/* bound read-only at /run/cellblock */
 	uint64_t	 tmp;
 	uint64_t	 nofile;
 	uint64_t	 fsize;
@@ -57,7 +58,8 @@ usage(void)
 	    "--workdir DIR --runner FILE [--python PATH]\n"
 	    "                      [--contain] [--rootfs DIR] [--tmp BYTES] "
 	    "[--nofile N] [--fsize BYTES]\n"
-	    "                      [--threads N] [--init PATH]\n"
+	    "                      [--threads N] [--egress-dir DIR] "
+	    "[--init PATH]\n"
 	    "       cellblock-shim --zygote LIB --channel-fd N --workdir DIR "
 	    "--runner FILE\n"
 	    "                      [--python PATH] [--uid UID --gid GID]\n"
@@ -76,6 +78,7 @@ shim_parse(int argc, char **argv, struct shim_args *a)
 		{ "python", required_argument, NULL, 'p' },
 		{ "contain", no_argument, NULL, 'C' },
 		{ "rootfs", required_argument, NULL, 'R' },
+		{ "egress-dir", required_argument, NULL, 'E' },
 		{ "tmp", required_argument, NULL, 't' },
 		{ "nofile", required_argument, NULL, 'n' },
 		{ "fsize", required_argument, NULL, 'f' },
@@ -120,6 +123,9 @@ shim_parse(int argc, char **argv, struct shim_args *a)
 			break;
 		case 'R':
 			a->rootfs = optarg;
+			break;
+		case 'E':
+			a->egress_dir = optarg;
 			break;
 		case 't':
 			a->tmp = strtoull(optarg, NULL, 10);
@@ -198,6 +204,7 @@ shim_contain(const struct shim_args *a)
 	p.hostname = a->session;
 	p.rootfs = a->rootfs;
 	p.workdir = a->workdir;
+	p.egress_dir = a->egress_dir;
 	dir = xstrdup(a->runner);
 	p.runner_dir = dirname(dir);
 	p.tmp_bytes = a->tmp;

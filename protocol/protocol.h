@@ -9,6 +9,8 @@
 #ifndef CELLBLOCK_PROTOCOL_H
 #define CELLBLOCK_PROTOCOL_H
 
+#include <sys/types.h>
+
 #include <stddef.h>
 #include <czmq.h>
 #include <jansson.h>
@@ -61,5 +63,29 @@ zmsg_t		*jmsg_encode(struct sign *, const struct jmsg_out *);
 json_t		*jmsg_header_new(const char *, const char *, const char *);
 void		 jmsg_new_id(char [37]);
 void		 jmsg_now(char [32]);
+
+/* protocol/zmtp.c */
+#define ZMTP_GREETING_SIZE	64
+/*
+ * Bytes charged per frame besides its size: what a frame really costs
+ * held in a zmsg (czmq's zframe_t, its list node, malloc's headers:
+ * 400-450 bytes measured on czmq 4.2; test-zmtp checks it).
+ */
+#define ZMTP_FRAME_COST		512
+#define ZMTP_FREE_FRAMES	64	/* frames whose cost max-message absorbs */
+#define ZMTP_COMMAND_MAX	8192	/* largest command body accepted */
+struct zmtp;
+struct zmtp	*zmtp_new(const char *, size_t);
+void		 zmtp_destroy(struct zmtp **);
+ssize_t		 zmtp_feed(struct zmtp *, const u_char *, size_t, zmsg_t **,
+		     char **);
+int		 zmtp_ready(const struct zmtp *);
+const char	*zmtp_peer_type(const struct zmtp *);
+const u_char	*zmtp_identity(const struct zmtp *, size_t *);
+size_t		 zmtp_held(const struct zmtp *);
+const u_char	*zmtp_output(struct zmtp *, size_t *);
+void		 zmtp_output_taken(struct zmtp *);
+size_t		 zmtp_frame_header(u_char [9], size_t, int);
+u_char		*zmtp_encode(zmsg_t *, size_t, size_t *);
 
 #endif

@@ -24,15 +24,12 @@
 
 #include "base.h"
 #include "protocol.h"
+#include "check.h"
 
-#define CHECK(e)	check_one((e), #e, __FILE__, __LINE__)
 #define KEY		"a0436f6c-1916-498b-8eb9-e81ab9368e84"
 #define CACHE_CAP	16384	/* the cap sign.c promises */
 #define SIGNED_FIRST	4	/* index of header in a test message */
 
-static int	npassed, nfailed;
-
-static void	 check_one(int, const char *, const char *, int);
 static void	 loop_fail(int *, const char *, ...)
 		     __attribute__((format(printf, 2, 3)));
 static uint64_t	 rng(void);
@@ -67,17 +64,6 @@ static void	 test_cache(void);
 static zmsg_t	*garbage(struct sign *, int, int *, size_t *, size_t *);
 static void	 test_garbage(void);
 static void	 test_mutations(void);
-
-static void
-check_one(int ok, const char *what, const char *file, int line)
-{
-	if (ok) {
-		npassed++;
-		return;
-	}
-	nfailed++;
-	printf("FAIL %s:%d: %s\n", file, line, what);
-}
 
 /* Reports one failing case of a loop, the first five only. */
 static void
@@ -1261,6 +1247,5 @@ main(void)
 	test_garbage();
 	test_mutations();
 
-	printf("%d passed, %d failed\n", npassed, nfailed);
-	return (nfailed != 0);
+	return (check_report());
 }

@@ -492,14 +492,20 @@ audit_transfer(struct session *s, const char *path, uint64_t size,
 	    "bytes", (json_int_t)size, "direction", direction));
 }
 
-/* A connection a session's code tried to make (for the egress proxy). */
+/*
+ * A connection a session's code tried to make, as the egress proxy
+ * records it (docs/SECURITY.md): session, owner, destination asked and
+ * resolved, verdict and why, bytes each way, ms. It names its session
+ * itself: the session may have ended before its last connection closed.
+ */
 void
-audit_egress(struct session *s, const char *host, int port, int allowed,
-    const char *why)
+audit_egress(json_t *record)
 {
-	metrics_egress(allowed);
-	audit_write("egress", s, json_pack("{s:s,s:i,s:b,s:s?}", "host", host,
-	    "port", port, "allowed", allowed, "why", why));
+	const char	*verdict;
+
+	verdict = json_string_value(json_object_get(record, "verdict"));
+	metrics_egress(verdict != NULL && strcmp(verdict, "allowed") == 0);
+	audit_write("egress", NULL, json_deep_copy(record));
 }
 
 /* Reading it back. */

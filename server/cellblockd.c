@@ -211,7 +211,8 @@ server_signal_event(int fd, uint32_t events, void *arg)
 		}
 	}
 	while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
-		if (!server_zygote_reaped(pid, status))
+		if (!server_zygote_reaped(pid, status) &&
+		    !egress_reaped(pid, status))
 			incarnation_reaped(pid, status);
 	}
 	if (server_quit)
@@ -587,6 +588,7 @@ main(int argc, char **argv)
 		fatalx("%s", cause);
 	server_shared();
 	server_zygote_init();
+	egress_start();
 	lifecycle_load_all();
 	lifecycle_start();
 	pool_start();
@@ -617,6 +619,7 @@ main(int argc, char **argv)
 	zygote_stop(NULL);
 	pool_stop();
 	factory_shutdown_all();
+	egress_stop();
 	lifecycle_stop();
 	control_stop();
 	endpoint_reap_all();

@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "server.h"
+#include "egress/egress.h"
 
 /* A config file is a few dozen lines; refuse to slurp anything huge. */
 #define CONFIG_FILE_MAX	(1024 * 1024)
@@ -73,6 +74,17 @@ static const struct config_entry {
 	{ "exec-timeout", CONFIG_COUNT, &cfg.limits.exec_timeout, "0" },
 	{ "nofile", CONFIG_COUNT, &cfg.limits.nofile, "1024" },
 	{ "fsize", CONFIG_SIZE, &cfg.limits.fsize, "1G" },
+	/* Egress (server/egress.c, docs/SECURITY.md). */
+	{ "egress-allow", CONFIG_STRING, &cfg.egress.allow, "" },
+	{ "egress-hosts", CONFIG_STRING, &cfg.egress.hosts, "" },
+	{ "egress-max-conns", CONFIG_COUNT, &cfg.egress.max_conns, "32" },
+	{ "egress-max-bytes-in", CONFIG_SIZE, &cfg.egress.max_bytes_in, "4G" },
+	{ "egress-max-bytes-out", CONFIG_SIZE, &cfg.egress.max_bytes_out,
+	  "1G" },
+	{ "egress-rate", CONFIG_COUNT, &cfg.egress.rate, "20" },
+	{ "egress-idle-timeout", CONFIG_COUNT, &cfg.egress.idle_timeout,
+	  "300" },
+	{ "egress-max-time", CONFIG_COUNT, &cfg.egress.max_time, "3600" },
 };
 
 /* The settings a session may override (`cellblock new --memory 1G`). */
@@ -225,6 +237,31 @@ config_find(const char *key)
 }
 
 /*
+ * `allow-net`: the session's egress allowlist, inside the daemon's
+ * egress-allow ceiling, kept in canonical form (server/egress/egress.h).
+ */
+int
+config_allow_net(const char *text, struct session_limits *out, char **cause)
+{
+	struct egress_policy	*p, *ceiling;
+	int			 r = -1;
+
+	p = xcalloc(2, sizeof *p);
+	ceiling = p + 1;
+	if (egress_policy_parse(text, p, cause) != 0)
+		goto out;
+	if (egress_policy_parse(cfg.egress.allow, ceiling, cause) != 0)
+		goto out;
+	if (egress_policy_within(p, ceiling, cause) != 0)
+		goto out;
+	egress_policy_format(p, out->allow_net, sizeof out->allow_net);
+	r = 0;
+out:
+	free(p);
+	return (r);
+}
+
+/*
  * A session's limits: the defaults, with the overrides a request carries
  * as strings in the same syntax as the config file.
  */
@@ -249,7 +286,13 @@ config_limits(json_t *req, struct session_limits *out, char **cause)
 		    json_string_value(v), cause) != 0)
 			return (-1);
 	}
-	return (0);
+	if ((v = json_object_get(req, "allow-net")) == NULL)
+		return (0);
+	if (!json_is_string(v)) {
+		xasprintf(cause, "allow-net must be a string");
+		return (-1);
+	}
+	return (config_allow_net(json_string_value(v), out, cause));
 }
 
 int

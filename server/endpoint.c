@@ -3,7 +3,9 @@
  * Each session has its own endpoint and key; the shared endpoint is one
  * more whose header.session field selects the session (kernel.c). This
  * file owns the sockets: binding, reading and decoding, sending. Decoding
- * failures are logged once each and the message dropped.
+ * failures are logged once each and the message dropped. The sockets are
+ * our own ZMTP ones (wire.c), not libzmq's, so that no peer can make the
+ * daemon hold more than max-message for an unfinished message.
  */
 
 #include <sys/stat.h>
@@ -17,7 +19,6 @@
 
 #include "server.h"
 
-#define ENDPOINT_BATCH		64	/* messages read per wakeup per socket */
 #define ENDPOINT_BIND_TRIES	20	/* 50 ms apart: a restart's ports */
 #define ENDPOINT_DROP_LINES	5	/* dropped messages logged per second */
 
@@ -25,6 +26,12 @@ struct endpoint *endpoint_shared;
 static zlist_t	*endpoint_closed;	/* closed, not yet reaped */
 
 static const char *endpoint_names[] = { "shell", "control", "stdin" };
+/* By PORT_* (connfile.c's order), for log lines. */
+static const char *endpoint_port_names[PORT_N] = {
+	[PORT_SHELL] = "shell", [PORT_IOPUB] = "iopub",
+	[PORT_STDIN] = "stdin", [PORT_CONTROL] = "control",
+	[PORT_HB] = "hb",
+};
 
 static void	endpoint_send(void *, enum transport_channel,
 		    const struct jmsg_out *);
@@ -40,9 +47,9 @@ static const struct transport_ops endpoint_ops = {
 	.conninfo = endpoint_conninfo,
 };
 
+static void	endpoint_message(struct wire *, zmsg_t *, void *);
 static void	endpoint_dropped(struct endpoint *, int, const char *);
 static void	endpoint_drop_summary(void *);
-static int	endpoint_bind(zsock_t *, struct conninfo *, int, char **);
 
 static const char *
 endpoint_label(struct endpoint *ep)
@@ -50,7 +57,7 @@ endpoint_label(struct endpoint *ep)
 	return (ep->session != NULL ? ep->session->name : "shared");
 }
 
-zsock_t *
+static struct wire *
 endpoint_socket(struct endpoint *ep, int which)
 {
 	switch (which) {
@@ -64,65 +71,41 @@ endpoint_socket(struct endpoint *ep, int which)
 	fatalx("bad endpoint socket %d", which);
 }
 
-/* One batch from one socket; the loop comes back if more is waiting. */
-static void
-endpoint_readable(struct endpoint *ep, int which)
+static int
+endpoint_which(struct endpoint *ep, struct wire *w)
 {
-	zsock_t		*s = endpoint_socket(ep, which);
+	if (w == ep->shell)
+		return (EP_SHELL);
+	if (w == ep->control)
+		return (EP_CONTROL);
+	return (EP_STDIN);
+}
+
+/* A complete message on shell, control or stdin (wire.c calls). */
+static void
+endpoint_message(struct wire *w, zmsg_t *m, void *arg)
+{
+	struct endpoint	*ep = arg;
 	struct jmsg	*jm;
-	zmsg_t		*m;
 	char		*cause;
-	int		 n;
+	int		 which = endpoint_which(ep, w);
 
-	for (n = 0; n < ENDPOINT_BATCH; n++) {
-		/* RCVTIMEO 0: NULL is EAGAIN, and the loop's edge is re-armed. */
-		if ((m = zmsg_recv(s)) == NULL)
-			return;
-		jm = jmsg_decode(&m, ep->sign, cfg.max_message, &cause);
-		if (jm == NULL) {
-			metrics_wire_dropped(cause);
-			endpoint_dropped(ep, which, cause);
-			free(cause);
-			continue;
-		}
-		log_debug("%s: %s: %s", endpoint_label(ep),
-		    endpoint_names[which], jm->msg_type);
-		transport_deliver(ep->origin, ep->session, which, jm);
-		/* The core may have closed this endpoint. */
-		if (ep->closed)
-			return;
+	/* Closed: its sockets live until the loop reaps them. */
+	if (ep->closed) {
+		zmsg_destroy(&m);
+		return;
 	}
-	loop_zsock_check(ep->io[which]);	/* a batch: the rest next turn */
+	jm = jmsg_decode(&m, ep->sign, cfg.max_message, &cause);
+	if (jm == NULL) {
+		metrics_wire_dropped(cause);
+		endpoint_dropped(ep, which, cause);
+		free(cause);
+		return;
+	}
+	log_debug("%s: %s: %s", endpoint_label(ep), endpoint_names[which],
+	    jm->msg_type);
+	transport_deliver(ep->origin, ep->session, which, jm);
 }
-
-static void
-endpoint_shell_event(int fd, uint32_t events, void *arg)
-{
-	(void)fd;
-	(void)events;
-	endpoint_readable(arg, EP_SHELL);
-}
-
-static void
-endpoint_control_event(int fd, uint32_t events, void *arg)
-{
-	(void)fd;
-	(void)events;
-	endpoint_readable(arg, EP_CONTROL);
-}
-
-static void
-endpoint_stdin_event(int fd, uint32_t events, void *arg)
-{
-	(void)fd;
-	(void)events;
-	endpoint_readable(arg, EP_STDIN);
-}
-
-/* Legend: the loop's callback for each socket read, by EP_*. */
-static loop_io_cb *const endpoint_events[] = {
-	endpoint_shell_event, endpoint_control_event, endpoint_stdin_event
-};
 
 /*
  * A peer can send bad messages as fast as the loop reads them (anyone can
@@ -166,105 +149,40 @@ endpoint_drop_summary(void *arg)
 }
 
 /*
- * libzmq refuses a frame over ZMQ_MAXMSGSIZE by closing the connection,
- * silently. With -v, a monitor on shell and control turns that into a log
- * line; libzmq does not say why a connection closed, so the line says both.
+ * Bind one socket; a restarted kernel reuses ports its predecessor held,
+ * so EADDRINUSE on a given port is retried for a second.
  */
-static void
-endpoint_monitor_event(int fd, uint32_t events, void *arg)
+static struct wire *
+endpoint_bind(struct endpoint *ep, enum wire_kind kind, int which,
+    char **cause)
 {
-	struct endpoint	*ep = arg;
-	zmsg_t		*m;
-	int		 i;
+	struct conninfo	*ci = &ep->ci;
+	struct wire	*w = NULL;
+	char		*e, *label;
+	const char	*colon;
+	int		 tries;
 
-	(void)fd;
-	(void)events;
-	for (i = 0; i < 2; i++) {
-		/* Both pairs share this callback; each is read to EAGAIN. */
-		while (ep->mon[i] != NULL &&
-		    (m = zmsg_recv(ep->mon[i])) != NULL) {
-			log_info("%s: %s: a client connection closed (by the "
-			    "client, or by us for a protocol error or a frame "
-			    "over the %zu-byte max-message limit)",
-			    endpoint_label(ep), i == 0 ? "shell" : "control",
-			    cfg.max_message);
-			zmsg_destroy(&m);
-		}
-	}
-}
-
-static zsock_t *
-endpoint_monitor(struct endpoint *ep, zsock_t *s, struct loop_io **iop)
-{
-	static u_int	 n;
-	char		 addr[64];
-	zsock_t		*pair;
-
-	snprintf(addr, sizeof addr, "inproc://cellblock-monitor-%u", n++);
-	if (zmq_socket_monitor(zsock_resolve(s), addr,
-	    ZMQ_EVENT_DISCONNECTED) != 0)
-		return (NULL);
-	pair = zsock_new(ZMQ_PAIR);
-	zsock_set_linger(pair, 0);
-	zsock_set_rcvtimeo(pair, 0);	/* read to EAGAIN (loop.h) */
-	if (zsock_connect(pair, "%s", addr) != 0) {
-		zsock_destroy(&pair);
-		return (NULL);
-	}
-	*iop = loop_zsock_add(pair, endpoint_monitor_event, ep);
-	return (pair);
-}
-
-
-static int
-endpoint_bind(zsock_t *s, struct conninfo *ci, int which, char **cause)
-{
-	char	*ep, *bound = NULL, *colon;
-	int	 tries, r = -1;
-
-	ep = connfile_endpoint(ci, which);
+	e = connfile_endpoint(ci, which);
 	for (tries = 0; tries < ENDPOINT_BIND_TRIES; tries++) {
-		if ((bound = heartbeat_zbind(s, ep)) != NULL) {
-			r = 0;
+		if (tries > 0)
+			free(*cause);
+		w = wire_new(&wire_main, kind, e, cfg.max_message,
+		    endpoint_message, ep, cause);
+		if (w != NULL || errno != EADDRINUSE || ci->ports[which] == 0)
 			break;
-		}
-		/* A restarted kernel reuses ports its predecessor held. */
-		if (zmq_errno() != EADDRINUSE || ci->ports[which] == 0)
-			break;
-		zclock_sleep(50);
+		usleep(50 * 1000);
 	}
-	if (r != 0)
-		xasprintf(cause, "cannot bind %s: %s", ep,
-		    zmq_strerror(zmq_errno()));
-	else if (strcmp(ci->transport, "tcp") == 0 && bound != NULL &&
-	    (colon = strrchr(bound, ':')) != NULL)
+	free(e);
+	if (w == NULL)
+		return (NULL);
+	if (strcmp(ci->transport, "tcp") == 0 &&
+	    (colon = strrchr(wire_endpoint(w), ':')) != NULL)
 		ci->ports[which] = atoi(colon + 1);
-	zstr_free(&bound);
-	free(ep);
-	return (r);
-}
-
-static zsock_t *
-endpoint_socket_new(int type)
-{
-	zsock_t	*s;
-
-	s = zsock_new(type);
-	if (s == NULL)
-		fatalx("cannot create ZeroMQ socket");
-	zsock_set_linger(s, 200);
-	if (type == ZMQ_ROUTER) {
-		zsock_set_rcvtimeo(s, 0);	/* read to EAGAIN (loop.h) */
-		zsock_set_maxmsgsize(s, (int64_t)cfg.max_message);
-		/*
-		 * jupyter_client uses its session id as the routing id, so a
-		 * client that reconnects presents the same one; without
-		 * handover the new connection is ignored while the old one
-		 * lingers.
-		 */
-		zsock_set_router_handover(s, 1);
-	}
-	return (s);
+	xasprintf(&label, "%s: %s", endpoint_label(ep),
+	    endpoint_port_names[which]);
+	wire_set_label(w, label);
+	free(label);
+	return (w);
 }
 
 /*
@@ -318,14 +236,14 @@ endpoint_new(struct session *s, const struct conninfo *want, char **cause)
 	    cause);
 	if (ep->sign == NULL)
 		goto fail;
-	ep->shell = endpoint_socket_new(ZMQ_ROUTER);
-	ep->control = endpoint_socket_new(ZMQ_ROUTER);
-	ep->stdin_ = endpoint_socket_new(ZMQ_ROUTER);
-	ep->iopub = endpoint_socket_new(ZMQ_PUB);
-	if (endpoint_bind(ep->shell, &ep->ci, PORT_SHELL, cause) != 0 ||
-	    endpoint_bind(ep->iopub, &ep->ci, PORT_IOPUB, cause) != 0 ||
-	    endpoint_bind(ep->stdin_, &ep->ci, PORT_STDIN, cause) != 0 ||
-	    endpoint_bind(ep->control, &ep->ci, PORT_CONTROL, cause) != 0)
+	if ((ep->shell = endpoint_bind(ep, WIRE_ROUTER, PORT_SHELL,
+	    cause)) == NULL ||
+	    (ep->iopub = endpoint_bind(ep, WIRE_PUB, PORT_IOPUB,
+	    cause)) == NULL ||
+	    (ep->stdin_ = endpoint_bind(ep, WIRE_ROUTER, PORT_STDIN,
+	    cause)) == NULL ||
+	    (ep->control = endpoint_bind(ep, WIRE_ROUTER, PORT_CONTROL,
+	    cause)) == NULL)
 		goto fail;
 	hb = connfile_endpoint(&ep->ci, PORT_HB);
 	i = heartbeat_bind(hb, &ep->hb, cause);
@@ -334,18 +252,6 @@ endpoint_new(struct session *s, const struct conninfo *want, char **cause)
 		goto fail;
 	if (strcmp(ep->ci.transport, "tcp") == 0)
 		ep->ci.ports[PORT_HB] = atoi(strrchr(ep->hb, ':') + 1);
-	for (i = 0; i < (int)nitems(ep->io); i++)
-		ep->io[i] = loop_zsock_add(endpoint_socket(ep, i),
-		    endpoint_events[i], ep);
-	/*
-	 * Only with -v: the two monitors cost each session about 36 kB of
-	 * the daemon's memory (their inproc pipes) and two more sockets in
-	 * every poll, for a log line (docs/BENCHMARKS.md).
-	 */
-	if (log_enabled(LEVEL_DEBUG)) {
-		ep->mon[0] = endpoint_monitor(ep, ep->shell, &ep->mon_io[0]);
-		ep->mon[1] = endpoint_monitor(ep, ep->control, &ep->mon_io[1]);
-	}
 	return (ep);
 fail:
 	endpoint_destroy(&ep);
@@ -362,18 +268,6 @@ endpoint_reap(void *arg)
 	endpoint_destroy(&ep);
 }
 
-/* Out of the loop: nothing more is read from this endpoint. */
-static void
-endpoint_unwatch(struct endpoint *ep)
-{
-	size_t	i;
-
-	for (i = 0; i < nitems(ep->io); i++)
-		loop_io_remove(&ep->io[i]);
-	for (i = 0; i < nitems(ep->mon_io); i++)
-		loop_io_remove(&ep->mon_io[i]);
-}
-
 /*
  * Close from inside a callback: stop reading now, free from the loop later
  * (the caller's stack may still hold this endpoint).
@@ -385,7 +279,6 @@ endpoint_close(struct endpoint *ep)
 		return;
 	ep->closed = 1;
 	transport_origin_gone(&ep->origin);
-	endpoint_unwatch(ep);
 	/*
 	 * The file goes now, with the name: a session of the same name may be
 	 * created before the reap below, and its fresh file must survive it.
@@ -420,8 +313,6 @@ void
 endpoint_destroy(struct endpoint **epp)
 {
 	struct endpoint	*ep = *epp;
-	zsock_t		**socks[] = { &ep->shell, &ep->control, &ep->stdin_ };
-	size_t		 i;
 
 	if (ep == NULL)
 		return;
@@ -431,12 +322,10 @@ endpoint_destroy(struct endpoint **epp)
 	}
 	loop_timer_cancel(&ep->reap_timer);
 	transport_origin_gone(&ep->origin);
-	endpoint_unwatch(ep);
-	for (i = 0; i < nitems(socks); i++)
-		zsock_destroy(socks[i]);
-	zsock_destroy(&ep->iopub);
-	for (i = 0; i < nitems(ep->mon); i++)
-		zsock_destroy(&ep->mon[i]);
+	wire_destroy(&ep->shell);
+	wire_destroy(&ep->control);
+	wire_destroy(&ep->stdin_);
+	wire_destroy(&ep->iopub);
 	if (ep->hb != NULL)
 		heartbeat_unbind(ep->hb);
 	if (ep->path != NULL)
@@ -472,10 +361,7 @@ endpoint_send(void *conn, enum transport_channel which,
 		    out->msg_type);
 		return;
 	}
-	zmsg_send(&m, endpoint_socket(ep, which));
-	zmsg_destroy(&m);
-	/* A send may take the edge of a request that came meanwhile. */
-	loop_zsock_check(ep->io[which]);
+	wire_send(endpoint_socket(ep, which), &m);
 }
 
 /*
@@ -490,6 +376,7 @@ endpoint_publish(void *conn, struct session *s, const struct jmsg_out *msg)
 	struct jmsg_out	 out = *msg;
 	zmsg_t		*m;
 	char		*topic;
+	u_int		 n;
 
 	xasprintf(&topic, ep->session != NULL ? "kernel.%s.%s" :
 	    "session/%s/%s", s->name, msg->msg_type);
@@ -501,8 +388,11 @@ endpoint_publish(void *conn, struct session *s, const struct jmsg_out *msg)
 		    out.msg_type);
 		return;
 	}
-	zmsg_send(&m, ep->iopub);
-	zmsg_destroy(&m);
+	wire_send(ep->iopub, &m);
+	/* libzmq's PUB drops for a slow subscriber silently; say so. */
+	if ((n = wire_pub_dropped(ep->iopub)) > 0)
+		log_debug("%s: iopub: dropped %s for %u slow subscribers",
+		    endpoint_label(ep), out.msg_type, n);
 }
 
 static const struct conninfo *

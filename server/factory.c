@@ -266,6 +266,7 @@ factory_describe(struct session *s)
 	    (json_int_t)s->limits.exec_timeout);
 	json_object_set_new(json_object_get(d, "limits"), "idle_timeout",
 	    json_integer((json_int_t)s->limits.idle_timeout));
+	json_object_set_new(d, "allow_net", json_string(s->limits.allow_net));
 	if (mem != UINT64_MAX)
 		json_object_set_new(d, "memory", json_integer(mem));
 	if (cpu != UINT64_MAX)

@@ -9,7 +9,7 @@
 
 #include "server.h"
 
-#define HOOK_MAX	4	/* handlers per event; more is a wiring error */
+#define HOOK_MAX	8	/* handlers per event; more is a wiring error */
 
 static hook_fn	*hook_table[HOOK_N][HOOK_MAX];
 

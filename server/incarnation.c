@@ -231,6 +231,10 @@ incarnation_start(struct session *s, char **cause)
 	a.zygote = cfg.zygote;
 	a.rootfs = cfg.rootfs[0] != '\0' ? cfg.rootfs : NULL;
 	a.init = server_init_path;
+	/* Egress (server/egress.c): its socket bound in; by exec, see there. */
+	a.egress_dir = egress_session_dir(s, cause);
+	if (a.egress_dir == NULL && *cause != NULL)
+		return (-1);
 	if (spawn_interpreter(s, &a, cause) != 0)
 		return (-1);
 	session_set_state(s, SESSION_CREATING, "interpreter starting");

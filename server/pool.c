@@ -186,14 +186,17 @@ pool_lost(struct session *s, const void *arg)
 
 /*
  * Can a member made with the defaults serve these limits? The mounts
- * (tmp), the rlimits (nofile, fsize) and the BLAS thread count (cpus,
- * rounded up) were fixed when it started; memory, pids and the CPU quota
+ * (tmp), the rlimits (nofile, fsize), the BLAS thread count (cpus,
+ * rounded up) and egress (allow_net) were fixed when it started; memory, pids and the CPU quota
  * are cgroup files that can still be written (memory only downwards:
  * v1 refuses a limit above memory+swap, which is written second).
  */
 static int
 pool_fits(const struct session *m, const struct session_limits *l)
 {
+	/* Egress binds its socket at start, by exec (server/egress.c). */
+	if (strcmp(l->allow_net, m->limits.allow_net) != 0)
+		return (0);
 	return (l->tmp == m->limits.tmp && l->nofile == m->limits.nofile &&
 	    l->fsize == m->limits.fsize && l->memory <= m->limits.memory &&
 	    (l->cpu_millis + 999) / 1000 == (m->limits.cpu_millis + 999) /

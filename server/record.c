@@ -48,6 +48,8 @@ record_json(struct session *s)
 	    (json_int_t)s->limits.nofile, "fsize", (json_int_t)s->limits.fsize);
 	json_object_set_new(json_object_get(r, "limits"), "idle_timeout",
 	    json_integer((json_int_t)s->limits.idle_timeout));
+	json_object_set_new(json_object_get(r, "limits"), "allow_net",
+	    json_string(s->limits.allow_net));
 	json_object_set_new(r, "connection", ep != NULL ?
 	    connfile_to_json(&ep->ci) : json_null());
 	return (r);
@@ -93,6 +95,25 @@ record_describe(struct session *s)
 	    "slot", slot ? "b" : "a"));
 }
 
+/*
+ * The egress allowlist is checked again against today's ceiling: one the
+ * operator narrowed since is not widened back by an old record.
+ */
+static void
+record_allow_net(json_t *v, struct session_limits *out)
+{
+	char	*cause = NULL;
+
+	if (json_string_value(v) == NULL || *json_string_value(v) == '\0')
+		return;
+	if (config_allow_net(json_string_value(v), out, &cause) != 0) {
+		log_warn("allow-net %s dropped: %s", json_string_value(v),
+		    cause);
+		free(cause);
+		out->allow_net[0] = '\0';
+	}
+}
+
 int
 record_limits(json_t *l, struct session_limits *out)
 {
@@ -111,6 +132,7 @@ record_limits(json_t *l, struct session_limits *out)
 	if (json_is_integer(json_object_get(l, "idle_timeout")))
 		out->idle_timeout = json_integer_value(json_object_get(l,
 		    "idle_timeout"));
+	record_allow_net(json_object_get(l, "allow_net"), out);
 	return (out->memory && out->cpu_millis && out->pids && out->tmp &&
 	    out->nofile && out->fsize ? 0 : -1);
 }

@@ -14,6 +14,7 @@
 #include "sessions.h"
 #include "shared.h"
 #include "transport.h"
+#include "wire.h"
 
 _Static_assert(CELLBLOCK_NAME_MAX == SESSION_NAME_MAX,
     "the CLI's session name bound is the daemon's");
@@ -51,6 +52,16 @@ struct config {
 	int	 audit_output;	/* with each execute's redacted output */
 	size_t	 audit_max_size; /* bytes of audit.log before it rotates */
 	size_t	 audit_keep;	/* rotated files kept */
+	struct config_egress {		/* server/egress.c, cellblockd(8) */
+		char	*allow;		/* the ceiling; "": no egress */
+		char	*hosts;		/* "": resolve by DNS; else only these */
+		size_t	 max_conns;
+		size_t	 max_bytes_in;
+		size_t	 max_bytes_out;
+		size_t	 rate;
+		size_t	 idle_timeout;
+		size_t	 max_time;
+	} egress;
 };
 extern struct config cfg;
 void		 config_defaults(void);
@@ -59,6 +70,14 @@ int		 config_load(const char *, char **);
 int		 config_parse(const char *, size_t, const char *, char **);
 int		 config_parse_size(const char *, size_t *);
 int		 config_limits(json_t *, struct session_limits *, char **);
+int		 config_allow_net(const char *, struct session_limits *,
+		     char **);
+
+/* server/egress.c: runs cellblock-egress, the sessions' way out */
+void		 egress_start(void);
+void		 egress_stop(void);
+int		 egress_reaped(pid_t, int);
+const char	*egress_session_dir(struct session *, char **);
 
 /* server/redact.c */
 int		 redact_init(char *const *, size_t, char **);
@@ -79,8 +98,7 @@ void		 audit_lifecycle(struct session *, const char *, const char *,
 		     json_t *);
 void		 audit_transfer(struct session *, const char *, uint64_t,
 		     const char *);
-void		 audit_egress(struct session *, const char *, int, int,
-		     const char *);
+void		 audit_egress(json_t *);
 json_t		*audit_query(uid_t, json_t *);
 
 /*
@@ -116,7 +134,6 @@ int		 heartbeat_start(char **);
 void		 heartbeat_stop(void);
 int		 heartbeat_bind(const char *, char **, char **);
 void		 heartbeat_unbind(const char *);
-char		*heartbeat_zbind(zsock_t *, const char *);
 
 /* server/endpoint.c */
 enum { EP_SHELL = TRANSPORT_SHELL, EP_CONTROL = TRANSPORT_CONTROL,
@@ -126,17 +143,14 @@ struct endpoint {
 	struct transport_origin *origin; /* what its requests remember */
 	struct conninfo	 ci;
 	struct sign	*sign;
-	zsock_t		*shell;
-	zsock_t		*control;
-	zsock_t		*stdin_;
-	zsock_t		*iopub;
+	struct wire	*shell;		/* our own ZMTP sockets (wire.c) */
+	struct wire	*control;
+	struct wire	*stdin_;
+	struct wire	*iopub;
 	char		*hb;
 	char		*path;		/* its connection file */
-	struct loop_io	*io[3];		/* EP_SHELL, EP_CONTROL, EP_STDIN */
 	int		 closed;	/* freed from the loop soon */
 	struct loop_timer *reap_timer;	/* frees it, once closed */
-	zsock_t		*mon[2];	/* shell, control monitors */
-	struct loop_io	*mon_io[2];
 	uint64_t	 drop_window;	/* ms: start of this drop-log second */
 	u_int		 drop_logged;	/* drops logged one by one in it */
 	u_int		 drop_quiet;	/* drops counted, not yet logged */
@@ -152,7 +166,6 @@ void		 endpoint_close(struct endpoint *);
 void		 endpoint_reap_all(void);
 int		 endpoint_write_file(struct endpoint *, const char *, uid_t,
 		     char **);
-zsock_t		*endpoint_socket(struct endpoint *, int);
 
 
 /*

@@ -11,21 +11,7 @@
 #include <string.h>
 
 #include "server.h"
-
-#define CHECK(e)	check_one((e), #e, __LINE__)
-
-static int	npassed, nfailed;
-
-static void
-check_one(int ok, const char *what, int line)
-{
-	if (ok)
-		npassed++;
-	else {
-		nfailed++;
-		printf("FAIL line %d: %s\n", line, what);
-	}
-}
+#include "check.h"
 
 /*
  * Legend: the rule; a text carrying its secret; the secret itself (must be
@@ -190,6 +176,5 @@ main(void)
 	test_clean();
 	test_operator();
 	redact_free();
-	printf("%d passed, %d failed\n", npassed, nfailed);
-	return (nfailed != 0);
+	return (check_report());
 }

@@ -72,6 +72,8 @@ struct session_limits {
 	uint64_t	 fsize;		/* bytes, largest file written */
 	uint64_t	 idle_timeout;	/* seconds idle before hibernation,
 					   0 = never */
+	char		 allow_net[1024]; /* egress allowlist, canonical
+					   (server/egress/egress.h); "": none */
 };
 
 struct session {
@@ -194,6 +196,7 @@ struct spawn_args {
 	const char	*runner;	/* path of the runner script */
 	const char	*python;	/* interpreter */
 	const char	*workdir;
+	const char	*egress_dir;	/* NULL, or ro at /run/cellblock */
 	const char	*name;
 	const char	*rootfs;	/* NULL: the host's /usr */
 	const char	*init;		/* cellblock-init for pid 1, or NULL */

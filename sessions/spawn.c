@@ -115,6 +115,10 @@ spawn_argv(const struct spawn_args *a, char **argv, char num[][24])
 			argv[i++] = "--init";
 			argv[i++] = (char *)a->init;
 		}
+		if (a->egress_dir != NULL) {
+			argv[i++] = "--egress-dir";
+			argv[i++] = (char *)a->egress_dir;
+		}
 	}
 	argv[i] = NULL;
 }
@@ -178,7 +182,12 @@ spawn_interpreter(struct session *s, const struct spawn_args *a, char **cause)
 	}
 	channel_init(&s->chan, sv[0]);
 	s->born = SPAWN_EXEC;
-	if (a->contain && a->zygote && zygote_ready()) {
+	/*
+	 * A session with egress starts by exec: the zygote's request carries
+	 * no egress directory (yet), and its socket must be bound in.
+	 */
+	if (a->contain && a->zygote && a->egress_dir == NULL &&
+	    zygote_ready()) {
 		/* Before the child can write: its first frame must carry its pid. */
 		if (channel_want_creds(&s->chan, 1) != 0)
 			xasprintf(&why, "SO_PASSCRED: %s", strerror(errno));

@@ -1,5 +1,6 @@
 """Shared test helpers: a real cellblockd with a private state directory,
 jupyter_client clients on its sessions, and run_cell."""
+import contextlib
 import os
 import shutil
 import signal
@@ -228,3 +229,67 @@ def poll(pred, timeout, what):
         if time.monotonic() > deadline:
             raise AssertionError("timed out after %ss waiting for %s" % (timeout, what))
         time.sleep(0.05)
+
+
+# Both ways a session's interpreter is born (docs/ZYGOTE.md): parity tests
+# run under each, as a module-scoped fixture parametrized by these.
+DAEMON_MODES = ("zygote", "exec")
+
+
+@contextlib.contextmanager
+def daemon_in_mode(mode, tmp_path_factory, extra_args=()):
+    """A private daemon whose sessions are zygote-born ("zygote") or
+    exec'd ("exec": zygote = no); on exit it must still be alive."""
+    args = list(extra_args)
+    if mode == "exec":
+        conf = tmp_path_factory.mktemp("conf") / "cellblockd.conf"
+        conf.write_text("zygote = no\n")
+        args += ["--config", str(conf)]
+    d = Daemon(args)
+    try:
+        yield d
+        assert d.alive(), "cellblockd died:\n" + d.log_text()[-5000:]
+    finally:
+        d.stop()
+
+
+@contextlib.contextmanager
+def ipykernel(cwd, log=None, **kw):
+    """A real ipykernel 6.17 (jupyter_client's KernelManager, kernelspec
+    python3) to compare with; its KernelManager, shut down on exit. log:
+    a file for its stdout and stderr. debugpy, which ipykernel imports,
+    warns about frozen modules: its file validation is off."""
+    from jupyter_client import KernelManager
+    km = KernelManager(kernel_name="python3", **kw)
+    env = dict(os.environ, PYDEVD_DISABLE_FILE_VALIDATION="1",
+               IPYTHONDIR=os.path.join(str(cwd), ".ipython"))
+    out = {} if log is None else {"stdout": log, "stderr": log}
+    km.start_kernel(cwd=str(cwd), env=env, **out)
+    try:
+        yield km
+    finally:
+        km.shutdown_kernel(now=True)
+        km.cleanup_resources()
+
+
+def host_connect_read(fam, addr, port, timeout=3):
+    """What a host process gets connecting to addr:port: None if refused
+    (nothing listens there), else the first bytes it is sent (b"" if none
+    within a second). Any other connect error fails the test."""
+    import socket
+    c = socket.socket(fam, socket.SOCK_STREAM)
+    c.settimeout(timeout)
+    try:
+        c.connect((addr, port))
+    except ConnectionRefusedError:
+        return None
+    except BaseException:
+        c.close()
+        raise
+    try:
+        c.settimeout(1)
+        return c.recv(64)
+    except OSError:
+        return b""
+    finally:
+        c.close()

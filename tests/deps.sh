@@ -9,7 +9,7 @@ python3-nbformat python3-jedi python3-jupyter-kernel-test python3-ipykernel
 jupyter-console mandoc tmux procps
 clang libclang-rt-14-dev
 debhelper dpkg-dev lintian systemd man-db python3-prometheus-client python3-zmq
-util-linux"
+util-linux iproute2 openssl python3-pip python3-requests"
 missing=""
 for p in $PKGS; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" ||

@@ -118,6 +118,10 @@ SIDES = {
     "runner": ("py", ["kernel-shim/runner"]),
     "zygote": ("py", ["kernel-shim/runner/cellblock_zygote.py"]),
 }
+# Not the session channel: the daemon and cellblock-egress speak their own
+# four ops (add, del, ready, log) over the proxy's control socket
+# (docs/SECURITY.md, "Egress").
+OTHER_CHANNELS = {"server/egress.c", "server/egress"}
 
 
 def _side_files(side):
@@ -134,11 +138,14 @@ def _side_files(side):
                 continue
             if side == "runner" and name == "cellblock_zygote.py":
                 continue
+            if os.path.relpath(full, ROOT) in OTHER_CHANNELS:
+                continue
             out.append(full)
         if lang == "c" and place == "server":   # server/*/*.c, but not the CLI
             for sub in sorted(os.listdir(path)):
                 subdir = os.path.join(path, sub)
-                if os.path.isdir(subdir) and sub != "cli":
+                if (os.path.isdir(subdir) and sub != "cli" and
+                        os.path.relpath(subdir, ROOT) not in OTHER_CHANNELS):
                     out += [os.path.join(subdir, n) for n in sorted(os.listdir(subdir))
                             if n.endswith(".c") and not n.startswith("test-")]
     return out

@@ -12,15 +12,14 @@ Every kernel, client and daemon started here is ended here; every wait
 has a deadline.
 """
 import json
-import os
 import queue
 import re
 import time
 
 import pytest
-from jupyter_client import KernelManager
 
-from cbtest import ROOT, Daemon
+from cbtest import DAEMON_MODES, ROOT, daemon_in_mode
+from cbtest import ipykernel as start_ipykernel
 
 WAIT = 60           # s, bound on any one reply
 PID = re.compile(r"/tmp/ipykernel_\d+/")
@@ -29,19 +28,10 @@ ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 # ---------------------------------------------------------------- fixtures
 
-@pytest.fixture(scope="module", params=["zygote", "exec"])
+@pytest.fixture(scope="module", params=DAEMON_MODES)
 def daemon(request, tmp_path_factory):
-    args = []
-    if request.param == "exec":
-        conf = tmp_path_factory.mktemp("conf") / "cellblockd.conf"
-        conf.write_text("zygote = no\n")
-        args = ["--config", str(conf)]
-    d = Daemon(args)
-    try:
+    with daemon_in_mode(request.param, tmp_path_factory) as d:
         yield d
-        assert d.alive(), "cellblockd died:\n" + d.log_text()[-5000:]
-    finally:
-        d.stop()
 
 
 class Kernel:
@@ -67,17 +57,14 @@ def cellblock(daemon):
 
 @pytest.fixture
 def ipykernel(tmp_path):
-    km = KernelManager(kernel_name="python3")
-    # debugpy, which ipykernel imports, warns about frozen modules on stderr.
-    km.start_kernel(cwd=str(tmp_path), env=dict(os.environ, PYDEVD_DISABLE_FILE_VALIDATION="1"))
-    kc = km.client()
-    kc.start_channels()
-    try:
-        kc.wait_for_ready(timeout=WAIT)
-        yield Kernel(kc, km.interrupt_kernel)
-    finally:
-        kc.stop_channels()
-        km.shutdown_kernel(now=True)
+    with start_ipykernel(tmp_path) as km:
+        kc = km.client()
+        kc.start_channels()
+        try:
+            kc.wait_for_ready(timeout=WAIT)
+            yield Kernel(kc, km.interrupt_kernel)
+        finally:
+            kc.stop_channels()
 
 
 # ---------------------------------------------------------------- helpers

@@ -20,37 +20,30 @@ import pytest
 from nbclient import NotebookClient
 from nbformat.v4 import new_code_cell, new_notebook
 
-from cbtest import CELLBLOCK, Daemon, poll
+from cbtest import CELLBLOCK, DAEMON_MODES, daemon_in_mode, poll
 
 WAIT = 120
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 PID = re.compile(r"/tmp/ipykernel_\d+/")
 
 
-@pytest.fixture(scope="module", params=["zygote", "exec"])
+@pytest.fixture(scope="module", params=DAEMON_MODES)
 def daemon(request, tmp_path_factory):
     """A private daemon and its `cellblock` kernelspec on JUPYTER_PATH."""
-    args = []
-    if request.param == "exec":
-        conf = tmp_path_factory.mktemp("conf") / "cellblockd.conf"
-        conf.write_text("zygote = no\n")
-        args = ["--config", str(conf)]
-    d = Daemon(args)
-    prefix = str(tmp_path_factory.mktemp("kernelspec"))
-    old = os.environ.get("JUPYTER_PATH")
-    try:
-        p = subprocess.run([CELLBLOCK, "--state-dir", d.state, "kernelspec", "install",
-                            "--prefix", prefix], capture_output=True, text=True, timeout=30)
-        assert p.returncode == 0, p.stderr
-        os.environ["JUPYTER_PATH"] = os.path.join(prefix, "share", "jupyter")
-        yield d
-        assert d.alive(), "cellblockd died:\n" + d.log_text()[-5000:]
-    finally:
-        if old is None:
-            os.environ.pop("JUPYTER_PATH", None)
-        else:
-            os.environ["JUPYTER_PATH"] = old
-        d.stop()
+    with daemon_in_mode(request.param, tmp_path_factory) as d:
+        prefix = str(tmp_path_factory.mktemp("kernelspec"))
+        old = os.environ.get("JUPYTER_PATH")
+        try:
+            p = subprocess.run([CELLBLOCK, "--state-dir", d.state, "kernelspec", "install",
+                                "--prefix", prefix], capture_output=True, text=True, timeout=30)
+            assert p.returncode == 0, p.stderr
+            os.environ["JUPYTER_PATH"] = os.path.join(prefix, "share", "jupyter")
+            yield d
+        finally:
+            if old is None:
+                os.environ.pop("JUPYTER_PATH", None)
+            else:
+                os.environ["JUPYTER_PATH"] = old
 
 
 def run_notebook(kernel_name, cells, extra_arguments, cwd):

@@ -13,13 +13,15 @@ MAY_USE = {
     "protocol": {"kernel-shim/base"},
     "kernel-shim": {"kernel-shim/base"},
     "sessions": {"kernel-shim/base", "protocol", "kernel-shim"},
-    "server": {"kernel-shim/base", "protocol", "sessions"},
+    "server": {"kernel-shim/base", "protocol", "sessions", "server/egress"},
+    "server/egress": {"kernel-shim/base"},
     "server/cli": {"kernel-shim/base", "protocol", "server"},
 }
 # Of those, only these headers (the rest of that folder stays private).
 ONLY = {
     ("sessions", "kernel-shim"): {"sandbox.h"},     # the user facility's parent half
     ("server/cli", "server"): {"shared.h"},         # what the two programs share
+    ("server", "server/egress"): {"egress/egress.h"},   # the egress policy parser
 }
 
 

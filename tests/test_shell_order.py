@@ -6,11 +6,11 @@ raw ZeroMQ client (test_protocol.Raw), reads the replies in sequence as a
 client that does not match parents would, and compares what each server
 sent. Issue 10, items 1 and 2.
 """
-import os
 import sys
 
 import pytest
 
+from cbtest import ipykernel
 from test_protocol import Raw, session_name
 
 SLOW_FAIL = "import time; time.sleep(0.5); raise ValueError('first fails')"
@@ -19,23 +19,14 @@ SLOW_FAIL = "import time; time.sleep(0.5); raise ValueError('first fails')"
 @pytest.fixture
 def ipk(tmp_path):
     """A real ipykernel 6.17, and a Raw client on it."""
-    from jupyter_client import KernelManager
-    km = KernelManager(kernel_name="python3",
-                       connection_file=str(tmp_path / "kernel.json"))
-    log = open(tmp_path / "kernel.log", "wb")
-    env = dict(os.environ, IPYTHONDIR=str(tmp_path / "ipython"))
-    km.start_kernel(env=env, stdout=log, stderr=log)
-    r = None
-    try:
+    with open(tmp_path / "kernel.log", "wb") as log, \
+            ipykernel(tmp_path, log, connection_file=str(tmp_path / "kernel.json")) as km:
         r = Raw(km.connection_file)
-        r.wait_ready(timeout=60)
-        yield r
-    finally:
-        if r is not None:
+        try:
+            r.wait_ready(timeout=60)
+            yield r
+        finally:
             r.close()
-        km.shutdown_kernel(now=True)
-        km.cleanup_resources()
-        log.close()
 
 
 @pytest.fixture

@@ -1,4 +1,5 @@
-"""C unit-test programs (base layer, protocol codec, cgroup layer, seccomp policy), run
+"""C unit-test programs (base layer, protocol codec, redaction, cgroup layer, seccomp
+policy, egress policy), run
 as part of the pytest session; each must end with `N passed, N failed`."""
 import os
 import re
@@ -7,7 +8,8 @@ import subprocess
 import pytest
 
 from cbtest import BIN
-UNITS = ["test-base", "test-protocol", "test-redact", "test-cgroup", "seccomp-check", "sandbox-check"]
+UNITS = ["test-base", "test-protocol", "test-zmtp", "test-redact", "test-egress", "test-cgroup",
+         "seccomp-check", "sandbox-check"]
 
 
 @pytest.mark.parametrize("name", UNITS)

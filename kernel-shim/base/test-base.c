@@ -16,22 +16,9 @@
 #include <unistd.h>
 
 #include "base.h"
+#include "check.h"
 
-#define CHECK(e)	check_one((e), #e, __FILE__, __LINE__)
-
-static int	 npassed, nfailed;
 static char	*top;
-
-static void
-check_one(int ok, const char *what, const char *file, int line)
-{
-	if (ok) {
-		npassed++;
-		return;
-	}
-	nfailed++;
-	printf("FAIL %s:%d: %s\n", file, line, what);
-}
 
 /* A path below this run's directory; the caller frees it. */
 static char *
@@ -363,6 +350,5 @@ main(void)
 	test_open();
 	test_remove_tree();
 	cleanup();
-	printf("%d passed, %d failed\n", npassed, nfailed);
-	return (nfailed != 0);
+	return (check_report());
 }

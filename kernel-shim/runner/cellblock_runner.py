@@ -26,6 +26,7 @@ if __name__ == "__main__":
 import cellblock_checkpoint     # checkpoint/restore ops (docs/CHECKPOINTS.md)
 import cellblock_comm
 import cellblock_debugger
+import cellblock_egress         # relays to the egress proxy (docs/SECURITY.md)
 import cellblock_kernelargs
 import cellblock_requests
 from IPython.core.error import StdinNotImplementedError
@@ -251,10 +252,12 @@ class Runner:
                 "does not accept input (allow_stdin is false)")
         self.flush_streams()
         rid = self.parent_id
-        self.channel.send({"op": "input_request", "id": rid, "prompt": str(prompt),
-                           "password": bool(password)})
         __tracebackhide__ = True    # an interrupted input() shows the cell's line
+        # The send is inside the try: the client interrupts as soon as it
+        # sees the prompt, which can be before send() itself has returned.
         try:
+            self.channel.send({"op": "input_request", "id": rid, "prompt": str(prompt),
+                               "password": bool(password)})
             return self._wait_input_reply(rid)
         except KeyboardInterrupt:
             raise KeyboardInterrupt(cellblock_debugger.INTERRUPTED) from None
@@ -439,6 +442,7 @@ def attach(runner, channel_fd, session_name, relocate=False):
         capture.start()
         Flusher(streams).start()
         runner.channel.start_reader()
+        cellblock_egress.start()
     sys.stdout, sys.stderr = streams
     return runner
 

@@ -84,7 +84,7 @@ cmd_ls_table(json_t *list)
 	json_t		*s;
 	size_t		 i;
 	char		 ubuf[16], mbuf[16], cbuf[16], kbuf[32], ibuf[48];
-	const char	*conn, *weaker = NULL;
+	const char	*conn, *weaker = NULL, *egress;
 
 	/* IDLE: seconds idle / the idle timeout that hibernates it. */
 	printf("%-24s %-12s %-10s %7s %13s %8s %8s %-16s %s\n", "NAME",
@@ -108,6 +108,10 @@ cmd_ls_table(json_t *list)
 		    conn ? conn : "(shared endpoint)",
 		    json_is_true(json_object_get(s, "attached")) ?
 		    " [attached]" : "");
+		/* Its egress allowlist, when it has one, on a line below. */
+		egress = json_string_value(json_object_get(s, "allow_net"));
+		if (egress != NULL && *egress != '\0')
+			printf("  allow-net %s\n", egress);
 		weaker = json_string_value(json_object_get(s,
 		    "weaker_sandbox"));
 	}

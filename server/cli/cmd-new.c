@@ -9,7 +9,8 @@ static int	cmd_new_exec(int, char **);
 
 const struct cmd_entry cmd_new_entry = {
 	"new", "[--name NAME] [--memory SIZE] [--cpus N] [--pids N] "
-	"[--tmp SIZE] [--exec-timeout SECONDS] [--idle-timeout SECONDS]",
+	"[--tmp SIZE] [--exec-timeout SECONDS] [--idle-timeout SECONDS] "
+	"[--allow-net DEST[,DEST...]]",
 	cmd_new_exec
 };
 
@@ -25,6 +26,7 @@ cmd_new_exec(int argc, char **argv)
 		{ "tmp", required_argument, NULL, 0 },
 		{ "exec-timeout", required_argument, NULL, 0 },
 		{ "idle-timeout", required_argument, NULL, 0 },
+		{ "allow-net", required_argument, NULL, 0 },
 		{ NULL, 0, NULL, 0 }
 	};
 	json_t	*req, *r;

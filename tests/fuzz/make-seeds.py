@@ -297,9 +297,84 @@ def config_seeds():
     write("config", "size", b"1536K")
 
 
+
+# --- zmtp: flags byte, then a peer's bytes as pyzmq sends them --------------
+
+def zmtp_capture(sock_type, our_type, act):
+    """What a pyzmq socket of sock_type sends to a raw listener that
+    answers as our_type (greeting and READY), while act(socket) runs."""
+    import zmq
+    lis = socket.socket()
+    lis.bind(("127.0.0.1", 0))
+    lis.listen(1)
+    port = lis.getsockname()[1]
+    ctx = zmq.Context()
+    s = ctx.socket(sock_type)
+    s.linger = 0
+    s.connect("tcp://127.0.0.1:%d" % port)
+    conn, _ = lis.accept()
+    body = b"\x05READY\x0bSocket-Type" + struct.pack(">I", len(our_type)) + our_type
+    if our_type == b"ROUTER":
+        body += b"\x08Identity" + struct.pack(">I", 0)
+    conn.sendall(b"\xff" + b"\0" * 8 + b"\x7f\x03\x00" + b"NULL".ljust(20, b"\0")
+                 + b"\0" * 32 + bytes([0x04, len(body)]) + body)
+    act(s)
+    conn.settimeout(0.5)
+    got = b""
+    try:
+        while True:
+            chunk = conn.recv(65536)
+            if not chunk:
+                break
+            got += chunk
+    except socket.timeout:
+        pass
+    s.close(0)
+    ctx.term()
+    conn.close()
+    lis.close()
+    return got
+
+
+def zmtp_seeds():
+    import zmq
+    sess = Session(key=FUZZ_KEY, username="user", session="demo")
+
+    def kernel_info(s):
+        sess.send(s, "kernel_info_request", {})
+
+    def execute(s):
+        sess.send(s, "execute_request", {"code": "x = 1", "silent": False},
+                  buffers=[b"\0" * 300])
+
+    def subscribe(s):
+        s.setsockopt(zmq.SUBSCRIBE, b"")
+        s.setsockopt(zmq.SUBSCRIBE, b"kernel.demo.")
+        s.setsockopt(zmq.UNSUBSCRIBE, b"kernel.demo.")
+
+    def ping(s):
+        s.send_multipart([b"ping"])
+
+    dealer = zmtp_capture(zmq.DEALER, b"ROUTER", kernel_info)
+    write("zmtp", "dealer-kernel-info", b"\x06" + dealer)
+    write("zmtp", "dealer-kernel-info-bytewise", b"\x00" + dealer)
+    write("zmtp", "dealer-execute-long-frame",
+          b"\x04" + zmtp_capture(zmq.DEALER, b"ROUTER", execute))
+    write("zmtp", "sub-subscriptions", b"\x01" + zmtp_capture(zmq.SUB, b"PUB", subscribe))
+    write("zmtp", "sub-subscriptions-split", b"\x05" + zmtp_capture(zmq.SUB, b"PUB", subscribe))
+    write("zmtp", "req-heartbeat", b"\x06" + zmtp_capture(zmq.REQ, b"ROUTER", ping))
+    # Hand-made: what pyzmq never sends.
+    write("zmtp", "many-empty-frames", b"\x00" + dealer[:dealer.index(b"\x05READY") + dealer[65]]
+          + b"\x01\x00" * 5000)
+    write("zmtp", "ping-pong", b"\x02" + dealer[:64] + b"\x04\x29\x05READY\x0bSocket-Type"
+          + struct.pack(">I", 6) + b"DEALER\x08Identity" + struct.pack(">I", 0)
+          + b"\x04\x08\x04PING\x00\x0a" * 20)
+    write("zmtp", "zmtp1-peer", b"\x00\x05\x00hello")
+
 def main():
     shutil.rmtree(CORPUS, ignore_errors=True)
     jmsg_seeds()
+    zmtp_seeds()
     config_seeds()
     control_seeds()
     channel_seeds()

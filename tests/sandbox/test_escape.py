@@ -30,7 +30,7 @@ import time
 
 import pytest
 
-from cbtest import SANDBOX_INNER_UID
+from cbtest import SANDBOX_INNER_UID, host_connect_read
 INNER = str(SANDBOX_INNER_UID)
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
@@ -874,20 +874,7 @@ _result(ports)
     # From the host: nothing there, or (a host process on the same port by
     # chance) never the session's server.
     for addr, port, fam in ports:
-        c = socket.socket(fam, socket.SOCK_STREAM)
-        c.settimeout(3)
-        try:
-            c.connect((addr, port))
-            c.settimeout(1)
-            try:
-                got = c.recv(64)
-            except OSError:
-                got = b""
-            assert token.encode() not in got
-        except OSError as e:
-            assert e.errno == errno.ECONNREFUSED, e
-        finally:
-            c.close()
+        assert token.encode() not in (host_connect_read(fam, addr, port) or b"")
     # From another session: refused, and the same ports are free there.
     other = make_session("nbr")
     o = other.result(f"""
@@ -2059,3 +2046,177 @@ while _time.monotonic() < end:
     s.works()
     assert s.ok("print(globals().get('kept'))").strip() == "None"
     host.check_witness()
+
+
+# ------------------------------------------------- egress (docs/SECURITY.md)
+#
+# Sessions with --allow-net on a daemon with an egress ceiling and two test
+# hosts in network namespaces this module creates (tests/egress_hosts.py).
+# Its own daemon: the battery's stays without egress. Its witness is a
+# session of that daemon without an allowlist.
+
+@pytest.fixture(scope="module")
+def egress():
+    from egress_hosts import EgressEnv
+    e = EgressEnv()
+    try:
+        p = e.daemon.cli("new", "--name", "egwitness", check=True)
+        e.witness = e.daemon.client(p.stdout.strip())
+        run_cell(e.witness, "egress_witness = 42")
+        yield e
+    finally:
+        try:
+            e.witness.stop_channels()
+        finally:
+            e.close()
+
+
+def _egress_witness(e):
+    assert e.daemon.alive(), "cellblockd died:\n" + e.daemon.log_text()[-5000:]
+    reply, outputs = run_cell(e.witness, "print(egress_witness)", timeout=30)
+    assert _stdout(outputs).strip() == "42"
+
+
+EGRESS_TRY = r'''
+import json, socket, urllib.request, urllib.error
+def _try(url):
+    try:
+        urllib.request.urlopen(url, timeout=20).read()
+        return "REACHED"
+    except urllib.error.HTTPError as e:
+        return "%d %s" % (e.code, e.read().decode(errors="replace").strip())
+    except OSError as e:
+        return "OSError %s" % e
+'''
+
+
+def test_egress_unlisted_destinations_refused(egress):
+    """Unlisted host, unlisted port of a listed host, an unlisted address
+    literal, a redirect from a listed host to an unlisted one: all 403 from
+    the proxy, and the test host behind them is never reached."""
+    other = egress.hosts.other.addr
+    out, err = egress.cell("egatk", EGRESS_TRY + f"""
+for url in ("http://other.test/hello.txt", "https://other.test/",
+            "http://web.test:8080/", "http://{other}/hello.txt",
+            "http://web.test/redirect?to=http://other.test/whoami"):
+    print(_try(url))
+""")
+    lines = out.strip().splitlines()
+    assert err is None and len(lines) == 5, out
+    assert lines[0].startswith("403 cellblock egress: other.test:80 is not in")
+    assert lines[1].startswith("OSError") and "Tunnel connection failed: 403" in lines[1]
+    assert lines[2].startswith("403 cellblock egress: web.test:8080 is not in")
+    assert lines[3].startswith("403 ") and "no ip/prefix rule lists it" in lines[3]
+    assert lines[4].startswith("403 cellblock egress: other.test:80")
+    _egress_witness(egress)
+
+
+def test_egress_rebinding_to_the_daemons_ports_refused(egress):
+    """A listed name resolving to 127.0.0.1 (DNS rebinding) and a CONNECT
+    straight at the daemon's own ZeroMQ ports on 127.0.0.1 are refused:
+    loopback is never a destination unless listed by address."""
+    conn = json.loads(egress.daemon.cli("ls", "--json", check=True).stdout)[0]
+    ports = json.load(open(conn["connection_file"]))
+    out, err = egress.cell("egatk", EGRESS_TRY + f"""
+print(_try("http://evil.test/"))
+import os
+for port in ({ports['shell_port']}, {ports['control_port']}):
+    s = socket.create_connection(("127.0.0.1", int(os.environ["HTTP_PROXY"].rsplit(":", 1)[1])))
+    s.sendall(b"CONNECT 127.0.0.1:%d HTTP/1.1\\r\\n\\r\\n" % port)
+    print(s.recv(4096).decode().split("\\r\\n")[0])
+    s.close()
+""")
+    lines = out.strip().splitlines()
+    assert err is None and len(lines) == 3, out
+    assert lines[0].startswith("403 ") and "loopback" in lines[0]
+    for line in lines[1:]:
+        assert line.startswith("HTTP/1.1 403") and "loopback address" in line
+    _egress_witness(egress)
+
+
+def test_egress_direct_connect_and_dns_from_inside_fail(egress):
+    """Bypassing the proxy: the test host's address is unroutable from the
+    session (ENETUNREACH), UDP to it too, and names do not resolve inside."""
+    web = egress.hosts.web.addr
+    out, err = egress.cell("egatk", f"""
+import socket, errno
+res = []
+for port in (80, 443, 7000):
+    s = socket.socket(); s.settimeout(5)
+    try:
+        s.connect(("{web}", port)); res.append("CONNECTED")
+    except OSError as e:
+        res.append(errno.errorcode.get(e.errno, str(e.errno)))
+    s.close()
+u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+try:
+    u.sendto(b"x", ("{web}", 53)); res.append("SENT")
+except OSError as e:
+    res.append(errno.errorcode.get(e.errno, str(e.errno)))
+for name in ("web.test", "other.test"):
+    try:
+        socket.getaddrinfo(name, 80); res.append("RESOLVED")
+    except socket.gaierror:
+        res.append("gaierror")
+print(" ".join(res))
+""")
+    assert err is None
+    assert out.split() == ["ENETUNREACH"] * 4 + ["gaierror"] * 2, out
+    _egress_witness(egress)
+
+
+def test_egress_forged_requests_on_the_proxy_socket_refused(egress):
+    """The relay is the session's code: requests it forges on the proxy's
+    socket — a forward index past the list, a rule that is not a single
+    host:port, https:// without CONNECT, credentials in the URI, a
+    header flood — get 4xx, and the socket's directory is read-only."""
+    out, err = egress.cell("egatk", r'''
+import socket
+def ask(data):
+    s = socket.socket(socket.AF_UNIX)
+    s.connect("/run/cellblock/egress.sock")
+    try:
+        s.sendall(data)
+    except OSError:
+        pass
+    r = s.recv(4096).decode(errors="replace"); s.close()
+    return r.split("\r\n")[0][:12]
+print(ask(b"CELLBLOCK-TCP 99\r\n"))
+print(ask(b"CELLBLOCK-TCP -1\r\n"))
+print(ask(b"GET https://other.test/ HTTP/1.1\r\n\r\n"))
+print(ask(b"GET http://u:p@other.test/ HTTP/1.1\r\n\r\n"))
+print(ask(b"GET http://web.test/ HTTP/1.1\r\n" + b"X: " + b"a" * 20000 + b"\r\n\r\n"))
+import os
+try:
+    os.unlink("/run/cellblock/egress.sock"); print("UNLINKED")
+except OSError:
+    print("kept")
+''')
+    assert err is None
+    assert out.split("\n")[:6] == ["HTTP/1.1 400"] * 4 + ["HTTP/1.1 431", "kept"], out
+    _egress_witness(egress)
+
+
+def test_egress_flood_bounded_and_neighbours_unaffected(egress):
+    """Three times egress-max-conns held open: the rest get 429, the
+    neighbour session still downloads, the witness and the daemon answer."""
+    from egress_hosts import MAX_CONNS
+    out, err = egress.cell("egflood", f"""
+import os, socket
+port = int(os.environ["HTTP_PROXY"].rsplit(":", 1)[1])
+held, codes = [], []
+for i in range({MAX_CONNS * 3}):
+    s = socket.create_connection(("127.0.0.1", port))
+    s.sendall(b"CONNECT web.test:7000 HTTP/1.1\\r\\n\\r\\n")
+    s.settimeout(20)
+    codes.append(s.recv(4096).decode(errors="replace").split()[1])
+    held.append(s)
+print(codes.count("200"), codes.count("429"))
+""")
+    assert err is None and out.split() == [str(MAX_CONNS), str(MAX_CONNS * 2)], out
+    out, err = egress.cell("egnb", "import urllib.request\n"
+                           "print(urllib.request.urlopen('http://web.test/hello.txt', "
+                           "timeout=20).read().decode())")
+    assert err is None and "hello from" in out
+    _egress_witness(egress)
+    egress.cell("egflood", "for s in held: s.close()")
