@@ -839,17 +839,20 @@ class Bench:
 
 
 def kept_sections(path):
-    """What other benchmark scripts wrote into the report (pool_bench.py's
-    block between its markers): kept when this one rewrites the file."""
+    """What other benchmark scripts wrote into the report (egress_bench.py's
+    and pool_bench.py's sections, each between its markers): kept when this
+    one rewrites the file."""
     try:
         with open(path) as f:
             old = f.read()
     except OSError:
         return ""
-    begin, end = "<!-- pool_bench:begin -->", "<!-- pool_bench:end -->"
-    if begin not in old or end not in old:
-        return ""
-    return "\n" + old[old.index(begin):old.index(end) + len(end)] + "\n"
+    kept = ""
+    for begin, end in (("## Egress: proxy overhead", "<!-- end of the egress section -->"),
+                       ("<!-- pool_bench:begin -->", "<!-- pool_bench:end -->")):
+        if begin in old and end in old:
+            kept += "\n" + old[old.index(begin):old.index(end) + len(end)] + "\n"
+    return kept
 
 
 def main(argv=None):
