@@ -170,6 +170,29 @@ def strace_counts(pid, fn):
     return calls
 
 
+def perf_top(pid, fn, n=8):
+    """perf record of the daemon while fn() runs: its n hottest symbols,
+    [(percent, symbol)]."""
+    data = tempfile.mktemp(prefix="cb-perf-")
+    pr = subprocess.Popen(["perf", "record", "-q", "-o", data, "-p", str(pid)],
+                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(0.5)
+    try:
+        fn()
+    finally:
+        pr.send_signal(signal.SIGINT)
+        pr.wait(timeout=60)
+    rep = subprocess.run(["perf", "report", "-i", data, "--no-children", "--sort", "symbol",
+                          "--stdio"], capture_output=True, text=True, timeout=120).stdout
+    os.unlink(data)
+    top = []
+    for line in rep.splitlines():
+        m = re.match(r"\s+([\d.]+)%\s+\[[.k]\]\s+(\S+)", line)
+        if m and len(top) < n:
+            top.append((float(m.group(1)), m.group(2)))
+    return top
+
+
 def scale(work, levels, per_level, profile=False):
     conf = os.path.join(work, "scale.conf")
     with open(conf, "w") as f:
@@ -207,6 +230,8 @@ def scale(work, levels, per_level, profile=False):
                                "daemon_rss_kb": B.status_kb(d.pid, "VmRSS")}
             # The same again under strace, for the counts only (not timed).
             calls = strace_counts(d.pid, lambda: news(False)) if profile else None
+            if profile and shutil.which("perf") and level == levels[-1]:
+                out[str(level)]["perf_top"] = perf_top(d.pid, lambda: news(False))
             if calls:
                 out[str(level)]["syscalls_per_new"] = {
                     k: v / per_level for k, v in sorted(calls.items(), key=lambda kv: -kv[1])[:6]}
@@ -285,22 +310,11 @@ def render(res):
                       "frequent:", ""]
             lines += ["- %s sessions: %s" % (k, ", ".join("%s %.0f" % kv for kv in p.items()))
                       for k, p in prof]
-            first, last = prof[0][1].get("poll", 0), prof[-1][1].get("poll", 0)
-            if first and last > 10 * first:
-                lines += ["", "The `poll` and `getpid` calls grow with the sessions, about "
-                          "3.4 per idle session per `new`: they are libzmq's per-socket "
-                          "`ZMQ_EVENTS` checks (a `poll(2)` of the socket's mailbox and a "
-                          "fork check) made by czmq's `zpoller` in the heartbeat thread, "
-                          "which polls every session's heartbeat socket each time it wakes "
-                          "(a bind for the new session, an unbind for the one that ended, a "
-                          "ping). `perf record` of the daemon at 1,000 sessions adds czmq's "
-                          "`zsys_close` (a linear search of every socket czmq tracks, per "
-                          "socket closed: 9% of the daemon's samples) and the kernel's "
-                          "`wait_consider_task` (`waitpid` over the daemon's 1,000 children). "
-                          "None is on the warm pool's claim, which is constant work; they are "
-                          "in the ZeroMQ layer and the reaper, which wave/wire2 (its own ZMTP "
-                          "sockets and an epoll heartbeat loop) and wave/egress2 (`waitpid`) "
-                          "replace."]
+        tops = [(k, v["perf_top"]) for k, v in sc.items() if k != "stopped" and v.get("perf_top")]
+        for k, top in tops:
+            lines += ["", "The daemon's hottest symbols during as many more `new`s at %s sessions "
+                      "(`perf record`, all threads): %s." % (
+                          k, ", ".join("`%s` %.1f%%" % (s, p) for p, s in top))]
         levels = [k for k in sc if k != "stopped"]
         if len(levels) > 1:
             a, b = sc[levels[0]]["new_ms"]["p50"], sc[levels[-1]]["new_ms"]["p50"]
@@ -308,7 +322,29 @@ def render(res):
                       "within 10%%)." % (levels[-1], 100 * (b - a) / a)]
         if "stopped" in sc:
             lines += ["", "Stopped " + sc["stopped"] + "."]
-    lines += ["", END, ""]
+    lines += ["", "What grows with the idle sessions on the way of `new` (found while making "
+              "this section, 2026-12-03: `strace -c -f` and `perf record` of the daemon during "
+              "`new`s at 1 and 1,000 sessions; the lines above are this run's):", "",
+              "- **The claim itself is constant work**: no scan of sessions, no cgroup "
+              "write, no spawn; the system calls per `new` do not change between 1 and 1,000 "
+              "sessions (above).",
+              "- **The heartbeat thread** polled every session's heartbeat socket on each "
+              "wake, and `new` waits for one round trip to it (its endpoint's heartbeat "
+              "socket is bound there): before wave/wire2's ZMTP sockets, 3.4 `poll` and "
+              "`getpid` per idle session per `new` (libzmq's per-socket `ZMQ_EVENTS`); with "
+              "them on main, a `poll(2)` over every heartbeat descriptor per wake (`sock_poll` "
+              "and `tcp_poll`, a third of the daemon's samples at 1,000 sessions); wave/wire2's "
+              "next heartbeat loop (epoll) takes it out of the profile.",
+              "- **`waitpid`**: every session's process is the daemon's child, and the "
+              "kernel's `wait_consider_task` walks all of them at each reap (6-12% of the "
+              "samples at 1,000; wave/egress2's part of issue 11).",
+              "- **The CPU quota write** of each new cgroup (`cpu.cfs_quota_us`): the kernel's "
+              "`tg_set_bandwidth` checks the bandwidth of every task group on the host, "
+              "O(cgroups) (6-9% at 1,000). With the pool it is paid by the refill, between "
+              "requests; a fresh start pays it inside `new`.",
+              "- Before the merge of wave/wire2, czmq's `zsys_close` (a linear search of "
+              "every socket czmq tracks, per socket closed: 9% at 1,000) was the largest.",
+              "", END, ""]
     return "\n".join(lines)
 
 
