@@ -65,7 +65,7 @@ def rows(res):
                 born = get(st, "born") or "?"
                 reason = (f"sessions born by {born}; the daemon's log puts "
                           f"{ms(bd.get('spawned_to_ready'))} (median) between the spawn and the "
-                          f"interpreter's hello (see \"where the time goes\": the clone and two forks "
+                          f"interpreter's hello (see \"where the time goes\": the clone and fork "
                           f"of the zygote, namespaces, the daemon's cgroup moves and id maps, mounts, "
                           f"IPython's shell), and {ms(bd.get('created_to_spawned'))} from `new` to the "
                           f"spawn (in the daemon's loop: cgroups, five ports, the connection file)")
