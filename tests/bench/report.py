@@ -327,10 +327,11 @@ def start_time_goes(res):
     total = get(c, "ms", "p50")
     phases = [("`new` request → interpreter spawned (daemon: work dir, cgroups and their "
                "limits, 5 ports, the connection file)", bd.get("created_to_spawned")),
-              ("spawned → `contain` request (zygote: the clone; the child: unshare "
-               "user/mount/pid/net/ipc/uts)", bd.get("spawned_to_contained")),
-              ("`contain` → interpreter's hello (daemon: cgroup moves, id maps; child: two "
-               "forks, mounts, capabilities, seccomp; the runner's per-process part: log, "
+              ("spawned → `contain` request (zygote: the clone into new "
+               "user/mount/pid/net/ipc/uts namespaces)", bd.get("spawned_to_contained")),
+              ("`contain` → interpreter's hello (daemon: cgroup moves, id maps; child: "
+               "mounts, a fork, pid 1's exec of cellblock-init, capabilities, seccomp; the "
+               "runner's per-process part: log, "
                "channel, its private IPython dir, capture threads)", bd.get("contained_to_ready"))]
     L = [f"Start of a new session (born by {st.get('born', '?')}), medians from the daemon's "
          f"log over the `1+1` starts; the client-side total was {ms(total)}:\n",
