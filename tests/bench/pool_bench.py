@@ -286,9 +286,9 @@ def render(res):
              "(a user who starts sessions one after another at a human pace); back to back, "
              "`new`s beyond the pool's size start fresh, from the zygote. The machine is "
              "shared (see the load average above): the absolute figures move by 2-4× between "
-             "runs, the ratio to the floor measured in the same run much less (runs on this "
-             "machine on 2026-12-03 with load under 8: floor 12.7-14.8 ms, pool 14.2-15.0 ms, "
-             "no pool 47-49 ms).", "",
+             "runs, the ratio to the floor measured in the same run much less (four earlier "
+             "runs on 2026-12-03, 1-minute load 3.9-7.3 before each: floor 12.7-30.1 ms, "
+             "pool 14.2-24.5 ms, no pool 47.4-58.6 ms).", "",
              "Cgroup moves on this host (v1, `strace -T` of the daemon's writes to "
              "`cgroup.procs` during the no-pool starts; one write per hierarchy per start): "
              "%d writes, p50 %.2f ms, p90 %.2f ms, max %.2f ms. With the pool, a claim writes "
