@@ -3,7 +3,7 @@
 
 PYTHON	?= /usr/bin/python3
 CC	?= cc
-PKGS	 = libczmq libzmq jansson libsodium libseccomp
+PKGS	 = libczmq libzmq jansson libsodium libseccomp libmicrohttpd gnutls
 VERSION	 = 0.1.0
 PYVER	:= $(shell $(PYTHON) -c 'import platform; print(platform.python_version())' 2>/dev/null)
 
@@ -17,7 +17,7 @@ ALL_CFLAGS = -std=gnu11 -D_GNU_SOURCE $(WARN) $(CPPFLAGS) $(CFLAGS) -MMD -MP \
 	   -Ikernel-shim/base -Iprotocol -Isessions -Iserver -Ikernel-shim \
 	   -DCELLBLOCK_VERSION='"$(VERSION)"' -DCELLBLOCK_PYVER='"$(PYVER)"' \
 	   $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
-LIBS	 = $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lpthread -lm
+LIBS	 = $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lwslay -lpthread -lm
 
 # Sources: each directory is a library; the programs pick what they need.
 # kernel-shim/base/ is the floor under all of them (docs/ARCHITECTURE.md).
@@ -58,13 +58,13 @@ BINS	= $(BINDIR)/cellblockd $(BINDIR)/cellblock $(BINDIR)/cellblock-shim \
 	  $(BINDIR)/cellblock-zygote.so $(BINDIR)/cellblock-egress \
 	  $(BINDIR)/cellblock-init
 TESTBINS = $(BINDIR)/test-protocol $(BINDIR)/test-base $(BINDIR)/test-redact \
-	   $(BINDIR)/test-zmtp $(BINDIR)/test-egress \
+	   $(BINDIR)/test-zmtp $(BINDIR)/test-egress $(BINDIR)/test-child \
 	   $(if $(wildcard sessions/test-cgroup.c),$(BINDIR)/test-cgroup) \
 	   $(if $(wildcard tests/sandbox/try-syscall.c),$(BINDIR)/try-syscall) \
 	   $(if $(wildcard tests/sandbox/seccomp-check.c),$(BINDIR)/seccomp-check) \
 	   $(if $(wildcard tests/sandbox/sandbox-check.c),$(BINDIR)/sandbox-check)
 # The fuzz harnesses' replay drivers: the corpus and crashes as tests (Fuzzing below).
-FUZZ_TARGETS = jmsg control channel config zmtp
+FUZZ_TARGETS = jmsg control channel config zmtp http ws
 TESTBINS += $(patsubst %,$(BINDIR)/fuzz-replay-%,$(FUZZ_TARGETS))
 
 all: $(BINS) $(TESTBINS)
@@ -87,6 +87,8 @@ $(BINDIR)/test-protocol: $(call obj,protocol/test-protocol.c $(PROTO_SRC) $(BASE
 $(BINDIR)/test-zmtp: $(call obj,protocol/test-zmtp.c $(PROTO_SRC) $(BASE_SRC))
 $(BINDIR)/test-cgroup: $(call obj,sessions/test-cgroup.c sessions/cgroup.c $(BASE_SRC))
 $(BINDIR)/test-redact: $(call obj,server/test-redact.c server/redact.c $(BASE_SRC))
+$(BINDIR)/test-child: $(call obj,server/test-child.c server/child.c server/loop.c \
+	    $(BASE_SRC))
 $(BINDIR)/cellblock-egress: $(call obj,$(EGRESS_SRC) $(BASE_SRC))
 $(BINDIR)/test-egress: $(call obj,server/egress/test-egress.c $(EGRESS_POLICY) \
 	    $(BASE_SRC))
@@ -128,6 +130,8 @@ test: deps all
 bench: deps all
 	$(PYTHON) tests/bench/bench.py $(BENCHFLAGS)
 	$(PYTHON) tests/bench/egress_bench.py
+	$(PYTHON) tests/bench/contract_bench.py
+	$(PYTHON) tests/bench/gateway_bench.py
 	$(PYTHON) tests/bench/pool_bench.py
 
 # 100 sessions under a mixed load for SOAKTIME seconds, then checks for
@@ -184,6 +188,8 @@ FUZZ_LINK_control = $(filter-out server/cellblockd.c,$(DAEMON_SRC)) \
 FUZZ_LINK_channel = sessions/channel.c $(BASE_SRC)
 FUZZ_LINK_config  = server/config.c $(EGRESS_POLICY) $(BASE_SRC)
 FUZZ_LINK_zmtp	  = $(PROTO_SRC) $(BASE_SRC)
+FUZZ_LINK_http	  = $(FUZZ_LINK_control)
+FUZZ_LINK_ws	  = server/gateway-wire.c $(PROTO_SRC) $(BASE_SRC)
 
 define FUZZ_RULES
 $(BINDIR)/fuzz-replay-$(1): $$(call obj,tests/fuzz/replay.c \

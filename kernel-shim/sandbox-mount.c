@@ -18,11 +18,18 @@
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
+
+#include <linux/openat2.h>
 
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <limits.h>
+#include <pwd.h>
+#include <sched.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -716,6 +723,194 @@ mount_pivot(struct mount_ctx *ctx, char **cause)
 }
 
 /*
+ * The owner's read-only binds. Opened in the host's namespaces while the
+ * shim is still root there, with the owner's fsuid, fsgid and groups, so
+ * the path walk and the open's read check are the owner's own (a
+ * directory the owner cannot read is refused here too, whatever the
+ * daemon checked before): no symlink anywhere in it, a directory. The
+ * clone is of what was opened, so nothing can be swapped in between.
+ */
+/*
+ * A user namespace whose maps send the owner's uid and gid to the
+ * session's host ones: the idmap of the owner's binds, so that inside the
+ * owner's files show as the session's and read as the owner could. Made
+ * by a child that unshares and waits while we, root here, write its maps
+ * and keep a descriptor of it.
+ */
+static int
+mount_idmap_userns(const struct sandbox_plan *p, uid_t owner, gid_t gid,
+    char **cause)
+{
+	char	 path[64], map[64];
+	int	 up[2], down[2], fd = -1, mfd, r;
+	pid_t	 pid;
+	char	 c = 0;
+
+	if (pipe2(up, O_CLOEXEC) != 0 || pipe2(down, O_CLOEXEC) != 0)
+		return (sandbox_cause(cause, "pipe: %s", strerror(errno)));
+	if ((pid = fork()) == -1)
+		return (sandbox_cause(cause, "fork: %s", strerror(errno)));
+	if (pid == 0) {
+		close(up[0]);
+		close(down[1]);	/* else its own copy would keep it open */
+		c = unshare(CLONE_NEWUSER) == 0 ? 'u' : 'x';
+		if (write(up[1], &c, 1) == 1)
+			r = read(down[0], &c, 1);	/* until closed */
+		_exit(0);
+	}
+	close(up[1]);
+	close(down[0]);
+	if (read(up[0], &c, 1) == 1 && c == 'u') {
+		r = 0;
+		snprintf(path, sizeof path, "/proc/%ld/uid_map", (long)pid);
+		snprintf(map, sizeof map, "%lu %lu 1\n", (unsigned long)owner,
+		    (unsigned long)p->bind_uid);
+		if ((mfd = open(path, O_WRONLY | O_CLOEXEC)) == -1 ||
+		    write(mfd, map, strlen(map)) != (ssize_t)strlen(map))
+			r = -1;
+		if (mfd != -1)
+			close(mfd);
+		snprintf(path, sizeof path, "/proc/%ld/gid_map", (long)pid);
+		snprintf(map, sizeof map, "%lu %lu 1\n", (unsigned long)gid,
+		    (unsigned long)p->bind_gid);
+		if (r == 0 && ((mfd = open(path, O_WRONLY | O_CLOEXEC)) == -1 ||
+		    write(mfd, map, strlen(map)) != (ssize_t)strlen(map)))
+			r = -1;
+		if (r == 0 && mfd != -1)
+			close(mfd);
+		snprintf(path, sizeof path, "/proc/%ld/ns/user", (long)pid);
+		if (r == 0)
+			fd = open(path, O_RDONLY | O_CLOEXEC);
+		if (fd == -1)
+			sandbox_cause(cause, "idmap user namespace: %s",
+			    strerror(errno));
+	} else
+		sandbox_cause(cause, "idmap user namespace: unshare failed");
+	close(up[0]);
+	close(down[1]);
+	while (waitpid(pid, NULL, 0) == -1 && errno == EINTR)
+		;
+	return (fd);
+}
+
+static int
+mount_open_bind(struct sandbox_bind *b, int userns, char **cause)
+{
+	struct open_how		how;
+	struct mount_attr	ma;
+	int			fd;
+
+	memset(&how, 0, sizeof how);
+	how.flags = O_RDONLY | O_DIRECTORY | O_CLOEXEC;
+	how.resolve = RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS;
+	fd = syscall(SYS_openat2, AT_FDCWD, b->source, &how, sizeof how);
+	if (fd == -1)
+		return (sandbox_cause(cause, "mount-ro %s: %s", b->source,
+		    errno == ELOOP ? "a symlink in the path, refused" :
+		    strerror(errno)));
+	b->fd = open_tree(fd, "", OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC |
+	    AT_RECURSIVE | AT_EMPTY_PATH);
+	close(fd);
+	if (b->fd == -1)
+		return (sandbox_cause(cause, "mount-ro %s: open_tree: %s",
+		    b->source, strerror(errno)));
+	memset(&ma, 0, sizeof ma);
+	ma.attr_set = ATTR_RO;
+	ma.propagation = MS_PRIVATE;
+	/*
+	 * Idmapped where the filesystem can (ext4, xfs, btrfs, tmpfs...);
+	 * elsewhere a plain bind, whose files read as the session's uid.
+	 */
+	if (userns != -1) {
+		ma.attr_set |= MOUNT_ATTR_IDMAP;
+		ma.userns_fd = userns;
+		if (mount_setattr(b->fd, "", AT_EMPTY_PATH | AT_RECURSIVE, &ma,
+		    sizeof ma) == 0)
+			return (0);
+		ma.attr_set &= ~MOUNT_ATTR_IDMAP;
+		ma.userns_fd = 0;
+	}
+	if (mount_setattr(b->fd, "", AT_EMPTY_PATH | AT_RECURSIVE, &ma,
+	    sizeof ma) != 0) {
+		close(b->fd);
+		b->fd = -1;
+		return (sandbox_cause(cause, "mount-ro %s: read-only: %s",
+		    b->source, strerror(errno)));
+	}
+	return (0);
+}
+
+static int
+mount_bind_ids(uid_t owner, char **cause)
+{
+	struct passwd	*pw = getpwuid(owner);
+	gid_t		 groups[NGROUPS_MAX], gid;
+	int		 n = NGROUPS_MAX;
+
+	gid = pw != NULL ? pw->pw_gid : (gid_t)owner;
+	if (pw == NULL || getgrouplist(pw->pw_name, gid, groups, &n) == -1)
+		n = 0;
+	if (setgroups(n, groups) != 0)
+		return (sandbox_cause(cause, "setgroups: %s", strerror(errno)));
+	return (mount_set_fsids(owner, gid, cause));
+}
+
+int
+sandbox_mount_open_binds(struct sandbox_plan *p, uid_t owner, char **cause)
+{
+	struct passwd	*pw;
+	uid_t		 fsuid = setfsuid(-1);
+	gid_t		 fsgid = setfsgid(-1), gid;
+	size_t		 i;
+	int		 r = 0, userns = -1;
+	char		*why = NULL;
+
+	if (p->nbinds == 0)
+		return (0);
+	pw = getpwuid(owner);
+	gid = pw != NULL ? pw->pw_gid : (gid_t)owner;
+	if (p->bind_uid != (uid_t)-1 &&
+	    (userns = mount_idmap_userns(p, owner, gid, &why)) == -1) {
+		fprintf(stderr, "cellblock-shim: %s; binds not idmapped\n",
+		    why != NULL ? why : "?");
+		free(why);
+	}
+	if (mount_bind_ids(owner, cause) != 0)
+		r = -1;
+	for (i = 0; r == 0 && i < p->nbinds; i++)
+		r = mount_open_bind(&p->binds[i], userns, cause);
+	setfsgid(fsgid);
+	setfsuid(fsuid);
+	if (userns != -1)
+		close(userns);
+	/* sandbox_run drops every group before it unshares. */
+	return (r);
+}
+
+/* Each bind at its target, after the plan: nothing of it may be covered. */
+static int
+mount_binds(struct mount_ctx *ctx, char **cause)
+{
+	const struct sandbox_plan	*p = ctx->plan;
+	size_t				 i;
+	int				 fd;
+
+	for (i = 0; i < p->nbinds; i++) {
+		if (p->binds[i].fd == -1)
+			return (sandbox_cause(cause, "mount-ro %s: not opened",
+			    p->binds[i].source));
+		if (mount_mkpoint(ctx->root, p->binds[i].target + 1, 1,
+		    cause) != 0)
+			return (-1);
+		fd = dup(p->binds[i].fd);
+		if (mount_attach(fd, ctx->root, p->binds[i].target + 1,
+		    cause) != 0)
+			return (-1);
+	}
+	return (0);
+}
+
+/*
  * Build the session's filesystem and pivot into it.  Must run in the new
  * user and mount namespaces, after the id maps, as pid 1 of the new pid
  * namespace (the fresh /proc shows the caller's pid namespace).
@@ -768,6 +963,8 @@ sandbox_mount_setup(const struct sandbox_plan *plan, char **cause)
 		if (mount_run[op->kind](&ctx, op, cause) != 0)
 			goto restore;
 	}
+	if (mount_binds(&ctx, cause) != 0)
+		goto restore;
 	r = mount_pivot(&ctx, cause);
 restore:
 	setfsgid(fsgid);

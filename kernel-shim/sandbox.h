@@ -43,6 +43,18 @@
  * Every function returns 0, or -1 with *cause set to an allocated message
  * the caller frees.  None of them exits.
  */
+/*
+ * A read-only bind of a host directory (cellblock new --mount-ro): fd is
+ * the detached mount sandbox_mount_open_binds() cloned, before unshare,
+ * with the owner's permissions; the mount setup attaches it at target.
+ */
+struct sandbox_bind {
+	const char	*source;	/* absolute host path */
+	const char	*target;	/* absolute path inside */
+	int		 fd;		/* -1 until opened */
+};
+#define SANDBOX_BINDS_MAX	16
+
 struct sandbox_plan {
 	const char	*hostname;	/* the session name */
 	const char	*rootfs;	/* NULL: the host's /usr, /lib*, /bin,
@@ -60,6 +72,10 @@ struct sandbox_plan {
 	uint64_t	 nofile;	/* RLIMIT_NOFILE */
 	uint64_t	 fsize_bytes;	/* RLIMIT_FSIZE */
 	int		 keep_fd;	/* the channel: the only fd left open */
+	struct sandbox_bind *binds;	/* read-only binds, or NULL */
+	size_t		 nbinds;
+	uid_t		 bind_uid;	/* the owner's files show as these */
+	gid_t		 bind_gid;	/* (the session's host ids), or -1 */
 	const char	*init;		/* cellblock-init, host path: pid 1
 					   execs it; NULL: pid 1 reaps in
 					   this image */
@@ -84,6 +100,7 @@ struct sandbox_plan {
 
 /* sandbox-mount.c */
 int	sandbox_mount_setup(const struct sandbox_plan *, char **);
+int	sandbox_mount_open_binds(struct sandbox_plan *, uid_t, char **);
 
 /* sandbox-user.c */
 int	sandbox_user_drop_groups(char **);

@@ -47,6 +47,11 @@ struct shim_args {
 	const char	*zygote_lib;	/* --zygote: the zygote's C half */
 	uid_t		 zygote_uid;	/* (uid_t)-1: keep ours */
 	gid_t		 zygote_gid;
+	struct sandbox_bind binds[SANDBOX_BINDS_MAX];	/* --mount-ro */
+	size_t		 nbinds;
+	uid_t		 mount_owner;	/* whose permissions they need */
+	uid_t		 mount_uid;	/* --mount-as: the owner's files show */
+	gid_t		 mount_gid;	/* as these (the session's host ids) */
 };
 
 static void	usage(void) __attribute__((noreturn));
@@ -65,6 +70,22 @@ usage(void)
 	    "                      [--python PATH] [--uid UID --gid GID]\n"
 	    "       cellblock-shim --print-policy\n");
 	exit(2);
+}
+
+/* --mount-ro SRC:DST, both absolute (the daemon checked the rest). */
+static void
+shim_bind(struct shim_args *a, char *arg)
+{
+	char	*colon = strchr(arg, ':');
+
+	if (a->nbinds == SANDBOX_BINDS_MAX || colon == NULL || arg[0] != '/' ||
+	    colon[1] != '/')
+		usage();
+	*colon = '\0';
+	a->binds[a->nbinds].source = arg;
+	a->binds[a->nbinds].target = colon + 1;
+	a->binds[a->nbinds].fd = -1;
+	a->nbinds++;
 }
 
 static void
@@ -88,6 +109,9 @@ shim_parse(int argc, char **argv, struct shim_args *a)
 		{ "zygote", required_argument, NULL, 'Z' },
 		{ "uid", required_argument, NULL, 'U' },
 		{ "gid", required_argument, NULL, 'G' },
+		{ "mount-ro", required_argument, NULL, 'M' },
+		{ "mount-owner", required_argument, NULL, 'O' },
+		{ "mount-as", required_argument, NULL, 'A' },
 		{ NULL, 0, NULL, 0 }
 	};
 	int	ch;
@@ -101,6 +125,8 @@ shim_parse(int argc, char **argv, struct shim_args *a)
 	a->threads = 1;
 	a->zygote_uid = (uid_t)-1;
 	a->zygote_gid = (gid_t)-1;
+	a->mount_uid = (uid_t)-1;
+	a->mount_gid = (gid_t)-1;
 	while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
 		switch (ch) {
 		case 'c':
@@ -154,6 +180,17 @@ shim_parse(int argc, char **argv, struct shim_args *a)
 		case 'G':
 			a->zygote_gid = strtoul(optarg, NULL, 10);
 			break;
+		case 'M':
+			shim_bind(a, optarg);
+			break;
+		case 'O':
+			a->mount_owner = strtoul(optarg, NULL, 10);
+			break;
+		case 'A':
+			if (sscanf(optarg, "%u:%u", &a->mount_uid,
+			    &a->mount_gid) != 2)
+				usage();
+			break;
 		default:
 			usage();
 		}
@@ -198,7 +235,7 @@ static void __attribute__((noreturn))
 shim_contain(const struct shim_args *a)
 {
 	struct sandbox_plan	 p;
-	char			*dir, runner[4096];
+	char			*dir, runner[4096], *cause = NULL;
 
 	memset(&p, 0, sizeof p);
 	p.hostname = a->session;
@@ -213,9 +250,16 @@ shim_contain(const struct shim_args *a)
 	p.nofile = a->nofile;
 	p.fsize_bytes = a->fsize;
 	p.keep_fd = a->channel_fd;
+	p.binds = (struct sandbox_bind *)a->binds;
+	p.nbinds = a->nbinds;
+	p.bind_uid = a->mount_uid;
+	p.bind_gid = a->mount_gid;
 	p.init = a->init;
 	snprintf(runner, sizeof runner, "%s/%s", SANDBOX_RUNNER_DIR,
 	    basename((char *)a->runner));
+	/* While still root in the host's namespaces; as the owner. */
+	if (sandbox_mount_open_binds(&p, a->mount_owner, &cause) != 0)
+		fatalx("%s", cause);
 	sandbox_run(&p);	/* returns in pid 2, under seccomp */
 	shim_exec_runner(a, runner, SANDBOX_HOME);
 }

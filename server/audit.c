@@ -3,10 +3,10 @@
  * STATE_DIR/audit/audit.log, owner-only (0700 directory, 0600 files),
  * rotated to audit.log.1 .. audit.log.N past audit-max-size bytes. Each
  * line is an object with at least time, event, session and owner; every
- * line is redacted (server/redact.c) before it is written. The core calls
- * four hooks: audit_exec_start when a request starts running, audit_output
- * for each output message published, audit_exec_reply for each reply, and
- * audit_lifecycle for each lifecycle event. The fields of each event are
+ * line is redacted (server/redact.c) before it is written. It hears the
+ * core through its hooks (server/hook.c, audit_hooks below): a request
+ * starts running, each output message published, each reply, each
+ * lifecycle event, each egress connection. The fields of each event are
  * listed in docs/OPERATIONS.md; `cellblock audit` reads the log back
  * through the control socket (audit_query), each user their own events.
  */
@@ -49,6 +49,24 @@ static char	*audit_path;
 static off_t	 audit_size;
 static zhashx_t	*audit_runs;		/* session name -> struct audit_run */
 static char	 audit_policy[65];	/* sha256 of the seccomp policy */
+
+static int	audit_exec_start(struct session *, const void *);
+static int	audit_output(struct session *, const void *);
+static int	audit_exec_reply(struct session *, const void *);
+static int	audit_lifecycle(struct session *, const void *);
+static int	audit_egress(struct session *, const void *);
+
+/* Legend: the hook, and the handler that writes its events. */
+static const struct {
+	enum hook_event	 ev;
+	hook_fn		*fn;
+} audit_hooks[] = {
+	{ HOOK_RUN, audit_exec_start },
+	{ HOOK_OUTPUT, audit_output },
+	{ HOOK_REPLY, audit_exec_reply },
+	{ HOOK_LIFECYCLE, audit_lifecycle },
+	{ HOOK_EGRESS, audit_egress },
+};
 
 /*
  * The client kinds a request may name in metadata.cellblock_client: the
@@ -122,15 +140,21 @@ audit_open_file(char **cause)
 	return (0);
 }
 
-/* Before the loop starts and before any thread (the digest forks). */
+/*
+ * Before the loop starts and before any thread (the digest forks). The
+ * hooks go in even with the log off: a failed execute is still logged.
+ */
 int
 audit_open(char **cause)
 {
-	/* Runs are tracked even without a log: the metrics time them. */
-	audit_runs = zhashx_new();
-	zhashx_set_destructor(audit_runs, audit_run_free);
+	size_t	i;
+
+	for (i = 0; i < nitems(audit_hooks); i++)
+		hook_add(audit_hooks[i].ev, audit_hooks[i].fn);
 	if (!cfg.audit)
 		return (0);
+	audit_runs = zhashx_new();
+	zhashx_set_destructor(audit_runs, audit_run_free);
 	xasprintf(&audit_dir, "%s/audit", server_state_dir);
 	xasprintf(&audit_path, "%s/audit.log", audit_dir);
 	if (mkdir(audit_dir, 0700) != 0 && errno != EEXIST) {
@@ -317,20 +341,22 @@ audit_kind(const struct jmsg *jm)
 	return ("zmq");
 }
 
-/* Hook: a request starts running in s (the core's pump). */
-void
-audit_exec_start(struct session *s, const struct jmsg *jm)
+/* HOOK_RUN: a request starts running in s (the core's pump). */
+static int
+audit_exec_start(struct session *s, const void *arg)
 {
+	const struct jmsg	*jm = arg;
 	struct audit_run	*r;
 	uint64_t		 mem;
 
 	if (audit_runs == NULL || strcmp(jm->msg_type, "execute_request") != 0)
-		return;
+		return (0);
 	r = xcalloc(1, sizeof *r);
 	snprintf(r->msg_id, sizeof r->msg_id, "%s", jm->msg_id);
 	clock_gettime(CLOCK_MONOTONIC, &r->start);
 	contain_stats(s, &mem, &r->cpu0);
 	zhashx_update(audit_runs, s->name, r);
+	return (0);
 }
 
 static void
@@ -348,29 +374,32 @@ audit_keep_text(struct audit_run *r, int which, const char *text)
 	r->text[which][r->tlen[which]] = '\0';
 }
 
-/* Hook: an output message the core published for s's running request. */
-void
-audit_output(struct session *s, const char *type, json_t *content)
+/* HOOK_OUTPUT: a message the core published for s's running request. */
+static int
+audit_output(struct session *s, const void *arg)
 {
+	const struct hook_output *out = arg;
+	const char		*type = out->type, *name, *text;
+	json_t			*content = out->content;
 	struct audit_run	*r;
-	const char		*name, *text;
 	int			 which;
 
 	if (audit_runs == NULL ||
 	    (r = zhashx_lookup(audit_runs, s->name)) == NULL)
-		return;
+		return (0);
 	if (type == NULL || strcmp(type, "stream") != 0) {
 		r->out_bytes[2] += json_dumpb(content, NULL, 0, JSON_COMPACT);
-		return;
+		return (0);
 	}
 	name = json_string_value(json_object_get(content, "name"));
 	text = json_string_value(json_object_get(content, "text"));
 	if (text == NULL)
-		return;
+		return (0);
 	which = name != NULL && strcmp(name, "stderr") == 0;
 	r->out_bytes[which] += strlen(text);
 	if (cfg.audit_output)
 		audit_keep_text(r, which, text);
+	return (0);
 }
 
 static void
@@ -403,17 +432,20 @@ audit_exec_metrics(json_t *o, struct session *s, struct audit_run *r)
 		json_object_set_new(o, "output", json_pack("{s:s,s:s}",
 		    "stdout", r->text[0] ? r->text[0] : "", "stderr",
 		    r->text[1] ? r->text[1] : ""));
-	metrics_execute_time(wall);
 }
 
 /*
- * Hook: the core sends a reply to request jm of s. Only execute replies
- * are events; one that never ran (aborted, refused) has "ran": false.
+ * HOOK_REPLY: the core sends a reply to a request of s. Only execute
+ * replies are events; one that never ran (aborted, refused) has "ran":
+ * false.
  */
-void
-audit_exec_reply(struct session *s, const struct jmsg *jm, const char *type,
-    json_t *content)
+static int
+audit_exec_reply(struct session *s, const void *arg)
 {
+	const struct hook_reply	*rep = arg;
+	const struct jmsg	*jm = rep->request;
+	const char		*type = rep->type;
+	json_t			*content = rep->content;
 	struct audit_run	*r = NULL;
 	const char		*code, *status, *ename;
 	u_char			 h[32];
@@ -422,17 +454,16 @@ audit_exec_reply(struct session *s, const struct jmsg *jm, const char *type,
 
 	/* type is NULL for requests with no reply (comm_open, comm_msg). */
 	if (type == NULL || strcmp(type, "execute_reply") != 0)
-		return;
+		return (0);
 	status = json_string_value(json_object_get(content, "status"));
 	ename = json_string_value(json_object_get(content, "ename"));
-	metrics_execute(status, ename);
 	/* The daemon's log says what failed; redaction (log.c) cleans it. */
 	if (ename != NULL)
 		log_info("%s: execute %s: %s: %s", s->name, jm->msg_id, ename,
 		    json_string_value(json_object_get(content, "evalue")) ?
 		    json_string_value(json_object_get(content, "evalue")) : "");
 	if (audit_runs == NULL)
-		return;
+		return (0);
 	if ((r = zhashx_lookup(audit_runs, s->name)) != NULL &&
 	    strcmp(r->msg_id, jm->msg_id) != 0)
 		r = NULL;	/* another one runs; this one never did */
@@ -454,33 +485,29 @@ audit_exec_reply(struct session *s, const struct jmsg *jm, const char *type,
 	audit_write("execute", s, o);
 	if (r != NULL)
 		zhashx_delete(audit_runs, s->name);
+	return (0);
 }
 
 /*
- * Hook: a lifecycle event of s (create, hibernate, resume, fork, restart,
- * kill, end...), why it happened, and any details (taken).
+ * HOOK_LIFECYCLE: a lifecycle event of s (create, hibernate, resume,
+ * fork, restart, kill, end...), why it happened, and any details.
  */
-void
-audit_lifecycle(struct session *s, const char *event, const char *why,
-    json_t *details)
+static int
+audit_lifecycle(struct session *s, const void *arg)
 {
-	json_t	*o = json_object();
+	const struct hook_lifecycle	*ev = arg;
+	json_t				*o = json_object();
 
-	metrics_lifecycle(event);
-	if (strcmp(event, "checkpoint") == 0)
-		metrics_checkpoint_bytes(json_integer_value(json_object_get(
-		    details, "bytes")));
-	if (strcmp(event, "create") == 0)
+	if (strcmp(ev->event, "create") == 0)
 		json_object_set_new(o, "limits", audit_limits(&s->limits));
-	if (why != NULL)
-		json_object_set_new(o, "why", json_string(why));
-	if (details != NULL) {
-		json_object_update(o, details);
-		json_decref(details);
-	}
-	if (strcmp(event, "end") == 0 && audit_runs != NULL)
+	if (ev->why != NULL)
+		json_object_set_new(o, "why", json_string(ev->why));
+	if (ev->details != NULL)
+		json_object_update(o, ev->details);
+	if (strcmp(ev->event, "end") == 0 && audit_runs != NULL)
 		zhashx_delete(audit_runs, s->name);
-	audit_write(event, s, o);
+	audit_write(ev->event, s, o);
+	return (0);
 }
 
 /* A file copied into or out of a session (for the file-transfer API). */
@@ -493,19 +520,17 @@ audit_transfer(struct session *s, const char *path, uint64_t size,
 }
 
 /*
- * A connection a session's code tried to make, as the egress proxy
- * records it (docs/SECURITY.md): session, owner, destination asked and
- * resolved, verdict and why, bytes each way, ms. It names its session
- * itself: the session may have ended before its last connection closed.
+ * HOOK_EGRESS: a connection a session's code tried to make, as the egress
+ * proxy records it (docs/SECURITY.md): session, owner, destination asked
+ * and resolved, verdict and why, bytes each way, ms. The record names its
+ * session itself: it may have ended before its last connection closed.
  */
-void
-audit_egress(json_t *record)
+static int
+audit_egress(struct session *s, const void *record)
 {
-	const char	*verdict;
-
-	verdict = json_string_value(json_object_get(record, "verdict"));
-	metrics_egress(verdict != NULL && strcmp(verdict, "allowed") == 0);
+	(void)s;
 	audit_write("egress", NULL, json_deep_copy(record));
+	return (0);
 }
 
 /* Reading it back. */

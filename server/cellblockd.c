@@ -19,6 +19,7 @@
 #include <sodium.h>
 
 #include "server.h"
+#include "contract.h"
 
 char		*server_state_dir;
 char		*server_shim_path;
@@ -36,7 +37,7 @@ static struct loop_io	*server_sig_io;
 static struct loop_io	*server_zygote_io;
 
 static void	usage(void) __attribute__((noreturn));
-static int	server_zygote_reaped(pid_t, int);
+static void	server_zygote_reaped(pid_t, int, void *);
 
 static void
 usage(void)
@@ -46,7 +47,8 @@ usage(void)
 	    "                  [--address IP] [--transport tcp|ipc] "
 	    "[--max-message SIZE]\n"
 	    "                  [--rootfs DIR] [--allow-weaker-sandbox] "
-	    "[--warm-pool N]\n");
+	    "[--http-listen ADDRESS:PORT|off]\n"
+	    "                  [--warm-pool N]\n");
 	exit(EXIT_USAGE);
 }
 
@@ -198,8 +200,6 @@ static void
 server_signal_event(int fd, uint32_t events, void *arg)
 {
 	struct signalfd_siginfo	si;
-	int			status;
-	pid_t			pid;
 
 	(void)fd;
 	(void)events;
@@ -210,11 +210,8 @@ server_signal_event(int fd, uint32_t events, void *arg)
 			server_quit = 1;
 		}
 	}
-	while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
-		if (!server_zygote_reaped(pid, status) &&
-		    !egress_reaped(pid, status))
-			incarnation_reaped(pid, status);
-	}
+	/* Children are reaped by their pidfds (server/child.c). */
+	child_sigchld();
 	if (server_quit)
 		loop_quit();
 }
@@ -251,6 +248,7 @@ server_zygote_start(void)
 	}
 	server_zygote_io = loop_io_add(zygote_fd(), EPOLLIN,
 	    server_zygote_event, NULL);
+	child_watch(zygote_pid(), server_zygote_reaped, NULL);
 }
 
 static void
@@ -262,18 +260,17 @@ server_zygote_restart(void *arg)
 		server_zygote_start();
 }
 
-/* 1 if pid was the zygote's; its restart is then scheduled. */
-static int
-server_zygote_reaped(pid_t pid, int status)
+/* The zygote exited; its restart is scheduled. */
+static void
+server_zygote_reaped(pid_t pid, int status, void *arg)
 {
 	char	*cause = NULL;
 
+	(void)arg;
 	/* Out of the loop before zygote_reaped closes the descriptor. */
-	if (pid != zygote_pid())
-		return (0);
 	loop_io_remove(&server_zygote_io);
 	if (!zygote_reaped(pid, status, &cause))
-		return (0);
+		return;
 	log_warn("zygote pid %ld %s; sessions start by exec, restart in %d s",
 	    (long)pid, cause, server_zygote_backoff);
 	free(cause);
@@ -282,7 +279,6 @@ server_zygote_reaped(pid_t pid, int status)
 		    1000, server_zygote_restart, NULL);
 	if (server_zygote_backoff < 60)
 		server_zygote_backoff *= 2;
-	return (1);
 }
 
 /*
@@ -477,6 +473,7 @@ static const struct option server_options[] = {
 	{ "max-message", required_argument, NULL, 'M' },
 	{ "rootfs", required_argument, NULL, 'R' },
 	{ "allow-weaker-sandbox", no_argument, NULL, 'W' },
+	{ "http-listen", required_argument, NULL, 'H' },
 	{ "warm-pool", required_argument, NULL, 'P' },
 	{ "help", no_argument, NULL, 'h' },
 	{ NULL, 0, NULL, 0 }
@@ -516,9 +513,11 @@ main(int argc, char **argv)
 		case 'T':
 		case 'M':
 		case 'R':
+		case 'H':
 		case 'P':
 			key = ch == 'A' ? "address" : ch == 'T' ? "transport" :
-			    ch == 'R' ? "rootfs" : ch == 'P' ? "warm-pool" :
+			    ch == 'R' ? "rootfs" : ch == 'H' ? "http-listen" :
+			    ch == 'P' ? "warm-pool" :
 			    "max-message";
 			sets[nsets].key = key;
 			sets[nsets++].value = optarg;
@@ -593,10 +592,12 @@ main(int argc, char **argv)
 	lifecycle_start();
 	pool_start();
 	xasprintf(&path, "%s/control.sock", server_state_dir);
+	contract_ops_init();
 	if (control_start(path, &cause) != 0)
 		fatalx("%s", cause);
 	server_sig_io = loop_io_add(server_sigfd, EPOLLIN, server_signal_event,
 	    NULL);
+	gateway_start();
 
 	log_info("ready: control %s, shared endpoint %s/shared.json", path,
 	    server_state_dir);
@@ -608,12 +609,14 @@ main(int argc, char **argv)
 		    "  CELLBLOCK_STATE_DIR=%s bin/cellblock new\n"
 		    "Stop with Ctrl-C.\n\n", server_state_dir,
 		    server_state_dir);
+		gateway_banner(stderr);
 	}
 	while (!server_quit) {
 		if (loop_run() != 0)
 			break;
 	}
 	notify_stopping();
+	gateway_stop();
 	lifecycle_checkpoint_all(10000);
 	loop_io_remove(&server_zygote_io);
 	zygote_stop(NULL);
@@ -622,6 +625,7 @@ main(int argc, char **argv)
 	egress_stop();
 	lifecycle_stop();
 	control_stop();
+	contract_free_all();
 	endpoint_reap_all();
 	endpoint_destroy(&endpoint_shared);
 	heartbeat_stop();
@@ -629,6 +633,7 @@ main(int argc, char **argv)
 	notify_close();		/* its watchdog timer, before the loop goes */
 	loop_timer_cancel(&server_zygote_timer);
 	loop_io_remove(&server_sig_io);
+	child_forget_all();
 	loop_free();
 	audit_close();
 	metrics_free();

@@ -22,6 +22,8 @@
 #include <unistd.h>
 
 #include "server.h"
+#include "files.h"
+#include "http.h"
 
 #define CONTROL_LINE_MAX	(1024 * 1024)
 #define CONTROL_SPARE_CONNS	64	/* per uid beyond one per session */
@@ -44,6 +46,9 @@ struct control_conn {
 	char		*obuf;		/* replies the socket did not take yet */
 	size_t		 olen;
 	size_t		 ooff;
+	int		 passed_fd;	/* came with the request line, or -1 */
+	void		(*job_gone)(void *); /* a long op's: the peer left */
+	void		*job;
 };
 
 static int	 control_fd = -1;
@@ -64,7 +69,7 @@ typedef json_t *control_fn(struct control_conn *, json_t *);
 static control_fn control_new, control_ls, control_connect,
     control_interrupt, control_restart, control_kill, control_attach,
     control_ping, control_checkpoint, control_fork, control_audit,
-    control_stats;
+    control_stats, control_token;
 
 /*
  * Legend: command name as the CLI sends it in "cmd"; handler, which returns
@@ -86,6 +91,7 @@ static const struct {
 	{ "ping", control_ping },
 	{ "audit", control_audit },
 	{ "stats", control_stats },
+	{ "token", control_token },
 };
 
 /* server/audit.c and server/metrics.c answer these; we know the caller. */
@@ -107,11 +113,7 @@ static int	control_session_ended(struct session *, const void *);
 static u_int	*control_uid_conns(uid_t);
 static int	control_send(struct control_conn *, json_t *);
 
-static json_t *
-control_error(int code, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
-
-static json_t *
+json_t *
 control_error(int code, const char *fmt, ...)
 {
 	va_list	 ap;
@@ -169,7 +171,7 @@ control_new(struct control_conn *c, json_t *req)
 	struct conninfo	 ci;
 	struct session	*s;
 	struct session_limits lim;
-	json_t		*r;
+	json_t		*r, *m, *mounts = NULL;
 
 	if (config_limits(req, &lim, &cause) != 0) {
 		r = control_error(EXIT_USAGE, "%s", cause);
@@ -180,8 +182,16 @@ control_new(struct control_conn *c, json_t *req)
 		session_random_name(buf, sizeof buf);
 		name = buf;
 	}
+	if ((m = json_object_get(req, "mounts")) != NULL &&
+	    (mounts = files_mount_check(m, c->uid, &cause)) == NULL) {
+		r = control_error(EXIT_DENIED, "%s", cause);
+		free(cause);
+		return (r);
+	}
 	endpoint_default_ci(&ci, name);
-	if ((s = factory_new_session(name, c->uid, &ci, &lim, &cause)) == NULL) {
+	s = factory_new_session_mounts(name, c->uid, &ci, &lim, mounts, &cause);
+	json_decref(mounts);
+	if (s == NULL) {
 		r = control_error(EXIT_FAILED, "%s", cause);
 		free(cause);
 		return (r);
@@ -194,13 +204,21 @@ control_ls(struct control_conn *c, json_t *req)
 {
 	struct session	*s;
 	json_t		*list = json_array();
+	json_t		*d;
+	char		 kid[37];
 
 	(void)req;
 	for (s = session_first(); s != NULL; s = session_next()) {
-		if (session_visible(s, c->uid) && !s->ending)
-			json_array_append_new(list, factory_describe(s));
+		if (session_visible(s, c->uid) && !s->ending) {
+			d = factory_describe(s);
+			/* Its id on the HTTP front (docs/GATEWAY.md). */
+			gateway_kernel_id(s, kid);
+			json_object_set_new(d, "kernel_id", json_string(kid));
+			json_array_append_new(list, d);
+		}
 	}
-	return (json_pack("{s:b,s:o}", "ok", 1, "sessions", list));
+	return (json_pack("{s:b,s:o,s:o}", "ok", 1, "sessions", list, "http",
+	    http_describe()));
 }
 
 /* Connection details for `cellblock run`: the key travels to the owner. */
@@ -372,7 +390,7 @@ control_checkpoint(struct control_conn *c, json_t *req)
 	 * Hibernating: the checkpoint it stops on has just been written; an
 	 * error ("no running interpreter") would say the opposite.
 	 */
-	if (s->state == SESSION_HIBERNATED || s->hibernating)
+	if (s->state == SESSION_HIBERNATED || s->lc.hibernating)
 		return (json_pack("{s:b,s:s}", "ok", 1, "note", "hibernated: "
 		    "its checkpoint is current"));
 	if (lifecycle_checkpoint(s, 0, &c->waiter, &cause) != 0) {
@@ -413,9 +431,17 @@ static json_t *
 control_ping(struct control_conn *c, json_t *req)
 {
 	(void)req;
-	return (json_pack("{s:b,s:s,s:I,s:o,s:o}", "ok", 1, "version",
+	return (json_pack("{s:b,s:s,s:I,s:o,s:o,s:o}", "ok", 1, "version",
 	    CELLBLOCK_VERSION, "pid", (json_int_t)getpid(), "zygote",
-	    zygote_describe(), "pool", pool_describe(c->uid == 0)));
+	    zygote_describe(), "http", http_describe(), "pool",
+	    pool_describe(c->uid == 0)));
+}
+
+/* HTTP tokens belong to the caller's uid (server/token.c). */
+static json_t *
+control_token(struct control_conn *c, json_t *req)
+{
+	return (token_control(c->uid, req));
 }
 
 /* HOOK_ENDED: an attach client hears that its session ended. */
@@ -506,6 +532,34 @@ control_send(struct control_conn *c, json_t *reply)
  * failure is the caller's usage error. Kept apart from dispatch so that it
  * can be fuzzed without a daemon (tests/fuzz/fuzz-control.c).
  */
+/*
+ * Rows the rooms above this one add at start (contract-ops.c: execute,
+ * result, cancel, files), as they call us and we must not name them.
+ */
+#define CONTROL_EXTRA_MAX	16
+static struct {
+	const char	*name;
+	control_op_fn	*fn;
+} control_extra[CONTROL_EXTRA_MAX];
+static size_t	control_nextra;
+
+void
+control_handle(const char *name, control_op_fn *fn)
+{
+	if (control_nextra == CONTROL_EXTRA_MAX)
+		fatalx("%s: too many rows", __func__);
+	control_extra[control_nextra].name = name;
+	control_extra[control_nextra++].fn = fn;
+}
+
+static control_op_fn *
+control_row_fn(size_t row)
+{
+	if (row < nitems(control_table))
+		return (control_table[row].fn);
+	return (control_extra[row - nitems(control_table)].fn);
+}
+
 json_t *
 control_parse_request(const char *line, size_t len, size_t *row,
     char **cause)
@@ -529,6 +583,12 @@ control_parse_request(const char *line, size_t len, size_t *row,
 			return (req);
 		}
 	}
+	for (i = 0; cmd != NULL && i < control_nextra; i++) {
+		if (strcmp(control_extra[i].name, cmd) == 0) {
+			*row = nitems(control_table) + i;
+			return (req);
+		}
+	}
 	xasprintf(cause, "unknown command '%s'", cmd ? cmd : "");
 	json_decref(req);
 	return (NULL);
@@ -546,9 +606,111 @@ control_dispatch(struct control_conn *c, const char *line, size_t len)
 		free(cause);
 		return (r);
 	}
-	r = control_table[row].fn(c, req);
+	r = control_row_fn(row)(c, req);
 	json_decref(req);
 	return (r);
+}
+
+/*
+ * A read that also takes one descriptor passed with SCM_RIGHTS (cellblock
+ * cp hands over the local file it opened as the caller: the daemon never
+ * opens the caller's paths itself). It goes with the next request line.
+ */
+static ssize_t
+control_recv(struct control_conn *c)
+{
+	union {
+		struct cmsghdr	hdr;
+		char		buf[CMSG_SPACE(4 * sizeof(int))];
+	} cm;
+	struct iovec	 iov;
+	struct msghdr	 mh;
+	struct cmsghdr	*h;
+	ssize_t		 n;
+	size_t		 i, nfds;
+	int		 fd;
+
+	iov.iov_base = c->buf + c->len;
+	iov.iov_len = c->size - c->len;
+	memset(&mh, 0, sizeof mh);
+	mh.msg_iov = &iov;
+	mh.msg_iovlen = 1;
+	mh.msg_control = cm.buf;
+	mh.msg_controllen = sizeof cm.buf;
+	n = recvmsg(c->fd, &mh, MSG_CMSG_CLOEXEC);
+	/* Every descriptor that came is ours to close: keep one, the last. */
+	for (h = CMSG_FIRSTHDR(&mh); n >= 0 && h != NULL;
+	    h = CMSG_NXTHDR(&mh, h)) {
+		if (h->cmsg_level != SOL_SOCKET || h->cmsg_type != SCM_RIGHTS)
+			continue;
+		nfds = (h->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+		for (i = 0; i < nfds; i++) {
+			memcpy(&fd, CMSG_DATA(h) + i * sizeof(int), sizeof fd);
+			if (c->passed_fd != -1)
+				close(c->passed_fd);
+			c->passed_fd = fd;
+		}
+	}
+	return (n);
+}
+
+/* For server/contract-ops.c: the caller, its passed fd, replies later. */
+uid_t
+control_conn_uid(struct control_conn *c)
+{
+	return (c->uid);
+}
+
+int
+control_conn_take_fd(struct control_conn *c)
+{
+	int	fd = c->passed_fd;
+
+	c->passed_fd = -1;
+	return (fd);
+}
+
+/* A line to the peer now (an event, or the late answer); takes j. */
+int
+control_conn_send(struct control_conn *c, json_t *j)
+{
+	if (control_send(c, j) != 0) {
+		c->closed = 1;
+		return (-1);
+	}
+	return (0);
+}
+
+/*
+ * A request answered later (its op returned NULL) holds the connection's
+ * job: gone(job) is called if the peer leaves first. job_done ends it.
+ */
+void
+control_conn_job(struct control_conn *c, void (*gone)(void *), void *job)
+{
+	c->job_gone = gone;
+	c->job = job;
+}
+
+int
+control_conn_busy(struct control_conn *c)
+{
+	return (c->job_gone != NULL);
+}
+
+void
+control_conn_job_done(struct control_conn *c)
+{
+	c->job_gone = NULL;
+	c->job = NULL;
+	if (c->waits > 0)
+		c->waits--;
+}
+
+struct session *
+control_conn_session(struct control_conn *c, json_t *req, json_t **err)
+{
+	return (control_session(c, req, err));
 }
 
 static void
@@ -574,7 +736,7 @@ control_readable(int fd, uint32_t events, void *arg)
 			c->size = CONTROL_LINE_MAX;
 		c->buf = xrealloc(c->buf, c->size);
 	}
-	n = read(c->fd, c->buf + c->len, c->size - c->len);
+	n = control_recv(c);
 	if (n <= 0) {
 		if (n == -1 && (errno == EAGAIN || errno == EINTR))
 			return;
@@ -589,6 +751,10 @@ control_readable(int fd, uint32_t events, void *arg)
 		if (reply == NULL)
 			c->waits++;	/* answered later: control_answer */
 		control_send(c, reply);
+		if (c->passed_fd != -1) {	/* the request did not take it */
+			close(c->passed_fd);
+			c->passed_fd = -1;
+		}
 		memmove(c->buf, c->buf + used, c->len - used);
 		c->len -= used;
 	}
@@ -606,13 +772,15 @@ control_close(struct control_conn *c)
 	struct session	*s;
 
 	loop_io_remove(&c->io);
+	if (c->job_gone != NULL)
+		c->job_gone(c->job);
+	if (c->passed_fd != -1)
+		close(c->passed_fd);
 	/* Rare (a checkpoint or fork in flight): no scan for every `new`. */
 	for (s = session_first(); c->waits > 0 && s != NULL;
 	    s = session_next()) {
-		if (s->ckpt_waiter == &c->waiter) {
-			s->ckpt_waiter = NULL;
+		if (lifecycle_forget_waiter(s, &c->waiter))
 			c->waits--;
-		}
 	}
 	s = c->session;
 	if (s != NULL) {
@@ -717,6 +885,7 @@ control_accept(int lfd, uint32_t events, void *arg)
 	(*control_uid_conns(cred.uid))++;
 	c = xcalloc(1, sizeof *c);
 	c->waiter.answer = control_answer;
+	c->passed_fd = -1;
 	c->fd = fd;
 	c->uid = cred.uid;
 	c->pid = cred.pid;

@@ -60,6 +60,7 @@ static int			 egress_on;
 static int			 egress_stopping;
 
 static void	egress_spawn(void);
+static void	egress_reaped(pid_t, int, void *);
 static int	egress_session_end(struct session *, const void *);
 
 static int
@@ -118,7 +119,8 @@ egress_record(const char *text)
 		line = json_dumps(r, JSON_COMPACT);
 		log_info("egress %s", line);
 		free(line);
-		audit_egress(r);
+		hook_run(HOOK_EGRESS, session_find(json_string_value(
+		    json_object_get(r, "session")) ?: ""), r);
 	} else
 		log_warn("egress: unexpected record from the proxy");
 	json_decref(r);
@@ -156,18 +158,17 @@ egress_restart(void *arg)
 		egress_spawn();
 }
 
-/* 1 if pid was the proxy's; it is restarted after a backoff. */
-int
-egress_reaped(pid_t pid, int status)
+/* The proxy exited (server/child.c): it is restarted after a backoff. */
+static void
+egress_reaped(pid_t pid, int status, void *arg)
 {
-	if (pid != egress_pid || egress_pid == -1)
-		return (0);
+	(void)arg;
 	loop_io_remove(&egress_io);
 	close(egress_ctl);
 	egress_ctl = -1;
 	egress_pid = -1;
 	if (egress_stopping)
-		return (1);
+		return;
 	log_warn("egress: proxy pid %ld %s %d; restart in %d s", (long)pid,
 	    WIFSIGNALED(status) ? "killed by signal" : "exited with",
 	    WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status),
@@ -177,7 +178,6 @@ egress_reaped(pid_t pid, int status)
 		    egress_restart, NULL);
 	if (egress_backoff < 60)
 		egress_backoff *= 2;
-	return (1);
 }
 
 static void
@@ -240,6 +240,7 @@ egress_spawn(void)
 	}
 	egress_ctl = sv[0];
 	egress_io = loop_io_add(egress_ctl, EPOLLIN, egress_event, NULL);
+	child_watch(egress_pid, egress_reaped, NULL);
 	for (r = egress_regs; r != NULL; r = r->next)
 		egress_send(r, "add");
 }

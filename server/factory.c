@@ -115,7 +115,7 @@ factory_from_pool(const char *name, uid_t owner, const struct conninfo *ci,
 		return (NULL);
 	}
 	record_save(s);
-	audit_lifecycle(s, "create", "warm pool", NULL);
+	hook_lifecycle(s, "create", "warm pool", NULL);
 	log_info("%s: interpreter pid %ld from the warm pool", s->name,
 	    (long)s->pid);
 	/* For this session what a hello is for others: its timers start. */
@@ -176,7 +176,7 @@ factory_make_session(const char *name, uid_t owner, const struct conninfo *ci,
 	if (start && kernel_start(s, cause) != 0)
 		goto fail;
 	record_save(s);
-	audit_lifecycle(s, keep_workdir != NULL ? "recover" : "create", NULL,
+	hook_lifecycle(s, keep_workdir != NULL ? "recover" : "create", NULL,
 	    NULL);
 	return (s);
 fail:
@@ -208,6 +208,33 @@ factory_new_session(const char *name, uid_t owner, const struct conninfo *ci,
 	}
 	return (factory_make_session(name, owner, ci, l, NULL, (uid_t)-1,
 	    1, cause));
+}
+
+/*
+ * A new session with read-only mounts (files_mount_check made them): set
+ * before its first interpreter starts, and recorded so that every later
+ * one, after a resume too, has them. Takes a reference to mounts.
+ */
+struct session *
+factory_new_session_mounts(const char *name, uid_t owner,
+    const struct conninfo *ci, const struct session_limits *limits,
+    json_t *mounts, char **cause)
+{
+	struct session	*s;
+
+	if (json_array_size(mounts) == 0)
+		return (factory_new_session(name, owner, ci, limits, cause));
+	s = factory_make_session(name, owner, ci, limits, NULL, (uid_t)-1, 0,
+	    cause);
+	if (s == NULL)
+		return (NULL);
+	s->mounts = json_incref(mounts);
+	record_save(s);
+	if (kernel_start(s, cause) != 0) {
+		kernel_end(s, "its first interpreter did not start");
+		return (NULL);
+	}
+	return (s);
 }
 
 /* Incoming. */
@@ -266,6 +293,8 @@ factory_describe(struct session *s)
 	    (json_int_t)s->limits.exec_timeout);
 	json_object_set_new(json_object_get(d, "limits"), "idle_timeout",
 	    json_integer((json_int_t)s->limits.idle_timeout));
+	if (s->mounts != NULL)
+		json_object_set(d, "mounts", s->mounts);
 	json_object_set_new(d, "allow_net", json_string(s->limits.allow_net));
 	if (mem != UINT64_MAX)
 		json_object_set_new(d, "memory", json_integer(mem));
@@ -319,7 +348,7 @@ factory_shutdown_all(void)
 		if ((ep = s->endpoint) == NULL)
 			continue;
 		/* A session with a checkpoint comes back on the same file. */
-		if (s->ckpt_slot >= 0) {
+		if (s->lc.ckpt_slot >= 0) {
 			free(ep->path);
 			ep->path = NULL;
 		}

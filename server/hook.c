@@ -4,7 +4,10 @@
  * lifecycle.c: they never call up into them. What those need to hear of
  * ("the interpreter said hello", "an incarnation is lost", "the session
  * ended", "the next start is clean") they register for here, once, at
- * start. Handlers run in the order they were added.
+ * start. The observers (audit.c, metrics.c) hear the rest the same way
+ * (a spawn, a request running, its output and reply, lifecycle events,
+ * egress records), so that no room calls them by name. Handlers run in
+ * the order they were added.
  */
 
 #include "server.h"
@@ -37,4 +40,15 @@ hook_run(enum hook_event ev, struct session *s, const void *arg)
 	for (i = 0; i < HOOK_MAX && hook_table[ev][i] != NULL; i++)
 		r |= hook_table[ev][i](s, arg);
 	return (r);
+}
+
+/* A lifecycle event of s, why, and details (taken) for the observers. */
+void
+hook_lifecycle(struct session *s, const char *event, const char *why,
+    json_t *details)
+{
+	struct hook_lifecycle	ev = { event, why, details };
+
+	hook_run(HOOK_LIFECYCLE, s, &ev);
+	json_decref(details);
 }

@@ -23,6 +23,7 @@
 #define INCARNATION_OPS_MAX	16
 
 static void	incarnation_on_contain(struct session *, json_t *);
+static void	incarnation_reaped(pid_t, int, void *);
 
 /*
  * Legend: the runner's op (docs/CHANNEL.md) and who handles it; filled by
@@ -231,12 +232,17 @@ incarnation_start(struct session *s, char **cause)
 	a.zygote = cfg.zygote;
 	a.rootfs = cfg.rootfs[0] != '\0' ? cfg.rootfs : NULL;
 	a.init = server_init_path;
+	a.mounts = s->mounts;
+	a.owner = s->owner;
+	a.host_uid = s->host_uid;
+	a.host_gid = s->host_gid;
 	/* Egress (server/egress.c): its socket bound in; by exec, see there. */
 	a.egress_dir = egress_session_dir(s, cause);
 	if (a.egress_dir == NULL && *cause != NULL)
 		return (-1);
 	if (spawn_interpreter(s, &a, cause) != 0)
 		return (-1);
+	child_watch(s->pid, incarnation_reaped, NULL);
 	session_set_state(s, SESSION_CREATING, "interpreter starting");
 	incarnation_watch(s, 1);
 	s->err_io = loop_io_add(s->errfd, EPOLLIN, incarnation_stderr_event,
@@ -344,14 +350,18 @@ incarnation_death_reason(struct session *s, int status, const char **ename,
 	}
 }
 
-/* An incarnation is gone: its descriptors closed, then HOOK_LOST says why. */
-void
-incarnation_reaped(pid_t pid, int status)
+/*
+ * An incarnation is gone (server/child.c reaped it): its descriptors
+ * closed, then HOOK_LOST says why.
+ */
+static void
+incarnation_reaped(pid_t pid, int status, void *arg)
 {
 	struct session		*s = session_find_pid(pid);
 	struct hook_lost	 lost;
 	char			 evalue[1280];
 
+	(void)arg;
 	if (s == NULL) {
 		log_debug("reaped unknown pid %ld", (long)pid);
 		return;
@@ -368,7 +378,7 @@ incarnation_reaped(pid_t pid, int status)
 	lost.evalue = evalue;
 	log_info("%s: interpreter pid %ld gone: %s: %s", s->name, (long)s->pid,
 	    lost.ename, evalue);
-	audit_lifecycle(s, "interpreter_exit", lost.ename, json_pack("{s:s}",
+	hook_lifecycle(s, "interpreter_exit", lost.ename, json_pack("{s:s}",
 	    "detail", evalue));
 	spawn_close(s);
 	session_set_pid(s, -1);
@@ -383,20 +393,19 @@ incarnation_shutdown_all(void)
 	struct session		*s;
 	struct incarnation_kill	*k;
 	int			 i, left, status;
-	pid_t			 pid;
 
 	for (s = session_first(); s != NULL; s = session_next()) {
 		if (s->pid > 0)
 			kill(s->pid, SIGTERM);
 	}
 	for (i = 0; i < 40; i++) {
-		while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
-			if ((s = session_find_pid(pid)) != NULL)
-				session_set_pid(s, -1);
-		}
+		/* Each its own: no waitpid(-1) takes another's child. */
 		left = 0;
-		for (s = session_first(); s != NULL; s = session_next())
+		for (s = session_first(); s != NULL; s = session_next()) {
+			if (s->pid > 0 && child_reap_now(s->pid, &status) == 0)
+				session_set_pid(s, -1);
 			left += s->pid > 0;
+		}
 		if (left == 0)
 			break;
 		usleep(50000);

@@ -23,6 +23,7 @@
 #include <sodium.h>
 
 #include "server.h"
+#include "contract.h"
 
 #define KERNEL_START_TRIES	3	/* deaths before hello, then give up */
 #define KERNEL_ARGS_LOGGED	64	/* kernel argument notes, a line each */
@@ -48,6 +49,7 @@ struct kernel_req {
 	size_t				 stream_bytes;	/* output budget */
 	size_t				 other_bytes;
 	int				 truncated;
+	struct contract_meter		 meter;	/* metadata.cellblock */
 	TAILQ_ENTRY(kernel_req)		 qentry; /* in the session's queue */
 };
 
@@ -90,6 +92,8 @@ static const struct kernel_entry {
 };
 
 static json_t	*kernel_restore_note(struct session *);
+static json_t	*kernel_reply_metrics(struct session *, struct kernel_req *,
+		    json_t *);
 static void	kernel_abort(struct session *, struct kernel_req *);
 static void	kernel_daemon_answer(struct session *, struct kernel_req *);
 static void	kernel_publish(struct session *, struct kernel_req *, const char *,
@@ -216,12 +220,40 @@ kernel_send(struct session *s, struct kernel_req *req, int which, const char *ty
 	json_decref(metadata);
 }
 
+/*
+ * Every execute_reply carries metadata.cellblock with the request's
+ * metrics (docs/PROTOCOL.md), beside what else the core put there.
+ */
+static json_t *
+kernel_reply_metrics(struct session *s, struct kernel_req *req, json_t *meta)
+{
+	json_t	*cb, *m;
+
+	if (meta == NULL)
+		meta = json_object();
+	if (!json_is_object(cb = json_object_get(meta, "cellblock"))) {
+		cb = json_object();
+		json_object_set_new(meta, "cellblock", cb);
+	}
+	m = contract_meter_metrics(s, &req->meter);
+	json_object_update(cb, m);
+	json_decref(m);
+	return (meta);
+}
+
 /* The reply goes back on the socket the request came in on. */
 static void
 kernel_reply(struct session *s, struct kernel_req *req, const char *type,
     json_t *content, json_t *metadata, zmsg_t *buffers)
 {
-	audit_exec_reply(s, req->msg, type, content);
+	struct hook_reply	r;
+
+	if (req->execute)
+		metadata = kernel_reply_metrics(s, req, metadata);
+	r.request = req->msg;
+	r.type = type;
+	r.content = content;
+	hook_run(HOOK_REPLY, s, &r);
 	kernel_send(s, req, req->which, type, content, metadata, buffers);
 }
 
@@ -453,6 +485,8 @@ kernel_receive(struct transport_origin *origin, struct session *s,
 	}
 	req->id = s->next_id++;
 	req->execute = strcmp(jm->msg_type, "execute_request") == 0;
+	if (req->execute)
+		contract_meter_queued(&req->meter);
 	if (s->ending) {
 		/* Nothing will run it: say so now rather than never. */
 		kernel_status(s, req, "busy");
@@ -698,17 +732,19 @@ kernel_pump(struct session *s)
 			}
 			break;
 		}
-		if (s->hello == NULL || s->stopping || s->ckpt_op != 0 ||
-		    s->restore_op != 0)
+		if (s->hello == NULL || s->stopping || s->lc.ckpt_op != 0 ||
+		    s->lc.restore_op != 0)
 			break;
 		kernel_queue_take(s, req);
 		s->current = req;
-		audit_exec_start(s, req->msg);
+		hook_run(HOOK_RUN, s, req->msg);
 		session_set_state(s, SESSION_BUSY, req->msg->msg_type);
 		kernel_status(s, req, "busy");
-		if (req->execute && s->restore_report != NULL &&
+		if (req->execute && s->lc.restore_report != NULL &&
 		    (note = kernel_restore_note(s)) != NULL)
 			kernel_publish(s, req, "stream", note, NULL, NULL);
+		if (req->execute)
+			contract_meter_start(s, &req->meter);
 		if (kernel_send_request(s, req) != 0)
 			incarnation_stop(s, "SessionKilled");
 		else
@@ -726,19 +762,19 @@ kernel_restore_note(struct session *s)
 	char		*text, *t;
 	size_t		 i;
 
-	if (s->restore_report == NULL)
+	if (s->lc.restore_report == NULL)
 		return (NULL);
-	err = json_string_value(json_object_get(s->restore_report, "error"));
+	err = json_string_value(json_object_get(s->lc.restore_report, "error"));
 	if (err != NULL) {
 		xasprintf(&text, "[cellblock: the session was resumed but its "
 		    "checkpoint was refused (%s); variables are lost]\n", err);
 		goto out;
 	}
-	lost = json_object_get(s->restore_report, "lost");
-	refused = json_string_value(json_object_get(s->restore_report,
+	lost = json_object_get(s->lc.restore_report, "lost");
+	refused = json_string_value(json_object_get(s->lc.restore_report,
 	    "refused_newer"));
 	if (json_array_size(lost) == 0 && json_array_size(json_object_get(
-	    s->restore_report, "skipped")) == 0 && refused == NULL)
+	    s->lc.restore_report, "skipped")) == 0 && refused == NULL)
 		return (NULL);
 	if (refused != NULL)
 		xasprintf(&text, "[cellblock: the newest checkpoint was refused "
@@ -752,7 +788,7 @@ kernel_restore_note(struct session *s)
 		free(text);
 		text = t;
 	}
-	json_array_foreach(json_object_get(s->restore_report, "skipped"), i,
+	json_array_foreach(json_object_get(s->lc.restore_report, "skipped"), i,
 	    v) {
 		xasprintf(&t, "%s %s", text, json_string_value(
 		    json_object_get(v, "name")));
@@ -890,7 +926,6 @@ kernel_on_hello(struct session *s, json_t *msg)
 	json_decref(s->hello);
 	s->hello = json_incref(msg);
 	s->start_failures = 0;
-	metrics_hello(s);
 	kernel_send_kernel_args(s);
 	session_set_state(s, SESSION_IDLE, "interpreter ready");
 	if (hook_run(HOOK_HELLO, s, NULL))
@@ -905,12 +940,17 @@ kernel_on_iopub(struct session *s, json_t *msg)
 	json_t		*content = json_object_get(msg, "content");
 	json_t		*meta = json_object_get(msg, "metadata");
 	struct kernel_req	*req = kernel_req_by_id(s, msg);
+	struct hook_output	 out;
 	zmsg_t		*bufs;
 
 	if (!json_is_string(type) || !json_is_object(content)) {
 		log_warn("%s: malformed iopub from runner", s->name);
 		return;
 	}
+	if (strcmp(json_string_value(type), "stream") == 0 &&
+	    (s->current != NULL || s->last != NULL))
+		contract_meter_stream(s->current != NULL ? &s->current->meter :
+		    &s->last->meter, content);
 	if (req != NULL && req->timed_out &&
 	    strcmp(json_string_value(type), "error") == 0)
 		content = kernel_timeout_error(s, content);
@@ -919,10 +959,49 @@ kernel_on_iopub(struct session *s, json_t *msg)
 	    json_string_value(type), content)) == NULL)
 		return;
 	bufs = kernel_buffers_bin(json_object_get(msg, "buffers"));
-	audit_output(s, json_string_value(type), content);
+	out.type = json_string_value(type);
+	out.content = content;
+	hook_run(HOOK_OUTPUT, s, &out);
 	kernel_publish(s, req, json_string_value(type), content,
 	    json_is_object(meta) ? json_incref(meta) : NULL, bufs);
 	zmsg_destroy(&bufs);
+}
+
+/* Merge fields into metadata.cellblock; takes add. */
+static void
+kernel_meta_set(json_t *meta, json_t *add)
+{
+	json_t	*cb;
+
+	if (!json_is_object(cb = json_object_get(meta, "cellblock"))) {
+		cb = json_object();
+		json_object_set_new(meta, "cellblock", cb);
+	}
+	json_object_update(cb, add);
+	json_decref(add);
+}
+
+/*
+ * Where a SyntaxError is, as the runner found it (its reply op's
+ * "cellblock" member, never in the content: that stays ipykernel's):
+ * metadata.cellblock.error_line and error_column, integers only.
+ */
+static void
+kernel_error_location(json_t *from, json_t *meta)
+{
+	json_t	*line = json_object_get(from, "line");
+	json_t	*col = json_object_get(from, "column");
+	json_t	*cb;
+
+	if (!json_is_integer(line))
+		return;
+	if (!json_is_object(cb = json_object_get(meta, "cellblock"))) {
+		cb = json_object();
+		json_object_set_new(meta, "cellblock", cb);
+	}
+	json_object_set(cb, "error_line", line);
+	if (json_is_integer(col))
+		json_object_set(cb, "error_column", col);
 }
 
 static void
@@ -949,21 +1028,17 @@ kernel_on_reply(struct session *s, json_t *msg)
 	    "error") == 0;
 	bufs = kernel_buffers_bin(json_object_get(msg, "buffers"));
 	meta = json_is_object(meta) ? json_deep_copy(meta) : json_object();
+	if (error)
+		kernel_error_location(json_object_get(msg, "cellblock"), meta);
 	if (req->timed_out && error) {
 		content = kernel_timeout_error(s, content);
-		json_object_set_new(meta, "cellblock", json_pack("{s:s,s:b}",
-		    "reason", "CellTimeout", "state_preserved", 1));
+		kernel_meta_set(meta, json_pack("{s:s,s:b}", "reason",
+		    "CellTimeout", "state_preserved", 1));
 	} else
 		json_incref(content);
-	if (req->execute) {
-		s->dirty = 1;
-		/* The first reply after a resume says what came back. */
-		if (s->restore_report != NULL) {
-			json_object_set_new(meta, "cellblock_resumed",
-			    s->restore_report);
-			s->restore_report = NULL;
-		}
-	}
+	/* Lifecycle's: the state changed; the first reply after a resume. */
+	if (req->execute)
+		hook_run(HOOK_EXECUTED, s, meta);
 	kernel_reply(s, req, req->entry->reply, content, meta, bufs);
 	zmsg_destroy(&bufs);
 	kernel_status(s, req, "idle");
@@ -1007,7 +1082,7 @@ kernel_start(struct session *s, char **cause)
 {
 	if (incarnation_start(s, cause) != 0)
 		return (-1);
-	metrics_spawn(s);
+	hook_run(HOOK_SPAWN, s, NULL);
 	kernel_status(s, NULL, "starting");
 	return (0);
 }
@@ -1031,7 +1106,7 @@ kernel_restart(struct session *s, const char *why)
 	char	*cause;
 
 	log_info("%s: restarting interpreter (%s)", s->name, why);
-	audit_lifecycle(s, "restart", why, NULL);
+	hook_lifecycle(s, "restart", why, NULL);
 	if (s->pid > 0) {
 		s->restart_pending = 1;
 		incarnation_stop(s, "SessionRestarted");
@@ -1068,7 +1143,7 @@ kernel_end(struct session *s, const char *why)
 		return;
 	session_set_ending(s);
 	log_info("%s: ending (%s)", s->name, why);
-	audit_lifecycle(s, "end", why, NULL);
+	hook_lifecycle(s, "end", why, NULL);
 	kernel_fail_queue(s, "SessionEnded", "the session was shut down "
 	    "before this request ran");
 	if (s->pid > 0)
@@ -1102,20 +1177,12 @@ kernel_lost(struct session *s, const void *arg)
 	const char		*ename = lost->ename, *evalue = lost->evalue;
 	char			*cause;
 	int			 before_hello = lost->before_hello;
-	struct waiter		*w;
+	int			 hibernated;
 
 	if (s->pooled)
 		return (0);	/* an unclaimed warm-pool member: server/pool.c */
-	if (s->ckpt_op != 0) {
-		s->ckpt_op = 0;
-		if ((w = s->ckpt_waiter) != NULL) {
-			s->ckpt_waiter = NULL;
-			w->answer(w, json_pack("{s:b,s:s,s:i}", "ok", 0,
-			    "error", "the interpreter died during the "
-			    "checkpoint", "code", EXIT_FAILED));
-		}
-	}
-	s->restore_op = 0;
+	/* Lifecycle's ops in flight end; 1: it stopped to hibernate. */
+	hibernated = hook_run(HOOK_STOPPED, s, NULL);
 	if (s->current != NULL) {
 		kernel_fail(s, s->current, ename, evalue, 0);
 		kernel_finish_current(s);
@@ -1125,16 +1192,15 @@ kernel_lost(struct session *s, const void *arg)
 	 * meanwhile (kernel_stop found it stopping already): that one must
 	 * start clean, not resume from the checkpoint just written.
 	 */
-	if (s->hibernating && !s->ending && !s->restart_pending) {
-		s->hibernating = 0;
+	if (hibernated && !s->ending && !s->restart_pending) {
 		s->stopping = 0;
 		session_set_state(s, SESSION_HIBERNATED, "checkpointed and "
 		    "stopped");
-		audit_lifecycle(s, "hibernate", "checkpointed and stopped", NULL);
+		hook_lifecycle(s, "hibernate", "checkpointed and stopped",
+		    NULL);
 		kernel_pump(s);		/* a request that came meanwhile */
 		return (0);
 	}
-	s->hibernating = 0;
 	if (s->ending) {
 		kernel_finish_end(s, "interpreter stopped");
 		return (0);
@@ -1179,6 +1245,18 @@ void
 kernel_set_resolver(kernel_resolve_fn *fn)
 {
 	kernel_resolver = fn;
+}
+
+/*
+ * The header frame of the request the interpreter runs now, NULL if
+ * none: how an in-process origin (contract.c) tells its request's busy
+ * from the busy of a reply that fails it unrun (aborted, queue full).
+ */
+const void *
+kernel_running(struct session *s)
+{
+	return (s->current != NULL ? (const void *)s->current->msg->header_raw :
+	    NULL);
 }
 
 size_t

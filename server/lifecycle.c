@@ -34,6 +34,7 @@ static json_t	*lifecycle_fork_now(struct session *);
 static int	 lifecycle_over_quota(struct session *, uint64_t);
 static void	 lifecycle_discard(struct session *, int);
 static void	 lifecycle_due(void *);
+static void	 lifecycle_load_checkpoints(struct session *, json_t *);
 
 /* Where the runner sees slot n: inside the sandbox, or the host path. */
 static char *
@@ -70,8 +71,8 @@ lifecycle_over_quota(struct session *s, uint64_t bytes)
 	uint64_t	 total = bytes;
 
 	for (o = session_first(); o != NULL; o = session_next()) {
-		if (o != s && o->owner == s->owner && o->ckpt_slot >= 0)
-			total += o->ckpt_bytes[o->ckpt_slot];
+		if (o != s && o->owner == s->owner && o->lc.ckpt_slot >= 0)
+			total += o->lc.ckpt_bytes[o->lc.ckpt_slot];
 	}
 	if (total <= cfg.max_user_ckpt)
 		return (0);
@@ -93,9 +94,9 @@ lifecycle_discard(struct session *s, int slot)
 		return;
 	unlinkat(dfd, name, 0);
 	close(dfd);
-	s->ckpt_sha[slot][0] = '\0';
-	if (s->ckpt_slot == slot)
-		s->ckpt_slot = -1;
+	s->lc.ckpt_sha[slot][0] = '\0';
+	if (s->lc.ckpt_slot == slot)
+		s->lc.ckpt_slot = -1;
 }
 
 /*
@@ -113,7 +114,7 @@ lifecycle_checkpoint(struct session *s, int then_hibernate,
 		    s->name);
 		return (-1);
 	}
-	if (s->ckpt_op != 0 || s->restore_op != 0) {
+	if (s->lc.ckpt_op != 0 || s->lc.restore_op != 0) {
 		xasprintf(cause, "session '%s' is already checkpointing",
 		    s->name);
 		return (-1);
@@ -123,25 +124,35 @@ lifecycle_checkpoint(struct session *s, int then_hibernate,
 		    "cell ends", s->name);
 		return (-1);
 	}
-	s->ckpt_op = lifecycle_next_op++;
-	s->ckpt_writing = s->ckpt_slot == 0 ? 1 : 0;
-	s->ckpt_then_hibernate = then_hibernate;
-	s->ckpt_waiter = waiter;
-	path = lifecycle_path(s, s->ckpt_writing);
+	s->lc.ckpt_op = lifecycle_next_op++;
+	s->lc.ckpt_writing = s->lc.ckpt_slot == 0 ? 1 : 0;
+	s->lc.ckpt_then_hibernate = then_hibernate;
+	s->lc.ckpt_waiter = waiter;
+	path = lifecycle_path(s, s->lc.ckpt_writing);
 	session_set_state(s, SESSION_CHECKPOINTING, then_hibernate ?
 	    "idle: checkpoint, then hibernate" : "checkpoint requested");
 	lifecycle_send(s, json_pack("{s:s,s:I,s:s}", "op", "checkpoint",
-	    "id", (json_int_t)s->ckpt_op, "path", path));
+	    "id", (json_int_t)s->lc.ckpt_op, "path", path));
 	free(path);
 	return (0);
+}
+
+/* A waiter going away (its connection closed): 1 if it was s's. */
+int
+lifecycle_forget_waiter(struct session *s, struct waiter *w)
+{
+	if (s->lc.ckpt_waiter != w)
+		return (0);
+	s->lc.ckpt_waiter = NULL;
+	return (1);
 }
 
 static void
 lifecycle_answer(struct session *s, json_t *reply)
 {
-	struct waiter	*waiter = s->ckpt_waiter;
+	struct waiter	*waiter = s->lc.ckpt_waiter;
 
-	s->ckpt_waiter = NULL;
+	s->lc.ckpt_waiter = NULL;
 	if (waiter != NULL)
 		waiter->answer(waiter, reply);
 	else
@@ -154,19 +165,19 @@ lifecycle_on_checkpoint_done(struct session *s, json_t *msg)
 	json_int_t	 id = json_integer_value(json_object_get(msg, "id"));
 	const char	*sha = json_string_value(json_object_get(msg, "sha256"));
 	const char	*err = json_string_value(json_object_get(msg, "error"));
-	int		 slot = s->ckpt_writing;
+	int		 slot = s->lc.ckpt_writing;
 
-	if (s->ckpt_op == 0 || (uint64_t)id != s->ckpt_op) {
+	if (s->lc.ckpt_op == 0 || (uint64_t)id != s->lc.ckpt_op) {
 		log_warn("%s: unexpected checkpoint_done", s->name);
 		return;
 	}
-	s->ckpt_op = 0;
+	s->lc.ckpt_op = 0;
 	session_set_state(s, SESSION_IDLE, "checkpoint done");
 	if (!json_is_true(json_object_get(msg, "ok")) || sha == NULL ||
 	    strlen(sha) != 64) {
 		/* Never hibernate on a failed checkpoint: nothing is lost. */
 		log_warn("%s: checkpoint failed: %s", s->name, err ? err : "?");
-		s->fork_to[0] = '\0';
+		s->lc.fork_to[0] = '\0';
 		lifecycle_answer(s, json_pack("{s:b,s:s,s:i}", "ok", 0, "error",
 		    err ? err : "checkpoint failed", "code", EXIT_FAILED));
 		kernel_pump(s);
@@ -175,7 +186,7 @@ lifecycle_on_checkpoint_done(struct session *s, json_t *msg)
 	if (lifecycle_over_quota(s, json_integer_value(json_object_get(msg,
 	    "bytes")))) {
 		lifecycle_discard(s, slot);
-		s->fork_to[0] = '\0';
+		s->lc.fork_to[0] = '\0';
 		lifecycle_answer(s, json_pack("{s:b,s:s,s:i}", "ok", 0, "error",
 		    "checkpoint refused: over the owner's "
 		    "max-checkpoint-bytes-per-user; the previous one is kept",
@@ -183,25 +194,25 @@ lifecycle_on_checkpoint_done(struct session *s, json_t *msg)
 		kernel_pump(s);
 		return;
 	}
-	snprintf(s->ckpt_sha[slot], sizeof s->ckpt_sha[slot], "%s", sha);
-	s->ckpt_bytes[slot] = json_integer_value(json_object_get(msg,
+	snprintf(s->lc.ckpt_sha[slot], sizeof s->lc.ckpt_sha[slot], "%s", sha);
+	s->lc.ckpt_bytes[slot] = json_integer_value(json_object_get(msg,
 	    "bytes"));
-	s->ckpt_time[slot] = time(NULL);
-	s->ckpt_slot = slot;
-	s->dirty = 0;
+	s->lc.ckpt_time[slot] = time(NULL);
+	s->lc.ckpt_slot = slot;
+	s->lc.dirty = 0;
 	record_save(s);
 	log_info("%s: checkpoint %c: %llu bytes", s->name, 'a' + slot,
-	    (unsigned long long)s->ckpt_bytes[slot]);
-	audit_lifecycle(s, "checkpoint", NULL, json_pack("{s:I,s:s}", "bytes",
-	    (json_int_t)s->ckpt_bytes[slot], "sha256", sha));
-	if (s->fork_to[0] != '\0')
+	    (unsigned long long)s->lc.ckpt_bytes[slot]);
+	hook_lifecycle(s, "checkpoint", NULL, json_pack("{s:I,s:s}", "bytes",
+	    (json_int_t)s->lc.ckpt_bytes[slot], "sha256", sha));
+	if (s->lc.fork_to[0] != '\0')
 		lifecycle_answer(s, lifecycle_fork_now(s));
 	else
 		lifecycle_answer(s, json_pack("{s:b,s:s,s:I,s:O?}", "ok", 1,
-		    "sha256", sha, "bytes", (json_int_t)s->ckpt_bytes[slot],
+		    "sha256", sha, "bytes", (json_int_t)s->lc.ckpt_bytes[slot],
 		    "manifest", json_object_get(msg, "manifest")));
-	if (s->ckpt_then_hibernate && kernel_queued(s) == 0) {
-		s->hibernating = 1;
+	if (s->lc.ckpt_then_hibernate && kernel_queued(s) == 0) {
+		s->lc.hibernating = 1;
 		incarnation_stop(s, "SessionHibernated");
 		return;
 	}
@@ -213,16 +224,16 @@ int
 lifecycle_restore(struct session *s)
 {
 	char	*path;
-	int	 slot = s->ckpt_slot;
+	int	 slot = s->lc.ckpt_slot;
 
-	if (slot < 0 || s->ckpt_sha[slot][0] == '\0')
+	if (slot < 0 || s->lc.ckpt_sha[slot][0] == '\0')
 		return (0);
-	s->restore_op = lifecycle_next_op++;
-	s->restore_slot = slot;
+	s->lc.restore_op = lifecycle_next_op++;
+	s->lc.restore_slot = slot;
 	path = lifecycle_path(s, slot);
 	lifecycle_send(s, json_pack("{s:s,s:I,s:s,s:s}", "op", "restore",
-	    "id", (json_int_t)s->restore_op, "path", path, "sha256",
-	    s->ckpt_sha[slot]));
+	    "id", (json_int_t)s->lc.restore_op, "path", path, "sha256",
+	    s->lc.ckpt_sha[slot]));
 	free(path);
 	return (1);
 }
@@ -232,30 +243,30 @@ lifecycle_on_restore_done(struct session *s, json_t *msg)
 {
 	json_int_t	 id = json_integer_value(json_object_get(msg, "id"));
 	const char	*err = json_string_value(json_object_get(msg, "error"));
-	int		 slot = s->restore_slot;
+	int		 slot = s->lc.restore_slot;
 	json_t		*refused, *report;
 
-	if (s->restore_op == 0 || (uint64_t)id != s->restore_op) {
+	if (s->lc.restore_op == 0 || (uint64_t)id != s->lc.restore_op) {
 		log_warn("%s: unexpected restore_done", s->name);
 		return;
 	}
-	s->restore_op = 0;
+	s->lc.restore_op = 0;
 	if (!json_is_true(json_object_get(msg, "ok"))) {
 		log_error("%s: checkpoint %c refused: %s", s->name, 'a' + slot,
 		    err ? err : "?");
-		audit_lifecycle(s, "resume_refused", err, NULL);
-		s->ckpt_sha[slot][0] = '\0';
-		json_decref(s->restore_report);
-		s->restore_report = json_pack("{s:b,s:s,s:s}", "restored", 0,
+		hook_lifecycle(s, "resume_refused", err, NULL);
+		s->lc.ckpt_sha[slot][0] = '\0';
+		json_decref(s->lc.restore_report);
+		s->lc.restore_report = json_pack("{s:b,s:s,s:s}", "restored", 0,
 		    "error", err ? err : "restore failed", "checkpoint",
 		    slot ? "b" : "a");
 		/* The slot before, if it is good, is the next best thing. */
-		s->ckpt_slot = s->ckpt_sha[!slot][0] != '\0' ? !slot : -1;
+		s->lc.ckpt_slot = s->lc.ckpt_sha[!slot][0] != '\0' ? !slot : -1;
 		if (lifecycle_restore(s))
 			return;
 	} else {
 		/* Keep why a newer checkpoint was refused, if one was. */
-		refused = json_object_get(s->restore_report, "error");
+		refused = json_object_get(s->lc.restore_report, "error");
 		report = json_pack("{s:b,s:O,s:O,s:O,s:O?,s:s}",
 		    "restored", 1, "names", json_object_get(msg, "restored"),
 		    "lost", json_object_get(msg, "lost"), "skipped",
@@ -264,10 +275,10 @@ lifecycle_on_restore_done(struct session *s, json_t *msg)
 		    slot ? "b" : "a");
 		if (refused != NULL)
 			json_object_set(report, "refused_newer", refused);
-		json_decref(s->restore_report);
-		s->restore_report = report;
+		json_decref(s->lc.restore_report);
+		s->lc.restore_report = report;
 		log_info("%s: restored from checkpoint %c", s->name, 'a' + slot);
-		audit_lifecycle(s, "resume", NULL, json_deep_copy(report));
+		hook_lifecycle(s, "resume", NULL, json_deep_copy(report));
 	}
 	kernel_pump(s);
 }
@@ -283,7 +294,7 @@ lifecycle_quiet(struct session *s)
 {
 	return (s->state == SESSION_IDLE && s->current == NULL &&
 	    kernel_queued(s) == 0 && !s->ending && !s->stopping &&
-	    s->ckpt_op == 0 && s->restore_op == 0);
+	    s->lc.ckpt_op == 0 && s->lc.restore_op == 0);
 }
 
 static void
@@ -349,11 +360,11 @@ lifecycle_arm(struct session *s)
 	time_t		now = time(NULL), due = 0, last, t;
 	uint64_t	ms;
 
-	loop_timer_cancel(&s->lifecycle_timer);
+	loop_timer_cancel(&s->lc.lifecycle_timer);
 	if (s->limits.idle_timeout != 0)
 		due = s->last_active + (time_t)s->limits.idle_timeout;
 	if (cfg.checkpoint_interval != 0) {
-		last = s->ckpt_slot >= 0 ? s->ckpt_time[s->ckpt_slot] :
+		last = s->lc.ckpt_slot >= 0 ? s->lc.ckpt_time[s->lc.ckpt_slot] :
 		    s->created;
 		t = last + (time_t)cfg.checkpoint_interval;
 		if (due == 0 || t < due)
@@ -362,7 +373,7 @@ lifecycle_arm(struct session *s)
 	if (due == 0)
 		return;		/* never idle-reaped, never checkpointed */
 	ms = due > now ? (uint64_t)(due - now) * 1000 : LIFECYCLE_TICK;
-	s->lifecycle_timer = loop_timer_add(ms, lifecycle_due, s);
+	s->lc.lifecycle_timer = loop_timer_add(ms, lifecycle_due, s);
 }
 
 static void
@@ -372,7 +383,7 @@ lifecycle_due(void *arg)
 	time_t		 now = time(NULL), last;
 	char		*cause;
 
-	s->lifecycle_timer = NULL;
+	s->lc.lifecycle_timer = NULL;
 	if (s->pid <= 0 || s->hello == NULL)
 		return;		/* armed again at the next hello */
 	if (lifecycle_quiet(s)) {
@@ -382,9 +393,9 @@ lifecycle_due(void *arg)
 			/* Until it has stopped, due again every tick. */
 			lifecycle_hibernate(s, "idle past idle-timeout");
 		}
-		last = s->ckpt_slot >= 0 ? s->ckpt_time[s->ckpt_slot] :
+		last = s->lc.ckpt_slot >= 0 ? s->lc.ckpt_time[s->lc.ckpt_slot] :
 		    s->created;
-		if (s->ckpt_op == 0 && s->dirty &&
+		if (s->lc.ckpt_op == 0 && s->lc.dirty &&
 		    cfg.checkpoint_interval != 0 &&
 		    now - last >= (time_t)cfg.checkpoint_interval &&
 		    lifecycle_checkpoint(s, 0, NULL, &cause) != 0) {
@@ -400,7 +411,7 @@ static int
 lifecycle_ended(struct session *s, const void *arg)
 {
 	(void)arg;
-	loop_timer_cancel(&s->lifecycle_timer);
+	loop_timer_cancel(&s->lc.lifecycle_timer);
 	return (0);
 }
 
@@ -434,6 +445,61 @@ lifecycle_hello(struct session *s, const void *arg)
 	return (lifecycle_restore(s));
 }
 
+/*
+ * HOOK_STOPPED: the incarnation is gone, and with it a checkpoint or a
+ * restore in flight; 1 if it was stopped to hibernate (the core then
+ * leaves it hibernated rather than starting another).
+ */
+static int
+lifecycle_stopped(struct session *s, const void *arg)
+{
+	int	hibernating = s->lc.hibernating;
+
+	(void)arg;
+	if (s->lc.ckpt_op != 0) {
+		s->lc.ckpt_op = 0;
+		lifecycle_answer(s, json_pack("{s:b,s:s,s:i}", "ok", 0,
+		    "error", "the interpreter died during the checkpoint",
+		    "code", EXIT_FAILED));
+	}
+	s->lc.restore_op = 0;
+	s->lc.hibernating = 0;
+	return (hibernating);
+}
+
+/*
+ * HOOK_EXECUTED: the state changed since the checkpoint; the first reply
+ * after a resume says what came back (its metadata, arg).
+ */
+static int
+lifecycle_executed(struct session *s, const void *arg)
+{
+	json_t	*meta = (json_t *)arg;
+
+	s->lc.dirty = 1;
+	if (s->lc.restore_report != NULL) {
+		json_object_set_new(meta, "cellblock_resumed",
+		    s->lc.restore_report);
+		s->lc.restore_report = NULL;
+	}
+	return (0);
+}
+
+/* The checkpoints a session record names (record.c reads them). */
+static void
+lifecycle_load_checkpoints(struct session *s, json_t *r)
+{
+	struct record_ckpt	ck[2];
+	int			i;
+
+	s->lc.ckpt_slot = record_checkpoints(r, ck);
+	for (i = 0; i < 2; i++) {
+		memcpy(s->lc.ckpt_sha[i], ck[i].sha, sizeof ck[i].sha);
+		s->lc.ckpt_bytes[i] = ck[i].bytes;
+		s->lc.ckpt_time[i] = ck[i].time;
+	}
+}
+
 /* HOOK_CLEAN_START: the checkpoints no longer describe the session. */
 static int
 lifecycle_clean_start(struct session *s, const void *arg)
@@ -448,6 +514,8 @@ void
 lifecycle_init(void)
 {
 	hook_add(HOOK_HELLO, lifecycle_hello);
+	hook_add(HOOK_STOPPED, lifecycle_stopped);
+	hook_add(HOOK_EXECUTED, lifecycle_executed);
 	hook_add(HOOK_CLEAN_START, lifecycle_clean_start);
 	hook_add(HOOK_ENDED, lifecycle_ended);
 	incarnation_handle("checkpoint_done", lifecycle_on_checkpoint_done);
@@ -467,7 +535,7 @@ lifecycle_stop(void)
 
 	loop_timer_cancel(&lifecycle_timer);
 	for (s = session_first(); s != NULL; s = session_next())
-		loop_timer_cancel(&s->lifecycle_timer);
+		loop_timer_cancel(&s->lc.lifecycle_timer);
 }
 
 
@@ -527,7 +595,10 @@ lifecycle_load(const char *file)
 		goto out;
 	}
 	s->created = json_integer_value(json_object_get(r, "created"));
-	record_checkpoints(s, r);
+	/* Written by us; the shim checks each as the owner again anyway. */
+	if (json_is_array(json_object_get(r, "mounts")))
+		s->mounts = json_incref(json_object_get(r, "mounts"));
+	lifecycle_load_checkpoints(s, r);
 	record_save(s);
 	session_set_state(s, SESSION_HIBERNATED, "daemon restarted");
 out:
@@ -647,7 +718,7 @@ lifecycle_drain_tick(void *arg)
 
 	lifecycle_drain_timer = NULL;
 	for (s = session_first(); s != NULL; s = session_next()) {
-		if (s->ckpt_op != 0 && loop_now() < *deadline) {
+		if (s->lc.ckpt_op != 0 && loop_now() < *deadline) {
 			lifecycle_drain_timer = loop_timer_add(50,
 			    lifecycle_drain_tick, deadline);
 			return;
@@ -665,7 +736,7 @@ lifecycle_checkpoint_all(int wait_ms)
 	int		 n = 0;
 
 	for (s = session_first(); s != NULL; s = session_next()) {
-		if (s->state != SESSION_IDLE || s->ending || !s->dirty)
+		if (s->state != SESSION_IDLE || s->ending || !s->lc.dirty)
 			continue;
 		if (lifecycle_checkpoint(s, 0, NULL, &cause) == 0)
 			n++;
@@ -698,7 +769,7 @@ lifecycle_copy_checkpoint(struct session *src, struct session *dst,
 	ssize_t		 n;
 	struct stat	 sb;
 
-	snprintf(name, sizeof name, "checkpoint-%c", 'a' + src->ckpt_slot);
+	snprintf(name, sizeof name, "checkpoint-%c", 'a' + src->lc.ckpt_slot);
 	dfd = file_open_dir(src->workdir, ".cellblock", NULL);
 	if (dfd == -1 || (in = file_open_regular(dfd, NULL, name, O_RDONLY,
 	    NULL)) == -1 || fstat(in, &sb) != 0) {
@@ -732,15 +803,15 @@ lifecycle_copy_checkpoint(struct session *src, struct session *dst,
 	crypto_hash_sha256_final(&st, h);
 	sodium_bin2hex(hex, sizeof hex, h, sizeof h);
 	if (n < 0 || fsync(out) != 0 ||
-	    strcmp(hex, src->ckpt_sha[src->ckpt_slot]) != 0) {
+	    strcmp(hex, src->lc.ckpt_sha[src->lc.ckpt_slot]) != 0) {
 		xasprintf(cause, "%s's checkpoint changed on disk; not forked",
 		    src->name);
 		goto out;
 	}
-	snprintf(dst->ckpt_sha[0], sizeof dst->ckpt_sha[0], "%s", hex);
-	dst->ckpt_bytes[0] = sb.st_size;
-	dst->ckpt_time[0] = time(NULL);
-	dst->ckpt_slot = 0;
+	snprintf(dst->lc.ckpt_sha[0], sizeof dst->lc.ckpt_sha[0], "%s", hex);
+	dst->lc.ckpt_bytes[0] = sb.st_size;
+	dst->lc.ckpt_time[0] = time(NULL);
+	dst->lc.ckpt_slot = 0;
 	r = 0;
 out:
 	if (dfd != -1)
@@ -761,10 +832,10 @@ lifecycle_fork_now(struct session *src)
 	char		*cause, name[SESSION_NAME_MAX + 1];
 	json_t		*r;
 
-	snprintf(name, sizeof name, "%s", src->fork_to);
-	src->fork_to[0] = '\0';
+	snprintf(name, sizeof name, "%s", src->lc.fork_to);
+	src->lc.fork_to[0] = '\0';
 	endpoint_default_ci(&ci, name);
-	dst = factory_make_session(name, src->fork_owner, &ci, &src->limits,
+	dst = factory_make_session(name, src->lc.fork_owner, &ci, &src->limits,
 	    NULL, (uid_t)-1, 0, &cause);
 	if (dst == NULL)
 		goto fail;
@@ -775,7 +846,7 @@ lifecycle_fork_now(struct session *src)
 	session_set_state(dst, SESSION_HIBERNATED, "forked");
 	record_save(dst);
 	log_info("%s: forked from %s", dst->name, src->name);
-	audit_lifecycle(dst, "fork", NULL, json_pack("{s:s}", "from",
+	hook_lifecycle(dst, "fork", NULL, json_pack("{s:s}", "from",
 	    src->name));
 	return (json_pack("{s:b,s:o}", "ok", 1, "session",
 	    factory_describe(dst)));
@@ -801,13 +872,13 @@ lifecycle_fork(struct session *src, const char *name, uid_t owner,
 		return (json_pack("{s:b,s:s,s:i}", "ok", 0, "error",
 		    session_find(name) ? "that name is taken" :
 		    "invalid session name", "code", EXIT_USAGE));
-	snprintf(src->fork_to, sizeof src->fork_to, "%s", name);
-	src->fork_owner = owner;
+	snprintf(src->lc.fork_to, sizeof src->lc.fork_to, "%s", name);
+	src->lc.fork_owner = owner;
 	/* Hibernating: the checkpoint it stops on was just written. */
-	if ((src->pid <= 0 || src->hibernating) && src->ckpt_slot >= 0)
+	if ((src->pid <= 0 || src->lc.hibernating) && src->lc.ckpt_slot >= 0)
 		return (lifecycle_fork_now(src));
 	if (lifecycle_checkpoint(src, 0, waiter, &cause) != 0) {
-		src->fork_to[0] = '\0';
+		src->lc.fork_to[0] = '\0';
 		r = json_pack("{s:b,s:s,s:i}", "ok", 0, "error", cause, "code",
 		    EXIT_FAILED);
 		free(cause);
@@ -820,10 +891,10 @@ lifecycle_fork(struct session *src, const char *name, uid_t owner,
 void
 lifecycle_drop_checkpoints(struct session *s)
 {
-	if (s->ckpt_slot < 0 && s->ckpt_sha[0][0] == '\0' &&
-	    s->ckpt_sha[1][0] == '\0')
+	if (s->lc.ckpt_slot < 0 && s->lc.ckpt_sha[0][0] == '\0' &&
+	    s->lc.ckpt_sha[1][0] == '\0')
 		return;
-	s->ckpt_sha[0][0] = s->ckpt_sha[1][0] = '\0';
-	s->ckpt_slot = -1;
+	s->lc.ckpt_sha[0][0] = s->lc.ckpt_sha[1][0] = '\0';
+	s->lc.ckpt_slot = -1;
 	record_save(s);
 }

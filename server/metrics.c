@@ -1,11 +1,12 @@
 /* metrics.c: the daemon's counters, gauges and histograms, as Prometheus text. */
 /*
- * Events are counted as they happen by one-line calls from the core
- * (metrics_execute, metrics_lifecycle, ...); states (sessions by state and
- * owner, queue depth, the zygote) are read from the session table when the
- * metrics are rendered. metrics_render() is the one function that turns
- * it all into the Prometheus text exposition format (version 0.0.4); the
- * HTTP front serves it as GET /metrics and `cellblock stats` prints it.
+ * Events are counted as they happen, by handlers of the core's hooks
+ * (metrics_hooks below, registered by metrics_init); states (sessions by
+ * state and owner, queue depth, the zygote) are read from the session
+ * table when the metrics are rendered. metrics_render() is the one
+ * function that turns it all into the Prometheus text exposition format
+ * (version 0.0.4); the HTTP front serves it as GET /metrics and
+ * `cellblock stats` prints it.
  * Every family is one row of metrics_table.
  */
 
@@ -98,6 +99,28 @@ static time_t	 metrics_started;
 
 /* Session start times, by name, between metrics_spawn and the hello. */
 static zhashx_t	*metrics_spawns;
+/* "start msg_id" of the execute running in each session, by name. */
+static zhashx_t	*metrics_runs;
+
+static int	metrics_spawn(struct session *, const void *);
+static int	metrics_hello(struct session *, const void *);
+static int	metrics_run(struct session *, const void *);
+static int	metrics_reply(struct session *, const void *);
+static int	metrics_lifecycle(struct session *, const void *);
+static int	metrics_egress(struct session *, const void *);
+
+/* Legend: the hook, and the handler that counts it. */
+static const struct {
+	enum hook_event	 ev;
+	hook_fn		*fn;
+} metrics_hooks[] = {
+	{ HOOK_SPAWN, metrics_spawn },
+	{ HOOK_HELLO, metrics_hello },
+	{ HOOK_RUN, metrics_run },
+	{ HOOK_REPLY, metrics_reply },
+	{ HOOK_LIFECYCLE, metrics_lifecycle },
+	{ HOOK_EGRESS, metrics_egress },
+};
 
 static const struct metrics_family *
 metrics_family(enum metrics_id id)
@@ -227,10 +250,17 @@ metrics_clear(enum metrics_id id)
 void
 metrics_init(void)
 {
+	size_t	i;
+
 	metrics_started = time(NULL);
 	metrics_spawns = zhashx_new();
 	zhashx_set_destructor(metrics_spawns, (zhashx_destructor_fn *)
 	    zstr_free);
+	metrics_runs = zhashx_new();
+	zhashx_set_destructor(metrics_runs, (zhashx_destructor_fn *)
+	    zstr_free);
+	for (i = 0; i < nitems(metrics_hooks); i++)
+		hook_add(metrics_hooks[i].ev, metrics_hooks[i].fn);
 }
 
 void
@@ -241,45 +271,117 @@ metrics_free(void)
 	for (i = 0; i < M_NFAMILIES; i++)
 		metrics_clear(i);
 	zhashx_destroy(&metrics_spawns);
+	zhashx_destroy(&metrics_runs);
 }
 
-/* Counting, from the core. */
+/* Counting, from the core's hooks (server/hook.c). */
 
-void
-metrics_execute(const char *status, const char *ename)
+static double
+metrics_clock(void)
 {
-	const char	*v[] = { status != NULL ? status : "unknown",
-			    ename != NULL ? ename : "" };
+	struct timespec	ts;
 
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (ts.tv_sec + ts.tv_nsec / 1e9);
+}
+
+/* HOOK_SPAWN: an interpreter is being started; its hello ends the clock. */
+static int
+metrics_spawn(struct session *s, const void *arg)
+{
+	(void)arg;
+	zhashx_update(metrics_spawns, s->name, xprintf("%.9f",
+	    metrics_clock()));
+	return (0);
+}
+
+/* HOOK_HELLO */
+static int
+metrics_hello(struct session *s, const void *arg)
+{
+	const char	*t, *v[] = { spawn_born_name(s->born) };
+
+	(void)arg;
+	if ((t = zhashx_lookup(metrics_spawns, s->name)) == NULL)
+		return (0);
+	metrics_observe(M_START_SECONDS, v, metrics_clock() - strtod(t,
+	    NULL));
+	zhashx_delete(metrics_spawns, s->name);
+	return (0);
+}
+
+/* HOOK_RUN: an execute starts running; its reply ends the clock. */
+static int
+metrics_run(struct session *s, const void *arg)
+{
+	const struct jmsg	*jm = arg;
+
+	if (strcmp(jm->msg_type, "execute_request") == 0)
+		zhashx_update(metrics_runs, s->name, xprintf("%.9f %s",
+		    metrics_clock(), jm->msg_id));
+	return (0);
+}
+
+/*
+ * HOOK_REPLY: every execute reply counts; the time only of one that ran
+ * (an aborted or refused one never started its clock).
+ */
+static int
+metrics_reply(struct session *s, const void *arg)
+{
+	const struct hook_reply	*r = arg;
+	const char		*status, *ename, *t, *v[2];
+	char			*id;
+	double			 start;
+
+	if (r->type == NULL || strcmp(r->type, "execute_reply") != 0)
+		return (0);
+	status = json_string_value(json_object_get(r->content, "status"));
+	ename = json_string_value(json_object_get(r->content, "ename"));
+	v[0] = status != NULL ? status : "unknown";
+	v[1] = ename != NULL ? ename : "";
 	metrics_add(M_EXECUTES, v, 1);
+	if ((t = zhashx_lookup(metrics_runs, s->name)) == NULL)
+		return (0);
+	start = strtod(t, &id);
+	if (*id == ' ' && strcmp(id + 1, r->request->msg_id) == 0) {
+		metrics_observe(M_EXECUTE_SECONDS, NULL, metrics_clock() -
+		    start);
+		zhashx_delete(metrics_runs, s->name);
+	}
+	return (0);
 }
 
-void
-metrics_execute_time(double seconds)
+/* HOOK_LIFECYCLE */
+static int
+metrics_lifecycle(struct session *s, const void *arg)
 {
-	metrics_observe(M_EXECUTE_SECONDS, NULL, seconds);
-}
-
-void
-metrics_lifecycle(const char *event)
-{
-	const char	*v[] = { event };
+	const struct hook_lifecycle	*ev = arg;
+	const char			*v[] = { ev->event };
 
 	metrics_add(M_LIFECYCLE, v, 1);
+	if (strcmp(ev->event, "checkpoint") == 0)
+		metrics_add(M_CKPT_BYTES, NULL, json_integer_value(
+		    json_object_get(ev->details, "bytes")));
+	if (strcmp(ev->event, "end") == 0) {
+		zhashx_delete(metrics_runs, s->name);
+		zhashx_delete(metrics_spawns, s->name);
+	}
+	return (0);
 }
 
-void
-metrics_checkpoint_bytes(uint64_t bytes)
+/* HOOK_EGRESS: one connection, allowed or refused. */
+static int
+metrics_egress(struct session *s, const void *arg)
 {
-	metrics_add(M_CKPT_BYTES, NULL, bytes);
-}
+	const char	*verdict, *v[1];
 
-void
-metrics_egress(int allowed)
-{
-	const char	*v[] = { allowed ? "allowed" : "refused" };
-
+	(void)s;
+	verdict = json_string_value(json_object_get(arg, "verdict"));
+	v[0] = verdict != NULL && strcmp(verdict, "allowed") == 0 ?
+	    "allowed" : "refused";
 	metrics_add(M_EGRESS, v, 1);
+	return (0);
 }
 
 /* The gateway sets it as connections come and go. */
@@ -321,34 +423,6 @@ metrics_wire_dropped(const char *cause)
 		}
 	}
 	metrics_add(M_DROPPED, v, 1);
-}
-
-/* An interpreter is being started for s; its hello will end the clock. */
-void
-metrics_spawn(struct session *s)
-{
-	struct timespec	ts;
-
-	if (metrics_spawns == NULL)
-		return;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	zhashx_update(metrics_spawns, s->name, xprintf("%.9f", ts.tv_sec +
-	    ts.tv_nsec / 1e9));
-}
-
-void
-metrics_hello(struct session *s)
-{
-	struct timespec	 ts;
-	const char	*t, *v[] = { spawn_born_name(s->born) };
-
-	if (metrics_spawns == NULL ||
-	    (t = zhashx_lookup(metrics_spawns, s->name)) == NULL)
-		return;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	metrics_observe(M_START_SECONDS, v, ts.tv_sec + ts.tv_nsec / 1e9 -
-	    strtod(t, NULL));
-	zhashx_delete(metrics_spawns, s->name);
 }
 
 /* Reading states, at render time. */

@@ -67,19 +67,16 @@ pool_forget(struct session *s)
 	}
 }
 
-/* Everything a member holds, once its process is gone (or never was). */
+/*
+ * Everything a member holds, once its process is gone (or never was):
+ * what a session's end releases (HOOK_ENDED: its cgroup, uid and work dir
+ * by the factory, its timer by lifecycle.c), by the same handlers.
+ */
 static void
 pool_discard(struct session *s)
 {
-	char	*cause;
-
 	pool_forget(s);
-	loop_timer_cancel(&s->lifecycle_timer);
-	contain_release(s);
-	if (file_remove_tree(s->workdir, &cause) != 0) {
-		log_warn("%s", cause);
-		free(cause);
-	}
+	hook_run(HOOK_ENDED, s, "warm pool member discarded");
 	session_destroy(&s);
 }
 

@@ -31,16 +31,17 @@ record_json(struct session *s)
 	int		 i;
 
 	for (i = 0; i < 2; i++) {
-		if (s->ckpt_sha[i][0] == '\0')
+		if (s->lc.ckpt_sha[i][0] == '\0')
 			continue;
 		json_array_append_new(ck, json_pack("{s:i,s:s,s:I,s:I}", "slot",
-		    i, "sha256", s->ckpt_sha[i], "bytes", (json_int_t)
-		    s->ckpt_bytes[i], "time", (json_int_t)s->ckpt_time[i]));
+		    i, "sha256", s->lc.ckpt_sha[i], "bytes",
+		    (json_int_t)s->lc.ckpt_bytes[i], "time",
+		    (json_int_t)s->lc.ckpt_time[i]));
 	}
 	r = json_pack("{s:i,s:s,s:i,s:s,s:i,s:I,s:i,s:o,s:{s:I,s:I,s:I,s:I,"
 	    "s:I,s:I,s:I}}", "format", 1, "name", s->name, "owner",
 	    (int)s->owner, "workdir", s->workdir, "host_uid", (int)s->host_uid,
-	    "created", (json_int_t)s->created, "newest", s->ckpt_slot,
+	    "created", (json_int_t)s->created, "newest", s->lc.ckpt_slot,
 	    "checkpoints", ck, "limits", "memory", (json_int_t)s->limits.memory,
 	    "cpu_millis", (json_int_t)s->limits.cpu_millis, "pids",
 	    (json_int_t)s->limits.pids, "tmp", (json_int_t)s->limits.tmp,
@@ -52,6 +53,8 @@ record_json(struct session *s)
 	    json_string(s->limits.allow_net));
 	json_object_set_new(r, "connection", ep != NULL ?
 	    connfile_to_json(&ep->ci) : json_null());
+	if (s->mounts != NULL)
+		json_object_set(r, "mounts", s->mounts);
 	return (r);
 }
 
@@ -86,12 +89,12 @@ record_forget(struct session *s)
 json_t *
 record_describe(struct session *s)
 {
-	int	slot = s->ckpt_slot;
+	int	slot = s->lc.ckpt_slot;
 
 	if (slot < 0)
 		return (json_null());
 	return (json_pack("{s:I,s:I,s:s}", "time", (json_int_t)
-	    s->ckpt_time[slot], "bytes", (json_int_t)s->ckpt_bytes[slot],
+	    s->lc.ckpt_time[slot], "bytes", (json_int_t)s->lc.ckpt_bytes[slot],
 	    "slot", slot ? "b" : "a"));
 }
 
@@ -137,25 +140,28 @@ record_limits(json_t *l, struct session_limits *out)
 	    out->nofile && out->fsize ? 0 : -1);
 }
 
-void
-record_checkpoints(struct session *s, json_t *r)
+/*
+ * The record's two checkpoint slots into ck[2] (lifecycle.c keeps them):
+ * the newest good slot, or -1.
+ */
+int
+record_checkpoints(json_t *r, struct record_ckpt *ck)
 {
 	json_t	*c;
 	size_t	 i;
 	int	 slot;
 
+	memset(ck, 0, 2 * sizeof *ck);
 	json_array_foreach(json_object_get(r, "checkpoints"), i, c) {
 		slot = json_integer_value(json_object_get(c, "slot"));
 		if (slot != 0 && slot != 1)
 			continue;
-		snprintf(s->ckpt_sha[slot], sizeof s->ckpt_sha[slot], "%s",
+		snprintf(ck[slot].sha, sizeof ck[slot].sha, "%s",
 		    json_string_value(json_object_get(c, "sha256")) ?: "");
-		s->ckpt_bytes[slot] = json_integer_value(json_object_get(c,
+		ck[slot].bytes = json_integer_value(json_object_get(c,
 		    "bytes"));
-		s->ckpt_time[slot] = json_integer_value(json_object_get(c,
-		    "time"));
+		ck[slot].time = json_integer_value(json_object_get(c, "time"));
 	}
 	slot = json_integer_value(json_object_get(r, "newest"));
-	s->ckpt_slot = (slot == 0 || slot == 1) && s->ckpt_sha[slot][0] ?
-	    slot : -1;
+	return ((slot == 0 || slot == 1) && ck[slot].sha[0] ? slot : -1);
 }

@@ -52,6 +52,18 @@ struct config {
 	int	 audit_output;	/* with each execute's redacted output */
 	size_t	 audit_max_size; /* bytes of audit.log before it rotates */
 	size_t	 audit_keep;	/* rotated files kept */
+	size_t	 contract_output; /* bytes of stdout, of stderr, a contract
+				   keeps (head and tail) */
+	size_t	 files_max_size; /* bytes of one uploaded file */
+	size_t	 files_quota;	/* bytes of all of an owner's session files */
+	char	*http_listen;	/* ADDRESS:PORT of the HTTP front, or off */
+	char	*http_tls_cert;	/* PEM files; both or neither */
+	char	*http_tls_key;
+	size_t	 http_max_conns;	/* HTTP + WebSocket connections */
+	size_t	 http_max_peer_conns;	/* of those, from one address */
+	size_t	 http_timeout;	/* seconds an idle HTTP connection lives */
+	size_t	 http_max_starts; /* kernel starts over HTTP at once */
+	int	 metrics_public; /* GET /metrics without a token */
 	struct config_egress {		/* server/egress.c, cellblockd(8) */
 		char	*allow;		/* the ceiling; "": no egress */
 		char	*hosts;		/* "": resolve by DNS; else only these */
@@ -73,10 +85,16 @@ int		 config_limits(json_t *, struct session_limits *, char **);
 int		 config_allow_net(const char *, struct session_limits *,
 		     char **);
 
+/* server/child.c: the daemon's children, reaped by pidfd */
+typedef void	 child_exit_fn(pid_t, int, void *);
+void		 child_watch(pid_t, child_exit_fn *, void *);
+void		 child_sigchld(void);
+int		 child_reap_now(pid_t, int *);
+void		 child_forget_all(void);
+
 /* server/egress.c: runs cellblock-egress, the sessions' way out */
 void		 egress_start(void);
 void		 egress_stop(void);
-int		 egress_reaped(pid_t, int);
 const char	*egress_session_dir(struct session *, char **);
 
 /* server/redact.c */
@@ -87,18 +105,14 @@ size_t		 redact_count(void);
 const char	*redact_rule_name(size_t);
 char		*redact(const char *, size_t *);
 
-/* server/audit.c: the audit log (docs/OPERATIONS.md); hooks the core calls */
+/*
+ * server/audit.c: the audit log (docs/OPERATIONS.md); it hears the core
+ * through hooks (server/hook.c) it registers in audit_open.
+ */
 int		 audit_open(char **);
 void		 audit_close(void);
-void		 audit_exec_start(struct session *, const struct jmsg *);
-void		 audit_output(struct session *, const char *, json_t *);
-void		 audit_exec_reply(struct session *, const struct jmsg *,
-		     const char *, json_t *);
-void		 audit_lifecycle(struct session *, const char *, const char *,
-		     json_t *);
 void		 audit_transfer(struct session *, const char *, uint64_t,
 		     const char *);
-void		 audit_egress(json_t *);
 json_t		*audit_query(uid_t, json_t *);
 
 /*
@@ -112,15 +126,8 @@ void		 metrics_init(void);
 void		 metrics_free(void);
 char		*metrics_render(int);
 json_t		*metrics_query(uid_t, json_t *);
-void		 metrics_execute(const char *, const char *);
-void		 metrics_execute_time(double);
-void		 metrics_lifecycle(const char *);
-void		 metrics_checkpoint_bytes(uint64_t);
-void		 metrics_egress(int);
 void		 metrics_set_connections(const char *, long);
 void		 metrics_wire_dropped(const char *);
-void		 metrics_spawn(struct session *);
-void		 metrics_hello(struct session *);
 
 /* server/notify.c: sd_notify for a Type=notify unit */
 void		 notify_init(void);
@@ -178,6 +185,19 @@ enum hook_event {
 	HOOK_LOST,		/* an incarnation is gone: struct hook_lost */
 	HOOK_ENDED,		/* the session ended: const char *why */
 	HOOK_CLEAN_START,	/* the next incarnation starts clean */
+	HOOK_STOPPED,		/* an incarnation is gone, before the core
+				   goes on; a handler's 1: it stopped to
+				   hibernate */
+	HOOK_EXECUTED,		/* an execute ran; the reply's metadata
+				   (json_t), which handlers may add to */
+	/* For the observers (audit.c, metrics.c): none of these answer. */
+	HOOK_SPAWN,		/* an interpreter is being started: NULL */
+	HOOK_RUN,		/* a request starts running: struct jmsg */
+	HOOK_OUTPUT,		/* output for the running one: hook_output */
+	HOOK_REPLY,		/* a request answered: struct hook_reply */
+	HOOK_LIFECYCLE,		/* create, hibernate, end...: hook_lifecycle */
+	HOOK_EGRESS,		/* one egress connection's record (json_t);
+				   s is NULL once the session is gone */
 	HOOK_N
 };
 struct hook_lost {
@@ -185,9 +205,25 @@ struct hook_lost {
 	const char	*evalue;
 	int		 before_hello;	/* died before it was ready */
 };
+struct hook_output {
+	const char	*type;		/* iopub msg_type */
+	json_t		*content;
+};
+struct hook_reply {
+	const struct jmsg *request;
+	const char	*type;		/* NULL: a request with no reply */
+	json_t		*content;
+};
+struct hook_lifecycle {
+	const char	*event;		/* docs/OPERATIONS.md's event names */
+	const char	*why;		/* or NULL */
+	json_t		*details;	/* or NULL; borrowed */
+};
 typedef int	 hook_fn(struct session *, const void *);
 void		 hook_add(enum hook_event, hook_fn *);
 int		 hook_run(enum hook_event, struct session *, const void *);
+void		 hook_lifecycle(struct session *, const char *, const char *,
+		     json_t *);
 
 /*
  * Someone waiting for the answer to a long operation (a checkpoint, a
@@ -203,7 +239,12 @@ void		 record_save(struct session *);
 void		 record_forget(struct session *);
 json_t		*record_describe(struct session *);
 int		 record_limits(json_t *, struct session_limits *);
-void		 record_checkpoints(struct session *, json_t *);
+struct record_ckpt {			/* one slot, as the record has it */
+	char		 sha[65];	/* "": none */
+	uint64_t	 bytes;
+	time_t		 time;
+};
+int		 record_checkpoints(json_t *, struct record_ckpt *);
 
 /* server/incarnation.c: the incarnation supervisor */
 typedef void	 incarnation_op_fn(struct session *, json_t *);
@@ -212,7 +253,6 @@ int		 incarnation_start(struct session *, char **);
 void		 incarnation_stop(struct session *, const char *);
 void		 incarnation_watch(struct session *, int);
 int		 incarnation_send(struct session *, json_t *, char **);
-void		 incarnation_reaped(pid_t, int);
 void		 incarnation_shutdown_all(void);
 
 /* server/kernel.c: the protocol core */
@@ -227,6 +267,7 @@ void		 kernel_restart(struct session *, const char *);
 void		 kernel_interrupt(struct session *);
 void		 kernel_end(struct session *, const char *);
 size_t		 kernel_queued(struct session *);
+const void	*kernel_running(struct session *);
 
 /* server/factory.c: the session factory */
 void		 factory_init(void);
@@ -236,6 +277,9 @@ struct session	*factory_new_session(const char *, uid_t,
 struct session	*factory_make_session(const char *, uid_t,
 		     const struct conninfo *, const struct session_limits *,
 		     const char *, uid_t, int, char **);
+struct session	*factory_new_session_mounts(const char *, uid_t,
+		     const struct conninfo *, const struct session_limits *,
+		     json_t *, char **);
 struct session	*factory_shared_session(struct jmsg *);
 json_t		*factory_describe(struct session *);
 void		 factory_rmtree(const char *);
@@ -254,6 +298,7 @@ void		 lifecycle_start(void);
 void		 lifecycle_stop(void);
 int		 lifecycle_checkpoint(struct session *, int, struct waiter *,
 		     char **);
+int		 lifecycle_forget_waiter(struct session *, struct waiter *);
 void		 lifecycle_on_checkpoint_done(struct session *, json_t *);
 int		 lifecycle_restore(struct session *);
 void		 lifecycle_on_restore_done(struct session *, json_t *);
@@ -267,6 +312,38 @@ json_t		*lifecycle_fork(struct session *, const char *, uid_t,
 int		 control_start(const char *, char **);
 void		 control_stop(void);
 json_t		*control_parse_request(const char *, size_t, size_t *, char **);
+struct control_conn;
+typedef json_t	*control_op_fn(struct control_conn *, json_t *);
+void		 control_handle(const char *, control_op_fn *);
+json_t		*control_error(int, const char *, ...)
+		     __attribute__((format(printf, 2, 3)));
+uid_t		 control_conn_uid(struct control_conn *);
+int		 control_conn_take_fd(struct control_conn *);
+int		 control_conn_send(struct control_conn *, json_t *);
+void		 control_conn_job(struct control_conn *, void (*)(void *),
+		     void *);
+int		 control_conn_busy(struct control_conn *);
+void		 control_conn_job_done(struct control_conn *);
+struct session	*control_conn_session(struct control_conn *, json_t *,
+		     json_t **);
+
+/* server/contract-ops.c: the control socket's execute, result, files */
+void		 contract_ops_init(void);
+
+/* server/gateway.c: the Kernel Gateway REST routes (docs/GATEWAY.md) */
+void		 gateway_register(void);
+void		 gateway_start(void);
+void		 gateway_stop(void);
+void		 gateway_banner(FILE *);
+void		 gateway_kernel_id(struct session *, char [37]);
+struct session	*gateway_find(const char *, uid_t);
+const char	*gateway_state(struct session *);
+json_t		*gateway_model(struct session *);
+
+/* server/gateway-ws.c: the kernels' WebSocket channels */
+void		 gateway_ws_register(void);
+void		 gateway_ws_stop(void);
+int		 gateway_ws_connections(struct session *);
 
 /* server/cellblockd.c */
 extern char	*server_state_dir;

@@ -165,6 +165,7 @@ enum cg_query {
 	Q_OOM_KILLS,
 	Q_MEM_BYTES,
 	Q_CPU_USEC,
+	Q_MEM_PEAK,
 	Q_N
 };
 struct cg_stat {
@@ -185,6 +186,10 @@ static const struct cg_stat cg_stats[Q_N][2] = {
 	[Q_CPU_USEC] = {
 		{ CG_CPUACCT,	"cpuacct.usage",	 NULL,		1000 },
 		{ CG_CPU,	"cpu.stat",		 "usage_usec",	1 },
+	},
+	[Q_MEM_PEAK] = {
+		{ CG_MEMORY,	"memory.max_usage_in_bytes", NULL,	1 },
+		{ CG_MEMORY,	"memory.peak",		 NULL,		1 },
 	},
 };
 
@@ -1621,6 +1626,108 @@ cgroup_stats(struct cgroup_host *h, const char *session, uint64_t *mem_bytes,
 		return (0);
 	}
 	return (cg_query(h, session, Q_CPU_USEC, cpu_usec, cause));
+}
+
+/*
+ * Per-execute counters (the execution contract's metrics): the CPU and
+ * memory high-water files opened once per session and re-read with pread,
+ * as every execute reads them twice and opening them by path each time
+ * cost more than the rest of an execute's daemon work.
+ */
+struct cgroup_meter {
+	int		 cpu_fd;	/* -1: nothing counts CPU here */
+	const char	*cpu_key;
+	uint64_t	 cpu_div;
+	int		 peak_fd;	/* -1: no high-water mark */
+	int		 peak_reset;	/* v1: writing 0 restarts it */
+};
+
+static int
+cg_meter_file(struct cgroup_host *h, const char *session, enum cg_query q,
+    int flags, const struct cg_stat **rowp)
+{
+	struct cg_dir	d = { -1, NULL };
+	int		fd;
+
+	if ((*rowp = cg_stat_row(h, q)) == NULL ||
+	    cg_dir_open(h, h->at[(*rowp)->ctl], session, &d, 0, NULL) == -1)
+		return (-1);
+	fd = file_open_regular(d.fd, d.path, (*rowp)->file, flags, NULL);
+	cg_dir_close(&d);
+	return (fd);
+}
+
+struct cgroup_meter *
+cgroup_meter_open(struct cgroup_host *h, const char *session, char **cause)
+{
+	struct cgroup_meter	*m;
+	const struct cg_stat	*row;
+
+	if (cg_check(h, session, cause) == -1)
+		return (NULL);
+	m = xcalloc(1, sizeof *m);
+	m->cpu_fd = cg_meter_file(h, session, Q_CPU_USEC, O_RDONLY, &row);
+	if (m->cpu_fd != -1) {
+		m->cpu_key = row->key;
+		m->cpu_div = row->div;
+	}
+	row = cg_stat_row(h, Q_MEM_PEAK);
+	m->peak_reset = row != NULL && h->hier[h->at[row->ctl]].version == 1;
+	m->peak_fd = cg_meter_file(h, session, Q_MEM_PEAK,
+	    m->peak_reset ? O_RDWR : O_RDONLY, &row);
+	if (m->peak_fd == -1)
+		m->peak_reset = 0;
+	return (m);
+}
+
+static uint64_t
+cg_meter_pread(int fd, const char *key, uint64_t div)
+{
+	char		buf[1024];
+	ssize_t		n;
+	uint64_t	v;
+
+	if (fd == -1 || (n = pread(fd, buf, sizeof buf - 1, 0)) <= 0)
+		return (CGROUP_UNKNOWN);
+	buf[n] = '\0';
+	cg_trim(buf);
+	if ((key != NULL ? cg_keyed(buf, key, &v) : cg_u64(buf, &v)) != 0)
+		return (CGROUP_UNKNOWN);
+	return (v / div);
+}
+
+/* Either pointer may be NULL; CGROUP_UNKNOWN for what is not counted. */
+void
+cgroup_meter_read(struct cgroup_meter *m, uint64_t *cpu_usec, uint64_t *peak)
+{
+	if (cpu_usec != NULL)
+		*cpu_usec = cg_meter_pread(m->cpu_fd, m->cpu_key, m->cpu_div);
+	if (peak != NULL)
+		*peak = cg_meter_pread(m->peak_fd, NULL, 1);
+}
+
+/* Start the high-water mark again from current usage; 0 if it can. */
+int
+cgroup_meter_reset_peak(struct cgroup_meter *m)
+{
+	if (!m->peak_reset)
+		return (-1);
+	return (pwrite(m->peak_fd, "0", 1, 0) == 1 ? 0 : -1);
+}
+
+void
+cgroup_meter_close(struct cgroup_meter **mp)
+{
+	struct cgroup_meter	*m = *mp;
+
+	if (m == NULL)
+		return;
+	if (m->cpu_fd != -1)
+		close(m->cpu_fd);
+	if (m->peak_fd != -1)
+		close(m->peak_fd);
+	free(m);
+	*mp = NULL;
 }
 
 /* Adds the session groups found in one hierarchy to names (no repeats). */

@@ -258,6 +258,7 @@ contain_release(struct session *s)
 {
 	char	*cause;
 
+	cgroup_meter_close(&s->meter);
 	if (s->cgroup_made && contain.cg != NULL) {
 		if (cgroup_remove(contain.cg, s->cgroup, &cause) != 0) {
 			log_warn("%s: %s", s->name, cause);
@@ -289,6 +290,33 @@ contain_oom_killed(struct session *s)
 		return (0);
 	s->oom_seen = n;
 	return (1);
+}
+
+/*
+ * The execution contract's counters (server/contract-meter.c): CPU usec
+ * and the memory high-water mark, CGROUP_UNKNOWN where not counted;
+ * reset restarts the mark (*reset_ok says whether it could).
+ */
+void
+contain_meter(struct session *s, int reset, uint64_t *cpu, uint64_t *peak,
+    int *reset_ok)
+{
+	char	*cause;
+
+	*cpu = *peak = CGROUP_UNKNOWN;
+	*reset_ok = 0;
+	if (!s->cgroup_made || contain.cg == NULL)
+		return;
+	if (s->meter == NULL &&
+	    (s->meter = cgroup_meter_open(contain.cg, s->name, &cause)) == NULL) {
+		free(cause);
+		return;
+	}
+	if (reset) {
+		cgroup_meter_read(s->meter, cpu, NULL);
+		*reset_ok = cgroup_meter_reset_peak(s->meter) == 0;
+	} else
+		cgroup_meter_read(s->meter, cpu, peak);
 }
 
 void

@@ -140,7 +140,7 @@ session_create(const char *name, uid_t owner, const char *workdir,
 	channel_init(&s->chan, -1);
 	TAILQ_INIT(&s->queue);
 	s->next_id = 1;
-	s->ckpt_slot = -1;
+	s->lc.ckpt_slot = -1;
 	s->host_uid = (uid_t)-1;
 	s->workdir = xstrdup(workdir);
 	zhashx_insert(session_table, s->name, s);
@@ -171,7 +171,7 @@ session_create_unlisted(const char *tag, const char *workdir)
 	channel_init(&s->chan, -1);
 	TAILQ_INIT(&s->queue);
 	s->next_id = 1;
-	s->ckpt_slot = -1;
+	s->lc.ckpt_slot = -1;
 	s->host_uid = (uid_t)-1;
 	s->workdir = xstrdup(workdir);
 	return (s);
@@ -276,7 +276,8 @@ session_remove_ref(struct session *s)
 	json_decref(s->hello);
 	json_decref(s->kernel_args);
 	json_decref(s->exec_count);
-	json_decref(s->restore_report);
+	json_decref(s->lc.restore_report);
+	json_decref(s->mounts);
 	free(s->workdir);
 	free(s);
 }

@@ -76,6 +76,31 @@ struct session_limits {
 					   (server/egress/egress.h); "": none */
 };
 
+/*
+ * A session's lifecycle: checkpoints, hibernation, resume, fork. Written
+ * by server/lifecycle.c alone (its constructor and destructor here
+ * aside); the others read it (tests/test_layering.py pins it).
+ */
+struct session_lifecycle {
+	char		 ckpt_sha[2][65]; /* two slots, "" = none */
+	uint64_t	 ckpt_bytes[2];
+	time_t		 ckpt_time[2];
+	int		 ckpt_slot;	/* the newest good slot, -1: none */
+	uint64_t	 ckpt_op;	/* checkpoint in flight, 0: none */
+	int		 ckpt_writing;	/* the slot it writes */
+	int		 ckpt_then_hibernate;
+	struct waiter	*ckpt_waiter;	/* who to answer when it is done */
+	uint64_t	 restore_op;	/* restore in flight, 0: none */
+	int		 restore_slot;
+	json_t		*restore_report; /* for the first reply after it */
+	int		 hibernating;	/* stopping to hibernate */
+	struct loop_timer *lifecycle_timer; /* idle or checkpoint due */
+	int		 dirty;		/* state changed since the checkpoint */
+	char		 fork_to[SESSION_NAME_MAX + 1]; /* after the
+					   checkpoint */
+	uid_t		 fork_owner;
+};
+
 struct session {
 	char		 name[SESSION_NAME_MAX + 1];
 	uid_t		 owner;
@@ -116,6 +141,8 @@ struct session {
 	uint64_t	 next_id;
 	json_t		*exec_count;
 	char		*workdir;
+	json_t		*mounts;	/* read-only binds: [{source, target}],
+					   checked as the owner (files-mount.c) */
 
 	/* Containment (sessions/contain.c). */
 	struct session_limits limits;
@@ -126,25 +153,11 @@ struct session {
 					   session's, or the pool member's
 					   it was born as (server/pool.c) */
 	int		 pooled;	/* a warm-pool member: no name yet */
+	struct cgroup_meter *meter;	/* the contract's counters, once open */
 	uint64_t	 oom_seen;	/* OOM kills counted so far */
 
-	/* Lifecycle: checkpoints, hibernation (server/lifecycle.c). */
-	char		 ckpt_sha[2][65]; /* two slots, "" = none */
-	uint64_t	 ckpt_bytes[2];
-	time_t		 ckpt_time[2];
-	int		 ckpt_slot;	/* the newest good slot, -1: none */
-	uint64_t	 ckpt_op;	/* checkpoint in flight, 0: none */
-	int		 ckpt_writing;	/* the slot it writes */
-	int		 ckpt_then_hibernate;
-	struct waiter	*ckpt_waiter;	/* who to answer when it is done */
-	uint64_t	 restore_op;	/* restore in flight, 0: none */
-	int		 restore_slot;
-	json_t		*restore_report; /* for the first reply after it */
-	int		 hibernating;	/* stopping to hibernate */
-	struct loop_timer *lifecycle_timer; /* idle or checkpoint due */
-	int		 dirty;		/* state changed since the checkpoint */
-	char		 fork_to[SESSION_NAME_MAX + 1]; /* after the checkpoint */
-	uid_t		 fork_owner;
+	/* Lifecycle: server/lifecycle.c's alone. */
+	struct session_lifecycle lc;
 };
 
 int		 session_name_valid(const char *);
@@ -189,6 +202,8 @@ int		 contain_set_limits(struct session *,
 int		 contain_set_hostname(struct session *, const char *, char **);
 int		 contain_oom_killed(struct session *);
 void		 contain_stats(struct session *, uint64_t *, uint64_t *);
+void		 contain_meter(struct session *, int, uint64_t *, uint64_t *,
+		     int *);
 
 /* sessions/spawn.c */
 struct spawn_args {
@@ -203,7 +218,12 @@ struct spawn_args {
 	int		 contain;	/* run the sandbox steps */
 	int		 zygote;	/* fork from the zygote if it is ready */
 	const struct session_limits *limits;
+	json_t		*mounts;	/* read-only binds; forces exec */
+	uid_t		 owner;		/* whose permissions the binds need */
+	uid_t		 host_uid;	/* the binds' files show as these */
+	gid_t		 host_gid;
 };
+#define SPAWN_BINDS_MAX	16	/* read-only binds per session */
 enum spawn_born { SPAWN_EXEC, SPAWN_ZYGOTE, SPAWN_POOL };
 int		 spawn_interpreter(struct session *, const struct spawn_args *,
 		     char **);

@@ -76,9 +76,12 @@ spawn_exec(char **argv, int chan, int err, char **cause)
 
 /* The shim's command line for one incarnation (see cellblock-shim(8)). */
 static void
-spawn_argv(const struct spawn_args *a, char **argv, char num[][24])
+spawn_argv(const struct spawn_args *a, char **argv, char num[][24],
+    char **binds)
 {
-	int	i = 0;
+	json_t	*m;
+	size_t	 j;
+	int	 i = 0;
 
 	argv[i++] = (char *)a->shim;
 	argv[i++] = "--channel-fd";
@@ -114,6 +117,26 @@ spawn_argv(const struct spawn_args *a, char **argv, char num[][24])
 		if (a->init != NULL) {
 			argv[i++] = "--init";
 			argv[i++] = (char *)a->init;
+		}
+
+		/* Read-only binds (server/files-mount.c checked them). */
+		json_array_foreach(a->mounts, j, m) {
+			if (j == SPAWN_BINDS_MAX)
+				break;
+			xasprintf(&binds[j], "%s:%s", json_string_value(
+			    json_object_get(m, "source")), json_string_value(
+			    json_object_get(m, "target")));
+			argv[i++] = "--mount-ro";
+			argv[i++] = binds[j];
+		}
+		if (json_array_size(a->mounts) > 0) {
+			snprintf(num[4], 24, "%lu", (unsigned long)a->owner);
+			argv[i++] = "--mount-owner";
+			argv[i++] = num[4];
+			snprintf(num[5], 24, "%lu:%lu", (unsigned long)a->host_uid,
+			    (unsigned long)a->host_gid);
+			argv[i++] = "--mount-as";
+			argv[i++] = num[5];
 		}
 		if (a->egress_dir != NULL) {
 			argv[i++] = "--egress-dir";
@@ -170,7 +193,9 @@ spawn_interpreter(struct session *s, const struct spawn_args *a, char **cause)
 {
 	int	 sv[2], errp[2];
 	pid_t	 pid = -1;
-	char	*argv[32], num[4][24], *why = NULL;
+	char	*argv[32 + 2 * SPAWN_BINDS_MAX], num[6][24], *why = NULL;
+	char	*binds[SPAWN_BINDS_MAX] = { NULL };
+	size_t	 i;
 
 	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == -1) {
 		xasprintf(cause, "socketpair: %s", strerror(errno));
@@ -183,11 +208,12 @@ spawn_interpreter(struct session *s, const struct spawn_args *a, char **cause)
 	channel_init(&s->chan, sv[0]);
 	s->born = SPAWN_EXEC;
 	/*
-	 * A session with egress starts by exec: the zygote's request carries
-	 * no egress directory (yet), and its socket must be bound in.
+	 * A session with egress or mounts starts by exec: the zygote's
+	 * request carries no egress directory (yet), its socket must be bound
+	 * in, and the binds are opened by the shim before it unshares.
 	 */
 	if (a->contain && a->zygote && a->egress_dir == NULL &&
-	    zygote_ready()) {
+	    json_array_size(a->mounts) == 0 && zygote_ready()) {
 		/* Before the child can write: its first frame must carry its pid. */
 		if (channel_want_creds(&s->chan, 1) != 0)
 			xasprintf(&why, "SO_PASSCRED: %s", strerror(errno));
@@ -202,8 +228,11 @@ spawn_interpreter(struct session *s, const struct spawn_args *a, char **cause)
 		}
 	}
 	if (pid <= 0) {
-		spawn_argv(a, argv, num);
-		if ((pid = spawn_exec(argv, sv[1], errp[1], cause)) == -1) {
+		spawn_argv(a, argv, num, binds);
+		pid = spawn_exec(argv, sv[1], errp[1], cause);
+		for (i = 0; i < SPAWN_BINDS_MAX; i++)
+			free(binds[i]);
+		if (pid == -1) {
 			channel_init(&s->chan, -1);
 			goto close_pipe;
 		}

@@ -88,6 +88,9 @@ class Daemon:
             warm_pool = os.environ.get("CELLBLOCK_TEST_WARM_POOL", "0")
         self.warm_pool = int(warm_pool)
         extra_args = ["--warm-pool", str(self.warm_pool), *extra_args]
+        # Never the default HTTP port: parallel test daemons would collide.
+        if not any(str(a).startswith("--http-listen") for a in extra_args):
+            extra_args = [*extra_args, "--http-listen", "127.0.0.1:0"]
         self.args = list(extra_args)
         self.log = open(os.path.join(self.state, "test-daemon.log"), "w+")
         self.proc = subprocess.Popen(

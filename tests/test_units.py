@@ -8,8 +8,8 @@ import subprocess
 import pytest
 
 from cbtest import BIN
-UNITS = ["test-base", "test-protocol", "test-zmtp", "test-redact", "test-egress", "test-cgroup",
-         "seccomp-check", "sandbox-check"]
+UNITS = ["test-base", "test-protocol", "test-zmtp", "test-redact", "test-egress", "test-child",
+         "test-cgroup", "seccomp-check", "sandbox-check"]
 
 
 @pytest.mark.parametrize("name", UNITS)

@@ -49,8 +49,15 @@ def _error_fields(shell, result):
     err = KeyboardInterrupt()
     if result is not None:
         err = result.error_before_exec or result.error_in_exec or err
-    return {"ename": type(err).__name__, "evalue": str(err),
-            "traceback": shell._last_traceback or []}
+    fields = {"ename": type(err).__name__, "evalue": str(err),
+              "traceback": shell._last_traceback or []}
+    # Where a SyntaxError is, for the daemon's metadata.cellblock (the
+    # runner's send_reply takes it out of the content, which stays ipykernel's).
+    if isinstance(err, SyntaxError) and isinstance(err.lineno, int):
+        fields["_cellblock"] = {"line": err.lineno}
+        if isinstance(err.offset, int):
+            fields["_cellblock"]["column"] = err.offset
+    return fields
 
 
 def request_complete(runner, content, request):

@@ -229,8 +229,11 @@ class Runner:
                                "content": {"name": "stderr", "text": note}})
 
     def send_reply(self, rid, content):
+        msg = {"op": "reply", "id": rid, "content": content}
+        if isinstance(content, dict) and "_cellblock" in content:
+            msg["cellblock"] = content.pop("_cellblock")    # for the daemon alone
         try:
-            self.channel.send({"op": "reply", "id": rid, "content": content})
+            self.channel.send(msg)
         except FrameTooLarge as e:
             self.channel.send({"op": "reply", "id": rid, "content": {
                 "status": "error", "ename": "ReplyTooLarge", "evalue": str(e), "traceback": []}})

@@ -12,6 +12,7 @@ static const struct cmd_entry *cmd_table[] = {
 	&cmd_new_entry,
 	&cmd_ls_entry,
 	&cmd_run_entry,
+	&cmd_cp_entry,
 	&cmd_interrupt_entry,
 	&cmd_restart_entry,
 	&cmd_kill_entry,
@@ -21,6 +22,7 @@ static const struct cmd_entry *cmd_table[] = {
 	&cmd_kernelspec_entry,
 	&cmd_audit_entry,
 	&cmd_stats_entry,
+	&cmd_token_entry,
 };
 
 static void	usage(void) __attribute__((noreturn));

@@ -53,6 +53,7 @@ struct cmd_entry {
 extern const struct cmd_entry cmd_new_entry;
 extern const struct cmd_entry cmd_ls_entry;
 extern const struct cmd_entry cmd_run_entry;
+extern const struct cmd_entry cmd_cp_entry;
 extern const struct cmd_entry cmd_interrupt_entry;
 extern const struct cmd_entry cmd_restart_entry;
 extern const struct cmd_entry cmd_kill_entry;
@@ -62,6 +63,7 @@ extern const struct cmd_entry cmd_attach_entry;
 extern const struct cmd_entry cmd_kernelspec_entry;
 extern const struct cmd_entry cmd_audit_entry;
 extern const struct cmd_entry cmd_stats_entry;
+extern const struct cmd_entry cmd_token_entry;
 void		 cmd_usage(const struct cmd_entry *) __attribute__((noreturn));
 
 #endif

@@ -119,6 +119,17 @@ cmd_ls_table(json_t *list)
 		printf("WARNING: weaker sandbox: protections off: %s\n", weaker);
 }
 
+/* Where the HTTP front is, on stderr: the table stays the table. */
+static void
+cmd_ls_gateway(json_t *http)
+{
+	const char	*url = json_string_value(json_object_get(http, "url"));
+
+	if (url != NULL)
+		fprintf(stderr, "kernel gateway: %s (tokens: cellblock token "
+		    "new)\n", url);
+}
+
 static int
 cmd_ls_exec(int argc, char **argv)
 {
@@ -144,8 +155,10 @@ cmd_ls_exec(int argc, char **argv)
 			s = json_dumps(list, JSON_INDENT(2));
 			printf("%s\n", s);
 			free(s);
-		} else
+		} else {
 			cmd_ls_table(list);
+			cmd_ls_gateway(json_object_get(r, "http"));
+		}
 		json_decref(r);
 	}
 	json_decref(req);

@@ -1,4 +1,9 @@
 /* cmd-run.c: `cellblock run NAME CODE|-`: a terminal client for one cell. */
+/*
+ * Two ways: as a Jupyter client (streams to the terminal, input() from
+ * it), or with --json through the daemon's execution contract (the
+ * control socket's execute: server/contract.c), printing the contract.
+ */
 
 #include <getopt.h>
 #include <stdlib.h>
@@ -10,12 +15,16 @@
 static int	cmd_run_exec(int, char **);
 static void	cmd_run_usage(void) __attribute__((noreturn));
 static int	cmd_run_timed_out(struct jclient *, const char *, int, int);
+static int	cmd_run_json(const char *, const char *, int);
+
+/* The longest contract line read back (results may hold images). */
+#define CMD_RUN_LINE_MAX	(512 * 1024 * 1024)
 
 /* How long to wait for the cell's end after asking for the restart. */
 #define CMD_RUN_RESTART_WAIT	15000
 
 const struct cmd_entry cmd_run_entry = {
-	"run", "[--timeout SECONDS] NAME CODE|-", cmd_run_exec
+	"run", "[--json] [--timeout SECONDS] NAME CODE|-", cmd_run_exec
 };
 
 /* The usage line, then what the exit status says (also in cellblock.1). */
@@ -28,8 +37,11 @@ cmd_run_usage(void)
 	    "  the interpreter if it has not stopped %d s later (unlike the "
 	    "session's\n"
 	    "  exec-timeout, only for this run and from this client)\n"
-	    "exit status: 0 ok, 1 the code raised, 6 timed out (interrupted, "
-	    "or restarted)\n", cmd_run_entry.name, cmd_run_entry.usage,
+	    "  --json: run through the daemon's execution contract and print "
+	    "it as JSON\n"
+	    "exit status: 0 ok, 1 the code raised (--json: any other status), "
+	    "6 timed out (interrupted, or restarted)\n", cmd_run_entry.name,
+	    cmd_run_entry.usage,
 	    JCLIENT_TIMEOUT_GRACE / 1000);
 	exit(EXIT_USAGE);
 }
@@ -92,22 +104,31 @@ cmd_run_exec(int argc, char **argv)
 {
 	static const struct option opts[] = {
 		{ "timeout", required_argument, NULL, 't' },
+		{ "json", no_argument, NULL, 'j' },
 		{ NULL, 0, NULL, 0 }
 	};
 	json_t		*req, *r;
 	struct conninfo	 ci;
 	struct jclient	*jc;
 	char		*code, *cause;
-	int		 ch, rc, timeout = 0, from_stdin;
+	int		 ch, rc, timeout = 0, from_stdin, json = 0;
 
-	while ((ch = getopt_long(argc, argv, "t:", opts, NULL)) != -1) {
-		if (ch != 't' || (timeout = atoi(optarg)) <= 0)
+	r = NULL;
+	while ((ch = getopt_long(argc, argv, "t:j", opts, NULL)) != -1) {
+		if (ch == 'j')
+			json = 1;
+		else if (ch != 't' || (timeout = atoi(optarg)) <= 0)
 			cmd_run_usage();
 	}
 	if (argc - optind != 2)
 		cmd_run_usage();
 	from_stdin = strcmp(argv[optind + 1], "-") == 0;
 	code = from_stdin ? cmd_run_read_stdin() : xstrdup(argv[optind + 1]);
+	if (json) {
+		rc = cmd_run_json(argv[optind], code, timeout);
+		free(code);
+		return (rc);
+	}
 
 	req = json_pack("{s:s,s:s}", "cmd", "connect", "name", argv[optind]);
 	rc = client_command(req, &r);
@@ -142,5 +163,98 @@ cmd_run_exec(int argc, char **argv)
 out:
 	json_decref(r);
 	free(code);
+	return (rc);
+}
+
+/* One line of any length up to CMD_RUN_LINE_MAX, as JSON. */
+static json_t *
+cmd_run_read_line(int fd, char **cause)
+{
+	char		*buf = NULL, *nl = NULL;
+	size_t		 len = 0, size = 0;
+	ssize_t		 n;
+	json_t		*j;
+	json_error_t	 jerr;
+
+	while (nl == NULL) {
+		if (len == size) {
+			if (size >= CMD_RUN_LINE_MAX) {
+				*cause = xstrdup("the contract is too long");
+				free(buf);
+				return (NULL);
+			}
+			size = size ? size * 2 : 65536;
+			buf = xrealloc(buf, size);
+		}
+		n = read(fd, buf + len, size - len);
+		if (n <= 0) {
+			*cause = xstrdup("the daemon closed the connection");
+			free(buf);
+			return (NULL);
+		}
+		nl = memchr(buf + len, '\n', n);
+		len += n;
+	}
+	j = json_loadb(buf, nl - buf, 0, &jerr);
+	free(buf);
+	if (j == NULL)
+		xasprintf(cause, "bad reply from daemon: %s", jerr.text);
+	return (j);
+}
+
+/* The contract's status as the exit status (as without --json). */
+static int
+cmd_run_json_status(json_t *contract)
+{
+	const char	*st = json_string_value(json_object_get(contract,
+			    "status"));
+
+	if (st != NULL && strcmp(st, "ok") == 0)
+		return (EXIT_OK);
+	if (st != NULL && strcmp(st, "timeout") == 0)
+		return (EXIT_TIMEOUT);
+	return (EXIT_FAILED);
+}
+
+/*
+ * The call waits as long as the cell runs: no reply timeout. Interrupted
+ * here, the call runs on in the daemon (its id is in the contract).
+ */
+static int
+cmd_run_json(const char *name, const char *code, int timeout)
+{
+	json_t	*req, *r;
+	char	*cause, *out;
+	int	 fd, rc;
+
+	if ((fd = client_connect(NULL, 1, &cause)) == -1) {
+		fprintf(stderr, "cellblock: %s\n", cause);
+		free(cause);
+		return (EXIT_NODAEMON);
+	}
+	req = json_pack("{s:s,s:s,s:s,s:I}", "cmd", "execute", "name", name,
+	    "code", code, "timeout_ms", (json_int_t)timeout * 1000);
+	rc = client_send(fd, req, &cause);
+	json_decref(req);
+	r = rc == 0 ? cmd_run_read_line(fd, &cause) : NULL;
+	close(fd);
+	if (r == NULL) {
+		fprintf(stderr, "cellblock: %s\n", cause);
+		free(cause);
+		return (EXIT_NODAEMON);
+	}
+	if (!json_is_true(json_object_get(r, "ok"))) {
+		fprintf(stderr, "cellblock: %s\n",
+		    json_string_value(json_object_get(r, "error")));
+		rc = client_exit_code(r);
+		json_decref(r);
+		return (rc);
+	}
+	out = json_dumps(json_object_get(r, "contract"), JSON_INDENT(2) |
+	    JSON_SORT_KEYS);
+	printf("%s\n", out != NULL ? out : "null");
+	free(out);
+	rc = cmd_run_json_status(json_object_get(r, "contract"));
+	json_decref(r);
 	return (rc);
 }

@@ -839,20 +839,17 @@ class Bench:
 
 
 def kept_sections(path):
-    """What other benchmark scripts wrote into the report (egress_bench.py's
-    and pool_bench.py's sections, each between its markers): kept when this
-    one rewrites the file."""
+    """What the other benchmark scripts wrote into the report after this
+    one's sections (egress, contract, gateway, pool: each rewrites its
+    own): kept when this one rewrites the file."""
     try:
         with open(path) as f:
             old = f.read()
     except OSError:
         return ""
-    kept = ""
-    for begin, end in (("## Egress: proxy overhead", "<!-- end of the egress section -->"),
-                       ("<!-- pool_bench:begin -->", "<!-- pool_bench:end -->")):
-        if begin in old and end in old:
-            kept += "\n" + old[old.index(begin):old.index(end) + len(end)] + "\n"
-    return kept
+    starts = [old.index(h) for h in ("## Egress:", "## Execution contract:", "## Gateway:",
+                                     "<!-- pool_bench:begin -->") if h in old]
+    return "\n" + old[min(starts):] if starts else ""
 
 
 def main(argv=None):

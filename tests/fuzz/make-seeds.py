@@ -371,8 +371,73 @@ def zmtp_seeds():
           + b"\x04\x08\x04PING\x00\x0a" * 20)
     write("zmtp", "zmtp1-peer", b"\x00\x05\x00hello")
 
+def http_seeds():
+    """fuzz-http.c's lines: METHOD, PATH, AUTHORIZATION, ?token=, body; what
+    jupyter_server's GatewayClient and @jupyterlab/services send, and the
+    traversals the kernelspec route must refuse."""
+    env = {"KERNEL_USERNAME": "ann", "KERNEL_LAUNCH_TIMEOUT": "40",
+           "KERNEL_WORKING_DIR": "/home/ann", "PATH": "/usr/bin"}
+    kid = "3f2b8c1e-5d4a-8b7c-9e0f-112233445566"
+    reqs = {
+        "list-kernels": ("GET", "/api/kernels", "token cb_abc", "", b""),
+        "create-kernel": ("POST", "/api/kernels", "token cb_abc", "",
+                          json.dumps({"name": "python3", "env": env}).encode()),
+        "channels-query-token": ("GET", "/api/kernels/%s/channels" % kid, "", "cb_abc", b""),
+        "restart": ("POST", "/api/kernels/%s/restart" % kid, "Bearer cb_abc", "", b"{}"),
+        "spec-resource": ("GET", "/kernelspecs/python3/kernel.json", "token cb_abc", "", b""),
+        "traversal": ("GET", "/kernelspecs/python3/../../etc/passwd", "token ", "", b""),
+        "traversal-rest": ("GET", "/kernelspecs/python3/a/./../b", "token x", "", b""),
+        "metrics": ("GET", "/metrics", "token cb_abc", "", b""),
+        "bad-json": ("POST", "/api/kernels", "token cb_abc", "", b'{"name": "python3",'),
+        "method": ("PUT", "/api/kernels/%s" % kid, "Basic eA==", "", b"[1,2]"),
+    }
+    for name, (method, path, auth, token, body) in reqs.items():
+        write("http", name, ("%s\n%s\n%s\n%s\n" % (method, path, auth, token)).encode() + body)
+
+
+def ws_seeds():
+    """fuzz-ws.c: a flags byte (1: v1, 2: binary frame), then a message as
+    Notebook 6.4's proxy (legacy, jupyter_server's own serializer for
+    buffers) or @jupyterlab/services (v1) sends it."""
+    from jupyter_server.base.zmqhandlers import serialize_binary_message
+    sess = Session(key=b"", username="ann")
+
+    def msg(channel, msg_type, content, buffers=()):
+        m = sess.msg(msg_type, content)
+        m["channel"] = channel
+        m["header"]["date"] = m["header"]["date"].isoformat()
+        m["buffers"] = list(buffers)
+        return m
+
+    def v1(m, buffers=()):
+        parts = [m["channel"].encode()] + [json.dumps(m[k]).encode() for k in
+                 ("header", "parent_header", "metadata", "content")] + list(buffers)
+        offs, off = [], 8 * (len(parts) + 2)
+        for p in parts:
+            offs.append(off)
+            off += len(p)
+        offs.append(off)
+        return struct.pack("<%dQ" % (len(offs) + 1), len(offs), *offs) + b"".join(parts)
+
+    ex = msg("shell", "execute_request", {"code": "print(1)", "silent": False})
+    write("ws", "legacy-execute", b"\x00" + json.dumps(ex).encode())
+    comm = msg("shell", "comm_msg", {"comm_id": "c1", "data": {}}, [b"\x00\xffbuf", b""])
+    write("ws", "legacy-binary-comm", b"\x02" + serialize_binary_message(dict(comm)))
+    # tornado forwards a browser's binary message as a text frame
+    write("ws", "legacy-binary-as-text", b"\x00" + serialize_binary_message(dict(comm)))
+    write("ws", "v1-execute", b"\x03" + v1(ex))
+    write("ws", "v1-comm-buffers", b"\x03" + v1(comm, [b"\x01\x02\x03", b"x" * 100]))
+    inp = msg("stdin", "input_reply", {"value": "42"})
+    write("ws", "legacy-input-reply", b"\x00" + json.dumps(inp).encode())
+    iop = msg("iopub", "status", {"execution_state": "idle"})
+    write("ws", "client-on-iopub", b"\x00" + json.dumps(iop).encode())
+    write("ws", "garbage", b"\x02\xff\xff\xff\xff\x00\x00\x00\x08")
+
+
 def main():
     shutil.rmtree(CORPUS, ignore_errors=True)
+    http_seeds()
+    ws_seeds()
     jmsg_seeds()
     zmtp_seeds()
     config_seeds()
