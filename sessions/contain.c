@@ -308,7 +308,7 @@ contain_meter(struct session *s, int reset, uint64_t *cpu, uint64_t *peak,
 	if (!s->cgroup_made || contain.cg == NULL)
 		return;
 	if (s->meter == NULL &&
-	    (s->meter = cgroup_meter_open(contain.cg, s->name, &cause)) == NULL) {
+	    (s->meter = cgroup_meter_open(contain.cg, s->cgroup, &cause)) == NULL) {
 		free(cause);
 		return;
 	}

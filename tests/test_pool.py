@@ -358,10 +358,27 @@ def test_escape_battery_against_pool_born_sessions():
 
 
 def test_lifecycle_suites_on_pool_born_sessions():
-    """Checkpoints, hibernation, resume, idle timeouts, daemon restarts and
+    """Checkpoints, hibernation, resume, idle timeouts, daemon restarts,
     kernel arguments (a pool-born session said hello before `attach` gave
-    it its arguments) with the pool on (the suites' daemons wait for a
+    it its arguments) and the execution contract with the pool on (the suites' daemons wait for a
     member before new)."""
     _suite(["tests/test_lifecycle.py", "tests/test_lifecycle_more.py",
-            "tests/test_idle_timeout.py", "tests/test_kernel_args.py"],
+            "tests/test_idle_timeout.py", "tests/test_kernel_args.py",
+            "tests/test_contract.py"],
            {"CELLBLOCK_TEST_WARM_POOL": "2"})
+
+
+def test_a_pool_born_session_is_metered_from_its_own_cgroup(pd):
+    """The execution contract's figures (metadata.cellblock on every
+    execute_reply) come from the cgroup the member was made in."""
+    pd.wait_pool()
+    kc = pd.client(_new(pd, "metered"))
+    try:
+        assert _ls(pd)["metered"]["born"] == "pool"
+        reply, _ = run_cell(kc, "x = bytearray(20 << 20)\nsum(range(200000))")
+        meta = reply["metadata"]["cellblock"]
+        assert isinstance(meta["cpu_ms"], int) and isinstance(meta["peak_memory_bytes"], int), meta
+        assert meta["peak_memory_bytes"] >= 20 << 20, meta
+    finally:
+        kc.stop_channels()
+    pd.cli("kill", "metered", check=True)
