@@ -341,9 +341,12 @@ def render(res):
               "them on main, a `poll(2)` over every heartbeat descriptor per wake (`sock_poll` "
               "and `tcp_poll`, a third of the daemon's samples at 1,000 sessions); wave/wire2's "
               "next heartbeat loop (epoll) takes it out of the profile.",
-              "- **`waitpid`**: every session's process is the daemon's child, and the "
-              "kernel's `wait_consider_task` walks all of them at each reap (6-12% of the "
-              "samples at 1,000; wave/egress2's part of issue 11).",
+              "- **The reaper**: every session's process is the daemon's child. With "
+              "`waitpid(-1)` the kernel's `wait_consider_task` walked all of them at each reap "
+              "(6-12% of the samples at 1,000); main's `server/child.c` reaps by pidfd, but "
+              "its `child_sigchld` still walks every child at each SIGCHLD looking for those "
+              "without a pidfd (6% at 1,000): an O(children) list walk where a count of "
+              "pidfd-less children would do.",
               "- **The CPU quota write** of each new cgroup (`cpu.cfs_quota_us`): the kernel's "
               "`tg_set_bandwidth` checks the bandwidth of every task group on the host, "
               "O(cgroups) (6-9% at 1,000). With the pool it is paid by the refill, between "
@@ -365,6 +368,10 @@ def write_section(text):
 
 
 def main():
+    if sys.argv[1:] == ["--render"]:        # the last run's figures, the current text
+        with open(os.path.join(B.BUILD, "pool.json")) as f:
+            write_section(render(json.load(f)))
+        return 0
     p = argparse.ArgumentParser()
     p.add_argument("--starts", type=int, default=30)
     p.add_argument("--floor-n", type=int, default=50)
