@@ -64,7 +64,7 @@ TESTBINS = $(BINDIR)/test-protocol $(BINDIR)/test-base $(BINDIR)/test-redact \
 	   $(if $(wildcard tests/sandbox/seccomp-check.c),$(BINDIR)/seccomp-check) \
 	   $(if $(wildcard tests/sandbox/sandbox-check.c),$(BINDIR)/sandbox-check)
 # The fuzz harnesses' replay drivers: the corpus and crashes as tests (Fuzzing below).
-FUZZ_TARGETS = jmsg control channel config zmtp http ws
+FUZZ_TARGETS = jmsg control channel config zmtp rest http ws
 TESTBINS += $(patsubst %,$(BINDIR)/fuzz-replay-%,$(FUZZ_TARGETS))
 
 all: $(BINS) $(TESTBINS)
@@ -129,7 +129,9 @@ test: deps all
 # Benchmarks against ipykernel; never part of `make test` (docs/BENCHMARKS.md).
 bench: deps all
 	$(PYTHON) tests/bench/bench.py $(BENCHFLAGS)
+	$(PYTHON) tests/bench/mcp_bench.py $(if $(filter --quick,$(BENCHFLAGS)),--quick)
 	$(PYTHON) tests/bench/egress_bench.py
+	$(PYTHON) tests/bench/rest_bench.py $(RESTBENCHFLAGS)
 	$(PYTHON) tests/bench/contract_bench.py
 	$(PYTHON) tests/bench/gateway_bench.py
 	$(PYTHON) tests/bench/pool_bench.py
@@ -185,6 +187,7 @@ FUZZ_LINK_jmsg	  = $(PROTO_SRC) $(BASE_SRC)
 FUZZ_LINK_control = $(filter-out server/cellblockd.c,$(DAEMON_SRC)) \
 		    server/cellblockd-lib.c $(PROTO_SRC) $(SESS_SRC) $(BASE_SRC) \
 		    $(SANDBOX_PARENT)
+FUZZ_LINK_rest	  = $(FUZZ_LINK_control)
 FUZZ_LINK_channel = sessions/channel.c $(BASE_SRC)
 FUZZ_LINK_config  = server/config.c $(EGRESS_POLICY) $(BASE_SRC)
 FUZZ_LINK_zmtp	  = $(PROTO_SRC) $(BASE_SRC)
@@ -227,6 +230,9 @@ PREFIX	 ?= /usr/local
 SYSCONFDIR ?= $(if $(filter /usr,$(PREFIX)),/etc,$(PREFIX)/etc)
 UNITDIR	 ?= $(if $(filter /usr,$(PREFIX)),/lib/systemd/system,$(PREFIX)/lib/systemd/system)
 PKG	  = server/packaging
+# The Python SDK (docs/AGENTS.md) goes where Debian's python3 finds it.
+PYDIR	 ?= $(if $(filter /usr,$(PREFIX)),/usr/lib/python3/dist-packages,$(PREFIX)/lib/python3/dist-packages)
+SDK	  = server/sdk/python/cellblock_sdk
 DEBARCH	 := $(shell dpkg --print-architecture 2>/dev/null)
 DEBDIR	  = build/deb
 DEB	  = $(DEBDIR)/cellblock_$(VERSION)_$(DEBARCH).deb
@@ -237,7 +243,8 @@ install: programs
 	    $(DESTDIR)$(PREFIX)/share/cellblock/runner \
 	    $(DESTDIR)$(PREFIX)/share/man/man1 $(DESTDIR)$(PREFIX)/share/man/man8 \
 	    $(DESTDIR)$(PREFIX)/share/jupyter/kernels/cellblock \
-	    $(DESTDIR)$(SYSCONFDIR)/cellblock $(DESTDIR)$(UNITDIR)
+	    $(DESTDIR)$(SYSCONFDIR)/cellblock $(DESTDIR)$(UNITDIR) \
+	    $(DESTDIR)$(PYDIR)/cellblock_sdk
 	install -m 0755 $(BINDIR)/cellblockd $(DESTDIR)$(PREFIX)/sbin/
 	install -m 0755 $(BINDIR)/cellblock $(DESTDIR)$(PREFIX)/bin/
 	install -m 0755 $(BINDIR)/cellblock-shim $(DESTDIR)$(PREFIX)/libexec/cellblock/
@@ -245,6 +252,7 @@ install: programs
 	install -m 0755 $(BINDIR)/cellblock-init $(DESTDIR)$(PREFIX)/libexec/cellblock/
 	install -m 0644 $(BINDIR)/cellblock-zygote.so $(DESTDIR)$(PREFIX)/lib/cellblock/
 	install -m 0644 kernel-shim/runner/*.py $(DESTDIR)$(PREFIX)/share/cellblock/runner/
+	install -m 0644 $(SDK)/*.py $(DESTDIR)$(PYDIR)/cellblock_sdk/
 	install -m 0644 docs/cellblock.1 $(DESTDIR)$(PREFIX)/share/man/man1/
 	install -m 0644 docs/cellblockd.8 $(DESTDIR)$(PREFIX)/share/man/man8/
 	sed 's|@BINDIR@|$(PREFIX)/bin|' $(PKG)/kernel.json \

@@ -20,6 +20,8 @@
 
 #include "server.h"
 #include "contract.h"
+#include "rest.h"
+#include "mcp.h"
 
 char		*server_state_dir;
 char		*server_shim_path;
@@ -591,12 +593,15 @@ main(int argc, char **argv)
 	lifecycle_load_all();
 	lifecycle_start();
 	pool_start();
+	mcp_init();	/* the control socket's "mcp" stream op */
 	xasprintf(&path, "%s/control.sock", server_state_dir);
 	contract_ops_init();
 	if (control_start(path, &cause) != 0)
 		fatalx("%s", cause);
 	server_sig_io = loop_io_add(server_sigfd, EPOLLIN, server_signal_event,
 	    NULL);
+	mcp_http_register();
+	rest_register();
 	gateway_start();
 
 	log_info("ready: control %s, shared endpoint %s/shared.json", path,
@@ -610,12 +615,14 @@ main(int argc, char **argv)
 		    "Stop with Ctrl-C.\n\n", server_state_dir,
 		    server_state_dir);
 		gateway_banner(stderr);
+		rest_banner(stderr);
 	}
 	while (!server_quit) {
 		if (loop_run() != 0)
 			break;
 	}
 	notify_stopping();
+	mcp_http_stop();
 	gateway_stop();
 	lifecycle_checkpoint_all(10000);
 	loop_io_remove(&server_zygote_io);

@@ -613,7 +613,8 @@ contract_request(struct contract *c, const struct contract_req *r)
 	    r->client != NULL ? r->client : "cli");
 	jm->content = json_pack("{s:s,s:b,s:b,s:{},s:b,s:b}", "code", r->code,
 	    "silent", 0, "store_history", r->store_history != 0,
-	    "user_expressions", "allow_stdin", allow_stdin, "stop_on_error", 1);
+	    "user_expressions", "allow_stdin", allow_stdin, "stop_on_error",
+	    !r->keep_queue);
 	jm->buffers = zmsg_new();
 	jm->size = zframe_size(jm->header_raw) + strlen(r->code) + 256;
 	return (jm);

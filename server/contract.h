@@ -58,6 +58,9 @@ struct contract_req {
 	json_t		*stdin_lines;	/* array of strings, or NULL; borrowed */
 	int		 store_history;	/* -1: the default (yes) */
 	const char	*client;	/* "rest" "mcp" "cli" "gateway": audit */
+	int		 keep_queue;	/* 1: a failure aborts no queued cell
+					   (stop_on_error false: MCP's calls
+					   are independent) */
 };
 
 typedef void	 contract_event_cb(void *, json_t *);

@@ -42,6 +42,10 @@ struct control_conn {
 	int		 closed;
 	struct loop_io	*io;
 	struct waiter	 waiter;	/* answers a checkpoint or fork */
+	struct waiter	*waiting;	/* &waiter, or control_call's */
+	const struct control_stream *stream; /* lines are its protocol's */
+	void		*stream_conn;	/* what stream->open made */
+	int		 skipping;	/* dropping an oversized stream line */
 	u_int		 waits;		/* sessions whose ckpt_waiter it is */
 	char		*obuf;		/* replies the socket did not take yet */
 	size_t		 olen;
@@ -69,7 +73,7 @@ typedef json_t *control_fn(struct control_conn *, json_t *);
 static control_fn control_new, control_ls, control_connect,
     control_interrupt, control_restart, control_kill, control_attach,
     control_ping, control_checkpoint, control_fork, control_audit,
-    control_stats, control_token;
+    control_stats, control_stream, control_token;
 
 /*
  * Legend: command name as the CLI sends it in "cmd"; handler, which returns
@@ -393,7 +397,7 @@ control_checkpoint(struct control_conn *c, json_t *req)
 	if (s->state == SESSION_HIBERNATED || s->lc.hibernating)
 		return (json_pack("{s:b,s:s}", "ok", 1, "note", "hibernated: "
 		    "its checkpoint is current"));
-	if (lifecycle_checkpoint(s, 0, &c->waiter, &cause) != 0) {
+	if (lifecycle_checkpoint(s, 0, c->waiting, &cause) != 0) {
 		r = control_error(EXIT_FAILED, "%s", cause);
 		free(cause);
 		return (r);
@@ -412,7 +416,7 @@ control_fork(struct control_conn *c, json_t *req)
 		return (err);
 	if (name == NULL)
 		return (control_error(EXIT_USAGE, "no name for the new session"));
-	return (lifecycle_fork(s, name, c->uid, &c->waiter));
+	return (lifecycle_fork(s, name, c->uid, c->waiting));
 }
 
 /* The answer to a request that waited: a checkpoint or a fork. */
@@ -442,6 +446,52 @@ static json_t *
 control_token(struct control_conn *c, json_t *req)
 {
 	return (token_control(c->uid, req));
+}
+
+/*
+ * Stream ops: a surface above (server/mcp.c for `cellblock mcp`) turns a
+ * connection into its own protocol's line stream. It registers at start,
+ * so this room never calls it by name.
+ */
+static const struct control_stream *control_streams[4];
+static size_t	 control_nstreams;
+
+void
+control_stream_register(const struct control_stream *st)
+{
+	if (control_nstreams == nitems(control_streams))
+		fatalx("too many control stream ops");
+	control_streams[control_nstreams++] = st;
+	control_handle(st->name, control_stream);
+}
+
+/* What the stream's protocol sends goes out as lines, as every reply. */
+static void
+control_stream_out(void *arg, json_t *msg, json_t *about)
+{
+	(void)about;
+	control_send(arg, json_incref(msg));
+}
+
+/* From now on this connection's lines are the stream's, as the peer's uid. */
+static json_t *
+control_stream(struct control_conn *c, json_t *req)
+{
+	const char	*cmd = json_string_value(json_object_get(req, "cmd"));
+	size_t		 i;
+
+	if (c->fd == -1 || c->stream != NULL || c->session != NULL)
+		return (control_error(EXIT_USAGE, "not on this connection"));
+	for (i = 0; i < control_nstreams; i++) {
+		if (strcmp(control_streams[i]->name, cmd) == 0)
+			break;
+	}
+	if (i == control_nstreams)
+		return (control_error(EXIT_FAILED, "%s is not served by this "
+		    "daemon", cmd));
+	c->stream = control_streams[i];
+	c->stream_conn = c->stream->open(c->uid, control_stream_out, c);
+	return (json_pack("{s:b,s:s}", "ok", 1, "stream", cmd));
 }
 
 /* HOOK_ENDED: an attach client hears that its session ended. */
@@ -594,6 +644,50 @@ control_parse_request(const char *line, size_t len, size_t *row,
 	return (NULL);
 }
 
+/*
+ * The rows of control_table a caller off the socket (the REST and MCP
+ * fronts) may run through control_call: those that need nothing of a
+ * connection but its uid and a waiter. attach binds a socket to a
+ * session's life; execute, result and files answer on the connection
+ * (contract-ops.c): those surfaces call contract.c and files.c directly.
+ */
+static const char *control_call_ops[] = {
+	"new", "ls", "interrupt", "restart", "kill", "checkpoint", "fork",
+	"stats",
+};
+
+/*
+ * One op of control_table for a caller that is not on the socket, so
+ * that every surface runs the same code. req names the op in "cmd"; uid
+ * is the caller. A NULL reply means w hears the answer later (a
+ * checkpoint, a fork): w must live until then.
+ */
+json_t *
+control_call(uid_t uid, json_t *req, struct waiter *w)
+{
+	struct control_conn	 c;
+	const char		*cmd = json_string_value(json_object_get(req,
+				     "cmd"));
+	size_t			 i, row;
+
+	memset(&c, 0, sizeof c);
+	c.fd = -1;
+	c.passed_fd = -1;
+	c.uid = uid;
+	c.pid = -1;
+	c.waiting = w;
+	for (i = 0; cmd != NULL && i < nitems(control_call_ops); i++) {
+		if (strcmp(control_call_ops[i], cmd) != 0)
+			continue;
+		for (row = 0; row < nitems(control_table); row++) {
+			if (strcmp(control_table[row].name, cmd) == 0)
+				return (control_table[row].fn(&c, req));
+		}
+	}
+	return (control_error(EXIT_USAGE, "'%s' is not an op for this "
+	    "caller", cmd != NULL ? cmd : ""));
+}
+
 static json_t *
 control_dispatch(struct control_conn *c, const char *line, size_t len)
 {
@@ -719,7 +813,7 @@ control_readable(int fd, uint32_t events, void *arg)
 	struct control_conn	*c = arg;
 	char			*nl;
 	ssize_t			 n;
-	size_t			 used;
+	size_t			 used, max;
 	json_t			*reply;
 
 	(void)fd;
@@ -730,10 +824,11 @@ control_readable(int fd, uint32_t events, void *arg)
 	if ((events & (EPOLLIN | EPOLLHUP | EPOLLERR)) == 0)
 		return;
 	/* Grow by doubling up to the line limit: an idle peer costs little. */
-	if (c->len == c->size && c->size < CONTROL_LINE_MAX) {
+	max = c->stream != NULL ? c->stream->line_max : CONTROL_LINE_MAX;
+	if (c->len == c->size && c->size < max) {
 		c->size = c->size == 0 ? 4096 : c->size * 2;
-		if (c->size > CONTROL_LINE_MAX)
-			c->size = CONTROL_LINE_MAX;
+		if (c->size > max)
+			c->size = max;
 		c->buf = xrealloc(c->buf, c->size);
 	}
 	n = control_recv(c);
@@ -747,10 +842,16 @@ control_readable(int fd, uint32_t events, void *arg)
 	while (!c->closed &&
 	    (nl = memchr(c->buf, '\n', c->len)) != NULL) {
 		used = nl + 1 - c->buf;
-		reply = control_dispatch(c, c->buf, nl - c->buf);
-		if (reply == NULL)
-			c->waits++;	/* answered later: control_answer */
-		control_send(c, reply);
+		if (c->skipping)
+			c->skipping = 0;	/* the oversized line's end */
+		else if (c->stream != NULL)
+			c->stream->input(c->stream_conn, c->buf, nl - c->buf);
+		else {
+			reply = control_dispatch(c, c->buf, nl - c->buf);
+			if (reply == NULL)
+				c->waits++; /* answered later: control_answer */
+			control_send(c, reply);
+		}
 		if (c->passed_fd != -1) {	/* the request did not take it */
 			close(c->passed_fd);
 			c->passed_fd = -1;
@@ -758,7 +859,13 @@ control_readable(int fd, uint32_t events, void *arg)
 		memmove(c->buf, c->buf + used, c->len - used);
 		c->len -= used;
 	}
-	if (c->len == CONTROL_LINE_MAX) {
+	/* A stream's peer hears of its oversized line and keeps its stream. */
+	if (c->stream != NULL && c->len == max) {
+		if (!c->skipping)
+			c->stream->oversized(c->stream_conn);
+		c->skipping = 1;
+		c->len = 0;
+	} else if (c->stream == NULL && c->len == CONTROL_LINE_MAX) {
 		log_warn("control: uid %u: request too long", (u_int)c->uid);
 		c->closed = 1;
 	}
@@ -772,6 +879,8 @@ control_close(struct control_conn *c)
 	struct session	*s;
 
 	loop_io_remove(&c->io);
+	if (c->stream != NULL)
+		c->stream->close(c->stream_conn);
 	if (c->job_gone != NULL)
 		c->job_gone(c->job);
 	if (c->passed_fd != -1)
@@ -885,6 +994,7 @@ control_accept(int lfd, uint32_t events, void *arg)
 	(*control_uid_conns(cred.uid))++;
 	c = xcalloc(1, sizeof *c);
 	c->waiter.answer = control_answer;
+	c->waiting = &c->waiter;
 	c->passed_fd = -1;
 	c->fd = fd;
 	c->uid = cred.uid;

@@ -83,6 +83,8 @@ struct http_req {
 	http_close_fn		*close_fn;
 	void			*close_arg;
 	int			 sink_done;	/* body_sink replied or ended */
+	char			 xhdr[HTTP_XHDRS_MAX][2][256]; /* http_reply_header */
+	size_t			 nxhdr;
 	int			 refused;	/* no route, or no token: answered */
 	TAILQ_ENTRY(http_req)	 entry;		/* in http_reqs */
 };
@@ -330,10 +332,27 @@ http_resume(struct http_req *req)
 	http_kick();
 }
 
+/* A header for the reply this request is about to get (Mcp-Session-Id). */
+void
+http_reply_header(struct http_req *req, const char *name, const char *value)
+{
+	if (req->nxhdr == HTTP_XHDRS_MAX)
+		fatalx("%s: more than %d reply headers", __func__,
+		    HTTP_XHDRS_MAX);
+	snprintf(req->xhdr[req->nxhdr][0], sizeof req->xhdr[0][0], "%s", name);
+	snprintf(req->xhdr[req->nxhdr][1], sizeof req->xhdr[0][1], "%s",
+	    value);
+	req->nxhdr++;
+}
+
 static void
 http_set_response(struct http_req *req, u_int status,
     struct MHD_Response *resp)
 {
+	size_t	i;
+
+	for (i = 0; i < req->nxhdr; i++)
+		MHD_add_response_header(resp, req->xhdr[i][0], req->xhdr[i][1]);
 	if (req->resp != NULL)
 		MHD_destroy_response(req->resp);
 	req->resp = resp;
@@ -379,6 +398,66 @@ http_reply_json(struct http_req *req, u_int status, json_t *j)
 	free(s);
 }
 
+/*
+ * A file as the body, sent from its descriptor as the client takes it
+ * (a download is never read into memory); the response closes fd.
+ */
+void
+http_reply_fd(struct http_req *req, u_int status, const char *ctype, int fd,
+    uint64_t size)
+{
+	struct MHD_Response	*resp;
+
+	resp = MHD_create_response_from_fd64(size, fd);
+	if (resp == NULL) {
+		close(fd);
+		http_error(req, 500, "Internal Server Error", "cannot send "
+		    "the file");
+		return;
+	}
+	if (ctype != NULL)
+		MHD_add_response_header(resp, "Content-Type", ctype);
+	http_set_response(req, status, resp);
+}
+
+/*
+ * The front's own errors under /v1/ (no route, no token, too big) in the
+ * agent API's shape, {"error": {"type", "message"}} (docs/AGENTS.md).
+ * Legend: status; type.
+ */
+static const struct {
+	u_int		 status;
+	const char	*type;
+} http_v1_types[] = {
+	{ 400, "bad_request" },
+	{ 401, "unauthorized" },
+	{ 403, "forbidden" },
+	{ 404, "not_found" },
+	{ 405, "method_not_allowed" },
+	{ 413, "too_large" },
+	{ 499, "client_gone" },
+	{ 503, "unavailable" },
+	{ 504, "timeout" },
+};
+
+static json_t *
+http_error_body(struct http_req *req, u_int status, const char *reason,
+    const char *msg)
+{
+	const char	*type = "internal";
+	size_t		 i;
+
+	if (strncmp(req->path, "/v1/", 4) != 0)
+		return (json_pack("{s:s,s:s}", "reason", reason, "message",
+		    msg));
+	for (i = 0; i < nitems(http_v1_types); i++) {
+		if (http_v1_types[i].status == status)
+			type = http_v1_types[i].type;
+	}
+	return (json_pack("{s:{s:s,s:s}}", "error", "type", type, "message",
+	    msg));
+}
+
 /* Errors as the gateway clients parse them: {"reason", "message"}. */
 void
 http_error(struct http_req *req, u_int status, const char *reason,
@@ -393,8 +472,8 @@ http_error(struct http_req *req, u_int status, const char *reason,
 	va_end(ap);
 	log_debug("%s %s from %s: %u %s", req->method,
 	    req->path, req->peer, status, msg);
-	http_reply_json(req, status, json_pack("{s:s,s:s}", "reason", reason,
-	    "message", msg));
+	http_reply_json(req, status, http_error_body(req, status, reason,
+	    msg));
 	free(msg);
 }
 
@@ -678,6 +757,26 @@ http_connection(void *cls, struct MHD_Connection *conn, void **socket_ctx,
 	metrics_set_connections("http", http_nconns);
 }
 
+/*
+ * %-decoding of the path and the query: a %00 would end the C string the
+ * routes see and quietly name another thing ("a%00b" as "a"), so a
+ * decoded NUL becomes "/..", which no route matches (404) and no files
+ * path passes (400).
+ */
+static size_t
+http_unescape(void *cls, struct MHD_Connection *conn, char *s)
+{
+	size_t	n;
+
+	(void)cls;
+	(void)conn;
+	n = MHD_http_unescape(s);
+	if (memchr(s, '\0', n) == NULL)
+		return (n);
+	memcpy(s, "/..", 4);	/* "%00" had three bytes at least */
+	return (3);
+}
+
 static void
 http_log(void *cls, const char *fmt, va_list ap)
 {
@@ -827,9 +926,16 @@ http_sweep(void *arg)
 		if (http_client_gone(req))
 			http_drop(req);
 		else if (req->suspended && now - req->suspended_at >
-		    HTTP_SUSPEND_MAX)
+		    HTTP_SUSPEND_MAX) {
+			/*
+			 * The waiter must hear it before the request goes,
+			 * or it answers a freed request later.
+			 */
+			http_closed(req);
+			req->gone = 0;
 			http_error(req, 504, "Gateway Timeout", "no answer "
 			    "from the kernel in time");
+		}
 	}
 	http_sweep_timer = loop_timer_add(HTTP_SWEEP_EVERY, http_sweep, NULL);
 }
@@ -1121,6 +1227,7 @@ http_daemon_start(char **cause)
 	OPT(MHD_OPTION_CONNECTION_TIMEOUT, cfg.http_timeout, NULL);
 	OPT(MHD_OPTION_CONNECTION_MEMORY_LIMIT, HTTP_HEADERS_MAX, NULL);
 	OPT(MHD_OPTION_NOTIFY_COMPLETED, http_completed, NULL);
+	OPT(MHD_OPTION_UNESCAPE_CALLBACK, http_unescape, NULL);
 	OPT(MHD_OPTION_NOTIFY_CONNECTION, http_connection, NULL);
 	if (http_tls_mem[0] != NULL) {
 		OPT(MHD_OPTION_HTTPS_MEM_CERT, 0, http_tls_mem[0]);

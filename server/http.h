@@ -70,6 +70,11 @@ void		 http_reply_json(struct http_req *, u_int, json_t *);
 void		 http_error(struct http_req *, u_int, const char *,
 		     const char *, ...) __attribute__((format(printf, 4, 5)));
 void		 http_suspend(struct http_req *);
+#define HTTP_XHDRS_MAX		4	/* http_reply_header's per reply */
+void		 http_reply_header(struct http_req *, const char *,
+		     const char *);
+void		 http_reply_fd(struct http_req *, u_int, const char *, int,
+		     uint64_t);
 void		 http_on_close(struct http_req *, http_close_fn *, void *);
 /*
  * Streaming replies (server-sent events, long outputs): begin sends the

@@ -312,6 +312,25 @@ json_t		*lifecycle_fork(struct session *, const char *, uid_t,
 int		 control_start(const char *, char **);
 void		 control_stop(void);
 json_t		*control_parse_request(const char *, size_t, size_t *, char **);
+json_t		*control_call(uid_t, json_t *, struct waiter *);
+/*
+ * A stream op (`cellblock mcp`): the connection's lines go to a protocol
+ * of a room above, which registers at start. Legend: the "cmd" that
+ * switches to it; the longest line it takes (longer: oversized, then the
+ * rest of that line is dropped); open (the peer's uid, where to send
+ * messages, its argument) returns the protocol's connection; input, one
+ * line; oversized; close, when the connection goes.
+ */
+typedef void	 control_out_fn(void *, json_t *, json_t *);
+struct control_stream {
+	const char	*name;
+	size_t		 line_max;
+	void		*(*open)(uid_t, control_out_fn *, void *);
+	void		 (*input)(void *, const char *, size_t);
+	void		 (*oversized)(void *);
+	void		 (*close)(void *);
+};
+void		 control_stream_register(const struct control_stream *);
 struct control_conn;
 typedef json_t	*control_op_fn(struct control_conn *, json_t *);
 void		 control_handle(const char *, control_op_fn *);

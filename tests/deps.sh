@@ -6,7 +6,7 @@ libsodium-dev libseccomp-dev python3-ipython python3-jupyter-client
 python3-dill python3-numpy python3-pandas python3-matplotlib
 python3-matplotlib-inline python3-pytest python3-pexpect python3-nbclient
 python3-nbformat python3-jedi python3-jupyter-kernel-test python3-ipykernel
-jupyter-console mandoc tmux procps
+jupyter-console mandoc tmux procps curl jq
 clang libclang-rt-14-dev
 debhelper dpkg-dev lintian systemd man-db python3-prometheus-client python3-zmq
 util-linux iproute2 openssl python3-pip python3-requests

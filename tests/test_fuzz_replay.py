@@ -11,7 +11,7 @@ import pytest
 from cbtest import BIN, ROOT
 
 FUZZ = os.path.join(ROOT, "tests", "fuzz")
-TARGETS = ["jmsg", "control", "channel", "config", "zmtp", "http", "ws"]
+TARGETS = ["jmsg", "control", "channel", "config", "zmtp", "rest", "http", "ws"]
 
 
 def inputs(target):

@@ -28,6 +28,7 @@ INSTALLED = {
     "/usr/share/man/man1/cellblock.1.gz", "/usr/share/man/man8/cellblockd.8.gz",
     "/lib/systemd/system/cellblockd.service", "/etc/cellblock/cellblockd.conf",
     "/usr/share/jupyter/kernels/cellblock/kernel.json",
+    "/usr/lib/python3/dist-packages/cellblock_sdk/__init__.py",
 }
 # Where a trace of the package could stay. /usr/local and /tmp are left out:
 # other tests write kernelspecs and state there while this one runs.
@@ -145,6 +146,14 @@ def test_deb_installs_serves_and_purges(deb):
             assert w.stdout.strip() == "/usr/share/man/man%s/%s.%s.gz" % (sec, page, sec)
         noise = [l for l in (v.stdout + v.stderr).splitlines() if "cellblockd" in l]
         assert v.returncode == 0 and noise == [], noise
+        # The SDK imports from Debian's python3 with no checkout on the path;
+        # the bytecode that writes must not outlive the package.
+        sdk = subprocess.run(["/usr/bin/python3", "-c",
+                              "import cellblock_sdk; print(cellblock_sdk.__file__)"],
+                             capture_output=True, text=True, cwd="/",
+                             env={"PATH": "/usr/bin:/bin"}, timeout=60)
+        assert sdk.stdout.strip() == \
+            "/usr/lib/python3/dist-packages/cellblock_sdk/__init__.py", sdk
         serve_session(state)
     finally:
         shutil.rmtree(state, ignore_errors=True)

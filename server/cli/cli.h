@@ -63,6 +63,7 @@ extern const struct cmd_entry cmd_attach_entry;
 extern const struct cmd_entry cmd_kernelspec_entry;
 extern const struct cmd_entry cmd_audit_entry;
 extern const struct cmd_entry cmd_stats_entry;
+extern const struct cmd_entry cmd_mcp_entry;
 extern const struct cmd_entry cmd_token_entry;
 void		 cmd_usage(const struct cmd_entry *) __attribute__((noreturn));
 
