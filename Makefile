@@ -33,8 +33,11 @@ CLI_SRC		= $(wildcard server/cli/*.c) server/connfile.c
 EGRESS_POLICY	= server/egress/egress-policy.c
 EGRESS_SRC	= server/egress/egress-proxy.c $(EGRESS_POLICY)
 DAEMON_SRC	+= $(EGRESS_POLICY)
-SHIM_SRC	= $(filter-out kernel-shim/test-%.c kernel-shim/zygote-child.c,\
-		    $(wildcard kernel-shim/*.c))
+SHIM_SRC	= $(filter-out kernel-shim/test-%.c kernel-shim/zygote-child.c \
+		    kernel-shim/cellblock-init.c,$(wildcard kernel-shim/*.c))
+# Pid 1 of every session (kernel-shim/cellblock-init.c): static, so its
+# exec maps one file and no loader.
+INIT_SRC	= kernel-shim/cellblock-init.c kernel-shim/sandbox-pid.c
 # The zygote's C half: a shared object Python loads (docs/ZYGOTE.md); it
 # links no ZeroMQ.
 # The sandbox steps, one file per facility (sandbox.h), run by sandbox-run.c.
@@ -52,7 +55,8 @@ BINDIR	 = bin
 obj = $(patsubst %.c,$(BUILDDIR)/%.o,$(1))
 
 BINS	= $(BINDIR)/cellblockd $(BINDIR)/cellblock $(BINDIR)/cellblock-shim \
-	  $(BINDIR)/cellblock-zygote.so $(BINDIR)/cellblock-egress
+	  $(BINDIR)/cellblock-zygote.so $(BINDIR)/cellblock-egress \
+	  $(BINDIR)/cellblock-init
 TESTBINS = $(BINDIR)/test-protocol $(BINDIR)/test-base $(BINDIR)/test-redact \
 	   $(BINDIR)/test-zmtp $(BINDIR)/test-egress $(BINDIR)/test-child \
 	   $(if $(wildcard sessions/test-cgroup.c),$(BINDIR)/test-cgroup) \
@@ -75,6 +79,9 @@ $(BINDIR)/cellblockd: $(call obj,$(DAEMON_SRC) $(PROTO_SRC) $(SESS_SRC) $(BASE_S
 	    $(SANDBOX_PARENT))
 $(BINDIR)/cellblock: $(call obj,$(CLI_SRC) $(PROTO_SRC) $(BASE_SRC))
 $(BINDIR)/cellblock-shim: $(call obj,$(SHIM_SRC) $(BASE_SRC))
+$(BINDIR)/cellblock-init: $(call obj,$(INIT_SRC))
+	@mkdir -p $(dir $@)
+	$(CC) -static $(LDFLAGS) -o $@ $^
 $(BINDIR)/test-base: $(call obj,kernel-shim/base/test-base.c $(BASE_SRC))
 $(BINDIR)/test-protocol: $(call obj,protocol/test-protocol.c $(PROTO_SRC) $(BASE_SRC))
 $(BINDIR)/test-zmtp: $(call obj,protocol/test-zmtp.c $(PROTO_SRC) $(BASE_SRC))
@@ -127,6 +134,7 @@ bench: deps all
 	$(PYTHON) tests/bench/rest_bench.py $(RESTBENCHFLAGS)
 	$(PYTHON) tests/bench/contract_bench.py
 	$(PYTHON) tests/bench/gateway_bench.py
+	$(PYTHON) tests/bench/pool_bench.py
 
 # The message hot path alone (issue 11): executes/s over 50 sessions and
 # the daemon's CPU and instructions per execute; HOTPATHFLAGS may name
@@ -152,7 +160,7 @@ soak: deps all
 ASAN_CC	   = clang
 ASAN_FLAGS = -fsanitize=address,undefined -fno-omit-frame-pointer \
 	     -fno-sanitize-recover=undefined
-ASAN_PLAIN = cellblock-shim cellblock-zygote.so try-syscall
+ASAN_PLAIN = cellblock-shim cellblock-zygote.so cellblock-init try-syscall
 ASAN_ALL = $(notdir $(BINS) $(TESTBINS))
 
 asan-build:
@@ -248,6 +256,7 @@ install: programs
 	install -m 0755 $(BINDIR)/cellblock $(DESTDIR)$(PREFIX)/bin/
 	install -m 0755 $(BINDIR)/cellblock-shim $(DESTDIR)$(PREFIX)/libexec/cellblock/
 	install -m 0755 $(BINDIR)/cellblock-egress $(DESTDIR)$(PREFIX)/libexec/cellblock/
+	install -m 0755 $(BINDIR)/cellblock-init $(DESTDIR)$(PREFIX)/libexec/cellblock/
 	install -m 0644 $(BINDIR)/cellblock-zygote.so $(DESTDIR)$(PREFIX)/lib/cellblock/
 	install -m 0644 kernel-shim/runner/*.py $(DESTDIR)$(PREFIX)/share/cellblock/runner/
 	install -m 0644 $(SDK)/*.py $(DESTDIR)$(PYDIR)/cellblock_sdk/

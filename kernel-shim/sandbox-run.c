@@ -2,22 +2,34 @@
 /*
  * Shared by cellblock-shim (which then execs the runner) and the zygote's
  * child (which then runs the preloaded runner): both get exactly the same
- * steps.  The caller's process becomes the session's outer process: it
- * unshares the namespaces, waits on the channel while the daemon writes
- * the uid/gid maps and places it in its cgroup, then forks pid 1 of the
- * new pid namespace (mounts, hostname, loopback, then a reaper) and pid 2
- * (identity, capabilities, rlimits, fds, seccomp last).  sandbox_run()
- * returns only in pid 2; the outer process relays signals and exits as
- * the interpreter did, pid 1 reaps.  A failed step writes one line to
- * stderr (the daemon logs it) and exits 1.
+ * steps.  Two ways in, one sequence:
+ *
+ *   sandbox_run()         the shim: it unshares the namespaces itself,
+ *                         waits on the channel while the daemon writes
+ *                         the uid/gid maps and places it in its cgroup,
+ *                         then forks pid 1 of the new pid namespace and
+ *                         stays outside, relaying signals.
+ *   sandbox_run_pid1()    the zygote's child, cloned straight into the
+ *                         namespaces: it is pid 1 already, so the same
+ *                         handshake and the same pid-1 steps follow with
+ *                         no outer process and one fork fewer.
+ *
+ * Pid 1 builds the world (mounts, hostname, loopback), forks pid 2
+ * (identity, capabilities, rlimits, fds, seccomp last), and then execs
+ * cellblock-init (kernel-shim/cellblock-init.c), a tiny reaper, so that
+ * what stays for the session's life is a few pages, not a copy of the
+ * zygote.  sandbox_run() and sandbox_run_pid1() return only in pid 2.  A
+ * failed step writes one line to stderr (the daemon logs it) and exits 1.
  */
 
 #include <sys/prctl.h>
+#include <sys/syscall.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 
 #include <endian.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <sched.h>
 #include <signal.h>
@@ -34,6 +46,7 @@
 
 #define RUN_HANDSHAKE_WAIT	30000	/* ms for the daemon's go */
 #define RUN_ANSWER_MAX		65536
+#define RUN_FDS_MAX		1024	/* below: closed one by one for init */
 
 static pid_t	run_child = -1;
 
@@ -183,13 +196,18 @@ run_wait(pid_t child)
  * Pid 2: the interpreter's own steps, seccomp last.  Dumpable again after
  * the change of uid cleared it: exec would do that for the shim's runner,
  * and a zygote child never execs; without it the interpreter's own /proc
- * files would belong to nobody.  Pid 1 stays undumpable.
+ * files would belong to nobody.  Pid 1 is undumpable before pid 2 goes
+ * on: the sync pipe closes only once it is (cellblock-init.c).
  */
 static void
-run_interpreter(const struct sandbox_plan *p)
+run_interpreter(const struct sandbox_plan *p, int sync)
 {
-	char	*cause = NULL;
+	char	*cause = NULL, c;
 
+	while (sync != -1 && read(sync, &c, 1) == -1 && errno == EINTR)
+		;
+	if (sync != -1)
+		close(sync);
 	run_step(sandbox_user_become(p, &cause), "identity", cause);
 	run_step(sandbox_caps_drop(&cause), "capabilities", cause);
 	run_step(sandbox_rlimits_set(p, &cause), "rlimits", cause);
@@ -201,25 +219,78 @@ run_interpreter(const struct sandbox_plan *p)
 	run_step(sandbox_seccomp_install(&cause), "seccomp", cause);
 }
 
+/*
+ * Pid 1 from here on: cellblock-init, as the inner uid with no
+ * capabilities, holding stdio, the sync pipe and the channel. The channel
+ * stays open in it on purpose: the daemon reads its EOF as "the
+ * incarnation is gone" and kills what is left, so it must not come before
+ * pid 1 has exited with pid 2's status (a signal death, 128 + N, would
+ * otherwise be reported as the daemon's own SIGKILL).
+ */
+static void __attribute__((noreturn))
+run_exec_init(const struct sandbox_plan *p, int initfd, pid_t child,
+    int sync)
+{
+	char	*cause = NULL, pid[16], fd[16], *argv[4], *envp[1] = { NULL };
+	int	 i;
+
+	run_step(sandbox_user_become(p, &cause), "identity", cause);
+	run_step(sandbox_caps_drop(&cause), "capabilities", cause);
+	prctl(PR_SET_PDEATHSIG, SIGKILL);
+	for (i = STDERR_FILENO + 1; i < RUN_FDS_MAX; i++) {
+		if (i != p->keep_fd && i != sync && i != initfd)
+			close(i);
+	}
+	if (close_range(RUN_FDS_MAX, ~0U, 0) != 0)
+		run_fail("close_range: %s", strerror(errno));
+	if (fcntl(sync, F_SETFD, 0) != 0 ||
+	    (p->keep_fd >= 0 && fcntl(p->keep_fd, F_SETFD, 0) != 0))
+		run_fail("fcntl: %s", strerror(errno));
+	snprintf(pid, sizeof pid, "%ld", (long)child);
+	snprintf(fd, sizeof fd, "%d", sync);
+	argv[0] = "cellblock-init";
+	argv[1] = pid;
+	argv[2] = fd;
+	argv[3] = NULL;
+	/* initfd is close-on-exec: execveat reads it before closing it. */
+	syscall(SYS_execveat, initfd, "", argv, envp, AT_EMPTY_PATH);
+	run_fail("exec cellblock-init: %s", strerror(errno));
+}
+
 /* Pid 1 of the session's pid namespace: build the world, then reap. */
 static void
 run_pid1(const struct sandbox_plan *p)
 {
 	char	*cause = NULL;
 	pid_t	 pid;
-	int	 code;
+	int	 code, initfd = -1, sync[2] = { -1, -1 };
 
 	/* getppid() is 0 here (the parent is outside our pid namespace). */
 	prctl(PR_SET_PDEATHSIG, SIGKILL);
+	/* Opened while the host's files are still in view. */
+	if (p->init != NULL &&
+	    (initfd = open(p->init, O_RDONLY | O_CLOEXEC)) == -1)
+		run_fail("%s: %s", p->init, strerror(errno));
 	run_step(sandbox_mount_setup(p, &cause), "mounts", cause);
 	run_step(sandbox_uts_hostname(p, &cause), "hostname", cause);
 	run_step(sandbox_net_loopback_up(&cause), "loopback", cause);
+	if (initfd != -1 && pipe2(sync, O_CLOEXEC) != 0)
+		run_fail("pipe: %s", strerror(errno));
 	if ((pid = fork()) == -1)
 		run_fail("fork: %s", strerror(errno));
 	if (pid == 0) {
-		run_interpreter(p);
+		if (initfd != -1) {
+			close(initfd);
+			close(sync[1]);
+		}
+		run_interpreter(p, sync[0]);
 		return;
 	}
+	if (initfd != -1) {
+		close(sync[0]);
+		run_exec_init(p, initfd, pid, sync[1]);
+	}
+	/* No cellblock-init given (sandbox-check): this process reaps. */
 	run_step(sandbox_user_become(p, &cause), "identity", cause);
 	run_step(sandbox_caps_drop(&cause), "capabilities", cause);
 	prctl(PR_SET_PDEATHSIG, SIGKILL);
@@ -234,8 +305,7 @@ sandbox_run(const struct sandbox_plan *p)
 	pid_t	 pid;
 
 	run_step(sandbox_user_drop_groups(&cause), "groups", cause);
-	if (unshare(CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWNET |
-	    CLONE_NEWIPC | CLONE_NEWUTS) != 0)
+	if (unshare(SANDBOX_NAMESPACES) != 0)
 		run_fail("unshare: %s", strerror(errno));
 	run_handshake(p->keep_fd);
 	/* Now in its cgroup: that cgroup becomes the root of its view. */
@@ -248,6 +318,19 @@ sandbox_run(const struct sandbox_plan *p)
 		return;
 	}
 	run_wait(pid);
+}
+
+/*
+ * The caller was cloned with SANDBOX_NAMESPACES (and had no groups to
+ * drop): it is pid 1 already, and the daemon's child.
+ */
+void
+sandbox_run_pid1(const struct sandbox_plan *p)
+{
+	run_handshake(p->keep_fd);
+	if (unshare(CLONE_NEWCGROUP) != 0)
+		run_fail("unshare cgroup: %s", strerror(errno));
+	run_pid1(p);		/* returns only in pid 2 */
 }
 
 /*

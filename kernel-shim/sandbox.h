@@ -5,6 +5,7 @@
 
 #include <sys/types.h>
 
+#include <sched.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -24,16 +25,20 @@
  * The order, run by the caller (see SANDBOX-NOTES.md):
  *
  *   parent ns   sandbox_user_drop_groups()          as root, before unshare
- *   child       unshare(USER|NS|PID|NET|IPC|UTS)
+ *   child       unshare(USER|NS|PID|NET|IPC|UTS)     (a zygote child is
+ *                                                    cloned with them)
  *   parent      sandbox_user_write_maps(child, ...)  the daemon's
  *                                                    contain_enter()
- *   child       unshare(CGROUP), fork: the child is pid 1
- *   pid 1       sandbox_mount_setup(), sandbox_uts_hostname(),
- *               sandbox_net_loopback_up(), fork
- *   pid 2       sandbox_user_become(), sandbox_caps_drop(),
- *               sandbox_rlimits_set(), sandbox_proc_hygiene(), seccomp, exec
+ *   child       unshare(CGROUP), fork: the child is pid 1 (a zygote
+ *               child is pid 1 already)
+ *   pid 1       open plan.init, sandbox_mount_setup(),
+ *               sandbox_uts_hostname(), sandbox_net_loopback_up(), fork
+ *   pid 2       wait for pid 1's sync pipe, sandbox_user_become(),
+ *               sandbox_caps_drop(), sandbox_rlimits_set(),
+ *               sandbox_proc_hygiene(), seccomp, exec
  *   pid 1       sandbox_user_become(), sandbox_caps_drop(),
- *               prctl(PR_SET_PDEATHSIG), sandbox_pid_reaper(pid 2)
+ *               prctl(PR_SET_PDEATHSIG), exec cellblock-init, which runs
+ *               sandbox_pid_reaper(pid 2)
  *
  * Every function returns 0, or -1 with *cause set to an allocated message
  * the caller frees.  None of them exits.
@@ -71,7 +76,14 @@ struct sandbox_plan {
 	size_t		 nbinds;
 	uid_t		 bind_uid;	/* the owner's files show as these */
 	gid_t		 bind_gid;	/* (the session's host ids), or -1 */
+	const char	*init;		/* cellblock-init, host path: pid 1
+					   execs it; NULL: pid 1 reaps in
+					   this image */
 };
+
+/* What sandbox_run unshares (sandbox_run_pid1's caller clones with). */
+#define SANDBOX_NAMESPACES	(CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWPID | \
+	CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS)
 
 /*
  * Who the interpreter is inside its user namespace: the only id mapped
@@ -116,6 +128,7 @@ int	sandbox_pid_reaper(pid_t, int *, char **);
 
 /* sandbox-run.c: all of the above in order; returns only in pid 2. */
 void	sandbox_run(const struct sandbox_plan *);
+void	sandbox_run_pid1(const struct sandbox_plan *);
 void	sandbox_run_environment(const char *, const char *, int);
 
 /*

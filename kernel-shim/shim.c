@@ -42,6 +42,7 @@ struct shim_args {
 	uint64_t	 nofile;
 	uint64_t	 fsize;
 	int		 threads;
+	const char	*init;		/* cellblock-init, pid 1 execs it */
 	int		 print_policy;
 	const char	*zygote_lib;	/* --zygote: the zygote's C half */
 	uid_t		 zygote_uid;	/* (uid_t)-1: keep ours */
@@ -62,7 +63,8 @@ usage(void)
 	    "--workdir DIR --runner FILE [--python PATH]\n"
 	    "                      [--contain] [--rootfs DIR] [--tmp BYTES] "
 	    "[--nofile N] [--fsize BYTES]\n"
-	    "                      [--threads N] [--egress-dir DIR]\n"
+	    "                      [--threads N] [--egress-dir DIR] "
+	    "[--init PATH]\n"
 	    "       cellblock-shim --zygote LIB --channel-fd N --workdir DIR "
 	    "--runner FILE\n"
 	    "                      [--python PATH] [--uid UID --gid GID]\n"
@@ -102,6 +104,7 @@ shim_parse(int argc, char **argv, struct shim_args *a)
 		{ "nofile", required_argument, NULL, 'n' },
 		{ "fsize", required_argument, NULL, 'f' },
 		{ "threads", required_argument, NULL, 'T' },
+		{ "init", required_argument, NULL, 'I' },
 		{ "print-policy", no_argument, NULL, 'P' },
 		{ "zygote", required_argument, NULL, 'Z' },
 		{ "uid", required_argument, NULL, 'U' },
@@ -161,6 +164,9 @@ shim_parse(int argc, char **argv, struct shim_args *a)
 			break;
 		case 'T':
 			a->threads = atoi(optarg) > 0 ? atoi(optarg) : 1;
+			break;
+		case 'I':
+			a->init = optarg;
 			break;
 		case 'P':
 			a->print_policy = 1;
@@ -248,6 +254,7 @@ shim_contain(const struct shim_args *a)
 	p.nbinds = a->nbinds;
 	p.bind_uid = a->mount_uid;
 	p.bind_gid = a->mount_gid;
+	p.init = a->init;
 	snprintf(runner, sizeof runner, "%s/%s", SANDBOX_RUNNER_DIR,
 	    basename((char *)a->runner));
 	/* While still root in the host's namespaces; as the owner. */

@@ -3,15 +3,17 @@
  * Built as bin/cellblock-zygote.so and loaded by cellblock_zygote.py with
  * ctypes.PyDLL, so the GIL stays held and nothing else runs meanwhile.
  *
- * The session's outer process is cloned with CLONE_PARENT: its parent is
- * the daemon, exactly as for a shim the daemon fork+execs, so the daemon
- * reaps it, learns how it died, and keeps it even if the zygote dies.
- * The zygote keeps no children at all.
+ * The session's process is cloned with CLONE_PARENT straight into its new
+ * namespaces (SANDBOX_NAMESPACES): it is pid 1 of its pid namespace and
+ * the daemon's child, so the daemon reaps it, learns how it died, and
+ * keeps it even if the zygote dies; the zygote keeps no children at all.
+ * It runs sandbox_run_pid1(), forks the interpreter (pid 2) and execs
+ * cellblock-init: one copy of the zygote per session, not three.
  *
- * The clone is raw (not fork(3)), so the outer process has glibc's
- * thread id of the zygote cached.  It runs only this file's code and
- * sandbox_run(), which creates pid 1 and pid 2 with fork(3): they, and the
- * interpreter in pid 2, have everything right again.
+ * The clone is raw (not fork(3)), so pid 1 has glibc's thread id of the
+ * zygote cached until it execs; it runs only this file's code and the
+ * sandbox steps, and pid 2 is made with fork(3), which sets everything
+ * right again before Python runs.
  */
 
 #include <sys/prctl.h>
@@ -55,7 +57,8 @@ enum { Z_STDIN, Z_STDOUT, Z_STDERR, Z_CHANNEL, Z_WORKPARENT, Z_NFDS };
 	F(uint64_t,	nofile)						\
 	F(uint64_t,	fsize)						\
 	F(int,		threads)					\
-	F(pid_t,	daemon)		/* our parent-to-be */
+	F(pid_t,	daemon)		/* our parent-to-be */		\
+	F(const char *,	init)		/* cellblock-init, NULL: none */
 
 #define ZYGOTE_MEMBER(type, name)	type name;
 struct zygote_request {
@@ -114,29 +117,29 @@ zygote_child_fds(const struct zygote_request *r)
 		zygote_child_fail("close_range");
 }
 
-/* Only in the outer process; returns only in pid 2. */
+/* Only in the clone, pid 1; returns only in pid 2. */
 static void
 zygote_child_run(const struct zygote_request *r)
 {
 	struct sandbox_plan	p;
 	char			workdir[4096];
 
-	/* The daemon is our parent: go with it. */
+	/*
+	 * The daemon is our parent: go with it. getppid() is 0 in a new pid
+	 * namespace, so whether it still lives the handshake tells (a dead
+	 * daemon's end of the channel is closed).
+	 */
 	if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0)
 		zygote_child_fail("PR_SET_PDEATHSIG");
-	if (getppid() != r->daemon)
-		_exit(1);
-	/* Named as the shim's processes are (pid 1 inherits it), not python3. */
+	/* Named as the shim's processes are, not python3, until it execs. */
 	prctl(PR_SET_NAME, "cellblock-shim");
 	setsid();
 	zygote_child_fds(r);
 	/*
-	 * The work dir's parent is searchable by us, its own parents need
-	 * not be: enter it by fd, and once the mount namespace is unshared
-	 * the cwd is that namespace's copy, reached through /proc/self/cwd.
+	 * The cwd is the work dir's parent, which the zygote entered by fd
+	 * for the clone (zygote_child_spawn): the clone's copy of it in its
+	 * own mount namespace, reached through /proc/self/cwd.
 	 */
-	if (fchdir(Z_WORKPARENT) != 0)
-		zygote_child_fail("fchdir work dir");
 	close(Z_WORKPARENT);
 	snprintf(workdir, sizeof workdir, "/proc/self/cwd/%s", r->workname);
 
@@ -151,7 +154,8 @@ zygote_child_run(const struct zygote_request *r)
 	p.nofile = r->nofile;
 	p.fsize_bytes = r->fsize;
 	p.keep_fd = Z_CHANNEL;
-	sandbox_run(&p);
+	p.init = r->init;
+	sandbox_run_pid1(&p);
 	sandbox_run_environment(r->session, SANDBOX_HOME, r->threads);
 }
 
@@ -213,6 +217,7 @@ pid_t
 zygote_child_spawn(const struct zygote_request *r)
 {
 	pid_t	pid;
+	int	here, saved;
 
 	if (r->workname == NULL || strchr(r->workname, '/') != NULL ||
 	    r->workname[0] == '.' || r->workname[0] == '\0' ||
@@ -221,9 +226,29 @@ zygote_child_spawn(const struct zygote_request *r)
 		errno = EINVAL;
 		return (-1);
 	}
-	pid = syscall(SYS_clone, CLONE_PARENT | SIGCHLD, NULL, NULL, NULL, 0);
-	if (pid != 0)
+	/*
+	 * The work dir's parent is searchable by us, its own parents need
+	 * not be: enter it by fd for the clone, whose new mount namespace
+	 * then has its copy as the cwd (a mount of another namespace could
+	 * not be bound), and come back.
+	 */
+	if ((here = open(".", O_PATH | O_DIRECTORY | O_CLOEXEC)) == -1)
+		return (-1);
+	if (fchdir(r->workparent_fd) != 0) {
+		close(here);
+		return (-1);
+	}
+	pid = syscall(SYS_clone, CLONE_PARENT | SANDBOX_NAMESPACES | SIGCHLD,
+	    NULL, NULL, NULL, 0);
+	if (pid != 0) {
+		saved = errno;
+		if (fchdir(here) != 0)
+			zygote_child_fail("fchdir back");
+		close(here);
+		errno = saved;
 		return (pid);
+	}
+	close(here);
 	zygote_child_run(r);
 	return (0);
 }

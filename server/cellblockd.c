@@ -27,6 +27,7 @@ char		*server_state_dir;
 char		*server_shim_path;
 char		*server_runner_path;
 char		*server_zygote_lib;
+char		*server_init_path;
 uid_t		 server_uid;
 
 static int	 server_sigfd = -1;
@@ -48,7 +49,8 @@ usage(void)
 	    "                  [--address IP] [--transport tcp|ipc] "
 	    "[--max-message SIZE]\n"
 	    "                  [--rootfs DIR] [--allow-weaker-sandbox] "
-	    "[--http-listen ADDRESS:PORT|off]\n");
+	    "[--http-listen ADDRESS:PORT|off]\n"
+	    "                  [--warm-pool N]\n");
 	exit(EXIT_USAGE);
 }
 
@@ -76,6 +78,8 @@ server_paths(void)
 {
 	static const char *const shims[] = { "cellblock-shim",
 	    "../libexec/cellblock/cellblock-shim", NULL };
+	static const char *const inits[] = { "cellblock-init",
+	    "../libexec/cellblock/cellblock-init", NULL };
 	static const char *const zygotes[] = { "cellblock-zygote.so",
 	    "../lib/cellblock/cellblock-zygote.so", NULL };
 	static const char *const runners[] = {
@@ -96,6 +100,10 @@ server_paths(void)
 		    dir);
 	/* Without it sessions still start, by exec: the zygote is speed. */
 	server_zygote_lib = server_find(dir, zygotes);
+	/* Without it pid 1 stays a copy of its parent: memory, not safety. */
+	if ((server_init_path = server_find(dir, inits)) == NULL)
+		log_warn("no cellblock-init next to %s: pid 1 of each session "
+		    "stays a copy of the process that forked it", dir);
 }
 
 static void
@@ -468,6 +476,7 @@ static const struct option server_options[] = {
 	{ "rootfs", required_argument, NULL, 'R' },
 	{ "allow-weaker-sandbox", no_argument, NULL, 'W' },
 	{ "http-listen", required_argument, NULL, 'H' },
+	{ "warm-pool", required_argument, NULL, 'P' },
 	{ "help", no_argument, NULL, 'h' },
 	{ NULL, 0, NULL, 0 }
 };
@@ -507,8 +516,10 @@ main(int argc, char **argv)
 		case 'M':
 		case 'R':
 		case 'H':
+		case 'P':
 			key = ch == 'A' ? "address" : ch == 'T' ? "transport" :
 			    ch == 'R' ? "rootfs" : ch == 'H' ? "http-listen" :
+			    ch == 'P' ? "warm-pool" :
 			    "max-message";
 			sets[nsets].key = key;
 			sets[nsets++].value = optarg;
@@ -573,6 +584,7 @@ main(int argc, char **argv)
 	kernel_init();
 	factory_init();
 	lifecycle_init();
+	pool_init();
 	if (heartbeat_start(&cause) != 0)
 		fatalx("%s", cause);
 	server_shared();
@@ -580,6 +592,7 @@ main(int argc, char **argv)
 	egress_start();
 	lifecycle_load_all();
 	lifecycle_start();
+	pool_start();
 	mcp_init();	/* the control socket's "mcp" stream op */
 	xasprintf(&path, "%s/control.sock", server_state_dir);
 	contract_ops_init();
@@ -614,6 +627,7 @@ main(int argc, char **argv)
 	lifecycle_checkpoint_all(10000);
 	loop_io_remove(&server_zygote_io);
 	zygote_stop(NULL);
+	pool_stop();
 	factory_shutdown_all();
 	egress_stop();
 	lifecycle_stop();

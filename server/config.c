@@ -60,6 +60,7 @@ static const struct config_entry {
 	{ "restart-from-checkpoint", CONFIG_BOOL, &cfg.restart_from_checkpoint,
 	  "yes" },
 	{ "zygote", CONFIG_BOOL, &cfg.zygote, "yes" },
+	{ "warm-pool", CONFIG_COUNT, &cfg.warm_pool, "2" },
 	{ "log-format", CONFIG_STRING, &cfg.log_format, "text" },
 	{ "redact-pattern", CONFIG_LIST, &cfg.redact_patterns, NULL },
 	{ "audit", CONFIG_BOOL, &cfg.audit, "yes" },

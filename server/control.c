@@ -314,6 +314,7 @@ control_attach(struct control_conn *c, json_t *req)
 	struct endpoint	*ep;
 	char		 buf[SESSION_NAME_MAX + 1], *cause, *path;
 	json_t		*r;
+	int		 made = 0;
 
 	if (c->session != NULL)
 		return (control_error(EXIT_USAGE, "already attached"));
@@ -359,12 +360,17 @@ control_attach(struct control_conn *c, json_t *req)
 	else if ((s = factory_new_session(name, c->uid, &ci, NULL,
 	    &cause)) == NULL)
 		goto fail;
+	else
+		made = 1;
 	s->attach = c;
 	c->session = s;
 	if (args != NULL) {
 		/* For each interpreter it starts from now: kernel_on_hello. */
 		json_decref(s->kernel_args);
 		s->kernel_args = json_incref(args);
+		/* Born in the warm pool: its hello came before the session. */
+		if (made && s->hello != NULL)
+			kernel_send_kernel_args(s);
 	}
 	log_info("%s: attached by pid %ld", s->name, (long)c->pid);
 	return (control_ok(s));
@@ -428,11 +434,11 @@ control_answer(struct waiter *w, json_t *reply)
 static json_t *
 control_ping(struct control_conn *c, json_t *req)
 {
-	(void)c;
 	(void)req;
-	return (json_pack("{s:b,s:s,s:I,s:o,s:o}", "ok", 1, "version",
+	return (json_pack("{s:b,s:s,s:I,s:o,s:o,s:o}", "ok", 1, "version",
 	    CELLBLOCK_VERSION, "pid", (json_int_t)getpid(), "zygote",
-	    zygote_describe(), "http", http_describe()));
+	    zygote_describe(), "http", http_describe(), "pool",
+	    pool_describe(c->uid == 0)));
 }
 
 /* HTTP tokens belong to the caller's uid (server/token.c). */

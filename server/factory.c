@@ -64,6 +64,71 @@ factory_quota(uid_t owner, char **cause)
 	return (0);
 }
 
+/* Its own endpoint and the connection file that names it. */
+static int
+factory_endpoint(struct session *s, const struct conninfo *ci, char **cause)
+{
+	struct endpoint	*ep;
+	char		*path;
+	int		 r;
+
+	if ((ep = endpoint_new(s, ci, cause)) == NULL)
+		return (-1);
+	s->endpoint = ep;
+	xasprintf(&path, "%s/sessions/%s.json", server_state_dir, s->name);
+	r = endpoint_write_file(ep, path, s->owner, cause);
+	free(path);
+	return (r);
+}
+
+/*
+ * A warm-pool member becomes the session (server/pool.c): listed under
+ * its name, its work dir renamed as a fresh one would be named (the
+ * sandbox has it bound by inode, so it sees no change), its endpoint
+ * made. NULL with *cause NULL: no member fits, start one as before.
+ */
+static struct session *
+factory_from_pool(const char *name, uid_t owner, const struct conninfo *ci,
+    const struct session_limits *limits, char **cause)
+{
+	struct session	*s;
+	char		*workdir;
+	uint32_t	 rnd;
+
+	*cause = NULL;
+	if (!session_name_valid(name) || session_find(name) != NULL ||
+	    (s = pool_take(name, limits)) == NULL)
+		return (NULL);
+	randombytes_buf(&rnd, sizeof rnd);
+	xasprintf(&workdir, "%s/work/%s.%08x", server_state_dir, name, rnd);
+	if (rename(s->workdir, workdir) != 0) {
+		xasprintf(cause, "%s: %s", workdir, strerror(errno));
+		free(workdir);
+		goto fail;
+	}
+	free(s->workdir);
+	s->workdir = workdir;
+	if (session_list(s, name, owner, cause) != 0)
+		goto fail;
+	if (ci != NULL && factory_endpoint(s, ci, cause) != 0) {
+		kernel_end(s, "its endpoint could not be made");
+		return (NULL);
+	}
+	record_save(s);
+	hook_lifecycle(s, "create", "warm pool", NULL);
+	log_info("%s: interpreter pid %ld from the warm pool", s->name,
+	    (long)s->pid);
+	/* For this session what a hello is for others: its timers start. */
+	hook_run(HOOK_HELLO, s, NULL);
+	return (s);
+fail:
+	/* Still unlisted: killed, and cleaned when it is reaped. */
+	s->pooled = 1;
+	s->stopping = 1;
+	kill(s->pid, SIGKILL);
+	return (NULL);
+}
+
 /*
  * Make a session: work directory (new, or kept from before a restart),
  * optional own endpoint and connection file (ci == NULL: reachable only
@@ -76,8 +141,7 @@ factory_make_session(const char *name, uid_t owner, const struct conninfo *ci,
     uid_t host_uid, int start, char **cause)
 {
 	struct session	*s;
-	struct endpoint	*ep;
-	char		*workdir, *path;
+	char		*workdir;
 	uint32_t	 rnd;
 
 	if (keep_workdir == NULL && factory_quota(owner, cause) != 0)
@@ -107,17 +171,8 @@ factory_make_session(const char *name, uid_t owner, const struct conninfo *ci,
 		goto fail;
 	free(workdir);
 	workdir = NULL;
-	if (ci != NULL) {
-		if ((ep = endpoint_new(s, ci, cause)) == NULL)
-			goto fail;
-		s->endpoint = ep;
-		xasprintf(&path, "%s/sessions/%s.json", server_state_dir, name);
-		if (endpoint_write_file(ep, path, owner, cause) != 0) {
-			free(path);
-			goto fail;
-		}
-		free(path);
-	}
+	if (ci != NULL && factory_endpoint(s, ci, cause) != 0)
+		goto fail;
 	if (start && kernel_start(s, cause) != 0)
 		goto fail;
 	record_save(s);
@@ -138,7 +193,20 @@ struct session *
 factory_new_session(const char *name, uid_t owner, const struct conninfo *ci,
     const struct session_limits *limits, char **cause)
 {
-	return (factory_make_session(name, owner, ci, limits, NULL, (uid_t)-1,
+	const struct session_limits *l = limits != NULL ? limits : &cfg.limits;
+	struct session	*s;
+
+	if (factory_quota(owner, cause) != 0)
+		return (NULL);
+	if ((s = factory_from_pool(name, owner, ci, l, cause)) != NULL)
+		return (s);
+	if (*cause != NULL) {
+		log_warn("%s: warm pool: %s; starting one instead", name,
+		    *cause);
+		free(*cause);
+		*cause = NULL;
+	}
+	return (factory_make_session(name, owner, ci, l, NULL, (uid_t)-1,
 	    1, cause));
 }
 
@@ -239,6 +307,9 @@ factory_describe(struct session *s)
 	if (s->pid > 0)
 		json_object_set_new(d, "born",
 		    json_string(spawn_born_name(s->born)));
+	/* A warm-pool member keeps the group it was made in (docs/ZYGOTE.md). */
+	if (s->cgroup_made)
+		json_object_set_new(d, "cgroup", json_string(s->cgroup));
 	return (d);
 }
 

@@ -231,6 +231,7 @@ incarnation_start(struct session *s, char **cause)
 	a.contain = contain_enabled();
 	a.zygote = cfg.zygote;
 	a.rootfs = cfg.rootfs[0] != '\0' ? cfg.rootfs : NULL;
+	a.init = server_init_path;
 	a.mounts = s->mounts;
 	a.owner = s->owner;
 	a.host_uid = s->host_uid;
@@ -298,10 +299,29 @@ incarnation_stop(struct session *s, const char *reason)
 	zlist_append(incarnation_kills, k);
 }
 
+/*
+ * The signal that killed the interpreter, or 0. A zygote-born session's
+ * own process is pid 1 of its namespace, cellblock-init, which cannot
+ * die by a signal it sends itself: it exits 128 + N as the shell does
+ * (kernel-shim/cellblock-init.c), and so does the shim's relay.
+ */
+static int
+incarnation_signal(int status)
+{
+	if (WIFSIGNALED(status))
+		return (WTERMSIG(status));
+	if (WIFEXITED(status) && WEXITSTATUS(status) > 128 &&
+	    WEXITSTATUS(status) < 128 + NSIG)
+		return (WEXITSTATUS(status) - 128);
+	return (0);
+}
+
 static void
 incarnation_death_reason(struct session *s, int status, const char **ename,
     char *evalue, size_t len)
 {
+	int	sig;
+
 	if (contain_oom_killed(s)) {
 		*ename = "SessionOutOfMemory";
 		snprintf(evalue, len, "the session used more than its memory "
@@ -319,10 +339,10 @@ incarnation_death_reason(struct session *s, int status, const char **ename,
 		*ename = s->stop_reason;
 		snprintf(evalue, len, "the interpreter was stopped (%s)",
 		    s->restart_pending ? "restart" : "session ended");
-	} else if (WIFSIGNALED(status)) {
+	} else if ((sig = incarnation_signal(status)) != 0) {
 		*ename = "SessionKilled";
 		snprintf(evalue, len, "the interpreter was killed by signal "
-		    "%d (%s)", WTERMSIG(status), strsignal(WTERMSIG(status)));
+		    "%d (%s)", sig, strsignal(sig));
 	} else {
 		*ename = "InterpreterExited";
 		snprintf(evalue, len, "the interpreter exited with status %d%s%s",

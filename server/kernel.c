@@ -874,9 +874,10 @@ kernel_abort_queued(struct session *s)
 /*
  * The session's kernel arguments (cellblock attach's, opaque here) go to
  * each new interpreter before anything else, so that they configure its
- * shell before the first request or restore runs.
+ * shell before the first request or restore runs; and to one from the
+ * warm pool, which said hello before it had a session, when they are set.
  */
-static void
+void
 kernel_send_kernel_args(struct session *s)
 {
 	json_t	*m;
@@ -1178,6 +1179,8 @@ kernel_lost(struct session *s, const void *arg)
 	int			 before_hello = lost->before_hello;
 	int			 hibernated;
 
+	if (s->pooled)
+		return (0);	/* an unclaimed warm-pool member: server/pool.c */
 	/* Lifecycle's ops in flight end; 1: it stopped to hibernate. */
 	hibernated = hook_run(HOOK_STOPPED, s, NULL);
 	if (s->current != NULL) {

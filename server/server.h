@@ -44,6 +44,7 @@ struct config {
 	size_t	 min_free_memory; /* below it, reap the least recently used */
 	int	 restart_from_checkpoint; /* after a crash; no: start clean */
 	int	 zygote;	/* fork sessions from a preloaded interpreter */
+	size_t	 warm_pool;	/* interpreters contained in advance */
 	struct session_limits limits;	/* defaults for new sessions */
 	char	*log_format;	/* text or json */
 	struct config_list redact_patterns; /* operator rules, NAME REGEX */
@@ -260,6 +261,7 @@ void		 kernel_init(void);
 void		 kernel_set_resolver(kernel_resolve_fn *);
 transport_listener kernel_receive;
 int		 kernel_start(struct session *, char **);
+void		 kernel_send_kernel_args(struct session *);
 void		 kernel_pump(struct session *);
 void		 kernel_restart(struct session *, const char *);
 void		 kernel_interrupt(struct session *);
@@ -282,6 +284,13 @@ struct session	*factory_shared_session(struct jmsg *);
 json_t		*factory_describe(struct session *);
 void		 factory_rmtree(const char *);
 void		 factory_shutdown_all(void);
+
+/* server/pool.c: the warm pool */
+void		 pool_init(void);
+void		 pool_start(void);
+void		 pool_stop(void);
+struct session	*pool_take(const char *, const struct session_limits *);
+json_t		*pool_describe(int);
 
 /* server/lifecycle.c */
 void		 lifecycle_init(void);
@@ -360,6 +369,7 @@ extern char	*server_state_dir;
 extern char	*server_shim_path;
 extern char	*server_runner_path;
 extern char	*server_zygote_lib;
+extern char	*server_init_path;
 extern uid_t	 server_uid;
 void		 server_exit(const char *);
 

@@ -1244,6 +1244,31 @@ undo:
 	return (-1);
 }
 
+int
+cgroup_set_limits(struct cgroup_host *h, const char *session,
+    const struct cgroup_limits *l, char **cause)
+{
+	struct cg_dir	d = { -1, NULL };
+	int		ctl, i, r;
+
+	if (cg_check(h, session, cause) == -1)
+		return (-1);
+	for (ctl = 0; ctl < CG_NCTL; ctl++) {
+		if (cg_wanted(ctl, l) && h->at[ctl] == -1)
+			return (cg_fail(cause, "session %s: no %s controller "
+			    "(%s)", session, cg_ctl_names[ctl], h->desc));
+	}
+	for (i = 0; i < h->nhier; i++) {
+		if (cg_dir_open(h, i, session, &d, 0, cause) == -1)
+			return (-1);
+		r = cg_apply(h, &h->hier[i], &d, session, l, cause);
+		cg_dir_close(&d);
+		if (r == -1)
+			return (-1);
+	}
+	return (0);
+}
+
 /* rmdir in one hierarchy; dying members keep it busy briefly. */
 static int
 cg_rmdir(struct cgroup_host *h, int i, const char *session, char **cause)

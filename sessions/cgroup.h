@@ -87,6 +87,9 @@ int		 cgroup_valid_name(const char *);
 /* Fails if the group exists; on any failure nothing is left behind. */
 int		 cgroup_create(struct cgroup_host *, const char *session,
 		     const struct cgroup_limits *, char **cause);
+/* A group's limits rewritten (and read back) while it has members. */
+int		 cgroup_set_limits(struct cgroup_host *, const char *session,
+		     const struct cgroup_limits *, char **cause);
 int		 cgroup_attach(struct cgroup_host *, const char *session,
 		     pid_t, char **cause);
 int		 cgroup_oom_kills(struct cgroup_host *, const char *session,

@@ -222,7 +222,9 @@ contain_prepare(struct session *s, char **cause)
 	lim.memory_bytes = s->limits.memory;
 	lim.pids = s->limits.pids;
 	lim.cpu_millis = s->limits.cpu_millis;
-	if (cgroup_create(contain.cg, s->name, &lim, &why) != 0) {
+	if (s->cgroup[0] == '\0')
+		snprintf(s->cgroup, sizeof s->cgroup, "%s", s->name);
+	if (cgroup_create(contain.cg, s->cgroup, &lim, &why) != 0) {
 		xasprintf(cause, "cgroup for %s refused: %s", s->name, why);
 		free(why);
 		contain_release(s);
@@ -243,7 +245,7 @@ int
 contain_enter(struct session *s, pid_t pid, char **cause)
 {
 	if (s->cgroup_made &&
-	    cgroup_attach(contain.cg, s->name, pid, cause) != 0)
+	    cgroup_attach(contain.cg, s->cgroup, pid, cause) != 0)
 		return (-1);
 	if (!contain.userns)
 		return (0);
@@ -258,12 +260,13 @@ contain_release(struct session *s)
 
 	cgroup_meter_close(&s->meter);
 	if (s->cgroup_made && contain.cg != NULL) {
-		if (cgroup_remove(contain.cg, s->name, &cause) != 0) {
+		if (cgroup_remove(contain.cg, s->cgroup, &cause) != 0) {
 			log_warn("%s: %s", s->name, cause);
 			free(cause);
 		}
 		s->cgroup_made = 0;
 	}
+	s->cgroup[0] = '\0';
 	if (contain.uids && s->host_uid >= contain.cfg.uid_base &&
 	    s->host_uid < contain.cfg.uid_base + contain.cfg.uid_count)
 		contain.used[s->host_uid - contain.cfg.uid_base] = 0;
@@ -279,7 +282,7 @@ contain_oom_killed(struct session *s)
 
 	if (!s->cgroup_made)
 		return (0);
-	if (cgroup_oom_kills(contain.cg, s->name, &n, &cause) != 0) {
+	if (cgroup_oom_kills(contain.cg, s->cgroup, &n, &cause) != 0) {
 		free(cause);
 		return (0);
 	}
@@ -305,7 +308,7 @@ contain_meter(struct session *s, int reset, uint64_t *cpu, uint64_t *peak,
 	if (!s->cgroup_made || contain.cg == NULL)
 		return;
 	if (s->meter == NULL &&
-	    (s->meter = cgroup_meter_open(contain.cg, s->name, &cause)) == NULL) {
+	    (s->meter = cgroup_meter_open(contain.cg, s->cgroup, &cause)) == NULL) {
 		free(cause);
 		return;
 	}
@@ -326,6 +329,72 @@ contain_stats(struct session *s, uint64_t *mem, uint64_t *cpu)
 		*mem = CGROUP_UNKNOWN;
 	*cpu = CGROUP_UNKNOWN;
 	if (s->cgroup_made &&
-	    cgroup_stats(contain.cg, s->name, mem, cpu, &cause) != 0)
+	    cgroup_stats(contain.cg, s->cgroup, mem, cpu, &cause) != 0)
 		free(cause);
+}
+
+/*
+ * A running session's cgroup limits change (a warm-pool member claimed
+ * with other limits than the defaults it was made with): written and
+ * read back as at creation; on failure the caller must not use it.
+ */
+int
+contain_set_limits(struct session *s, const struct session_limits *l,
+    char **cause)
+{
+	struct cgroup_limits	lim;
+	char			*why;
+
+	if (!s->cgroup_made)
+		return (0);
+	lim.memory_bytes = l->memory;
+	lim.pids = l->pids;
+	lim.cpu_millis = l->cpu_millis;
+	if (cgroup_set_limits(contain.cg, s->cgroup, &lim, &why) != 0) {
+		xasprintf(cause, "cgroup for %s refused: %s", s->name, why);
+		free(why);
+		return (-1);
+	}
+	return (0);
+}
+
+/*
+ * The hostname inside a running session (its UTS namespace, which the
+ * outer process unshared): a pool member is named only when claimed. The
+ * calling thread joins that namespace for the one call and comes back;
+ * a UTS namespace may be joined by one thread of a threaded process.
+ */
+int
+contain_set_hostname(struct session *s, const char *name, char **cause)
+{
+	char	path[64];
+	int	mine, theirs, r = -1;
+
+	if (!contain.userns || s->pid <= 0)
+		return (0);
+	snprintf(path, sizeof path, "/proc/%ld/ns/uts", (long)s->pid);
+	if ((theirs = open(path, O_RDONLY | O_CLOEXEC)) == -1) {
+		xasprintf(cause, "%s: %s", path, strerror(errno));
+		return (-1);
+	}
+	if ((mine = open("/proc/thread-self/ns/uts", O_RDONLY | O_CLOEXEC)) ==
+	    -1) {
+		xasprintf(cause, "own uts namespace: %s", strerror(errno));
+		close(theirs);
+		return (-1);
+	}
+	if (setns(theirs, CLONE_NEWUTS) != 0)
+		xasprintf(cause, "setns %s: %s", path, strerror(errno));
+	else {
+		if (sethostname(name, strlen(name)) != 0)
+			xasprintf(cause, "sethostname: %s", strerror(errno));
+		else
+			r = 0;
+		if (setns(mine, CLONE_NEWUTS) != 0)
+			fatalx("%s: cannot go back to our own uts namespace: %s",
+			    __func__, strerror(errno));
+	}
+	close(mine);
+	close(theirs);
+	return (r);
 }

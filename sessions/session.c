@@ -149,6 +149,59 @@ session_create(const char *name, uid_t owner, const char *workdir,
 	return (s);
 }
 
+/*
+ * A session with no name in the table yet (a warm-pool member): the reaper
+ * finds it by pid, nothing that lists sessions sees it, and it counts
+ * against no owner until session_list gives it a name.
+ */
+struct session *
+session_create_unlisted(const char *tag, const char *workdir)
+{
+	struct session	*s;
+
+	s = xcalloc(1, sizeof *s);
+	snprintf(s->name, sizeof s->name, "%s", tag);
+	s->owner = (uid_t)-1;
+	s->ending = 1;		/* not counted: see session_set_ending */
+	s->state = SESSION_CREATING;
+	s->created = s->last_active = time(NULL);
+	s->references = 1;
+	s->pid = -1;
+	s->errfd = -1;
+	channel_init(&s->chan, -1);
+	TAILQ_INIT(&s->queue);
+	s->next_id = 1;
+	s->lc.ckpt_slot = -1;
+	s->host_uid = (uid_t)-1;
+	s->workdir = xstrdup(workdir);
+	return (s);
+}
+
+/* An unlisted session takes its name and owner: from now on it is one. */
+int
+session_list(struct session *s, const char *name, uid_t owner, char **cause)
+{
+	if (session_table == NULL)
+		session_table = zhashx_new();
+	if (!session_name_valid(name)) {
+		xasprintf(cause, "invalid session name '%s' (letters, digits, "
+		    "'_', '.', '-'; at most %d)", name, SESSION_NAME_MAX);
+		return (-1);
+	}
+	if (session_find(name) != NULL) {
+		xasprintf(cause, "session '%s' already exists", name);
+		return (-1);
+	}
+	log_info("%s: is now %s, for uid %u", s->name, name, (u_int)owner);
+	snprintf(s->name, sizeof s->name, "%s", name);
+	s->owner = owner;
+	s->ending = 0;
+	s->created = s->last_active = time(NULL);
+	zhashx_insert(session_table, s->name, s);
+	(*session_owner_live(owner))++;
+	return (0);
+}
+
 struct session *
 session_find(const char *name)
 {

@@ -149,6 +149,10 @@ struct session {
 	uid_t		 host_uid;	/* the interpreter's uid on the host */
 	gid_t		 host_gid;
 	int		 cgroup_made;
+	char		 cgroup[SESSION_NAME_MAX + 1]; /* its group's name: the
+					   session's, or the pool member's
+					   it was born as (server/pool.c) */
+	int		 pooled;	/* a warm-pool member: no name yet */
 	struct cgroup_meter *meter;	/* the contract's counters, once open */
 	uint64_t	 oom_seen;	/* OOM kills counted so far */
 
@@ -159,6 +163,8 @@ struct session {
 int		 session_name_valid(const char *);
 void		 session_random_name(char *, size_t);
 struct session	*session_create(const char *, uid_t, const char *, char **);
+struct session	*session_create_unlisted(const char *, const char *);
+int		 session_list(struct session *, const char *, uid_t, char **);
 struct session	*session_find(const char *);
 struct session	*session_find_pid(pid_t);
 void		 session_set_pid(struct session *, pid_t);
@@ -191,6 +197,9 @@ const char	*contain_describe(void);
 int		 contain_prepare(struct session *, char **);
 int		 contain_enter(struct session *, pid_t, char **);
 void		 contain_release(struct session *);
+int		 contain_set_limits(struct session *,
+		     const struct session_limits *, char **);
+int		 contain_set_hostname(struct session *, const char *, char **);
 int		 contain_oom_killed(struct session *);
 void		 contain_stats(struct session *, uint64_t *, uint64_t *);
 void		 contain_meter(struct session *, int, uint64_t *, uint64_t *,
@@ -205,6 +214,7 @@ struct spawn_args {
 	const char	*egress_dir;	/* NULL, or ro at /run/cellblock */
 	const char	*name;
 	const char	*rootfs;	/* NULL: the host's /usr */
+	const char	*init;		/* cellblock-init for pid 1, or NULL */
 	int		 contain;	/* run the sandbox steps */
 	int		 zygote;	/* fork from the zygote if it is ready */
 	const struct session_limits *limits;
@@ -214,7 +224,7 @@ struct spawn_args {
 	gid_t		 host_gid;
 };
 #define SPAWN_BINDS_MAX	16	/* read-only binds per session */
-enum spawn_born { SPAWN_EXEC, SPAWN_ZYGOTE };
+enum spawn_born { SPAWN_EXEC, SPAWN_ZYGOTE, SPAWN_POOL };
 int		 spawn_interpreter(struct session *, const struct spawn_args *,
 		     char **);
 pid_t		 spawn_exec(char **, int, int, char **);

@@ -114,6 +114,10 @@ spawn_argv(const struct spawn_args *a, char **argv, char num[][24],
 			argv[i++] = "--rootfs";
 			argv[i++] = (char *)a->rootfs;
 		}
+		if (a->init != NULL) {
+			argv[i++] = "--init";
+			argv[i++] = (char *)a->init;
+		}
 
 		/* Read-only binds (server/files-mount.c checked them). */
 		json_array_foreach(a->mounts, j, m) {
@@ -170,9 +174,10 @@ spawn_by_zygote(const struct spawn_args *a, int chan, int err, char **cause)
 		free(dir);
 		return (-1);
 	}
-	req = json_pack("{s:s,s:s,s:s,s:s?,s:I,s:I,s:I,s:i,s:i}",
+	req = json_pack("{s:s,s:s,s:s,s:s?,s:s?,s:I,s:I,s:I,s:i,s:i}",
 	    "op", "spawn", "workname", slash + 1, "session", a->name,
-	    "rootfs", a->rootfs, "tmp", (json_int_t)a->limits->tmp,
+	    "rootfs", a->rootfs, "init", a->init,
+	    "tmp", (json_int_t)a->limits->tmp,
 	    "nofile", (json_int_t)a->limits->nofile,
 	    "fsize", (json_int_t)a->limits->fsize,
 	    "threads", (int)spawn_threads(a->limits), "daemon", (int)getpid());
@@ -257,7 +262,13 @@ close_pair:
 const char *
 spawn_born_name(enum spawn_born born)
 {
-	return (born == SPAWN_ZYGOTE ? "zygote" : "exec");
+	static const char *names[] = {
+		[SPAWN_EXEC] = "exec",
+		[SPAWN_ZYGOTE] = "zygote",
+		[SPAWN_POOL] = "pool",
+	};
+
+	return (born >= 0 && born < (int)nitems(names) ? names[born] : "?");
 }
 
 /* BLAS and OpenMP pools: the session's CPU share, rounded up. */

@@ -694,6 +694,7 @@ static void
 test_v2(void)
 {
 	struct cgroup_limits	 lim = { 64 * MiB, 16, 1500 };
+	struct cgroup_limits	 other = { 32 * MiB, 8, 500 };
 	struct cgroup_host	*h;
 	const char		*root, *path = NULL, *own, *s;
 	char			*cause = NULL;
@@ -736,6 +737,23 @@ test_v2(void)
 	CHECK_HAS(cause, "already exists");
 	CHECK_STR(slurp(P("%s/pids.max", s)), "16");	/* left alone */
 	free(cause);
+	cause = NULL;
+	/* A warm-pool member's limits rewritten in place (server/pool.c). */
+	CHECK(cgroup_set_limits(h, "s1", &other, &cause) == 0);
+	CHECK_STR(slurp(P("%s/memory.max", s)), "33554432");
+	CHECK_STR(slurp(P("%s/pids.max", s)), "8");
+	CHECK_STR(slurp(P("%s/cpu.max", s)), "50000 100000");
+	CHECK(cgroup_set_limits(h, "nosuch", &other, &cause) == -1);
+	free(cause);
+	cause = NULL;
+	fk.clamp_file = "pids.max";
+	fk.clamp_value = "7\n";
+	CHECK(cgroup_set_limits(h, "s1", &lim, &cause) == -1);
+	CHECK_HAS(cause, "pids.max reads back \"7\", wrote \"16\"");
+	free(cause);
+	cause = NULL;
+	fk.clamp_file = NULL;
+	CHECK(cgroup_set_limits(h, "s1", &lim, &cause) == 0);
 	v2_session(h, own, s);
 	cgroup_host_destroy(&h);
 	cgroup_host_destroy(&h);	/* safe twice */
@@ -847,6 +865,7 @@ static void
 test_v1(void)
 {
 	struct cgroup_limits	 lim = { 32 * MiB, 8, 500 };
+	struct cgroup_limits	 less = { 16 * MiB, 4, 250 };
 	struct cgroup_host	*h;
 	const char		*root, *cg, *mem, *pids, *cpu, *path = NULL;
 	char			*cause = NULL;
@@ -885,6 +904,13 @@ test_v1(void)
 	CHECK_STR(slurp(P("%s/pids.max", pids)), "8");
 	CHECK_STR(slurp(P("%s/cpu.cfs_period_us", cpu)), "100000");
 	CHECK_STR(slurp(P("%s/cpu.cfs_quota_us", cpu)), "50000");
+	/* A warm-pool member's limits rewritten in place: memory lowered. */
+	CHECK(cgroup_set_limits(h, "s1", &less, &cause) == 0);
+	CHECK_STR(slurp(P("%s/memory.limit_in_bytes", mem)), "16777216");
+	CHECK_STR(slurp(P("%s/memory.memsw.limit_in_bytes", mem)), "16777216");
+	CHECK_STR(slurp(P("%s/pids.max", pids)), "4");
+	CHECK_STR(slurp(P("%s/cpu.cfs_quota_us", cpu)), "25000");
+	CHECK(cgroup_set_limits(h, "s1", &lim, &cause) == 0);
 	v1_session(h, mem, pids, cpu);
 	CHECK(exists(P("%s/memory/user.slice/s1/cellblock", cg)));
 	free(cause);

@@ -78,8 +78,16 @@ def sanitizer_env():
 class Daemon:
     """One cellblockd in the foreground with its own state directory."""
 
-    def __init__(self, extra_args=(), wait_zygote=True):
+    def __init__(self, extra_args=(), wait_zygote=True, warm_pool=None):
+        """warm_pool: members of the warm pool (docs/ZYGOTE.md); None: the
+        CELLBLOCK_TEST_WARM_POOL environment variable, else 0, so that a
+        test's sessions are born as it expects unless it asks for the pool
+        (make test-pool runs the lifecycle tests with it)."""
         self.state = tempfile.mkdtemp(prefix="cb-test-")
+        if warm_pool is None:
+            warm_pool = os.environ.get("CELLBLOCK_TEST_WARM_POOL", "0")
+        self.warm_pool = int(warm_pool)
+        extra_args = ["--warm-pool", str(self.warm_pool), *extra_args]
         # Never the default HTTP port: parallel test daemons would collide.
         if not any(str(a).startswith("--http-listen") for a in extra_args):
             extra_args = [*extra_args, "--http-listen", "127.0.0.1:0"]
@@ -96,6 +104,8 @@ class Daemon:
             time.sleep(0.02)
         if wait_zygote:
             self.wait_zygote()
+            if self.warm_pool:
+                self.wait_pool()
 
     def control(self, request, timeout=10):
         """One request on the control socket; its answer as a dict."""
@@ -112,6 +122,22 @@ class Daemon:
             raise RuntimeError("the zygote did not get ready:\n" + self.log_text())
         return z
 
+    def pool(self):
+        return self.control({"cmd": "ping"}).get("pool", {})
+
+    def wait_pool(self, ready=None, timeout=60):
+        """Until the warm pool holds `ready` (default: its size) members
+        past their hello; returns its description."""
+        want = self.warm_pool if ready is None else ready
+        deadline = time.monotonic() + timeout
+        while True:
+            p = self.pool()
+            if p.get("ready", 0) >= want or p.get("on") is False:
+                return p            # full, or off (no zygote): nothing to wait for
+            if time.monotonic() > deadline or not self.alive():
+                raise RuntimeError(f"warm pool not ready ({p}):\n" + self.log_text()[-4000:])
+            time.sleep(0.05)
+
     def env(self):
         env = dict(os.environ)
         env["CELLBLOCK_STATE_DIR"] = self.state
@@ -125,6 +151,8 @@ class Daemon:
         return p
 
     def new(self, name=None):
+        if self.warm_pool:
+            self.wait_pool(1)       # pool-born, as the test run asked
         args = ["new"] + (["--name", name] if name else [])
         return self.cli(*args, check=True).stdout.strip()
 

@@ -23,6 +23,7 @@ PKG = "cellblock"
 INSTALLED = {
     "/usr/sbin/cellblockd", "/usr/bin/cellblock", "/usr/libexec/cellblock/cellblock-shim",
     "/usr/libexec/cellblock/cellblock-egress", "/usr/share/cellblock/runner/cellblock_egress.py",
+    "/usr/libexec/cellblock/cellblock-init",
     "/usr/lib/cellblock/cellblock-zygote.so", "/usr/share/cellblock/runner/cellblock_runner.py",
     "/usr/share/man/man1/cellblock.1.gz", "/usr/share/man/man8/cellblockd.8.gz",
     "/lib/systemd/system/cellblockd.service", "/etc/cellblock/cellblockd.conf",

@@ -111,8 +111,19 @@ class Runner:
                 cellblock_checkpoint.serve_op(self, msg)
             elif op == "configure":     # kernel arguments, before any request
                 self.configure(msg.get("kernel_args"))
+            elif op == "claim":         # a warm-pool member gets its session
+                self.claim(msg.get("session"))
             # Anything else is a stale input_reply (its input() was
             # interrupted) or an op from a newer daemon: ignored.
+
+    def claim(self, name):
+        """Born in the warm pool (docs/ZYGOTE.md): the session's name
+        arrives before any request, where a fresh one has it from birth."""
+        if not isinstance(name, str) or not name:
+            return
+        self.session_name = name
+        self.log.prefix = "cellblock-runner[%d] %s: " % (os.getpid(), name)
+        os.environ["CELLBLOCK_SESSION"] = name
 
     def handle_request(self, msg):
         rid = msg.get("id")

@@ -41,7 +41,8 @@ class Request(ctypes.Structure):
                 ("nofile", ctypes.c_uint64),
                 ("fsize", ctypes.c_uint64),
                 ("threads", ctypes.c_int),
-                ("daemon", ctypes.c_int)]
+                ("daemon", ctypes.c_int),
+                ("init", ctypes.c_char_p)]
 
 
 class LayoutMismatch(RuntimeError):
@@ -119,7 +120,8 @@ def _request(req, fds):
                    workname=text("workname"), session=text("session"),
                    runner_dir=RUNNER_DIR.encode(), rootfs=text("rootfs", True),
                    tmp=count("tmp"), nofile=count("nofile"), fsize=count("fsize"),
-                   threads=count("threads"), daemon=count("daemon"))
+                   threads=count("threads"), daemon=count("daemon"),
+                   init=text("init", True))
 
 
 def _c_environment():

@@ -838,6 +838,20 @@ class Bench:
         self.res["wall_s"] = self.elapsed()
 
 
+def kept_sections(path):
+    """What the other benchmark scripts wrote into the report after this
+    one's sections (egress, contract, gateway, pool: each rewrites its
+    own): kept when this one rewrites the file."""
+    try:
+        with open(path) as f:
+            old = f.read()
+    except OSError:
+        return ""
+    starts = [old.index(h) for h in ("## Egress:", "## Execution contract:", "## Gateway:",
+                                     "<!-- pool_bench:begin -->") if h in old]
+    return "\n" + old[min(starts):] if starts else ""
+
+
 def main(argv=None):
     args = parse_args(sys.argv[1:] if argv is None else argv)
 
@@ -867,6 +881,7 @@ def main(argv=None):
         json.dump(bench.res, f, indent=1, default=str)
     text = report.render(bench.res, args)
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+    text += kept_sections(args.out)
     with open(args.out, "w") as f:
         f.write(text)
     B.log("bench", f"wrote {os.path.relpath(args.out, B.ROOT)} "

@@ -66,7 +66,7 @@ def rows(res):
                 born = get(st, "born") or "?"
                 reason = (f"sessions born by {born}; the daemon's log puts "
                           f"{ms(bd.get('spawned_to_ready'))} (median) between the spawn and the "
-                          f"interpreter's hello (see \"where the time goes\": the clone and two forks "
+                          f"interpreter's hello (see \"where the time goes\": the clone and fork "
                           f"of the zygote, namespaces, the daemon's cgroup moves and id maps, mounts, "
                           f"IPython's shell), and {ms(bd.get('created_to_spawned'))} from `new` to the "
                           f"spawn (in the daemon's loop: cgroups, five ports, the connection file)")
@@ -328,10 +328,11 @@ def start_time_goes(res):
     total = get(c, "ms", "p50")
     phases = [("`new` request → interpreter spawned (daemon: work dir, cgroups and their "
                "limits, 5 ports, the connection file)", bd.get("created_to_spawned")),
-              ("spawned → `contain` request (zygote: the clone; the child: unshare "
-               "user/mount/pid/net/ipc/uts)", bd.get("spawned_to_contained")),
-              ("`contain` → interpreter's hello (daemon: cgroup moves, id maps; child: two "
-               "forks, mounts, capabilities, seccomp; the runner's per-process part: log, "
+              ("spawned → `contain` request (zygote: the clone into new "
+               "user/mount/pid/net/ipc/uts namespaces)", bd.get("spawned_to_contained")),
+              ("`contain` → interpreter's hello (daemon: cgroup moves, id maps; child: "
+               "mounts, a fork, pid 1's exec of cellblock-init, capabilities, seccomp; the "
+               "runner's per-process part: log, "
                "channel, its private IPython dir, capture threads)", bd.get("contained_to_ready"))]
     L = [f"Start of a new session (born by {st.get('born', '?')}), medians from the daemon's "
          f"log over the `1+1` starts; the client-side total was {ms(total)}:\n",

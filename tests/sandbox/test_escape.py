@@ -52,6 +52,8 @@ PIDS = 64
 TMP = 16 << 20
 NOFILE = 256
 FSIZE = 32 << 20
+# zygote (the default), exec (the fallback) or pool (docs/ZYGOTE.md, "The
+# warm pool": every session the battery makes is claimed from the pool).
 BORN = os.environ.get("CELLBLOCK_ESCAPE_BORN", "zygote")
 CONFIG = f"""\
 # escape battery: small limits
@@ -63,7 +65,7 @@ fsize = 32M
 cpus = 1
 # a safety net: no cell of this battery may run away
 exec-timeout = 90
-zygote = {"yes" if BORN == "zygote" else "no"}
+zygote = {"no" if BORN == "exec" else "yes"}
 """
 
 # Defined at the top of every attacker cell: a bounded fork/exec runner
@@ -244,12 +246,30 @@ class RssPeak:
         return self.peak - self.base
 
 
+def _pool_cannot(limits):
+    """Limits a warm-pool member made with this battery's defaults cannot
+    take (server/pool.c, pool_fits): another tmp, nofile, fsize or CPU
+    count, or more memory."""
+    opts = dict(zip(limits[::2], limits[1::2]))
+    mem = opts.get("--memory")
+    more = mem is not None and _size(mem) > MEMORY
+    return more or any(k in opts for k in ("--tmp", "--nofile", "--fsize")) or \
+        ("--cpus" in opts and -(-float(opts["--cpus"]) // 1) != 1)
+
+
+def _size(text):
+    mult = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}.get(text[-1:].upper(), 1)
+    return int(text[:-1] if mult != 1 else text) * mult
+
+
 class Session:
     """One session of the battery's daemon and a client on it."""
 
     def __init__(self, daemon, name, limits=(), as_uid=None):
         self.daemon = daemon
         self.name = name
+        if BORN == "pool":
+            daemon.wait_pool(1)         # a member to claim, not a fresh start
         if as_uid is None:
             p = daemon.cli("new", "--name", name, *limits, check=True)
         else:                           # another local user, by the control socket
@@ -272,7 +292,9 @@ class Session:
         self.workdir = d["workdir"]
         # The battery attacks what users get by default: a zygote-born
         # session (docs/ZYGOTE.md), not only the exec fallback.
-        assert d.get("born") == BORN, f"{name} was born by {d.get('born')}, not {BORN}"
+        # With the pool, limits a member cannot take start fresh, from the zygote.
+        born = BORN if not (BORN == "pool" and _pool_cannot(limits)) else "zygote"
+        assert d.get("born") == born, f"{name} was born by {d.get('born')}, not {born}"
 
     def describe(self):
         for s in json.loads(self.daemon.cli("ls", "--json", check=True).stdout):
@@ -284,9 +306,11 @@ class Session:
         return self.describe()["pid"]
 
     def interpreter_pid(self):
-        """The interpreter's host pid: pid 2 of the session's namespace."""
+        """The interpreter's host pid: pid 2 of the session's namespace
+        (a zygote-born session's own process is its pid 1; a shim's is
+        the parent of its pid 1)."""
         shim = self.shim_pid()
-        for pid1 in _host_children(shim):
+        for pid1 in [shim] + _host_children(shim):
             for pid2 in _host_children(pid1):
                 if _status_field(pid2, "NSpid")[-1] == "2":
                     return pid2
@@ -342,7 +366,8 @@ class Host:
         os.environ[SECRET_ENV] = self.secret
         tempfile.tempdir = self.base
         try:
-            self.daemon = Daemon(["--config", self.config])
+            self.daemon = Daemon(["--config", self.config],
+                                 warm_pool=2 if BORN == "pool" else 0)
         finally:
             tempfile.tempdir = saved_tmp
             del os.environ[SECRET_ENV]
@@ -605,8 +630,10 @@ _result({{"env": env, "found": found, "child": out}})
 
 
 def test_host_proc_1_environ_not_the_hosts(host, attacker):
-    """/proc/1 inside is the session's own pid 1 (the shim), not the host's
-    init; it is not readable; its root link cannot be followed."""
+    """/proc/1 inside is the session's own pid 1 (cellblock-init, the tiny
+    exec'd reaper), not the host's init; it is not readable (it made itself
+    undumpable before the interpreter went on); its root link cannot be
+    followed."""
     r = attacker.result(r'''
 out = {}
 for p in ("/proc/1/environ", "/proc/1/root/etc/shadow", "/proc/1/mem", "/proc/1/fd/0"):
@@ -625,7 +652,7 @@ _result(out)
     for p in ("/proc/1/environ", "/proc/1/root/etc/shadow", "/proc/1/mem", "/proc/1/fd/0"):
         assert r[p][0] == "denied", (p, r[p])
     assert r["root"] == errno.EACCES
-    assert r["comm"] == "cellblock-shim"
+    assert r["comm"] == "cellblock-init"
     host.check_witness()
 
 
