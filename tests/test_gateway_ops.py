@@ -352,3 +352,40 @@ def test_the_foreground_banner_is_a_working_gateway_line(gw):
     r = requests.get(m.group(1) + "/api/kernels",
                      headers={"Authorization": "token " + m.group(2)}, timeout=10)
     assert r.status_code == 200 and r.json() == []
+
+
+def test_a_kernel_whose_interpreter_cannot_come_back_is_dead_with_a_reason():
+    """Clients cull by the model: a kernel whose interpreter died and cannot
+    start again is "dead" with a reason, not idle, and the front serves on.
+    The interpreter is a wrapper that works until the test breaks it; it
+    lives under /usr, which the sandbox sees, and is removed afterwards."""
+    import shutil
+    import tempfile
+    d = tempfile.mkdtemp(prefix="cbtest-python-", dir="/usr/local/lib")
+    os.chmod(d, 0o755)
+    broken = os.path.join(d, "broken")
+    py = os.path.join(d, "python3")
+    with open(py, "w") as f:
+        f.write('#!/bin/sh\n[ -e %s ] && exit 1\nexec /usr/bin/python3 "$@"\n' % broken)
+    os.chmod(py, 0o755)
+    g = Gateway(config="zygote = no\npython = %s\n" % py)
+    try:
+        a = Api(g, g.token("root"))
+        k = a.new_kernel()
+        assert a.model(k["id"])["execution_state"] != "dead"
+        name = k["cellblock"]["session"]
+        pid = next(s["pid"] for s in g.control({"cmd": "ls"})["sessions"]
+                   if s["name"] == name)
+        open(broken, "w").close()
+        os.kill(pid, signal.SIGKILL)
+        poll(lambda: (a.model(k["id"]) or {}).get("execution_state") == "dead", 60,
+             "the kernel model saying dead")
+        m = a.model(k["id"])
+        assert "could not be restarted" in m["reason"], m
+        assert any(x["id"] == k["id"] and x["execution_state"] == "dead"
+                   for x in a.call("GET", "/api/kernels").json())
+        assert requests.get(g.url + "/api", timeout=10).status_code == 200
+        a.close()
+    finally:
+        g.stop()
+        shutil.rmtree(d, ignore_errors=True)
