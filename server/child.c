@@ -33,6 +33,8 @@ struct child {
 	TAILQ_ENTRY(child)	 entry;
 };
 static TAILQ_HEAD(, child) child_list = TAILQ_HEAD_INITIALIZER(child_list);
+/* How many have no pidfd: SIGCHLD walks the list only if some do. */
+static u_int	child_unwatched;
 
 static int
 child_pidfd_open(pid_t pid)
@@ -53,6 +55,8 @@ child_free(struct child *c)
 	loop_io_remove(&c->io);
 	if (c->pidfd != -1)
 		close(c->pidfd);
+	else
+		child_unwatched--;
 	free(c);
 }
 
@@ -102,6 +106,7 @@ child_watch(pid_t pid, child_exit_fn *fn, void *arg)
 	c->arg = arg;
 	TAILQ_INSERT_TAIL(&child_list, c, entry);
 	if ((c->pidfd = child_pidfd_open(pid)) == -1) {
+		child_unwatched++;
 		log_debug("pidfd_open %ld: %s; found on SIGCHLD", (long)pid,
 		    strerror(errno));
 		return;
@@ -116,6 +121,8 @@ child_sigchld(void)
 {
 	struct child	*c, *next;
 
+	if (child_unwatched == 0)
+		return;		/* the usual case: every child has a pidfd */
 	for (c = TAILQ_FIRST(&child_list); c != NULL; c = next) {
 		next = TAILQ_NEXT(c, entry);
 		if (c->pidfd == -1)
