@@ -124,7 +124,7 @@ def test_env_survives_hibernation(daemon):
     ("GIT_CONFIG_COUNT=1", "GIT_CONFIG_COUNT: reserved"),
     ("1BAD=x", "not a valid name"),
     ("A-B=x", "not a valid name"),
-    ("BIG=" + "v" * 70000, "bytes in all"),
+    pytest.param("BIG=" + "v" * 70000, "bytes in all", id="oversize"),
 ])
 def test_bad_env_is_refused_with_no_session(daemon, arg, says):
     p = daemon.cli("new", "--name", "env-bad", "--env", arg)
@@ -150,7 +150,7 @@ def test_too_many_variables_refused(daemon):
 
 def test_usage_error_for_env_without_equals(daemon):
     p = daemon.cli("new", "--name", "env-noeq", "--env", "JUSTNAME")
-    assert p.returncode != 0 and "usage" in p.stderr.lower(), p.stderr
+    assert p.returncode != 0 and "--env NAME=VALUE" in p.stderr, p.stderr
     assert "env-noeq" not in ls(daemon)
 
 
