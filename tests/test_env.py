@@ -40,6 +40,25 @@ def new_with_env(daemon, name, *extra):
     return p.stdout.strip()
 
 
+def secret_files(state):
+    """Files of the daemon's state holding SECRET, but the session's
+    record (mode 0600, the daemon's: it brings the env back) and its work
+    dir (the user's: a checkpoint holds the cells' results, which show it)."""
+    found = []
+    for top, dirs, files in os.walk(state):
+        if top == state and "work" in dirs:
+            dirs.remove("work")
+        for f in files:
+            path = os.path.join(top, f)
+            try:
+                with open(path, "rb") as fh:
+                    if SECRET.encode() in fh.read() and not f.endswith(".state"):
+                        found.append(path)
+            except OSError:
+                pass
+    return found
+
+
 def restart_daemon(daemon):
     """SIGTERM and a new daemon on the same state directory (as
     test_lifecycle.py does)."""
@@ -96,6 +115,7 @@ def test_env_reaches_every_incarnation(daemon):
     listing = daemon.cli("ls", "--json", check=True).stdout
     assert SECRET not in listing
     assert SECRET not in daemon.log_text()
+    assert secret_files(daemon.state) == [], "values only in the record"
     assert daemon.cli("kill", "envs").returncode == 0
 
 
