@@ -247,6 +247,21 @@ factory_env_name_valid(const char *name)
 	return (1);
 }
 
+/* May a session's env set this name? Valid and not reserved. */
+int
+factory_env_name_ok(const char *name)
+{
+	size_t	i;
+
+	if (strlen(name) > 256 || !factory_env_name_valid(name))
+		return (0);
+	for (i = 0; i < nitems(factory_env_refused); i++) {
+		if (factory_env_match(factory_env_refused[i], name))
+			return (0);
+	}
+	return (1);
+}
+
 /*
  * A session's environment from outside: an object of string values,
  * bounded, no name the sandbox relies on. A new reference, or NULL with

@@ -362,7 +362,8 @@ gateway_env_allowed(const char *name)
  * The posted env is the client's whole environment (jupyter_server 1.23
  * sends PATH, HOME, ...): only what http-env-allow names (KERNEL_* by
  * default, as Kernel Gateway's) reaches the kernel, and never a name the
- * sandbox reserves. KERNEL_LAUNCH_TIMEOUT is honoured; KERNEL_USERNAME
+ * sandbox reserves or that is not a valid name: dropped, not refused, as
+ * the client posts its whole environment, not a choice. KERNEL_LAUNCH_TIMEOUT is honoured; KERNEL_USERNAME
  * is recorded as the session's, shown, never trusted: ownership comes
  * from the token alone. *envp: the kernel's (a new reference), or NULL.
  */
@@ -394,8 +395,7 @@ gateway_check_create(struct http_req *req, json_t *body, json_t **posted,
 	}
 	keep = json_object();
 	json_object_foreach(*posted, k, v) {
-		if (gateway_env_allowed(k) &&
-		    strncmp(k, "CELLBLOCK_", 10) != 0)
+		if (gateway_env_allowed(k) && factory_env_name_ok(k))
 			json_object_set(keep, k, v);
 	}
 	if (json_object_size(keep) != 0 &&

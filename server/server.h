@@ -287,6 +287,7 @@ struct session	*factory_new_session_with(const char *, uid_t,
 json_t		*factory_env_check(json_t *, char **);
 json_t		*factory_env_names(struct session *);
 int		 factory_env_match(const char *, const char *);
+int		 factory_env_name_ok(const char *);
 struct session	*factory_shared_session(struct jmsg *);
 json_t		*factory_describe(struct session *);
 void		 factory_rmtree(const char *);

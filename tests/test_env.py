@@ -296,3 +296,55 @@ def test_mcp_create_session_env(gw):
         p.wait(timeout=30)
         p.stdout.close()
     gw.cli("kill", "mcp-env", check=False)
+
+
+def test_gateway_env_allow_setting():
+    """http-env-allow names and NAME* prefixes; reserved or invalid names
+    are dropped even when allowed; a value that is not a string is a 400."""
+    from gwtest import Api, Channels, stdout_of
+    g = Gateway(config="http-env-allow = MY_VAR, LANG_* *_PROXY\n")
+    try:
+        token = g.token("env-allow")
+        api = Api(g, token)
+        try:
+            r = api.call("POST", "/api/kernels", json={"name": "python3", "env": {
+                "MY_VAR": "m", "LANG_X": "l", "KERNEL_FOO": "k", "MY_VAR2": "no",
+                "HTTP_PROXY": "http://evil:1", "LANG_-x": "bad"}})
+            assert r.status_code == 201, r.text
+            kid = r.json()["id"]
+            ch = Channels(g, token, kid)
+            try:
+                msgs = ch.execute("import os; print(sorted(k for k in os.environ if k in"
+                                  " ('MY_VAR', 'LANG_X', 'KERNEL_FOO', 'MY_VAR2',"
+                                  " 'HTTP_PROXY')), os.environ['MY_VAR'])")
+                assert stdout_of(msgs).strip() == "['LANG_X', 'MY_VAR'] m"
+            finally:
+                ch.close()
+            r = api.call("POST", "/api/kernels", json={"name": "python3",
+                                                        "env": {"MY_VAR": 7}})
+            assert r.status_code == 400 and "MY_VAR" in r.text, r.text
+            api.call("DELETE", "/api/kernels/" + kid)
+        finally:
+            api.close()
+        assert g.proc.poll() is None
+    finally:
+        g.stop()
+
+
+def test_fork_keeps_env_for_its_owner(daemon):
+    kc = daemon.client(new_with_env(daemon, "env-src"))
+    try:
+        run_cell(kc, "x = 1")
+    finally:
+        kc.stop_channels()
+    p = daemon.cli("fork", "env-src", "env-dst")
+    assert p.returncode == 0, p.stderr
+    assert sorted(ls(daemon)["env-dst"]["env"]) == ["A", "B", "TOKEN"]
+    path = ls(daemon)["env-dst"]["connection_file"]
+    kc = daemon.client(path)
+    try:
+        assert value(kc, READ) == EXPECT
+    finally:
+        kc.stop_channels()
+    for n in ("env-src", "env-dst"):
+        daemon.cli("kill", n)
