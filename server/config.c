@@ -86,6 +86,7 @@ static const struct config_entry {
 	  &cfg.http_max_peer_conns, "256" },
 	{ "http-timeout", CONFIG_COUNT, &cfg.http_timeout, "30" },
 	{ "http-max-starts", CONFIG_COUNT, &cfg.http_max_starts, "16" },
+	{ "http-env-allow", CONFIG_STRING, &cfg.http_env_allow, "KERNEL_*" },
 	{ "metrics-public", CONFIG_BOOL, &cfg.metrics_public, "no" },
 	/* Egress (server/egress.c, docs/SECURITY.md). */
 	{ "egress-allow", CONFIG_STRING, &cfg.egress.allow, "" },

@@ -175,7 +175,7 @@ control_new(struct control_conn *c, json_t *req)
 	struct conninfo	 ci;
 	struct session	*s;
 	struct session_limits lim;
-	json_t		*r, *m, *mounts = NULL;
+	json_t		*r, *m, *mounts = NULL, *env = NULL;
 
 	if (config_limits(req, &lim, &cause) != 0) {
 		r = control_error(EXIT_USAGE, "%s", cause);
@@ -192,9 +192,18 @@ control_new(struct control_conn *c, json_t *req)
 		free(cause);
 		return (r);
 	}
+	if ((m = json_object_get(req, "env")) != NULL &&
+	    (env = factory_env_check(m, &cause)) == NULL) {
+		json_decref(mounts);
+		r = control_error(EXIT_USAGE, "%s", cause);
+		free(cause);
+		return (r);
+	}
 	endpoint_default_ci(&ci, name);
-	s = factory_new_session_mounts(name, c->uid, &ci, &lim, mounts, &cause);
+	s = factory_new_session_with(name, c->uid, &ci, &lim, mounts, env,
+	    &cause);
 	json_decref(mounts);
+	json_decref(env);
 	if (s == NULL) {
 		r = control_error(EXIT_FAILED, "%s", cause);
 		free(cause);

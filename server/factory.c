@@ -211,24 +211,153 @@ factory_new_session(const char *name, uid_t owner, const struct conninfo *ci,
 }
 
 /*
- * A new session with read-only mounts (files_mount_check made them): set
- * before its first interpreter starts, and recorded so that every later
- * one, after a resume too, has them. Takes a reference to mounts.
+ * Names a session's env may not set: the daemon's own and those the
+ * egress relay sets (docs/AGENTS.md). A trailing '*' is a prefix.
+ */
+static const char *factory_env_refused[] = {
+	"CELLBLOCK_*", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY",
+	"http_proxy", "https_proxy", "all_proxy", "no_proxy", "PIP_PROXY",
+	"GIT_CONFIG_*",
+};
+
+/* Does name match pattern, a name or a NAME* prefix? */
+int
+factory_env_match(const char *pattern, const char *name)
+{
+	size_t	len = strlen(pattern);
+
+	if (len > 0 && pattern[len - 1] == '*')
+		return (strncmp(pattern, name, len - 1) == 0);
+	return (strcmp(pattern, name) == 0);
+}
+
+static int
+factory_env_name_valid(const char *name)
+{
+	const char	*p;
+
+	if (!(name[0] == '_' || (name[0] >= 'A' && name[0] <= 'Z') ||
+	    (name[0] >= 'a' && name[0] <= 'z')))
+		return (0);
+	for (p = name + 1; *p != '\0'; p++) {
+		if (!(*p == '_' || (*p >= 'A' && *p <= 'Z') ||
+		    (*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9')))
+			return (0);
+	}
+	return (1);
+}
+
+/* May a session's env set this name? Valid and not reserved. */
+int
+factory_env_name_ok(const char *name)
+{
+	size_t	i;
+
+	if (strlen(name) > 256 || !factory_env_name_valid(name))
+		return (0);
+	for (i = 0; i < nitems(factory_env_refused); i++) {
+		if (factory_env_match(factory_env_refused[i], name))
+			return (0);
+	}
+	return (1);
+}
+
+/*
+ * A session's environment from outside: an object of string values,
+ * bounded, no name the sandbox relies on. A new reference, or NULL with
+ * the cause; the cause names the variable, never its value.
+ */
+json_t *
+factory_env_check(json_t *env, char **cause)
+{
+	const char	*k;
+	json_t		*v;
+	size_t		 i, total = 0;
+
+	if (!json_is_object(env)) {
+		*cause = xstrdup("env must be an object of NAME: value strings");
+		return (NULL);
+	}
+	if (json_object_size(env) > FACTORY_ENV_NAMES) {
+		xasprintf(cause, "env: more than %d variables",
+		    FACTORY_ENV_NAMES);
+		return (NULL);
+	}
+	json_object_foreach(env, k, v) {
+		if (strlen(k) > 256 || !factory_env_name_valid(k)) {
+			xasprintf(cause, "env: %.64s: not a valid name "
+			    "([A-Za-z_][A-Za-z0-9_]*)", k);
+			return (NULL);
+		}
+		for (i = 0; i < nitems(factory_env_refused); i++) {
+			if (factory_env_match(factory_env_refused[i], k)) {
+				xasprintf(cause, "env: %s: reserved (set by "
+				    "cellblock for the sandbox)", k);
+				return (NULL);
+			}
+		}
+		if (!json_is_string(v) ||
+		    strlen(json_string_value(v)) != json_string_length(v)) {
+			xasprintf(cause, "env: %s: the value must be a string "
+			    "without NUL", k);
+			return (NULL);
+		}
+		total += strlen(k) + json_string_length(v) + 2;
+		if (total > FACTORY_ENV_BYTES) {
+			xasprintf(cause, "env: more than %d bytes in all",
+			    FACTORY_ENV_BYTES);
+			return (NULL);
+		}
+	}
+	return (json_deep_copy(env));
+}
+
+/* The names only: values may be secrets (ls, the gateway's model). */
+json_t *
+factory_env_names(struct session *s)
+{
+	json_t		*names = json_array(), *v;
+	const char	*k;
+
+	json_object_foreach(s->env, k, v)
+		json_array_append_new(names, json_string(k));
+	return (names);
+}
+
+/*
+ * A new session with read-only mounts (files_mount_check made them) and
+ * environment (factory_env_check's): set before its first interpreter
+ * starts, and recorded so that every later one, after a resume too, has
+ * them. Takes references to mounts and env. Without mounts it may come
+ * from the warm pool: its hello came before the session, so the env goes
+ * now (kernel_send_kernel_args).
  */
 struct session *
-factory_new_session_mounts(const char *name, uid_t owner,
+factory_new_session_with(const char *name, uid_t owner,
     const struct conninfo *ci, const struct session_limits *limits,
-    json_t *mounts, char **cause)
+    json_t *mounts, json_t *env, char **cause)
 {
 	struct session	*s;
 
-	if (json_array_size(mounts) == 0)
-		return (factory_new_session(name, owner, ci, limits, cause));
+	if (json_array_size(mounts) == 0) {
+		if ((s = factory_new_session(name, owner, ci, limits,
+		    cause)) == NULL)
+			return (NULL);
+		if (json_object_size(env) != 0) {
+			s->env = json_incref(env);
+			record_save(s);
+			if (s->hello != NULL)
+				kernel_send_kernel_args(s);
+		}
+		return (s);
+	}
 	s = factory_make_session(name, owner, ci, limits, NULL, (uid_t)-1, 0,
 	    cause);
 	if (s == NULL)
 		return (NULL);
 	s->mounts = json_incref(mounts);
+	if (json_object_size(env) != 0)
+		s->env = json_incref(env);
 	record_save(s);
 	if (kernel_start(s, cause) != 0) {
 		kernel_end(s, "its first interpreter did not start");
@@ -296,6 +425,10 @@ factory_describe(struct session *s)
 	if (s->mounts != NULL)
 		json_object_set(d, "mounts", s->mounts);
 	json_object_set_new(d, "allow_net", json_string(s->limits.allow_net));
+	if (s->env != NULL)
+		json_object_set_new(d, "env", factory_env_names(s));
+	if (s->username != NULL)
+		json_object_set_new(d, "username", json_string(s->username));
 	if (mem != UINT64_MAX)
 		json_object_set_new(d, "memory", json_integer(mem));
 	if (cpu != UINT64_MAX)

@@ -22,6 +22,7 @@
 #define GATEWAY_LAUNCH_DEFAULT	40		/* s: the clients' own timeout */
 #define GATEWAY_LAUNCH_MAX	600
 #define GATEWAY_BODY_MAX	(256 * 1024)	/* jupyter_server posts its env */
+#define GATEWAY_USERNAME_MAX	256	/* KERNEL_USERNAME kept, bytes */
 
 static http_fn gateway_api, gateway_specs, gateway_spec, gateway_resource,
     gateway_list, gateway_create, gateway_get, gateway_delete,
@@ -96,6 +97,9 @@ gateway_model(struct session *s)
 	m = json_pack("{s:s,s:s,s:s,s:s,s:i}", "id", kid, "name",
 	    CELLBLOCK_KERNEL_NAME, "last_activity", when, "execution_state",
 	    gateway_state(s), "connections", gateway_ws_connections(s));
+	/* KERNEL_USERNAME as posted: shown, never used for ownership. */
+	if (s->username != NULL)
+		json_object_set_new(m, "username", json_string(s->username));
 	if (s->state == SESSION_DEAD)
 		json_object_set_new(m, "reason", json_string("the kernel's "
 		    "interpreter died and could not be restarted"));
@@ -338,18 +342,40 @@ gateway_launch_timeout(json_t *env)
 	return (t > GATEWAY_LAUNCH_MAX ? GATEWAY_LAUNCH_MAX : (size_t)t);
 }
 
+/* Is this posted variable one http-env-allow passes to the kernel? */
+static int
+gateway_env_allowed(const char *name)
+{
+	char	*list, *p, *pat;
+	int	 found = 0;
+
+	list = p = xstrdup(cfg.http_env_allow);
+	while (!found && (pat = strsep(&p, ", \t")) != NULL) {
+		if (*pat != '\0')
+			found = factory_env_match(pat, name);
+	}
+	free(list);
+	return (found);
+}
+
 /*
  * The posted env is the client's whole environment (jupyter_server 1.23
- * sends PATH, HOME, ...): nothing of it reaches the kernel. Only
- * KERNEL_LAUNCH_TIMEOUT is honoured and KERNEL_USERNAME recorded in the
- * log; ownership comes from the token alone.
+ * sends PATH, HOME, ...): only what http-env-allow names (KERNEL_* by
+ * default, as Kernel Gateway's) reaches the kernel, and never a name the
+ * sandbox reserves or that is not a valid name: dropped, not refused, as
+ * the client posts its whole environment, not a choice. KERNEL_LAUNCH_TIMEOUT is honoured; KERNEL_USERNAME
+ * is recorded as the session's, shown, never trusted: ownership comes
+ * from the token alone. *envp: the kernel's (a new reference), or NULL.
  */
 static int
-gateway_check_create(struct http_req *req, json_t *body, json_t **env)
+gateway_check_create(struct http_req *req, json_t *body, json_t **posted,
+    json_t **envp)
 {
-	const char	*name;
-	json_t		*v;
+	const char	*name, *k;
+	json_t		*v, *keep;
+	char		*cause;
 
+	*envp = NULL;
 	v = json_object_get(body, "name");
 	name = json_is_string(v) ? json_string_value(v) : NULL;
 	if (v != NULL && !json_is_null(v) && name == NULL) {
@@ -361,11 +387,25 @@ gateway_check_create(struct http_req *req, json_t *body, json_t **env)
 		    name);
 		return (-1);
 	}
-	*env = json_object_get(body, "env");
-	if (*env != NULL && !json_is_object(*env) && !json_is_null(*env)) {
+	*posted = json_object_get(body, "env");
+	if (*posted != NULL && !json_is_object(*posted) &&
+	    !json_is_null(*posted)) {
 		http_error(req, 400, "Bad Request", "env is not an object");
 		return (-1);
 	}
+	keep = json_object();
+	json_object_foreach(*posted, k, v) {
+		if (gateway_env_allowed(k) && factory_env_name_ok(k))
+			json_object_set(keep, k, v);
+	}
+	if (json_object_size(keep) != 0 &&
+	    (*envp = factory_env_check(keep, &cause)) == NULL) {
+		http_error(req, 400, "Bad Request", "%s", cause);
+		free(cause);
+		json_decref(keep);
+		return (-1);
+	}
+	json_decref(keep);
 	return (0);
 }
 
@@ -376,14 +416,14 @@ gateway_create(struct http_req *req)
 	const char	*user;
 	struct conninfo	 ci;
 	struct session	*s;
-	json_t		*body, *env;
+	json_t		*body, *posted, *env = NULL;
 
 	if ((body = http_body_json(req, &cause)) == NULL) {
 		http_error(req, 400, "Bad Request", "%s", cause);
 		free(cause);
 		return;
 	}
-	if (gateway_check_create(req, body, &env) != 0)
+	if (gateway_check_create(req, body, &posted, &env) != 0)
 		goto out;
 	if (gateway_starting >= cfg.http_max_starts) {
 		http_error(req, 403, "Resource Limit", "%u kernels are "
@@ -392,18 +432,24 @@ gateway_create(struct http_req *req)
 	}
 	session_random_name(name, sizeof name);
 	endpoint_default_ci(&ci, name);
-	if ((s = factory_new_session(name, http_uid(req), &ci, NULL,
-	    &cause)) == NULL) {
+	if ((s = factory_new_session_with(name, http_uid(req), &ci, NULL,
+	    NULL, env, &cause)) == NULL) {
 		http_error(req, 403, "Resource Limit", "%s", cause);
 		free(cause);
 		goto out;
 	}
-	user = json_string_value(json_object_get(env, "KERNEL_USERNAME"));
-	log_info("kernel %s for uid %u (KERNEL_USERNAME %s) from %s",
+	user = json_string_value(json_object_get(posted, "KERNEL_USERNAME"));
+	if (user != NULL && *user != '\0' &&
+	    strlen(user) <= GATEWAY_USERNAME_MAX) {
+		s->username = xstrdup(user);
+		record_save(s);
+	}
+	log_info("kernel %s for uid %u (KERNEL_USERNAME %.64s) from %s",
 	    s->name, (u_int)http_uid(req), user ? user : "-",
 	    http_peer(req));
-	gateway_wait(req, s, (unsigned)-1, gateway_launch_timeout(env), 201);
+	gateway_wait(req, s, (unsigned)-1, gateway_launch_timeout(posted), 201);
 out:
+	json_decref(env);
 	json_decref(body);
 }
 

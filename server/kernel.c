@@ -872,21 +872,27 @@ kernel_abort_queued(struct session *s)
 }
 
 /*
- * The session's kernel arguments (cellblock attach's, opaque here) go to
- * each new interpreter before anything else, so that they configure its
- * shell before the first request or restore runs; and to one from the
- * warm pool, which said hello before it had a session, when they are set.
+ * The session's kernel arguments (cellblock attach's, opaque here) and
+ * environment (factory_env_check's) go to each new interpreter before
+ * anything else, so that they configure its shell before the first
+ * request or restore runs; and to one from the warm pool, which said
+ * hello before it had a session, when they are set. Never logged: the
+ * env's values may be secrets.
  */
 void
 kernel_send_kernel_args(struct session *s)
 {
 	json_t	*m;
 	char	*cause;
+	int	 args = json_array_size(s->kernel_args) != 0;
 
-	if (s->kernel_args == NULL || json_array_size(s->kernel_args) == 0)
+	if (!args && json_object_size(s->env) == 0)
 		return;
-	m = json_pack("{s:s,s:O}", "op", "configure", "kernel_args",
-	    s->kernel_args);
+	m = json_pack("{s:s}", "op", "configure");
+	if (args)
+		json_object_set(m, "kernel_args", s->kernel_args);
+	if (json_object_size(s->env) != 0)
+		json_object_set(m, "env", s->env);
 	if (incarnation_send(s, m, &cause) != 0) {
 		log_warn("%s: %s", s->name, cause);
 		free(cause);

@@ -545,6 +545,27 @@ lifecycle_stop(void)
 
 
 
+/*
+ * The record's env is checked again like one from a client: a name
+ * reserved since is dropped, with the rest, rather than trusted.
+ */
+static void
+lifecycle_load_env(struct session *s, json_t *r)
+{
+	json_t	*env = json_object_get(r, "env");
+	char	*cause;
+
+	if (json_is_string(json_object_get(r, "username")))
+		s->username = xstrdup(json_string_value(json_object_get(r,
+		    "username")));
+	if (env == NULL)
+		return;
+	if ((s->env = factory_env_check(env, &cause)) == NULL) {
+		log_warn("%s: env dropped: %s", s->name, cause);
+		free(cause);
+	}
+}
+
 /* Bring one session back as hibernated; the same ports if still free. */
 static void
 lifecycle_load(const char *file)
@@ -598,6 +619,7 @@ lifecycle_load(const char *file)
 	/* Written by us; the shim checks each as the owner again anyway. */
 	if (json_is_array(json_object_get(r, "mounts")))
 		s->mounts = json_incref(json_object_get(r, "mounts"));
+	lifecycle_load_env(s, r);
 	lifecycle_load_checkpoints(s, r);
 	record_save(s);
 	session_set_state(s, SESSION_HIBERNATED, "daemon restarted");
@@ -843,6 +865,9 @@ lifecycle_fork_now(struct session *src)
 		kernel_end(dst, "fork failed");
 		goto fail;
 	}
+	/* Its env too, but never to another owner: values may be secrets. */
+	if (src->env != NULL && dst->owner == src->owner)
+		dst->env = json_incref(src->env);
 	session_set_state(dst, SESSION_HIBERNATED, "forked");
 	record_save(dst);
 	log_info("%s: forked from %s", dst->name, src->name);

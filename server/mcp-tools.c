@@ -120,6 +120,10 @@ static const struct mcp_tool {
 	  LIMIT("tmp", "Size of /tmp, e.g. 64M") ", "
 	  LIMIT("exec_timeout", "Seconds any one cell may run") ", "
 	  LIMIT("idle_timeout", "Seconds idle before it hibernates") ", "
+	  "\"env\": {\"type\": \"object\", \"maxProperties\": 64, "
+	  "\"additionalProperties\": {\"type\": \"string\"}, "
+	  "\"description\": \"Environment variables set in the interpreter "
+	  "(NAME: value; not CELLBLOCK_* nor proxy variables)\"}, "
 	  "\"default\": {\"type\": \"boolean\", \"description\": \"Make it "
 	  "this connection's default session\"}}, "
 	  "\"additionalProperties\": false}",
@@ -387,7 +391,7 @@ mcp_tool_create(struct mcp_call *call, json_t *args, json_t **result,
 		{ "name", "name" }, { "memory", "memory" }, { "cpus", "cpus" },
 		{ "pids", "pids" }, { "tmp", "tmp" },
 		{ "exec_timeout", "exec-timeout" },
-		{ "idle_timeout", "idle-timeout" },
+		{ "idle_timeout", "idle-timeout" }, { "env", "env" },
 	};
 	json_t	*req = json_pack("{s:s}", "cmd", "new"), *v, *reply;
 	char	*text;

@@ -55,6 +55,11 @@ record_json(struct session *s)
 	    connfile_to_json(&ep->ci) : json_null());
 	if (s->mounts != NULL)
 		json_object_set(r, "mounts", s->mounts);
+	/* The values too: the record is the daemon's, mode 0600. */
+	if (s->env != NULL)
+		json_object_set(r, "env", s->env);
+	if (s->username != NULL)
+		json_object_set_new(r, "username", json_string(s->username));
 	return (r);
 }
 

@@ -97,6 +97,7 @@ static const struct {
 	{ "idle_timeout", "idle-timeout", REST_SIZE },
 	{ "allow_net", "allow-net", REST_LIST },
 	{ "mounts", "mounts", REST_JSON },
+	{ "env", "env", REST_JSON },
 };
 
 /* One field of rest_create_fields, as the control request's string. */
@@ -183,17 +184,12 @@ rest_limits_request(json_t *body, char **cause)
 			json_object_set(req, "name", v);
 			continue;
 		}
-		if (strcmp(k, "env") == 0 && (json_is_null(v) ||
-		    (json_is_object(v) && json_object_size(v) == 0)))
-			continue;
 		for (i = 0; i < nitems(rest_create_fields); i++) {
 			if (strcmp(rest_create_fields[i].field, k) == 0)
 				break;
 		}
 		if (i == nitems(rest_create_fields)) {
-			xasprintf(cause, "%s: %s", k, strcmp(k, "env") == 0 ?
-			    "not supported: sessions start with an empty "
-			    "environment" : "unknown field");
+			xasprintf(cause, "%s: unknown field", k);
 			goto fail;
 		}
 		if (json_is_null(v))

@@ -63,6 +63,8 @@ struct config {
 	size_t	 http_max_peer_conns;	/* of those, from one address */
 	size_t	 http_timeout;	/* seconds an idle HTTP connection lives */
 	size_t	 http_max_starts; /* kernel starts over HTTP at once */
+	char	*http_env_allow; /* names, NAME* prefixes: POST /api/kernels env
+				   passed to the kernel (comma or space between) */
 	int	 metrics_public; /* GET /metrics without a token */
 	struct config_egress {		/* server/egress.c, cellblockd(8) */
 		char	*allow;		/* the ceiling; "": no egress */
@@ -277,9 +279,15 @@ struct session	*factory_new_session(const char *, uid_t,
 struct session	*factory_make_session(const char *, uid_t,
 		     const struct conninfo *, const struct session_limits *,
 		     const char *, uid_t, int, char **);
-struct session	*factory_new_session_mounts(const char *, uid_t,
+struct session	*factory_new_session_with(const char *, uid_t,
 		     const struct conninfo *, const struct session_limits *,
-		     json_t *, char **);
+		     json_t *, json_t *, char **);
+#define FACTORY_ENV_NAMES	64	/* a session's env: variables */
+#define FACTORY_ENV_BYTES	65536	/* names and values in all */
+json_t		*factory_env_check(json_t *, char **);
+json_t		*factory_env_names(struct session *);
+int		 factory_env_match(const char *, const char *);
+int		 factory_env_name_ok(const char *);
 struct session	*factory_shared_session(struct jmsg *);
 json_t		*factory_describe(struct session *);
 void		 factory_rmtree(const char *);

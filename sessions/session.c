@@ -278,6 +278,8 @@ session_remove_ref(struct session *s)
 	json_decref(s->exec_count);
 	json_decref(s->lc.restore_report);
 	json_decref(s->mounts);
+	json_decref(s->env);
+	free(s->username);
 	free(s->workdir);
 	free(s);
 }

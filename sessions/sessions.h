@@ -120,6 +120,8 @@ struct session {
 	int		 born;		/* enum spawn_born: how it started */
 	json_t		*hello;
 	json_t		*kernel_args;	/* attach's argv tail, for each hello */
+	json_t		*env;		/* {NAME: value}, for each hello; may be secret */
+	char		*username;	/* gateway's KERNEL_USERNAME: shown, never trusted */
 	int		 stopping;	/* we asked it to end */
 	const char	*stop_reason;	/* ename for the request it cuts */
 	int		 restart_pending;

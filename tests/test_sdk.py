@@ -55,6 +55,17 @@ def test_create_connect_list_kill(gw, token):
     s.kill()                                  # twice: harmless
 
 
+def test_create_with_env_and_e2b_envs(gw, token):
+    """env= (and E2B's envs=) is the session's environment: in os.environ,
+    listed by name only."""
+    for kw in ({"env": {"SDK_A": "1"}}, {"envs": {"SDK_A": "1"}}):
+        with cb.Session.create(url=gw.url, token=token, **kw) as s:
+            assert s.run_code("import os; os.environ.get('SDK_A')").text == "'1'"
+            assert s.info()["env"] == ["SDK_A"]
+    with pytest.raises(cb.InvalidArgumentError):
+        cb.Session.create(url=gw.url, token=token, env={"CELLBLOCK_X": "1"})
+
+
 def test_context_manager_ends_what_it_created(gw, token):
     with cb.Session.create(url=gw.url, token=token) as s:
         name = s.name

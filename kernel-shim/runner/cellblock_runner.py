@@ -109,8 +109,10 @@ class Runner:
                 return 0
             elif op in cellblock_checkpoint.OPS:    # checkpoint, restore: docs/CHECKPOINTS.md
                 cellblock_checkpoint.serve_op(self, msg)
-            elif op == "configure":     # kernel arguments, before any request
-                self.configure(msg.get("kernel_args"))
+            elif op == "configure":     # env, kernel arguments: before any request
+                self.set_env(msg.get("env"))
+                if "kernel_args" in msg:
+                    self.configure(msg.get("kernel_args"))
             elif op == "claim":         # a warm-pool member gets its session
                 self.claim(msg.get("session"))
             # Anything else is a stale input_reply (its input() was
@@ -145,6 +147,21 @@ class Runner:
             finally:
                 self.quiet = self.allow_stdin = False
         self.send_reply(rid, reply)
+
+    def set_env(self, env):
+        """The session's environment (the daemon checked the names): set
+        before kernel arguments and any request, in every incarnation.
+        Values are never logged: they may be secrets."""
+        if env is None:
+            return
+        if not isinstance(env, dict):
+            self.log("configure: env that is not an object ignored")
+            return
+        for name, value in env.items():
+            if isinstance(name, str) and isinstance(value, str):
+                os.environ[name] = value
+            else:
+                self.log("configure: env entry %r ignored" % (name,))
 
     def configure(self, argv):
         """Apply the session's kernel arguments (cellblock_kernelargs). Code

@@ -12,7 +12,8 @@ static int	cmd_new_exec(int, char **);
 const struct cmd_entry cmd_new_entry = {
 	"new", "[--name NAME] [--memory SIZE] [--cpus N] [--pids N] "
 	"[--tmp SIZE] [--exec-timeout SECONDS] [--idle-timeout SECONDS] "
-	"[--allow-net DEST[,DEST...]] [--mount-ro SRC:DST ...]",
+	"[--allow-net DEST[,DEST...]] [--mount-ro SRC:DST ...] "
+	"[--env NAME=VALUE ...]",
 	cmd_new_exec
 };
 
@@ -55,9 +56,11 @@ cmd_new_exec(int argc, char **argv)
 		{ "idle-timeout", required_argument, NULL, 0 },
 		{ "mount-ro", required_argument, NULL, 'm' },
 		{ "allow-net", required_argument, NULL, 0 },
+		{ "env", required_argument, NULL, 'e' },
 		{ NULL, 0, NULL, 0 }
 	};
-	json_t	*req, *r, *mounts = NULL;
+	json_t	*req, *r, *mounts = NULL, *env = NULL;
+	char	*eq;
 	int	 ch, code, idx;
 
 	req = json_pack("{s:s}", "cmd", "new");
@@ -69,12 +72,29 @@ cmd_new_exec(int argc, char **argv)
 				cmd_usage(&cmd_new_entry);
 			continue;
 		}
+		if (ch == 'e') {
+			/* The daemon checks names and bounds (factory.c). */
+			if ((eq = strchr(optarg, '=')) == NULL || eq == optarg)
+				cmd_usage(&cmd_new_entry);
+			if (env == NULL)
+				env = json_object();
+			*eq = '\0';
+			if (json_object_set_new(env, optarg,
+			    json_string(eq + 1)) != 0) {
+				fprintf(stderr, "cellblock: --env %s: not "
+				    "UTF-8\n", optarg);
+				exit(EXIT_USAGE);
+			}
+			continue;
+		}
 		if (ch != 0)
 			cmd_usage(&cmd_new_entry);
 		json_object_set_new(req, opts[idx].name, json_string(optarg));
 	}
 	if (mounts != NULL)
 		json_object_set_new(req, "mounts", mounts);
+	if (env != NULL)
+		json_object_set_new(req, "env", env);
 	if (optind != argc)
 		cmd_usage(&cmd_new_entry);
 	if ((code = client_command(req, &r)) == EXIT_OK) {

@@ -502,9 +502,13 @@ class Session:
                **limits):
         """A new session. limits: memory ("1G" or bytes), cpus, pids, tmp,
         exec_timeout, idle_timeout (seconds), allow_net, mounts
-        ([{"source", "target"}]). E2B's timeout= maps to idle_timeout."""
+        ([{"source", "target"}]), env ({NAME: value}: the interpreter's
+        environment, in every incarnation). E2B's timeout= maps to
+        idle_timeout, its envs= to env."""
         if "timeout" in limits:
             limits.setdefault("idle_timeout", limits.pop("timeout"))
+        if "envs" in limits:
+            limits.setdefault("env", limits.pop("envs"))
         client = _Client(url, token, request_timeout)
         body = {k: v for k, v in limits.items() if v is not None}
         if name is not None:
