@@ -156,6 +156,12 @@ class Daemon:
         args = ["new"] + (["--name", name] if name else [])
         return self.cli(*args, check=True).stdout.strip()
 
+    def new_name(self, *args):
+        """`cellblock new ARGS`; the session's name (its connection
+        file's, which is what new prints)."""
+        path = self.cli("new", *args, check=True).stdout.strip()
+        return os.path.basename(path)[:-len(".json")]
+
     def client(self, connection_file):
         from jupyter_client import BlockingKernelClient
         kc = BlockingKernelClient(connection_file=connection_file)
@@ -234,6 +240,18 @@ def poll(pred, timeout, what):
         time.sleep(0.05)
 
 
+@contextlib.contextmanager
+def running_daemon(args=()):
+    """A private daemon for a module's tests; on exit it must still be
+    alive (a test that crashed it fails even if its own checks passed)."""
+    d = Daemon(list(args))
+    try:
+        yield d
+        assert d.alive(), "cellblockd died:\n" + d.log_text()[-5000:]
+    finally:
+        d.stop()
+
+
 # Both ways a session's interpreter is born (docs/ZYGOTE.md): parity tests
 # run under each, as a module-scoped fixture parametrized by these.
 DAEMON_MODES = ("zygote", "exec")
@@ -248,12 +266,8 @@ def daemon_in_mode(mode, tmp_path_factory, extra_args=()):
         conf = tmp_path_factory.mktemp("conf") / "cellblockd.conf"
         conf.write_text("zygote = no\n")
         args += ["--config", str(conf)]
-    d = Daemon(args)
-    try:
+    with running_daemon(args) as d:
         yield d
-        assert d.alive(), "cellblockd died:\n" + d.log_text()[-5000:]
-    finally:
-        d.stop()
 
 
 @contextlib.contextmanager

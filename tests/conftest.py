@@ -35,6 +35,24 @@ def daemon():
 
 
 @pytest.fixture
+def gw():
+    """A daemon with its HTTP front (tests/gwtest.py), for one test."""
+    from gwtest import Gateway
+    g = Gateway()
+    yield g
+    g.stop()
+
+
+@pytest.fixture
+def api(gw):
+    """Kernel Gateway REST calls on gw with a token of root's."""
+    from gwtest import Api
+    a = Api(gw, gw.token("root"))
+    yield a
+    a.close()
+
+
+@pytest.fixture
 def session(daemon):
     """A fresh session and a ready BlockingKernelClient on it."""
     path = daemon.new()

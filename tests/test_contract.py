@@ -10,7 +10,7 @@ import subprocess
 
 import pytest
 
-from cbtest import CELLBLOCK, Daemon, ipykernel, poll, run_cell, sanitizer_env
+from cbtest import CELLBLOCK, Daemon, ipykernel, poll, run_cell, running_daemon, sanitizer_env
 
 WAIT = 60
 NOBODY = 65534
@@ -71,23 +71,13 @@ def execute(daemon, name, code, **kw):
 
 @pytest.fixture(scope="module")
 def daemon():
-    d = Daemon(["--max-message", "256K"])
-    try:
+    with running_daemon(["--max-message", "256K"]) as d:
         yield d
-        assert d.alive(), "cellblockd died:\n" + d.log_text()[-5000:]
-    finally:
-        d.stop()
-
-
-def new_session(daemon, *args):
-    """cellblock new prints the connection file: the session is its name."""
-    path = daemon.cli("new", *args, check=True).stdout.strip()
-    return os.path.basename(path)[:-len(".json")]
 
 
 @pytest.fixture
 def session(daemon):
-    name = new_session(daemon)
+    name = daemon.new_name()
     yield name
     daemon.cli("kill", name)
 
@@ -137,7 +127,7 @@ def test_timeout_interrupts_and_keeps_state(daemon, session):
 
 
 def test_the_sessions_exec_timeout_is_timeout(daemon):
-    name = new_session(daemon, "--exec-timeout", "1")
+    name = daemon.new_name("--exec-timeout", "1")
     try:
         k = execute(daemon, name, "kept = 2\nimport time\nwhile True: time.sleep(0.01)")
         assert k["status"] == "timeout" and k["state_preserved"] is True, k
@@ -156,7 +146,7 @@ def test_timeout_of_a_cell_that_ignores_the_interrupt_restarts(daemon, session):
 
 
 def test_memory_bomb_is_out_of_memory(daemon):
-    name = new_session(daemon, "--memory", "300M")
+    name = daemon.new_name("--memory", "300M")
     try:
         k = execute(daemon, name, "b = bytearray(b'x') * (2 * 1024 ** 3)")
         assert k["status"] == "out_of_memory", k
@@ -402,7 +392,7 @@ def test_resumed_says_what_came_back_and_what_did_not(tmp_path):
     conf.write_text("idle-timeout = 2\n")
     d = Daemon(["--config", str(conf)])
     try:
-        name = new_session(d)
+        name = d.new_name()
         first = execute(d, name, "x = 5\ng = (i for i in range(3))")
         assert first["resumed"] is None
         def hibernated():

@@ -15,7 +15,7 @@ import uuid
 
 import pytest
 
-from cbtest import CELLBLOCK, SANDBOX_INNER_UID, Daemon, poll, sanitizer_env
+from cbtest import CELLBLOCK, SANDBOX_INNER_UID, Daemon, poll, running_daemon, sanitizer_env
 
 WAIT = 60
 NOBODY = 65534
@@ -25,22 +25,13 @@ NOBODY = 65534
 def daemon(tmp_path_factory):
     conf = tmp_path_factory.mktemp("conf") / "cellblockd.conf"
     conf.write_text("files-max-size = 8M\nfiles-quota = 20M\n")
-    d = Daemon(["--config", str(conf)])
-    try:
+    with running_daemon(["--config", str(conf)]) as d:
         yield d
-        assert d.alive(), "cellblockd died:\n" + d.log_text()[-5000:]
-    finally:
-        d.stop()
-
-
-def new_session(daemon, *args):
-    path = daemon.cli("new", *args, check=True).stdout.strip()
-    return os.path.basename(path)[:-len(".json")]
 
 
 @pytest.fixture
 def session(daemon):
-    name = new_session(daemon)
+    name = daemon.new_name()
     yield name
     daemon.cli("kill", name)
 
@@ -182,7 +173,7 @@ def test_a_symlink_race_never_escapes(daemon, session, tmp_path):
 
 
 def test_size_cap_and_quota(daemon, tmp_path):
-    a, b = new_session(daemon), new_session(daemon)
+    a, b = daemon.new_name(), daemon.new_name()
     try:
         big = tmp_path / "big"
         big.write_bytes(b"x" * (9 * 1024 * 1024))
@@ -206,7 +197,7 @@ def test_hibernated_session_files_without_resuming(tmp_path):
     conf.write_text("idle-timeout = 2\n")
     d = Daemon(["--config", str(conf)])
     try:
-        name = new_session(d)
+        name = d.new_name()
         run(d, name, "open('kept.txt','w').write('still here')")
         poll(lambda: describe(d, name)["state"] == "hibernated", 30, "hibernation")
         out = tmp_path / "kept.txt"

@@ -19,20 +19,6 @@ from gwtest import (LAST_ACTIVITY_RE, MODEL_KEYS, UUID_RE, Api, Channels, Gatewa
 NOBODY = 65534
 
 
-@pytest.fixture
-def gw():
-    g = Gateway()
-    yield g
-    g.stop()
-
-
-@pytest.fixture
-def api(gw):
-    a = Api(gw, gw.token("root"))
-    yield a
-    a.close()
-
-
 def check_model(m):
     assert MODEL_KEYS <= set(m), m
     assert re.match(UUID_RE, m["id"]), m

@@ -20,20 +20,6 @@ from cbtest import poll
 from gwtest import Api, Channels, Gateway, header, stdout_of
 
 
-@pytest.fixture
-def gw():
-    g = Gateway()
-    yield g
-    g.stop()
-
-
-@pytest.fixture
-def api(gw):
-    a = Api(gw, gw.token("root"))
-    yield a
-    a.close()
-
-
 def families(text):
     return {f.name: f for f in text_string_to_metric_families(text)}
 

@@ -18,13 +18,6 @@ def as_uid(uid):
 
 
 @pytest.fixture
-def gw():
-    g = Gateway()
-    yield g
-    g.stop()
-
-
-@pytest.fixture
 def clients():
     """Node clients a test opens; all closed after it."""
     opened = []

@@ -14,26 +14,12 @@ import websocket
 
 from cbtest import poll
 from gwnode import Forwarder, JupyterApp
-from gwtest import Api, Channels, Gateway, stdout_of
+from gwtest import Channels, stdout_of
 
 CULL = 3          # s: jupyter_server's cull_idle_timeout
 INTERVAL = 1      # s: its cull_interval
 # Waits on the proxy's socket stay under 30 s: jupyter_server pings every
 # 30 s, and websocket-client answers pings inside recv, restarting its timeout.
-
-
-@pytest.fixture
-def gw():
-    g = Gateway()
-    yield g
-    g.stop()
-
-
-@pytest.fixture
-def api(gw):
-    a = Api(gw, gw.token("root"))
-    yield a
-    a.close()
 
 
 @pytest.fixture
