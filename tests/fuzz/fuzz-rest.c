@@ -22,7 +22,7 @@
 
 static const char *fuzz_keys[] = {
 	"cmd", "name", "memory", "cpus", "pids", "tmp", "nofile", "fsize",
-	"exec-timeout", "idle-timeout", "allow-net", "mounts",
+	"exec-timeout", "idle-timeout", "allow-net", "mounts", "env",
 };
 
 static void
@@ -47,7 +47,9 @@ fuzz_create(json_t *body)
 				break;
 		}
 		FUZZ_CHECK(i < nitems(fuzz_keys));
-		if (strcmp(k, "mounts") != 0)
+		if (strcmp(k, "env") == 0)
+			FUZZ_CHECK(json_is_object(v));	/* checked by new */
+		else if (strcmp(k, "mounts") != 0)
 			FUZZ_CHECK(json_is_string(v));
 	}
 	v = json_object_get(req, "name");
