@@ -839,17 +839,16 @@ class Bench:
 
 
 def kept_sections(path):
-    """What the other benchmark scripts wrote into the report after this
-    one's sections (egress, contract, gateway, pool: each rewrites its
-    own): kept when this one rewrites the file."""
+    """What the other benchmark scripts wrote into the report, each its own
+    section between markers (benchlib.write_section): kept when this one
+    rewrites the file."""
     try:
         with open(path) as f:
             old = f.read()
     except OSError:
         return ""
-    starts = [old.index(h) for h in ("## Egress:", "## Execution contract:", "## Gateway:",
-                                     "<!-- pool_bench:begin -->") if h in old]
-    return "\n" + old[min(starts):] if starts else ""
+    m = B.SECTION_BEGIN.search(old)
+    return "\n" + old[m.start():] if m else ""
 
 
 def main(argv=None):

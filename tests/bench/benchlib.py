@@ -4,6 +4,7 @@ import glob
 import json
 import math
 import os
+import re
 import resource
 import shutil
 import signal
@@ -28,6 +29,31 @@ sys.path.insert(0, os.path.dirname(HERE))
 import cbtest  # noqa: E402
 
 T_START = time.monotonic()
+
+
+# Each benchmark script owns one section of docs/BENCHMARKS.md, between
+# its two markers; bench.py's generated part comes before all of them.
+SECTION_BEGIN = re.compile(r"^<!-- \w+:begin -->$", re.M)
+
+
+def write_section(path, name, text):
+    """Put text into the report at path as section `name`: in place of
+    what its markers held, else appended. Every other section stays."""
+    begin, end = "<!-- %s:begin -->" % name, "<!-- %s:end -->" % name
+    try:
+        with open(path) as f:
+            doc = f.read()
+    except FileNotFoundError:
+        doc = "# Benchmarks\n"
+    body = "%s\n%s\n%s" % (begin, text.strip("\n"), end)
+    i = doc.find(begin)
+    j = doc.find(end, i) if i != -1 else -1
+    if j != -1:
+        doc = doc[:i] + body + doc[j + len(end):]
+    else:
+        doc = doc.rstrip("\n") + "\n\n" + body + "\n"
+    with open(path, "w") as f:
+        f.write(doc)
 
 
 def log(section, msg):

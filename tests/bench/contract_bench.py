@@ -30,6 +30,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, ".."))
 
 from cbtest import Daemon, run_cell  # noqa: E402
+import benchlib as B  # noqa: E402
 
 SECTION = "## Execution contract: control-socket calls and file copies"
 
@@ -97,18 +98,6 @@ def bench_cp(d, name, mb):
     return up, down
 
 
-def write_section(out, text):
-    body = open(out).read() if os.path.exists(out) else ""
-    if SECTION in body:
-        head, rest = body.split(SECTION, 1)
-        nxt = rest.find("\n## ")
-        body = head + text + (rest[nxt + 1:] if nxt != -1 else "")
-    else:
-        body = body.rstrip("\n") + "\n\n" + text
-    with open(out, "w") as fh:
-        fh.write(body)
-
-
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--n", type=int, default=500)
@@ -140,7 +129,7 @@ def main():
         statistics.median(zt), pct(zt, 0.99), zcpu,
         statistics.median(ct), pct(ct, 0.99), ccpu, a.mb, up, down)
     print(text)
-    write_section(a.out, text)
+    B.write_section(a.out, "contract_bench", text)
     return 0
 
 

@@ -25,6 +25,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, ".."))
 
 from egress_hosts import EgressEnv  # noqa: E402
+import benchlib as B  # noqa: E402
 
 CLIENT = r'''
 import socket, time, json
@@ -58,7 +59,6 @@ def fetch(connect, request, total):
 '''
 
 SECTION = "## Egress: proxy overhead on a 100 MB download"
-END = "<!-- end of the egress section -->"
 
 
 def run(args):
@@ -123,7 +123,7 @@ def report(results, args):
         *rows, "",
         f"A session gets {s / d * 100:.0f}% of the direct throughput; the proxy "
         "copies through 64 KiB buffers in one thread, and the relay in the "
-        "session is Python threads.", "", END, ""])
+        "session is Python threads."])
 
 
 def main():
@@ -142,15 +142,7 @@ def main():
         return 1
     text = report(results, args)
     print(text)
-    doc = open(args.out).read() if os.path.exists(args.out) else "# Benchmarks\n"
-    if SECTION in doc:
-        start = doc.index(SECTION)
-        end = doc.index(END, start) + len(END) + 1 if END in doc[start:] else len(doc)
-        doc = doc[:start] + text + doc[end:]
-    else:
-        doc = doc.rstrip() + "\n\n" + text
-    with open(args.out, "w") as f:
-        f.write(doc)
+    B.write_section(args.out, "egress_bench", text)
     return 0
 
 

@@ -40,9 +40,9 @@ import zmq  # noqa: E402
 
 from gwnode import JupyterApp  # noqa: E402
 from gwtest import Api, Gateway  # noqa: E402
+import benchlib as B  # noqa: E402
 
 SECTION = "## Gateway: the HTTP + WebSocket front's cost per message"
-END = "<!-- end of the gateway section -->"
 MESSAGES = 6       # per execute: request in; busy, execute_input, execute_result, idle, reply out
 BLOCK = 50         # executes per block; blocks alternate between the paths
 TARGET_US = 100
@@ -258,8 +258,7 @@ def report(res, args):
         "so the execute's later frames wait for the client's delayed ACK; our socket "
         "sets TCP_NODELAY (without it our WebSocket row was 44 ms too). "
         "Kernel Gateway itself is not packaged in Debian 12 and is not measured "
-        "here." % load, "",
-        END, ""]
+        "here." % load]
     return "\n".join(rows)
 
 
@@ -276,15 +275,7 @@ def main():
         return 1
     text = report(res, args)
     print(text)
-    doc = open(args.out).read() if os.path.exists(args.out) else "# Benchmarks\n"
-    if SECTION in doc:
-        start = doc.index(SECTION)
-        end = doc.index(END, start) + len(END) + 1 if END in doc[start:] else len(doc)
-        doc = doc[:start] + text + doc[end:]
-    else:
-        doc = doc.rstrip() + "\n\n" + text
-    with open(args.out, "w") as f:
-        f.write(doc)
+    B.write_section(args.out, "gateway_bench", text)
     return 0
 
 

@@ -10,15 +10,14 @@ live session in the same run.
 One private cellblockd (loopback only; its HTTP front on 127.0.0.1:0 when the
 build has one), one token. The MCP clients here are raw JSON-RPC (a pipe, a
 keep-alive http.client), so the figures are the server's, not a client
-library's. Writes its section into docs/BENCHMARKS.md between the markers
-<!-- mcp_bench --> and <!-- /mcp_bench --> (appended if absent). Exit status
+library's. Writes its section into docs/BENCHMARKS.md between its markers
+(benchlib.write_section; appended if absent). Exit status
 0 whatever the figures.
 """
 import argparse
 import http.client
 import json
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -199,7 +198,7 @@ def fmt(v):
 
 
 def report(res, n):
-    lines = ["<!-- mcp_bench -->", "## MCP: tools/call run_code round trip (issue 14)", "",
+    lines = ["## MCP: tools/call run_code round trip (issue 14)", "",
              "`tools/call run_code` of `1+1` on one live session, %d calls each after 20 "
              "warm-up calls, one at a time, measured %s%s. stdio is `cellblock mcp` on "
              "pipes (the CLI relaying to the daemon's control socket); HTTP is POST /mcp "
@@ -218,17 +217,7 @@ def report(res, n):
         else:
             lines.append("| %s | %d | %s | %s |" % (label, f["n"], fmt(f.get("p50")),
                                                    fmt(f.get("p99"))))
-    lines += ["", "<!-- /mcp_bench -->"]
     return "\n".join(lines) + "\n"
-
-
-def write_section(path, text):
-    old = open(path).read() if os.path.exists(path) else "# Benchmarks\n"
-    pat = re.compile(r"<!-- mcp_bench -->.*?<!-- /mcp_bench -->\n?", re.S)
-    new = pat.sub(lambda m: text, old) if pat.search(old) else \
-        old.rstrip("\n") + "\n\n" + text
-    with open(path, "w") as f:
-        f.write(new)
 
 
 def http_args():
@@ -257,7 +246,7 @@ def main(argv=None):
         with open(os.path.join(B.BUILD, "mcp-results.json"), "w") as f:
             json.dump(res, f, indent=1)
         text = report(res, n)
-        write_section(out, text)
+        B.write_section(out, "mcp_bench", text)
         print(text)
     except Exception as e:     # a benchmark reports; it does not fail the build
         B.log("mcp", "could not run: %s" % e)

@@ -33,8 +33,6 @@ import time
 
 import benchlib as B
 
-BEGIN = "<!-- pool_bench:begin -->"
-END = "<!-- pool_bench:end -->"
 
 FLOOR = r'''
 import ctypes, os, sys, time, json
@@ -262,7 +260,7 @@ def pid1_memory(d):
 def render(res):
     f, on, off = res["floor_ms"], res["pool_on"], res["pool_off"]
     cg = res["cgroup_procs_ms"]
-    lines = [BEGIN, "", "## 7. Warm pool, pid 1, cgroup moves (issue 17) and `new` against "
+    lines = ["## 7. Warm pool, pid 1, cgroup moves (issue 17) and `new` against "
              "idle sessions (issue 11)", "",
              "From `tests/bench/pool_bench.py` (run by `make bench` after bench.py), "
              "%s, git %s, favordynmods %s, load average before %s." % (
@@ -353,18 +351,12 @@ def render(res):
               "requests; a fresh start pays it inside `new`.",
               "- Before the merge of wave/wire2, czmq's `zsys_close` (a linear search of "
               "every socket czmq tracks, per socket closed: 9% at 1,000) was the largest.",
-              "", END, ""]
+              ""]
     return "\n".join(lines)
 
 
 def write_section(text):
-    path = os.path.join(B.ROOT, "docs", "BENCHMARKS.md")
-    with open(path) as f:
-        doc = f.read()
-    if BEGIN in doc and END in doc:
-        doc = doc[:doc.index(BEGIN)] + doc[doc.index(END) + len(END) + 1:]
-    with open(path, "w") as f:
-        f.write(doc.rstrip("\n") + "\n\n" + text)
+    B.write_section(os.path.join(B.ROOT, "docs", "BENCHMARKS.md"), "pool_bench", text)
 
 
 def main():

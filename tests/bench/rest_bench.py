@@ -16,8 +16,8 @@ one token. Measures:
   3. upload and download of a 100 MB file through the files routes
      (streamed from and to disk).
 
-Writes its section into docs/BENCHMARKS.md between the markers
-<!-- rest_bench --> and <!-- /rest_bench --> (appended if absent), after
+Writes its section into docs/BENCHMARKS.md between its markers
+(benchlib.write_section; appended if absent), after
 bench.py has written the rest of the file. Exit status 0 whatever the
 figures.
 """
@@ -25,7 +25,6 @@ import argparse
 import http.client
 import json
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -171,7 +170,6 @@ def report(res, args):
     r, f, t = res["rtt"], res["first"], res["transfer"]
     ratio = f["rest"]["p50"] / f["zmq"]["p50"] if f["zmq"].get("p50") else None
     lines = [
-        "<!-- rest_bench -->",
         "## The agent API: REST v1 against ZeroMQ (issue 13)",
         "",
         "`tests/bench/rest_bench.py` (`make bench`), %s, %s; one daemon, its "
@@ -215,18 +213,8 @@ def report(res, args):
         "file renamed at the end; download: the descriptor handed to "
         "libmicrohttpd). A busy "
         "machine (load above) widens every p99.",
-        "<!-- /rest_bench -->",
     ]
     return "\n".join(lines) + "\n"
-
-
-def write_section(path, text):
-    old = open(path).read() if os.path.exists(path) else "# Benchmarks\n"
-    pat = re.compile(r"<!-- rest_bench -->.*?<!-- /rest_bench -->\n?", re.S)
-    new = pat.sub(lambda m: text, old) if pat.search(old) else \
-        old.rstrip("\n") + "\n\n" + text
-    with open(path, "w") as f:
-        f.write(new)
 
 
 def main(argv=None):
@@ -258,7 +246,7 @@ def main(argv=None):
         with open(os.path.join(B.BUILD, "rest-results.json"), "w") as f:
             json.dump(res, f, indent=1)
         text = report(res, args)
-        write_section(out, text)
+        B.write_section(out, "rest_bench", text)
         print(text)
     except Exception as e:     # a benchmark reports; it does not fail the build
         B.log("rest", "could not run: %s" % e)
