@@ -124,67 +124,54 @@ def starts(d, n, pool):
             "samples": first}
 
 
-def strace_cgroup(pid, fn):
-    """Run fn() while strace -T watches the daemon's writes; the durations
-    (ms) of those that went to a cgroup.procs file."""
-    out = tempfile.mktemp(prefix="cb-strace-")
-    st = subprocess.Popen(["strace", "-f", "-qq", "-y", "-T", "-e", "trace=write", "-o", out,
-                           "-p", str(pid)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+def while_traced(tool, pid, fn, timeout=30):
+    """Run fn() while tool (an argv; "-o FILE -p PID" are appended) watches
+    the daemon; the text tool wrote, once it has stopped."""
+    tmp = tempfile.mkdtemp(prefix="cb-trace-")
+    out = os.path.join(tmp, "out")
+    t = subprocess.Popen(tool + ["-o", out, "-p", str(pid)],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     time.sleep(0.5)
     try:
         fn()
     finally:
-        st.send_signal(signal.SIGINT)
-        st.wait(timeout=30)
-    ms = []
-    with open(out, errors="replace") as f:
-        for line in f:
-            m = re.search(r"cgroup\.procs>.*= \d+ <([\d.]+)>", line)
-            if m:
-                ms.append(float(m.group(1)) * 1000)
-    os.unlink(out)
-    return ms
+        t.send_signal(signal.SIGINT)
+        t.wait(timeout=timeout)
+    try:
+        if tool[0] == "perf":
+            return subprocess.run(["perf", "report", "-i", out, "--no-children", "--sort",
+                                   "symbol", "--stdio"], capture_output=True, text=True,
+                                  timeout=120).stdout
+        with open(out, errors="replace") as f:
+            return f.read()
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def strace_cgroup(pid, fn):
+    """Run fn() while strace -T watches the daemon's writes; the durations
+    (ms) of those that went to a cgroup.procs file."""
+    text = while_traced(["strace", "-f", "-qq", "-y", "-T", "-e", "trace=write"], pid, fn)
+    return [float(m.group(1)) * 1000
+            for m in re.finditer(r"cgroup\.procs>.*= \d+ <([\d.]+)>", text)]
 
 
 def strace_counts(pid, fn):
     """strace -c -f of the daemon (all its threads) while fn() runs:
     {syscall: calls}."""
-    out = tempfile.mktemp(prefix="cb-strace-c-")
-    st = subprocess.Popen(["strace", "-c", "-f", "-o", out, "-p", str(pid)],
-                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    time.sleep(0.5)
-    try:
-        fn()
-    finally:
-        st.send_signal(signal.SIGINT)
-        st.wait(timeout=30)
     calls = {}
-    with open(out) as f:
-        for line in f:
-            m = re.match(r"\s*[\d.]+\s+[\d.]+\s+\d+\s+(\d+)\s+(?:\d+\s+)?(\w+)$", line)
-            if m and m.group(2) != "total":
-                calls[m.group(2)] = int(m.group(1))
-    os.unlink(out)
+    for line in while_traced(["strace", "-c", "-f"], pid, fn).splitlines():
+        m = re.match(r"\s*[\d.]+\s+[\d.]+\s+\d+\s+(\d+)\s+(?:\d+\s+)?(\w+)$", line)
+        if m and m.group(2) != "total":
+            calls[m.group(2)] = int(m.group(1))
     return calls
 
 
 def perf_top(pid, fn, n=8):
     """perf record of the daemon while fn() runs: its n hottest symbols,
     [(percent, symbol)]."""
-    data = tempfile.mktemp(prefix="cb-perf-")
-    pr = subprocess.Popen(["perf", "record", "-q", "-o", data, "-p", str(pid)],
-                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    time.sleep(0.5)
-    try:
-        fn()
-    finally:
-        pr.send_signal(signal.SIGINT)
-        pr.wait(timeout=60)
-    rep = subprocess.run(["perf", "report", "-i", data, "--no-children", "--sort", "symbol",
-                          "--stdio"], capture_output=True, text=True, timeout=120).stdout
-    os.unlink(data)
     top = []
-    for line in rep.splitlines():
+    for line in while_traced(["perf", "record", "-q"], pid, fn, timeout=60).splitlines():
         m = re.match(r"\s+([\d.]+)%\s+\[[.k]\]\s+(\S+)", line)
         if m and len(top) < n:
             top.append((float(m.group(1)), m.group(2)))
