@@ -230,17 +230,24 @@ static json_t *
 contract_traceback(json_t *tb)
 {
 	json_t	*v;
-	size_t	 i;
-	char	*all = xstrdup(""), *t, *plain;
+	size_t	 i, len = 0, n;
+	char	*all, *plain;
 
+	/* One buffer: the lines come from the interpreter, in any number. */
+	json_array_foreach(tb, i, v)
+		len += json_string_length(v) + 1;
+	all = xmalloc(len + 1);
+	len = 0;
 	json_array_foreach(tb, i, v) {
 		if (!json_is_string(v))
 			continue;
-		xasprintf(&t, "%s%s%s", all, *all != '\0' ? "\n" : "",
-		    json_string_value(v));
-		free(all);
-		all = t;
+		if (len != 0)
+			all[len++] = '\n';
+		n = json_string_length(v);
+		memcpy(all + len, json_string_value(v), n);
+		len += n;
 	}
+	all[len] = '\0';
 	plain = contract_strip_ansi(all);
 	free(all);
 	v = json_string(plain);
@@ -277,21 +284,24 @@ static void
 contract_on_result(struct contract *c, const char *type, json_t *content)
 {
 	json_t	*r, *md = json_object_get(content, "metadata");
+	json_t	*data = json_object_get(content, "data"), *ev;
 
-	r = json_pack("{s:O,s:O,s:b}", "data", json_is_object(json_object_get(
-	    content, "data")) ? json_object_get(content, "data") :
-	    json_object(), "metadata", json_is_object(md) ? md : json_object(),
-	    "is_main_result", strcmp(type, "execute_result") == 0);
+	r = json_pack("{s:o,s:o,s:b}", "data", json_is_object(data) ?
+	    json_incref(data) : json_object(), "metadata", json_is_object(md) ?
+	    json_incref(md) : json_object(), "is_main_result",
+	    strcmp(type, "execute_result") == 0);
 	if (r == NULL)
 		return;
+	/* The event is a copy: the kept result must not gain its "type". */
+	ev = json_deep_copy(r);
+	json_object_set_new(ev, "type", json_string("result"));
 	if (json_array_size(c->results) < CONTRACT_RESULTS_MAX)
-		json_array_append(c->results, r);
-	else
+		json_array_append_new(c->results, r);
+	else {
 		c->results_dropped++;
-	json_decref(r);
-	r = json_deep_copy(r);
-	json_object_set_new(r, "type", json_string("result"));
-	contract_event(c, r);
+		json_decref(r);
+	}
+	contract_event(c, ev);
 }
 
 static json_t *

@@ -230,6 +230,27 @@ def test_output_caps_keep_head_and_tail(daemon, session):
     assert k["metrics"]["stdout_bytes"] == 300009
 
 
+def test_results_past_the_cap_are_counted_not_kept(daemon, session):
+    """More results than the contract keeps (64): the first ones kept, the
+    rest flagged, every one still an event; the traceback of a cell with
+    many frames is one plain string (both built from the interpreter's
+    output, in any amount)."""
+    c = Call(daemon, session, "from IPython.display import display\n"
+             "for i in range(100): display(i)\n")
+    try:
+        k = c.contract()
+    finally:
+        c.close()
+    assert k["status"] == "ok", k
+    assert sum(e.get("type") == "result" for e in c.events) == 100
+    assert len(k["results"]) == 64 and k["results_truncated"] is True, len(k["results"])
+    assert [r["data"]["text/plain"] for r in k["results"]] == [str(i) for i in range(64)]
+    assert all("type" not in r for r in k["results"])
+    k = execute(daemon, session, "def f(n):\n    return f(n - 1) if n else 1 / 0\nf(300)")
+    assert k["status"] == "error" and k["error"]["ename"] == "ZeroDivisionError", k["error"]
+    assert "\x1b[" not in k["error"]["traceback"] and "f(n - 1)" in k["error"]["traceback"]
+
+
 def test_output_caps_never_split_a_character(daemon, session):
     k = execute(daemon, session, "print('a' + '\u00e9\u20ac\U0001f600' * 40000 + 'z')")
     out = k["stdout"]
