@@ -56,6 +56,35 @@ def write_section(path, name, text):
         f.write(doc)
 
 
+def run_section(tag, out, daemon_args, measure, report):
+    """The frame of a benchmark that writes one section: a private daemon
+    (daemon_args) in a temporary directory, measure(daemon, workdir) ->
+    results (kept in BUILD/TAG-results.json), report(results) -> the
+    section, written to out and printed. A benchmark reports a failure,
+    it does not raise one: exit status 1 and the daemon's log tail."""
+    os.makedirs(BUILD, exist_ok=True)
+    workdir = tempfile.mkdtemp(prefix="cb-%sbench-" % tag)
+    daemon = None
+    try:
+        daemon = Daemon(workdir, daemon_args)
+        res = measure(daemon, workdir)
+        with open(os.path.join(BUILD, "%s-results.json" % tag), "w") as f:
+            json.dump(res, f, indent=1)
+        text = report(res)
+        write_section(out, "%s_bench" % tag, text)
+        print(text)
+    except Exception as e:
+        log(tag, "could not run: %s" % e)
+        if daemon is not None:
+            print(daemon.log_text()[-3000:])
+        return 1
+    finally:
+        if daemon is not None:
+            daemon.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+    return 0
+
+
 def log(section, msg):
     """One progress line, with the time since the harness started."""
     print(f"[{section}] {msg}  (+{time.monotonic() - T_START:.0f}s)", flush=True)

@@ -18,10 +18,8 @@ import argparse
 import http.client
 import json
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.parse
 
@@ -236,28 +234,11 @@ def main(argv=None):
     n = args.n or (100 if args.quick else 1000)
     out = args.out or (os.path.join(B.BUILD, "BENCHMARKS-mcp-quick.md") if args.quick
                        else os.path.join(B.ROOT, "docs", "BENCHMARKS.md"))
-    os.makedirs(B.BUILD, exist_ok=True)
-    workdir = tempfile.mkdtemp(prefix="cb-mcpbench-")
-    daemon = None
-    try:
-        daemon = B.Daemon(workdir, http_args())
+
+    def run(daemon, workdir):
         B.log("mcp", "round trips, %d each" % n)
-        res = measure(daemon, n)
-        with open(os.path.join(B.BUILD, "mcp-results.json"), "w") as f:
-            json.dump(res, f, indent=1)
-        text = report(res, n)
-        B.write_section(out, "mcp_bench", text)
-        print(text)
-    except Exception as e:     # a benchmark reports; it does not fail the build
-        B.log("mcp", "could not run: %s" % e)
-        if daemon is not None:
-            print(daemon.log_text()[-3000:])
-        return 1
-    finally:
-        if daemon is not None:
-            daemon.stop()
-        shutil.rmtree(workdir, ignore_errors=True)
-    return 0
+        return measure(daemon, n)
+    return B.run_section("mcp", out, http_args(), run, lambda res: report(res, n))
 
 
 if __name__ == "__main__":

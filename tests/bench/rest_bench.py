@@ -25,10 +25,8 @@ import argparse
 import http.client
 import json
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.parse
 
@@ -229,37 +227,22 @@ def main(argv=None):
     first_n = args.first_n or (4 if args.quick else 20)
     out = args.out or (os.path.join(B.BUILD, "BENCHMARKS-rest-quick.md") if args.quick
                        else os.path.join(B.ROOT, "docs", "BENCHMARKS.md"))
-    os.makedirs(B.BUILD, exist_ok=True)
-    workdir = tempfile.mkdtemp(prefix="cb-restbench-")
-    daemon = front = None
-    try:
-        daemon = B.Daemon(workdir, ["--http-listen", "127.0.0.1:0"])
+
+    def run(daemon, workdir):
         wait_http(daemon)
         front = Front(daemon, workdir)
-        res = {}
-        B.log("rest", "round trips, %d each" % rtt_n)
-        res["rtt"] = rtt(front, daemon, rtt_n)
-        B.log("rest", "new session → first result, %d each" % first_n)
-        res["first"] = first_result(front, daemon, first_n)
-        B.log("rest", "100 MB up and down")
-        res["transfer"] = transfer(front, workdir)
-        with open(os.path.join(B.BUILD, "rest-results.json"), "w") as f:
-            json.dump(res, f, indent=1)
-        text = report(res, args)
-        B.write_section(out, "rest_bench", text)
-        print(text)
-    except Exception as e:     # a benchmark reports; it does not fail the build
-        B.log("rest", "could not run: %s" % e)
-        if daemon is not None:
-            print(daemon.log_text()[-3000:])
-        return 1
-    finally:
-        if front is not None:
+        try:
+            B.log("rest", "round trips, %d each" % rtt_n)
+            res = {"rtt": rtt(front, daemon, rtt_n)}
+            B.log("rest", "new session → first result, %d each" % first_n)
+            res["first"] = first_result(front, daemon, first_n)
+            B.log("rest", "100 MB up and down")
+            res["transfer"] = transfer(front, workdir)
+            return res
+        finally:
             front.close()
-        if daemon is not None:
-            daemon.stop()
-        shutil.rmtree(workdir, ignore_errors=True)
-    return 0
+    return B.run_section("rest", out, ["--http-listen", "127.0.0.1:0"], run,
+                         lambda res: report(res, args))
 
 
 if __name__ == "__main__":
