@@ -157,8 +157,9 @@ token_load_one(json_t *e, struct token *t)
 	if (json_unpack(e, "{s:s,s:s,s:I,s:I,s:s}", "id", &id, "name", &name,
 	    "uid", &uid, "created", &t->created, "blake2b", &hex) != 0)
 		return (-1);
+	/* A uid past uid_t would wrap: 2^32 is root's token otherwise. */
 	if (strlen(id) >= sizeof t->id || strlen(name) > TOKEN_NAME_MAX ||
-	    uid < 0)
+	    uid < 0 || uid >= (uid_t)-1)
 		return (-1);
 	if (sodium_hex2bin(t->hash, sizeof t->hash, hex, strlen(hex), NULL,
 	    &len, NULL) != 0 || len != sizeof t->hash)
