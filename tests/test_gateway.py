@@ -122,6 +122,17 @@ def test_a_stored_uid_past_uid_t_is_skipped_not_root():
         g.stop()
 
 
+def test_token_cli_refuses_a_name_not_utf8(gw):
+    """argv may hold any bytes: a name or id that is not UTF-8 is a usage
+    error (it crashed the CLI, json_pack giving no request)."""
+    before = gw.control({"cmd": "token", "action": "ls"})["tokens"]
+    for args in (("new", "--name", b"\xff"), ("revoke", b"\xff")):
+        p = gw.cli("token", *args, check=False)
+        assert p.returncode == 2, (args, p.returncode, p.stderr)
+        assert "not UTF-8" in p.stderr, p.stderr
+    assert gw.control({"cmd": "token", "action": "ls"})["tokens"] == before
+
+
 def test_tokens_isolate_owners_and_revoke_at_once(gw, api):
     other = Api(gw, gw.token("nobody", uid=NOBODY))
     mine = api.new_kernel()
