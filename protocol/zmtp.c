@@ -42,8 +42,6 @@
 #include "base.h"
 #include "protocol.h"
 
-#define nitems(a)	(sizeof (a) / sizeof (a)[0])
-
 #define ZMTP_SIG_MAJOR	10	/* greeting offsets (table above) */
 #define ZMTP_SIG_MECH	12
 #define ZMTP_OUT_MAX	4096	/* handshake output + PONGs a peer may owe */
@@ -293,10 +291,7 @@ zmtp_header_done(struct zmtp *z, char **cause)
 		z->body = xmalloc(z->size > 0 ? z->size : 1);
 		return (0);
 	}
-	if (!z->ready) {
-		*cause = xstrdup("message frame before READY");
-		return (-1);
-	}
+	/* A message frame before READY was refused at its flags byte. */
 	cost = ZMTP_FRAME_COST;
 	if (z->size > z->limit || z->charged + cost + z->size > z->limit) {
 		xasprintf(cause, "message over max-message (%zu bytes and "
@@ -316,11 +311,8 @@ zmtp_frame_done(struct zmtp *z, zmsg_t **msgp, char **cause)
 	int	more = z->flags & ZMTP_MORE;
 
 	z->state = ZMTP_FLAGS;
-	if (z->flags & ZMTP_COMMAND) {
-		if (zmtp_command(z, msgp, cause) != 0)
-			return (-1);
-		return (0);
-	}
+	if (z->flags & ZMTP_COMMAND)
+		return (zmtp_command(z, msgp, cause));
 	if (z->msg == NULL)
 		z->msg = zmsg_new();
 	zmsg_append(z->msg, &z->frame);

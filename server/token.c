@@ -13,8 +13,6 @@
 
 #include <sys/stat.h>
 
-#include <errno.h>
-#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -124,9 +122,9 @@ static int
 token_save(char **cause)
 {
 	json_t	*a = json_array();
-	char	*tmp, hex[2 * crypto_generichash_BYTES + 1];
+	char	*buf, *why, hex[2 * crypto_generichash_BYTES + 1];
 	size_t	 i;
-	int	 fd, r;
+	int	 r;
 
 	for (i = 0; i < token_n; i++) {
 		sodium_bin2hex(hex, sizeof hex, token_list[i].hash,
@@ -136,21 +134,16 @@ token_save(char **cause)
 		    (int)token_list[i].uid, "created",
 		    (json_int_t)token_list[i].created, "blake2b", hex));
 	}
-	xasprintf(&tmp, "%s.tmp", token_path);
-	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW,
-	    0600);
-	r = fd == -1 ? -1 : json_dumpfd(a, fd, JSON_INDENT(1));
-	if (fd != -1 && (fsync(fd) != 0 || close(fd) != 0))
-		r = -1;
-	if (r == 0 && rename(tmp, token_path) != 0)
-		r = -1;
-	if (r != 0) {
-		xasprintf(cause, "cannot write %s: %s", token_path,
-		    strerror(errno));
-		unlink(tmp);
-	}
-	free(tmp);
+	if ((buf = json_dumps(a, JSON_INDENT(1))) == NULL)
+		fatalx("%s: out of memory", __func__);
 	json_decref(a);
+	r = file_write_atomic(token_path, buf, strlen(buf), 0600, (uid_t)-1,
+	    &why);
+	free(buf);
+	if (r != 0) {
+		xasprintf(cause, "cannot write %s", why);
+		free(why);
+	}
 	return (r);
 }
 
@@ -164,8 +157,9 @@ token_load_one(json_t *e, struct token *t)
 	if (json_unpack(e, "{s:s,s:s,s:I,s:I,s:s}", "id", &id, "name", &name,
 	    "uid", &uid, "created", &t->created, "blake2b", &hex) != 0)
 		return (-1);
+	/* A uid past uid_t would wrap: 2^32 is root's token otherwise. */
 	if (strlen(id) >= sizeof t->id || strlen(name) > TOKEN_NAME_MAX ||
-	    uid < 0)
+	    uid < 0 || uid >= (uid_t)-1)
 		return (-1);
 	if (sodium_hex2bin(t->hash, sizeof t->hash, hex, strlen(hex), NULL,
 	    &len, NULL) != 0 || len != sizeof t->hash)

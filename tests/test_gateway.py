@@ -2,10 +2,12 @@
 REST surface and its errors, tokens and owners, the WebSocket channels in
 both framings with buffers, output kept across a reconnect, kernel ids
 across hibernation and a daemon kill -9. Real daemon, real sockets."""
+import hashlib
 import json
 import os
 import re
 import socket
+import tempfile
 import time
 
 import pytest
@@ -97,6 +99,38 @@ def test_auth_forms_and_bad_tokens(gw, api):
         websocket.create_connection(gw.ws_url + "/api/kernels/%s/channels" % k["id"],
                                     timeout=10)
     assert e.value.status_code == 401
+
+
+def test_a_stored_uid_past_uid_t_is_skipped_not_root():
+    """tokens.json is read back with uids as JSON integers: one of 2^32 must
+    not wrap to uid 0 (root's) but be skipped as not a token."""
+    state = tempfile.mkdtemp(prefix="cb-gw-")
+    tok = "cb_wrapped-uid"
+    digest = hashlib.blake2b(tok.encode(), digest_size=32,
+                             key=b"cellblock-token").hexdigest()
+    with open(os.path.join(state, "tokens.json"), "w") as f:
+        json.dump([{"id": "tk-00000001", "name": "wrap", "uid": 2**32,
+                    "created": 0, "blake2b": digest}], f)
+    os.chmod(os.path.join(state, "tokens.json"), 0o600)
+    g = Gateway(state=state)
+    try:
+        r = requests.get(g.url + "/api/kernels", timeout=10,
+                         headers={"Authorization": "token " + tok})
+        assert r.status_code == 401, (r.status_code, r.text)
+        assert "entry 0 is not a token, skipped" in g.log_text()
+    finally:
+        g.stop()
+
+
+def test_token_cli_refuses_a_name_not_utf8(gw):
+    """argv may hold any bytes: a name or id that is not UTF-8 is a usage
+    error (it crashed the CLI, json_pack giving no request)."""
+    before = gw.control({"cmd": "token", "action": "ls"})["tokens"]
+    for args in (("new", "--name", b"\xff"), ("revoke", b"\xff")):
+        p = gw.cli("token", *args, check=False)
+        assert p.returncode == 2, (args, p.returncode, p.stderr)
+        assert "not UTF-8" in p.stderr, p.stderr
+    assert gw.control({"cmd": "token", "action": "ls"})["tokens"] == before
 
 
 def test_tokens_isolate_owners_and_revoke_at_once(gw, api):
