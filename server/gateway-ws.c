@@ -293,15 +293,18 @@ gw_kernel_send(void *conn, enum transport_channel ch,
 static void
 gw_seen_add(struct gw_kernel *k, const char *session)
 {
+	char	cut[sizeof k->seen[0]];
 	u_int	i;
 
 	if (*session == '\0')
 		return;
+	/* Compared as kept: a longer id must still find its own entry. */
+	snprintf(cut, sizeof cut, "%s", session);
 	for (i = 0; i < GW_SESSIONS; i++) {
-		if (strcmp(k->seen[i], session) == 0)
+		if (strcmp(k->seen[i], cut) == 0)
 			return;
 	}
-	snprintf(k->seen[k->seen_next], sizeof k->seen[0], "%s", session);
+	snprintf(k->seen[k->seen_next], sizeof k->seen[0], "%s", cut);
 	k->seen_next = (k->seen_next + 1) % GW_SESSIONS;
 }
 

@@ -271,6 +271,25 @@ def test_replay_matched_by_session_id(gw, api):
     b.close()
 
 
+def test_a_long_client_session_id_does_not_push_others_out(gw, api):
+    """A client session id longer than the gateway keeps (127 bytes) is
+    remembered once, not once per message: its 20 requests while alice is
+    away leave alice's entry, so her output is still kept for her."""
+    k = api.new_kernel()
+    a = Channels(gw, api.token, k["id"], session_id="alice")
+    mid = a.send("execute_request", {"code": "import time; time.sleep(1.5); print('for-a')",
+                                     "silent": False})
+    a.ws.shutdown()
+    b = Channels(gw, api.token, k["id"], session_id="b" * 200)
+    sent = [b.send("kernel_info_request", {}) for _ in range(20)]
+    for msg_id in sent:
+        b.until_idle(msg_id)
+    a2 = Channels(gw, api.token, k["id"], session_id="alice")
+    assert stdout_of(a2.until_idle(mid)) == "for-a\n"
+    a2.close()
+    b.close()
+
+
 def test_kernel_id_survives_hibernation_and_kill_9(gw, api):
     gw.stop()
     g = Gateway(config="idle-timeout = 2\n")
