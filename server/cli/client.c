@@ -17,8 +17,9 @@
 
 static char	*client_dir;
 int		 client_timeout = 30000;	/* ms for one daemon reply */
-static char	 client_buf[1024 * 1024];
-static size_t	 client_len;
+size_t		 client_reply_max = 1024 * 1024; /* longest reply line */
+static char	*client_buf;
+static size_t	 client_len, client_size;
 
 void
 client_set_state_dir(const char *dir)
@@ -174,16 +175,22 @@ client_recv(int fd, int timeout, char **cause)
 	size_t		 used;
 
 	while ((nl = memchr(client_buf, '\n', client_len)) == NULL) {
-		if (client_len == sizeof client_buf) {
-			*cause = xstrdup("daemon reply too long");
-			return (NULL);
+		if (client_len == client_size) {
+			if (client_size >= client_reply_max) {
+				*cause = xstrdup("daemon reply too long");
+				return (NULL);
+			}
+			client_size = client_size ? client_size * 2 : 65536;
+			if (client_size > client_reply_max)
+				client_size = client_reply_max;
+			client_buf = xrealloc(client_buf, client_size);
 		}
 		if (poll(&pfd, 1, timeout) == 0) {
 			*cause = xstrdup("timed out waiting for the daemon");
 			return (NULL);
 		}
 		n = read(fd, client_buf + client_len,
-		    sizeof client_buf - client_len);
+		    client_size - client_len);
 		if (n == -1 && errno == EINTR) {
 			*cause = xstrdup("interrupted");
 			return (NULL);
