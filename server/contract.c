@@ -276,22 +276,25 @@ contract_on_stream(struct contract *c, json_t *content)
 static void
 contract_on_result(struct contract *c, const char *type, json_t *content)
 {
-	json_t	*r, *md = json_object_get(content, "metadata");
+	json_t	*r, *ev, *data = json_object_get(content, "data");
+	json_t	*md = json_object_get(content, "metadata");
 
-	r = json_pack("{s:O,s:O,s:b}", "data", json_is_object(json_object_get(
-	    content, "data")) ? json_object_get(content, "data") :
-	    json_object(), "metadata", json_is_object(md) ? md : json_object(),
-	    "is_main_result", strcmp(type, "execute_result") == 0);
+	r = json_pack("{s:o,s:o,s:b}", "data", json_is_object(data) ?
+	    json_incref(data) : json_object(), "metadata", json_is_object(md) ?
+	    json_incref(md) : json_object(), "is_main_result",
+	    strcmp(type, "execute_result") == 0);
 	if (r == NULL)
 		return;
+	/* The event is a copy: the kept result must not grow a "type". */
+	ev = json_deep_copy(r);
+	json_object_set_new(ev, "type", json_string("result"));
 	if (json_array_size(c->results) < CONTRACT_RESULTS_MAX)
-		json_array_append(c->results, r);
-	else
+		json_array_append_new(c->results, r);
+	else {
 		c->results_dropped++;
-	json_decref(r);
-	r = json_deep_copy(r);
-	json_object_set_new(r, "type", json_string("result"));
-	contract_event(c, r);
+		json_decref(r);
+	}
+	contract_event(c, ev);
 }
 
 static json_t *

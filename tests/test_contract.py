@@ -240,6 +240,21 @@ def test_output_caps_never_split_a_character(daemon, session):
     assert k["metrics"]["stdout_bytes"] == len(("a" + "\u00e9\u20ac\U0001f600" * 40000 + "z\n").encode())
 
 
+def test_results_past_the_cap_are_dropped_and_the_daemon_lives(daemon, session):
+    # Each result past the 64 kept was freed before its event copy was made.
+    code = "from IPython.display import display\nfor i in range(200): display({'text/plain': str(i)}, raw=True)"
+    c = Call(daemon, session, code)
+    try:
+        k = c.contract()
+    finally:
+        c.close()
+    assert k["status"] == "ok" and len(k["results"]) == 64 and k["results_truncated"] is True
+    shown = [e["data"]["text/plain"] for e in c.events if e.get("type") == "result"]
+    assert shown == [str(i) for i in range(200)]
+    assert "type" not in k["results"][0]
+    assert execute(daemon, session, "1+1")["status"] == "ok"
+
+
 # ---------------------------------------------------------------- streaming, stdin, artifacts
 
 def test_events_arrive_before_the_cell_ends(daemon, session):
