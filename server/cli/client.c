@@ -168,13 +168,15 @@ json_t *
 client_recv(int fd, int timeout, char **cause)
 {
 	struct pollfd	 pfd = { .fd = fd, .events = POLLIN };
-	char		*nl;
+	char		*nl = NULL;
 	json_t		*r;
 	json_error_t	 jerr;
 	ssize_t		 n;
 	size_t		 used;
 
-	while ((nl = memchr(client_buf, '\n', client_len)) == NULL) {
+	/* memchr may not be given the NULL of a buffer not yet made. */
+	while (client_buf == NULL ||
+	    (nl = memchr(client_buf, '\n', client_len)) == NULL) {
 		if (client_len == client_size) {
 			if (client_size >= client_reply_max) {
 				*cause = xstrdup("daemon reply too long");
