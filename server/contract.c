@@ -226,21 +226,32 @@ contract_strip_ansi(const char *in)
 	return (out);
 }
 
+/*
+ * The frames joined by newlines in one pass: user code picks how many
+ * (IPython's _render_traceback_), so no copy of the whole per frame.
+ */
 static json_t *
 contract_traceback(json_t *tb)
 {
 	json_t	*v;
-	size_t	 i;
-	char	*all = xstrdup(""), *t, *plain;
+	size_t	 i, len = 0, n;
+	char	*all, *o, *plain;
 
+	json_array_foreach(tb, i, v) {
+		if (json_is_string(v))
+			len += json_string_length(v) + 1;
+	}
+	o = all = xmalloc(len + 1);
 	json_array_foreach(tb, i, v) {
 		if (!json_is_string(v))
 			continue;
-		xasprintf(&t, "%s%s%s", all, *all != '\0' ? "\n" : "",
-		    json_string_value(v));
-		free(all);
-		all = t;
+		if (o != all)
+			*o++ = '\n';
+		n = json_string_length(v);
+		memcpy(o, json_string_value(v), n);
+		o += n;
 	}
+	*o = '\0';
 	plain = contract_strip_ansi(all);
 	free(all);
 	v = json_string(plain);

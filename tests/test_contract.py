@@ -111,6 +111,18 @@ def test_raising_cell_is_error_with_plain_traceback(daemon, session):
     assert execute(daemon, session, "x")["results"][0]["data"]["text/plain"] == "5"
 
 
+def test_a_traceback_of_many_frames_is_joined_whole(daemon, session):
+    # User code picks the frames (_render_traceback_); joining them was a
+    # copy of the whole per frame, which held the daemon's loop for minutes.
+    code = ("class E(Exception):\n"
+            "    def _render_traceback_(self):\n"
+            "        return ['\\x1b[31mframe %06d\\x1b[0m' % i for i in range(40000)]\n"
+            "raise E()")
+    k = execute(daemon, session, code)
+    assert k["status"] == "error"
+    assert k["error"]["traceback"] == "\n".join("frame %06d" % i for i in range(40000))
+
+
 def test_syntax_error_has_line_and_column(daemon, session):
     k = execute(daemon, session, "a = 1\nb = (2 +* 3)\n")
     assert k["status"] == "error"
