@@ -226,28 +226,32 @@ contract_strip_ansi(const char *in)
 	return (out);
 }
 
+/*
+ * The frames joined by newlines in one pass: user code picks how many
+ * (IPython's _render_traceback_), so no copy of the whole per frame.
+ */
 static json_t *
 contract_traceback(json_t *tb)
 {
 	json_t	*v;
 	size_t	 i, len = 0, n;
-	char	*all, *plain;
+	char	*all, *o, *plain;
 
-	/* One buffer: the lines come from the interpreter, in any number. */
-	json_array_foreach(tb, i, v)
-		len += json_string_length(v) + 1;
-	all = xmalloc(len + 1);
-	len = 0;
+	json_array_foreach(tb, i, v) {
+		if (json_is_string(v))
+			len += json_string_length(v) + 1;
+	}
+	o = all = xmalloc(len + 1);
 	json_array_foreach(tb, i, v) {
 		if (!json_is_string(v))
 			continue;
-		if (len != 0)
-			all[len++] = '\n';
+		if (o != all)
+			*o++ = '\n';
 		n = json_string_length(v);
-		memcpy(all + len, json_string_value(v), n);
-		len += n;
+		memcpy(o, json_string_value(v), n);
+		o += n;
 	}
-	all[len] = '\0';
+	*o = '\0';
 	plain = contract_strip_ansi(all);
 	free(all);
 	v = json_string(plain);
@@ -283,8 +287,8 @@ contract_on_stream(struct contract *c, json_t *content)
 static void
 contract_on_result(struct contract *c, const char *type, json_t *content)
 {
-	json_t	*r, *md = json_object_get(content, "metadata");
-	json_t	*data = json_object_get(content, "data"), *ev;
+	json_t	*r, *ev, *data = json_object_get(content, "data");
+	json_t	*md = json_object_get(content, "metadata");
 
 	r = json_pack("{s:o,s:o,s:b}", "data", json_is_object(data) ?
 	    json_incref(data) : json_object(), "metadata", json_is_object(md) ?
@@ -292,7 +296,7 @@ contract_on_result(struct contract *c, const char *type, json_t *content)
 	    strcmp(type, "execute_result") == 0);
 	if (r == NULL)
 		return;
-	/* The event is a copy: the kept result must not gain its "type". */
+	/* The event is a copy: the kept result must not grow a "type". */
 	ev = json_deep_copy(r);
 	json_object_set_new(ev, "type", json_string("result"));
 	if (json_array_size(c->results) < CONTRACT_RESULTS_MAX)

@@ -200,35 +200,51 @@ files_openat2(int root, const char *path, int flags, mode_t mode)
 #endif
 }
 
-/* The fallback: each directory component with O_NOFOLLOW, by descriptor. */
+/*
+ * The parent directory of path, opened beneath root; *base its last name.
+ * Each directory component with O_NOFOLLOW, by descriptor; made first if
+ * create (then s says whose it is).
+ */
 static int
-files_walk(int root, const char *path, int flags, mode_t mode)
+files_parent(int root, const char *path, int create, const struct session *s,
+    const char **base)
 {
 	char	*copy = xstrdup(path), *comp, *next;
 	int	 fd = dup(root), nfd, saved;
 
-	if (fd == -1) {
-		free(copy);
-		return (-1);
-	}
-	for (comp = copy; (next = strchr(comp, '/')) != NULL; comp = next + 1) {
+	*base = strrchr(path, '/') != NULL ? strrchr(path, '/') + 1 : path;
+	for (comp = copy; fd != -1 && (next = strchr(comp, '/')) != NULL;
+	    comp = next + 1) {
 		*next = '\0';
+		if (create && mkdirat(fd, comp, 0755) == 0 &&
+		    s->host_uid != (uid_t)-1)
+			fchownat(fd, comp, s->host_uid, s->host_gid,
+			    AT_SYMLINK_NOFOLLOW);
 		nfd = openat(fd, comp, O_RDONLY | O_DIRECTORY | O_NOFOLLOW |
 		    O_CLOEXEC);
 		saved = errno;
 		close(fd);
-		if ((fd = nfd) == -1) {
-			free(copy);
-			errno = saved == ENOTDIR ? ELOOP : saved;
-			return (-1);
-		}
+		fd = nfd;
+		errno = saved == ENOTDIR ? ELOOP : saved;
 	}
-	nfd = openat(fd, comp, flags | O_NOFOLLOW | O_CLOEXEC, mode);
-	saved = errno;
-	close(fd);
 	free(copy);
+	return (fd);
+}
+
+/* The fallback: each directory component with O_NOFOLLOW, by descriptor. */
+static int
+files_walk(int root, const char *path, int flags, mode_t mode)
+{
+	const char	*base;
+	int		 dfd, fd, saved;
+
+	if ((dfd = files_parent(root, path, 0, NULL, &base)) == -1)
+		return (-1);
+	fd = openat(dfd, base, flags | O_NOFOLLOW | O_CLOEXEC, mode);
+	saved = errno;
+	close(dfd);
 	errno = saved;
-	return (nfd);
+	return (fd);
 }
 
 /* Open path beneath root, never through a symlink. */
@@ -350,33 +366,6 @@ files_list(struct session *s, const char *dir, int *truncated,
 	}
 	closedir(d);
 	return (list);
-}
-
-/* The parent directory of path, opened beneath root; *base its last name. */
-static int
-files_parent(int root, const char *path, int create, const struct session *s,
-    const char **base)
-{
-	char	*copy = xstrdup(path), *comp, *next;
-	int	 fd = dup(root), nfd, saved;
-
-	*base = strrchr(path, '/') != NULL ? strrchr(path, '/') + 1 : path;
-	for (comp = copy; fd != -1 && (next = strchr(comp, '/')) != NULL;
-	    comp = next + 1) {
-		*next = '\0';
-		if (create && mkdirat(fd, comp, 0755) == 0 &&
-		    s->host_uid != (uid_t)-1)
-			fchownat(fd, comp, s->host_uid, s->host_gid,
-			    AT_SYMLINK_NOFOLLOW);
-		nfd = openat(fd, comp, O_RDONLY | O_DIRECTORY | O_NOFOLLOW |
-		    O_CLOEXEC);
-		saved = errno;
-		close(fd);
-		fd = nfd;
-		errno = saved == ENOTDIR ? ELOOP : saved;
-	}
-	free(copy);
-	return (fd);
 }
 
 int

@@ -47,8 +47,6 @@ struct rest_upload {
 	struct http_req		*req;
 	struct files_write	*w;
 	uint64_t		 bytes;
-	char			 session[SESSION_NAME_MAX + 1];
-	int			 failed;	/* replied with an error */
 	struct rest_upload	*next;
 };
 static struct rest_upload *rest_uploads;
@@ -200,7 +198,6 @@ rest_upload_begin(struct http_req *req)
 	}
 	up = xcalloc(1, sizeof *up);
 	up->req = req;
-	snprintf(up->session, sizeof up->session, "%s", s->name);
 	up->w = files_write_begin(s, rest_files_path(req), expect, &e, &cause);
 	if (up->w == NULL) {
 		free(up);
@@ -266,6 +263,5 @@ rest_files_sink(struct http_req *req, const void *buf, size_t len)
 void
 rest_files_put(struct http_req *req)
 {
-	if (rest_files_sink(req, NULL, 0) != 0)
-		return;
+	rest_files_sink(req, NULL, 0);
 }

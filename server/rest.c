@@ -451,8 +451,11 @@ rest_fork(struct http_req *req)
 		return;
 	}
 	to = json_object_get(body, "name");
-	if (to != NULL && !json_is_string(to)) {
-		rest_req_error(req, 400, "bad_request", "name: not a string");
+	/* Checked whole: the copy below would cut a long one to another. */
+	if (to != NULL && (!json_is_string(to) ||
+	    !session_name_valid(json_string_value(to)))) {
+		rest_req_error(req, 400, "bad_request", "name: not a valid "
+		    "session name (letters, digits, '-', '_', '.')");
 		json_decref(body);
 		return;
 	}

@@ -161,8 +161,14 @@ def test_create_refuses_bad_bodies(rest):
                  409, "conflict")
         error_of(rest.call("POST", "/v1/sessions/rest-taken/fork",
                            json={"name": "rest-taken"}), 409, "conflict")
+        # Too long was cut to SESSION_NAME_MAX and forked under that name.
+        long = "rest-fork-" + "x" * 300
+        error_of(rest.call("POST", "/v1/sessions/rest-taken/fork",
+                           json={"name": long}), 400)
+        assert rest.call("GET", "/v1/sessions/" + long[:64]).status_code == 404
     finally:
         rest.call("DELETE", "/v1/sessions/" + s["name"])
+        rest.call("DELETE", "/v1/sessions/" + "rest-fork-" + "x" * 54)
 
 
 def test_unknown_sessions_and_routes(rest):

@@ -24,6 +24,7 @@ json_t		*client_recv(int, int, char **);
 int		 client_exit_code(json_t *);
 int		 client_command(json_t *, json_t **);
 extern int	 client_timeout;
+extern size_t	 client_reply_max;
 const char	*client_state_dir(void);
 int		 client_state_dir_set(void);
 void		 client_set_state_dir(const char *);

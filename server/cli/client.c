@@ -17,8 +17,9 @@
 
 static char	*client_dir;
 int		 client_timeout = 30000;	/* ms for one daemon reply */
-static char	 client_buf[1024 * 1024];
-static size_t	 client_len;
+size_t		 client_reply_max = 1024 * 1024; /* longest reply line */
+static char	*client_buf;
+static size_t	 client_len, client_size;
 
 void
 client_set_state_dir(const char *dir)
@@ -167,23 +168,31 @@ json_t *
 client_recv(int fd, int timeout, char **cause)
 {
 	struct pollfd	 pfd = { .fd = fd, .events = POLLIN };
-	char		*nl;
+	char		*nl = NULL;
 	json_t		*r;
 	json_error_t	 jerr;
 	ssize_t		 n;
 	size_t		 used;
 
-	while ((nl = memchr(client_buf, '\n', client_len)) == NULL) {
-		if (client_len == sizeof client_buf) {
-			*cause = xstrdup("daemon reply too long");
-			return (NULL);
+	/* memchr may not be given the NULL of a buffer not yet made. */
+	while (client_buf == NULL ||
+	    (nl = memchr(client_buf, '\n', client_len)) == NULL) {
+		if (client_len == client_size) {
+			if (client_size >= client_reply_max) {
+				*cause = xstrdup("daemon reply too long");
+				return (NULL);
+			}
+			client_size = client_size ? client_size * 2 : 65536;
+			if (client_size > client_reply_max)
+				client_size = client_reply_max;
+			client_buf = xrealloc(client_buf, client_size);
 		}
 		if (poll(&pfd, 1, timeout) == 0) {
 			*cause = xstrdup("timed out waiting for the daemon");
 			return (NULL);
 		}
 		n = read(fd, client_buf + client_len,
-		    sizeof client_buf - client_len);
+		    client_size - client_len);
 		if (n == -1 && errno == EINTR) {
 			*cause = xstrdup("interrupted");
 			return (NULL);

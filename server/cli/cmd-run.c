@@ -166,42 +166,6 @@ out:
 	return (rc);
 }
 
-/* One line of any length up to CMD_RUN_LINE_MAX, as JSON. */
-static json_t *
-cmd_run_read_line(int fd, char **cause)
-{
-	char		*buf = NULL, *nl = NULL;
-	size_t		 len = 0, size = 0;
-	ssize_t		 n;
-	json_t		*j;
-	json_error_t	 jerr;
-
-	while (nl == NULL) {
-		if (len == size) {
-			if (size >= CMD_RUN_LINE_MAX) {
-				*cause = xstrdup("the contract is too long");
-				free(buf);
-				return (NULL);
-			}
-			size = size ? size * 2 : 65536;
-			buf = xrealloc(buf, size);
-		}
-		n = read(fd, buf + len, size - len);
-		if (n <= 0) {
-			*cause = xstrdup("the daemon closed the connection");
-			free(buf);
-			return (NULL);
-		}
-		nl = memchr(buf + len, '\n', n);
-		len += n;
-	}
-	j = json_loadb(buf, nl - buf, 0, &jerr);
-	free(buf);
-	if (j == NULL)
-		xasprintf(cause, "bad reply from daemon: %s", jerr.text);
-	return (j);
-}
-
 /* The contract's status as the exit status (as without --json). */
 static int
 cmd_run_json_status(json_t *contract)
@@ -224,32 +188,17 @@ static int
 cmd_run_json(const char *name, const char *code, int timeout)
 {
 	json_t	*req, *r;
-	char	*cause, *out;
-	int	 fd, rc;
+	char	*out;
+	int	 rc;
 
-	if ((fd = client_connect(NULL, 1, &cause)) == -1) {
-		fprintf(stderr, "cellblock: %s\n", cause);
-		free(cause);
-		return (EXIT_NODAEMON);
-	}
+	client_timeout = -1;
+	client_reply_max = CMD_RUN_LINE_MAX;
 	req = json_pack("{s:s,s:s,s:s,s:I}", "cmd", "execute", "name", name,
 	    "code", code, "timeout_ms", (json_int_t)timeout * 1000);
-	rc = client_send(fd, req, &cause);
+	rc = client_command(req, &r);
 	json_decref(req);
-	r = rc == 0 ? cmd_run_read_line(fd, &cause) : NULL;
-	close(fd);
-	if (r == NULL) {
-		fprintf(stderr, "cellblock: %s\n", cause);
-		free(cause);
-		return (EXIT_NODAEMON);
-	}
-	if (!json_is_true(json_object_get(r, "ok"))) {
-		fprintf(stderr, "cellblock: %s\n",
-		    json_string_value(json_object_get(r, "error")));
-		rc = client_exit_code(r);
-		json_decref(r);
+	if (rc != EXIT_OK)
 		return (rc);
-	}
 	out = json_dumps(json_object_get(r, "contract"), JSON_INDENT(2) |
 	    JSON_SORT_KEYS);
 	printf("%s\n", out != NULL ? out : "null");
