@@ -210,6 +210,19 @@ def test_new_rejects_invalid_names(daemon, bad):
     assert not os.path.exists(os.path.join(daemon.state, "sessions", bad + ".json"))
 
 
+@pytest.mark.parametrize("args", [("new", "--name", b"x\xff"), ("new", "--memory", b"\xff"),
+                                  ("new", "--env", b"A=\xff"), ("audit", b"\xff")],
+                         ids=["name", "limit", "env", "audit"])
+def test_arguments_not_utf8_are_usage_errors(daemon, args):
+    """argv may hold any bytes, a request only UTF-8: refused, never sent
+    without the argument (a session under another name, an audit of all)."""
+    before = set(sessions(daemon))
+    p = cb(daemon, *args)
+    assert p.returncode == 2, (p.returncode, p.stdout, p.stderr)
+    assert "not UTF-8" in p.stderr, p.stderr
+    assert set(sessions(daemon)) == before
+
+
 # ---------------------------------------------------------------- ls
 
 def test_ls_table_and_json(daemon, named):

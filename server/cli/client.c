@@ -145,7 +145,11 @@ client_send(int fd, json_t *req, char **cause)
 	size_t	 len, off = 0;
 	ssize_t	 n;
 
-	s = json_dumps(req, JSON_COMPACT);
+	/* req is NULL, or will not dump, when argv held bytes not UTF-8. */
+	if (req == NULL || (s = json_dumps(req, JSON_COMPACT)) == NULL) {
+		*cause = xstrdup("an argument is not UTF-8 text");
+		return (-1);
+	}
 	len = strlen(s);
 	s[len++] = '\n';
 	while (off < len) {
@@ -220,6 +224,23 @@ client_call(int fd, json_t *req, char **cause)
 	return (client_recv(fd, client_timeout, cause));
 }
 
+/*
+ * An argument of argv as a request's string, what naming it for the
+ * error: argv may hold any bytes, JSON only UTF-8 text. Not UTF-8 is a
+ * usage error here, not an option quietly dropped from the request.
+ */
+json_t *
+client_arg(const char *what, const char *value)
+{
+	json_t	*j;
+
+	if ((j = json_string(value)) == NULL) {
+		fprintf(stderr, "cellblock: %s: not UTF-8 text\n", what);
+		exit(EXIT_USAGE);
+	}
+	return (j);
+}
+
 int
 client_exit_code(json_t *reply)
 {
@@ -242,6 +263,11 @@ client_command(json_t *req, json_t **reply)
 	int	 fd, code;
 
 	*reply = NULL;
+	/* What json_pack makes of argv: NULL when an argument is not UTF-8. */
+	if (req == NULL) {
+		fprintf(stderr, "cellblock: an argument is not UTF-8 text\n");
+		return (EXIT_USAGE);
+	}
 	if ((fd = client_connect(NULL, 1, &cause)) == -1) {
 		fprintf(stderr, "cellblock: %s\n", cause);
 		free(cause);

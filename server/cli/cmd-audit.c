@@ -108,7 +108,8 @@ cmd_audit_exec(int argc, char **argv)
 		cmd_usage(&cmd_audit_entry);
 	req = json_pack("{s:s}", "cmd", "audit");
 	if (optind < argc)
-		json_object_set_new(req, "name", json_string(argv[optind]));
+		json_object_set_new(req, "name", client_arg("NAME",
+		    argv[optind]));
 	if (since[0] != '\0')
 		json_object_set_new(req, "since", json_string(since));
 	if ((code = client_command(req, &r)) == EXIT_OK) {

@@ -80,7 +80,7 @@ cmd_new_exec(int argc, char **argv)
 				env = json_object();
 			*eq = '\0';
 			if (json_object_set_new(env, optarg,
-			    json_string(eq + 1)) != 0) {
+			    client_arg("--env", eq + 1)) != 0) {
 				fprintf(stderr, "cellblock: --env %s: not "
 				    "UTF-8\n", optarg);
 				exit(EXIT_USAGE);
@@ -89,7 +89,8 @@ cmd_new_exec(int argc, char **argv)
 		}
 		if (ch != 0)
 			cmd_usage(&cmd_new_entry);
-		json_object_set_new(req, opts[idx].name, json_string(optarg));
+		json_object_set_new(req, opts[idx].name,
+		    client_arg(opts[idx].name, optarg));
 	}
 	if (mounts != NULL)
 		json_object_set_new(req, "mounts", mounts);

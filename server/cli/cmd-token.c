@@ -2,34 +2,16 @@
 
 #include <getopt.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 #include "cli.h"
 
 static int	cmd_token_exec(int, char **);
-static json_t	*cmd_token_request(const char *, const char *, const char *);
 
 const struct cmd_entry cmd_token_entry = {
 	"token", "new [--name NAME] | ls | revoke ID|NAME", cmd_token_exec
 };
-
-/* A request with one string argument, which argv may hold as anything. */
-static json_t *
-cmd_token_request(const char *action, const char *key, const char *value)
-{
-	json_t	*req;
-
-	req = json_pack("{s:s,s:s,s:s}", "cmd", "token", "action", action, key,
-	    value);
-	if (req == NULL) {
-		fprintf(stderr, "cellblock: token %s: the %s is not UTF-8\n",
-		    action, key);
-		exit(EXIT_USAGE);
-	}
-	return (req);
-}
 
 /* The token itself is shown once, here; the daemon keeps only a hash. */
 static int
@@ -50,7 +32,8 @@ cmd_token_new(int argc, char **argv)
 	}
 	if (optind != argc)
 		cmd_usage(&cmd_token_entry);
-	req = cmd_token_request("new", "name", name);
+	req = json_pack("{s:s,s:s,s:s}", "cmd", "token", "action", "new", "name",
+	    name);
 	if ((code = client_command(req, &r)) == EXIT_OK) {
 		printf("%s\n", json_string_value(json_object_get(r, "token")));
 		fprintf(stderr, "token %s: shown once; keep it\n",
@@ -96,7 +79,8 @@ cmd_token_revoke(const char *which)
 	json_t	*req, *r;
 	int	 code;
 
-	req = cmd_token_request("revoke", "id", which);
+	req = json_pack("{s:s,s:s,s:s}", "cmd", "token", "action", "revoke", "id",
+	    which);
 	if ((code = client_command(req, &r)) == EXIT_OK)
 		json_decref(r);
 	json_decref(req);
