@@ -40,9 +40,7 @@ struct token {
 static struct token	*token_list;
 static size_t		 token_n;
 static char		*token_path;
-static time_t		 token_bad_second;
-static u_int		 token_bad_count;	/* this second */
-static u_int		 token_bad_quiet;	/* not logged yet */
+static struct log_limit	 token_bad;
 
 static void
 token_hash(const char *tok, u_char out[crypto_generichash_BYTES])
@@ -55,18 +53,14 @@ token_hash(const char *tok, u_char out[crypto_generichash_BYTES])
 static void
 token_log_bad(void)
 {
-	time_t	now = time(NULL);
+	u_int	missed;
+	int	log;
 
-	if (now != token_bad_second) {
-		if (token_bad_quiet != 0)
-			log_warn("http: %u more bad tokens", token_bad_quiet);
-		token_bad_second = now;
-		token_bad_count = token_bad_quiet = 0;
-	}
-	if (token_bad_count++ < TOKEN_BAD_LOGGED)
+	log = log_limit(&token_bad, loop_now(), TOKEN_BAD_LOGGED, &missed);
+	if (missed != 0)
+		log_warn("http: %u more bad tokens", missed);
+	if (log)
 		log_warn("http: a request with a bad token");
-	else
-		token_bad_quiet++;
 }
 
 int

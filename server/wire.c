@@ -126,9 +126,7 @@ struct wire {
 	u_int			 nconns;
 	TAILQ_HEAD(, wire_conn)	 conns;
 
-	int64_t			 log_window;
-	u_int			 log_lines;
-	u_int			 log_quiet;
+	struct log_limit	 log_limit;	/* its disconnections */
 	u_int			 pub_dropped;
 };
 
@@ -386,20 +384,17 @@ wire_destroy(struct wire **wp)
 static void
 wire_log(struct wire *w, const char *what)
 {
-	int64_t	now = zclock_mono();
+	u_int	missed;
+	int	log;
 
-	if (now - w->log_window >= 1000) {
-		if (w->log_quiet > 0)
-			log_warn("%s: %u more disconnections in the last "
-			    "second, not logged one by one", w->label,
-			    w->log_quiet);
-		w->log_window = now;
-		w->log_lines = w->log_quiet = 0;
-	}
-	if (w->log_lines++ < WIRE_LOG_LINES)
+	/* Not loop_now(): the heartbeat thread logs through here too. */
+	log = log_limit(&w->log_limit, (uint64_t)zclock_mono(), WIRE_LOG_LINES,
+	    &missed);
+	if (missed != 0)
+		log_warn("%s: %u more disconnections in the last second, not "
+		    "logged one by one", w->label, missed);
+	if (log)
 		log_warn("%s: %s", w->label, what);
-	else
-		w->log_quiet++;
 }
 
 static void

@@ -13,6 +13,7 @@
 #include <sys/types.h>
 
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 
 #ifndef nitems
@@ -50,6 +51,18 @@ void		 log_set_session(log_session_fn *);
 int		 log_enabled(int);
 void		 log_write(int, const char *, const char *, ...)
 		     __attribute__((format(printf, 3, 4)));
+
+/*
+ * A complaint anyone outside can repeat (a bad token, a refused peer):
+ * the first lines of each second logged, the rest counted, so a flood
+ * cannot fill the disk or the loop with writes.
+ */
+struct log_limit {
+	uint64_t	 window;	/* ms: when this second began */
+	u_int		 lines;		/* logged in it */
+	u_int		 quiet;		/* counted in it, not logged */
+};
+int		 log_limit(struct log_limit *, uint64_t, u_int, u_int *);
 
 #define log_error(...)	log_write(LEVEL_ERROR, __func__, __VA_ARGS__)
 #define log_warn(...)	log_write(LEVEL_WARN, __func__, __VA_ARGS__)

@@ -197,3 +197,25 @@ log_write(int level, const char *func, const char *fmt, ...)
 	}
 	free(msg);
 }
+
+/*
+ * 1: log this one; 0: it is counted instead. now: monotonic ms; lines:
+ * how many a second. *missed: how many the second before counted, once,
+ * as a new second starts (0 otherwise): the caller says it in its words.
+ */
+int
+log_limit(struct log_limit *l, uint64_t now, u_int lines, u_int *missed)
+{
+	*missed = 0;
+	if (now - l->window >= 1000) {
+		*missed = l->quiet;
+		l->window = now;
+		l->lines = l->quiet = 0;
+	}
+	if (l->lines < lines) {
+		l->lines++;
+		return (1);
+	}
+	l->quiet++;
+	return (0);
+}

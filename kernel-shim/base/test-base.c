@@ -156,6 +156,21 @@ test_log(void)
 	fclose(f);
 }
 
+/* Three a second logged, the rest counted and told once, a second on. */
+static void
+test_log_limit(void)
+{
+	struct log_limit	l = { 0, 0, 0 };
+	u_int			missed, logged = 0, i;
+
+	for (i = 0; i < 10; i++)
+		logged += log_limit(&l, 5000 + i, 3, &missed);
+	CHECK(logged == 3 && missed == 0 && l.quiet == 7);
+	CHECK(log_limit(&l, 5999, 3, &missed) == 0 && missed == 0);
+	CHECK(log_limit(&l, 6000, 3, &missed) == 1 && missed == 8);
+	CHECK(log_limit(&l, 6001, 3, &missed) == 1 && missed == 0);
+}
+
 static void
 test_write_atomic(void)
 {
@@ -346,6 +361,7 @@ main(void)
 		fatal("mkdtemp");
 	test_alloc();
 	test_log();
+	test_log_limit();
 	test_write_atomic();
 	test_open();
 	test_remove_tree();
