@@ -99,23 +99,6 @@ contract_ops_run_gone(void *arg)
 	free(r);
 }
 
-static int
-contract_ops_stdin_ok(json_t *v)
-{
-	json_t	*line;
-	size_t	 i;
-
-	if (v == NULL)
-		return (1);
-	if (!json_is_array(v))
-		return (0);
-	json_array_foreach(v, i, line) {
-		if (!json_is_string(line))
-			return (0);
-	}
-	return (1);
-}
-
 static json_t *
 contract_ops_execute(struct control_conn *c, json_t *req)
 {
@@ -140,11 +123,14 @@ contract_ops_execute(struct control_conn *c, json_t *req)
 		    "without NUL"));
 	if ((t != NULL && (!json_is_integer(t) || json_integer_value(t) < 0 ||
 	    json_integer_value(t) > 86400000)) ||
-	    !contract_ops_stdin_ok(cr.stdin_lines) ||
 	    (sh != NULL && !json_is_boolean(sh)))
 		return (control_error(EXIT_USAGE, "timeout_ms must be 0 to "
-		    "86400000, stdin an array of strings, store_history a "
-		    "boolean"));
+		    "86400000, store_history a boolean"));
+	if (contract_stdin_valid(cr.stdin_lines, &cause) != 0) {
+		err = control_error(EXIT_USAGE, "%s", cause);
+		free(cause);
+		return (err);
+	}
 	cr.timeout_ms = t != NULL ? (int)json_integer_value(t) : 0;
 	cr.store_history = sh == NULL || json_is_true(sh);
 	cr.client = "cli";

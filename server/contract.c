@@ -25,6 +25,7 @@
 
 #define CONTRACT_TIMEOUT_GRACE	2000	/* ms after timeout_ms's interrupt */
 #define CONTRACT_RESULTS_MAX	64	/* results kept per call */
+#define CONTRACT_STDIN_MAX	10000	/* lines a call may answer with */
 
 /* One stream's text: the first half of the cap, then a moving tail. */
 struct contract_text {
@@ -324,6 +325,32 @@ static void contract_timeout_start(struct contract *);
 static void contract_cancel_start(struct contract *);
 
 /* The session's iopub: only what has this call's request as parent. */
+/*
+ * A request's stdin lines, as every surface takes them: absent, or an
+ * array of at most CONTRACT_STDIN_MAX strings. 0, or -1 and why.
+ */
+int
+contract_stdin_valid(json_t *in, char **cause)
+{
+	json_t	*v;
+	size_t	 i;
+
+	if (in == NULL)
+		return (0);
+	if (!json_is_array(in) || json_array_size(in) > CONTRACT_STDIN_MAX) {
+		xasprintf(cause, "stdin: an array of at most %d strings",
+		    CONTRACT_STDIN_MAX);
+		return (-1);
+	}
+	json_array_foreach(in, i, v) {
+		if (!json_is_string(v)) {
+			xasprintf(cause, "stdin[%zu]: not a string", i);
+			return (-1);
+		}
+	}
+	return (0);
+}
+
 static void
 contract_publish(void *conn, struct session *s, const struct jmsg_out *out)
 {
@@ -650,8 +677,7 @@ contract_run(struct session *s, const struct contract_req *r,
 		*cause = xstrdup("the session is ending");
 		return (NULL);
 	}
-	if (r->stdin_lines != NULL && !json_is_array(r->stdin_lines)) {
-		*cause = xstrdup("stdin must be an array of strings");
+	if (contract_stdin_valid(r->stdin_lines, cause) != 0) {
 		return (NULL);
 	}
 	c = xcalloc(1, sizeof *c);

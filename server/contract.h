@@ -74,6 +74,7 @@ typedef void	 contract_done_cb(void *, json_t *);
  * returns (queue_full): the returned contract is then already finished,
  * and stays valid until contract_detach.
  */
+int		 contract_stdin_valid(json_t *, char **);
 struct contract	*contract_run(struct session *, const struct contract_req *,
 		     contract_event_cb *, contract_done_cb *, void *, char **);
 /*

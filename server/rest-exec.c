@@ -29,7 +29,6 @@
 #include "rest.h"
 
 #define REST_EXEC_TIMEOUT_MAX	(7 * 24 * 3600)	/* seconds a call may ask */
-#define REST_STDIN_LINES_MAX	10000
 /*
  * The largest one write down a stream may be: the front holds at most
  * HTTP_STREAM_MAX unread, and a 16 MiB plot would otherwise cost the
@@ -57,27 +56,6 @@ struct rest_exec {
 };
 
 static void	rest_exec_finish(struct rest_exec *);
-
-/* stdin: the lines input() gets in turn, strings only, bounded. */
-static int
-rest_exec_stdin_ok(json_t *in, char **cause)
-{
-	json_t	*v;
-	size_t	 i;
-
-	if (!json_is_array(in) || json_array_size(in) > REST_STDIN_LINES_MAX) {
-		xasprintf(cause, "stdin: an array of at most %d strings",
-		    REST_STDIN_LINES_MAX);
-		return (-1);
-	}
-	json_array_foreach(in, i, v) {
-		if (!json_is_string(v)) {
-			xasprintf(cause, "stdin[%zu]: not a string", i);
-			return (-1);
-		}
-	}
-	return (0);
-}
 
 /*
  * A POST .../execute body as a contract request (the strings stay the
@@ -126,7 +104,7 @@ rest_exec_parse(json_t *body, struct contract_req *cr, char **cause)
 		cr->timeout_ms = (int)ceil(json_number_value(t) * 1000);
 	}
 	if (in != NULL && !json_is_null(in)) {
-		if (rest_exec_stdin_ok(in, cause) != 0)
+		if (contract_stdin_valid(in, cause) != 0)
 			return (-1);
 		cr->stdin_lines = in;
 	}
