@@ -14,11 +14,20 @@
 
 #include "server.h"
 
+/*
+ * Made once per session when first asked, then kept: its inputs never
+ * change while the session lives, and lookups by id walk every session.
+ */
 void
 gateway_kernel_id(struct session *s, char out[37])
 {
 	u_char	h[crypto_hash_sha256_BYTES];
 	char	*seed;
+
+	if (s->kernel_id[0] != '\0') {
+		memcpy(out, s->kernel_id, sizeof s->kernel_id);
+		return;
+	}
 
 	xasprintf(&seed, "cellblock-kernel:%u:%s:%lld", (u_int)s->owner,
 	    s->name, (long long)s->created);
@@ -29,6 +38,7 @@ gateway_kernel_id(struct session *s, char out[37])
 	snprintf(out, 37, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-"
 	    "%02x%02x%02x%02x%02x%02x", h[0], h[1], h[2], h[3], h[4], h[5],
 	    h[6], h[7], h[8], h[9], h[10], h[11], h[12], h[13], h[14], h[15]);
+	memcpy(s->kernel_id, out, sizeof s->kernel_id);
 }
 
 /* The session a kernel id names, if uid may see it. */

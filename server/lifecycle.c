@@ -616,6 +616,7 @@ lifecycle_load(const char *file)
 		goto out;
 	}
 	s->created = json_integer_value(json_object_get(r, "created"));
+	s->kernel_id[0] = '\0';	/* made from it: make it again */
 	/* Written by us; the shim checks each as the owner again anyway. */
 	if (json_is_array(json_object_get(r, "mounts")))
 		s->mounts = json_incref(json_object_get(r, "mounts"));

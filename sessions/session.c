@@ -195,6 +195,7 @@ session_list(struct session *s, const char *name, uid_t owner, char **cause)
 	log_info("%s: is now %s, for uid %u", s->name, name, (u_int)owner);
 	snprintf(s->name, sizeof s->name, "%s", name);
 	s->owner = owner;
+	s->kernel_id[0] = '\0';	/* made from name, owner and created */
 	s->ending = 0;
 	s->created = s->last_active = time(NULL);
 	zhashx_insert(session_table, s->name, s);

@@ -151,6 +151,8 @@ struct session {
 	uid_t		 host_uid;	/* the interpreter's uid on the host */
 	gid_t		 host_gid;
 	int		 cgroup_made;
+	char		 kernel_id[37]; /* the gateway's, made once when first
+					  asked (server/gateway-kernel.c) */
 	char		 cgroup[SESSION_NAME_MAX + 1]; /* its group's name: the
 					   session's, or the pool member's
 					   it was born as (server/pool.c) */
