@@ -56,9 +56,6 @@
 #define PROXY_CLOSE_WAIT	5	/* s: draining a refused client */
 #define PROXY_CTL_MAX		8192
 
-#ifndef nitems
-#define nitems(a)	(sizeof (a) / sizeof (a)[0])
-#endif
 
 enum proxy_tag { TAG_CONTROL, TAG_LISTEN, TAG_CLIENT, TAG_UPSTREAM,
     TAG_RESOLVED };
