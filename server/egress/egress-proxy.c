@@ -56,7 +56,6 @@
 #define PROXY_CLOSE_WAIT	5	/* s: draining a refused client */
 #define PROXY_CTL_MAX		8192
 
-
 enum proxy_tag { TAG_CONTROL, TAG_LISTEN, TAG_CLIENT, TAG_UPSTREAM,
     TAG_RESOLVED };
 
@@ -678,7 +677,6 @@ static void
 proxy_try_connect(struct proxy_conn *c)
 {
 	const struct sockaddr_storage	*ss;
-	char				 a[64];
 	int				 fd;
 
 	for (; c->tried < c->naddr; c->tried++) {
@@ -700,7 +698,6 @@ proxy_try_connect(struct proxy_conn *c)
 		}
 		close(fd);
 	}
-	proxy_addr_text(&c->addr[c->naddr - 1], a, sizeof a, 1);
 	proxy_refuse(c, 502, "cannot connect to %s (%s): %s", c->asked,
 	    c->resolved, strerror(errno));
 }
