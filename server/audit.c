@@ -41,6 +41,7 @@ struct audit_run {
 	uint64_t	 out_bytes[3];	/* stdout, stderr, everything else */
 	char		*text[2];	/* stdout, stderr, if audit-output */
 	size_t		 tlen[2];
+	int		 cut[2];	/* at AUDIT_OUTPUT_MAX: kept no more */
 };
 
 static int	 audit_fd = -1;
@@ -453,10 +454,15 @@ audit_keep_text(struct audit_run *r, int which, const char *text)
 {
 	size_t	n = strlen(text);
 
-	if (r->tlen[which] >= AUDIT_OUTPUT_MAX)
+	if (r->cut[which])
 		return;
-	if (n > AUDIT_OUTPUT_MAX - r->tlen[which])
+	if (n > AUDIT_OUTPUT_MAX - r->tlen[which]) {
 		n = AUDIT_OUTPUT_MAX - r->tlen[which];
+		/* Not inside a character: JSON has no half of one. */
+		while (n > 0 && ((u_char)text[n] & 0xc0) == 0x80)
+			n--;
+		r->cut[which] = 1;
+	}
 	r->text[which] = xrealloc(r->text[which], r->tlen[which] + n + 1);
 	memcpy(r->text[which] + r->tlen[which], text, n);
 	r->tlen[which] += n;
