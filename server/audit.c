@@ -35,7 +35,7 @@
 
 /* The execute running in one session, while it runs. */
 struct audit_run {
-	char		 msg_id[128];
+	char		*msg_id;	/* the client's: any length */
 	struct timespec	 start;
 	uint64_t	 cpu0;		/* cgroup usec at start */
 	uint64_t	 out_bytes[3];	/* stdout, stderr, everything else */
@@ -109,6 +109,7 @@ audit_run_free(void **item)
 	struct audit_run	*r = *item;
 
 	if (r != NULL) {
+		free(r->msg_id);
 		free(r->text[0]);
 		free(r->text[1]);
 		free(r);
@@ -442,7 +443,7 @@ audit_exec_start(struct session *s, const void *arg)
 	if (audit_runs == NULL || strcmp(jm->msg_type, "execute_request") != 0)
 		return (0);
 	r = xcalloc(1, sizeof *r);
-	snprintf(r->msg_id, sizeof r->msg_id, "%s", jm->msg_id);
+	r->msg_id = xstrdup(jm->msg_id);
 	clock_gettime(CLOCK_MONOTONIC, &r->start);
 	contain_stats(s, NULL, &r->cpu0);	/* the memory is read at the end */
 	zhashx_update(audit_runs, s->name, r);
