@@ -35,12 +35,13 @@
 
 /* The execute running in one session, while it runs. */
 struct audit_run {
-	char		 msg_id[128];
+	char		*msg_id;	/* the client's: any length */
 	struct timespec	 start;
 	uint64_t	 cpu0;		/* cgroup usec at start */
 	uint64_t	 out_bytes[3];	/* stdout, stderr, everything else */
 	char		*text[2];	/* stdout, stderr, if audit-output */
 	size_t		 tlen[2];
+	int		 cut[2];	/* at AUDIT_OUTPUT_MAX: kept no more */
 };
 
 static int	 audit_fd = -1;
@@ -108,6 +109,7 @@ audit_run_free(void **item)
 	struct audit_run	*r = *item;
 
 	if (r != NULL) {
+		free(r->msg_id);
 		free(r->text[0]);
 		free(r->text[1]);
 		free(r);
@@ -441,7 +443,7 @@ audit_exec_start(struct session *s, const void *arg)
 	if (audit_runs == NULL || strcmp(jm->msg_type, "execute_request") != 0)
 		return (0);
 	r = xcalloc(1, sizeof *r);
-	snprintf(r->msg_id, sizeof r->msg_id, "%s", jm->msg_id);
+	r->msg_id = xstrdup(jm->msg_id);
 	clock_gettime(CLOCK_MONOTONIC, &r->start);
 	contain_stats(s, NULL, &r->cpu0);	/* the memory is read at the end */
 	zhashx_update(audit_runs, s->name, r);
@@ -453,10 +455,15 @@ audit_keep_text(struct audit_run *r, int which, const char *text)
 {
 	size_t	n = strlen(text);
 
-	if (r->tlen[which] >= AUDIT_OUTPUT_MAX)
+	if (r->cut[which])
 		return;
-	if (n > AUDIT_OUTPUT_MAX - r->tlen[which])
+	if (n > AUDIT_OUTPUT_MAX - r->tlen[which]) {
 		n = AUDIT_OUTPUT_MAX - r->tlen[which];
+		/* Not inside a character: JSON has no half of one. */
+		while (n > 0 && ((u_char)text[n] & 0xc0) == 0x80)
+			n--;
+		r->cut[which] = 1;
+	}
 	r->text[which] = xrealloc(r->text[which], r->tlen[which] + n + 1);
 	memcpy(r->text[which] + r->tlen[which], text, n);
 	r->tlen[which] += n;

@@ -470,29 +470,41 @@ metrics_sample(int with_owners)
 
 /* Rendering. */
 
+/* The text as it grows: appended in place, not copied whole per line. */
+struct metrics_text {
+	char	*buf;
+	size_t	 len, size;
+};
+
 static void
-metrics_put(char **buf, const char *fmt, ...)
+metrics_put(struct metrics_text *t, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 
 static void
-metrics_put(char **buf, const char *fmt, ...)
+metrics_put(struct metrics_text *t, const char *fmt, ...)
 {
 	va_list	 ap;
-	char	*add, *next;
+	int	 n;
 
 	va_start(ap, fmt);
-	if (vasprintf(&add, fmt, ap) == -1)
-		fatalx("out of memory");
+	n = vsnprintf(t->buf + t->len, t->size - t->len, fmt, ap);
 	va_end(ap);
-	xasprintf(&next, "%s%s", *buf, add);
-	free(*buf);
-	free(add);
-	*buf = next;
+	if (n < 0)
+		fatalx("%s: vsnprintf", __func__);
+	if ((size_t)n >= t->size - t->len) {
+		while ((size_t)n >= t->size - t->len)
+			t->size *= 2;
+		t->buf = xrealloc(t->buf, t->size);
+		va_start(ap, fmt);
+		vsnprintf(t->buf + t->len, t->size - t->len, fmt, ap);
+		va_end(ap);
+	}
+	t->len += n;
 }
 
 static void
-metrics_put_value(char **buf, const char *name, const char *suffix,
-    const char *labels, const char *extra, double v)
+metrics_put_value(struct metrics_text *buf, const char *name,
+    const char *suffix, const char *labels, const char *extra, double v)
 {
 	int	braces = *labels != '\0' || *extra != '\0';
 
@@ -502,8 +514,8 @@ metrics_put_value(char **buf, const char *name, const char *suffix,
 }
 
 static void
-metrics_put_histogram(char **buf, const struct metrics_family *f,
-    struct metrics_series *s)
+metrics_put_histogram(struct metrics_text *buf,
+    const struct metrics_family *f, struct metrics_series *s)
 {
 	const double	*b;
 	size_t		 i, n;
@@ -540,28 +552,29 @@ metrics_render(int with_owners)
 {
 	const struct metrics_family	*f;
 	struct metrics_store		*st;
-	char				*buf = xstrdup("");
+	struct metrics_text		 t = { xmalloc(4096), 0, 4096 };
 	size_t				 i, j;
 
+	t.buf[0] = '\0';
 	metrics_sample(with_owners);
 	for (i = 0; i < nitems(metrics_table); i++) {
 		f = &metrics_table[i];
 		st = &metrics_store[f->id];
 		if (f->id == M_SESSIONS_OWNER && !with_owners)
 			continue;
-		metrics_put(&buf, "# HELP %s %s\n# TYPE %s %s\n", f->name,
+		metrics_put(&t, "# HELP %s %s\n# TYPE %s %s\n", f->name,
 		    f->help, f->name, metrics_type_name(f->type));
 		if (st->n == 0 && *f->labels == '\0' && f->type != M_HISTOGRAM)
-			metrics_put_value(&buf, f->name, "", "", "", 0);
+			metrics_put_value(&t, f->name, "", "", "", 0);
 		for (j = 0; j < st->n; j++) {
 			if (f->type == M_HISTOGRAM)
-				metrics_put_histogram(&buf, f, &st->s[j]);
+				metrics_put_histogram(&t, f, &st->s[j]);
 			else
-				metrics_put_value(&buf, f->name, "",
+				metrics_put_value(&t, f->name, "",
 				    st->s[j].labels, "", st->s[j].value);
 		}
 	}
-	return (buf);
+	return (t.buf);
 }
 
 /*

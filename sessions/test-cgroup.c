@@ -36,6 +36,7 @@
 #define CHECK(c)		check((c), __LINE__, #c)
 #define CHECK_STR(got, want)	check_str((got), (want), __LINE__, #got)
 #define CHECK_HAS(got, want)	check_has((got), (want), __LINE__, #got)
+#define CHECK_CAUSE(cp, want)	check_cause((cp), (want), __LINE__)
 
 /* What the fake kernel does besides holding files. */
 struct fake {
@@ -238,6 +239,15 @@ check_has(const char *got, const char *want, int line, const char *what)
 	failed++;
 	printf("FAIL line %d: %s is \"%s\", want it to contain \"%s\"\n",
 	    line, what, got == NULL ? "(null)" : got, want);
+}
+
+/* A failure's cause says want; then it is freed for the next call's. */
+static void
+check_cause(char **cause, const char *want, int line)
+{
+	check_has(*cause, want, line, "cause");
+	free(*cause);
+	*cause = NULL;
 }
 
 /* A formatted path kept until the end of the test run. */
@@ -714,9 +724,7 @@ test_v2(void)
 	CHECK_STR(path, P("%s/cellblock", own));
 	CHECK(cgroup_host_controller(h, "cpuacct", NULL) == 0);
 	CHECK(cgroup_create(h, "s1", &lim, &cause) == -1);
-	CHECK_HAS(cause, "not prepared");
-	free(cause);
-	cause = NULL;
+	CHECK_CAUSE(&cause, "not prepared");
 
 	CHECK(cgroup_host_prepare(h, &cause) == 0);
 	CHECK_STR(slurp(P("%s/cellblock/daemon/cgroup.procs", own)),
@@ -734,10 +742,8 @@ test_v2(void)
 	CHECK_STR(slurp(P("%s/pids.max", s)), "16");
 	CHECK_STR(slurp(P("%s/cpu.max", s)), "150000 100000");
 	CHECK(cgroup_create(h, "s1", &lim, &cause) == -1);
-	CHECK_HAS(cause, "already exists");
+	CHECK_CAUSE(&cause, "already exists");
 	CHECK_STR(slurp(P("%s/pids.max", s)), "16");	/* left alone */
-	free(cause);
-	cause = NULL;
 	/* A warm-pool member's limits rewritten in place (server/pool.c). */
 	CHECK(cgroup_set_limits(h, "s1", &other, &cause) == 0);
 	CHECK_STR(slurp(P("%s/memory.max", s)), "33554432");
@@ -749,9 +755,7 @@ test_v2(void)
 	fk.clamp_file = "pids.max";
 	fk.clamp_value = "7\n";
 	CHECK(cgroup_set_limits(h, "s1", &lim, &cause) == -1);
-	CHECK_HAS(cause, "pids.max reads back \"7\", wrote \"16\"");
-	free(cause);
-	cause = NULL;
+	CHECK_CAUSE(&cause, "pids.max reads back \"7\", wrote \"16\"");
 	fk.clamp_file = NULL;
 	CHECK(cgroup_set_limits(h, "s1", &lim, &cause) == 0);
 	v2_session(h, own, s);
@@ -791,9 +795,7 @@ test_v2_variants(void)
 	CHECK_HAS(cgroup_host_describe(h), "pids=none");
 	CHECK(cgroup_host_prepare(h, &cause) == 0);
 	CHECK(cgroup_create(h, "s2", &lim, &cause) == -1);
-	CHECK_HAS(cause, "no pids controller");
-	free(cause);
-	cause = NULL;
+	CHECK_CAUSE(&cause, "no pids controller");
 	CHECK(cgroup_create(h, "s2", &nopids, &cause) == 0);
 	pid = sleeper(&wfd);
 	CHECK(cgroup_attach(h, "s2", pid, &cause) == 0);
@@ -808,10 +810,8 @@ test_v2_variants(void)
 	fk.clamp_file = "memory.oom.group";
 	fk.clamp_value = "0\n";
 	CHECK(cgroup_create(h, "s3", &nopids, &cause) == -1);
-	CHECK_HAS(cause, "memory.oom.group reads back \"0\", wrote \"1\"");
+	CHECK_CAUSE(&cause, "memory.oom.group reads back \"0\", wrote \"1\"");
 	CHECK(!exists(P("%s/cellblock/s3", own)));
-	free(cause);
-	cause = NULL;
 	/* A missing required file too. */
 	fk.clamp_file = NULL;
 	fk.omit_file = "cpu.max";
@@ -845,9 +845,7 @@ v1_session(struct cgroup_host *h, const char *mem, const char *pids,
 	CHECK(cgroup_oom_kills(h, "s1", &n, &cause) == 0 && n == 5);
 	put(P("%s/memory.oom_control", mem), "oom_kill_disable 0\n");
 	CHECK(cgroup_oom_kills(h, "s1", &n, &cause) == -1);
-	CHECK_HAS(cause, "no \"oom_kill\" line");
-	free(cause);
-	cause = NULL;
+	CHECK_CAUSE(&cause, "no \"oom_kill\" line");
 	put(P("%s/memory.usage_in_bytes", mem), "8192\n");
 	put(P("%s/cpuacct.usage", cpu), "3000000\n");
 	CHECK(cgroup_stats(h, "s1", &m, &c, &cause) == 0);
@@ -946,18 +944,14 @@ test_v1_readback(void)
 	fk.clamp_file = "pids.max";
 	fk.clamp_value = "7\n";
 	CHECK(cgroup_create(h, "clamp", &lim, &cause) == -1);
-	CHECK_HAS(cause, "pids.max reads back \"7\", wrote \"8\"");
+	CHECK_CAUSE(&cause, "pids.max reads back \"7\", wrote \"8\"");
 	CHECK(!exists(P("%s/memory/user.slice/s1/cellblock/clamp", cg)));
 	CHECK(!exists(P("%s/pids/user.slice/s1/cellblock/clamp", cg)));
 	CHECK(!exists(P("%s/cpu,cpuacct/cellblock/clamp", cg)));
-	free(cause);
-	cause = NULL;
 	fk.clamp_file = "memory.limit_in_bytes";
-	fk.clamp_value = "9223372036854771712\n";
+	fk.clamp_value = V1_UNLIMITED;
 	CHECK(cgroup_create(h, "clamp", &lim, &cause) == -1);
-	CHECK_HAS(cause, "memory.limit_in_bytes reads back");
-	free(cause);
-	cause = NULL;
+	CHECK_CAUSE(&cause, "memory.limit_in_bytes reads back");
 
 	/* No swap accounting: memsw is optional. */
 	fk.clamp_file = NULL;
@@ -967,10 +961,8 @@ test_v1_readback(void)
 	/* The quota file is not: nor is a write the kernel refuses. */
 	fk.omit_file = "cpu.cfs_quota_us";
 	CHECK(cgroup_create(h, "noquota", &lim, &cause) == -1);
-	CHECK_HAS(cause, "cpu.cfs_quota_us");
+	CHECK_CAUSE(&cause, "cpu.cfs_quota_us");
 	CHECK(!exists(P("%s/cpu,cpuacct/cellblock/noquota", cg)));
-	free(cause);
-	cause = NULL;
 	fk.omit_file = NULL;
 	/* oom_kill_disable is inherited: it is written 0 and read back. */
 	CHECK(cgroup_create(h, "oomctl", &lim, &cause) == 0);
@@ -980,9 +972,7 @@ test_v1_readback(void)
 	fk.clamp_file = "memory.oom_control";
 	fk.clamp_value = "oom_kill_disable 1\nunder_oom 0\noom_kill 0\n";
 	CHECK(cgroup_create(h, "oomctl", &lim, &cause) == -1);
-	CHECK_HAS(cause, "memory.oom_control reads back \"1\", wrote \"0\"");
-	free(cause);
-	cause = NULL;
+	CHECK_CAUSE(&cause, "memory.oom_control reads back \"1\", wrote \"0\"");
 	fk.clamp_file = NULL;
 	CHECK(cgroup_create(h, "cpu5", &cpu5, &cause) == 0);
 	CHECK_STR(slurp(P("%s/cpu,cpuacct/cellblock/cpu5/cpu.cfs_quota_us",
@@ -1080,9 +1070,7 @@ test_symlinks(void)
 	free(cause);
 	cause = NULL;
 	CHECK(cgroup_attach(h, "evil", pid, &cause) == -1);
-	CHECK_HAS(cause, "symlink");
-	free(cause);
-	cause = NULL;
+	CHECK_CAUSE(&cause, "symlink");
 	CHECK(cgroup_remove(h, "evil", &cause) == -1);
 	free(cause);
 	cause = NULL;
@@ -1094,11 +1082,9 @@ test_symlinks(void)
 	/* A value file that is a symlink. */
 	fk.symlink_file = "pids.max";
 	CHECK(cgroup_create(h, "s1", &lim, &cause) == -1);
-	CHECK_HAS(cause, "pids.max");
+	CHECK_CAUSE(&cause, "pids.max");
 	CHECK_STR(slurp(P("%s/victim", tmp)), "untouched");
 	CHECK(!exists(P("%s/pids/user.slice/s1/cellblock/s1", cg)));
-	free(cause);
-	cause = NULL;
 	fk.symlink_file = NULL;
 	CHECK(cgroup_create(h, "../x", &lim, &cause) == -1);
 	CHECK_HAS(cause, "bad session name");

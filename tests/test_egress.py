@@ -201,6 +201,20 @@ def test_relay_cannot_choose_its_session_or_widen_the_list(env):
     assert lines[4] == "ro True True"    # EACCES/EROFS, a read-only mount
 
 
+def test_a_request_that_is_not_utf8_is_still_recorded(env):
+    # The record is JSON, which has no invalid UTF-8: the client's bytes are
+    # made text, never the reason its attempt goes unlogged.
+    out, err = env.cell("eg", "import socket\n"
+                        "s = socket.socket(socket.AF_UNIX)\n"
+                        "s.connect('/run/cellblock/egress.sock')\n"
+                        "s.sendall(b'CONNECT \\xff.test:443 HTTP/1.1\\r\\n\\r\\n')\n"
+                        "print(s.recv(4096).decode(errors='replace').split('\\r\\n')[0])\n"
+                        "s.close()\n")
+    assert err is None and out.startswith("HTTP/1.1 400"), out
+    r = env.record("eg", "?.test:443", "refused")
+    assert r["method"] == "CONNECT" and "host:port" in r["why"]
+
+
 # ---------------------------------------------------------- bounds
 
 FLOOD = f"""

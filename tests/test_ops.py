@@ -138,6 +138,44 @@ def test_redaction_logs_marker_client_gets_raw(tmp_path, client_of):
         d.stop()
 
 
+def test_audit_output_cut_inside_a_character_is_still_kept(tmp_path, client_of):
+    """The kept output stops at 64 KiB; a cut through a UTF-8 character must
+    not make the whole output field go missing from the execute event."""
+    d = start(tmp_path, "audit-output = yes")
+    try:
+        kc = client_of(d, d.new("cut"))
+        # 'a' then 2-byte characters: byte 65536 is the middle of one.
+        reply, _ = run_cell(kc, "print('a' + '\u00e9' * 40000)")
+        assert reply["content"]["status"] == "ok"
+        ev = [e for e in audit_lines(d) if e["event"] == "execute"][-1]
+        kept = ev["output"]["stdout"]
+        assert kept == "a" + "\u00e9" * 32767, len(kept)
+    finally:
+        d.stop()
+
+
+def test_audit_of_an_execute_with_a_long_msg_id(tmp_path, client_of):
+    """msg_id is the client's, of any length: the execute it names still
+    ran in the audit log (with its metrics), not "ran": false."""
+    d = start(tmp_path)
+    try:
+        kc = client_of(d, d.new("long"))
+        msg = kc.session.msg("execute_request", {
+            "code": "print('hi')", "silent": False, "store_history": True,
+            "user_expressions": {}, "allow_stdin": False, "stop_on_error": True})
+        mid = msg["header"]["msg_id"] = "m" * 300
+        kc.shell_channel.send(msg)
+        reply = kc.get_shell_msg(timeout=30)
+        while reply["parent_header"].get("msg_id") != mid:
+            reply = kc.get_shell_msg(timeout=30)
+        assert reply["content"]["status"] == "ok"
+        ev = poll(lambda: [e for e in audit_lines(d) if e["event"] == "execute"
+                           and e["request_id"] == mid], 20, "the execute event")[-1]
+        assert "ran" not in ev and ev["stdout_bytes"] == 3, ev
+    finally:
+        d.stop()
+
+
 def test_bad_redact_pattern_is_refused(tmp_path):
     conf = tmp_path / "bad.conf"
     conf.write_text("redact-pattern = broken (unclosed\n")

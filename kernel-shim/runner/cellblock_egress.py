@@ -111,7 +111,14 @@ def _relay_tcp(client, index):
         up.close()
         return
     if rest:
-        client.sendall(rest)
+        try:
+            client.sendall(rest)
+        except OSError:
+            # The client left before its first bytes: close both ends, not
+            # a traceback in the session's stderr and a leaked socket.
+            client.close()
+            up.close()
+            return
     _splice(client, up)
 
 

@@ -20,10 +20,6 @@
 #include "base.h"
 #include "egress/egress.h"
 
-#ifndef nitems
-#define nitems(a)	(sizeof (a) / sizeof (a)[0])
-#endif
-
 /*
  * Addresses no name may lead to unless a rule lists them by address: the
  * host's own, its neighbours', and the ones nobody should route.  So DNS

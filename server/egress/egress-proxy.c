@@ -56,10 +56,6 @@
 #define PROXY_CLOSE_WAIT	5	/* s: draining a refused client */
 #define PROXY_CTL_MAX		8192
 
-#ifndef nitems
-#define nitems(a)	(sizeof (a) / sizeof (a)[0])
-#endif
-
 enum proxy_tag { TAG_CONTROL, TAG_LISTEN, TAG_CLIENT, TAG_UPSTREAM,
     TAG_RESOLVED };
 
@@ -208,17 +204,41 @@ proxy_send_record(json_t *r)
 	json_decref(r);
 }
 
+/*
+ * The client's bytes (method, asked, why) as a JSON string: JSON has no
+ * invalid UTF-8, and a NULL would lose the record of that very attempt.
+ */
+static json_t *
+proxy_record_text(const char *text)
+{
+	json_t	*j;
+	char	*copy, *p;
+
+	if ((j = json_string(text)) != NULL)
+		return (j);
+	copy = xstrdup(text);
+	for (p = copy; *p != '\0'; p++) {
+		if ((u_char)*p >= 0x80)
+			*p = '?';
+	}
+	j = json_string(copy);
+	free(copy);
+	return (j);
+}
+
 static void
 proxy_record(struct proxy_conn *c)
 {
 	json_t	*r;
 
-	r = json_pack("{s:s,s:s,s:I,s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:I,s:I,"
+	r = json_pack("{s:s,s:s,s:I,s:s,s:o,s:o,s:s,s:s,s:s,s:o,s:I,s:I,"
 	    "s:I}", "op", "log", "session", c->s->name, "owner",
 	    (json_int_t)c->s->owner, "kind", proxy_kind_names[c->kind],
-	    "method", c->method, "asked", c->asked, "resolved", c->resolved,
+	    "method", proxy_record_text(c->method), "asked",
+	    proxy_record_text(c->asked), "resolved", c->resolved,
 	    "connected", c->connected, "verdict", c->allowed ? "allowed" :
-	    "refused", "why", c->why, "bytes_out", (json_int_t)c->bout,
+	    "refused", "why", proxy_record_text(c->why), "bytes_out",
+	    (json_int_t)c->bout,
 	    "bytes_in", (json_int_t)c->bin, "ms",
 	    (json_int_t)((proxy_now() - c->start) * 1000));
 	proxy_send_record(r);
@@ -657,7 +677,6 @@ static void
 proxy_try_connect(struct proxy_conn *c)
 {
 	const struct sockaddr_storage	*ss;
-	char				 a[64];
 	int				 fd;
 
 	for (; c->tried < c->naddr; c->tried++) {
@@ -679,7 +698,6 @@ proxy_try_connect(struct proxy_conn *c)
 		}
 		close(fd);
 	}
-	proxy_addr_text(&c->addr[c->naddr - 1], a, sizeof a, 1);
 	proxy_refuse(c, 502, "cannot connect to %s (%s): %s", c->asked,
 	    c->resolved, strerror(errno));
 }
