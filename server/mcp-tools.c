@@ -16,10 +16,10 @@
 #include "mcp.h"
 
 typedef int	 mcp_tool_fn(struct mcp_call *, json_t *, json_t **, char **);
+typedef json_t	*mcp_file_fn(struct session *, json_t *);
 
 static mcp_tool_fn mcp_tool_create, mcp_tool_list, mcp_tool_run,
-    mcp_tool_interrupt, mcp_tool_restart, mcp_tool_delete, mcp_tool_checkpoint,
-    mcp_tool_fork, mcp_tool_write, mcp_tool_read, mcp_tool_files;
+    mcp_tool_delete, mcp_tool_fork;
 
 /* Schemas, as JSON text: a session argument and a session result. */
 #define S_SESSION	"\"session\": {\"type\": \"string\", \"maxLength\": 64, " \
@@ -36,20 +36,23 @@ static mcp_tool_fn mcp_tool_create, mcp_tool_list, mcp_tool_run,
 			"\"description\": \"" d "\"}"
 
 /*
- * Legend: tool name; handler; whether its calls wait (and count against
- * MCP_CALLS_MAX: the tools that answer at once, interrupt among them,
- * are never refused for a busy connection); description an LLM reads to
+ * Legend: tool name; how it runs: a handler, else a control op on one
+ * session, else a files function on one live session; whether its calls
+ * wait (and count against MCP_CALLS_MAX: the tools that answer at once,
+ * interrupt among them, are never refused for a busy connection); description an LLM reads to
  * pick and call it; inputSchema; outputSchema (NULL: none), JSON text.
  */
 static const struct mcp_tool {
 	const char	*name;
 	mcp_tool_fn	*fn;
+	const char	*op;
+	mcp_file_fn	*file;
 	int		 waits;
 	const char	*description;
 	const char	*input;
 	const char	*output;
 } mcp_tools[] = {
-	{ "run_code", mcp_tool_run, 1,
+	{ "run_code", mcp_tool_run, NULL, NULL, 1,
 	  "Run Python code in a persistent, sandboxed interpreter. Variables, "
 	  "imports and files persist between calls in the same session. "
 	  "Returns stdout, stderr, the value of the last expression, rich "
@@ -66,7 +69,7 @@ static const struct mcp_tool {
 	  "\"required\": [\"code\"], \"additionalProperties\": false}",
 	  "{\"type\": \"object\", \"properties\": {\"status\": {\"type\": "
 	  "\"string\"}}, \"required\": [\"status\"]}" },
-	{ "write_file", mcp_tool_write, 0,
+	{ "write_file", NULL, NULL, mcp_files_write, 0,
 	  "Write a file into a session's working directory (the cwd of its "
 	  "code), creating parent directories. Text, or bytes as base64.",
 	  "{\"type\": \"object\", \"properties\": {" S_SESSION ", "
@@ -81,7 +84,7 @@ static const struct mcp_tool {
 	  "{\"type\": \"object\", \"properties\": {\"path\": {\"type\": "
 	  "\"string\"}, \"size\": {\"type\": \"integer\"}}, "
 	  "\"required\": [\"path\", \"size\"]}" },
-	{ "read_file", mcp_tool_read, 0,
+	{ "read_file", NULL, NULL, mcp_files_read, 0,
 	  "Read a file from a session's working directory: as text when it "
 	  "is UTF-8 (or encoding text is asked), else as base64 (images "
 	  "also come back as an image block).",
@@ -96,7 +99,7 @@ static const struct mcp_tool {
 	  "{\"type\": \"string\"}, \"content\": {\"type\": \"string\"}}, "
 	  "\"required\": [\"path\", \"size\", \"encoding\", "
 	  "\"content\"]}" },
-	{ "list_files", mcp_tool_files, 0,
+	{ "list_files", NULL, NULL, mcp_files_list, 0,
 	  "List a directory of a session's working directory: name, path, "
 	  "type (file, dir, symlink), size and mtime of each entry.",
 	  "{\"type\": \"object\", \"properties\": {" S_SESSION ", "
@@ -107,7 +110,7 @@ static const struct mcp_tool {
 	  "{\"type\": \"object\", \"properties\": {\"entries\": {\"type\": "
 	  "\"array\", \"items\": {\"type\": \"object\"}}, \"truncated\": "
 	  "{\"type\": \"boolean\"}}, \"required\": [\"entries\"]}" },
-	{ "create_session", mcp_tool_create, 0,
+	{ "create_session", mcp_tool_create, NULL, NULL, 0,
 	  "Create a new sandboxed Python session with its own limits. Its "
 	  "name is what the other tools take as session.",
 	  "{\"type\": \"object\", \"properties\": {"
@@ -128,7 +131,7 @@ static const struct mcp_tool {
 	  "this connection's default session\"}}, "
 	  "\"additionalProperties\": false}",
 	  O_SESSION },
-	{ "list_sessions", mcp_tool_list, 0,
+	{ "list_sessions", mcp_tool_list, NULL, NULL, 0,
 	  "List your sessions: name, state (running, idle, hibernated), "
 	  "limits and resource use.",
 	  "{\"type\": \"object\", \"properties\": {}, "
@@ -136,19 +139,19 @@ static const struct mcp_tool {
 	  "{\"type\": \"object\", \"properties\": {\"sessions\": {\"type\": "
 	  "\"array\", \"items\": {\"type\": \"object\"}}}, "
 	  "\"required\": [\"sessions\"]}" },
-	{ "interrupt", mcp_tool_interrupt, 0,
+	{ "interrupt", NULL, "interrupt", NULL, 0,
 	  "Interrupt the cell running in a session (KeyboardInterrupt); the "
 	  "session and its variables stay.",
 	  I_SESSION, O_SESSION },
-	{ "restart", mcp_tool_restart, 0,
+	{ "restart", NULL, "restart", NULL, 0,
 	  "Restart a session's interpreter: its variables are lost, its "
 	  "files stay.",
 	  I_SESSION, O_SESSION },
-	{ "checkpoint", mcp_tool_checkpoint, 1,
+	{ "checkpoint", NULL, "checkpoint", NULL, 1,
 	  "Write a checkpoint of a session's interpreter state now (it is "
 	  "restored when the session resumes after hibernation).",
 	  I_SESSION, "{\"type\": \"object\"}" },
-	{ "fork_session", mcp_tool_fork, 1,
+	{ "fork_session", mcp_tool_fork, NULL, NULL, 1,
 	  "Make a new session that starts from a copy of this session's "
 	  "state (variables and files), to try something without risk.",
 	  "{\"type\": \"object\", \"properties\": {" S_SESSION ", "
@@ -156,10 +159,15 @@ static const struct mcp_tool {
 	  "\"description\": \"Name of the copy; default: a random one\"}}, "
 	  "\"additionalProperties\": false}",
 	  "{\"type\": \"object\"}" },
-	{ "delete_session", mcp_tool_delete, 0,
+	{ "delete_session", mcp_tool_delete, NULL, NULL, 0,
 	  "End a session for good: its interpreter, state and files go.",
 	  I_SESSION, O_SESSION },
 };
+
+static int	 mcp_tools_run(const struct mcp_tool *, struct mcp_call *,
+		    json_t *, json_t **, char **);
+static int	 mcp_tools_session_op(struct mcp_call *, json_t *,
+		    const char *, json_t **);
 
 static json_t	*mcp_tools_input[nitems(mcp_tools)];
 static json_t	*mcp_tools_output[nitems(mcp_tools)];
@@ -246,7 +254,7 @@ mcp_tools_call(struct mcp_call *call, const char *name, json_t *args,
 	}
 	log_debug("mcp: uid %u: tools/call %s", (u_int)mcp_uid(call->peer),
 	    name);
-	rc = mcp_tools[i].fn(call, args, result, cause);
+	rc = mcp_tools_run(&mcp_tools[i], call, args, result, cause);
 	if (rc == -1)
 		*code = MCP_INTERNAL_ERROR;
 	json_decref(empty);
@@ -429,22 +437,6 @@ mcp_tool_list(struct mcp_call *call, json_t *args, json_t **result,
 }
 
 static int
-mcp_tool_interrupt(struct mcp_call *call, json_t *args, json_t **result,
-    char **cause)
-{
-	(void)cause;
-	return (mcp_tools_session_op(call, args, "interrupt", result));
-}
-
-static int
-mcp_tool_restart(struct mcp_call *call, json_t *args, json_t **result,
-    char **cause)
-{
-	(void)cause;
-	return (mcp_tools_session_op(call, args, "restart", result));
-}
-
-static int
 mcp_tool_delete(struct mcp_call *call, json_t *args, json_t **result,
     char **cause)
 {
@@ -462,14 +454,6 @@ mcp_tool_delete(struct mcp_call *call, json_t *args, json_t **result,
 	if (json_object_get(args, "session") == NULL)
 		mcp_set_default_session(call->peer, NULL);
 	return (rc);
-}
-
-static int
-mcp_tool_checkpoint(struct mcp_call *call, json_t *args, json_t **result,
-    char **cause)
-{
-	(void)cause;
-	return (mcp_tools_session_op(call, args, "checkpoint", result));
 }
 
 static int
@@ -530,38 +514,18 @@ mcp_tool_run(struct mcp_call *call, json_t *args, json_t **result,
 	return (mcp_run_code(call, s, args, result, cause));
 }
 
+/* One tool's work, by the way its row says it runs. */
 static int
-mcp_tool_write(struct mcp_call *call, json_t *args, json_t **result,
-    char **cause)
+mcp_tools_run(const struct mcp_tool *t, struct mcp_call *call, json_t *args,
+    json_t **result, char **cause)
 {
 	struct session	*s;
 
-	(void)cause;
+	if (t->fn != NULL)
+		return (t->fn(call, args, result, cause));
+	if (t->op != NULL)
+		return (mcp_tools_session_op(call, args, t->op, result));
 	if ((s = mcp_tools_find(call, args, result)) != NULL)
-		*result = mcp_files_write(s, args);
-	return (0);
-}
-
-static int
-mcp_tool_read(struct mcp_call *call, json_t *args, json_t **result,
-    char **cause)
-{
-	struct session	*s;
-
-	(void)cause;
-	if ((s = mcp_tools_find(call, args, result)) != NULL)
-		*result = mcp_files_read(s, args);
-	return (0);
-}
-
-static int
-mcp_tool_files(struct mcp_call *call, json_t *args, json_t **result,
-    char **cause)
-{
-	struct session	*s;
-
-	(void)cause;
-	if ((s = mcp_tools_find(call, args, result)) != NULL)
-		*result = mcp_files_list(s, args);
+		*result = t->file(s, args);
 	return (0);
 }

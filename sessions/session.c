@@ -112,23 +112,28 @@ session_set_pid(struct session *s, pid_t pid)
 	}
 }
 
-struct session *
-session_create(const char *name, uid_t owner, const char *workdir,
-    char **cause)
+/* May a session take this name? */
+static int
+session_name_free(const char *name, char **cause)
 {
-	struct session	*s;
-
-	if (session_table == NULL)
-		session_table = zhashx_new();
 	if (!session_name_valid(name)) {
 		xasprintf(cause, "invalid session name '%s' (letters, digits, "
 		    "'_', '.', '-'; at most %d)", name, SESSION_NAME_MAX);
-		return (NULL);
+		return (-1);
 	}
 	if (session_find(name) != NULL) {
 		xasprintf(cause, "session '%s' already exists", name);
-		return (NULL);
+		return (-1);
 	}
+	return (0);
+}
+
+/* A new session, in no table, with nothing running. */
+static struct session *
+session_alloc(const char *name, uid_t owner, const char *workdir)
+{
+	struct session	*s;
+
 	s = xcalloc(1, sizeof *s);
 	snprintf(s->name, sizeof s->name, "%s", name);
 	s->owner = owner;
@@ -143,6 +148,20 @@ session_create(const char *name, uid_t owner, const char *workdir,
 	s->lc.ckpt_slot = -1;
 	s->host_uid = (uid_t)-1;
 	s->workdir = xstrdup(workdir);
+	return (s);
+}
+
+struct session *
+session_create(const char *name, uid_t owner, const char *workdir,
+    char **cause)
+{
+	struct session	*s;
+
+	if (session_table == NULL)
+		session_table = zhashx_new();
+	if (session_name_free(name, cause) != 0)
+		return (NULL);
+	s = session_alloc(name, owner, workdir);
 	zhashx_insert(session_table, s->name, s);
 	(*session_owner_live(owner))++;
 	log_info("%s: created for uid %u", s->name, (u_int)owner);
@@ -159,21 +178,8 @@ session_create_unlisted(const char *tag, const char *workdir)
 {
 	struct session	*s;
 
-	s = xcalloc(1, sizeof *s);
-	snprintf(s->name, sizeof s->name, "%s", tag);
-	s->owner = (uid_t)-1;
+	s = session_alloc(tag, (uid_t)-1, workdir);
 	s->ending = 1;		/* not counted: see session_set_ending */
-	s->state = SESSION_CREATING;
-	s->created = s->last_active = time(NULL);
-	s->references = 1;
-	s->pid = -1;
-	s->errfd = -1;
-	channel_init(&s->chan, -1);
-	TAILQ_INIT(&s->queue);
-	s->next_id = 1;
-	s->lc.ckpt_slot = -1;
-	s->host_uid = (uid_t)-1;
-	s->workdir = xstrdup(workdir);
 	return (s);
 }
 
@@ -183,15 +189,8 @@ session_list(struct session *s, const char *name, uid_t owner, char **cause)
 {
 	if (session_table == NULL)
 		session_table = zhashx_new();
-	if (!session_name_valid(name)) {
-		xasprintf(cause, "invalid session name '%s' (letters, digits, "
-		    "'_', '.', '-'; at most %d)", name, SESSION_NAME_MAX);
+	if (session_name_free(name, cause) != 0)
 		return (-1);
-	}
-	if (session_find(name) != NULL) {
-		xasprintf(cause, "session '%s' already exists", name);
-		return (-1);
-	}
 	log_info("%s: is now %s, for uid %u", s->name, name, (u_int)owner);
 	snprintf(s->name, sizeof s->name, "%s", name);
 	s->owner = owner;
