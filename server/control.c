@@ -125,8 +125,7 @@ control_error(int code, const char *fmt, ...)
 	json_t	*r;
 
 	va_start(ap, fmt);
-	if (vasprintf(&msg, fmt, ap) == -1)
-		fatalx("out of memory");
+	xvasprintf(&msg, fmt, ap);
 	va_end(ap);
 	r = json_pack("{s:b,s:s,s:i}", "ok", 0, "error", msg, "code", code);
 	free(msg);

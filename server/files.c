@@ -86,8 +86,7 @@ files_fail(enum files_error *ep, enum files_error e, char **cause,
 		*ep = e;
 	if (cause != NULL) {
 		va_start(ap, fmt);
-		if (vasprintf(cause, fmt, ap) == -1)
-			fatalx("out of memory");
+		xvasprintf(cause, fmt, ap);
 		va_end(ap);
 	}
 	return (-1);

@@ -467,8 +467,7 @@ http_error(struct http_req *req, u_int status, const char *reason,
 	char	*msg;
 
 	va_start(ap, fmt);
-	if (vasprintf(&msg, fmt, ap) == -1)
-		fatalx("out of memory");
+	xvasprintf(&msg, fmt, ap);
 	va_end(ap);
 	log_debug("%s %s from %s: %u %s", req->method,
 	    req->path, req->peer, status, msg);

@@ -151,8 +151,7 @@ mcp_call_fail(struct mcp_call *call, int code, const char *fmt, ...)
 	char	*msg;
 
 	va_start(ap, fmt);
-	if (vasprintf(&msg, fmt, ap) == -1)
-		fatalx("out of memory");
+	xvasprintf(&msg, fmt, ap);
 	va_end(ap);
 	if (call->peer != NULL && !call->cancelled)
 		call->peer->send(call->peer, mcp_msg_error(call->id, code, msg),

@@ -106,8 +106,7 @@ mcp_run_text(json_t *content, const char *fmt, ...)
 	char	*text;
 
 	va_start(ap, fmt);
-	if (vasprintf(&text, fmt, ap) == -1)
-		fatalx("out of memory");
+	xvasprintf(&text, fmt, ap);
 	va_end(ap);
 	json_array_append_new(content, json_pack("{s:s,s:s}", "type", "text",
 	    "text", text));

@@ -25,8 +25,7 @@ rest_req_error(struct http_req *req, u_int status, const char *type,
 	char	*msg;
 
 	va_start(ap, fmt);
-	if (vasprintf(&msg, fmt, ap) == -1)
-		fatalx("out of memory");
+	xvasprintf(&msg, fmt, ap);
 	va_end(ap);
 	log_debug("rest: %s %s: %u %s: %s", http_method(req), http_path(req),
 	    status, type, msg);

@@ -12,6 +12,7 @@
 
 #include <sys/types.h>
 
+#include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -27,6 +28,8 @@ void		*xrealloc(void *, size_t);
 void		*xreallocarray(void *, size_t, size_t);
 char		*xstrdup(const char *);
 char		*xstrndup(const char *, size_t);
+int		 xvasprintf(char **, const char *, va_list)
+		     __attribute__((format(printf, 2, 0)));
 int		 xasprintf(char **, const char *, ...)
 		     __attribute__((format(printf, 2, 3)));
 char		*xprintf(const char *, ...)

@@ -18,8 +18,6 @@
 
 #include "base.h"
 
-static int	 xvasprintf(char **, const char *, va_list)
-		     __attribute__((format(printf, 2, 0)));
 static void	 xvwarn(int, const char *, va_list)
 		     __attribute__((format(printf, 2, 0)));
 
@@ -94,7 +92,7 @@ xstrndup(const char *s, size_t n)
 	return (cp);
 }
 
-static int
+int
 xvasprintf(char **ret, const char *fmt, va_list ap)
 {
 	int	n;
