@@ -23,6 +23,7 @@ int		 client_send(int, json_t *, char **);
 json_t		*client_recv(int, int, char **);
 int		 client_exit_code(json_t *);
 int		 client_command(json_t *, json_t **);
+int		 client_result(json_t *, char *, json_t **);
 json_t		*client_arg(const char *, const char *);
 extern int	 client_timeout;
 extern size_t	 client_reply_max;

@@ -251,30 +251,15 @@ client_exit_code(json_t *reply)
 }
 
 /*
- * Connect (starting a daemon if none answers), send one request, and on
- * failure print the daemon's reason. Returns the exit code; *reply is the
- * reply when it is EXIT_OK.
+ * A reply as every command takes it: none (cause says why, freed here),
+ * or a refusal, printed; the exit code. *reply is r when it is EXIT_OK.
  */
 int
-client_command(json_t *req, json_t **reply)
+client_result(json_t *r, char *cause, json_t **reply)
 {
-	json_t	*r;
-	char	*cause;
-	int	 fd, code;
+	int	code;
 
 	*reply = NULL;
-	/* What json_pack makes of argv: NULL when an argument is not UTF-8. */
-	if (req == NULL) {
-		fprintf(stderr, "cellblock: an argument is not UTF-8 text\n");
-		return (EXIT_USAGE);
-	}
-	if ((fd = client_connect(NULL, 1, &cause)) == -1) {
-		fprintf(stderr, "cellblock: %s\n", cause);
-		free(cause);
-		return (EXIT_NODAEMON);
-	}
-	r = client_call(fd, req, &cause);
-	close(fd);
 	if (r == NULL) {
 		fprintf(stderr, "cellblock: %s\n", cause);
 		free(cause);
@@ -289,4 +274,32 @@ client_command(json_t *req, json_t **reply)
 	}
 	*reply = r;
 	return (EXIT_OK);
+}
+
+/*
+ * Connect (starting a daemon if none answers), send one request, and on
+ * failure print the daemon's reason. Returns the exit code; *reply is the
+ * reply when it is EXIT_OK.
+ */
+int
+client_command(json_t *req, json_t **reply)
+{
+	json_t	*r;
+	char	*cause;
+	int	 fd;
+
+	*reply = NULL;
+	/* What json_pack makes of argv: NULL when an argument is not UTF-8. */
+	if (req == NULL) {
+		fprintf(stderr, "cellblock: an argument is not UTF-8 text\n");
+		return (EXIT_USAGE);
+	}
+	if ((fd = client_connect(NULL, 1, &cause)) == -1) {
+		fprintf(stderr, "cellblock: %s\n", cause);
+		free(cause);
+		return (EXIT_NODAEMON);
+	}
+	r = client_call(fd, req, &cause);
+	close(fd);
+	return (client_result(r, cause, reply));
 }

@@ -105,18 +105,8 @@ cmd_cp_call(const char *name, const char *path, const char *op, int fd)
 		r = client_recv(sock, -1, &cause);
 	json_decref(req);
 	close(sock);
-	if (r == NULL) {
-		fprintf(stderr, "cellblock: %s\n", cause);
-		free(cause);
-		return (EXIT_NODAEMON);
-	}
-	if (!json_is_true(json_object_get(r, "ok"))) {
-		fprintf(stderr, "cellblock: %s\n",
-		    json_string_value(json_object_get(r, "error")));
-		rc = client_exit_code(r);
-	} else
-		rc = EXIT_OK;
-	json_decref(r);
+	if ((rc = client_result(r, cause, &r)) == EXIT_OK)
+		json_decref(r);
 	return (rc);
 }
 
