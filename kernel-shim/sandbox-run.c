@@ -23,6 +23,7 @@
  */
 
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/types.h>
 #include <sys/wait.h>
@@ -47,6 +48,7 @@
 #define RUN_HANDSHAKE_WAIT	30000	/* ms for the daemon's go */
 #define RUN_ANSWER_MAX		65536
 #define RUN_FDS_MAX		1024	/* below: closed one by one for init */
+#define RUN_MOVE_MAX		8	/* cgroup hierarchies to move into */
 
 static pid_t	run_child = -1;
 
@@ -87,39 +89,125 @@ run_send(int fd, json_t *msg)
 	json_decref(msg);
 }
 
+/*
+ * Reads len bytes; descriptors passed with them (SCM_RIGHTS) are added to
+ * fds, their count to *nfds (at most RUN_MOVE_MAX; any more are closed).
+ */
 static int
-run_read_full(int fd, void *buf, size_t len)
+run_read_full(int fd, void *buf, size_t len, int *fds, int *nfds)
 {
 	struct pollfd	 pfd = { .fd = fd, .events = POLLIN };
+	union {
+		struct cmsghdr	hdr;
+		char		space[CMSG_SPACE(sizeof(int) * RUN_MOVE_MAX)];
+	} cm;
+	struct msghdr	 mh;
+	struct cmsghdr	*cmsg;
+	struct iovec	 iov;
 	ssize_t		 n;
-	size_t		 off = 0;
+	size_t		 off = 0, i, got;
+	int		 d;
 
 	while (off < len) {
 		if (poll(&pfd, 1, RUN_HANDSHAKE_WAIT) <= 0)
 			return (-1);
-		n = read(fd, (char *)buf + off, len - off);
-		if (n <= 0)
+		memset(&mh, 0, sizeof mh);
+		iov.iov_base = (char *)buf + off;
+		iov.iov_len = len - off;
+		mh.msg_iov = &iov;
+		mh.msg_iovlen = 1;
+		mh.msg_control = cm.space;
+		mh.msg_controllen = sizeof cm.space;
+		n = recvmsg(fd, &mh, MSG_CMSG_CLOEXEC);
+		if (n <= 0 || (mh.msg_flags & MSG_CTRUNC))
 			return (-1);
+		for (cmsg = CMSG_FIRSTHDR(&mh); cmsg != NULL;
+		    cmsg = CMSG_NXTHDR(&mh, cmsg)) {
+			if (cmsg->cmsg_level != SOL_SOCKET ||
+			    cmsg->cmsg_type != SCM_RIGHTS)
+				continue;
+			got = (cmsg->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+			for (i = 0; i < got; i++) {
+				memcpy(&d, CMSG_DATA(cmsg) + i * sizeof d,
+				    sizeof d);
+				if (*nfds < RUN_MOVE_MAX)
+					fds[(*nfds)++] = d;
+				else
+					close(d);
+			}
+		}
 		off += n;
 	}
 	return (0);
 }
 
-/* Ask the daemon for our maps and cgroup, and wait for its answer. */
-static void
-run_handshake(int fd)
+/* Our threads, from /proc/self/stat (field 20); -1 if unreadable. */
+static int
+run_threads(void)
+{
+	char	 buf[1024], *p;
+	ssize_t	 n;
+	int	 fd, i;
+
+	if ((fd = open("/proc/self/stat", O_RDONLY | O_CLOEXEC)) == -1)
+		return (-1);
+	n = read(fd, buf, sizeof buf - 1);
+	close(fd);
+	if (n <= 0)
+		return (-1);
+	buf[n] = '\0';
+	/* After the command name, which may hold spaces and parentheses. */
+	if ((p = strrchr(buf, ')')) == NULL)
+		return (-1);
+	for (i = 2; i < 20 && p != NULL; i++)
+		p = strchr(p + 1, ' ');
+	return (p != NULL ? atoi(p + 1) : -1);
+}
+
+/*
+ * Move ourselves into the session's cgroup: "0" to each hierarchy's v1
+ * `tasks` descriptor the daemon opened (its credentials, not ours, are
+ * what the kernel checks). That moves one thread, the writer, and takes
+ * no global lock, so it is the whole process only while it has one
+ * thread: checked first. NULL, or why not (the daemon then moves us).
+ */
+static const char *
+run_move_self(const int *fds, int nfds)
+{
+	static char	why[128];
+	int		i, n;
+
+	if ((n = run_threads()) != 1) {
+		snprintf(why, sizeof why, "%d threads", n);
+		return (why);
+	}
+	for (i = 0; i < nfds; i++) {
+		if (write(fds[i], "0", 1) != 1) {
+			snprintf(why, sizeof why, "writing \"0\" to tasks: %s",
+			    strerror(errno));
+			return (why);
+		}
+	}
+	return (NULL);
+}
+
+/* One answer of the daemon to a contain request: how many fds to move. */
+static int
+run_answer(int fd, int *fds, int *nfds)
 {
 	uint32_t	 be;
 	char		*buf;
 	json_t		*m;
 	const char	*op;
+	int		 move;
 
-	run_send(fd, json_pack("{s:s}", "op", "contain"));
-	if (run_read_full(fd, &be, 4) != 0 || be32toh(be) > RUN_ANSWER_MAX)
+	*nfds = 0;
+	if (run_read_full(fd, &be, 4, fds, nfds) != 0 ||
+	    be32toh(be) > RUN_ANSWER_MAX)
 		run_fail("no answer from the daemon to the contain request");
 	if ((buf = malloc(be32toh(be) + 1)) == NULL)
 		run_fail("out of memory");
-	if (run_read_full(fd, buf, be32toh(be)) != 0)
+	if (run_read_full(fd, buf, be32toh(be), fds, nfds) != 0)
 		run_fail("short answer from the daemon");
 	m = json_loadb(buf, be32toh(be), 0, NULL);
 	op = json_string_value(json_object_get(m, "op"));
@@ -129,8 +217,37 @@ run_handshake(int fd)
 	if (op == NULL || strcmp(op, "contain_go") != 0)
 		run_fail("daemon's answer to the contain request is not "
 		    "contain_go: %s", op ?: "no op");
+	move = json_integer_value(json_object_get(m, "move"));
 	json_decref(m);
 	free(buf);
+	if (move != *nfds)
+		run_fail("contain_go: %d cgroup descriptors, %d announced",
+		    *nfds, move);
+	return (move);
+}
+
+/*
+ * Ask the daemon for our maps and cgroup, and wait for its answer. Given
+ * descriptors, we move ourselves into the cgroup now, before anything
+ * else runs; if we cannot, we say why and the daemon moves us.
+ */
+static void
+run_handshake(int fd)
+{
+	const char	*why;
+	int		 fds[RUN_MOVE_MAX], nfds, i;
+
+	run_send(fd, json_pack("{s:s}", "op", "contain"));
+	if (run_answer(fd, fds, &nfds) == 0)
+		return;
+	why = run_move_self(fds, nfds);
+	for (i = 0; i < nfds; i++)
+		close(fds[i]);
+	if (why == NULL)
+		return;
+	run_send(fd, json_pack("{s:s,s:s}", "op", "contain", "fallback", why));
+	if (run_answer(fd, fds, &nfds) != 0)
+		run_fail("contain_go: descriptors after a fallback");
 }
 
 static void __attribute__((noreturn))
