@@ -11,8 +11,10 @@ Measures, in one run on this machine:
      warm pool (each start waits until a member is ready, as a user who
      does not start sessions back to back gets it) and without it
      (warm-pool = 0: the zygote);
-  3. what the daemon's cgroup moves cost here: strace -T of every write to
-     a cgroup.procs file during the pool-off starts;
+  3. cgroup moves: no-pool starts with the new process moving itself into
+     its cgroup (the default on v1) against the daemon's cgroup.procs
+     write (CELLBLOCK_CGROUP_MOVE=daemon), interleaved on two daemons, and
+     strace -f -T of the writes each path makes;
   4. the control `new` reply time with 1, 100 and 1,000 idle sessions, with
      the pool (the default); bounded by memory (stops adding sessions while
      MemAvailable is under 3 GB) and cleaned up (the daemon is stopped).
@@ -148,12 +150,86 @@ def while_traced(tool, pid, fn, timeout=30):
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def strace_cgroup(pid, fn):
-    """Run fn() while strace -T watches the daemon's writes; the durations
-    (ms) of those that went to a cgroup.procs file."""
-    text = while_traced(["strace", "-f", "-qq", "-y", "-T", "-e", "trace=write"], pid, fn)
-    return [float(m.group(1)) * 1000
-            for m in re.finditer(r"cgroup\.procs>.*= \d+ <([\d.]+)>", text)]
+def strace_cgroup(pids, fn):
+    """Run fn() while strace -f -T watches the writes of the daemon and
+    its zygote (so also of the processes the zygote clones): the durations
+    (ms) of the writes to a cgroup.procs file (the daemon moving a process)
+    and to a v1 tasks file (a process moving itself, docs/ZYGOTE.md)."""
+    extra = [a for p in pids[1:] for a in ("-p", str(p))]
+    text = while_traced(["strace", "-f", "-qq", "-y", "-T", "-e", "trace=write", *extra],
+                        pids[0], fn)
+    found = {}
+    for kind in ("cgroup.procs", "tasks"):
+        found[kind] = [float(m.group(1)) * 1000 for m in re.finditer(
+            r"/%s>.*= \d+ <([\d.]+)>" % re.escape(kind), text)]
+    return found
+
+
+def cgroup_moves(work, n, rounds=3):
+    """No-pool starts with the process moving itself (the default) and
+    with the daemon's cgroup.procs write (CELLBLOCK_CGROUP_MOVE=daemon), in
+    interleaved rounds on two daemons of the same build; then, under
+    strace (not timed), what each path writes."""
+    ds = {}
+    for mode in ("child", "daemon"):
+        saved = os.environ.pop("CELLBLOCK_CGROUP_MOVE", None)
+        if mode == "daemon":
+            os.environ["CELLBLOCK_CGROUP_MOVE"] = "daemon"
+        try:
+            ds[mode] = B.Daemon(work, ["--warm-pool", "0"], name="cgmove-" + mode)
+        finally:
+            os.environ.pop("CELLBLOCK_CGROUP_MOVE", None)
+            if saved is not None:
+                os.environ["CELLBLOCK_CGROUP_MOVE"] = saved
+    out = {}
+    try:
+        samples = {m: [] for m in ds}
+        per = max(1, n // rounds)
+        for _ in range(rounds):
+            for m, d in ds.items():
+                samples[m] += starts(d, per, False)["samples"]
+        for m, d in ds.items():
+            z = d.control({"cmd": "ping"})
+            traced = {}
+            if shutil.which("strace"):
+                traced = strace_cgroup([d.pid, z["zygote"]["pid"]],
+                                       lambda d=d: starts(d, 3, False))
+            out[m] = {"first_ms": B.summary(samples[m]), "moves": d.control(
+                {"cmd": "ping"}).get("cgroup_moves"), "writes_ms": traced}
+    finally:
+        for d in ds.values():
+            d.stop()
+    return out
+
+
+def render_cgroup_moves(cm):
+    """The "Cgroup moves" paragraph and its table."""
+    if not cm:
+        return []
+    def w(m, kind):
+        x = cm[m]["writes_ms"].get(kind, [])
+        return "%d, p50 %.2f ms, max %.2f ms" % (len(x), B.pct(x, 50), max(x)) if x else "none"
+    c, d = cm["child"], cm["daemon"]
+    return ["Cgroup moves on this host (cgroup v1; no pool, zygote-born; two daemons of this "
+            "build in interleaved rounds, docs/ZYGOTE.md \"Cgroup moves\"):", "",
+            "| who moves the new process | first `1+1` reply p50 | p99 | writes to `tasks` "
+            "(by the process) | writes to `cgroup.procs` (by the daemon) |",
+            "|---|---|---|---|---|",
+            "| the process itself (default) | %.1f ms | %.1f ms | %s | %s |" % (
+                c["first_ms"]["p50"], c["first_ms"]["p99"], w("child", "tasks"),
+                w("child", "cgroup.procs")),
+            "| the daemon (`CELLBLOCK_CGROUP_MOVE=daemon`, as before) | %.1f ms | %.1f ms | %s | %s |" % (
+                d["first_ms"]["p50"], d["first_ms"]["p99"], w("daemon", "tasks"),
+                w("daemon", "cgroup.procs")),
+            "",
+            "The writes are `strace -f -T` of the daemon and the zygote over three more starts "
+            "of each (not timed). The process writes \"0\" to each hierarchy's `tasks`, "
+            "moving its one thread, which takes no global lock; the daemon's write of a pid to "
+            "`cgroup.procs` takes `cgroup_threadgroup_rwsem` for writing, whose writer waits "
+            "for an RCU grace period on a hierarchy mounted without `favordynmods`. The "
+            "daemon's counters after the run (control `ping`, `cgroup_moves`): %s; %s. With "
+            "the pool, a claim moves nothing: the member moved when it was made." % (
+                json.dumps(c["moves"]), json.dumps(d["moves"])), ""]
 
 
 def strace_counts(pid, fn):
@@ -246,7 +322,6 @@ def pid1_memory(d):
 
 def render(res):
     f, on, off = res["floor_ms"], res["pool_on"], res["pool_off"]
-    cg = res["cgroup_procs_ms"]
     lines = ["## 7. Warm pool, pid 1, cgroup moves (issue 17) and `new` against "
              "idle sessions (issue 11)", "",
              "From `tests/bench/pool_bench.py` (run by `make bench` after bench.py), "
@@ -274,12 +349,7 @@ def render(res):
              "runs, the ratio to the floor measured in the same run much less (four earlier "
              "runs on 2026-12-03, 1-minute load 3.9-7.3 before each: floor 12.7-30.1 ms, "
              "pool 14.2-24.5 ms, no pool 47.4-58.6 ms).", "",
-             "Cgroup moves on this host (v1, `strace -T` of the daemon's writes to "
-             "`cgroup.procs` during the no-pool starts; one write per hierarchy per start): "
-             "%d writes, p50 %.2f ms, p90 %.2f ms, max %.2f ms. With the pool, a claim writes "
-             "no `cgroup.procs` at all: the member was moved when it was made, in the "
-             "background." % (len(cg), B.pct(cg, 50) if cg else 0, B.pct(cg, 90) if cg else 0,
-                              max(cg) if cg else 0), "",
+             ] + render_cgroup_moves(res.get("cgroup_moves")) + [
              "Pid 1 of a session is `%s`: %d kB RSS, %d kB PSS (the session's whole tree: "
              "%d kB PSS)." % (res["pid1"]["pid1_comm"], res["pid1"]["pid1_rss_kb"],
                               res["pid1"]["pid1_pss_kb"], res["pid1"]["tree_pss_kb"]), ""]
@@ -375,13 +445,10 @@ def main():
             on.stop()
         off = B.Daemon(work, ["--warm-pool", "0"], name="pool-off")
         try:
-            box = {}
-            res["cgroup_procs_ms"] = strace_cgroup(
-                off.pid, lambda: box.update(r=starts(off, min(a.starts, 10), False))) \
-                if shutil.which("strace") else []
             res["pool_off"] = starts(off, a.starts, False)
         finally:
             off.stop()
+        res["cgroup_moves"] = cgroup_moves(work, a.starts)
         levels = [int(x) for x in a.levels.split(",") if x]
         res["scale"] = scale(work, levels, a.per_level,
                              profile=a.profile and shutil.which("strace") is not None)
