@@ -12,6 +12,7 @@
 #include <sys/wait.h>
 
 #include <errno.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,6 +22,7 @@
 
 #define INCARNATION_KILL_GRACE	2000	/* ms between SIGTERM and SIGKILL */
 #define INCARNATION_OPS_MAX	16
+#define INCARNATION_EARLY_WAIT	5	/* ms a zygote-born process gets to ask */
 
 static void	incarnation_on_contain(struct session *, json_t *);
 static int	incarnation_check_moved(struct session *);
@@ -268,6 +270,25 @@ incarnation_stderr_event(int fd, uint32_t events, void *arg)
 		s->errlen = 0;
 }
 
+/*
+ * A zygote-born process asks for its maps and cgroup (`contain`) a
+ * fraction of a millisecond after its clone. Answered here, before the
+ * rest of `new` (the session's record, the reply), its mounts and fork
+ * run while the daemon finishes that work, instead of after it. Bounded:
+ * a request that comes later is served by the loop, as before.
+ */
+static void
+incarnation_contain_early(struct session *s)
+{
+	struct pollfd	pfd = { .fd = s->chan.fd, .events = POLLIN };
+
+	if (s->born != SPAWN_ZYGOTE || s->chan.fd == -1 ||
+	    poll(&pfd, 1, INCARNATION_EARLY_WAIT) != 1)
+		return;
+	incarnation_channel_event(s->chan.fd, pfd.revents & (POLLIN | POLLHUP |
+	    POLLERR) ? EPOLLIN : 0, s);
+}
+
 /* A new incarnation: spawned, its channel and stderr in the loop. */
 int
 incarnation_start(struct session *s, char **cause)
@@ -300,6 +321,7 @@ incarnation_start(struct session *s, char **cause)
 	incarnation_watch(s, 1);
 	s->err_io = loop_io_add(s->errfd, EPOLLIN, incarnation_stderr_event,
 	    s);
+	incarnation_contain_early(s);
 	return (0);
 }
 
