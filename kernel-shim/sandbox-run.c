@@ -47,7 +47,6 @@
 
 #define RUN_HANDSHAKE_WAIT	30000	/* ms for the daemon's go */
 #define RUN_ANSWER_MAX		65536
-#define RUN_FDS_MAX		1024	/* below: closed one by one for init */
 #define RUN_MOVE_MAX		8	/* cgroup hierarchies to move into */
 
 static pid_t	run_child = -1;
@@ -337,6 +336,35 @@ run_interpreter(const struct sandbox_plan *p, int sync)
 }
 
 /*
+ * Every fd above stderr but the three given (any may be -1), by ranges:
+ * a close(2) per number would be a thousand system calls per start.
+ */
+static void
+run_close_but(int a, int b, int c)
+{
+	int	keep[3] = { a, b, c }, i, j, t, from = STDERR_FILENO + 1;
+
+	for (i = 0; i < 3; i++) {
+		for (j = i + 1; j < 3; j++) {
+			if (keep[j] < keep[i]) {
+				t = keep[i];
+				keep[i] = keep[j];
+				keep[j] = t;
+			}
+		}
+	}
+	for (i = 0; i < 3; i++) {
+		if (keep[i] < from)
+			continue;
+		if (keep[i] > from && close_range(from, keep[i] - 1, 0) != 0)
+			run_fail("close_range: %s", strerror(errno));
+		from = keep[i] + 1;
+	}
+	if (close_range(from, ~0U, 0) != 0)
+		run_fail("close_range: %s", strerror(errno));
+}
+
+/*
  * Pid 1 from here on: cellblock-init, as the inner uid with no
  * capabilities, holding stdio, the sync pipe and the channel. The channel
  * stays open in it on purpose: the daemon reads its EOF as "the
@@ -349,17 +377,11 @@ run_exec_init(const struct sandbox_plan *p, int initfd, pid_t child,
     int sync)
 {
 	char	*cause = NULL, pid[16], fd[16], *argv[4], *envp[1] = { NULL };
-	int	 i;
 
 	run_step(sandbox_user_become(p, &cause), "identity", cause);
 	run_step(sandbox_caps_drop(&cause), "capabilities", cause);
 	prctl(PR_SET_PDEATHSIG, SIGKILL);
-	for (i = STDERR_FILENO + 1; i < RUN_FDS_MAX; i++) {
-		if (i != p->keep_fd && i != sync && i != initfd)
-			close(i);
-	}
-	if (close_range(RUN_FDS_MAX, ~0U, 0) != 0)
-		run_fail("close_range: %s", strerror(errno));
+	run_close_but(p->keep_fd, sync, initfd);
 	if (fcntl(sync, F_SETFD, 0) != 0 ||
 	    (p->keep_fd >= 0 && fcntl(p->keep_fd, F_SETFD, 0) != 0))
 		run_fail("fcntl: %s", strerror(errno));
