@@ -202,16 +202,19 @@ def cgroup_moves(work, n, rounds=3):
     return out
 
 
-def render_cgroup_moves(cm):
-    """The "Cgroup moves" paragraph and its table."""
+def render_cgroup_moves(cm, load=None):
+    """The "Cgroup moves" paragraph and its table; load: the load average
+    before it, when it was run on its own after the rest."""
     if not cm:
         return []
     def w(m, kind):
         x = cm[m]["writes_ms"].get(kind, [])
         return "%d, p50 %.2f ms, max %.2f ms" % (len(x), B.pct(x, 50), max(x)) if x else "none"
     c, d = cm["child"], cm["daemon"]
+    again = (" (run again on its own, load average before %s)" %
+             " ".join("%.2f" % x for x in load)) if load else ""
     return ["Cgroup moves on this host (cgroup v1; no pool, zygote-born; two daemons of this "
-            "build in interleaved rounds, docs/ZYGOTE.md \"Cgroup moves\"):", "",
+            "build in interleaved rounds%s, docs/ZYGOTE.md \"Cgroup moves\"):" % again, "",
             "| who moves the new process | first `1+1` reply p50 | p99 | writes to `tasks` "
             "(by the process) | writes to `cgroup.procs` (by the daemon) |",
             "|---|---|---|---|---|",
@@ -353,7 +356,8 @@ def render(res):
              "runs, the ratio to the floor measured in the same run much less (four earlier "
              "runs on 2026-12-03, 1-minute load 3.9-7.3 before each: floor 12.7-30.1 ms, "
              "pool 14.2-24.5 ms, no pool 47.4-58.6 ms).", "",
-             ] + render_cgroup_moves(res.get("cgroup_moves")) + [
+             ] + render_cgroup_moves(res.get("cgroup_moves"),
+                                                res.get("cgroup_moves_load")) + [
              "Pid 1 of a session is `%s`: %d kB RSS, %d kB PSS (the session's whole tree: "
              "%d kB PSS)." % (res["pid1"]["pid1_comm"], res["pid1"]["pid1_rss_kb"],
                               res["pid1"]["pid1_pss_kb"], res["pid1"]["tree_pss_kb"]), ""]
