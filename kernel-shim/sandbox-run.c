@@ -309,6 +309,31 @@ run_wait(pid_t child)
 }
 
 /*
+ * The wait for pid 1 left to pid 2's caller, at fd: the zygote's Python
+ * reads it to EOF before it serves the session's first request, so pid
+ * 2's own steps and the runner's attach run while pid 1 execs
+ * cellblock-init (docs/ZYGOTE.md, "Pid 1"). Without cellblock-init there
+ * is nothing to wait for: an already closed pipe.
+ */
+static void
+run_defer_wait(int fd, int sync)
+{
+	int	none[2];
+
+	if (sync == -1) {
+		if (pipe2(none, O_CLOEXEC) != 0)
+			run_fail("pipe: %s", strerror(errno));
+		close(none[1]);
+		sync = none[0];
+	}
+	if (sync != fd) {
+		if (dup3(sync, fd, O_CLOEXEC) == -1)
+			run_fail("dup3: %s", strerror(errno));
+		close(sync);
+	}
+}
+
+/*
  * Pid 2: the interpreter's own steps, seccomp last.  Dumpable again after
  * the change of uid cleared it: exec would do that for the shim's runner,
  * and a zygote child never execs; without it the interpreter's own /proc
@@ -320,10 +345,14 @@ run_interpreter(const struct sandbox_plan *p, int sync)
 {
 	char	*cause = NULL, c;
 
-	while (sync != -1 && read(sync, &c, 1) == -1 && errno == EINTR)
-		;
-	if (sync != -1)
-		close(sync);
+	if (p->init_wait_fd > 2)
+		run_defer_wait(p->init_wait_fd, sync);
+	else {
+		while (sync != -1 && read(sync, &c, 1) == -1 && errno == EINTR)
+			;
+		if (sync != -1)
+			close(sync);
+	}
 	run_step(sandbox_user_become(p, &cause), "identity", cause);
 	run_step(sandbox_caps_drop(&cause), "capabilities", cause);
 	run_step(sandbox_rlimits_set(p, &cause), "rlimits", cause);
