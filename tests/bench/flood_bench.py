@@ -1,0 +1,480 @@
+"""flood_bench.py: the many-frames flood of issue 17 as a figure: daemon memory and another user's round trip while peers try to send 2 GiB.
+
+    /usr/bin/python3 tests/bench/flood_bench.py [--budget-gib 2] [--secs 120]
+                                                [--max-message 4M] [--no-ipykernel]
+
+One private daemon (--max-message known, loopback only). Another user (a
+different uid, through `cellblock new` under setpriv, as
+tests/test_faults.py does) owns the neighbour session; a victim session
+(root's) is what the flood aims at. Per variant (1 peer, then 50 at once
+on shell, control and stdin):
+
+  1. the neighbour's round trip with the C client (tests/bench/rtt.c,
+     `rtt conn`), quiet, before;
+  2. the flood: each peer sends one message of endless 1 KiB frames, each
+     far under max-message, on a raw ZMTP 3.0 connection; the daemon cuts
+     it (protocol/zmtp.c, server/wire.c), the peer reconnects and starts
+     again, until the peers together have sent the budget (2 GiB) or the
+     time limit passes. Meanwhile `rtt conn` batches on the neighbour,
+     back to back, and the daemon's VmRSS sampled; VmHWM reset at the
+     start (clear_refs 5), read at the end;
+  3. the neighbour's round trip again, quiet, after.
+
+Then the same flood from one peer against a real ipykernel 6.17 (libzmq
+holds a message's frames until it completes), stopped when the kernel's
+RSS passes --ipk-limit (1 GiB) and the kernel killed: what it reached.
+
+"Sent" is what the peers' sockets accepted (send(2) returned): at most a
+socket buffer more than the daemon read. Writes tests/bench/.build/
+flood-results.json and its section of docs/BENCHMARKS.md (between the
+flood_bench markers). A benchmark, not a test: nothing here fails.
+"""
+import argparse
+import json
+import os
+import selectors
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import benchlib as B                                  # noqa: E402
+import pool_bench                                     # noqa: E402  its perf_top
+from test_wire_bounds import frame, greeting, ready   # noqa: E402  the raw ZMTP peer's bytes
+
+SETPRIV = "/usr/bin/setpriv"
+CELLBLOCK = os.path.join(B.BIN, "cellblock")
+NEIGHBOUR_UID = 4242        # the other user (no such account needed)
+FRAME = 1024                # bytes per flood frame: far under max-message
+RTT_BATCH = 50              # executes per `rtt conn` run during the flood
+QUIET_N = 500               # executes per quiet measurement
+
+
+def size_arg(s):
+    mult = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
+    return int(s[:-1]) * mult[s[-1].upper()] if s[-1:].upper() in mult else int(s)
+
+
+# ---- the other user's session ---------------------------------------------
+
+def neighbour_session(d):
+    """`cellblock new` as NEIGHBOUR_UID: a session of another user; the
+    path of its connection file (root, this process, reads it)."""
+    for path in (os.path.dirname(d.state), d.state):
+        os.chmod(path, 0o711)        # other users reach control.sock
+    env = {"PATH": "/usr/bin:/bin", "HOME": "/tmp", "LANG": "C.UTF-8",
+           "CELLBLOCK_STATE_DIR": d.state}
+    p = subprocess.run([SETPRIV, "--reuid=%d" % NEIGHBOUR_UID, "--regid=%d" % NEIGHBOUR_UID,
+                        "--clear-groups", CELLBLOCK, "new", "--name", "neighbour"],
+                       capture_output=True, text=True, env=env, timeout=60)
+    if p.returncode != 0:
+        raise RuntimeError("cellblock new as uid %d: %s" % (NEIGHBOUR_UID, p.stderr.strip()))
+    return p.stdout.strip()
+
+
+def quiet_rtt(conn_file, n=QUIET_N):
+    data, _ = B.run_rtt(["conn", "-n", str(n), "-w", "20", conn_file], timeout=300)
+    return data["rtt_us"]
+
+
+class RttDuring(threading.Thread):
+    """`rtt conn` batches on the neighbour, back to back, while the flood
+    runs; only batches that ended before the flood did are kept."""
+
+    def __init__(self, conn_file):
+        super().__init__(daemon=True)
+        self.conn_file, self.samples, self.batches, self.errors = conn_file, [], 0, []
+        self.stop_at = None          # set by the flood when it ends
+        self.flood_t0 = None         # batches begun before it are not kept
+
+    def run(self):
+        while self.stop_at is None:
+            t = time.monotonic()
+            try:
+                data, _ = B.run_rtt(["conn", "-n", str(RTT_BATCH), "-w", "2", "-t", "60",
+                                     self.conn_file], timeout=300)
+            except Exception as e:          # a failed round trip is a figure too
+                self.errors.append(str(e)[-300:])
+                time.sleep(0.2)
+                continue
+            if self.stop_at is None and self.flood_t0 is not None and t >= self.flood_t0:
+                self.samples.extend(data["rtt_us"])
+                self.batches += 1
+
+
+# ---- the flood ------------------------------------------------------------
+
+class Flood:
+    """peers raw ZMTP peers on ports (round robin), each sending one
+    endless message of FRAME-byte frames; a cut peer reconnects while the
+    budget and the time last."""
+
+    def __init__(self, ports, peers, budget, secs, min_secs=0, sample=None):
+        self.ports, self.n, self.budget, self.secs = ports, peers, budget, secs
+        self.min_secs = min_secs     # going on past the budget, for the neighbour's figures
+        self.t_budget = None         # when the peers had sent the budget
+        self.sample = sample         # called every 0.1 s with the elapsed time
+        self.chunk = frame(b"x" * FRAME, True) * (65536 // (FRAME + 9))
+        self.sent = self.cuts = self.refused = self.connects = 0
+        self.sel = selectors.DefaultSelector()
+
+    def connect(self, i):
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            s.settimeout(5)
+            s.connect(("127.0.0.1", self.ports[i % len(self.ports)]))
+            s.sendall(greeting() + ready(b"DEALER"))
+            # Their greeting and READY first: libzmq (ipykernel) refuses
+            # message frames that arrive with the handshake.
+            got = b""
+            while len(got) < 64 + 2:
+                chunk = s.recv(4096)
+                if not chunk:
+                    raise ConnectionResetError("closed in the handshake")
+                got += chunk
+            s.sendall(frame(b"<IDS|MSG>", True))
+        except OSError:
+            s.close()
+            self.refused += 1
+            return False
+        s.setblocking(False)
+        self.connects += 1
+        self.sel.register(s, selectors.EVENT_READ | selectors.EVENT_WRITE, i)
+        return True
+
+    def cut(self, s, i):
+        self.sel.unregister(s)
+        s.close()
+        self.cuts += 1
+
+    def run(self):
+        t0 = time.monotonic()
+        self.end, next_sample = t0 + self.secs, t0
+        for i in range(self.n):
+            self.connect(i)
+        while time.monotonic() < self.end:
+            now = time.monotonic()
+            if self.sent >= self.budget:
+                if self.t_budget is None:
+                    self.t_budget = now - t0
+                if now - t0 >= self.min_secs:
+                    break
+            if self.sample and now >= next_sample:
+                self.sample(now - t0)
+                next_sample = now + 0.1
+            if not self.sel.get_map():
+                time.sleep(0.01)
+            for key, ev in self.sel.select(0.1):
+                s, i = key.fileobj, key.data
+                gone = False
+                if ev & selectors.EVENT_READ:
+                    try:
+                        gone = not s.recv(65536)    # the daemon's greeting, or EOF
+                    except BlockingIOError:
+                        pass
+                    except OSError:
+                        gone = True
+                if not gone and ev & selectors.EVENT_WRITE:
+                    try:
+                        self.sent += s.send(self.chunk)
+                    except BlockingIOError:
+                        pass
+                    except OSError:
+                        gone = True
+                if gone:
+                    self.cut(s, i)
+                    if time.monotonic() < self.end:
+                        self.connect(i)
+            # Peers whose connection was refused try again.
+            while len(self.sel.get_map()) < self.n and self.refused < 100000 \
+                    and time.monotonic() < self.end:
+                if not self.connect(len(self.sel.get_map())):
+                    break
+        self.elapsed = time.monotonic() - t0
+        for key in list(self.sel.get_map().values()):
+            key.fileobj.close()
+        self.sel.close()
+        return {"sent": self.sent, "cuts": self.cuts, "connects": self.connects,
+                "refused": self.refused, "secs": self.elapsed, "t_budget": self.t_budget}
+
+
+# A process that takes the same flood and throws it away: what the
+# flood costs the neighbour through CPU alone, with no daemon involved.
+SINK = r"""
+import selectors, socket, sys
+ls = socket.socket(); ls.bind(("127.0.0.1", 0)); ls.listen(64)
+print(ls.getsockname()[1], flush=True)
+sel = selectors.DefaultSelector(); sel.register(ls, selectors.EVENT_READ)
+while True:
+    for key, _ in sel.select():
+        if key.fileobj is ls:
+            c, _ = ls.accept(); c.setblocking(False)
+            c.send(b"\xff" + b"\0" * 65); sel.register(c, selectors.EVENT_READ)
+        else:
+            try:
+                data = key.fileobj.recv(262144)
+            except BlockingIOError:
+                continue
+            except OSError:
+                data = b""
+            if not data:
+                sel.unregister(key.fileobj); key.fileobj.close()
+"""
+
+
+def sink_variant(d, neighbour_file, a):
+    """One peer's flood into SINK (not the daemon), the neighbour timed."""
+    sink = subprocess.Popen([B.PYTHON, "-c", SINK], stdout=subprocess.PIPE, text=True)
+    try:
+        port = int(sink.stdout.readline())
+        before = quiet_rtt(neighbour_file)
+        during = RttDuring(neighbour_file)
+        during.start()
+        fl = Flood([port], 1, a.budget, a.secs, a.min_secs)
+        during.flood_t0 = time.monotonic()
+        res = fl.run()
+        during.stop_at = time.monotonic()
+        during.join(timeout=120)
+        after = quiet_rtt(neighbour_file)
+    finally:
+        sink.kill()
+        sink.wait()
+    res.update({"normal_us": B.summary(before + after), "during_us": B.summary(during.samples),
+                "during_batches": during.batches, "during_errors": during.errors[:5]})
+    B.log("flood", "sink: %d MiB sent in %.0f s; neighbour p50 %s -> %s us" % (
+        res["sent"] >> 20, res["secs"], res["normal_us"].get("p50"), res["during_us"].get("p50")))
+    return res
+
+
+def daemon_variant(d, victim, neighbour_file, peers, a):
+    ports = [victim["shell_port"]] if peers == 1 else \
+        [victim["shell_port"], victim["control_port"], victim["stdin_port"]]
+    pid = d.pid
+    before = quiet_rtt(neighbour_file)
+    rss0 = B.status_kb(pid, "VmRSS")
+    with open("/proc/%d/clear_refs" % pid, "w") as f:
+        f.write("5")                 # VmHWM starts again from VmRSS
+    hwm0 = B.status_kb(pid, "VmHWM")
+    rss_samples = []
+    during = RttDuring(neighbour_file)
+    during.start()
+    fl = Flood(ports, peers, a.budget, a.secs, a.min_secs,
+               lambda t: rss_samples.append((round(t, 1), B.status_kb(pid, "VmRSS"))))
+    during.flood_t0 = time.monotonic()
+    res = fl.run()
+    during.stop_at = time.monotonic()
+    hwm = B.status_kb(pid, "VmHWM")
+    during.join(timeout=120)
+    time.sleep(1.0)
+    rss_end = B.status_kb(pid, "VmRSS")
+    after = quiet_rtt(neighbour_file)
+    res.update({"peers": peers, "rss_start_kb": rss0, "hwm_start_kb": hwm0,
+                "hwm_kb": hwm, "rss_end_kb": rss_end,
+                "rss_max_sampled_kb": max((r for _, r in rss_samples if r), default=None),
+                "rss_samples": rss_samples[::10],
+                "normal_us": B.summary(before + after), "before_us": B.summary(before),
+                "after_us": B.summary(after), "during_us": B.summary(during.samples),
+                "during_batches": during.batches, "during_errors": during.errors[:5],
+                "alive": d.alive()})
+    B.log("flood", "%d peer(s): %d MiB sent, %d cuts in %.0f s; VmHWM %+d KiB; "
+          "neighbour p50 %s -> %s us" % (
+              peers, res["sent"] >> 20, res["cuts"], res["secs"], hwm - rss0,
+              res["normal_us"].get("p50"), res["during_us"].get("p50")))
+    return res
+
+
+def ipykernel_variant(work, a):
+    """The same flood, one peer, against ipykernel's shell; stopped at
+    a.ipk_limit of its RSS (or the budget, or the time)."""
+    ipk = B.IPyKernels(work)
+    km = ipk.start()
+    try:
+        kc = km.client()
+        kc.start_channels()
+        kc.wait_for_ready(timeout=60)
+        kc.stop_channels()
+        with open(km.connection_file) as f:
+            port = json.load(f)["shell_port"]
+        pid = B.IPyKernels.pid(km)
+        rss0 = B.status_kb(pid, "VmRSS")
+        state = {"peak": rss0, "over": None}
+        samples = []
+
+        def sample(t):
+            r = B.status_kb(pid, "VmRSS") or 0
+            samples.append((round(t, 1), r))
+            state["peak"] = max(state["peak"], r)
+            if r > a.ipk_limit // 1024 or B.mem_available_kb() < 3 << 20:
+                state["over"] = t
+                fl.end = 0           # ends the flood's loop at once
+        fl = Flood([port], 1, a.budget, a.secs, 0, sample)
+        res = fl.run()
+        res.update({"rss_start_kb": rss0, "rss_peak_kb": state["peak"],
+                    "stopped_at_limit_s": state["over"], "limit_kb": a.ipk_limit // 1024,
+                    "alive": B.pid_alive(pid), "rss_samples": samples[::10]})
+        B.log("flood", "ipykernel: %d MiB sent, RSS %d -> %d MiB, %d cuts" % (
+            res["sent"] >> 20, rss0 >> 10, state["peak"] >> 10, res["cuts"]))
+        return res
+    finally:
+        try:
+            os.kill(B.IPyKernels.pid(km), 9)        # never let it keep the memory
+        except OSError:
+            pass
+        ipk.shutdown_all()
+
+
+def measure(a):
+    def run(d, work):
+        B.build_rtt()
+        neighbour = neighbour_session(d)
+        with open(d.new(name="victim")["connection_file"]) as f:
+            victim = json.load(f)
+        out = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+               "git": B.git_describe(), "load_before": B.loadavg(),
+               "max_message": a.max_message, "budget": a.budget, "secs": a.secs,
+               "min_secs": a.min_secs,
+               "frame": FRAME, "neighbour_uid": NEIGHBOUR_UID, "variants": []}
+        for peers in (1, 50):
+            out["variants"].append(daemon_variant(d, victim, neighbour, peers, a))
+        out["daemon_alive"] = d.alive()
+        out["sink"] = sink_variant(d, neighbour, a)
+        if shutil.which("perf"):
+            # Where the daemon's loop goes during a flood (not timed).
+            out["perf_top"] = pool_bench.perf_top(d.pid, lambda: Flood(
+                [victim["shell_port"]], 1, 1 << 62, 6, 6).run(), n=10)
+        out["load_after"] = B.loadavg()
+        if not a.no_ipykernel:
+            out["ipykernel"] = ipykernel_variant(work, a)
+        return out
+    return run
+
+
+def mib(kb):
+    return "%.1f MiB" % (kb / 1024.0)
+
+
+def report(r):
+    bound = 2 * r["max_message"] // 1024
+    lines = ["## The many-frames flood: daemon memory and another user's round trip (issue 17)", "",
+             "From `tests/bench/flood_bench.py` (run by `make bench`), %s, git %s, load "
+             "average %s before, %s after. One daemon with `max-message` = %s (bound: "
+             "2 × max-message = %s); peers on raw ZMTP 3.0 connections to a victim session "
+             "each send one message of endless %d-byte frames, are cut by the daemon, "
+             "reconnect and start again until together they have sent %s (and at least %d s "
+             "have passed; at most %d s). The neighbour is another user's session (uid %d, made with `cellblock "
+             "new` under `setpriv`); its round trip is `rtt conn` (`1+1`, C client), "
+             "%d executes quiet before and after each flood (\"normal\") and back-to-back "
+             "batches of %d during it." % (
+                 r["date"], r["git"], r["load_before"], r["load_after"],
+                 mib(r["max_message"] // 1024), mib(bound), r["frame"],
+                 "%.0f GiB" % (r["budget"] / (1 << 30)), r["min_secs"], r["secs"], r["neighbour_uid"],
+                 QUIET_N, RTT_BATCH), "",
+             "| peers | sent | cuts (connections the daemon closed) | time | daemon VmRSS start → end | "
+             "peak (VmHWM) − start | ≤ 2 × max-message | neighbour p50 normal → during | "
+             "p99 normal → during | ratio p50 / p99 | ≤ 2× |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for v in r["variants"]:
+        g = v["hwm_kb"] - v["rss_start_kb"]
+        n, dd = v["normal_us"], v["during_us"]
+        if dd.get("n"):
+            rp50, rp99 = dd["p50"] / n["p50"], dd["p99"] / n["p99"]
+            rtt = ("%.0f → %.0f µs" % (n["p50"], dd["p50"]), "%.0f → %.0f µs" % (n["p99"], dd["p99"]),
+                   "%.2f / %.2f" % (rp50, rp99),
+                   "met" if max(rp50, rp99) <= 2 else
+                   ("p50 met, p99 **not met**" if rp50 <= 2 else "**not met**"))
+        else:
+            rtt = ("%.0f µs → none" % n["p50"], "—", "—", "**no round trip during the flood**")
+        lines.append("| %d | %.2f GiB | %d | %.0f s | %s → %s | %+d KiB | %s | %s | %s | %s | %s |" % (
+            v["peers"], v["sent"] / (1 << 30), v["cuts"], v["secs"], mib(v["rss_start_kb"]),
+            mib(v["rss_end_kb"]), g, "met" if g <= bound else "**not met**", *rtt))
+    lines += [""]
+    for v in r["variants"]:
+        if v["t_budget"] is None:
+            lines.append("- %d peer(s): the time limit (%d s) came before the budget: %.2f GiB "
+                         "sent, %.0f MiB/s." % (v["peers"], r["secs"], v["sent"] / (1 << 30),
+                                                v["sent"] / (1 << 20) / v["secs"]))
+        else:
+            lines.append("- %d peer(s): the %.0f GiB budget was sent %.1f s in; the flood then "
+                         "went on to %.0f s so that the neighbour's round trip could be timed "
+                         "during it (%.1f GiB in all, %.0f MiB/s)." % (
+                             v["peers"], r["budget"] / (1 << 30), v["t_budget"], v["secs"],
+                             v["sent"] / (1 << 30), v["sent"] / (1 << 20) / v["secs"]))
+        lines.append("  One cut per %.0f KiB sent; %d connections, %d connects refused; the "
+                     "neighbour's round trip timed %d times in %d batches during it." % (
+                         v["sent"] / 1024 / max(1, v["cuts"]), v["connects"], v["refused"],
+                         v["during_us"].get("n", 0), v["during_batches"]))
+        if v["during_errors"]:
+            lines.append("  Round trips that failed during it: %s" % "; ".join(v["during_errors"]))
+        if not v["alive"]:
+            lines.append("  **The daemon died during this flood.**")
+    lines += ["", "Peak RSS is the daemon's VmHWM (`/proc/PID/status`), reset to the current RSS "
+              "(`clear_refs` 5) just before each flood; \"sent\" is what the peers' sockets "
+              "accepted, at most a socket buffer more than the daemon read. The flood, the "
+              "daemon, the victim's and neighbour's interpreters and the C client share this "
+              "machine's %d CPUs with other work: the neighbour's round trip during a flood "
+              "includes waiting for a CPU the flooding Python process keeps busy, not only the "
+              "daemon's loop. The daemon reads at most 4 × 64 KiB per connection per wake-up "
+              "(docs/PROTOCOL.md, \"Wire bounds\"), so a flooding peer shares the loop with "
+              "everyone else." % os.cpu_count()]
+    sk = r.get("sink")
+    if sk and sk["during_us"].get("n"):
+        lines += ["", "What the CPU alone costs the neighbour: the same flood from one peer into "
+                  "a process that reads and discards it (no daemon involved; %.1f GiB in %.0f s): "
+                  "neighbour p50 %.0f → %.0f µs (%.2f×), p99 %.0f → %.0f µs (%.2f×). The part of "
+                  "the ratios above that this row also shows is the machine's, not the daemon's "
+                  "loop." % (
+                      sk["sent"] / (1 << 30), sk["secs"], sk["normal_us"]["p50"],
+                      sk["during_us"]["p50"], sk["during_us"]["p50"] / sk["normal_us"]["p50"],
+                      sk["normal_us"]["p99"], sk["during_us"]["p99"],
+                      sk["during_us"]["p99"] / sk["normal_us"]["p99"])]
+    if r.get("perf_top"):
+        lines += ["", "The daemon's hottest symbols during another 6 s of the one-peer flood "
+                  "(`perf record`, all threads, not timed): %s." % ", ".join(
+                      "`%s` %.1f%%" % (sym, pc) for pc, sym in r["perf_top"])]
+    ik = r.get("ipykernel")
+    if ik:
+        lines += ["", "For context, the same flood from one peer against ipykernel 6.17's shell "
+                  "socket (libzmq 4.3.4 holds every frame until the message completes): "
+                  "%.2f GiB sent in %.0f s, %d cuts; the kernel's RSS went from %s to %s%s; the "
+                  "kernel was then killed." % (
+                      ik["sent"] / (1 << 30), ik["secs"], ik["cuts"], mib(ik["rss_start_kb"]),
+                      mib(ik["rss_peak_kb"]),
+                      (" when the bench stopped it at its limit of %s (%.0f s in)" % (
+                          mib(ik["limit_kb"]), ik["stopped_at_limit_s"]))
+                      if ik["stopped_at_limit_s"] is not None else
+                      " (the limit of %s was not reached)" % mib(ik["limit_kb"]))]
+    return "\n".join(lines) + "\n"
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    p.add_argument("--budget-gib", type=float, default=2.0)
+    p.add_argument("--secs", type=int, default=120, help="time limit per flood")
+    p.add_argument("--min-secs", type=int, default=20,
+                   help="a flood goes on past the budget until then (the neighbour's figures)")
+    p.add_argument("--max-message", type=size_arg, default=4 << 20)
+    p.add_argument("--ipk-limit", type=size_arg, default=1 << 30,
+                   help="ipykernel's RSS at which its flood stops")
+    p.add_argument("--no-ipykernel", action="store_true")
+    p.add_argument("--out", default=os.path.join(B.ROOT, "docs", "BENCHMARKS.md"))
+    p.add_argument("--render", action="store_true",
+                   help="write the section again from the last run's results")
+    a = p.parse_args()
+    if a.render:
+        with open(os.path.join(B.BUILD, "flood-results.json")) as f:
+            B.write_section(a.out, "flood_bench", report(json.load(f)))
+        return 0
+    a.budget = int(a.budget_gib * (1 << 30))
+    return B.run_section("flood", a.out,
+                         ["--max-message", str(a.max_message), "--warm-pool", "0",
+                          "--http-listen", "127.0.0.1:0"], measure(a), report)
+
+
+if __name__ == "__main__":
+    rc = main()
+    sys.stdout.flush()
+    os._exit(rc)
