@@ -50,8 +50,8 @@ SETPRIV = "/usr/bin/setpriv"
 CELLBLOCK = os.path.join(B.BIN, "cellblock")
 NEIGHBOUR_UID = 4242        # the other user (no such account needed)
 FRAME = 1024                # bytes per flood frame: far under max-message
+VARIANTS = [(1, FRAME), (50, FRAME), (1, 65536)]   # (peers, frame size); the last for comparison
 RTT_BATCH = 50              # executes per `rtt conn` run during the flood
-QUIET_N = 500               # executes per quiet measurement
 
 
 def size_arg(s):
@@ -76,23 +76,19 @@ def neighbour_session(d):
     return p.stdout.strip()
 
 
-def quiet_rtt(conn_file, n=QUIET_N):
-    data, _ = B.run_rtt(["conn", "-n", str(n), "-w", "20", conn_file], timeout=300)
-    return data["rtt_us"]
-
-
-class RttDuring(threading.Thread):
-    """`rtt conn` batches on the neighbour, back to back, while the flood
-    runs; only batches that ended before the flood did are kept."""
+class RttBatches(threading.Thread):
+    """`rtt conn` batches of RTT_BATCH on the neighbour, back to back,
+    until stop(); only batches begun after start and ended before stop
+    count. The same for quiet and flood phases, so the two compare."""
 
     def __init__(self, conn_file):
         super().__init__(daemon=True)
         self.conn_file, self.samples, self.batches, self.errors = conn_file, [], 0, []
-        self.stop_at = None          # set by the flood when it ends
-        self.flood_t0 = None         # batches begun before it are not kept
+        self.t0, self.stopped = time.monotonic(), False
+        self.start()
 
     def run(self):
-        while self.stop_at is None:
+        while not self.stopped:
             t = time.monotonic()
             try:
                 data, _ = B.run_rtt(["conn", "-n", str(RTT_BATCH), "-w", "2", "-t", "60",
@@ -101,24 +97,55 @@ class RttDuring(threading.Thread):
                 self.errors.append(str(e)[-300:])
                 time.sleep(0.2)
                 continue
-            if self.stop_at is None and self.flood_t0 is not None and t >= self.flood_t0:
+            if not self.stopped and t >= self.t0:
                 self.samples.extend(data["rtt_us"])
                 self.batches += 1
+
+    def stop(self):
+        self.stopped = True
+        self.join(timeout=300)      # its last batch ends before the next phase
+        return self
+
+
+def rounds(neighbour_file, a, flood):
+    """a.rounds of (quiet a.round_secs, flood a.round_secs), the neighbour
+    timed throughout; flood(first) runs one flood phase and returns its
+    figures. Interleaved, so the machine's other load drifts into both."""
+    quiet, during, floods = [], [], []
+    errors, nq = [], 0
+    for i in range(a.rounds):
+        q = RttBatches(neighbour_file)
+        time.sleep(a.round_secs)
+        q.stop()
+        f = RttBatches(neighbour_file)
+        floods.append(flood(i == 0))
+        f.stop()
+        quiet += q.samples
+        during += f.samples
+        errors += q.errors + f.errors
+        nq += q.batches
+    total = {k: sum(x[k] for x in floods) for k in ("sent", "cuts", "connects", "refused", "secs")}
+    total["t_budget"] = next((x["t_budget"] + sum(y["secs"] for y in floods[:j])
+                              for j, x in enumerate(floods) if x["t_budget"] is not None), None)
+    total.update({"normal_us": B.summary(quiet), "during_us": B.summary(during),
+                  "during_samples": len(during), "quiet_samples": len(quiet),
+                  "during_errors": errors[:5]})
+    return total
 
 
 # ---- the flood ------------------------------------------------------------
 
 class Flood:
     """peers raw ZMTP peers on ports (round robin), each sending one
-    endless message of FRAME-byte frames; a cut peer reconnects while the
+    endless message of frame_size-byte frames; a cut peer reconnects while the
     budget and the time last."""
 
-    def __init__(self, ports, peers, budget, secs, min_secs=0, sample=None):
+    def __init__(self, ports, peers, budget, secs, min_secs=0, sample=None, frame_size=FRAME):
         self.ports, self.n, self.budget, self.secs = ports, peers, budget, secs
         self.min_secs = min_secs     # going on past the budget, for the neighbour's figures
         self.t_budget = None         # when the peers had sent the budget
         self.sample = sample         # called every 0.1 s with the elapsed time
-        self.chunk = frame(b"x" * FRAME, True) * (65536 // (FRAME + 9))
+        self.chunk = frame(b"x" * frame_size, True) * max(1, 65536 // (frame_size + 9))
         self.sent = self.cuts = self.refused = self.connects = 0
         self.sel = selectors.DefaultSelector()
 
@@ -159,7 +186,7 @@ class Flood:
         while time.monotonic() < self.end:
             now = time.monotonic()
             if self.sent >= self.budget:
-                if self.t_budget is None:
+                if self.t_budget is None and self.budget:
                     self.t_budget = now - t0
                 if now - t0 >= self.min_secs:
                     break
@@ -231,58 +258,42 @@ def sink_variant(d, neighbour_file, a):
     sink = subprocess.Popen([B.PYTHON, "-c", SINK], stdout=subprocess.PIPE, text=True)
     try:
         port = int(sink.stdout.readline())
-        before = quiet_rtt(neighbour_file)
-        during = RttDuring(neighbour_file)
-        during.start()
-        fl = Flood([port], 1, a.budget, a.secs, a.min_secs)
-        during.flood_t0 = time.monotonic()
-        res = fl.run()
-        during.stop_at = time.monotonic()
-        during.join(timeout=120)
-        after = quiet_rtt(neighbour_file)
+        res = rounds(neighbour_file, a,
+                     lambda first: Flood([port], 1, 0, a.round_secs, a.round_secs).run())
     finally:
         sink.kill()
         sink.wait()
-    res.update({"normal_us": B.summary(before + after), "during_us": B.summary(during.samples),
-                "during_batches": during.batches, "during_errors": during.errors[:5]})
     B.log("flood", "sink: %d MiB sent in %.0f s; neighbour p50 %s -> %s us" % (
         res["sent"] >> 20, res["secs"], res["normal_us"].get("p50"), res["during_us"].get("p50")))
     return res
 
 
-def daemon_variant(d, victim, neighbour_file, peers, a):
+def daemon_variant(d, victim, neighbour_file, peers, frame_size, a):
+    """a.rounds floods of a.round_secs from peers; the first also until
+    the budget is sent (at most a.secs). VmHWM over all of them."""
     ports = [victim["shell_port"]] if peers == 1 else \
         [victim["shell_port"], victim["control_port"], victim["stdin_port"]]
     pid = d.pid
-    before = quiet_rtt(neighbour_file)
     rss0 = B.status_kb(pid, "VmRSS")
     with open("/proc/%d/clear_refs" % pid, "w") as f:
         f.write("5")                 # VmHWM starts again from VmRSS
-    hwm0 = B.status_kb(pid, "VmHWM")
     rss_samples = []
-    during = RttDuring(neighbour_file)
-    during.start()
-    fl = Flood(ports, peers, a.budget, a.secs, a.min_secs,
-               lambda t: rss_samples.append((round(t, 1), B.status_kb(pid, "VmRSS"))))
-    during.flood_t0 = time.monotonic()
-    res = fl.run()
-    during.stop_at = time.monotonic()
+
+    def flood(first):
+        return Flood(ports, peers, a.budget if first else 0, a.secs if first else a.round_secs,
+                     a.round_secs,
+                     lambda t: rss_samples.append((round(t, 1), B.status_kb(pid, "VmRSS"))),
+                     frame_size).run()
+    res = rounds(neighbour_file, a, flood)
     hwm = B.status_kb(pid, "VmHWM")
-    during.join(timeout=120)
     time.sleep(1.0)
-    rss_end = B.status_kb(pid, "VmRSS")
-    after = quiet_rtt(neighbour_file)
-    res.update({"peers": peers, "rss_start_kb": rss0, "hwm_start_kb": hwm0,
-                "hwm_kb": hwm, "rss_end_kb": rss_end,
+    res.update({"peers": peers, "frame": frame_size, "rss_start_kb": rss0, "hwm_kb": hwm,
+                "rss_end_kb": B.status_kb(pid, "VmRSS"),
                 "rss_max_sampled_kb": max((r for _, r in rss_samples if r), default=None),
-                "rss_samples": rss_samples[::10],
-                "normal_us": B.summary(before + after), "before_us": B.summary(before),
-                "after_us": B.summary(after), "during_us": B.summary(during.samples),
-                "during_batches": during.batches, "during_errors": during.errors[:5],
                 "alive": d.alive()})
-    B.log("flood", "%d peer(s): %d MiB sent, %d cuts in %.0f s; VmHWM %+d KiB; "
+    B.log("flood", "%d peer(s), %d-byte frames: %d MiB sent, %d cuts in %.0f s; VmHWM %+d KiB; "
           "neighbour p50 %s -> %s us" % (
-              peers, res["sent"] >> 20, res["cuts"], res["secs"], hwm - rss0,
+              peers, frame_size, res["sent"] >> 20, res["cuts"], res["secs"], hwm - rss0,
               res["normal_us"].get("p50"), res["during_us"].get("p50")))
     return res
 
@@ -336,10 +347,10 @@ def measure(a):
         out = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
                "git": B.git_describe(), "load_before": B.loadavg(),
                "max_message": a.max_message, "budget": a.budget, "secs": a.secs,
-               "min_secs": a.min_secs,
+               "rounds": a.rounds, "round_secs": a.round_secs,
                "frame": FRAME, "neighbour_uid": NEIGHBOUR_UID, "variants": []}
-        for peers in (1, 50):
-            out["variants"].append(daemon_variant(d, victim, neighbour, peers, a))
+        for peers, size in VARIANTS:
+            out["variants"].append(daemon_variant(d, victim, neighbour, peers, size, a))
         out["daemon_alive"] = d.alive()
         out["sink"] = sink_variant(d, neighbour, a)
         if shutil.which("perf"):
@@ -357,93 +368,93 @@ def mib(kb):
     return "%.1f MiB" % (kb / 1024.0)
 
 
+def ratio_cells(n, dd):
+    """normal -> during p50 and p99, their ratios, the verdict."""
+    if not dd.get("n"):
+        return ("%.0f µs → none" % n["p50"], "—", "—", "**no round trip during the flood**")
+    rp50, rp99 = dd["p50"] / n["p50"], dd["p99"] / n["p99"]
+    return ("%.0f → %.0f µs" % (n["p50"], dd["p50"]), "%.0f → %.0f µs" % (n["p99"], dd["p99"]),
+            "%.2f / %.2f" % (rp50, rp99),
+            "met" if max(rp50, rp99) <= 2 else
+            ("p50 met, p99 **not met**" if rp50 <= 2 else
+             ("p99 met, p50 **not met**" if rp99 <= 2 else "**not met**")))
+
+
 def report(r):
     bound = 2 * r["max_message"] // 1024
     lines = ["## The many-frames flood: daemon memory and another user's round trip (issue 17)", "",
              "From `tests/bench/flood_bench.py` (run by `make bench`), %s, git %s, load "
              "average %s before, %s after. One daemon with `max-message` = %s (bound: "
-             "2 × max-message = %s); peers on raw ZMTP 3.0 connections to a victim session "
-             "each send one message of endless %d-byte frames, are cut by the daemon, "
-             "reconnect and start again until together they have sent %s (and at least %d s "
-             "have passed; at most %d s). The neighbour is another user's session (uid %d, made with `cellblock "
-             "new` under `setpriv`); its round trip is `rtt conn` (`1+1`, C client), "
-             "%d executes quiet before and after each flood (\"normal\") and back-to-back "
-             "batches of %d during it." % (
+             "2 × max-message = %s). Peers on raw ZMTP 3.0 connections to a victim session "
+             "each send one message of endless frames, each far under max-message; the daemon "
+             "cuts them, they reconnect and start again. Per row, %d rounds of %.0f s quiet "
+             "then %.0f s of flood (the first flood also until the peers together have sent "
+             "%s, at most %d s). The neighbour is another user's session (uid %d, made with "
+             "`cellblock new` under `setpriv`), timed throughout with `rtt conn` (`1+1`, the C "
+             "client) in back-to-back batches of %d: \"normal\" is the quiet phases, "
+             "\"during\" the flood phases, interleaved so that the shared machine's other load "
+             "falls on both." % (
                  r["date"], r["git"], r["load_before"], r["load_after"],
-                 mib(r["max_message"] // 1024), mib(bound), r["frame"],
-                 "%.0f GiB" % (r["budget"] / (1 << 30)), r["min_secs"], r["secs"], r["neighbour_uid"],
-                 QUIET_N, RTT_BATCH), "",
-             "| peers | sent | cuts (connections the daemon closed) | time | daemon VmRSS start → end | "
+                 mib(r["max_message"] // 1024), mib(bound), r["rounds"], r["round_secs"],
+                 r["round_secs"], "%g GiB" % (r["budget"] / (1 << 30)), r["secs"],
+                 r["neighbour_uid"], RTT_BATCH), "",
+             "| peers, frames | sent | cuts | flood time | daemon VmRSS start → end | "
              "peak (VmHWM) − start | ≤ 2 × max-message | neighbour p50 normal → during | "
              "p99 normal → during | ratio p50 / p99 | ≤ 2× |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]
     for v in r["variants"]:
         g = v["hwm_kb"] - v["rss_start_kb"]
-        n, dd = v["normal_us"], v["during_us"]
-        if dd.get("n"):
-            rp50, rp99 = dd["p50"] / n["p50"], dd["p99"] / n["p99"]
-            rtt = ("%.0f → %.0f µs" % (n["p50"], dd["p50"]), "%.0f → %.0f µs" % (n["p99"], dd["p99"]),
-                   "%.2f / %.2f" % (rp50, rp99),
-                   "met" if max(rp50, rp99) <= 2 else
-                   ("p50 met, p99 **not met**" if rp50 <= 2 else "**not met**"))
-        else:
-            rtt = ("%.0f µs → none" % n["p50"], "—", "—", "**no round trip during the flood**")
-        lines.append("| %d | %.2f GiB | %d | %.0f s | %s → %s | %+d KiB | %s | %s | %s | %s | %s |" % (
-            v["peers"], v["sent"] / (1 << 30), v["cuts"], v["secs"], mib(v["rss_start_kb"]),
-            mib(v["rss_end_kb"]), g, "met" if g <= bound else "**not met**", *rtt))
+        lines.append("| %d, %s | %.1f GiB | %d | %.0f s | %s → %s | %+d KiB | %s | %s | %s | %s | %s |" % (
+            v["peers"], "%d KiB" % (v["frame"] // 1024) if v["frame"] >= 1024 else "%d B" % v["frame"],
+            v["sent"] / (1 << 30), v["cuts"], v["secs"], mib(v["rss_start_kb"]),
+            mib(v["rss_end_kb"]), g, "met" if g <= bound else "**not met**",
+            *ratio_cells(v["normal_us"], v["during_us"])))
+    sk = r.get("sink")
+    if sk:
+        lines.append("| control: 1 peer, 1 KiB, into a process that reads and discards (no daemon) | "
+                     "%.1f GiB | — | %.0f s | — | — | — | %s | %s | %s | %s |" % (
+                         sk["sent"] / (1 << 30), sk["secs"],
+                         *ratio_cells(sk["normal_us"], sk["during_us"])))
     lines += [""]
     for v in r["variants"]:
-        if v["t_budget"] is None:
-            lines.append("- %d peer(s): the time limit (%d s) came before the budget: %.2f GiB "
-                         "sent, %.0f MiB/s." % (v["peers"], r["secs"], v["sent"] / (1 << 30),
-                                                v["sent"] / (1 << 20) / v["secs"]))
-        else:
-            lines.append("- %d peer(s): the %.0f GiB budget was sent %.1f s in; the flood then "
-                         "went on to %.0f s so that the neighbour's round trip could be timed "
-                         "during it (%.1f GiB in all, %.0f MiB/s)." % (
-                             v["peers"], r["budget"] / (1 << 30), v["t_budget"], v["secs"],
-                             v["sent"] / (1 << 30), v["sent"] / (1 << 20) / v["secs"]))
-        lines.append("  One cut per %.0f KiB sent; %d connections, %d connects refused; the "
-                     "neighbour's round trip timed %d times in %d batches during it." % (
+        lines.append("- %d peer(s), %d-byte frames: %s; one cut per %.0f KiB sent, %d connections "
+                     "(%d connects refused), %.0f MiB/s; the neighbour timed %d times quiet, %d "
+                     "during.%s" % (
+                         v["peers"], v["frame"],
+                         "the %g GiB budget was sent %.1f s into the first flood" % (
+                             r["budget"] / (1 << 30), v["t_budget"])
+                         if v["t_budget"] is not None else
+                         "**the budget was not reached** in the first flood's %d s" % r["secs"],
                          v["sent"] / 1024 / max(1, v["cuts"]), v["connects"], v["refused"],
-                         v["during_us"].get("n", 0), v["during_batches"]))
+                         v["sent"] / (1 << 20) / max(0.001, v["secs"]), v["quiet_samples"],
+                         v["during_samples"],
+                         "" if v["alive"] else " **The daemon died during this flood.**"))
         if v["during_errors"]:
-            lines.append("  Round trips that failed during it: %s" % "; ".join(v["during_errors"]))
-        if not v["alive"]:
-            lines.append("  **The daemon died during this flood.**")
+            lines.append("  Round trips that failed: %s" % "; ".join(v["during_errors"]))
     lines += ["", "Peak RSS is the daemon's VmHWM (`/proc/PID/status`), reset to the current RSS "
-              "(`clear_refs` 5) just before each flood; \"sent\" is what the peers' sockets "
-              "accepted, at most a socket buffer more than the daemon read. The flood, the "
-              "daemon, the victim's and neighbour's interpreters and the C client share this "
-              "machine's %d CPUs with other work: the neighbour's round trip during a flood "
-              "includes waiting for a CPU the flooding Python process keeps busy, not only the "
-              "daemon's loop. The daemon reads at most 4 × 64 KiB per connection per wake-up "
-              "(docs/PROTOCOL.md, \"Wire bounds\"), so a flooding peer shares the loop with "
-              "everyone else." % os.cpu_count()]
-    sk = r.get("sink")
-    if sk and sk["during_us"].get("n"):
-        lines += ["", "What the CPU alone costs the neighbour: the same flood from one peer into "
-                  "a process that reads and discards it (no daemon involved; %.1f GiB in %.0f s): "
-                  "neighbour p50 %.0f → %.0f µs (%.2f×), p99 %.0f → %.0f µs (%.2f×). The part of "
-                  "the ratios above that this row also shows is the machine's, not the daemon's "
-                  "loop." % (
-                      sk["sent"] / (1 << 30), sk["secs"], sk["normal_us"]["p50"],
-                      sk["during_us"]["p50"], sk["during_us"]["p50"] / sk["normal_us"]["p50"],
-                      sk["normal_us"]["p99"], sk["during_us"]["p99"],
-                      sk["during_us"]["p99"] / sk["normal_us"]["p99"])]
+              "(`clear_refs` 5) before a row's first round and read after its last; \"sent\" is "
+              "what the peers' sockets accepted, at most a socket buffer more than the daemon "
+              "read. The flood's client, the daemon, the interpreters and the C client share "
+              "the machine's %d CPUs with other work; the control row puts the same flood's "
+              "CPU on the machine without the daemon, so what the daemon rows show beyond it "
+              "is the neighbour waiting in the daemon's one loop behind the flood's frames "
+              "(it reads at most 4 × 64 KiB per connection per wake-up, docs/PROTOCOL.md, "
+              "\"Wire bounds\"). The 64 KiB-frame row sends the same bytes in 64 times fewer "
+              "frames: the difference between it and the 1 KiB row is the cost per frame." %
+              os.cpu_count()]
     if r.get("perf_top"):
-        lines += ["", "The daemon's hottest symbols during another 6 s of the one-peer flood "
-                  "(`perf record`, all threads, not timed): %s." % ", ".join(
+        lines += ["", "The daemon's hottest symbols during another 6 s of the one-peer 1 KiB "
+                  "flood (`perf record`, all threads, not timed): %s." % ", ".join(
                       "`%s` %.1f%%" % (sym, pc) for pc, sym in r["perf_top"])]
     ik = r.get("ipykernel")
     if ik:
         lines += ["", "For context, the same flood from one peer against ipykernel 6.17's shell "
                   "socket (libzmq 4.3.4 holds every frame until the message completes): "
-                  "%.2f GiB sent in %.0f s, %d cuts; the kernel's RSS went from %s to %s%s; the "
+                  "%.2f GiB sent in %.1f s, %d cuts; the kernel's RSS went from %s to %s%s; the "
                   "kernel was then killed." % (
                       ik["sent"] / (1 << 30), ik["secs"], ik["cuts"], mib(ik["rss_start_kb"]),
                       mib(ik["rss_peak_kb"]),
-                      (" when the bench stopped it at its limit of %s (%.0f s in)" % (
+                      (" when the bench stopped it at its limit of %s (%.1f s in)" % (
                           mib(ik["limit_kb"]), ik["stopped_at_limit_s"]))
                       if ik["stopped_at_limit_s"] is not None else
                       " (the limit of %s was not reached)" % mib(ik["limit_kb"]))]
@@ -454,8 +465,10 @@ def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     p.add_argument("--budget-gib", type=float, default=2.0)
     p.add_argument("--secs", type=int, default=120, help="time limit per flood")
-    p.add_argument("--min-secs", type=int, default=20,
-                   help="a flood goes on past the budget until then (the neighbour's figures)")
+    p.add_argument("--rounds", type=int, default=4,
+                   help="quiet and flood phases, interleaved, per variant")
+    p.add_argument("--round-secs", type=float, default=5,
+                   help="seconds per phase (the first flood also until the budget is sent)")
     p.add_argument("--max-message", type=size_arg, default=4 << 20)
     p.add_argument("--ipk-limit", type=size_arg, default=1 << 30,
                    help="ipykernel's RSS at which its flood stops")
