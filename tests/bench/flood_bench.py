@@ -279,12 +279,18 @@ def daemon_variant(d, victim, neighbour_file, peers, frame_size, a):
         f.write("5")                 # VmHWM starts again from VmRSS
     rss_samples = []
 
+    cpu = [0]
+
     def flood(first):
-        return Flood(ports, peers, a.budget if first else 0, a.secs if first else a.round_secs,
-                     a.round_secs,
-                     lambda t: rss_samples.append((round(t, 1), B.status_kb(pid, "VmRSS"))),
-                     frame_size).run()
+        c0 = B.cpu_ns([pid])
+        out = Flood(ports, peers, a.budget if first else 0, a.secs if first else a.round_secs,
+                    a.round_secs,
+                    lambda t: rss_samples.append((round(t, 1), B.status_kb(pid, "VmRSS"))),
+                    frame_size).run()
+        cpu[0] += B.cpu_ns([pid]) - c0
+        return out
     res = rounds(neighbour_file, a, flood)
+    res["daemon_cpu"] = cpu[0] / 1e9 / max(0.001, res["secs"])     # CPUs busy, flooding
     hwm = B.status_kb(pid, "VmHWM")
     time.sleep(1.0)
     res.update({"peers": peers, "frame": frame_size, "rss_start_kb": rss0, "hwm_kb": hwm,
@@ -380,6 +386,34 @@ def ratio_cells(n, dd):
              ("p99 met, p50 **not met**" if rp99 <= 2 else "**not met**")))
 
 
+def p50_ratio(v):
+    return v["during_us"]["p50"] / v["normal_us"]["p50"] if v["during_us"].get("n") else None
+
+
+def why_slower(r):
+    """What the rows say about where the neighbour's extra time goes."""
+    text = ("The flood's client, the daemon, the interpreters and the C client share the "
+            "machine's %d CPUs with other work. " % os.cpu_count())
+    sk = r.get("sink")
+    rows = {(v["peers"], v["frame"]): p50_ratio(v) for v in r["variants"]}
+    if sk and p50_ratio(sk):
+        text += ("The control row puts the same flood's CPU on the machine without the daemon: "
+                 "%.2f× at p50 is what that alone costs the neighbour here; beyond it, the "
+                 "neighbour's messages wait in the daemon's one loop while it reads the flood "
+                 "(at most 4 × 64 KiB per connection per wake-up, docs/PROTOCOL.md, \"Wire "
+                 "bounds\"; the daemon used %s of a CPU during the floods). " % (
+                     p50_ratio(sk), ", ".join("%.0f%%" % (100 * v["daemon_cpu"])
+                                              for v in r["variants"] if "daemon_cpu" in v)))
+    small, big = rows.get((1, FRAME)), rows.get((1, 65536))
+    if small and big:
+        text += ("With 64 KiB frames (64 times fewer frames for the bytes) the p50 ratio is "
+                 "%.2f× against %.2f× with 1 KiB frames: %s" % (
+                     big, small,
+                     "the wait is mostly per frame (allocation and bookkeeping)." if big < small / 1.3
+                     else "the wait is in the bytes read per wake-up, not in the per-frame work."))
+    return text
+
+
 def report(r):
     bound = 2 * r["max_message"] // 1024
     lines = ["## The many-frames flood: daemon memory and another user's round trip (issue 17)", "",
@@ -434,14 +468,8 @@ def report(r):
     lines += ["", "Peak RSS is the daemon's VmHWM (`/proc/PID/status`), reset to the current RSS "
               "(`clear_refs` 5) before a row's first round and read after its last; \"sent\" is "
               "what the peers' sockets accepted, at most a socket buffer more than the daemon "
-              "read. The flood's client, the daemon, the interpreters and the C client share "
-              "the machine's %d CPUs with other work; the control row puts the same flood's "
-              "CPU on the machine without the daemon, so what the daemon rows show beyond it "
-              "is the neighbour waiting in the daemon's one loop behind the flood's frames "
-              "(it reads at most 4 × 64 KiB per connection per wake-up, docs/PROTOCOL.md, "
-              "\"Wire bounds\"). The 64 KiB-frame row sends the same bytes in 64 times fewer "
-              "frames: the difference between it and the 1 KiB row is the cost per frame." %
-              os.cpu_count()]
+              "read."]
+    lines += ["", why_slower(r)]
     if r.get("perf_top"):
         lines += ["", "The daemon's hottest symbols during another 6 s of the one-peer 1 KiB "
                   "flood (`perf record`, all threads, not timed): %s." % ", ".join(
