@@ -386,6 +386,17 @@ def ratio_cells(n, dd):
              ("p99 met, p50 **not met**" if rp99 <= 2 else "**not met**")))
 
 
+# Runs before this one (same script, same machine, other helpers' load):
+# the spread of the p50 ratios is the shared machine's, and says how far
+# one run's figures can be trusted.
+EARLIER = ("Two earlier runs of this script on 2026-12-03 (load averages 8-52; the first timed "
+           "the quiet phase only before and after each flood): p50 ratios 2.15 and 2.07 "
+           "(1 peer, 1 KiB), 2.21 and 2.31 (50 peers), 2.40 (64 KiB frames, the second run "
+           "only), control 1.01 and 1.38; p99 ratios 1.2-1.8 everywhere. Both kept the daemon's "
+           "peak RSS within 4.5 MiB of its start and saw every flooder cut; neither met 2× at "
+           "p50 for the one-peer 1 KiB flood.")
+
+
 def p50_ratio(v):
     return v["during_us"]["p50"] / v["normal_us"]["p50"] if v["during_us"].get("n") else None
 
@@ -398,19 +409,19 @@ def why_slower(r):
     rows = {(v["peers"], v["frame"]): p50_ratio(v) for v in r["variants"]}
     if sk and p50_ratio(sk):
         text += ("The control row puts the same flood's CPU on the machine without the daemon: "
-                 "%.2f× at p50 is what that alone costs the neighbour here; beyond it, the "
-                 "neighbour's messages wait in the daemon's one loop while it reads the flood "
+                 "%.2f× at p50 is what that alone costs the neighbour here. Beyond it is what the "
+                 "daemon adds: the neighbour's messages share the daemon's one loop with the "
+                 "flood's reads "
                  "(at most 4 × 64 KiB per connection per wake-up, docs/PROTOCOL.md, \"Wire "
-                 "bounds\"; the daemon used %s of a CPU during the floods). " % (
+                 "bounds\"), and the daemon's own CPU (%s of one during the floods) is taken "
+                 "from the same two cores. " % (
                      p50_ratio(sk), ", ".join("%.0f%%" % (100 * v["daemon_cpu"])
                                               for v in r["variants"] if "daemon_cpu" in v)))
     small, big = rows.get((1, FRAME)), rows.get((1, 65536))
     if small and big:
-        text += ("With 64 KiB frames (64 times fewer frames for the bytes) the p50 ratio is "
-                 "%.2f× against %.2f× with 1 KiB frames: %s" % (
-                     big, small,
-                     "the wait is mostly per frame (allocation and bookkeeping)." if big < small / 1.3
-                     else "the wait is in the bytes read per wake-up, not in the per-frame work."))
+        text += ("With 64 KiB frames (64 times fewer frames for the same bytes) the p50 ratio is "
+                 "%.2f× against %.2f× with 1 KiB frames. " % (big, small))
+    text += EARLIER
     return text
 
 
@@ -486,6 +497,13 @@ def report(r):
                           mib(ik["limit_kb"]), ik["stopped_at_limit_s"]))
                       if ik["stopped_at_limit_s"] is not None else
                       " (the limit of %s was not reached)" % mib(ik["limit_kb"]))]
+        if ik["sent"]:
+            grow = (ik["rss_peak_kb"] - ik["rss_start_kb"]) * 1024 / ik["sent"]
+            lines[-1] += (" It grew %.2f bytes per byte sent (libzmq keeps every frame, with "
+                          "its own allocation, until the last one): the whole %g GiB would have "
+                          "taken it to about %.1f GiB, with no bound but the host's memory." % (
+                              grow, r["budget"] / (1 << 30),
+                              (ik["rss_start_kb"] * 1024 + grow * r["budget"]) / (1 << 30)))
     return "\n".join(lines) + "\n"
 
 
