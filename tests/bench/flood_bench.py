@@ -50,7 +50,11 @@ SETPRIV = "/usr/bin/setpriv"
 CELLBLOCK = os.path.join(B.BIN, "cellblock")
 NEIGHBOUR_UID = 4242        # the other user (no such account needed)
 FRAME = 1024                # bytes per flood frame: far under max-message
-VARIANTS = [(1, FRAME), (50, FRAME), (1, 65536)]   # (peers, frame size); the last for comparison
+# (peers, frame size, whose session's sockets): the 64 KiB row for
+# comparison; the last floods the neighbour's own shell socket, which any
+# local user can reach as well.
+VARIANTS = [(1, FRAME, "victim"), (50, FRAME, "victim"), (1, 65536, "victim"),
+            (1, FRAME, "neighbour")]
 RTT_BATCH = 50              # executes per `rtt conn` run during the flood
 
 
@@ -268,7 +272,7 @@ def sink_variant(d, neighbour_file, a):
     return res
 
 
-def daemon_variant(d, victim, neighbour_file, peers, frame_size, a):
+def daemon_variant(d, victim, neighbour_file, peers, frame_size, a, target="victim"):
     """a.rounds floods of a.round_secs from peers; the first also until
     the budget is sent (at most a.secs). VmHWM over all of them."""
     ports = [victim["shell_port"]] if peers == 1 else \
@@ -293,7 +297,7 @@ def daemon_variant(d, victim, neighbour_file, peers, frame_size, a):
     res["daemon_cpu"] = cpu[0] / 1e9 / max(0.001, res["secs"])     # CPUs busy, flooding
     hwm = B.status_kb(pid, "VmHWM")
     time.sleep(1.0)
-    res.update({"peers": peers, "frame": frame_size, "rss_start_kb": rss0, "hwm_kb": hwm,
+    res.update({"peers": peers, "frame": frame_size, "target": target, "rss_start_kb": rss0, "hwm_kb": hwm,
                 "rss_end_kb": B.status_kb(pid, "VmRSS"),
                 "rss_max_sampled_kb": max((r for _, r in rss_samples if r), default=None),
                 "alive": d.alive()})
@@ -355,8 +359,11 @@ def measure(a):
                "max_message": a.max_message, "budget": a.budget, "secs": a.secs,
                "rounds": a.rounds, "round_secs": a.round_secs,
                "frame": FRAME, "neighbour_uid": NEIGHBOUR_UID, "variants": []}
-        for peers, size in VARIANTS:
-            out["variants"].append(daemon_variant(d, victim, neighbour, peers, size, a))
+        with open(neighbour) as f:
+            own = json.load(f)
+        for peers, size, target in VARIANTS:
+            out["variants"].append(daemon_variant(d, victim if target == "victim" else own,
+                                                  neighbour, peers, size, a, target))
         out["daemon_alive"] = d.alive()
         out["sink"] = sink_variant(d, neighbour, a)
         if shutil.which("perf"):
@@ -406,7 +413,8 @@ def why_slower(r):
     text = ("The flood's client, the daemon, the interpreters and the C client share the "
             "machine's %d CPUs with other work. " % os.cpu_count())
     sk = r.get("sink")
-    rows = {(v["peers"], v["frame"]): p50_ratio(v) for v in r["variants"]}
+    rows = {(v["peers"], v["frame"]): p50_ratio(v) for v in r["variants"]
+            if v.get("target", "victim") == "victim"}
     if sk and p50_ratio(sk):
         text += ("The control row puts the same flood's CPU on the machine without the daemon: "
                  "%.2f× at p50 is what that alone costs the neighbour here. Beyond it is what the "
@@ -449,8 +457,9 @@ def report(r):
              "|---|---|---|---|---|---|---|---|---|---|---|"]
     for v in r["variants"]:
         g = v["hwm_kb"] - v["rss_start_kb"]
-        lines.append("| %d, %s | %.1f GiB | %d | %.0f s | %s → %s | %+d KiB | %s | %s | %s | %s | %s |" % (
+        lines.append("| %d, %s%s | %.1f GiB | %d | %.0f s | %s → %s | %+d KiB | %s | %s | %s | %s | %s |" % (
             v["peers"], "%d KiB" % (v["frame"] // 1024) if v["frame"] >= 1024 else "%d B" % v["frame"],
+            ", on the neighbour's own shell socket" if v.get("target") == "neighbour" else "",
             v["sent"] / (1 << 30), v["cuts"], v["secs"], mib(v["rss_start_kb"]),
             mib(v["rss_end_kb"]), g, "met" if g <= bound else "**not met**",
             *ratio_cells(v["normal_us"], v["during_us"])))
@@ -462,10 +471,11 @@ def report(r):
                          *ratio_cells(sk["normal_us"], sk["during_us"])))
     lines += [""]
     for v in r["variants"]:
-        lines.append("- %d peer(s), %d-byte frames: %s; one cut per %.0f KiB sent, %d connections "
+        lines.append("- %d peer(s), %d-byte frames%s: %s; one cut per %.0f KiB sent, %d connections "
                      "(%d connects refused), %.0f MiB/s; the neighbour timed %d times quiet, %d "
                      "during.%s" % (
                          v["peers"], v["frame"],
+                         " on the neighbour's shell" if v.get("target") == "neighbour" else "",
                          "the %g GiB budget was sent %.1f s into the first flood" % (
                              r["budget"] / (1 << 30), v["t_budget"])
                          if v["t_budget"] is not None else
