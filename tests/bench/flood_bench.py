@@ -396,12 +396,12 @@ def ratio_cells(n, dd):
 # Runs before this one (same script, same machine, other helpers' load):
 # the spread of the p50 ratios is the shared machine's, and says how far
 # one run's figures can be trusted.
-EARLIER = ("Two earlier runs of this script on 2026-12-03 (load averages 8-52; the first timed "
-           "the quiet phase only before and after each flood): p50 ratios 2.15 and 2.07 "
-           "(1 peer, 1 KiB), 2.21 and 2.31 (50 peers), 2.40 (64 KiB frames, the second run "
-           "only), control 1.01 and 1.38; p99 ratios 1.2-1.8 everywhere. Both kept the daemon's "
-           "peak RSS within 4.5 MiB of its start and saw every flooder cut; neither met 2× at "
-           "p50 for the one-peer 1 KiB flood.")
+EARLIER = ("Three earlier runs of this script on 2026-12-03 (load averages 8-52; the first timed "
+           "the quiet phase only before and after each flood, the neighbour's-socket row came "
+           "with the fourth): p50 ratios 2.15, 2.07 and 3.72 (1 peer, 1 KiB), 2.21, 2.31 and "
+           "1.94 (50 peers), 2.40 and 2.36 (64 KiB frames), control 1.01, 1.38 and 1.21; p99 "
+           "ratios 1.2-2.4. Every run kept the daemon's peak RSS within 4.5 MiB of its start "
+           "and saw every flooder cut; none met 2× at p50 for the one-peer 1 KiB flood.")
 
 
 def p50_ratio(v):
