@@ -147,16 +147,32 @@ pool_fill(void *arg)
 	pool_schedule(0);
 }
 
-/* HOOK_HELLO: a member is ready to be claimed. */
+/*
+ * HOOK_HELLO: a member is ready to be claimed. It is told to warm up (the
+ * runner's "warm": a silent `pass`, so the pages an execute writes are
+ * copied from the zygote's now, not on the claimer's first request); a
+ * claim that comes first waits behind it on the channel. A runner that
+ * cannot warm is still a member: the warm-up only saves time.
+ */
 static int
 pool_hello(struct session *s, const void *arg)
 {
+	json_t	*m;
+	char	*cause;
+
 	(void)arg;
-	if (s->pooled) {
-		pool_backoff = POOL_RETRY;
-		log_debug("%s: warm pool member ready (pid %ld, uid %lu)",
-		    s->name, (long)s->pid, (u_long)s->host_uid);
+	if (!s->pooled)
+		return (0);
+	pool_backoff = POOL_RETRY;
+	log_debug("%s: warm pool member ready (pid %ld, uid %lu)", s->name,
+	    (long)s->pid, (u_long)s->host_uid);
+	m = json_pack("{s:s}", "op", "warm");
+	if (incarnation_send(s, m, &cause) != 0) {
+		log_warn("%s: warm pool member not warmed: %s", s->name,
+		    cause);
+		free(cause);
 	}
+	json_decref(m);
 	return (0);
 }
 
