@@ -23,6 +23,7 @@ import argparse
 import ctypes
 import json
 import os
+import gc
 import re
 import shutil
 import signal
@@ -152,6 +153,10 @@ def starts(d, n, pool, c_client=False):
                        c_open=r["open_us"] / 1e3, c_reply=r["reply_us"] / 1e3,
                        c_ctl=c["total_us"] / 1e3)
             born["C " + r["born"]] = born.get("C " + r["born"], 0) + (1 if i else 0)
+        # A stopped jupyter_client's sockets sit in reference cycles until
+        # a collection: without one, ZeroMQ's socket limit (1,023 per
+        # context) runs out within about 60 clients. Outside the clock.
+        gc.collect()
         if i:
             for k in keys:
                 v[k].append(row[k])
@@ -185,6 +190,7 @@ def ipykernel_starts(work, n):
             finally:
                 kc.stop_channels()
                 ipk.shutdown(km)
+                gc.collect()
             if reply["content"]["status"] != "ok":
                 raise RuntimeError("1+1 failed in ipykernel")
             if i:
