@@ -384,10 +384,14 @@ def render(res):
             "jupyter_client figure adds what that client costs against any kernel, a running "
             "one included (the last row: %.1f ms of its %.1f ms). With the C client the warm-pool "
             "start %s the target (p50 %.1f ms, p99 %.1f ms); through jupyter_client it %s it "
-            "(p50 %.1f ms, p99 %.1f ms). ipykernel's start through the same jupyter_client is "
-            "the row above: the process start and imports a pool member has done before it is "
-            "claimed." % (pp["ctl_total"]["p50"], jc["p50"], met(cc), cc["p50"], cc["p99"],
-                          met(jc), jc["p50"], jc["p99"]), "",
+            "(p50 %.1f ms, p99 %.1f ms). Against the floor measured in the same run, which the "
+            "load moves as much: %.2f of it with the C client, %.2f through jupyter_client "
+            "(before this wave, 2026-12-03 13:59 UTC: 0.98 through jupyter_client, "
+            "13.4 ms against a 13.6 ms floor). ipykernel's start through the same jupyter_client "
+            "is the row above: the process start and imports a pool member has done before it "
+            "is claimed." % (pp["ctl_total"]["p50"], jc["p50"], met(cc), cc["p50"], cc["p99"],
+                             met(jc), jc["p50"], jc["p99"], cc["p50"] / f["p50"],
+                             jc["p50"] / f["p50"]), "",
             "What the claim path no longer pays (2026-12-03, wave/start): IPython's lazy "
             "first-execute work (the tokenizer's regular expressions, the display formatters: "
             "4-5 ms) is done once in the zygote's template shell; a member warms itself while "
