@@ -54,6 +54,10 @@ pool_schedule(int ms)
 	pool_timer = loop_timer_add(ms, pool_fill, NULL);
 }
 
+/*
+ * Members stay in the order they were made, so pool_take hands out the
+ * oldest ready one: the likeliest to be done with its warm-up.
+ */
 static void
 pool_forget(struct session *s)
 {
@@ -61,7 +65,9 @@ pool_forget(struct session *s)
 
 	for (i = 0; i < pool_n; i++) {
 		if (pool_members[i] == s) {
-			pool_members[i] = pool_members[--pool_n];
+			memmove(&pool_members[i], &pool_members[i + 1],
+			    (pool_n - i - 1) * sizeof *pool_members);
+			pool_n--;
 			return;
 		}
 	}
