@@ -401,11 +401,13 @@ def render(res):
             "(p50 %.1f ms, p99 %.1f ms). Against the floor measured in the same run, which the "
             "load moves as much: %.2f of it with the C client, %.2f through jupyter_client "
             "(before this wave, 2026-12-03 13:59 UTC: 0.98 through jupyter_client, "
-            "13.4 ms against a 13.6 ms floor). ipykernel's start through the same jupyter_client "
+            "13.4 ms against a 13.6 ms floor). The p99s follow the machine more than the start: "
+            "in the same rounds the C client's connect + first execute against a session that "
+            "was already running has p50 %.1f ms, p99 %.1f ms. ipykernel's start through the same jupyter_client "
             "is the row above: the process start and imports a pool member has done before it "
             "is claimed." % (pp["ctl_total"]["p50"], jc["p50"], met(cc), cc["p50"], cc["p99"],
                              met(jc), jc["p50"], jc["p99"], cc["p50"] / f["p50"],
-                             jc["p50"] / f["p50"]), "",
+                             jc["p50"] / f["p50"], pp["c_ctl"]["p50"], pp["c_ctl"]["p99"]), "",
             "What the claim path no longer pays (2026-12-03, wave/start): IPython's lazy "
             "first-execute work (the tokenizer's regular expressions, the display formatters: "
             "4-5 ms) is done once in the zygote's template shell; a member warms itself while "
