@@ -22,7 +22,6 @@ Writes tests/bench/.build/pool.json and its section of docs/BENCHMARKS.md
 (between the pool_bench markers; bench.py keeps that block). Not a test.
 """
 import argparse
-import ctypes
 import json
 import os
 import gc
