@@ -63,18 +63,20 @@ def test_zygote_check_refuses_each_kind_of_mismatch(change):
     assert "struct zygote_request" in str(e.value)
 
 
-@pytest.mark.parametrize("name, value", [("CHANNEL_FD", 4), ("SANDBOX_RUNNER_DIR", "/opt/x")])
+@pytest.mark.parametrize("name, value", [("CHANNEL_FD", 4), ("SANDBOX_RUNNER_DIR", "/opt/x"),
+                                         ("INIT_WAIT_FD", 5)])
 def test_zygote_check_refuses_other_shared_constants(monkeypatch, name, value):
-    """The channel's fd in the clone and where the runner shows inside are
-    the C half's too: a difference is refused like a layout's."""
+    """The channel's fd in the clone, where the runner shows inside and the
+    fd of pid 1's exec wait are the C half's too: a difference is refused
+    like a layout's."""
     z = _zygote_module()
     lib = ctypes.CDLL(ZYGOTE_LIB)
     z.check_layout(lib)
     monkeypatch.setattr(z, name, value)
     with pytest.raises(z.LayoutMismatch) as e:
         z.check_layout(lib)
-    assert "the shared object puts the channel at fd 3 and the runner at " \
-        "/opt/cellblock/runner" in str(e.value)
+    assert "the shared object puts the channel at fd 3, the runner at " \
+        "/opt/cellblock/runner and the wait for pid 1 at fd 4" in str(e.value)
 
 
 def test_zygote_refuses_to_start_with_a_mismatched_request(tmp_path):

@@ -140,7 +140,8 @@ class Runner:
         try:
             cellblock_requests.request_execute(self, {"code": "pass", "silent": True}, {})
             self.shell.display_formatter.format(2)
-            channel_encode({"op": "warm"})
+            # the encoder's path; no "op": nothing is sent
+            channel_encode({"text": ""})
         except Exception as e:
             self.log("warm-up failed: %s" % e)
         finally:
