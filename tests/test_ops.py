@@ -249,6 +249,49 @@ def test_audit_records_executions_lifecycle_and_kinds(tmp_path, client_of):
         d.stop()
 
 
+BURN = ("import time\nt = time.process_time()\n"
+        "while time.process_time() - t < 0.3:\n    pass")
+
+
+def test_audit_cpu_and_memory_across_restart_hibernation_and_a_new_group(tmp_path):
+    """The execute event's cpu_ms and memory_bytes come from descriptors the
+    daemon keeps open on the session's cgroup files (sessions/contain.c):
+    they must still count the session's own interpreter after a restart,
+    after hibernation and resume (a new interpreter in the same group),
+    and after the session ends and a new one of the same name gets a new
+    group (a descriptor on the removed group would read a dead one: 0 ms)."""
+    d = start(tmp_path, "idle-timeout = 2")
+    try:
+        def burn(expect_cpu):
+            before = len([e for e in audit_lines(d) if e["event"] == "execute"])
+            p = d.cli("run", "meter", BURN if expect_cpu else "1+1", timeout=CLI_TIMEOUT)
+            assert p.returncode == 0, p.stderr
+            ev = poll(lambda: [e for e in audit_lines(d) if e["event"] == "execute"][before:],
+                      20, "the execute event")[-1]
+            assert ev["status"] == "ok" and ev["memory_bytes"] > 1 << 20, ev
+            # 0.3 s of the interpreter's own CPU: the group counts at least that.
+            assert (ev["cpu_ms"] >= 290) == expect_cpu, ev
+            return ev
+
+        d.new("meter")
+        burn(True)
+        burn(False)        # the start figure is read again, not kept
+        d.cli("restart", "meter", check=True, timeout=CLI_TIMEOUT)
+        burn(True)
+        poll(lambda: [s for s in json.loads(d.cli("ls", "--json", check=True).stdout)
+                      if s["name"] == "meter"][0]["state"] == "hibernated",
+             30, "meter to hibernate")
+        burn(True)         # resumed: a new interpreter in the same group
+        d.cli("kill", "meter", check=True, timeout=CLI_TIMEOUT)
+        poll(lambda: not [s for s in json.loads(d.cli("ls", "--json", check=True).stdout)
+                          if s["name"] == "meter"], 30, "meter to end")
+        d.new("meter")     # a new group of the same name
+        burn(True)
+        burn(False)
+    finally:
+        d.stop()
+
+
 def test_audit_rotation(tmp_path, client_of):
     d = start(tmp_path, "audit-max-size = 4K", "audit-keep = 2")
     try:
