@@ -3,7 +3,8 @@
  * STATE_DIR/audit/audit.log, owner-only (0700 directory, 0600 files),
  * rotated to audit.log.1 .. audit.log.N past audit-max-size bytes. Each
  * line is an object with at least time, event, session and owner; every
- * line is redacted (server/redact.c) before it is written. It hears the
+ * string in it that came from a session or a client is redacted
+ * (server/redact.c) before it is written. It hears the
  * core through its hooks (server/hook.c, audit_hooks below): a request
  * starts running, each output message published, each reply, each
  * lifecycle event, each egress connection. The fields of each event are
@@ -17,6 +18,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <math.h>
 #include <spawn.h>
 #include <stdlib.h>
 #include <string.h>
@@ -86,6 +88,7 @@ static const char *audit_kinds[] = { "zmq", "cli", "gateway", "rest", "mcp" };
  */
 struct audit_rt {
 	json_t		*from;		/* [runtime, implementation_version] */
+	json_t		*hello;		/* the hello it was last checked for */
 	int		 born;
 	char		*text;		/* ,"runtime":{...} */
 };
@@ -97,6 +100,7 @@ audit_rt_free(void **item)
 
 	if (rt != NULL) {
 		json_decref(rt->from);
+		json_decref(rt->hello);
 		free(rt->text);
 		free(rt);
 	}
@@ -242,76 +246,374 @@ audit_rotate(void)
 	}
 }
 
-static void
-audit_time(char *buf, size_t len)
-{
-	struct timespec	ts;
-	struct tm	tm;
-	char		day[24];
+/*
+ * An audit line is written straight into a buffer, not built as a jansson
+ * object and dumped: that was a quarter of the daemon's work per execute
+ * (docs/BENCHMARKS.md). The text is what json_dumps(JSON_COMPACT |
+ * JSON_ENSURE_ASCII) wrote for the same members, except reals the daemon
+ * measures itself (wall_ms, cpu_ms, limits.cpus), written as the decimal
+ * they are (1.5, 0.123) instead of %.17g: the same doubles when read back.
+ * Every string value is redacted (server/redact.c) as the text it is,
+ * before escaping, so a rule sees real newlines; keys are not (as before).
+ */
+struct audit_line {
+	char	*buf;
+	size_t	 len;
+	size_t	 size;
+};
 
-	clock_gettime(CLOCK_REALTIME, &ts);
-	gmtime_r(&ts.tv_sec, &tm);
-	strftime(day, sizeof day, "%Y-%m-%dT%H:%M:%S", &tm);
-	snprintf(buf, len, "%s.%03dZ", day, (int)(ts.tv_nsec / 1000000));
+static void
+audit_put(struct audit_line *l, const char *p, size_t n)
+{
+	if (l->len + n + 2 > l->size) {		/* room for "}\n" */
+		l->size = (l->len + n + 2) * 2;
+		l->buf = xrealloc(l->buf, l->size);
+	}
+	memcpy(l->buf + l->len, p, n);
+	l->len += n;
+}
+
+static void
+audit_putc(struct audit_line *l, char c)
+{
+	audit_put(l, &c, 1);
+}
+
+/* A comma unless this is the first member or element of its container. */
+static void
+audit_sep(struct audit_line *l)
+{
+	char	last = l->len > 0 ? l->buf[l->len - 1] : '{';
+
+	if (last != '{' && last != '[' && last != ':')
+		audit_putc(l, ',');
+}
+
+/* One UTF-8 sequence at p (n bytes left): its code point, or -1. */
+static int32_t
+audit_utf8(const u_char *p, size_t n, size_t *used)
+{
+	int32_t	c;
+	size_t	i, len;
+
+	if (p[0] < 0xc2 || p[0] > 0xf4)
+		return (-1);
+	len = p[0] < 0xe0 ? 2 : p[0] < 0xf0 ? 3 : 4;
+	if (len > n)
+		return (-1);
+	c = p[0] & (0x7f >> len);
+	for (i = 1; i < len; i++) {
+		if ((p[i] & 0xc0) != 0x80)
+			return (-1);
+		c = (c << 6) | (p[i] & 0x3f);
+	}
+	if ((len == 3 && c < 0x800) || (len == 4 && c < 0x10000) ||
+	    (c >= 0xd800 && c <= 0xdfff) || c > 0x10ffff)
+		return (-1);
+	*used = len;
+	return (c);
+}
+
+static void
+audit_u16(struct audit_line *l, u_int c)
+{
+	static const char	 hex[] = "0123456789ABCDEF";
+	char			 e[6] = { '\\', 'u', hex[(c >> 12) & 15],
+				    hex[(c >> 8) & 15], hex[(c >> 4) & 15],
+				    hex[c & 15] };
+
+	audit_put(l, e, sizeof e);
 }
 
 /*
- * Every string in the event, redacted as the text it is (before JSON
- * escaping, so a rule sees real newlines). A string left as it was is not
- * replaced: most are, and a new jansson string each costs more than the
- * (remembered) redaction.
+ * Legend: the characters JSON escapes short, as jansson writes them; any
+ * other below 0x20, and all past 0x7f, as \uXXXX (a surrogate pair past
+ * 0xffff). A byte that is not UTF-8 (a redaction cannot make one, but the
+ * line must stay JSON) becomes U+FFFD.
+ */
+static const char *audit_short[0x80] = {
+	['\b'] = "\\b", ['\f'] = "\\f", ['\n'] = "\\n", ['\r'] = "\\r",
+	['\t'] = "\\t", ['"'] = "\\\"", ['\\'] = "\\\\",
+};
+
+static void
+audit_escape(struct audit_line *l, const char *s, size_t n)
+{
+	const u_char	*p = (const u_char *)s, *run = p, *end = p + n;
+	int32_t		 c;
+	size_t		 used;
+
+	audit_putc(l, '"');
+	while (p < end) {
+		if (*p >= 0x20 && *p < 0x80 && *p != '"' && *p != '\\') {
+			p++;
+			continue;
+		}
+		audit_put(l, (const char *)run, p - run);
+		if (*p < 0x80) {
+			if (audit_short[*p] != NULL)
+				audit_put(l, audit_short[*p], 2);
+			else
+				audit_u16(l, *p);
+			used = 1;
+		} else if ((c = audit_utf8(p, end - p, &used)) == -1) {
+			audit_u16(l, 0xfffd);
+			used = 1;
+		} else if (c < 0x10000)
+			audit_u16(l, c);
+		else {
+			audit_u16(l, 0xd800 | ((c - 0x10000) >> 10));
+			audit_u16(l, 0xdc00 | ((c - 0x10000) & 0x3ff));
+		}
+		p += used;
+		run = p;
+	}
+	audit_put(l, (const char *)run, p - run);
+	audit_putc(l, '"');
+}
+
+/*
+ * A string the daemon made itself from nothing a session or client said
+ * (the time, an event name, a client kind, a digest): no secret can be in
+ * it, and the rules would cost more than the rest of the line.
  */
 static void
-audit_redact(json_t *j)
+audit_own(struct audit_line *l, const char *s)
+{
+	audit_sep(l);
+	audit_escape(l, s, strlen(s));
+}
+
+/* A string value, redacted first. */
+static void
+audit_str(struct audit_line *l, const char *s, size_t n)
+{
+	char	*clean;
+
+	audit_sep(l);
+	if ((clean = redact_changed(s, n, NULL)) != NULL) {
+		audit_escape(l, clean, strlen(clean));
+		free(clean);
+	} else
+		audit_escape(l, s, n);
+}
+
+static void
+audit_key(struct audit_line *l, const char *key, size_t n)
+{
+	audit_sep(l);
+	audit_escape(l, key, n);
+	audit_putc(l, ':');
+}
+
+static void
+audit_u64(struct audit_line *l, uint64_t v, int neg)
+{
+	char	b[24], *p = b + sizeof b;
+
+	do
+		*--p = '0' + v % 10;
+	while ((v /= 10) != 0);
+	if (neg)
+		*--p = '-';
+	audit_sep(l);
+	audit_put(l, p, b + sizeof b - p);
+}
+
+static void
+audit_int(struct audit_line *l, int64_t v)
+{
+	audit_u64(l, v < 0 ? -(uint64_t)v : (uint64_t)v, v < 0);
+}
+
+/* n thousandths as the real it is: 1500 -> 1.5, 2000 -> 2.0. */
+static void
+audit_milli(struct audit_line *l, uint64_t n)
+{
+	char	frac[4] = { '.', '0' + n / 100 % 10, '0' + n / 10 % 10,
+		    '0' + n % 10 };
+	size_t	len = 4;
+
+	audit_u64(l, n / 1000, 0);
+	while (len > 2 && frac[len - 1] == '0')
+		len--;
+	audit_put(l, frac, len);
+}
+
+/* jansson's exponent: no '+', no leading zeros (1e+20 -> 1e20). */
+static size_t
+audit_exponent(char *b, size_t n)
+{
+	char	*e = strchr(b, 'e'), *from;
+
+	if (e == NULL)
+		return (n);
+	e++;
+	if (*e == '-')
+		e++;
+	for (from = e; *from == '+' || *from == '0'; from++)
+		;
+	if (*from == '\0')
+		from--;		/* keep one digit */
+	memmove(e, from, b + n + 1 - from);
+	return (n - (from - e));
+}
+
+/* A real from elsewhere, as jansson writes it (%.17g, never an integer). */
+static void
+audit_real(struct audit_line *l, double d)
+{
+	char	b[40];
+	int	n;
+
+	n = snprintf(b, sizeof b, "%.17g", d);
+	if (n < 0 || (size_t)n >= sizeof b - 2 || !isfinite(d)) {
+		audit_sep(l);
+		audit_put(l, "null", 4);	/* JSON has no inf or nan */
+		return;
+	}
+	if (strpbrk(b, ".e") == NULL) {
+		memcpy(b + n, ".0", 2);
+		n += 2;
+	}
+	audit_sep(l);
+	audit_put(l, b, audit_exponent(b, n));
+}
+
+/* Any value: objects and arrays member by member, strings redacted. */
+static void
+audit_json(struct audit_line *l, json_t *j)
 {
 	const char	*key;
 	json_t		*v;
 	size_t		 i;
-	char		*clean;
 
-	if (json_is_object(j)) {
+	switch (json_typeof(j)) {
+	case JSON_OBJECT:
+		audit_sep(l);
+		audit_putc(l, '{');
 		json_object_foreach(j, key, v) {
-			if (!json_is_string(v)) {
-				audit_redact(v);
-				continue;
-			}
-			clean = redact(json_string_value(v), NULL);
-			if (strcmp(clean, json_string_value(v)) != 0)
-				json_object_set_new(j, key, json_string(clean));
-			free(clean);
+			audit_key(l, key, strlen(key));
+			audit_json(l, v);
 		}
-	} else if (json_is_array(j)) {
-		json_array_foreach(j, i, v) {
-			if (!json_is_string(v)) {
-				audit_redact(v);
-				continue;
-			}
-			clean = redact(json_string_value(v), NULL);
-			if (strcmp(clean, json_string_value(v)) != 0)
-				json_array_set_new(j, i, json_string(clean));
-			free(clean);
-		}
+		audit_putc(l, '}');
+		break;
+	case JSON_ARRAY:
+		audit_sep(l);
+		audit_putc(l, '[');
+		json_array_foreach(j, i, v)
+			audit_json(l, v);
+		audit_putc(l, ']');
+		break;
+	case JSON_STRING:
+		audit_str(l, json_string_value(j), json_string_length(j));
+		break;
+	case JSON_INTEGER:
+		audit_int(l, json_integer_value(j));
+		break;
+	case JSON_REAL:
+		audit_real(l, json_real_value(j));
+		break;
+	default:
+		audit_sep(l);
+		if (json_is_true(j))
+			audit_put(l, "true", 4);
+		else if (json_is_false(j))
+			audit_put(l, "false", 5);
+		else
+			audit_put(l, "null", 4);
+		break;
 	}
 }
 
+/* 2026-12-03T17:20:01.234Z; the calendar part made once a second. */
+static size_t
+audit_time(char *buf)
+{
+	static time_t	day_sec = -1;
+	static char	day[32];
+	static size_t	day_len;
+	struct timespec	ts;
+	struct tm	tm;
+	int		ms;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	if (ts.tv_sec != day_sec) {
+		gmtime_r(&ts.tv_sec, &tm);
+		day_len = strftime(day, sizeof day, "%Y-%m-%dT%H:%M:%S", &tm);
+		day_sec = ts.tv_sec;
+	}
+	ms = ts.tv_nsec / 1000000;
+	memcpy(buf, day, day_len);
+	buf[day_len] = '.';
+	buf[day_len + 1] = '0' + ms / 100;
+	buf[day_len + 2] = '0' + ms / 10 % 10;
+	buf[day_len + 3] = '0' + ms % 10;
+	buf[day_len + 4] = 'Z';
+	buf[day_len + 5] = '\0';
+	return (day_len + 5);
+}
+
+/* {"time":...,"event":...[,"session":...,"owner":...]: the line's start. */
+static void
+audit_begin(struct audit_line *l, const char *event, struct session *s)
+{
+	char	when[48];
+
+	l->buf = NULL;
+	l->len = l->size = 0;
+	audit_putc(l, '{');
+	audit_time(when);
+	audit_key(l, "time", 4);
+	audit_own(l, when);
+	audit_key(l, "event", 5);
+	audit_own(l, event);
+	if (s != NULL) {
+		audit_key(l, "session", 7);
+		audit_str(l, s->name, strlen(s->name));
+		audit_key(l, "owner", 5);
+		audit_int(l, s->owner);
+	}
+}
+
+/* tail (",\"k\":v", already redacted), then "}\n" out; frees the line. */
+static void
+audit_end(struct audit_line *l, const char *tail)
+{
+	if (tail != NULL)
+		audit_put(l, tail, strlen(tail));
+	l->buf[l->len++] = '}';		/* audit_put kept room for both */
+	l->buf[l->len++] = '\n';
+	if (write(audit_fd, l->buf, l->len) != (ssize_t)l->len)
+		log_warn("audit log: %s", strerror(errno));
+	else
+		audit_size += l->len;
+	free(l->buf);
+	l->buf = NULL;
+	if (cfg.audit_max_size > 0 && (size_t)audit_size >= cfg.audit_max_size)
+		audit_rotate();
+}
+
 /*
- * Writes one event; takes ownership of o. time and event go first, then
- * session and owner when there is a session, then the rest, then tail if
- * not NULL: more members, redacted and serialised (",\"k\":v").
+ * Writes one event; takes ownership of o: time and event go first, then
+ * session and owner when there is a session, then o's members (one of the
+ * same name replaces the first's value in its place). The execute event,
+ * one per execute, is written member by member instead (audit_exec_line).
  */
 static void
-audit_write_tail(const char *event, struct session *s, json_t *o,
-    const char *tail)
+audit_write(const char *event, struct session *s, json_t *o)
 {
-	json_t	*line;
-	char	 when[48], *clean;
-	size_t	 len, tlen = tail != NULL ? strlen(tail) : 0;
+	struct audit_line	 l = { NULL, 0, 0 };
+	json_t			*line;
+	const char		*key;
+	json_t			*v;
+	char			 when[48];
 
 	if (audit_fd == -1) {
 		json_decref(o);
 		return;
 	}
-	audit_time(when, sizeof when);
+	audit_time(when);
 	line = json_pack("{s:s,s:s}", "time", when, "event", event);
 	if (s != NULL) {
 		json_object_set_new(line, "session", json_string(s->name));
@@ -319,33 +621,13 @@ audit_write_tail(const char *event, struct session *s, json_t *o,
 	}
 	json_object_update(line, o);
 	json_decref(o);
-	audit_redact(line);
-	clean = json_dumps(line, JSON_COMPACT | JSON_ENSURE_ASCII);
-	json_decref(line);
-	if (clean == NULL)
-		return;
-	len = strlen(clean);
-	if (tlen > 0) {
-		/* The last member, already redacted and serialised. */
-		clean = xrealloc(clean, len + tlen + 2);
-		memcpy(clean + len - 1, tail, tlen);
-		len += tlen - 1;
-		clean[len++] = '}';
+	audit_putc(&l, '{');
+	json_object_foreach(line, key, v) {
+		audit_key(&l, key, strlen(key));
+		audit_json(&l, v);
 	}
-	clean[len++] = '\n';	/* in place of the NUL */
-	if (write(audit_fd, clean, len) != (ssize_t)len)
-		log_warn("audit log: %s", strerror(errno));
-	else
-		audit_size += len;
-	free(clean);
-	if (cfg.audit_max_size > 0 && (size_t)audit_size >= cfg.audit_max_size)
-		audit_rotate();
-}
-
-static void
-audit_write(const char *event, struct session *s, json_t *o)
-{
-	audit_write_tail(event, s, o, NULL);
+	json_decref(line);
+	audit_end(&l, NULL);
 }
 
 static json_t *
@@ -360,41 +642,41 @@ audit_limits(const struct session_limits *l)
 
 /*
  * ,"runtime":{...} for s's execute events, as audit_write would have
- * written audit_runtime's object (redacted, then dumped), remade only when
- * anything it is made of has changed.
+ * written audit_runtime's object, remade only when anything it is made of
+ * has changed (checked once per hello).
  */
 static json_t	*audit_runtime(struct session *);
 
 static const char *
 audit_runtime_text(struct session *s)
 {
-	struct audit_rt	*rt = zhashx_lookup(audit_rts, s->name);
-	json_t		*from, *o, *wrap;
-	char		*text;
+	struct audit_rt		*rt = zhashx_lookup(audit_rts, s->name);
+	struct audit_line	 l = { NULL, 0, 0 };
+	json_t			*from, *o;
 
+	/* The same hello (held, so not another at its address): unchanged. */
+	if (rt != NULL && rt->hello == s->hello && rt->born == (int)s->born)
+		return (rt->text);
 	from = json_pack("[O?,O?,s,s,s]", json_object_get(s->hello, "runtime"),
 	    json_object_get(s->hello, "implementation_version"), audit_policy,
 	    cfg.rootfs, contain_enabled() ? contain_describe() : "off");
 	if (rt != NULL && rt->born == (int)s->born && json_equal(rt->from,
 	    from)) {
 		json_decref(from);
+		json_decref(rt->hello);
+		rt->hello = json_incref(s->hello);
 		return (rt->text);
 	}
 	o = audit_runtime(s);
-	wrap = json_pack("{s:o}", "runtime", o);
-	audit_redact(wrap);
-	text = json_dumps(wrap, JSON_COMPACT | JSON_ENSURE_ASCII);
-	json_decref(wrap);
-	if (text == NULL) {
-		json_decref(from);
-		return (NULL);
-	}
-	text[0] = ',';		/* {"runtime":...} -> ,"runtime":... */
-	text[strlen(text) - 1] = '\0';
+	audit_put(&l, ",\"runtime\":", 11);
+	audit_json(&l, o);
+	json_decref(o);
+	l.buf[l.len] = '\0';		/* audit_put kept room */
 	rt = xcalloc(1, sizeof *rt);
 	rt->from = from;
+	rt->hello = json_incref(s->hello);
 	rt->born = s->born;
-	rt->text = text;
+	rt->text = l.buf;
 	zhashx_update(audit_rts, s->name, rt);
 	return (rt->text);
 }
@@ -499,35 +781,123 @@ audit_output(struct session *s, const void *arg)
 }
 
 static void
-audit_exec_metrics(json_t *o, struct session *s, struct audit_run *r)
+audit_exec_metrics(struct audit_line *l, struct session *s,
+    struct audit_run *r)
 {
 	struct timespec	 now;
 	uint64_t	 mem, cpu;
-	double		 wall;
 
 	if (r == NULL) {
-		json_object_set_new(o, "ran", json_false());
+		audit_key(l, "ran", 3);
+		audit_sep(l);
+		audit_put(l, "false", 5);
 		return;
 	}
 	clock_gettime(CLOCK_MONOTONIC, &now);
-	wall = (now.tv_sec - r->start.tv_sec) +
-	    (now.tv_nsec - r->start.tv_nsec) / 1e9;
-	json_object_set_new(o, "wall_ms", json_real(wall * 1000));
+	audit_key(l, "wall_ms", 7);	/* to the microsecond */
+	audit_milli(l, (now.tv_sec - r->start.tv_sec) * 1000000 +
+	    (now.tv_nsec - r->start.tv_nsec) / 1000);
 	contain_stats(s, &mem, &cpu);
 	if (cpu != CGROUP_UNKNOWN && r->cpu0 != CGROUP_UNKNOWN && cpu >=
-	    r->cpu0)
-		json_object_set_new(o, "cpu_ms", json_real((cpu - r->cpu0) /
-		    1000.0));
-	if (mem != CGROUP_UNKNOWN)
-		json_object_set_new(o, "memory_bytes", json_integer(mem));
-	json_object_set_new(o, "stdout_bytes", json_integer(r->out_bytes[0]));
-	json_object_set_new(o, "stderr_bytes", json_integer(r->out_bytes[1]));
-	json_object_set_new(o, "other_output_bytes",
-	    json_integer(r->out_bytes[2]));
-	if (cfg.audit_output)
-		json_object_set_new(o, "output", json_pack("{s:s,s:s}",
-		    "stdout", r->text[0] ? r->text[0] : "", "stderr",
-		    r->text[1] ? r->text[1] : ""));
+	    r->cpu0) {
+		audit_key(l, "cpu_ms", 6);
+		audit_milli(l, cpu - r->cpu0);
+	}
+	if (mem != CGROUP_UNKNOWN) {
+		audit_key(l, "memory_bytes", 12);
+		audit_int(l, mem);
+	}
+	audit_key(l, "stdout_bytes", 12);
+	audit_int(l, r->out_bytes[0]);
+	audit_key(l, "stderr_bytes", 12);
+	audit_int(l, r->out_bytes[1]);
+	audit_key(l, "other_output_bytes", 18);
+	audit_int(l, r->out_bytes[2]);
+	if (cfg.audit_output) {
+		audit_key(l, "output", 6);
+		audit_sep(l);
+		audit_putc(l, '{');
+		audit_key(l, "stdout", 6);
+		audit_str(l, r->text[0] ? r->text[0] : "", r->tlen[0]);
+		audit_key(l, "stderr", 6);
+		audit_str(l, r->text[1] ? r->text[1] : "", r->tlen[1]);
+		audit_putc(l, '}');
+	}
+}
+
+/* "key":"value" with value redacted. */
+static void
+audit_member(struct audit_line *l, const char *key, const char *value)
+{
+	audit_key(l, key, strlen(key));
+	audit_str(l, value, strlen(value));
+}
+
+static void
+audit_limits_line(struct audit_line *l, const struct session_limits *lim)
+{
+	audit_key(l, "limits", 6);
+	audit_sep(l);
+	audit_putc(l, '{');
+	audit_key(l, "memory", 6);
+	audit_int(l, lim->memory);
+	audit_key(l, "cpus", 4);
+	audit_milli(l, lim->cpu_millis);
+	audit_key(l, "pids", 4);
+	audit_int(l, lim->pids);
+	audit_key(l, "tmp", 3);
+	audit_int(l, lim->tmp);
+	audit_key(l, "exec_timeout", 12);
+	audit_int(l, lim->exec_timeout);
+	audit_key(l, "nofile", 6);
+	audit_int(l, lim->nofile);
+	audit_key(l, "fsize", 5);
+	audit_int(l, lim->fsize);
+	audit_putc(l, '}');
+}
+
+/*
+ * The execute event, member by member in the order docs/OPERATIONS.md
+ * lists them: r is NULL for a request that never ran.
+ */
+static void
+audit_exec_line(struct session *s, const struct jmsg *jm, json_t *content,
+    struct audit_run *r)
+{
+	struct audit_line	 l;
+	const char		*code, *status, *ename;
+	json_t			*evalue;
+	u_char			 h[32];
+	char			 hex[65];
+
+	status = json_string_value(json_object_get(content, "status"));
+	ename = json_string_value(json_object_get(content, "ename"));
+	if ((code = json_string_value(json_object_get(jm->content,
+	    "code"))) == NULL)
+		code = "";
+	crypto_hash_sha256(h, (const u_char *)code, strlen(code));
+	sodium_bin2hex(hex, sizeof hex, h, sizeof h);
+	audit_begin(&l, "execute", s);
+	audit_member(&l, "request_id", jm->msg_id);
+	audit_key(&l, "client", 6);
+	audit_own(&l, audit_kind(jm));
+	audit_member(&l, "username", jm->username);
+	audit_member(&l, "client_session", jm->session);
+	audit_key(&l, "code_sha256", 11);
+	audit_own(&l, hex);
+	audit_key(&l, "code_bytes", 10);
+	audit_int(&l, strlen(code));
+	audit_limits_line(&l, &s->limits);
+	audit_member(&l, "status", status != NULL ? status : "unknown");
+	if (ename != NULL) {
+		audit_member(&l, "ename", ename);
+		if ((evalue = json_object_get(content, "evalue")) != NULL) {
+			audit_key(&l, "evalue", 6);
+			audit_json(&l, evalue);
+		}
+	}
+	audit_exec_metrics(&l, s, r);
+	audit_end(&l, audit_runtime_text(s));
 }
 
 /*
@@ -540,18 +910,13 @@ audit_exec_reply(struct session *s, const void *arg)
 {
 	const struct hook_reply	*rep = arg;
 	const struct jmsg	*jm = rep->request;
-	const char		*type = rep->type;
+	const char		*type = rep->type, *ename;
 	json_t			*content = rep->content;
 	struct audit_run	*r = NULL;
-	const char		*code, *status, *ename;
-	u_char			 h[32];
-	char			 hex[65];
-	json_t			*o;
 
 	/* type is NULL for requests with no reply (comm_open, comm_msg). */
 	if (type == NULL || strcmp(type, "execute_reply") != 0)
 		return (0);
-	status = json_string_value(json_object_get(content, "status"));
 	ename = json_string_value(json_object_get(content, "ename"));
 	/* The daemon's log says what failed; redaction (log.c) cleans it. */
 	if (ename != NULL)
@@ -563,21 +928,8 @@ audit_exec_reply(struct session *s, const void *arg)
 	if ((r = zhashx_lookup(audit_runs, s->name)) != NULL &&
 	    strcmp(r->msg_id, jm->msg_id) != 0)
 		r = NULL;	/* another one runs; this one never did */
-	if ((code = json_string_value(json_object_get(jm->content,
-	    "code"))) == NULL)
-		code = "";
-	crypto_hash_sha256(h, (const u_char *)code, strlen(code));
-	sodium_bin2hex(hex, sizeof hex, h, sizeof h);
-	o = json_pack("{s:s,s:s,s:s,s:s,s:s,s:I,s:o,s:s,s:s*}", "request_id",
-	    jm->msg_id, "client", audit_kind(jm), "username", jm->username,
-	    "client_session", jm->session, "code_sha256", hex, "code_bytes",
-	    (json_int_t)strlen(code), "limits", audit_limits(&s->limits),
-	    "status", status != NULL ? status : "unknown", "ename", ename);
-	if (ename != NULL)
-		json_object_set(o, "evalue", json_object_get(content,
-		    "evalue"));
-	audit_exec_metrics(o, s, r);
-	audit_write_tail("execute", s, o, audit_runtime_text(s));
+	if (audit_fd != -1)
+		audit_exec_line(s, jm, content, r);
 	if (r != NULL)
 		zhashx_delete(audit_runs, s->name);
 	return (0);

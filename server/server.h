@@ -106,6 +106,7 @@ void		 redact_free(void);
 size_t		 redact_count(void);
 const char	*redact_rule_name(size_t);
 char		*redact(const char *, size_t *);
+char		*redact_changed(const char *, size_t, size_t *);
 
 /*
  * server/audit.c: the audit log (docs/OPERATIONS.md); it hears the core

@@ -249,6 +249,30 @@ def test_audit_records_executions_lifecycle_and_kinds(tmp_path, client_of):
         d.stop()
 
 
+def test_audit_line_escapes_every_kind_of_character(tmp_path, client_of):
+    """The execute event is written by the daemon's own JSON writer
+    (server/audit.c), not jansson's: the line stays one line of ASCII JSON
+    (non-ASCII as \\u escapes, beyond the BMP as surrogate pairs, control
+    characters escaped) and reads back as exactly the text the cell wrote;
+    the reals it measures are still reals."""
+    d = start(tmp_path, "audit-output = yes", "cpus = 0.25")
+    try:
+        kc = client_of(d, d.new("esc"))
+        text = "h\u00e9 \u2603 \U0001F600 \x01\x1f\x7f\t\r\b\f \"q\" back\\ / end"
+        reply, _ = run_cell(kc, "import sys\nsys.stdout.write(%r)\nsys.stderr.write(%r)"
+                            % (text, text[::-1]))
+        assert reply["content"]["status"] == "ok"
+        raw = open(os.path.join(d.state, "audit", "audit.log"), "rb").read()
+        line = [l for l in raw.split(b"\n") if b'"event":"execute"' in l][-1]
+        assert line.isascii() and b"\\uD83D\\uDE00" in line, line
+        ev = json.loads(line)
+        assert ev["output"] == {"stdout": text, "stderr": text[::-1]}, ev["output"]
+        assert ev["limits"]["cpus"] == 0.25 and isinstance(ev["wall_ms"], float)
+        assert isinstance(ev["cpu_ms"], float) and ev["stdout_bytes"] == len(text.encode())
+    finally:
+        d.stop()
+
+
 BURN = ("import time\nt = time.process_time()\n"
         "while time.process_time() - t < 0.3:\n    pass")
 
