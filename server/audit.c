@@ -39,7 +39,6 @@
 struct audit_run {
 	char		*msg_id;	/* the client's: any length */
 	struct timespec	 start;
-	uint64_t	 cpu0;		/* cgroup usec at start */
 	uint64_t	 out_bytes[3];	/* stdout, stderr, everything else */
 	char		*text[2];	/* stdout, stderr, if audit-output */
 	size_t		 tlen[2];
@@ -727,7 +726,6 @@ audit_exec_start(struct session *s, const void *arg)
 	r = xcalloc(1, sizeof *r);
 	r->msg_id = xstrdup(jm->msg_id);
 	clock_gettime(CLOCK_MONOTONIC, &r->start);
-	contain_stats(s, NULL, &r->cpu0);	/* the memory is read at the end */
 	zhashx_update(audit_runs, s->name, r);
 	return (0);
 }
@@ -780,12 +778,13 @@ audit_output(struct session *s, const void *arg)
 	return (0);
 }
 
+/* cpu: the CPU it used, in usec, as the contract meter read it. */
 static void
 audit_exec_metrics(struct audit_line *l, struct session *s,
-    struct audit_run *r)
+    struct audit_run *r, uint64_t cpu)
 {
 	struct timespec	 now;
-	uint64_t	 mem, cpu;
+	uint64_t	 mem;
 
 	if (r == NULL) {
 		audit_key(l, "ran", 3);
@@ -797,11 +796,10 @@ audit_exec_metrics(struct audit_line *l, struct session *s,
 	audit_key(l, "wall_ms", 7);	/* to the microsecond */
 	audit_milli(l, (now.tv_sec - r->start.tv_sec) * 1000000 +
 	    (now.tv_nsec - r->start.tv_nsec) / 1000);
-	contain_stats(s, &mem, &cpu);
-	if (cpu != CGROUP_UNKNOWN && r->cpu0 != CGROUP_UNKNOWN && cpu >=
-	    r->cpu0) {
+	contain_stats(s, &mem, NULL);
+	if (cpu != CGROUP_UNKNOWN) {
 		audit_key(l, "cpu_ms", 6);
-		audit_milli(l, cpu - r->cpu0);
+		audit_milli(l, cpu);
 	}
 	if (mem != CGROUP_UNKNOWN) {
 		audit_key(l, "memory_bytes", 12);
@@ -862,7 +860,7 @@ audit_limits_line(struct audit_line *l, const struct session_limits *lim)
  */
 static void
 audit_exec_line(struct session *s, const struct jmsg *jm, json_t *content,
-    struct audit_run *r)
+    struct audit_run *r, uint64_t cpu)
 {
 	struct audit_line	 l;
 	const char		*code, *status, *ename;
@@ -896,7 +894,7 @@ audit_exec_line(struct session *s, const struct jmsg *jm, json_t *content,
 			audit_json(&l, evalue);
 		}
 	}
-	audit_exec_metrics(&l, s, r);
+	audit_exec_metrics(&l, s, r, cpu);
 	audit_end(&l, audit_runtime_text(s));
 }
 
@@ -929,7 +927,7 @@ audit_exec_reply(struct session *s, const void *arg)
 	    strcmp(r->msg_id, jm->msg_id) != 0)
 		r = NULL;	/* another one runs; this one never did */
 	if (audit_fd != -1)
-		audit_exec_line(s, jm, content, r);
+		audit_exec_line(s, jm, content, r, rep->cpu_us);
 	if (r != NULL)
 		zhashx_delete(audit_runs, s->name);
 	return (0);

@@ -253,6 +253,7 @@ kernel_reply(struct session *s, struct kernel_req *req, const char *type,
 	r.request = req->msg;
 	r.type = type;
 	r.content = content;
+	r.cpu_us = req->execute ? req->meter.cpu_used_us : UINT64_MAX;
 	hook_run(HOOK_REPLY, s, &r);
 	kernel_send(s, req, req->which, type, content, metadata, buffers);
 }

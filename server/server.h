@@ -216,6 +216,9 @@ struct hook_reply {
 	const struct jmsg *request;
 	const char	*type;		/* NULL: a request with no reply */
 	json_t		*content;
+	uint64_t	 cpu_us;	/* an execute's CPU from its start (the
+					   contract meter's); UINT64_MAX: not
+					   counted, or it never ran */
 };
 struct hook_lifecycle {
 	const char	*event;		/* docs/OPERATIONS.md's event names */

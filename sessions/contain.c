@@ -333,10 +333,10 @@ contain_meter(struct session *s, int reset, uint64_t *cpu, uint64_t *peak,
 }
 
 /*
- * mem may be NULL (an execute's start reads only the CPU). Through the
- * meter's descriptors: each execute's audit line reads these twice, and
- * opening the group's directory and file by path each time was a tenth of
- * the daemon's CPU per execute.
+ * Either pointer may be NULL (an execute's audit line reads only the
+ * memory: the contract meter's reads give it the CPU). Through the
+ * meter's descriptors: opening the group's directory and file by path on
+ * every execute was a tenth of the daemon's CPU per execute.
  */
 void
 contain_stats(struct session *s, uint64_t *mem, uint64_t *cpu)
@@ -345,7 +345,8 @@ contain_stats(struct session *s, uint64_t *mem, uint64_t *cpu)
 
 	if (mem != NULL)
 		*mem = CGROUP_UNKNOWN;
-	*cpu = CGROUP_UNKNOWN;
+	if (cpu != NULL)
+		*cpu = CGROUP_UNKNOWN;
 	if ((m = contain_meter_of(s)) != NULL)
 		cgroup_meter_usage(m, mem, cpu);
 }
