@@ -764,7 +764,8 @@ audit_output(struct session *s, const void *arg)
 	    (r = zhashx_lookup(audit_runs, s->name)) == NULL)
 		return (0);
 	if (type == NULL || strcmp(type, "stream") != 0) {
-		r->out_bytes[2] += json_dumpb(content, NULL, 0, JSON_COMPACT);
+		r->out_bytes[2] += out->size != SIZE_MAX ? out->size :
+		    json_dumpb(content, NULL, 0, JSON_COMPACT);
 		return (0);
 	}
 	name = json_string_value(json_object_get(content, "name"));

@@ -211,6 +211,8 @@ struct hook_lost {
 struct hook_output {
 	const char	*type;		/* iopub msg_type */
 	json_t		*content;
+	size_t		 size;		/* content's compact JSON bytes, as the
+					   core counted them; SIZE_MAX: not */
 };
 struct hook_reply {
 	const struct jmsg *request;

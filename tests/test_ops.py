@@ -269,6 +269,15 @@ def test_audit_line_escapes_every_kind_of_character(tmp_path, client_of):
         assert ev["output"] == {"stdout": text, "stderr": text[::-1]}, ev["output"]
         assert ev["limits"]["cpus"] == 0.25 and isinstance(ev["wall_ms"], float)
         assert isinstance(ev["cpu_ms"], float) and ev["stdout_bytes"] == len(text.encode())
+        # other_output_bytes: the compact JSON of what else it published.
+        reply, outputs = run_cell(kc, "{'k': [1, 2.5, 'v\u00e9']}")
+        other = [m for m in outputs if m["msg_type"] not in ("stream", "status", "execute_input")]
+        assert other, outputs
+        ev = [e for e in audit_lines(d) if e["event"] == "execute"][-1]
+        shown = sum(len(json.dumps(m["content"], separators=(",", ":"),
+                                   ensure_ascii=False).encode()) for m in other)
+        # All the runner published but streams: at least what was shown.
+        assert shown <= ev["other_output_bytes"] < shown + 200, (ev, other)
     finally:
         d.stop()
 
