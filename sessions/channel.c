@@ -215,6 +215,13 @@ channel_fill(struct channel *c, char **cause)
 		/* Do not let one wakeup read unboundedly; the loop returns. */
 		if (c->rlen > 4 * CHANNEL_READ_CHUNK)
 			return (1);
+		/*
+		 * A short read took all there was: the next would say EAGAIN,
+		 * a syscall per wake-up for nothing (the loop watches the
+		 * channel level-triggered and calls again when more comes).
+		 */
+		if ((size_t)n < sizeof channel_scratch)
+			return (1);
 	}
 }
 
