@@ -18,7 +18,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <math.h>
 #include <spawn.h>
 #include <stdlib.h>
 #include <string.h>
@@ -246,284 +245,17 @@ audit_rotate(void)
 }
 
 /*
- * An audit line is written straight into a buffer, not built as a jansson
- * object and dumped: that was a quarter of the daemon's work per execute
- * (docs/BENCHMARKS.md). The text is what json_dumps(JSON_COMPACT |
- * JSON_ENSURE_ASCII) wrote for the same members, except reals the daemon
- * measures itself (wall_ms, cpu_ms, limits.cpus), written as the decimal
- * they are (1.5, 0.123) instead of %.17g: the same doubles when read back.
- * Every string value is redacted (server/redact.c) as the text it is,
- * before escaping, so a rule sees real newlines; keys are not (as before).
+ * An audit line is written straight into a buffer (protocol/jwrite.c),
+ * not built as a jansson object and dumped: that was a quarter of the
+ * daemon's work per execute (docs/BENCHMARKS.md). The text is what
+ * json_dumps(JSON_COMPACT | JSON_ENSURE_ASCII) wrote for the same members,
+ * except reals the daemon measures itself (wall_ms, cpu_ms, limits.cpus),
+ * written as the decimal they are (1.5, 0.123) instead of %.17g: the same
+ * doubles when read back. Every string value is redacted (server/redact.c)
+ * as the text it is, before escaping, so a rule sees real newlines; keys
+ * are not (as before).
  */
-struct audit_line {
-	char	*buf;
-	size_t	 len;
-	size_t	 size;
-};
-
-static void
-audit_put(struct audit_line *l, const char *p, size_t n)
-{
-	if (l->len + n + 2 > l->size) {		/* room for "}\n" */
-		l->size = (l->len + n + 2) * 2;
-		l->buf = xrealloc(l->buf, l->size);
-	}
-	memcpy(l->buf + l->len, p, n);
-	l->len += n;
-}
-
-static void
-audit_putc(struct audit_line *l, char c)
-{
-	audit_put(l, &c, 1);
-}
-
-/* A comma unless this is the first member or element of its container. */
-static void
-audit_sep(struct audit_line *l)
-{
-	char	last = l->len > 0 ? l->buf[l->len - 1] : '{';
-
-	if (last != '{' && last != '[' && last != ':')
-		audit_putc(l, ',');
-}
-
-/* One UTF-8 sequence at p (n bytes left): its code point, or -1. */
-static int32_t
-audit_utf8(const u_char *p, size_t n, size_t *used)
-{
-	int32_t	c;
-	size_t	i, len;
-
-	if (p[0] < 0xc2 || p[0] > 0xf4)
-		return (-1);
-	len = p[0] < 0xe0 ? 2 : p[0] < 0xf0 ? 3 : 4;
-	if (len > n)
-		return (-1);
-	c = p[0] & (0x7f >> len);
-	for (i = 1; i < len; i++) {
-		if ((p[i] & 0xc0) != 0x80)
-			return (-1);
-		c = (c << 6) | (p[i] & 0x3f);
-	}
-	if ((len == 3 && c < 0x800) || (len == 4 && c < 0x10000) ||
-	    (c >= 0xd800 && c <= 0xdfff) || c > 0x10ffff)
-		return (-1);
-	*used = len;
-	return (c);
-}
-
-static void
-audit_u16(struct audit_line *l, u_int c)
-{
-	static const char	 hex[] = "0123456789ABCDEF";
-	char			 e[6] = { '\\', 'u', hex[(c >> 12) & 15],
-				    hex[(c >> 8) & 15], hex[(c >> 4) & 15],
-				    hex[c & 15] };
-
-	audit_put(l, e, sizeof e);
-}
-
-/*
- * Legend: the characters JSON escapes short, as jansson writes them; any
- * other below 0x20, and all past 0x7f, as \uXXXX (a surrogate pair past
- * 0xffff). A byte that is not UTF-8 (a redaction cannot make one, but the
- * line must stay JSON) becomes U+FFFD.
- */
-static const char *audit_short[0x80] = {
-	['\b'] = "\\b", ['\f'] = "\\f", ['\n'] = "\\n", ['\r'] = "\\r",
-	['\t'] = "\\t", ['"'] = "\\\"", ['\\'] = "\\\\",
-};
-
-static void
-audit_escape(struct audit_line *l, const char *s, size_t n)
-{
-	const u_char	*p = (const u_char *)s, *run = p, *end = p + n;
-	int32_t		 c;
-	size_t		 used;
-
-	audit_putc(l, '"');
-	while (p < end) {
-		if (*p >= 0x20 && *p < 0x80 && *p != '"' && *p != '\\') {
-			p++;
-			continue;
-		}
-		audit_put(l, (const char *)run, p - run);
-		if (*p < 0x80) {
-			if (audit_short[*p] != NULL)
-				audit_put(l, audit_short[*p], 2);
-			else
-				audit_u16(l, *p);
-			used = 1;
-		} else if ((c = audit_utf8(p, end - p, &used)) == -1) {
-			audit_u16(l, 0xfffd);
-			used = 1;
-		} else if (c < 0x10000)
-			audit_u16(l, c);
-		else {
-			audit_u16(l, 0xd800 | ((c - 0x10000) >> 10));
-			audit_u16(l, 0xdc00 | ((c - 0x10000) & 0x3ff));
-		}
-		p += used;
-		run = p;
-	}
-	audit_put(l, (const char *)run, p - run);
-	audit_putc(l, '"');
-}
-
-/*
- * A string the daemon made itself from nothing a session or client said
- * (the time, an event name, a client kind, a digest): no secret can be in
- * it, and the rules would cost more than the rest of the line.
- */
-static void
-audit_own(struct audit_line *l, const char *s)
-{
-	audit_sep(l);
-	audit_escape(l, s, strlen(s));
-}
-
-/* A string value, redacted first. */
-static void
-audit_str(struct audit_line *l, const char *s, size_t n)
-{
-	char	*clean;
-
-	audit_sep(l);
-	if ((clean = redact_changed(s, n, NULL)) != NULL) {
-		audit_escape(l, clean, strlen(clean));
-		free(clean);
-	} else
-		audit_escape(l, s, n);
-}
-
-static void
-audit_key(struct audit_line *l, const char *key, size_t n)
-{
-	audit_sep(l);
-	audit_escape(l, key, n);
-	audit_putc(l, ':');
-}
-
-static void
-audit_u64(struct audit_line *l, uint64_t v, int neg)
-{
-	char	b[24], *p = b + sizeof b;
-
-	do
-		*--p = '0' + v % 10;
-	while ((v /= 10) != 0);
-	if (neg)
-		*--p = '-';
-	audit_sep(l);
-	audit_put(l, p, b + sizeof b - p);
-}
-
-static void
-audit_int(struct audit_line *l, int64_t v)
-{
-	audit_u64(l, v < 0 ? -(uint64_t)v : (uint64_t)v, v < 0);
-}
-
-/* n thousandths as the real it is: 1500 -> 1.5, 2000 -> 2.0. */
-static void
-audit_milli(struct audit_line *l, uint64_t n)
-{
-	char	frac[4] = { '.', '0' + n / 100 % 10, '0' + n / 10 % 10,
-		    '0' + n % 10 };
-	size_t	len = 4;
-
-	audit_u64(l, n / 1000, 0);
-	while (len > 2 && frac[len - 1] == '0')
-		len--;
-	audit_put(l, frac, len);
-}
-
-/* jansson's exponent: no '+', no leading zeros (1e+20 -> 1e20). */
-static size_t
-audit_exponent(char *b, size_t n)
-{
-	char	*e = strchr(b, 'e'), *from;
-
-	if (e == NULL)
-		return (n);
-	e++;
-	if (*e == '-')
-		e++;
-	for (from = e; *from == '+' || *from == '0'; from++)
-		;
-	if (*from == '\0')
-		from--;		/* keep one digit */
-	memmove(e, from, b + n + 1 - from);
-	return (n - (from - e));
-}
-
-/* A real from elsewhere, as jansson writes it (%.17g, never an integer). */
-static void
-audit_real(struct audit_line *l, double d)
-{
-	char	b[40];
-	int	n;
-
-	n = snprintf(b, sizeof b, "%.17g", d);
-	if (n < 0 || (size_t)n >= sizeof b - 2 || !isfinite(d)) {
-		audit_sep(l);
-		audit_put(l, "null", 4);	/* JSON has no inf or nan */
-		return;
-	}
-	if (strpbrk(b, ".e") == NULL) {
-		memcpy(b + n, ".0", 2);
-		n += 2;
-	}
-	audit_sep(l);
-	audit_put(l, b, audit_exponent(b, n));
-}
-
-/* Any value: objects and arrays member by member, strings redacted. */
-static void
-audit_json(struct audit_line *l, json_t *j)
-{
-	const char	*key;
-	json_t		*v;
-	size_t		 i;
-
-	switch (json_typeof(j)) {
-	case JSON_OBJECT:
-		audit_sep(l);
-		audit_putc(l, '{');
-		json_object_foreach(j, key, v) {
-			audit_key(l, key, strlen(key));
-			audit_json(l, v);
-		}
-		audit_putc(l, '}');
-		break;
-	case JSON_ARRAY:
-		audit_sep(l);
-		audit_putc(l, '[');
-		json_array_foreach(j, i, v)
-			audit_json(l, v);
-		audit_putc(l, ']');
-		break;
-	case JSON_STRING:
-		audit_str(l, json_string_value(j), json_string_length(j));
-		break;
-	case JSON_INTEGER:
-		audit_int(l, json_integer_value(j));
-		break;
-	case JSON_REAL:
-		audit_real(l, json_real_value(j));
-		break;
-	default:
-		audit_sep(l);
-		if (json_is_true(j))
-			audit_put(l, "true", 4);
-		else if (json_is_false(j))
-			audit_put(l, "false", 5);
-		else
-			audit_put(l, "null", 4);
-		break;
-	}
-}
+#define AUDIT_JWRITE	(JWRITE_ASCII | JWRITE_REPLACE)
 
 /* 2026-12-03T17:20:01.234Z; the calendar part made once a second. */
 static size_t
@@ -555,40 +287,38 @@ audit_time(char *buf)
 
 /* {"time":...,"event":...[,"session":...,"owner":...]: the line's start. */
 static void
-audit_begin(struct audit_line *l, const char *event, struct session *s)
+audit_begin(struct jwrite *l, const char *event, struct session *s)
 {
 	char	when[48];
 
-	l->buf = NULL;
-	l->len = l->size = 0;
-	audit_putc(l, '{');
+	jwrite_init(l, AUDIT_JWRITE, redact_changed);
+	jwrite_put(l, "{", 1);
 	audit_time(when);
-	audit_key(l, "time", 4);
-	audit_own(l, when);
-	audit_key(l, "event", 5);
-	audit_own(l, event);
+	jwrite_key(l, "time", 4);
+	jwrite_own(l, when);
+	jwrite_key(l, "event", 5);
+	jwrite_own(l, event);
 	if (s != NULL) {
-		audit_key(l, "session", 7);
-		audit_str(l, s->name, strlen(s->name));
-		audit_key(l, "owner", 5);
-		audit_int(l, s->owner);
+		jwrite_key(l, "session", 7);
+		jwrite_string(l, s->name, strlen(s->name));
+		jwrite_key(l, "owner", 5);
+		jwrite_int(l, s->owner);
 	}
 }
 
 /* tail (",\"k\":v", already redacted), then "}\n" out; frees the line. */
 static void
-audit_end(struct audit_line *l, const char *tail)
+audit_end(struct jwrite *l, const char *tail)
 {
 	if (tail != NULL)
-		audit_put(l, tail, strlen(tail));
-	l->buf[l->len++] = '}';		/* audit_put kept room for both */
+		jwrite_put(l, tail, strlen(tail));
+	l->buf[l->len++] = '}';		/* jwrite_put kept room for both */
 	l->buf[l->len++] = '\n';
 	if (write(audit_fd, l->buf, l->len) != (ssize_t)l->len)
 		log_warn("audit log: %s", strerror(errno));
 	else
 		audit_size += l->len;
-	free(l->buf);
-	l->buf = NULL;
+	jwrite_free(l);
 	if (cfg.audit_max_size > 0 && (size_t)audit_size >= cfg.audit_max_size)
 		audit_rotate();
 }
@@ -602,11 +332,9 @@ audit_end(struct audit_line *l, const char *tail)
 static void
 audit_write(const char *event, struct session *s, json_t *o)
 {
-	struct audit_line	 l = { NULL, 0, 0 };
-	json_t			*line;
-	const char		*key;
-	json_t			*v;
-	char			 when[48];
+	struct jwrite	 l;
+	json_t		*line;
+	char		 when[48];
 
 	if (audit_fd == -1) {
 		json_decref(o);
@@ -620,12 +348,10 @@ audit_write(const char *event, struct session *s, json_t *o)
 	}
 	json_object_update(line, o);
 	json_decref(o);
-	audit_putc(&l, '{');
-	json_object_foreach(line, key, v) {
-		audit_key(&l, key, strlen(key));
-		audit_json(&l, v);
-	}
+	jwrite_init(&l, AUDIT_JWRITE, redact_changed);
+	jwrite_json(&l, line);
 	json_decref(line);
+	l.len--;		/* audit_end closes it */
 	audit_end(&l, NULL);
 }
 
@@ -650,7 +376,7 @@ static const char *
 audit_runtime_text(struct session *s)
 {
 	struct audit_rt		*rt = zhashx_lookup(audit_rts, s->name);
-	struct audit_line	 l = { NULL, 0, 0 };
+	struct jwrite		 l;
 	json_t			*from, *o;
 
 	/* The same hello (held, so not another at its address): unchanged. */
@@ -667,15 +393,15 @@ audit_runtime_text(struct session *s)
 		return (rt->text);
 	}
 	o = audit_runtime(s);
-	audit_put(&l, ",\"runtime\":", 11);
-	audit_json(&l, o);
+	jwrite_init(&l, AUDIT_JWRITE, redact_changed);
+	jwrite_put(&l, ",\"runtime\":", 11);
+	jwrite_json(&l, o);
 	json_decref(o);
-	l.buf[l.len] = '\0';		/* audit_put kept room */
 	rt = xcalloc(1, sizeof *rt);
 	rt->from = from;
 	rt->hello = json_incref(s->hello);
 	rt->born = s->born;
-	rt->text = l.buf;
+	rt->text = jwrite_take(&l, NULL);
 	zhashx_update(audit_rts, s->name, rt);
 	return (rt->text);
 }
@@ -781,78 +507,75 @@ audit_output(struct session *s, const void *arg)
 
 /* cpu: the CPU it used, in usec, as the contract meter read it. */
 static void
-audit_exec_metrics(struct audit_line *l, struct session *s,
+audit_exec_metrics(struct jwrite *l, struct session *s,
     struct audit_run *r, uint64_t cpu)
 {
 	struct timespec	 now;
 	uint64_t	 mem;
 
 	if (r == NULL) {
-		audit_key(l, "ran", 3);
-		audit_sep(l);
-		audit_put(l, "false", 5);
+		jwrite_key(l, "ran", 3);
+		jwrite_literal(l, "false");
 		return;
 	}
 	clock_gettime(CLOCK_MONOTONIC, &now);
-	audit_key(l, "wall_ms", 7);	/* to the microsecond */
-	audit_milli(l, (now.tv_sec - r->start.tv_sec) * 1000000 +
+	jwrite_key(l, "wall_ms", 7);	/* to the microsecond */
+	jwrite_milli(l, (now.tv_sec - r->start.tv_sec) * 1000000 +
 	    (now.tv_nsec - r->start.tv_nsec) / 1000);
 	contain_stats(s, &mem, NULL);
 	if (cpu != CGROUP_UNKNOWN) {
-		audit_key(l, "cpu_ms", 6);
-		audit_milli(l, cpu);
+		jwrite_key(l, "cpu_ms", 6);
+		jwrite_milli(l, cpu);
 	}
 	if (mem != CGROUP_UNKNOWN) {
-		audit_key(l, "memory_bytes", 12);
-		audit_int(l, mem);
+		jwrite_key(l, "memory_bytes", 12);
+		jwrite_int(l, mem);
 	}
-	audit_key(l, "stdout_bytes", 12);
-	audit_int(l, r->out_bytes[0]);
-	audit_key(l, "stderr_bytes", 12);
-	audit_int(l, r->out_bytes[1]);
-	audit_key(l, "other_output_bytes", 18);
-	audit_int(l, r->out_bytes[2]);
+	jwrite_key(l, "stdout_bytes", 12);
+	jwrite_int(l, r->out_bytes[0]);
+	jwrite_key(l, "stderr_bytes", 12);
+	jwrite_int(l, r->out_bytes[1]);
+	jwrite_key(l, "other_output_bytes", 18);
+	jwrite_int(l, r->out_bytes[2]);
 	if (cfg.audit_output) {
-		audit_key(l, "output", 6);
-		audit_sep(l);
-		audit_putc(l, '{');
-		audit_key(l, "stdout", 6);
-		audit_str(l, r->text[0] ? r->text[0] : "", r->tlen[0]);
-		audit_key(l, "stderr", 6);
-		audit_str(l, r->text[1] ? r->text[1] : "", r->tlen[1]);
-		audit_putc(l, '}');
+		jwrite_key(l, "output", 6);
+		jwrite_open(l, '{');
+		jwrite_key(l, "stdout", 6);
+		jwrite_string(l, r->text[0] ? r->text[0] : "", r->tlen[0]);
+		jwrite_key(l, "stderr", 6);
+		jwrite_string(l, r->text[1] ? r->text[1] : "", r->tlen[1]);
+		jwrite_close(l, '}');
 	}
 }
 
 /* "key":"value" with value redacted. */
 static void
-audit_member(struct audit_line *l, const char *key, const char *value)
+audit_member(struct jwrite *l, const char *key, const char *value)
 {
-	audit_key(l, key, strlen(key));
-	audit_str(l, value, strlen(value));
+	jwrite_key(l, key, strlen(key));
+	jwrite_string(l, value, strlen(value));
 }
 
 static void
-audit_limits_line(struct audit_line *l, const struct session_limits *lim)
+audit_limits_line(struct jwrite *l, const struct session_limits *lim)
 {
-	audit_key(l, "limits", 6);
-	audit_sep(l);
-	audit_putc(l, '{');
-	audit_key(l, "memory", 6);
-	audit_int(l, lim->memory);
-	audit_key(l, "cpus", 4);
-	audit_milli(l, lim->cpu_millis);
-	audit_key(l, "pids", 4);
-	audit_int(l, lim->pids);
-	audit_key(l, "tmp", 3);
-	audit_int(l, lim->tmp);
-	audit_key(l, "exec_timeout", 12);
-	audit_int(l, lim->exec_timeout);
-	audit_key(l, "nofile", 6);
-	audit_int(l, lim->nofile);
-	audit_key(l, "fsize", 5);
-	audit_int(l, lim->fsize);
-	audit_putc(l, '}');
+	jwrite_key(l, "limits", 6);
+	jwrite_open(l, '{');
+	jwrite_key(l, "memory", 6);
+	jwrite_int(l, lim->memory);
+	jwrite_key(l, "cpus", 4);
+	jwrite_milli(l, lim->cpu_millis);
+	jwrite_key(l, "pids", 4);
+	jwrite_int(l, lim->pids);
+	jwrite_key(l, "tmp", 3);
+	jwrite_int(l, lim->tmp);
+	jwrite_key(l, "exec_timeout", 12);
+	jwrite_int(l, lim->exec_timeout);
+	jwrite_key(l, "nofile", 6);
+	jwrite_int(l, lim->nofile);
+	jwrite_key(l, "fsize", 5);
+	jwrite_int(l, lim->fsize);
+	jwrite_close(l, '}');
 }
 
 /*
@@ -863,7 +586,7 @@ static void
 audit_exec_line(struct session *s, const struct jmsg *jm, json_t *content,
     struct audit_run *r, uint64_t cpu)
 {
-	struct audit_line	 l;
+	struct jwrite	 l;
 	const char		*code, *status, *ename;
 	json_t			*evalue;
 	u_char			 h[32];
@@ -878,21 +601,21 @@ audit_exec_line(struct session *s, const struct jmsg *jm, json_t *content,
 	sodium_bin2hex(hex, sizeof hex, h, sizeof h);
 	audit_begin(&l, "execute", s);
 	audit_member(&l, "request_id", jm->msg_id);
-	audit_key(&l, "client", 6);
-	audit_own(&l, audit_kind(jm));
+	jwrite_key(&l, "client", 6);
+	jwrite_own(&l, audit_kind(jm));
 	audit_member(&l, "username", jm->username);
 	audit_member(&l, "client_session", jm->session);
-	audit_key(&l, "code_sha256", 11);
-	audit_own(&l, hex);
-	audit_key(&l, "code_bytes", 10);
-	audit_int(&l, strlen(code));
+	jwrite_key(&l, "code_sha256", 11);
+	jwrite_own(&l, hex);
+	jwrite_key(&l, "code_bytes", 10);
+	jwrite_int(&l, strlen(code));
 	audit_limits_line(&l, &s->limits);
 	audit_member(&l, "status", status != NULL ? status : "unknown");
 	if (ename != NULL) {
 		audit_member(&l, "ename", ename);
 		if ((evalue = json_object_get(content, "evalue")) != NULL) {
-			audit_key(&l, "evalue", 6);
-			audit_json(&l, evalue);
+			jwrite_key(&l, "evalue", 6);
+			jwrite_json(&l, evalue);
 		}
 	}
 	audit_exec_metrics(&l, s, r, cpu);
