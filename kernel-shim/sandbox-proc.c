@@ -12,7 +12,7 @@
 #include "sandbox.h"
 
 static int	proc_null_stdio(int, char **);
-static int	proc_close_fds(int, char **);
+static int	proc_close_fds(int, int, char **);
 static void	proc_signals_default(void);
 
 /*
@@ -41,21 +41,35 @@ proc_null_stdio(int keep_fd, char **cause)
 	return (0);
 }
 
-/* All fds above 2 but the channel, which loses FD_CLOEXEC to survive exec. */
+/*
+ * All fds above 2 but the channel, which loses FD_CLOEXEC to survive exec,
+ * and the wait for pid 1 if the plan leaves it to the caller (it keeps
+ * FD_CLOEXEC: that caller never execs).
+ */
 static int
-proc_close_fds(int keep_fd, char **cause)
+proc_close_fds(int keep_fd, int wait_fd, char **cause)
 {
+	int	keep[2], from = 3, i, t;
+
 	if (keep_fd >= 0 && fcntl(keep_fd, F_SETFD, 0) == -1)
 		return (sandbox_cause(cause, "channel fd %d: %s", keep_fd,
 		    strerror(errno)));
-	if (keep_fd <= 3) {
-		if (close_range(keep_fd == 3 ? 4 : 3, ~0U, 0) != 0)
+	keep[0] = keep_fd;
+	keep[1] = wait_fd > 2 ? wait_fd : -1;
+	if (keep[1] < keep[0]) {
+		t = keep[0];
+		keep[0] = keep[1];
+		keep[1] = t;
+	}
+	for (i = 0; i < 2; i++) {
+		if (keep[i] < from)
+			continue;
+		if (keep[i] > from && close_range(from, keep[i] - 1, 0) != 0)
 			return (sandbox_cause(cause, "close_range: %s",
 			    strerror(errno)));
-		return (0);
+		from = keep[i] + 1;
 	}
-	if (close_range(3, keep_fd - 1, 0) != 0 ||
-	    close_range(keep_fd + 1, ~0U, 0) != 0)
+	if (close_range(from, ~0U, 0) != 0)
 		return (sandbox_cause(cause, "close_range: %s",
 		    strerror(errno)));
 	return (0);
@@ -94,7 +108,7 @@ sandbox_proc_hygiene(const struct sandbox_plan *plan, char **cause)
 		    strerror(errno)));
 	if (proc_null_stdio(plan->keep_fd, cause) != 0)
 		return (-1);
-	if (proc_close_fds(plan->keep_fd, cause) != 0)
+	if (proc_close_fds(plan->keep_fd, plan->init_wait_fd, cause) != 0)
 		return (-1);
 	if (chdir(SANDBOX_HOME) != 0)
 		return (sandbox_cause(cause, "chdir %s: %s", SANDBOX_HOME,

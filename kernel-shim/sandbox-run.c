@@ -23,6 +23,7 @@
  */
 
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/types.h>
 #include <sys/wait.h>
@@ -46,7 +47,7 @@
 
 #define RUN_HANDSHAKE_WAIT	30000	/* ms for the daemon's go */
 #define RUN_ANSWER_MAX		65536
-#define RUN_FDS_MAX		1024	/* below: closed one by one for init */
+#define RUN_MOVE_MAX		8	/* cgroup hierarchies to move into */
 
 static pid_t	run_child = -1;
 
@@ -87,39 +88,125 @@ run_send(int fd, json_t *msg)
 	json_decref(msg);
 }
 
+/*
+ * Reads len bytes; descriptors passed with them (SCM_RIGHTS) are added to
+ * fds, their count to *nfds (at most RUN_MOVE_MAX; any more are closed).
+ */
 static int
-run_read_full(int fd, void *buf, size_t len)
+run_read_full(int fd, void *buf, size_t len, int *fds, int *nfds)
 {
 	struct pollfd	 pfd = { .fd = fd, .events = POLLIN };
+	union {
+		struct cmsghdr	hdr;
+		char		space[CMSG_SPACE(sizeof(int) * RUN_MOVE_MAX)];
+	} cm;
+	struct msghdr	 mh;
+	struct cmsghdr	*cmsg;
+	struct iovec	 iov;
 	ssize_t		 n;
-	size_t		 off = 0;
+	size_t		 off = 0, i, got;
+	int		 d;
 
 	while (off < len) {
 		if (poll(&pfd, 1, RUN_HANDSHAKE_WAIT) <= 0)
 			return (-1);
-		n = read(fd, (char *)buf + off, len - off);
-		if (n <= 0)
+		memset(&mh, 0, sizeof mh);
+		iov.iov_base = (char *)buf + off;
+		iov.iov_len = len - off;
+		mh.msg_iov = &iov;
+		mh.msg_iovlen = 1;
+		mh.msg_control = cm.space;
+		mh.msg_controllen = sizeof cm.space;
+		n = recvmsg(fd, &mh, MSG_CMSG_CLOEXEC);
+		if (n <= 0 || (mh.msg_flags & MSG_CTRUNC))
 			return (-1);
+		for (cmsg = CMSG_FIRSTHDR(&mh); cmsg != NULL;
+		    cmsg = CMSG_NXTHDR(&mh, cmsg)) {
+			if (cmsg->cmsg_level != SOL_SOCKET ||
+			    cmsg->cmsg_type != SCM_RIGHTS)
+				continue;
+			got = (cmsg->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+			for (i = 0; i < got; i++) {
+				memcpy(&d, CMSG_DATA(cmsg) + i * sizeof d,
+				    sizeof d);
+				if (*nfds < RUN_MOVE_MAX)
+					fds[(*nfds)++] = d;
+				else
+					close(d);
+			}
+		}
 		off += n;
 	}
 	return (0);
 }
 
-/* Ask the daemon for our maps and cgroup, and wait for its answer. */
-static void
-run_handshake(int fd)
+/* Our threads, from /proc/self/stat (field 20); -1 if unreadable. */
+static int
+run_threads(void)
+{
+	char	 buf[1024], *p;
+	ssize_t	 n;
+	int	 fd, i;
+
+	if ((fd = open("/proc/self/stat", O_RDONLY | O_CLOEXEC)) == -1)
+		return (-1);
+	n = read(fd, buf, sizeof buf - 1);
+	close(fd);
+	if (n <= 0)
+		return (-1);
+	buf[n] = '\0';
+	/* After the command name, which may hold spaces and parentheses. */
+	if ((p = strrchr(buf, ')')) == NULL)
+		return (-1);
+	for (i = 2; i < 20 && p != NULL; i++)
+		p = strchr(p + 1, ' ');
+	return (p != NULL ? atoi(p + 1) : -1);
+}
+
+/*
+ * Move ourselves into the session's cgroup: "0" to each hierarchy's v1
+ * `tasks` descriptor the daemon opened (its credentials, not ours, are
+ * what the kernel checks). That moves one thread, the writer, and takes
+ * no global lock, so it is the whole process only while it has one
+ * thread: checked first. NULL, or why not (the daemon then moves us).
+ */
+static const char *
+run_move_self(const int *fds, int nfds)
+{
+	static char	why[128];
+	int		i, n;
+
+	if ((n = run_threads()) != 1) {
+		snprintf(why, sizeof why, "%d threads", n);
+		return (why);
+	}
+	for (i = 0; i < nfds; i++) {
+		if (write(fds[i], "0", 1) != 1) {
+			snprintf(why, sizeof why, "writing \"0\" to tasks: %s",
+			    strerror(errno));
+			return (why);
+		}
+	}
+	return (NULL);
+}
+
+/* One answer of the daemon to a contain request: how many fds to move. */
+static int
+run_answer(int fd, int *fds, int *nfds)
 {
 	uint32_t	 be;
 	char		*buf;
 	json_t		*m;
 	const char	*op;
+	int		 move;
 
-	run_send(fd, json_pack("{s:s}", "op", "contain"));
-	if (run_read_full(fd, &be, 4) != 0 || be32toh(be) > RUN_ANSWER_MAX)
+	*nfds = 0;
+	if (run_read_full(fd, &be, 4, fds, nfds) != 0 ||
+	    be32toh(be) > RUN_ANSWER_MAX)
 		run_fail("no answer from the daemon to the contain request");
 	if ((buf = malloc(be32toh(be) + 1)) == NULL)
 		run_fail("out of memory");
-	if (run_read_full(fd, buf, be32toh(be)) != 0)
+	if (run_read_full(fd, buf, be32toh(be), fds, nfds) != 0)
 		run_fail("short answer from the daemon");
 	m = json_loadb(buf, be32toh(be), 0, NULL);
 	op = json_string_value(json_object_get(m, "op"));
@@ -129,8 +216,37 @@ run_handshake(int fd)
 	if (op == NULL || strcmp(op, "contain_go") != 0)
 		run_fail("daemon's answer to the contain request is not "
 		    "contain_go: %s", op ?: "no op");
+	move = json_integer_value(json_object_get(m, "move"));
 	json_decref(m);
 	free(buf);
+	if (move != *nfds)
+		run_fail("contain_go: %d cgroup descriptors, %d announced",
+		    *nfds, move);
+	return (move);
+}
+
+/*
+ * Ask the daemon for our maps and cgroup, and wait for its answer. Given
+ * descriptors, we move ourselves into the cgroup now, before anything
+ * else runs; if we cannot, we say why and the daemon moves us.
+ */
+static void
+run_handshake(int fd)
+{
+	const char	*why;
+	int		 fds[RUN_MOVE_MAX], nfds, i;
+
+	run_send(fd, json_pack("{s:s}", "op", "contain"));
+	if (run_answer(fd, fds, &nfds) == 0)
+		return;
+	why = run_move_self(fds, nfds);
+	for (i = 0; i < nfds; i++)
+		close(fds[i]);
+	if (why == NULL)
+		return;
+	run_send(fd, json_pack("{s:s,s:s}", "op", "contain", "fallback", why));
+	if (run_answer(fd, fds, &nfds) != 0)
+		run_fail("contain_go: descriptors after a fallback");
 }
 
 static void __attribute__((noreturn))
@@ -193,6 +309,31 @@ run_wait(pid_t child)
 }
 
 /*
+ * The wait for pid 1 left to pid 2's caller, at fd: the zygote's Python
+ * reads it to EOF before it serves the session's first request, so pid
+ * 2's own steps and the runner's attach run while pid 1 execs
+ * cellblock-init (docs/ZYGOTE.md, "Pid 1"). Without cellblock-init there
+ * is nothing to wait for: an already closed pipe.
+ */
+static void
+run_defer_wait(int fd, int sync)
+{
+	int	none[2];
+
+	if (sync == -1) {
+		if (pipe2(none, O_CLOEXEC) != 0)
+			run_fail("pipe: %s", strerror(errno));
+		close(none[1]);
+		sync = none[0];
+	}
+	if (sync != fd) {
+		if (dup3(sync, fd, O_CLOEXEC) == -1)
+			run_fail("dup3: %s", strerror(errno));
+		close(sync);
+	}
+}
+
+/*
  * Pid 2: the interpreter's own steps, seccomp last.  Dumpable again after
  * the change of uid cleared it: exec would do that for the shim's runner,
  * and a zygote child never execs; without it the interpreter's own /proc
@@ -204,10 +345,14 @@ run_interpreter(const struct sandbox_plan *p, int sync)
 {
 	char	*cause = NULL, c;
 
-	while (sync != -1 && read(sync, &c, 1) == -1 && errno == EINTR)
-		;
-	if (sync != -1)
-		close(sync);
+	if (p->init_wait_fd > 2)
+		run_defer_wait(p->init_wait_fd, sync);
+	else {
+		while (sync != -1 && read(sync, &c, 1) == -1 && errno == EINTR)
+			;
+		if (sync != -1)
+			close(sync);
+	}
 	run_step(sandbox_user_become(p, &cause), "identity", cause);
 	run_step(sandbox_caps_drop(&cause), "capabilities", cause);
 	run_step(sandbox_rlimits_set(p, &cause), "rlimits", cause);
@@ -217,6 +362,35 @@ run_interpreter(const struct sandbox_plan *p, int sync)
 	/* The name exec would give it; a zygote child has its parent's. */
 	prctl(PR_SET_NAME, "python3");
 	run_step(sandbox_seccomp_install(&cause), "seccomp", cause);
+}
+
+/*
+ * Every fd above stderr but the three given (any may be -1), by ranges:
+ * a close(2) per number would be a thousand system calls per start.
+ */
+static void
+run_close_but(int a, int b, int c)
+{
+	int	keep[3] = { a, b, c }, i, j, t, from = STDERR_FILENO + 1;
+
+	for (i = 0; i < 3; i++) {
+		for (j = i + 1; j < 3; j++) {
+			if (keep[j] < keep[i]) {
+				t = keep[i];
+				keep[i] = keep[j];
+				keep[j] = t;
+			}
+		}
+	}
+	for (i = 0; i < 3; i++) {
+		if (keep[i] < from)
+			continue;
+		if (keep[i] > from && close_range(from, keep[i] - 1, 0) != 0)
+			run_fail("close_range: %s", strerror(errno));
+		from = keep[i] + 1;
+	}
+	if (close_range(from, ~0U, 0) != 0)
+		run_fail("close_range: %s", strerror(errno));
 }
 
 /*
@@ -232,17 +406,11 @@ run_exec_init(const struct sandbox_plan *p, int initfd, pid_t child,
     int sync)
 {
 	char	*cause = NULL, pid[16], fd[16], *argv[4], *envp[1] = { NULL };
-	int	 i;
 
 	run_step(sandbox_user_become(p, &cause), "identity", cause);
 	run_step(sandbox_caps_drop(&cause), "capabilities", cause);
 	prctl(PR_SET_PDEATHSIG, SIGKILL);
-	for (i = STDERR_FILENO + 1; i < RUN_FDS_MAX; i++) {
-		if (i != p->keep_fd && i != sync && i != initfd)
-			close(i);
-	}
-	if (close_range(RUN_FDS_MAX, ~0U, 0) != 0)
-		run_fail("close_range: %s", strerror(errno));
+	run_close_but(p->keep_fd, sync, initfd);
 	if (fcntl(sync, F_SETFD, 0) != 0 ||
 	    (p->keep_fd >= 0 && fcntl(p->keep_fd, F_SETFD, 0) != 0))
 		run_fail("fcntl: %s", strerror(errno));

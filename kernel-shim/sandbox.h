@@ -72,6 +72,11 @@ struct sandbox_plan {
 	uint64_t	 nofile;	/* RLIMIT_NOFILE */
 	uint64_t	 fsize_bytes;	/* RLIMIT_FSIZE */
 	int		 keep_fd;	/* the channel: the only fd left open */
+	int		 init_wait_fd;	/* 0: pid 2 waits for pid 1 (cellblock-
+					   init undumpable) before its steps;
+					   N > 3: the wait is left open at fd
+					   N for its caller to do before any
+					   session code (the zygote's) */
 	struct sandbox_bind *binds;	/* read-only binds, or NULL */
 	size_t		 nbinds;
 	uid_t		 bind_uid;	/* the owner's files show as these */

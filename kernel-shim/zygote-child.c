@@ -38,6 +38,7 @@
 
 /* The fds of the outer process, by number (the runner's channel is 3). */
 enum { Z_STDIN, Z_STDOUT, Z_STDERR, Z_CHANNEL, Z_WORKPARENT, Z_NFDS };
+#define Z_INIT_WAIT	4	/* in pid 2: EOF once pid 1 is undumpable */
 
 /*
  * What one session needs; the Python side fills it (cellblock_zygote.py,
@@ -154,6 +155,7 @@ zygote_child_run(const struct zygote_request *r)
 	p.nofile = r->nofile;
 	p.fsize_bytes = r->fsize;
 	p.keep_fd = Z_CHANNEL;
+	p.init_wait_fd = Z_INIT_WAIT;
 	p.init = r->init;
 	sandbox_run_pid1(&p);
 	sandbox_run_environment(r->session, SANDBOX_HOME, r->threads);
@@ -184,7 +186,8 @@ zygote_child_layout(void)
 	}
 	if (len < sizeof buf)
 		len += snprintf(buf + len, sizeof buf - len, "],"
-		    "\"channel_fd\":%d,\"runner_dir\":\"%s\"}", Z_CHANNEL,
+		    "\"channel_fd\":%d,\"init_wait_fd\":%d,"
+		    "\"runner_dir\":\"%s\"}", Z_CHANNEL, Z_INIT_WAIT,
 		    SANDBOX_RUNNER_DIR);
 	if (len >= sizeof buf) {
 		buf[0] = '\0';

@@ -116,7 +116,13 @@ connfile_read(const char *path, struct conninfo *ci, char **cause)
 	return (r);
 }
 
-/* Written to a temporary name and renamed: a reader never sees half. */
+/*
+ * Written to a temporary name and renamed: a reader never sees half. Not
+ * synced (a sync was most of a warm-pool `new`'s time in the daemon):
+ * after a crash the daemon writes it again from the session's record
+ * (lifecycle.c, restoring), and a session that is not restored has no use
+ * for it.
+ */
 int
 connfile_write(const char *path, const struct conninfo *ci, uid_t owner,
     char **cause)
@@ -130,7 +136,8 @@ connfile_write(const char *path, const struct conninfo *ci, uid_t owner,
 	json_decref(o);
 	xasprintf(&text, "%s\n", s);
 	free(s);
-	r = file_write_atomic(path, text, strlen(text), 0600, owner, cause);
+	r = file_write_atomic_nosync(path, text, strlen(text), 0600, owner,
+	    cause);
 	free(text);
 	return (r);
 }

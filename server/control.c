@@ -443,10 +443,11 @@ static json_t *
 control_ping(struct control_conn *c, json_t *req)
 {
 	(void)req;
-	return (json_pack("{s:b,s:s,s:I,s:o,s:o,s:o}", "ok", 1, "version",
+	return (json_pack("{s:b,s:s,s:I,s:o,s:o,s:o,s:o}", "ok", 1, "version",
 	    CELLBLOCK_VERSION, "pid", (json_int_t)getpid(), "zygote",
 	    zygote_describe(), "http", http_describe(), "pool",
-	    pool_describe(c->uid == 0)));
+	    pool_describe(c->uid == 0), "cgroup_moves",
+	    contain_moves_describe()));
 }
 
 /* HTTP tokens belong to the caller's uid (server/token.c). */

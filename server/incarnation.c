@@ -12,6 +12,7 @@
 #include <sys/wait.h>
 
 #include <errno.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,8 +22,10 @@
 
 #define INCARNATION_KILL_GRACE	2000	/* ms between SIGTERM and SIGKILL */
 #define INCARNATION_OPS_MAX	16
+#define INCARNATION_EARLY_WAIT	5	/* ms a zygote-born process gets to ask */
 
 static void	incarnation_on_contain(struct session *, json_t *);
+static int	incarnation_check_moved(struct session *);
 static void	incarnation_reaped(pid_t, int, void *);
 
 /*
@@ -52,6 +55,9 @@ incarnation_on_op(struct session *s, json_t *msg)
 	const char	*op = json_string_value(json_object_get(msg, "op"));
 	size_t		 i;
 
+	if (op != NULL && s->cgroup_moving && strcmp(op, "hello") == 0 &&
+	    incarnation_check_moved(s) != 0)
+		return;
 	for (i = 0; op != NULL && i < incarnation_nops; i++) {
 		if (strcmp(incarnation_ops[i].op, op) == 0) {
 			incarnation_ops[i].fn(s, msg);
@@ -73,17 +79,40 @@ incarnation_send(struct session *s, json_t *m, char **cause)
 }
 
 /*
+ * A process that moved itself into its cgroup (sessions/contain.c) is
+ * checked at its hello, before anyone sees the session: outside its group
+ * it is killed, and the reaper says why.
+ */
+static int
+incarnation_check_moved(struct session *s)
+{
+	char	*cause;
+
+	if (contain_moved(s, &cause) == 0)
+		return (0);
+	log_error("%s: interpreter pid %ld not contained: %s; killing it",
+	    s->name, (long)s->pid, cause);
+	free(cause);
+	kill(s->pid, SIGKILL);
+	return (-1);
+}
+
+/*
  * The shim unshared its namespaces and waits to be mapped and placed in
- * its cgroup; only then may it go on (sessions/contain.c).
+ * its cgroup; only then may it go on (sessions/contain.c). On cgroup v1
+ * the answer carries the group's `tasks` descriptors and the process
+ * moves itself; a second request with "fallback" (it could not) has the
+ * daemon move it instead.
  */
 static void
 incarnation_on_contain(struct session *s, json_t *msg)
 {
-	json_t	*m;
-	char	*cause;
+	json_t		*m, *fb = json_object_get(msg, "fallback");
+	char		*cause;
+	int		 fds[CONTAIN_MOVE_FDS], nfds = 0, i, r, sent = 0;
 
-	(void)msg;
-	if (s->hello != NULL || s->pid <= 0) {
+	if (s->hello != NULL || s->pid <= 0 ||
+	    (fb != NULL && (!json_is_string(fb) || !s->cgroup_moving))) {
 		log_warn("%s: unexpected contain request", s->name);
 		return;
 	}
@@ -92,21 +121,47 @@ incarnation_on_contain(struct session *s, json_t *msg)
 		xasprintf(&cause, "the contain request came from pid %ld, not "
 		    "from pid %ld", (long)s->chan.peer_pid, (long)s->pid);
 		log_error("%s: %s", s->name, cause);
-		m = json_pack("{s:s,s:s}", "op", "contain_fail", "error", cause);
-		free(cause);
-	} else if (contain_enter(s, s->pid, &cause) != 0) {
+		r = -1;
+	} else if (fb != NULL)
+		r = contain_enter_fallback(s, s->pid, json_string_value(fb),
+		    &cause);
+	else
+		r = contain_enter(s, s->pid, fds, &nfds, &cause);
+	if (r != 0) {
 		log_error("%s: cannot contain interpreter: %s", s->name, cause);
 		m = json_pack("{s:s,s:s}", "op", "contain_fail", "error", cause);
 		free(cause);
 	} else {
 		/* One line per start: the benchmark times its phases by it. */
-		log_info("%s: interpreter pid %ld contained (uid %lu)", s->name,
-		    (long)s->pid, (u_long)s->host_uid);
-		m = json_pack("{s:s}", "op", "contain_go");
+		log_info("%s: interpreter pid %ld contained (uid %lu%s)",
+		    s->name, (long)s->pid, (u_long)s->host_uid, nfds > 0 ?
+		    ", moves itself" : "");
+		m = json_pack("{s:s,s:i}", "op", "contain_go", "move", nfds);
 	}
 	if (s->chan.creds)
 		channel_want_creds(&s->chan, 0);
-	if (channel_send(&s->chan, m, &cause) != 0) {
+	if (nfds > 0) {
+		if (channel_send_fds(&s->chan, m, fds, nfds, &cause) == 0)
+			sent = 1;
+		else {
+			/* Not sent: the daemon moves it, as it used to. */
+			log_warn("%s: %s", s->name, cause);
+			free(cause);
+			json_decref(m);
+			if (contain_enter_fallback(s, s->pid,
+			    "descriptors not sent", &cause) == 0)
+				m = json_pack("{s:s,s:i}", "op", "contain_go",
+				    "move", 0);
+			else {
+				m = json_pack("{s:s,s:s}", "op", "contain_fail",
+				    "error", cause);
+				free(cause);
+			}
+		}
+		for (i = 0; i < nfds; i++)
+			close(fds[i]);
+	}
+	if (!sent && channel_send(&s->chan, m, &cause) != 0) {
 		log_warn("%s: %s", s->name, cause);
 		free(cause);
 	}
@@ -215,6 +270,25 @@ incarnation_stderr_event(int fd, uint32_t events, void *arg)
 		s->errlen = 0;
 }
 
+/*
+ * A zygote-born process asks for its maps and cgroup (`contain`) a
+ * fraction of a millisecond after its clone. Answered here, before the
+ * rest of `new` (the session's record, the reply), its mounts and fork
+ * run while the daemon finishes that work, instead of after it. Bounded:
+ * a request that comes later is served by the loop, as before.
+ */
+static void
+incarnation_contain_early(struct session *s)
+{
+	struct pollfd	pfd = { .fd = s->chan.fd, .events = POLLIN };
+
+	if (s->born != SPAWN_ZYGOTE || s->chan.fd == -1 ||
+	    poll(&pfd, 1, INCARNATION_EARLY_WAIT) != 1)
+		return;
+	incarnation_channel_event(s->chan.fd, pfd.revents & (POLLIN | POLLHUP |
+	    POLLERR) ? EPOLLIN : 0, s);
+}
+
 /* A new incarnation: spawned, its channel and stderr in the loop. */
 int
 incarnation_start(struct session *s, char **cause)
@@ -247,6 +321,7 @@ incarnation_start(struct session *s, char **cause)
 	incarnation_watch(s, 1);
 	s->err_io = loop_io_add(s->errfd, EPOLLIN, incarnation_stderr_event,
 	    s);
+	incarnation_contain_early(s);
 	return (0);
 }
 

@@ -54,6 +54,10 @@ pool_schedule(int ms)
 	pool_timer = loop_timer_add(ms, pool_fill, NULL);
 }
 
+/*
+ * Members stay in the order they were made, so pool_take hands out the
+ * oldest ready one: the likeliest to be done with its warm-up.
+ */
 static void
 pool_forget(struct session *s)
 {
@@ -61,7 +65,9 @@ pool_forget(struct session *s)
 
 	for (i = 0; i < pool_n; i++) {
 		if (pool_members[i] == s) {
-			pool_members[i] = pool_members[--pool_n];
+			memmove(&pool_members[i], &pool_members[i + 1],
+			    (pool_n - i - 1) * sizeof *pool_members);
+			pool_n--;
 			return;
 		}
 	}
@@ -147,16 +153,32 @@ pool_fill(void *arg)
 	pool_schedule(0);
 }
 
-/* HOOK_HELLO: a member is ready to be claimed. */
+/*
+ * HOOK_HELLO: a member is ready to be claimed. It is told to warm up (the
+ * runner's "warm": a silent `pass`, so the pages an execute writes are
+ * copied from the zygote's now, not on the claimer's first request); a
+ * claim that comes first waits behind it on the channel. A runner that
+ * cannot warm is still a member: the warm-up only saves time.
+ */
 static int
 pool_hello(struct session *s, const void *arg)
 {
+	json_t	*m;
+	char	*cause;
+
 	(void)arg;
-	if (s->pooled) {
-		pool_backoff = POOL_RETRY;
-		log_debug("%s: warm pool member ready (pid %ld, uid %lu)",
-		    s->name, (long)s->pid, (u_long)s->host_uid);
+	if (!s->pooled)
+		return (0);
+	pool_backoff = POOL_RETRY;
+	log_debug("%s: warm pool member ready (pid %ld, uid %lu)", s->name,
+	    (long)s->pid, (u_long)s->host_uid);
+	m = json_pack("{s:s}", "op", "warm");
+	if (incarnation_send(s, m, &cause) != 0) {
+		log_warn("%s: warm pool member not warmed: %s", s->name,
+		    cause);
+		free(cause);
 	}
+	json_decref(m);
 	return (0);
 }
 

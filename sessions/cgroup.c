@@ -39,6 +39,7 @@
 #define CG_READ_MAX	(1024 * 1024)	/* bounds a cgroup.procs listing */
 #define CG_ROUNDS	100		/* kill and rmdir attempts, ~1.5 s */
 #define CG_FIELDS	64		/* fields of a mountinfo line */
+#define CG_PROC_MAX	8192		/* bounds a <pid>/cgroup listing */
 
 enum cg_ctl {
 	CG_MEMORY,
@@ -59,11 +60,13 @@ struct cg_hier {
 	char		*point;		/* mount point */
 	char		*own;		/* our group below it: "" or "/a/b" */
 	char		*path;		/* point + own + "/" + name */
+	char		*seen;		/* v1: our group as <pid>/cgroup shows it */
 	int		 fd;		/* on path once prepared, else -1 */
 };
 
 struct cgroup_host {
 	char		*name;
+	char		*proc_root;	/* for <pid>/cgroup */
 	struct cg_hier	 hier[CG_NCTL];
 	int		 nhier;
 	int		 at[CG_NCTL];	/* index into hier, -1: unavailable */
@@ -702,6 +705,10 @@ cg_detect_v1(struct cgroup_host *h, const struct cg_proc *p, enum cg_ctl ctl)
 		}
 		cg_add(h, 1, m->point, rel, ctl);
 		free(rel);
+		if (h->hier[h->at[ctl]].seen == NULL)
+			h->hier[h->at[ctl]].seen = xprintf("%s/%s",
+			    strcmp(mb->path, "/") == 0 ? "" : mb->path,
+			    h->name);
 		break;
 	}
 	return (bound);
@@ -806,6 +813,7 @@ cgroup_host_detect(const char *proc_root, const char *name, char **cause)
 	}
 	h = xcalloc(1, sizeof *h);
 	h->name = xstrdup(name);
+	h->proc_root = xstrdup(proc_root);
 	for (ctl = 0; ctl < CG_NCTL; ctl++)
 		h->at[ctl] = -1;
 	for (ctl = 0; ctl < CG_NCTL; ctl++) {
@@ -839,8 +847,10 @@ cgroup_host_destroy(struct cgroup_host **hp)
 		free(h->hier[i].point);
 		free(h->hier[i].own);
 		free(h->hier[i].path);
+		free(h->hier[i].seen);
 	}
 	free(h->name);
+	free(h->proc_root);
 	free(h->why);
 	free(h->desc);
 	free(h);
@@ -1324,6 +1334,136 @@ cgroup_attach(struct cgroup_host *h, const char *session, pid_t pid,
 		cg_dir_close(&d);
 		if (r == -1)
 			return (-1);
+	}
+	return (0);
+}
+
+/*
+ * The self-move (docs/ZYGOTE.md, "Cgroup moves"): a descriptor of the
+ * session's v1 `tasks` file in every hierarchy, opened here as root, for
+ * the new process to write "0" to while it is single-threaded. The kernel
+ * checks a migration against the credentials the file was opened with
+ * (Linux 5.16), and moving the writer's own single thread skips the
+ * global cgroup_threadgroup_rwsem that a cgroup.procs write takes (its
+ * writer waits for an RCU grace period unless the hierarchy is mounted
+ * with favordynmods). Returns how many descriptors are in fds (one per
+ * hierarchy), 0 if a hierarchy is v2 (there the daemon writes
+ * cgroup.procs: no tasks file moves a whole process), or -1.
+ */
+int
+cgroup_self_move_open(struct cgroup_host *h, const char *session, int *fds,
+    int max, char **cause)
+{
+	struct cg_dir	d = { -1, NULL };
+	int		i, n;
+
+	if (cg_check(h, session, cause) == -1)
+		return (-1);
+	for (i = 0; i < h->nhier; i++) {
+		if (h->hier[i].version != 1 || h->hier[i].seen == NULL)
+			return (0);
+	}
+	if (h->nhier > max)
+		return (0);
+	for (n = 0; n < h->nhier; n++) {
+		if (cg_dir_open(h, n, session, &d, 0, cause) == -1)
+			break;
+		fds[n] = file_open_regular(d.fd, d.path, "tasks",
+		    O_WRONLY | O_CLOEXEC, cause);
+		cg_dir_close(&d);
+		if (fds[n] == -1)
+			break;
+	}
+	if (n == h->nhier)
+		return (n);
+	while (n-- > 0)
+		close(fds[n]);
+	return (-1);
+}
+
+/* Is our group's line of hr in a <pid>/cgroup listing session's group? */
+static int
+cg_member_line(const struct cg_hier *hr, const char *line,
+    const char *session)
+{
+	const char	*ctls, *path;
+	char		 name[32];
+	size_t		 len;
+	int		 ctl;
+
+	if ((ctls = strchr(line, ':')) == NULL ||
+	    (path = strchr(++ctls, ':')) == NULL)
+		return (-1);
+	len = path++ - ctls;
+	if (len == 0 || len >= sizeof name)
+		return (-1);
+	memcpy(name, ctls, len);
+	name[len] = '\0';
+	for (ctl = 0; ctl < CG_NCTL; ctl++) {
+		if ((hr->ctls & (1u << ctl)) && cg_word(name, cg_ctl_names[ctl],
+		    ","))
+			break;
+	}
+	if (ctl == CG_NCTL)
+		return (-1);	/* another hierarchy's line */
+	len = strlen(hr->seen);
+	return (strncmp(path, hr->seen, len) == 0 && path[len] == '/' &&
+	    strcmp(path + len + 1, session) == 0);
+}
+
+/*
+ * Is pid in session's group in every v1 hierarchy? Read from
+ * <proc_root>/<pid>/cgroup, one file and no cgroup lock: how the daemon
+ * checks a process that moved itself (cgroup_self_move_open). v2
+ * hierarchies are not checked here (the daemon moved it there itself).
+ */
+int
+cgroup_check_member(struct cgroup_host *h, const char *session, pid_t pid,
+    char **cause)
+{
+	char	*path, buf[CG_PROC_MAX], *line, *next;
+	ssize_t	 n;
+	int	 fd, i, r, found;
+
+	if (cg_check(h, session, cause) == -1)
+		return (-1);
+	path = xprintf("%s/%ld/cgroup", h->proc_root, (long)pid);
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) == -1) {
+		cg_fail(cause, "%s: %s", path, strerror(errno));
+		free(path);
+		return (-1);
+	}
+	n = read(fd, buf, sizeof buf - 1);
+	close(fd);
+	if (n <= 0 || n == sizeof buf - 1) {
+		cg_fail(cause, "%s: %s", path, n == -1 ? strerror(errno) :
+		    "empty or too long");
+		free(path);
+		return (-1);
+	}
+	free(path);
+	buf[n] = '\0';
+	for (i = 0; i < h->nhier; i++) {
+		if (h->hier[i].version != 1 || h->hier[i].seen == NULL)
+			continue;
+		found = 0;
+		for (line = buf; line != NULL && *line != '\0'; line = next) {
+			if ((next = strchr(line, '\n')) != NULL)
+				*next++ = '\0';
+			if ((r = cg_member_line(&h->hier[i], line, session)) !=
+			    -1) {
+				found = r;
+				if (next != NULL)
+					next[-1] = '\n';
+				break;
+			}
+			if (next != NULL)
+				next[-1] = '\n';
+		}
+		if (!found) {
+			return (cg_fail(cause, "pid %ld is not in %s/%s",
+			    (long)pid, h->hier[i].path, session));
+		}
 	}
 	return (0);
 }

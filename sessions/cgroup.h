@@ -5,7 +5,9 @@
  *	cgroup_host_prepare(h, &cause);		make our group (v2: move us)
  *	cgroup_cleanup_stale(h, &cause);	a dead daemon's sessions
  * Per session: cgroup_create (limits written and read back), fork the
- * child held on a sync pipe, cgroup_attach, release it; cgroup_oom_kills
+ * child held on a sync pipe, cgroup_attach (or, on v1, hand it
+ * cgroup_self_move_open's descriptors and cgroup_check_member once it
+ * moved itself), release it; cgroup_oom_kills
  * and cgroup_stats while it runs; cgroup_remove at the end.
  *
  * Layout. The version is detected per controller: a controller bound to a
@@ -91,6 +93,17 @@ int		 cgroup_create(struct cgroup_host *, const char *session,
 int		 cgroup_set_limits(struct cgroup_host *, const char *session,
 		     const struct cgroup_limits *, char **cause);
 int		 cgroup_attach(struct cgroup_host *, const char *session,
+		     pid_t, char **cause);
+/*
+ * The process moves itself (v1): one O_WRONLY descriptor of the group's
+ * `tasks` per hierarchy into fds (at most max), for it to write "0" to
+ * while single-threaded. Returns the count, 0 where that cannot be (a v2
+ * hierarchy: then cgroup_attach), -1 on error.
+ */
+int		 cgroup_self_move_open(struct cgroup_host *,
+		     const char *session, int *fds, int max, char **cause);
+/* Is pid in the session's group in every v1 hierarchy (<pid>/cgroup)? */
+int		 cgroup_check_member(struct cgroup_host *, const char *session,
 		     pid_t, char **cause);
 int		 cgroup_oom_kills(struct cgroup_host *, const char *session,
 		     uint64_t *count, char **cause);

@@ -104,6 +104,72 @@ channel_send(struct channel *c, json_t *msg, char **cause)
 	return (channel_flush(c, cause) == -1 ? -1 : 0);
 }
 
+/*
+ * One message carrying descriptors (SCM_RIGHTS, on its first byte): only
+ * on an empty queue, so the descriptors go with this message and no
+ * other. -1 with a cause if it cannot be sent now; the caller keeps and
+ * closes its fds either way.
+ */
+int
+channel_send_fds(struct channel *c, json_t *msg, const int *fds, int nfds,
+    char **cause)
+{
+	union {
+		struct cmsghdr	hdr;
+		char		space[CMSG_SPACE(sizeof(int) * CHANNEL_FDS_MAX)];
+	} cm;
+	struct msghdr	 mh;
+	struct cmsghdr	*cmsg;
+	struct iovec	 iov;
+	char		*s;
+	size_t		 len;
+	uint32_t	 be;
+	ssize_t		 n;
+
+	if (c->fd == -1 || channel_pending(c) || nfds < 1 ||
+	    nfds > CHANNEL_FDS_MAX) {
+		*cause = xstrdup(c->fd == -1 ? "channel closed" :
+		    "cannot pass descriptors now");
+		return (-1);
+	}
+	if ((s = json_dumps(msg, JSON_COMPACT)) == NULL) {
+		*cause = xstrdup("cannot encode message");
+		return (-1);
+	}
+	len = strlen(s);
+	channel_reserve(&c->wbuf, &c->wsize, 4 + len);
+	be = htobe32((uint32_t)len);
+	memcpy(c->wbuf, &be, 4);
+	memcpy(c->wbuf + 4, s, len);
+	free(s);
+	c->woff = 0;
+	c->wlen = 4 + len;
+	memset(&mh, 0, sizeof mh);
+	memset(&cm, 0, sizeof cm);
+	iov.iov_base = c->wbuf;
+	iov.iov_len = c->wlen;
+	mh.msg_iov = &iov;
+	mh.msg_iovlen = 1;
+	mh.msg_control = cm.space;
+	mh.msg_controllen = CMSG_SPACE(sizeof(int) * nfds);
+	cmsg = CMSG_FIRSTHDR(&mh);
+	cmsg->cmsg_level = SOL_SOCKET;
+	cmsg->cmsg_type = SCM_RIGHTS;
+	cmsg->cmsg_len = CMSG_LEN(sizeof(int) * nfds);
+	memcpy(CMSG_DATA(cmsg), fds, sizeof(int) * nfds);
+	do
+		n = sendmsg(c->fd, &mh, MSG_NOSIGNAL);
+	while (n == -1 && errno == EINTR);
+	if (n <= 0) {
+		xasprintf(cause, "sendmsg: %s", n == 0 ? "nothing sent" :
+		    strerror(errno));
+		c->woff = c->wlen = 0;
+		return (-1);
+	}
+	c->woff = n;	/* the rest, if any, without the descriptors */
+	return (channel_flush(c, cause) == -1 ? -1 : 0);
+}
+
 /* Write what we can; 1 if data remains, 0 if all sent, -1 on error. */
 int
 channel_flush(struct channel *c, char **cause)

@@ -32,6 +32,11 @@ static struct {
 	char			*weaker;	/* what is off, or NULL */
 	char			*describe;
 	u_char			*used;		/* uid slots in use */
+	int			 self_move;	/* the child moves itself (v1) */
+	uint64_t		 by_child;	/* moves checked at hello */
+	uint64_t		 by_daemon;	/* cgroup.procs writes per start */
+	uint64_t		 fallbacks;	/* the child could not move itself */
+	char			*fallback_why;	/* the first one's reason */
 } contain;
 
 /* Can this process create a user namespace? Try it in a child. */
@@ -100,6 +105,23 @@ contain_probe_cgroups(void)
 }
 
 /*
+ * Who moves a new process into its cgroup (docs/ZYGOTE.md, "Cgroup
+ * moves"): on cgroup v1 the process itself, from descriptors the daemon
+ * opened; CELLBLOCK_CGROUP_MOVE=daemon keeps the daemon's cgroup.procs
+ * write (the benchmark compares the two in one run).
+ */
+static void
+contain_choose_move(void)
+{
+	const char	*v = getenv("CELLBLOCK_CGROUP_MOVE");
+
+	contain.self_move = contain.cg != NULL &&
+	    (v == NULL || strcmp(v, "daemon") != 0);
+	if (contain.cg != NULL && !contain.self_move)
+		log_info("cgroup moves: by the daemon (CELLBLOCK_CGROUP_MOVE)");
+}
+
+/*
  * Decide what this host can give. Without --allow-weaker-sandbox any
  * missing protection is fatal: a sandbox that silently enforces nothing
  * is worse than none.
@@ -123,6 +145,7 @@ contain_init(const struct contain_config *cfg, char **cause)
 	if (!contain.uids)
 		contain_off("a separate host uid per session (needs root)");
 	contain_probe_cgroups();
+	contain_choose_move();
 	contain.used = xcalloc(1, contain.cfg.uid_count);
 	xasprintf(&contain.describe, "namespaces %s, per-session uids %s "
 	    "(%u..%u), cgroups %s, seccomp %s", contain.userns ? "on" : "OFF",
@@ -155,6 +178,7 @@ contain_shutdown(void)
 	free(contain.weaker);
 	free(contain.describe);
 	free(contain.used);
+	free(contain.fallback_why);
 	memset(&contain, 0, sizeof contain);
 }
 
@@ -236,21 +260,98 @@ contain_prepare(struct session *s, char **cause)
 }
 
 /*
- * The shim has unshared its namespaces and waits: put it in its cgroup and
- * map its inner uid and gid to the session's host ones, with the user
- * facility's own parent half (kernel-shim/sandbox-user.c, which
- * sandbox-check tests). Only then is it released.
+ * The shim has unshared its namespaces and waits: map its inner uid and
+ * gid to the session's host ones, with the user facility's own parent
+ * half (kernel-shim/sandbox-user.c, which sandbox-check tests), and put it
+ * in its cgroup. Only then is it released. fds (room for
+ * CONTAIN_MOVE_FDS, may be NULL) gets *nfds descriptors of the group's
+ * v1 `tasks` files when the process is to move itself (it writes "0" to
+ * each before anything else: kernel-shim/sandbox-run.c); otherwise, or
+ * with *nfds 0, the daemon moved it. The caller sends and closes them.
  */
 int
-contain_enter(struct session *s, pid_t pid, char **cause)
+contain_enter(struct session *s, pid_t pid, int *fds, int *nfds,
+    char **cause)
 {
-	if (s->cgroup_made &&
-	    cgroup_attach(contain.cg, s->cgroup, pid, cause) != 0)
+	int	n = 0;
+
+	if (nfds != NULL)
+		*nfds = 0;
+	s->cgroup_moving = 0;
+	if (s->cgroup_made && contain.self_move && fds != NULL &&
+	    (n = cgroup_self_move_open(contain.cg, s->cgroup, fds,
+	    CONTAIN_MOVE_FDS, cause)) == -1)
 		return (-1);
-	if (!contain.userns)
+	if (s->cgroup_made && n == 0) {
+		if (cgroup_attach(contain.cg, s->cgroup, pid, cause) != 0)
+			return (-1);
+		contain.by_daemon++;
+	}
+	if (contain.userns && sandbox_user_write_maps(pid, SANDBOX_INNER_UID,
+	    s->host_uid, SANDBOX_INNER_GID, s->host_gid, cause) != 0) {
+		while (n-- > 0)
+			close(fds[n]);
+		return (-1);
+	}
+	if (n > 0) {
+		s->cgroup_moving = 1;
+		*nfds = n;
+	}
+	return (0);
+}
+
+/*
+ * The process could not move itself (why: its words): the daemon writes
+ * cgroup.procs as it did before the self-move, and says so once.
+ */
+int
+contain_enter_fallback(struct session *s, pid_t pid, const char *why,
+    char **cause)
+{
+	if (!s->cgroup_moving) {
+		xasprintf(cause, "no cgroup move was asked of pid %ld",
+		    (long)pid);
+		return (-1);
+	}
+	s->cgroup_moving = 0;
+	if (contain.fallbacks++ == 0) {
+		contain.fallback_why = xstrdup(why);
+		log_warn("%s: the interpreter could not move itself into its "
+		    "cgroup (%s); the daemon moves it (logged once)", s->name,
+		    why);
+	}
+	if (cgroup_attach(contain.cg, s->cgroup, pid, cause) != 0)
+		return (-1);
+	contain.by_daemon++;
+	return (0);
+}
+
+/*
+ * At hello, a process that moved itself is checked: in its group in
+ * every hierarchy, or the caller must kill it.
+ */
+int
+contain_moved(struct session *s, char **cause)
+{
+	if (!s->cgroup_moving)
 		return (0);
-	return (sandbox_user_write_maps(pid, SANDBOX_INNER_UID, s->host_uid,
-	    SANDBOX_INNER_GID, s->host_gid, cause));
+	s->cgroup_moving = 0;
+	if (cgroup_check_member(contain.cg, s->cgroup, s->pid, cause) != 0)
+		return (-1);
+	contain.by_child++;
+	return (0);
+}
+
+/* For the control ping: who moved the processes into their cgroups. */
+json_t *
+contain_moves_describe(void)
+{
+	return (json_pack("{s:s,s:I,s:I,s:I,s:s?}", "mode", contain.cg == NULL ?
+	    "off" : contain.self_move ? "child" : "daemon", "by_child",
+	    (json_int_t)contain.by_child, "by_daemon",
+	    (json_int_t)contain.by_daemon, "fallbacks",
+	    (json_int_t)contain.fallbacks, "fallback_reason",
+	    contain.fallback_why));
 }
 
 void

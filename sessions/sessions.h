@@ -45,6 +45,9 @@ struct channel {
 void		 channel_init(struct channel *, int);
 void		 channel_close(struct channel *);
 int		 channel_send(struct channel *, json_t *, char **);
+#define CHANNEL_FDS_MAX	8
+int		 channel_send_fds(struct channel *, json_t *, const int *, int,
+		     char **);
 int		 channel_flush(struct channel *, char **);
 int		 channel_pending(const struct channel *);
 int		 channel_fill(struct channel *, char **);
@@ -151,6 +154,7 @@ struct session {
 	uid_t		 host_uid;	/* the interpreter's uid on the host */
 	gid_t		 host_gid;
 	int		 cgroup_made;
+	int		 cgroup_moving;	/* handed its tasks fds: checked at hello */
 	char		 kernel_id[37]; /* the gateway's, made once when first
 					  asked (server/gateway-kernel.c) */
 	char		 cgroup[SESSION_NAME_MAX + 1]; /* its group's name: the
@@ -199,7 +203,12 @@ int		 contain_enabled(void);
 const char	*contain_weaker(void);
 const char	*contain_describe(void);
 int		 contain_prepare(struct session *, char **);
-int		 contain_enter(struct session *, pid_t, char **);
+#define CONTAIN_MOVE_FDS	8	/* most hierarchies a process moves itself into */
+int		 contain_enter(struct session *, pid_t, int *, int *, char **);
+int		 contain_enter_fallback(struct session *, pid_t, const char *,
+		     char **);
+int		 contain_moved(struct session *, char **);
+json_t		*contain_moves_describe(void);
 void		 contain_release(struct session *);
 int		 contain_set_limits(struct session *,
 		     const struct session_limits *, char **);

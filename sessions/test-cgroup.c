@@ -17,6 +17,7 @@
 #include <ftw.h>
 #include <limits.h>
 #include <poll.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdint.h>
@@ -30,7 +31,7 @@
 #include "cgroup.h"
 
 #define MiB		(1024ULL * 1024)
-#define NREAL		6	/* real-v1 tests, counted when skipped */
+#define NREAL		7	/* real-v1 tests, counted when skipped */
 #define V1_UNLIMITED	"9223372036854771712\n"	/* v1 memory's "max" */
 
 #define CHECK(c)		check((c), __LINE__, #c)
@@ -204,6 +205,7 @@ static void	 real_oom(struct cgroup_host *);
 static void	 real_pids(struct cgroup_host *);
 static void	 real_stats(struct cgroup_host *);
 static void	 real_clamp(struct cgroup_host *);
+static void	 real_self_move(struct cgroup_host *);
 static void	 test_real_v1(void);
 
 static void
@@ -673,6 +675,12 @@ v2_session(struct cgroup_host *h, const char *own, const char *s)
 	pid_t		 pid;
 	int		 wfd;
 
+	/* No self-move on v2: no tasks file moves a whole process. */
+	{
+		int	fds[8];
+
+		CHECK(cgroup_self_move_open(h, "s1", fds, 8, &cause) == 0);
+	}
 	pid = sleeper(&wfd);
 	CHECK(cgroup_attach(h, "s1", pid, &cause) == 0);
 	CHECK_STR(slurp(P("%s/cgroup.procs", s)), P("%ld", (long)pid));
@@ -1456,6 +1464,68 @@ real_clamp(struct cgroup_host *h)
 	free(cause);
 }
 
+/*
+ * The self-move (cgroup_self_move_open): a child that is no longer root,
+ * in a user namespace of its own as a session's process is, writes "0"
+ * to the tasks descriptors root opened, and is then a member everywhere
+ * (cgroup_check_member); its parent, which did not move, is not.
+ */
+static void
+real_self_move(struct cgroup_host *h)
+{
+	struct cgroup_limits	 lim = { 256 * MiB, 16, 1000 };
+	char			*cause = NULL, c = 0;
+	int			 fds[8], n, i, p[2], q[2], st = 0;
+	pid_t			 pid;
+
+	if (cgroup_create(h, "selfmove", &lim, &cause) == -1) {
+		CHECK(!"create selfmove");
+		printf("  cause: %s\n", cause);
+		free(cause);
+		return;
+	}
+	n = cgroup_self_move_open(h, "selfmove", fds, 8, &cause);
+	CHECK(n >= 3);
+	if (n < 1 || pipe(p) == -1 || pipe(q) == -1 || (pid = fork()) == -1) {
+		CHECK(!"tasks fds/pipe/fork");
+		return;
+	}
+	if (pid == 0) {
+		close(p[1]);
+		close(q[0]);
+		if (setresgid(65534, 65534, 65534) != 0 ||
+		    setresuid(65534, 65534, 65534) != 0 ||
+		    unshare(CLONE_NEWUSER) != 0)
+			_exit(2);
+		for (i = 0; i < n; i++) {
+			if (write(fds[i], "0", 1) != 1)
+				_exit(3);
+			close(fds[i]);
+		}
+		if (write(q[1], "m", 1) != 1)
+			_exit(4);
+		_exit(read(p[0], &c, 1) < 0);
+	}
+	close(p[0]);
+	close(q[1]);
+	for (i = 0; i < n; i++)
+		close(fds[i]);
+	CHECK(read(q[0], &c, 1) == 1 && c == 'm');
+	close(q[0]);
+	CHECK(cgroup_check_member(h, "selfmove", pid, &cause) == 0);
+	free(cause);
+	cause = NULL;
+	CHECK(cgroup_check_member(h, "selfmove", getpid(), &cause) == -1);
+	CHECK_CAUSE(&cause, "is not in");
+	printf("real v1: a child in its own user namespace moved itself into "
+	    "%d hierarchies by their tasks files\n", n);
+	close(p[1]);
+	CHECK(wait_child(pid, 5000, &st) == 0 && WIFEXITED(st) &&
+	    WEXITSTATUS(st) == 0);
+	CHECK(cgroup_remove(h, "selfmove", &cause) == 0);
+	free(cause);
+}
+
 static void
 test_real_v1(void)
 {
@@ -1492,6 +1562,7 @@ test_real_v1(void)
 	real_pids(h);
 	real_stats(h);
 	real_clamp(h);
+	real_self_move(h);
 	CHECK(cgroup_cleanup_stale(h, &cause) == 0);
 	/* The test's own <name> groups go too: a daemon would keep them. */
 	for (ctl = 0; ctl < (int)nitems(ctls); ctl++) {

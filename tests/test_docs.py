@@ -55,3 +55,21 @@ def test_readme_starts_with_make_run_and_make_test():
     text = open(os.path.join(ROOT, "README.md")).read()
     cmds = re.findall(r"^make \w+", text, re.M)
     assert cmds[:2] == ["make run", "make test"]
+
+
+def test_every_benchmark_section_has_its_script_in_make_bench():
+    """Each section of docs/BENCHMARKS.md between NAME:begin/end markers is
+    written by tests/bench/NAME.py, and `make bench` runs that script (a
+    figure nobody can reproduce with `make bench` goes stale); each
+    tests/bench/*_bench.py that `make bench` runs has its section."""
+    doc = open(os.path.join(ROOT, "docs", "BENCHMARKS.md")).read()
+    begins = re.findall(r"^<!-- (\w+):begin -->$", doc, re.M)
+    ends = re.findall(r"^<!-- (\w+):end -->$", doc, re.M)
+    assert begins == ends, "unpaired section markers: %s / %s" % (begins, ends)
+    make = open(os.path.join(ROOT, "Makefile")).read()
+    recipe = re.search(r"^bench:.*\n((?:\t.*\n)+)", make, re.M).group(1)
+    run = set(re.findall(r"tests/bench/(\w+_bench)\.py", recipe))
+    for name in begins:
+        assert os.path.exists(os.path.join(ROOT, "tests", "bench", name + ".py")), name
+        assert name in run, "make bench does not run tests/bench/%s.py" % name
+    assert run <= set(begins), "no section for %s" % sorted(run - set(begins))

@@ -4,7 +4,6 @@ in favour of the one before. A daemon with idle-timeout = 2 s."""
 import json
 import os
 import re
-import time
 
 import pytest
 

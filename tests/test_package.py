@@ -88,7 +88,9 @@ def serve_session(state):
     """The installed daemon as the unit runs it; a session via the installed CLI."""
     log = open(os.path.join(state, "daemon.log"), "w+")
     d = subprocess.Popen(["/usr/sbin/cellblockd", "--foreground", "--state-dir", state,
-                          "--config", "/etc/cellblock/cellblockd.conf"],
+                          "--config", "/etc/cellblock/cellblockd.conf",
+                          # never the default port: another daemon may hold it
+                          "--http-listen", "127.0.0.1:0"],
                          stdout=log, stderr=subprocess.STDOUT)
     env = dict(os.environ, CELLBLOCK_STATE_DIR=state)
     try:

@@ -137,6 +137,33 @@ def test_limits_a_member_can_take_are_applied_on_the_host(pd):
     pd.cli("kill", "lim", check=True)
 
 
+FIRST_CELL = ("ip = get_ipython()\n"
+              "print(ip.execution_count, len(In), len(Out), len(_ih), repr(_), repr(_i),"
+              " ip.last_execution_result is None, ip.last_execution_succeeded,"
+              " len(list(ip.history_manager.get_range())),"
+              " sorted(k for k in globals() if not k.startswith('_') and k != 'ip'))")
+
+
+def test_the_first_cell_of_a_pool_born_session_sees_what_a_fresh_one_sees(pd):
+    # A member warmed itself while it waited (a silent `pass`, server/pool.c
+    # pool_hello): none of it shows in the claimer's first cell.
+    seen = {}
+    for name, limits in (("first-pool", ()), ("first-fresh", ("--tmp", "32M"))):
+        pd.wait_pool()
+        kc = pd.client(_new(pd, name, *limits))
+        try:
+            reply, outputs = run_cell(kc, FIRST_CELL)
+            assert reply["content"]["status"] == "ok", reply["content"]
+            text = "".join(m["content"]["text"] for m in outputs if m["msg_type"] == "stream")
+            seen[_ls(pd)[name]["born"]] = (reply["content"]["execution_count"], text.strip())
+        finally:
+            kc.stop_channels()
+        pd.cli("kill", name, check=True)
+    assert set(seen) == {"pool", "zygote"}, seen
+    assert seen["pool"] == seen["zygote"], seen
+    assert seen["pool"][0] == 1
+
+
 @pytest.mark.parametrize("limits", [("--tmp", "32M"), ("--cpus", "2"), ("--memory", "2G")],
                          ids=["tmp", "cpus", "more-memory"])
 def test_limits_the_pool_cannot_honour_start_fresh(pd, limits):

@@ -76,7 +76,7 @@ def test_weaker_host_is_refused_without_the_flag(nobody_state):
 def test_weaker_host_says_what_is_off(nobody_state):
     log = open(os.path.join(nobody_state, "test.log"), "w")
     d = subprocess.Popen(NOBODY + [CELLBLOCKD, "--foreground", "--allow-weaker-sandbox",
-                                   "--state-dir", nobody_state],
+                                   "--state-dir", nobody_state, "--http-listen", "127.0.0.1:0"],
                          stdout=log, stderr=subprocess.STDOUT)
     env = dict(os.environ, CELLBLOCK_STATE_DIR=nobody_state)
     try:

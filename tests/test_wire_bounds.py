@@ -19,7 +19,6 @@ import re
 import select
 import socket
 import struct
-import threading
 import time
 import uuid
 

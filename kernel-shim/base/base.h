@@ -86,5 +86,7 @@ int		 file_open_regular(int, const char *, const char *, int,
 int		 file_remove_tree(const char *, char **);
 int		 file_write_atomic(const char *, const void *, size_t, mode_t,
 		     uid_t, char **);
+int		 file_write_atomic_nosync(const char *, const void *, size_t,
+		     mode_t, uid_t, char **);
 
 #endif /* CELLBLOCK_BASE_H */

@@ -217,13 +217,13 @@ file_write_all(int fd, const void *buf, size_t len)
 /*
  * Replace path by buf whole or not at all: written to path.tmp (created
  * afresh, never through a link), given to owner ((uid_t)-1: left as is),
- * synced, then renamed over path. A reader sees the old file or the new
- * one, never half of either; on failure the temporary is gone and path
- * untouched.
+ * synced (unless sync is 0), then renamed over path. A reader sees the old
+ * file or the new one, never half of either; on failure the temporary is
+ * gone and path untouched.
  */
-int
-file_write_atomic(const char *path, const void *buf, size_t len, mode_t mode,
-    uid_t owner, char **cause)
+static int
+file_replace(const char *path, const void *buf, size_t len, mode_t mode,
+    uid_t owner, int sync, char **cause)
 {
 	const char	*what;
 	char		*tmp;
@@ -238,7 +238,7 @@ file_write_atomic(const char *path, const void *buf, size_t len, mode_t mode,
 		goto fail;
 	if (file_write_all(fd, buf, len) != 0 ||
 	    (owner != (uid_t)-1 && fchown(fd, owner, (gid_t)-1) != 0) ||
-	    fsync(fd) != 0) {
+	    (sync && fsync(fd) != 0)) {
 		saved = errno;
 		close(fd);
 		errno = saved;
@@ -260,4 +260,23 @@ fail:
 	free(tmp);
 	errno = saved;
 	return (-1);
+}
+
+int
+file_write_atomic(const char *path, const void *buf, size_t len, mode_t mode,
+    uid_t owner, char **cause)
+{
+	return (file_replace(path, buf, len, mode, owner, 1, cause));
+}
+
+/*
+ * The same without the sync, for files the daemon can write again from
+ * what it keeps elsewhere (a connection file: from the session's record).
+ * After a power loss such a file may be empty; never half of a new one.
+ */
+int
+file_write_atomic_nosync(const char *path, const void *buf, size_t len,
+    mode_t mode, uid_t owner, char **cause)
+{
+	return (file_replace(path, buf, len, mode, owner, 0, cause));
 }

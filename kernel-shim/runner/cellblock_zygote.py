@@ -22,6 +22,7 @@ import time
 RUNNER_DIR = os.path.dirname(os.path.abspath(__file__))
 SANDBOX_RUNNER_DIR = "/opt/cellblock/runner"    # sandbox.h: where RUNNER_DIR shows inside
 CHANNEL_FD = 3                                  # zygote-child.c: Z_CHANNEL
+INIT_WAIT_FD = 4                                # zygote-child.c: Z_INIT_WAIT
 # Both checked against the shared object at start (check_layout).
 MAX_REQUEST = 65536
 N_FDS = 3                                       # channel, stderr pipe, work dir's parent
@@ -70,13 +71,14 @@ def check_layout(lib, cls=Request):
     try:
         c = json.loads(layout() or b"")
         c_size, c_fields = c["size"], [tuple(f) for f in c["fields"]]
-        c_consts = (c["channel_fd"], c["runner_dir"])
+        c_consts = (c["channel_fd"], c["runner_dir"], c["init_wait_fd"])
     except (ValueError, KeyError, TypeError):
         raise LayoutMismatch("the shared object's layout is unreadable: %r" % layout())
-    if c_consts != (CHANNEL_FD, SANDBOX_RUNNER_DIR):
-        raise LayoutMismatch("the shared object puts the channel at fd %d and the runner "
-                             "at %s; cellblock_zygote.py expects fd %d and %s"
-                             % (c_consts + (CHANNEL_FD, SANDBOX_RUNNER_DIR)))
+    if c_consts != (CHANNEL_FD, SANDBOX_RUNNER_DIR, INIT_WAIT_FD):
+        raise LayoutMismatch("the shared object puts the channel at fd %d, the runner "
+                             "at %s and the wait for pid 1 at fd %d; cellblock_zygote.py "
+                             "expects fd %d, %s and fd %d"
+                             % (c_consts + (CHANNEL_FD, SANDBOX_RUNNER_DIR, INIT_WAIT_FD)))
     py_size, py_fields = request_layout(cls)
     if (c_size, c_fields) != (py_size, py_fields):
         diff = ["C %s, Python %s" % (f, g)
@@ -163,8 +165,27 @@ def _become_session(req, template):
     import tempfile
     tempfile.tempdir = None     # the zygote's, cached; the session's is /tmp
     _reseed()
+    template.serve = _after_init(template.serve)
     import cellblock_runner
     return cellblock_runner.main(channel_fd=CHANNEL_FD, session=req["session"], built=template)
+
+
+def _after_init(serve):
+    """serve, once pid 1 is cellblock-init and undumpable: it closes the
+    pipe at INIT_WAIT_FD then (exec made it dumpable again, and pid 2 has
+    its uid). Session code runs only inside serve, so pid 2's own steps,
+    its attach and its hello need not wait for pid 1's exec (docs/ZYGOTE.md,
+    "Pid 1")."""
+    def serve_after_init(*args, **kwargs):
+        while True:
+            try:
+                if not os.read(INIT_WAIT_FD, 1):
+                    break
+            except InterruptedError:
+                continue
+        os.close(INIT_WAIT_FD)
+        return serve(*args, **kwargs)
+    return serve_after_init
 
 
 def _session_exit(run):

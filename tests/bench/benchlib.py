@@ -346,7 +346,8 @@ class Daemon:
         return cbtest.wait_zygote(self.control, timeout)
 
     def log_text(self):
-        self.log.flush()
+        if not self.log.closed:         # stop() closes it; the file stays
+            self.log.flush()
         with open(self.logpath, errors="replace") as f:
             return f.read()
 

@@ -17,6 +17,15 @@
  *	rtt tput [-n N] [-w W] [-c CODE] FILE...
  *	    One DEALER + SUB per connection file, all driven at once from one
  *	    poll loop, one execute in flight per session, N per session.
+ *	rtt start [-c CODE] SOCKET
+ *	    A session's start as a client sees it, without a Python client's
+ *	    own setup: `new` on the daemon's control socket, then at once
+ *	    connect to the new session and send one execute_request; the
+ *	    clock stops at its execute_reply. ZeroMQ's context is made before
+ *	    the clock starts (a client has one already).
+ *	rtt first [-c CODE] FILE
+ *	    The same from connect on, against a running session: the
+ *	    client's own part of a start.
  *
  * Output is one JSON object on stdout: samples in microseconds and, for
  * tput, the elapsed wall time. Every wait is bounded (-t, default 30 s
@@ -24,11 +33,13 @@
  */
 
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/types.h>
 #include <sys/uio.h>
 #include <sys/wait.h>
 
 #include <errno.h>
+#include <poll.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -436,6 +447,121 @@ mode_conn(int argc, char **argv, int tput)
 	return (errors ? 2 : 0);
 }
 
+/* ---- a session's start ------------------------------------------------- */
+
+/* One JSON-line request on the daemon's control socket; its reply. */
+static json_t *
+control_call(const char *path, const char *req)
+{
+	struct sockaddr_un	 sun;
+	struct pollfd		 pfd;
+	json_error_t		 err;
+	json_t			*o;
+	char			 buf[65536];
+	size_t			 len = 0;
+	ssize_t			 n;
+	int64_t			 end = now_ns() + (int64_t)opt_timeout *
+				    1000000000;
+	int			 fd;
+
+	memset(&sun, 0, sizeof sun);
+	sun.sun_family = AF_UNIX;
+	if (strlen(path) >= sizeof sun.sun_path)
+		die("%s: path too long", path);
+	strcpy(sun.sun_path, path);
+	if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) == -1 ||
+	    connect(fd, (struct sockaddr *)&sun, sizeof sun) != 0)
+		die("%s: %s", path, strerror(errno));
+	if (write(fd, req, strlen(req)) != (ssize_t)strlen(req))
+		die("%s: write: %s", path, strerror(errno));
+	while (memchr(buf, '\n', len) == NULL) {
+		if (len == sizeof buf - 1 || now_ns() > end)
+			die("%s: no reply line", path);
+		pfd.fd = fd;
+		pfd.events = POLLIN;
+		if (poll(&pfd, 1, 100) <= 0)
+			continue;
+		if ((n = read(fd, buf + len, sizeof buf - 1 - len)) <= 0)
+			die("%s: closed before its reply", path);
+		len += (size_t)n;
+	}
+	close(fd);
+	buf[len] = '\0';
+	if ((o = json_loads(buf, JSON_DISABLE_EOF_CHECK, &err)) == NULL)
+		die("%s: bad reply: %s", path, err.text);
+	return (o);
+}
+
+/* Connect, send one execute at once, wait for its reply; its times. */
+static void
+first_execute(const char *file, int64_t *t_open, int64_t *t_reply)
+{
+	struct conn	 c;
+	zmq_pollitem_t	 item;
+	int64_t		 end = now_ns() + (int64_t)opt_timeout * 1000000000;
+
+	memset(&c, 0, sizeof c);
+	conn_open(&c, file);
+	*t_open = now_ns();
+	conn_send_execute(&c);
+	item.socket = zsock_resolve(c.shell);
+	item.events = ZMQ_POLLIN;
+	while (!c.replied) {
+		if (now_ns() > end)
+			die("%s: no execute_reply in %d s", file, opt_timeout);
+		if (zmq_poll(&item, 1, 100) <= 0)
+			continue;
+		while (!c.replied && (zsock_events(c.shell) & ZMQ_POLLIN))
+			conn_read(&c, c.shell);
+	}
+	*t_reply = now_ns();
+	if (c.errors)
+		die("%s: the execute failed", file);
+	conn_close(&c);
+}
+
+static int
+mode_start(int argc, char **argv, int fresh)
+{
+	json_t		*r = NULL, *s;
+	const char	*file, *born;
+	int64_t		 t0, t1, t2, t3;
+
+	if (argc != 1)
+		die(fresh ? "give the daemon's control socket" :
+		    "give one connection file");
+	zsys_init();	/* the context: a client has one before it starts */
+	t0 = now_ns();
+	if (fresh) {
+		r = control_call(argv[0], "{\"cmd\":\"new\"}\n");
+		s = json_object_get(r, "session");
+		file = json_string_value(json_object_get(s,
+		    "connection_file"));
+		if (!json_is_true(json_object_get(r, "ok")) || file == NULL)
+			die("new failed: %s", json_dumps(r, 0));
+	} else
+		file = argv[0];
+	t1 = now_ns();
+	first_execute(file, &t2, &t3);
+	printf("{\"mode\":\"%s\",", fresh ? "start" : "first");
+	if (fresh) {
+		/* json_quote has one buffer: one call per printf. */
+		s = json_object_get(r, "session");
+		born = json_string_value(json_object_get(s, "born"));
+		printf("\"name\":%s,", json_quote(json_string_value(
+		    json_object_get(s, "name"))));
+		printf("\"born\":%s,", json_quote(born != NULL ? born : "?"));
+		printf("\"pid\":%lld,", (long long)json_integer_value(
+		    json_object_get(s, "pid")));
+	}
+	printf("\"new_us\":%.1f,\"open_us\":%.1f,\"reply_us\":%.1f,"
+	    "\"total_us\":%.1f}\n", (double)(t1 - t0) / 1e3,
+	    (double)(t2 - t1) / 1e3, (double)(t3 - t2) / 1e3,
+	    (double)(t3 - t0) / 1e3);
+	json_decref(r);
+	return (0);
+}
+
 /* ---- the runner, directly, over its channel --------------------------- */
 
 static int	direct_fd = -1;
@@ -644,7 +770,9 @@ usage(void)
 	    "usage: rtt conn   [-n N] [-w W] [-c CODE] [-t S] FILE\n"
 	    "       rtt tput   [-n N] [-w W] [-c CODE] [-t S] FILE...\n"
 	    "       rtt direct [-n N] [-w W] [-c CODE] [-t S] -r RUNNER "
-	    "[-p PYTHON]\n");
+	    "[-p PYTHON]\n"
+	    "       rtt start  [-c CODE] [-t S] SOCKET\n"
+	    "       rtt first  [-c CODE] [-t S] FILE\n");
 	exit(2);
 }
 
@@ -682,6 +810,10 @@ main(int argc, char **argv)
 		return (mode_conn(argc, argv, 1));
 	if (strcmp(mode, "direct") == 0)
 		return (mode_direct());
+	if (strcmp(mode, "start") == 0)
+		return (mode_start(argc, argv, 1));
+	if (strcmp(mode, "first") == 0)
+		return (mode_start(argc, argv, 0));
 	usage();
 	return (2);
 }
