@@ -197,7 +197,7 @@ FUZZ_LINK_control = $(filter-out server/cellblockd.c,$(DAEMON_SRC)) \
 		    server/cellblockd-lib.c $(PROTO_SRC) $(SESS_SRC) $(BASE_SRC) \
 		    $(SANDBOX_PARENT)
 FUZZ_LINK_rest	  = $(FUZZ_LINK_control)
-FUZZ_LINK_channel = sessions/channel.c $(BASE_SRC)
+FUZZ_LINK_channel = sessions/channel.c protocol/jwrite.c $(BASE_SRC)
 FUZZ_LINK_config  = server/config.c $(EGRESS_POLICY) $(BASE_SRC)
 FUZZ_LINK_zmtp	  = $(PROTO_SRC) $(BASE_SRC)
 FUZZ_LINK_http	  = $(FUZZ_LINK_control)

@@ -284,19 +284,34 @@ jmsg_destroy(struct jmsg **mp)
 	*mp = NULL;
 }
 
-/* Serialises compactly; NULL means {}. */
+/*
+ * Serialises compactly, as json_dumps(JSON_COMPACT) would (jwrite.c);
+ * NULL means {}. The text is made in a buffer each thread keeps (up to
+ * JMSG_DUMP_KEEP bytes) and copied into the frame: no allocation of its
+ * own per message.
+ */
+#define JMSG_DUMP_KEEP	(64 * 1024)
+static __thread char	*jmsg_dump_buf;
+static __thread size_t	 jmsg_dump_size;
+
 static zframe_t *
 jmsg_dump(const json_t *j)
 {
-	zframe_t	*f;
-	char		*s;
+	struct jwrite	 w;
+	zframe_t	*f = NULL;
 
 	if (j == NULL)
 		return (zframe_new("{}", 2));
-	if ((s = json_dumps(j, JSON_COMPACT)) == NULL)
-		return (NULL);
-	f = zframe_new(s, strlen(s));
-	free(s);
+	jwrite_init(&w, 0, NULL);
+	w.buf = jmsg_dump_buf;
+	w.size = jmsg_dump_size;
+	jwrite_json(&w, j);
+	if (!w.bad)
+		f = zframe_new(w.buf, w.len);
+	if (w.size > JMSG_DUMP_KEEP)
+		jwrite_free(&w);
+	jmsg_dump_buf = w.buf;
+	jmsg_dump_size = w.size;
 	return (f);
 }
 

@@ -90,4 +90,34 @@ u_char		*zmtp_encode(zmsg_t *, size_t, size_t *);
 size_t		 zmtp_encode_size(zmsg_t *, size_t);
 size_t		 zmtp_encode_into(zmsg_t *, size_t, u_char *);
 
+/* protocol/jwrite.c */
+#define JWRITE_ASCII	0x1	/* \uXXXX past 0x7f (JSON_ENSURE_ASCII) */
+#define JWRITE_REPLACE	0x2	/* a byte that is not UTF-8 becomes U+FFFD */
+/* NULL: keep the text as it is; else a new string to write instead. */
+typedef char	*jwrite_filter_fn(const char *, size_t, size_t *);
+struct jwrite {
+	char		 *buf;
+	size_t		  len;
+	size_t		  size;
+	int		  flags;
+	int		  bad;		/* a string was not UTF-8 */
+	jwrite_filter_fn *filter;	/* strings pass it first, or NULL */
+};
+void		 jwrite_init(struct jwrite *, int, jwrite_filter_fn *);
+char		*jwrite_take(struct jwrite *, size_t *);
+void		 jwrite_free(struct jwrite *);
+void		 jwrite_put(struct jwrite *, const char *, size_t);
+void		 jwrite_sep(struct jwrite *);
+void		 jwrite_open(struct jwrite *, char);
+void		 jwrite_close(struct jwrite *, char);
+void		 jwrite_escape(struct jwrite *, const char *, size_t);
+void		 jwrite_string(struct jwrite *, const char *, size_t);
+void		 jwrite_own(struct jwrite *, const char *);
+void		 jwrite_key(struct jwrite *, const char *, size_t);
+void		 jwrite_int(struct jwrite *, int64_t);
+void		 jwrite_milli(struct jwrite *, uint64_t);
+void		 jwrite_real(struct jwrite *, double);
+void		 jwrite_literal(struct jwrite *, const char *);
+void		 jwrite_json(struct jwrite *, const json_t *);
+
 #endif

@@ -1,4 +1,4 @@
-/* test-protocol.c: unit tests for the wire codec, signing and xmalloc. */
+/* test-protocol.c: unit tests for the wire codec, signing, the JSON writer and xmalloc. */
 /*
  * No framework: CHECK counts, prints one line per failure, and main ends
  * with "N passed, N failed". Loops that run thousands of cases count as one
@@ -65,6 +65,7 @@ static void	 test_cache(void);
 static zmsg_t	*garbage(struct sign *, int, int *, size_t *, size_t *);
 static void	 test_garbage(void);
 static void	 test_mutations(void);
+static void	 test_jwrite(void);
 
 /* Reports one failing case of a loop, the first five only. */
 static void
@@ -1304,6 +1305,61 @@ main(void)
 	test_cache();
 	test_garbage();
 	test_mutations();
+	test_jwrite();
 
 	return (check_report());
+}
+
+/* jwrite writes what json_dumps writes, byte for byte, in both modes. */
+static void
+test_jwrite(void)
+{
+	static const char *texts[] = {
+		"{}", "[]", "[{},[],{\"a\":[]}]", "{\"k\":null,\"t\":true,\"f\":false}",
+		"{\"s\":\"plain\",\"q\":\"\\\" \\\\ \\/ \\b\\f\\n\\r\\t \\u0001\\u001f\\u007f\"}",
+		"{\"u\":\"\\u00e9 \\u2603 \\ud83d\\ude00 \\uffff\"}",
+		"[0,-1,9223372036854775807,-9223372036854775808,42]",
+		"[0.1,1.5,-0.0,1.0,1e20,1e-7,123456789012345678.0,5e-324,"
+		"1.7976931348623157e308,2.5e+100,100.0,0.30000000000000004]",
+		"{\"nested\":{\"a\":{\"b\":[1,{\"c\":\"d\"}]}},\"z\":\"\\u00e9\"}",
+		"{\"\\u00e9key\":1,\"a\\nb\":\"x\"}",
+	};
+	static const size_t	 flags[] = { JSON_COMPACT,
+	    JSON_COMPACT | JSON_ENSURE_ASCII };
+	struct jwrite		 w;
+	json_t			*j;
+	char			*want, *got;
+	size_t			 i, f, len;
+
+	for (i = 0; i < nitems(texts); i++) {
+		j = json_loads(texts[i], JSON_DECODE_ANY, NULL);
+		CHECK(j != NULL);
+		if (j == NULL)
+			continue;
+		for (f = 0; f < nitems(flags); f++) {
+			want = json_dumps(j, flags[f] | JSON_ENCODE_ANY);
+			jwrite_init(&w, f ? JWRITE_ASCII : 0, NULL);
+			jwrite_json(&w, j);
+			got = jwrite_take(&w, &len);
+			CHECK(!w.bad && want != NULL && strcmp(got, want) == 0 &&
+			    len == strlen(want));
+			if (want != NULL && strcmp(got, want) != 0)
+				printf("jwrite: %s\n  json_dumps: %s\n", got, want);
+			free(want);
+			free(got);
+		}
+		json_decref(j);
+	}
+	/* Not UTF-8 (json_string_nocheck): refused, or replaced on asking. */
+	j = json_pack("[o]", json_string_nocheck("a\xff\xc3" "b"));
+	jwrite_init(&w, 0, NULL);
+	jwrite_json(&w, j);
+	CHECK(w.bad);
+	jwrite_free(&w);
+	jwrite_init(&w, JWRITE_ASCII | JWRITE_REPLACE, NULL);
+	jwrite_json(&w, j);
+	got = jwrite_take(&w, NULL);
+	CHECK(w.bad && strcmp(got, "[\"a\\uFFFD\\uFFFDb\"]") == 0);
+	free(got);
+	json_decref(j);
 }

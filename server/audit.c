@@ -3,7 +3,8 @@
  * STATE_DIR/audit/audit.log, owner-only (0700 directory, 0600 files),
  * rotated to audit.log.1 .. audit.log.N past audit-max-size bytes. Each
  * line is an object with at least time, event, session and owner; every
- * line is redacted (server/redact.c) before it is written. It hears the
+ * string in it that came from a session or a client is redacted
+ * (server/redact.c) before it is written. It hears the
  * core through its hooks (server/hook.c, audit_hooks below): a request
  * starts running, each output message published, each reply, each
  * lifecycle event, each egress connection. The fields of each event are
@@ -37,7 +38,6 @@
 struct audit_run {
 	char		*msg_id;	/* the client's: any length */
 	struct timespec	 start;
-	uint64_t	 cpu0;		/* cgroup usec at start */
 	uint64_t	 out_bytes[3];	/* stdout, stderr, everything else */
 	char		*text[2];	/* stdout, stderr, if audit-output */
 	size_t		 tlen[2];
@@ -86,6 +86,7 @@ static const char *audit_kinds[] = { "zmq", "cli", "gateway", "rest", "mcp" };
  */
 struct audit_rt {
 	json_t		*from;		/* [runtime, implementation_version] */
+	json_t		*hello;		/* the hello it was last checked for */
 	int		 born;
 	char		*text;		/* ,"runtime":{...} */
 };
@@ -97,6 +98,7 @@ audit_rt_free(void **item)
 
 	if (rt != NULL) {
 		json_decref(rt->from);
+		json_decref(rt->hello);
 		free(rt->text);
 		free(rt);
 	}
@@ -242,76 +244,103 @@ audit_rotate(void)
 	}
 }
 
-static void
-audit_time(char *buf, size_t len)
+/*
+ * An audit line is written straight into a buffer (protocol/jwrite.c),
+ * not built as a jansson object and dumped: that was a quarter of the
+ * daemon's work per execute (docs/BENCHMARKS.md). The text is what
+ * json_dumps(JSON_COMPACT | JSON_ENSURE_ASCII) wrote for the same members,
+ * except reals the daemon measures itself (wall_ms, cpu_ms, limits.cpus),
+ * written as the decimal they are (1.5, 0.123) instead of %.17g: the same
+ * doubles when read back. Every string value is redacted (server/redact.c)
+ * as the text it is, before escaping, so a rule sees real newlines; keys
+ * are not (as before).
+ */
+#define AUDIT_JWRITE	(JWRITE_ASCII | JWRITE_REPLACE)
+
+/* 2026-12-03T17:20:01.234Z; the calendar part made once a second. */
+static size_t
+audit_time(char *buf)
 {
+	static time_t	day_sec = -1;
+	static char	day[32];
+	static size_t	day_len;
 	struct timespec	ts;
 	struct tm	tm;
-	char		day[24];
+	int		ms;
 
 	clock_gettime(CLOCK_REALTIME, &ts);
-	gmtime_r(&ts.tv_sec, &tm);
-	strftime(day, sizeof day, "%Y-%m-%dT%H:%M:%S", &tm);
-	snprintf(buf, len, "%s.%03dZ", day, (int)(ts.tv_nsec / 1000000));
+	if (ts.tv_sec != day_sec) {
+		gmtime_r(&ts.tv_sec, &tm);
+		day_len = strftime(day, sizeof day, "%Y-%m-%dT%H:%M:%S", &tm);
+		day_sec = ts.tv_sec;
+	}
+	ms = ts.tv_nsec / 1000000;
+	memcpy(buf, day, day_len);
+	buf[day_len] = '.';
+	buf[day_len + 1] = '0' + ms / 100;
+	buf[day_len + 2] = '0' + ms / 10 % 10;
+	buf[day_len + 3] = '0' + ms % 10;
+	buf[day_len + 4] = 'Z';
+	buf[day_len + 5] = '\0';
+	return (day_len + 5);
 }
 
-/*
- * Every string in the event, redacted as the text it is (before JSON
- * escaping, so a rule sees real newlines). A string left as it was is not
- * replaced: most are, and a new jansson string each costs more than the
- * (remembered) redaction.
- */
+/* {"time":...,"event":...[,"session":...,"owner":...]: the line's start. */
 static void
-audit_redact(json_t *j)
+audit_begin(struct jwrite *l, const char *event, struct session *s)
 {
-	const char	*key;
-	json_t		*v;
-	size_t		 i;
-	char		*clean;
+	char	when[48];
 
-	if (json_is_object(j)) {
-		json_object_foreach(j, key, v) {
-			if (!json_is_string(v)) {
-				audit_redact(v);
-				continue;
-			}
-			clean = redact(json_string_value(v), NULL);
-			if (strcmp(clean, json_string_value(v)) != 0)
-				json_object_set_new(j, key, json_string(clean));
-			free(clean);
-		}
-	} else if (json_is_array(j)) {
-		json_array_foreach(j, i, v) {
-			if (!json_is_string(v)) {
-				audit_redact(v);
-				continue;
-			}
-			clean = redact(json_string_value(v), NULL);
-			if (strcmp(clean, json_string_value(v)) != 0)
-				json_array_set_new(j, i, json_string(clean));
-			free(clean);
-		}
+	jwrite_init(l, AUDIT_JWRITE, redact_changed);
+	jwrite_put(l, "{", 1);
+	audit_time(when);
+	jwrite_key(l, "time", 4);
+	jwrite_own(l, when);
+	jwrite_key(l, "event", 5);
+	jwrite_own(l, event);
+	if (s != NULL) {
+		jwrite_key(l, "session", 7);
+		jwrite_string(l, s->name, strlen(s->name));
+		jwrite_key(l, "owner", 5);
+		jwrite_int(l, s->owner);
 	}
 }
 
+/* tail (",\"k\":v", already redacted), then "}\n" out; frees the line. */
+static void
+audit_end(struct jwrite *l, const char *tail)
+{
+	if (tail != NULL)
+		jwrite_put(l, tail, strlen(tail));
+	l->buf[l->len++] = '}';		/* jwrite_put kept room for both */
+	l->buf[l->len++] = '\n';
+	if (write(audit_fd, l->buf, l->len) != (ssize_t)l->len)
+		log_warn("audit log: %s", strerror(errno));
+	else
+		audit_size += l->len;
+	jwrite_free(l);
+	if (cfg.audit_max_size > 0 && (size_t)audit_size >= cfg.audit_max_size)
+		audit_rotate();
+}
+
 /*
- * Writes one event; takes ownership of o. time and event go first, then
- * session and owner when there is a session, then the rest, then tail if
- * not NULL: more members, redacted and serialised (",\"k\":v").
+ * Writes one event; takes ownership of o: time and event go first, then
+ * session and owner when there is a session, then o's members (one of the
+ * same name replaces the first's value in its place). The execute event,
+ * one per execute, is written member by member instead (audit_exec_line).
  */
 static void
-audit_write_tail(const char *event, struct session *s, json_t *o,
-    const char *tail)
+audit_write(const char *event, struct session *s, json_t *o)
 {
-	json_t	*line;
-	char	 when[48], *clean;
-	size_t	 len, tlen = tail != NULL ? strlen(tail) : 0;
+	struct jwrite	 l;
+	json_t		*line;
+	char		 when[48];
 
 	if (audit_fd == -1) {
 		json_decref(o);
 		return;
 	}
-	audit_time(when, sizeof when);
+	audit_time(when);
 	line = json_pack("{s:s,s:s}", "time", when, "event", event);
 	if (s != NULL) {
 		json_object_set_new(line, "session", json_string(s->name));
@@ -319,33 +348,11 @@ audit_write_tail(const char *event, struct session *s, json_t *o,
 	}
 	json_object_update(line, o);
 	json_decref(o);
-	audit_redact(line);
-	clean = json_dumps(line, JSON_COMPACT | JSON_ENSURE_ASCII);
+	jwrite_init(&l, AUDIT_JWRITE, redact_changed);
+	jwrite_json(&l, line);
 	json_decref(line);
-	if (clean == NULL)
-		return;
-	len = strlen(clean);
-	if (tlen > 0) {
-		/* The last member, already redacted and serialised. */
-		clean = xrealloc(clean, len + tlen + 2);
-		memcpy(clean + len - 1, tail, tlen);
-		len += tlen - 1;
-		clean[len++] = '}';
-	}
-	clean[len++] = '\n';	/* in place of the NUL */
-	if (write(audit_fd, clean, len) != (ssize_t)len)
-		log_warn("audit log: %s", strerror(errno));
-	else
-		audit_size += len;
-	free(clean);
-	if (cfg.audit_max_size > 0 && (size_t)audit_size >= cfg.audit_max_size)
-		audit_rotate();
-}
-
-static void
-audit_write(const char *event, struct session *s, json_t *o)
-{
-	audit_write_tail(event, s, o, NULL);
+	l.len--;		/* audit_end closes it */
+	audit_end(&l, NULL);
 }
 
 static json_t *
@@ -360,41 +367,41 @@ audit_limits(const struct session_limits *l)
 
 /*
  * ,"runtime":{...} for s's execute events, as audit_write would have
- * written audit_runtime's object (redacted, then dumped), remade only when
- * anything it is made of has changed.
+ * written audit_runtime's object, remade only when anything it is made of
+ * has changed (checked once per hello).
  */
 static json_t	*audit_runtime(struct session *);
 
 static const char *
 audit_runtime_text(struct session *s)
 {
-	struct audit_rt	*rt = zhashx_lookup(audit_rts, s->name);
-	json_t		*from, *o, *wrap;
-	char		*text;
+	struct audit_rt		*rt = zhashx_lookup(audit_rts, s->name);
+	struct jwrite		 l;
+	json_t			*from, *o;
 
+	/* The same hello (held, so not another at its address): unchanged. */
+	if (rt != NULL && rt->hello == s->hello && rt->born == (int)s->born)
+		return (rt->text);
 	from = json_pack("[O?,O?,s,s,s]", json_object_get(s->hello, "runtime"),
 	    json_object_get(s->hello, "implementation_version"), audit_policy,
 	    cfg.rootfs, contain_enabled() ? contain_describe() : "off");
 	if (rt != NULL && rt->born == (int)s->born && json_equal(rt->from,
 	    from)) {
 		json_decref(from);
+		json_decref(rt->hello);
+		rt->hello = json_incref(s->hello);
 		return (rt->text);
 	}
 	o = audit_runtime(s);
-	wrap = json_pack("{s:o}", "runtime", o);
-	audit_redact(wrap);
-	text = json_dumps(wrap, JSON_COMPACT | JSON_ENSURE_ASCII);
-	json_decref(wrap);
-	if (text == NULL) {
-		json_decref(from);
-		return (NULL);
-	}
-	text[0] = ',';		/* {"runtime":...} -> ,"runtime":... */
-	text[strlen(text) - 1] = '\0';
+	jwrite_init(&l, AUDIT_JWRITE, redact_changed);
+	jwrite_put(&l, ",\"runtime\":", 11);
+	jwrite_json(&l, o);
+	json_decref(o);
 	rt = xcalloc(1, sizeof *rt);
 	rt->from = from;
+	rt->hello = json_incref(s->hello);
 	rt->born = s->born;
-	rt->text = text;
+	rt->text = jwrite_take(&l, NULL);
 	zhashx_update(audit_rts, s->name, rt);
 	return (rt->text);
 }
@@ -445,7 +452,6 @@ audit_exec_start(struct session *s, const void *arg)
 	r = xcalloc(1, sizeof *r);
 	r->msg_id = xstrdup(jm->msg_id);
 	clock_gettime(CLOCK_MONOTONIC, &r->start);
-	contain_stats(s, NULL, &r->cpu0);	/* the memory is read at the end */
 	zhashx_update(audit_runs, s->name, r);
 	return (0);
 }
@@ -484,7 +490,8 @@ audit_output(struct session *s, const void *arg)
 	    (r = zhashx_lookup(audit_runs, s->name)) == NULL)
 		return (0);
 	if (type == NULL || strcmp(type, "stream") != 0) {
-		r->out_bytes[2] += json_dumpb(content, NULL, 0, JSON_COMPACT);
+		r->out_bytes[2] += out->size != SIZE_MAX ? out->size :
+		    json_dumpb(content, NULL, 0, JSON_COMPACT);
 		return (0);
 	}
 	name = json_string_value(json_object_get(content, "name"));
@@ -498,36 +505,121 @@ audit_output(struct session *s, const void *arg)
 	return (0);
 }
 
+/* cpu: the CPU it used, in usec, as the contract meter read it. */
 static void
-audit_exec_metrics(json_t *o, struct session *s, struct audit_run *r)
+audit_exec_metrics(struct jwrite *l, struct session *s,
+    struct audit_run *r, uint64_t cpu)
 {
 	struct timespec	 now;
-	uint64_t	 mem, cpu;
-	double		 wall;
+	uint64_t	 mem;
 
 	if (r == NULL) {
-		json_object_set_new(o, "ran", json_false());
+		jwrite_key(l, "ran", 3);
+		jwrite_literal(l, "false");
 		return;
 	}
 	clock_gettime(CLOCK_MONOTONIC, &now);
-	wall = (now.tv_sec - r->start.tv_sec) +
-	    (now.tv_nsec - r->start.tv_nsec) / 1e9;
-	json_object_set_new(o, "wall_ms", json_real(wall * 1000));
-	contain_stats(s, &mem, &cpu);
-	if (cpu != CGROUP_UNKNOWN && r->cpu0 != CGROUP_UNKNOWN && cpu >=
-	    r->cpu0)
-		json_object_set_new(o, "cpu_ms", json_real((cpu - r->cpu0) /
-		    1000.0));
-	if (mem != CGROUP_UNKNOWN)
-		json_object_set_new(o, "memory_bytes", json_integer(mem));
-	json_object_set_new(o, "stdout_bytes", json_integer(r->out_bytes[0]));
-	json_object_set_new(o, "stderr_bytes", json_integer(r->out_bytes[1]));
-	json_object_set_new(o, "other_output_bytes",
-	    json_integer(r->out_bytes[2]));
-	if (cfg.audit_output)
-		json_object_set_new(o, "output", json_pack("{s:s,s:s}",
-		    "stdout", r->text[0] ? r->text[0] : "", "stderr",
-		    r->text[1] ? r->text[1] : ""));
+	jwrite_key(l, "wall_ms", 7);	/* to the microsecond */
+	jwrite_milli(l, (now.tv_sec - r->start.tv_sec) * 1000000 +
+	    (now.tv_nsec - r->start.tv_nsec) / 1000);
+	contain_stats(s, &mem, NULL);
+	if (cpu != CGROUP_UNKNOWN) {
+		jwrite_key(l, "cpu_ms", 6);
+		jwrite_milli(l, cpu);
+	}
+	if (mem != CGROUP_UNKNOWN) {
+		jwrite_key(l, "memory_bytes", 12);
+		jwrite_int(l, mem);
+	}
+	jwrite_key(l, "stdout_bytes", 12);
+	jwrite_int(l, r->out_bytes[0]);
+	jwrite_key(l, "stderr_bytes", 12);
+	jwrite_int(l, r->out_bytes[1]);
+	jwrite_key(l, "other_output_bytes", 18);
+	jwrite_int(l, r->out_bytes[2]);
+	if (cfg.audit_output) {
+		jwrite_key(l, "output", 6);
+		jwrite_open(l, '{');
+		jwrite_key(l, "stdout", 6);
+		jwrite_string(l, r->text[0] ? r->text[0] : "", r->tlen[0]);
+		jwrite_key(l, "stderr", 6);
+		jwrite_string(l, r->text[1] ? r->text[1] : "", r->tlen[1]);
+		jwrite_close(l, '}');
+	}
+}
+
+/* "key":"value" with value redacted. */
+static void
+audit_member(struct jwrite *l, const char *key, const char *value)
+{
+	jwrite_key(l, key, strlen(key));
+	jwrite_string(l, value, strlen(value));
+}
+
+static void
+audit_limits_line(struct jwrite *l, const struct session_limits *lim)
+{
+	jwrite_key(l, "limits", 6);
+	jwrite_open(l, '{');
+	jwrite_key(l, "memory", 6);
+	jwrite_int(l, lim->memory);
+	jwrite_key(l, "cpus", 4);
+	jwrite_milli(l, lim->cpu_millis);
+	jwrite_key(l, "pids", 4);
+	jwrite_int(l, lim->pids);
+	jwrite_key(l, "tmp", 3);
+	jwrite_int(l, lim->tmp);
+	jwrite_key(l, "exec_timeout", 12);
+	jwrite_int(l, lim->exec_timeout);
+	jwrite_key(l, "nofile", 6);
+	jwrite_int(l, lim->nofile);
+	jwrite_key(l, "fsize", 5);
+	jwrite_int(l, lim->fsize);
+	jwrite_close(l, '}');
+}
+
+/*
+ * The execute event, member by member in the order docs/OPERATIONS.md
+ * lists them: r is NULL for a request that never ran.
+ */
+static void
+audit_exec_line(struct session *s, const struct jmsg *jm, json_t *content,
+    struct audit_run *r, uint64_t cpu)
+{
+	struct jwrite	 l;
+	const char		*code, *status, *ename;
+	json_t			*evalue;
+	u_char			 h[32];
+	char			 hex[65];
+
+	status = json_string_value(json_object_get(content, "status"));
+	ename = json_string_value(json_object_get(content, "ename"));
+	if ((code = json_string_value(json_object_get(jm->content,
+	    "code"))) == NULL)
+		code = "";
+	crypto_hash_sha256(h, (const u_char *)code, strlen(code));
+	sodium_bin2hex(hex, sizeof hex, h, sizeof h);
+	audit_begin(&l, "execute", s);
+	audit_member(&l, "request_id", jm->msg_id);
+	jwrite_key(&l, "client", 6);
+	jwrite_own(&l, audit_kind(jm));
+	audit_member(&l, "username", jm->username);
+	audit_member(&l, "client_session", jm->session);
+	jwrite_key(&l, "code_sha256", 11);
+	jwrite_own(&l, hex);
+	jwrite_key(&l, "code_bytes", 10);
+	jwrite_int(&l, strlen(code));
+	audit_limits_line(&l, &s->limits);
+	audit_member(&l, "status", status != NULL ? status : "unknown");
+	if (ename != NULL) {
+		audit_member(&l, "ename", ename);
+		if ((evalue = json_object_get(content, "evalue")) != NULL) {
+			jwrite_key(&l, "evalue", 6);
+			jwrite_json(&l, evalue);
+		}
+	}
+	audit_exec_metrics(&l, s, r, cpu);
+	audit_end(&l, audit_runtime_text(s));
 }
 
 /*
@@ -540,18 +632,13 @@ audit_exec_reply(struct session *s, const void *arg)
 {
 	const struct hook_reply	*rep = arg;
 	const struct jmsg	*jm = rep->request;
-	const char		*type = rep->type;
+	const char		*type = rep->type, *ename;
 	json_t			*content = rep->content;
 	struct audit_run	*r = NULL;
-	const char		*code, *status, *ename;
-	u_char			 h[32];
-	char			 hex[65];
-	json_t			*o;
 
 	/* type is NULL for requests with no reply (comm_open, comm_msg). */
 	if (type == NULL || strcmp(type, "execute_reply") != 0)
 		return (0);
-	status = json_string_value(json_object_get(content, "status"));
 	ename = json_string_value(json_object_get(content, "ename"));
 	/* The daemon's log says what failed; redaction (log.c) cleans it. */
 	if (ename != NULL)
@@ -563,21 +650,8 @@ audit_exec_reply(struct session *s, const void *arg)
 	if ((r = zhashx_lookup(audit_runs, s->name)) != NULL &&
 	    strcmp(r->msg_id, jm->msg_id) != 0)
 		r = NULL;	/* another one runs; this one never did */
-	if ((code = json_string_value(json_object_get(jm->content,
-	    "code"))) == NULL)
-		code = "";
-	crypto_hash_sha256(h, (const u_char *)code, strlen(code));
-	sodium_bin2hex(hex, sizeof hex, h, sizeof h);
-	o = json_pack("{s:s,s:s,s:s,s:s,s:s,s:I,s:o,s:s,s:s*}", "request_id",
-	    jm->msg_id, "client", audit_kind(jm), "username", jm->username,
-	    "client_session", jm->session, "code_sha256", hex, "code_bytes",
-	    (json_int_t)strlen(code), "limits", audit_limits(&s->limits),
-	    "status", status != NULL ? status : "unknown", "ename", ename);
-	if (ename != NULL)
-		json_object_set(o, "evalue", json_object_get(content,
-		    "evalue"));
-	audit_exec_metrics(o, s, r);
-	audit_write_tail("execute", s, o, audit_runtime_text(s));
+	if (audit_fd != -1)
+		audit_exec_line(s, jm, content, r, rep->cpu_us);
 	if (r != NULL)
 		zhashx_delete(audit_runs, s->name);
 	return (0);

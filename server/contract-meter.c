@@ -19,6 +19,7 @@ contract_meter_queued(struct contract_meter *m)
 {
 	memset(m, 0, sizeof *m);
 	m->queued_at = loop_now();
+	m->cpu_used_us = CGROUP_UNKNOWN;
 }
 
 void
@@ -55,9 +56,11 @@ contract_meter_u64(uint64_t v)
 /*
  * The metrics as a new object. A request that never ran (aborted, queue
  * full, the session ended first) has wall_ms and cpu_ms 0 and no peak.
+ * The CPU used stays in m->cpu_used_us, in microseconds, for the audit
+ * log's cpu_ms (struct hook_reply): one cgroup read for both.
  */
 json_t *
-contract_meter_metrics(struct session *s, const struct contract_meter *m)
+contract_meter_metrics(struct session *s, struct contract_meter *m)
 {
 	uint64_t	now = loop_now(), cpu, peak = CGROUP_UNKNOWN;
 	uint64_t	wall = 0, cpu_ms = 0, queued;
@@ -71,9 +74,11 @@ contract_meter_metrics(struct session *s, const struct contract_meter *m)
 		contain_meter(s, 0, &cpu, &peak, &reset_ok);
 		if (cpu == CGROUP_UNKNOWN || m->cpu_start_us == CGROUP_UNKNOWN)
 			cpu_ms = CGROUP_UNKNOWN;
-		else
-			cpu_ms = cpu >= m->cpu_start_us ?
-			    (cpu - m->cpu_start_us) / 1000 : 0;
+		else {
+			m->cpu_used_us = cpu >= m->cpu_start_us ?
+			    cpu - m->cpu_start_us : 0;
+			cpu_ms = m->cpu_used_us / 1000;
+		}
 	}
 	return (json_pack("{s:I,s:o,s:o,s:I,s:I,s:I}",
 	    "wall_ms", (json_int_t)wall,

@@ -113,6 +113,7 @@ struct contract_meter {
 	uint64_t	 queued_at;	/* loop_now() ms when queued */
 	uint64_t	 started_at;	/* when sent to the interpreter */
 	uint64_t	 cpu_start_us;	/* the session's cgroup cpu at start */
+	uint64_t	 cpu_used_us;	/* since then, as the metrics said */
 	uint64_t	 stdout_bytes;
 	uint64_t	 stderr_bytes;
 	int		 peak_reset;	/* memory.peak was reset at start */
@@ -121,7 +122,7 @@ void		 contract_meter_queued(struct contract_meter *);
 void		 contract_meter_start(struct session *, struct contract_meter *);
 void		 contract_meter_stream(struct contract_meter *, json_t *);
 json_t		*contract_meter_metrics(struct session *,
-		     const struct contract_meter *);
+		     struct contract_meter *);
 
 void		 contract_free_all(void);
 

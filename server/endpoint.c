@@ -375,12 +375,17 @@ endpoint_publish(void *conn, struct session *s, const struct jmsg_out *msg)
 	struct endpoint	*ep = conn;
 	struct jmsg_out	 out = *msg;
 	zmsg_t		*m;
-	char		*topic;
+	char		 buf[256], *topic = NULL;
 	u_int		 n;
+	int		 len;
 
-	xasprintf(&topic, ep->session != NULL ? "kernel.%s.%s" :
+	/* On the stack: five per execute, and the type is nearly always short. */
+	len = snprintf(buf, sizeof buf, ep->session != NULL ? "kernel.%s.%s" :
 	    "session/%s/%s", s->name, msg->msg_type);
-	out.topic = topic;
+	if (len < 0 || (size_t)len >= sizeof buf)
+		xasprintf(&topic, ep->session != NULL ? "kernel.%s.%s" :
+		    "session/%s/%s", s->name, msg->msg_type);
+	out.topic = topic != NULL ? topic : buf;
 	m = jmsg_encode(ep->sign, &out);
 	free(topic);
 	if (m == NULL) {

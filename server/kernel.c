@@ -253,6 +253,7 @@ kernel_reply(struct session *s, struct kernel_req *req, const char *type,
 	r.request = req->msg;
 	r.type = type;
 	r.content = content;
+	r.cpu_us = req->execute ? req->meter.cpu_used_us : UINT64_MAX;
 	hook_run(HOOK_REPLY, s, &r);
 	kernel_send(s, req, req->which, type, content, metadata, buffers);
 }
@@ -640,6 +641,14 @@ kernel_timeout_error(struct session *s, json_t *content)
 	return (c);
 }
 
+/* content shown as it came, and its size for the hooks (the audit's count). */
+static json_t *
+kernel_sized(json_t *content, size_t size, size_t *sizep)
+{
+	*sizep = size;
+	return (json_incref(content));
+}
+
 /*
  * Output caps. Everything the runner publishes is charged to a request's
  * budget: the running one, else the last one (output from threads, or
@@ -672,7 +681,7 @@ kernel_cap_stream(struct kernel_req *budget, json_t *content)
 
 static json_t *
 kernel_cap_output(struct kernel_req *budget, const char *type,
-    json_t *content)
+    json_t *content, size_t *sizep)
 {
 	char		*note;
 	size_t		 size;
@@ -688,9 +697,10 @@ kernel_cap_output(struct kernel_req *budget, const char *type,
 	if (strcmp(type, "display_data") != 0 &&
 	    strcmp(type, "update_display_data") != 0 &&
 	    strcmp(type, "execute_result") != 0)
-		return (size <= cfg.max_display ? json_incref(content) : NULL);
+		return (size <= cfg.max_display ? kernel_sized(content, size,
+		    sizep) : NULL);
 	if (size <= cfg.max_display)
-		return (json_incref(content));
+		return (kernel_sized(content, size, sizep));
 	content = json_deep_copy(content);
 	xasprintf(&note, "[cellblock: output of %zu bytes not shown: over the "
 	    "%zu-byte display limit]", size, cfg.max_display);
@@ -946,7 +956,7 @@ kernel_on_iopub(struct session *s, json_t *msg)
 	json_t		*content = json_object_get(msg, "content");
 	json_t		*meta = json_object_get(msg, "metadata");
 	struct kernel_req	*req = kernel_req_by_id(s, msg);
-	struct hook_output	 out;
+	struct hook_output	 out = { NULL, NULL, SIZE_MAX };
 	zmsg_t		*bufs;
 
 	if (!json_is_string(type) || !json_is_object(content)) {
@@ -962,7 +972,7 @@ kernel_on_iopub(struct session *s, json_t *msg)
 		content = kernel_timeout_error(s, content);
 	else if ((content = kernel_cap_output(s->current != NULL ?
 	    (struct kernel_req *)s->current : (struct kernel_req *)s->last,
-	    json_string_value(type), content)) == NULL)
+	    json_string_value(type), content, &out.size)) == NULL)
 		return;
 	bufs = kernel_buffers_bin(json_object_get(msg, "buffers"));
 	out.type = json_string_value(type);

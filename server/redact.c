@@ -335,35 +335,56 @@ redact_one(const struct redact_rule *r, const char *in, size_t *hits)
 }
 
 /*
+ * NULL if the len bytes at in hold no secret (the caller keeps its own
+ * text: no copy, the common case of an audit line's strings), else the
+ * text with every secret replaced by its marker (the caller frees).
+ * *hits, if not NULL, counts the replacements.
+ */
+char *
+redact_changed(const char *in, size_t len, size_t *hits)
+{
+	struct redact_memo	*m;
+	char			*cur, *next;
+	size_t			 i, n = 0;
+
+	if (hits != NULL)
+		*hits = 0;
+	m = redact_ready ? redact_memo_slot(in, len) : NULL;
+	if (m != NULL && m->s != NULL && m->len == len &&
+	    memcmp(m->s, in, len) == 0)
+		return (NULL);
+	if (!redact_ready || redact_nrules == 0)
+		return (NULL);
+	cur = xstrndup(in, len);
+	for (i = 0; i < redact_nrules; i++) {
+		next = redact_one(&redact_rules[i], cur, &n);
+		free(cur);
+		cur = next;
+	}
+	if (n == 0 && strlen(cur) == len && memcmp(cur, in, len) == 0) {
+		if (m != NULL) {
+			free(m->s);
+			m->s = cur;
+			m->len = len;
+		} else
+			free(cur);
+		return (NULL);
+	}
+	if (hits != NULL)
+		*hits = n;
+	return (cur);
+}
+
+/*
  * The text with every secret replaced by its marker; always a new string
  * (the caller frees). *hits, if not NULL, counts the replacements.
  */
 char *
 redact(const char *in, size_t *hits)
 {
-	struct redact_memo	*m;
-	char			*cur, *next;
-	size_t			 i, n = 0, len = strlen(in);
+	char	*out;
 
-	m = redact_ready ? redact_memo_slot(in, len) : NULL;
-	if (m != NULL && m->s != NULL && m->len == len &&
-	    memcmp(m->s, in, len) == 0) {
-		if (hits != NULL)
-			*hits = 0;
-		return (xstrdup(in));
-	}
-	cur = xstrdup(in);
-	for (i = 0; redact_ready && i < redact_nrules; i++) {
-		next = redact_one(&redact_rules[i], cur, &n);
-		free(cur);
-		cur = next;
-	}
-	if (m != NULL && n == 0 && strcmp(cur, in) == 0) {
-		free(m->s);
-		m->s = xstrdup(in);
-		m->len = len;
-	}
-	if (hits != NULL)
-		*hits = n;
-	return (cur);
+	if ((out = redact_changed(in, strlen(in), hits)) == NULL)
+		out = xstrdup(in);
+	return (out);
 }

@@ -106,6 +106,7 @@ void		 redact_free(void);
 size_t		 redact_count(void);
 const char	*redact_rule_name(size_t);
 char		*redact(const char *, size_t *);
+char		*redact_changed(const char *, size_t, size_t *);
 
 /*
  * server/audit.c: the audit log (docs/OPERATIONS.md); it hears the core
@@ -210,11 +211,16 @@ struct hook_lost {
 struct hook_output {
 	const char	*type;		/* iopub msg_type */
 	json_t		*content;
+	size_t		 size;		/* content's compact JSON bytes, as the
+					   core counted them; SIZE_MAX: not */
 };
 struct hook_reply {
 	const struct jmsg *request;
 	const char	*type;		/* NULL: a request with no reply */
 	json_t		*content;
+	uint64_t	 cpu_us;	/* an execute's CPU from its start (the
+					   contract meter's); UINT64_MAX: not
+					   counted, or it never ran */
 };
 struct hook_lifecycle {
 	const char	*event;		/* docs/OPERATIONS.md's event names */

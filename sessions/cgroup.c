@@ -1780,6 +1780,7 @@ struct cgroup_meter {
 	uint64_t	 cpu_div;
 	int		 peak_fd;	/* -1: no high-water mark */
 	int		 peak_reset;	/* v1: writing 0 restarts it */
+	int		 mem_fd;	/* -1: no memory figure */
 };
 
 static int
@@ -1817,6 +1818,7 @@ cgroup_meter_open(struct cgroup_host *h, const char *session, char **cause)
 	    m->peak_reset ? O_RDWR : O_RDONLY, &row);
 	if (m->peak_fd == -1)
 		m->peak_reset = 0;
+	m->mem_fd = cg_meter_file(h, session, Q_MEM_BYTES, O_RDONLY, &row);
 	return (m);
 }
 
@@ -1846,6 +1848,20 @@ cgroup_meter_read(struct cgroup_meter *m, uint64_t *cpu_usec, uint64_t *peak)
 		*peak = cg_meter_pread(m->peak_fd, NULL, 1);
 }
 
+/*
+ * cgroup_stats through the meter's descriptors: the memory in use and the
+ * CPU used so far, each CGROUP_UNKNOWN if not counted. Either may be NULL.
+ */
+void
+cgroup_meter_usage(struct cgroup_meter *m, uint64_t *mem_bytes,
+    uint64_t *cpu_usec)
+{
+	if (mem_bytes != NULL)
+		*mem_bytes = cg_meter_pread(m->mem_fd, NULL, 1);
+	if (cpu_usec != NULL)
+		*cpu_usec = cg_meter_pread(m->cpu_fd, m->cpu_key, m->cpu_div);
+}
+
 /* Start the high-water mark again from current usage; 0 if it can. */
 int
 cgroup_meter_reset_peak(struct cgroup_meter *m)
@@ -1866,6 +1882,8 @@ cgroup_meter_close(struct cgroup_meter **mp)
 		close(m->cpu_fd);
 	if (m->peak_fd != -1)
 		close(m->peak_fd);
+	if (m->mem_fd != -1)
+		close(m->mem_fd);
 	free(m);
 	*mp = NULL;
 }

@@ -111,15 +111,20 @@ int		 cgroup_oom_kills(struct cgroup_host *, const char *session,
 int		 cgroup_stats(struct cgroup_host *, const char *session,
 		     uint64_t *mem_bytes, uint64_t *cpu_usec, char **cause);
 /*
- * Per-execute counters, opened once: CPU time (usec) and the memory
- * high-water mark, which reset_peak restarts (v1 only: v2's memory.peak
- * resets only for the descriptor that wrote it; -1 there).
+ * Per-execute counters, opened once per session cgroup (and closed before
+ * it is removed: a descriptor would outlive the group and read a dead
+ * one): CPU time (usec), the memory high-water mark, which reset_peak
+ * restarts (v1 only: v2's memory.peak resets only for the descriptor that
+ * wrote it; -1 there), and the memory in use (usage: cgroup_stats's
+ * figures without opening anything).
  */
 struct cgroup_meter;
 struct cgroup_meter *cgroup_meter_open(struct cgroup_host *,
 		     const char *session, char **cause);
 void		 cgroup_meter_read(struct cgroup_meter *, uint64_t *cpu_usec,
 		     uint64_t *peak);
+void		 cgroup_meter_usage(struct cgroup_meter *, uint64_t *mem_bytes,
+		     uint64_t *cpu_usec);
 int		 cgroup_meter_reset_peak(struct cgroup_meter *);
 void		 cgroup_meter_close(struct cgroup_meter **);
 /* Blocks until no member is left, or fails after about 1.5 s. */

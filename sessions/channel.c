@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "base.h"
+#include "protocol.h"
 #include "sessions.h"
 
 #define CHANNEL_READ_CHUNK	65536
@@ -69,20 +70,24 @@ channel_reserve(char **buf, size_t *size, size_t need)
 int
 channel_send(struct channel *c, json_t *msg, char **cause)
 {
-	char	*s;
-	size_t	 len;
-	uint32_t be;
+	struct jwrite	 w;
+	char		*s;
+	size_t		 len;
+	uint32_t	 be;
 
 	if (c->fd == -1) {
 		*cause = xstrdup("channel closed");
 		return (-1);
 	}
-	s = json_dumps(msg, JSON_COMPACT);
-	if (s == NULL) {
+	/* As json_dumps(JSON_COMPACT) wrote it, without its per-token cost. */
+	jwrite_init(&w, 0, NULL);
+	jwrite_json(&w, msg);
+	s = jwrite_take(&w, &len);
+	if (w.bad) {
+		free(s);
 		*cause = xstrdup("cannot encode message");
 		return (-1);
 	}
-	len = strlen(s);
 	if (len > CHANNEL_MAX) {
 		free(s);
 		xasprintf(cause, "message of %zu bytes too large", len);
@@ -280,6 +285,13 @@ channel_fill(struct channel *c, char **cause)
 		c->rlen += n;
 		/* Do not let one wakeup read unboundedly; the loop returns. */
 		if (c->rlen > 4 * CHANNEL_READ_CHUNK)
+			return (1);
+		/*
+		 * A short read took all there was: the next would say EAGAIN,
+		 * a syscall per wake-up for nothing (the loop watches the
+		 * channel level-triggered and calls again when more comes).
+		 */
+		if ((size_t)n < sizeof channel_scratch)
 			return (1);
 	}
 }

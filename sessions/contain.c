@@ -394,6 +394,24 @@ contain_oom_killed(struct session *s)
 }
 
 /*
+ * s's cgroup counters, opened on first use and kept until contain_release
+ * removes the group (it outlives restarts and hibernation): NULL if there
+ * is no group.
+ */
+static struct cgroup_meter *
+contain_meter_of(struct session *s)
+{
+	char	*cause;
+
+	if (!s->cgroup_made || contain.cg == NULL)
+		return (NULL);
+	if (s->meter == NULL &&
+	    (s->meter = cgroup_meter_open(contain.cg, s->cgroup, &cause)) == NULL)
+		free(cause);
+	return (s->meter);
+}
+
+/*
  * The execution contract's counters (server/contract-meter.c): CPU usec
  * and the memory high-water mark, CGROUP_UNKNOWN where not counted;
  * reset restarts the mark (*reset_ok says whether it could).
@@ -402,36 +420,36 @@ void
 contain_meter(struct session *s, int reset, uint64_t *cpu, uint64_t *peak,
     int *reset_ok)
 {
-	char	*cause;
+	struct cgroup_meter	*m;
 
 	*cpu = *peak = CGROUP_UNKNOWN;
 	*reset_ok = 0;
-	if (!s->cgroup_made || contain.cg == NULL)
+	if ((m = contain_meter_of(s)) == NULL)
 		return;
-	if (s->meter == NULL &&
-	    (s->meter = cgroup_meter_open(contain.cg, s->cgroup, &cause)) == NULL) {
-		free(cause);
-		return;
-	}
 	if (reset) {
-		cgroup_meter_read(s->meter, cpu, NULL);
-		*reset_ok = cgroup_meter_reset_peak(s->meter) == 0;
+		cgroup_meter_read(m, cpu, NULL);
+		*reset_ok = cgroup_meter_reset_peak(m) == 0;
 	} else
-		cgroup_meter_read(s->meter, cpu, peak);
+		cgroup_meter_read(m, cpu, peak);
 }
 
-/* mem may be NULL: one cgroup file fewer to read (an execute's start). */
+/*
+ * Either pointer may be NULL (an execute's audit line reads only the
+ * memory: the contract meter's reads give it the CPU). Through the
+ * meter's descriptors: opening the group's directory and file by path on
+ * every execute was a tenth of the daemon's CPU per execute.
+ */
 void
 contain_stats(struct session *s, uint64_t *mem, uint64_t *cpu)
 {
-	char	*cause;
+	struct cgroup_meter	*m;
 
 	if (mem != NULL)
 		*mem = CGROUP_UNKNOWN;
-	*cpu = CGROUP_UNKNOWN;
-	if (s->cgroup_made &&
-	    cgroup_stats(contain.cg, s->cgroup, mem, cpu, &cause) != 0)
-		free(cause);
+	if (cpu != NULL)
+		*cpu = CGROUP_UNKNOWN;
+	if ((m = contain_meter_of(s)) != NULL)
+		cgroup_meter_usage(m, mem, cpu);
 }
 
 /*

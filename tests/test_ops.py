@@ -249,6 +249,82 @@ def test_audit_records_executions_lifecycle_and_kinds(tmp_path, client_of):
         d.stop()
 
 
+def test_audit_line_escapes_every_kind_of_character(tmp_path, client_of):
+    """The execute event is written by the daemon's own JSON writer
+    (server/audit.c), not jansson's: the line stays one line of ASCII JSON
+    (non-ASCII as \\u escapes, beyond the BMP as surrogate pairs, control
+    characters escaped) and reads back as exactly the text the cell wrote;
+    the reals it measures are still reals."""
+    d = start(tmp_path, "audit-output = yes", "cpus = 0.25")
+    try:
+        kc = client_of(d, d.new("esc"))
+        text = "h\u00e9 \u2603 \U0001F600 \x01\x1f\x7f\t\r\b\f \"q\" back\\ / end"
+        reply, _ = run_cell(kc, "import sys\nsys.stdout.write(%r)\nsys.stderr.write(%r)"
+                            % (text, text[::-1]))
+        assert reply["content"]["status"] == "ok"
+        raw = open(os.path.join(d.state, "audit", "audit.log"), "rb").read()
+        line = [l for l in raw.split(b"\n") if b'"event":"execute"' in l][-1]
+        assert line.isascii() and b"\\uD83D\\uDE00" in line, line
+        ev = json.loads(line)
+        assert ev["output"] == {"stdout": text, "stderr": text[::-1]}, ev["output"]
+        assert ev["limits"]["cpus"] == 0.25 and isinstance(ev["wall_ms"], float)
+        assert isinstance(ev["cpu_ms"], float) and ev["stdout_bytes"] == len(text.encode())
+        # other_output_bytes: the compact JSON of what else it published.
+        reply, outputs = run_cell(kc, "{'k': [1, 2.5, 'v\u00e9']}")
+        other = [m for m in outputs if m["msg_type"] not in ("stream", "status", "execute_input")]
+        assert other, outputs
+        ev = [e for e in audit_lines(d) if e["event"] == "execute"][-1]
+        shown = sum(len(json.dumps(m["content"], separators=(",", ":"),
+                                   ensure_ascii=False).encode()) for m in other)
+        # All the runner published but streams: at least what was shown.
+        assert shown <= ev["other_output_bytes"] < shown + 200, (ev, other)
+    finally:
+        d.stop()
+
+
+BURN = ("import time\nt = time.process_time()\n"
+        "while time.process_time() - t < 0.3:\n    pass")
+
+
+def test_audit_cpu_and_memory_across_restart_hibernation_and_a_new_group(tmp_path):
+    """The execute event's cpu_ms and memory_bytes come from descriptors the
+    daemon keeps open on the session's cgroup files (sessions/contain.c):
+    they must still count the session's own interpreter after a restart,
+    after hibernation and resume (a new interpreter in the same group),
+    and after the session ends and a new one of the same name gets a new
+    group (a descriptor on the removed group would read a dead one: 0 ms)."""
+    d = start(tmp_path, "idle-timeout = 2")
+    try:
+        def burn(expect_cpu):
+            before = len([e for e in audit_lines(d) if e["event"] == "execute"])
+            p = d.cli("run", "meter", BURN if expect_cpu else "1+1", timeout=CLI_TIMEOUT)
+            assert p.returncode == 0, p.stderr
+            ev = poll(lambda: [e for e in audit_lines(d) if e["event"] == "execute"][before:],
+                      20, "the execute event")[-1]
+            assert ev["status"] == "ok" and ev["memory_bytes"] > 1 << 20, ev
+            # 0.3 s of the interpreter's own CPU: the group counts at least that.
+            assert (ev["cpu_ms"] >= 290) == expect_cpu, ev
+            return ev
+
+        d.new("meter")
+        burn(True)
+        burn(False)        # the start figure is read again, not kept
+        d.cli("restart", "meter", check=True, timeout=CLI_TIMEOUT)
+        burn(True)
+        poll(lambda: [s for s in json.loads(d.cli("ls", "--json", check=True).stdout)
+                      if s["name"] == "meter"][0]["state"] == "hibernated",
+             30, "meter to hibernate")
+        burn(True)         # resumed: a new interpreter in the same group
+        d.cli("kill", "meter", check=True, timeout=CLI_TIMEOUT)
+        poll(lambda: not [s for s in json.loads(d.cli("ls", "--json", check=True).stdout)
+                          if s["name"] == "meter"], 30, "meter to end")
+        d.new("meter")     # a new group of the same name
+        burn(True)
+        burn(False)
+    finally:
+        d.stop()
+
+
 def test_audit_rotation(tmp_path, client_of):
     d = start(tmp_path, "audit-max-size = 4K", "audit-keep = 2")
     try:
