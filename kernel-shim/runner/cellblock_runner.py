@@ -27,6 +27,7 @@ import cellblock_checkpoint     # checkpoint/restore ops (docs/CHECKPOINTS.md)
 import cellblock_comm
 import cellblock_debugger
 import cellblock_egress         # relays to the egress proxy (docs/SECURITY.md)
+import cellblock_fastpath       # cheaper IPython per execute, same result
 import cellblock_kernelargs
 import cellblock_requests
 from IPython.core.error import StdinNotImplementedError
@@ -406,9 +407,11 @@ def build(history=":memory:", ipython_dir=None):
     forks, so every session shares it (docs/ZYGOTE.md); attach() does the
     rest in the session's own process."""
     _default_environment()
+    cellblock_fastpath.fastpath_install()
     runner = Runner(None, InterruptGate(), FdCapture(), Logger(), "")
     runner.ipython_dir = ipython_dir or tempfile.mkdtemp(prefix="cellblock-ipython-")
     runner.shell = _make_shell(runner, history, runner.ipython_dir)
+    cellblock_fastpath.fastpath_transform_cache(runner.shell.input_transformer_manager)
     _install_stdin(runner)
     _install_comms(runner)
     cellblock_debugger.debugger_install(runner.shell)
