@@ -135,6 +135,7 @@ bench: deps all
 	$(PYTHON) tests/bench/contract_bench.py
 	$(PYTHON) tests/bench/gateway_bench.py
 	$(PYTHON) tests/bench/pool_bench.py
+	$(PYTHON) tests/bench/runner_bench.py --write
 
 # The message hot path alone (issue 11): executes/s over 50 sessions and
 # the daemon's CPU and instructions per execute; HOTPATHFLAGS may name
