@@ -285,7 +285,7 @@ class Runner:
 
     def _wait_input_reply(self, rid):
         while True:
-            msg = self.channel.receive()    # SIGINT interrupts this wait
+            msg = self.channel.receive(interruptible=True)  # SIGINT interrupts this wait
             op = None if msg is None else msg.get("op")
             if op == "input_reply" and msg.get("id") == rid:
                 value = msg.get("value", "")
@@ -464,7 +464,6 @@ def attach(runner, channel_fd, session_name, relocate=False):
             capture.capture(stream.fileno(), stream)
         capture.start()
         Flusher(streams).start()
-        runner.channel.start_reader()
         cellblock_egress.start()
     sys.stdout, sys.stderr = streams
     return runner

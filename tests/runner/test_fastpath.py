@@ -156,3 +156,16 @@ def test_runner_formatter_error_is_shown_once(session):
     errors = of_type(iopub, "error") + [m for m in iopub if m["msg_type"] == "stream"]
     assert any("boom" in "".join(m["content"].get("traceback", [])) + m["content"].get("text", "")
                for m in errors)
+
+
+def test_cell_hash_is_ipykernels():
+    # Cell file names: the word-at-a-time hash against ipykernel 6.17's own.
+    import random
+    from ipykernel.compiler import get_tmp_hash_seed, murmur2_x86
+    from cellblock_shell import CELL_SEED, shell_cell_hash
+    assert get_tmp_hash_seed() == CELL_SEED
+    rand = random.Random(7)
+    for n in list(range(0, 40)) + [1001, 4099]:
+        text = "".join(chr(rand.randrange(32, 0x2FFF)) for _ in range(n))
+        assert shell_cell_hash(text.encode("utf-8", "surrogatepass")) == \
+            murmur2_x86(text, CELL_SEED), n
