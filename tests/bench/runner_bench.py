@@ -71,8 +71,10 @@ def _recv(f):
     return json.loads(f.read(n))
 
 
-def direct_cpu(root, n, warm, work):
-    """CPU per execute (µs) of a runner driven here: (all threads, main thread)."""
+def direct_cpu(root, n, warm, work, distinct=False):
+    """CPU per execute (µs) of a runner driven here: (all threads, main thread).
+    distinct: a different cell each time (`N+1`), so that nothing the
+    runner remembers per cell text helps."""
     ours, theirs = socket.socketpair()
     home = tempfile.mkdtemp(prefix="home-", dir=work)
     env = {"PATH": "/usr/bin:/bin", "HOME": home, "LANG": "C.UTF-8"}
@@ -92,7 +94,10 @@ def direct_cpu(root, n, warm, work):
             nonlocal rid
             for _ in range(count):
                 rid += 1
-                ours.sendall(_frame(dict(REQUEST, id=rid)))
+                msg = dict(REQUEST, id=rid)
+                if distinct:
+                    msg["content"] = dict(REQUEST["content"], code="%d+1" % rid)
+                ours.sendall(_frame(msg))
                 while _recv(f).get("op") != "reply":
                     pass
         run(warm)
@@ -148,6 +153,7 @@ def tput(root, sessions, count, work):
 def one(root, a, work):
     o = {}
     o["direct_cpu_us"], o["direct_main_us"] = direct_cpu(root, a.n, a.warm, work)
+    o["direct_distinct_cpu_us"], _ = direct_cpu(root, a.n, a.warm, work, distinct=True)
     o["direct_p50_us"], o["direct_p99_us"], o["direct_errors"] = direct_wall(root, a.n, a.warm)
     if a.sessions:
         o.update(tput(root, a.sessions, a.count, work))
@@ -159,6 +165,7 @@ def one(root, a, work):
 ROWS = [
     ("direct_cpu_us", "runner alone: CPU per `1+1` execute, all its threads (µs)"),
     ("direct_main_us", "… of which its main thread (µs)"),
+    ("direct_distinct_cpu_us", "the same with a different cell each time (`N+1`), all threads (µs)"),
     ("direct_p50_us", "runner alone: `rtt direct` round trip, p50 (µs)"),
     ("direct_p99_us", "the same, p99 (µs)"),
     ("tput_per_s", "trivial executes/s, 50 sessions at once (`rtt tput`)"),
