@@ -203,18 +203,10 @@ class Runner:
             return {"status": "error", "ename": type(e).__name__, "evalue": str(e),
                     "traceback": traceback.format_exception_only(type(e), e)}
 
-    @contextlib.contextmanager
     def user_code(self):
         """SIGINT raises KeyboardInterrupt inside this block only. One that
         came since the request was read is raised as the block starts."""
-        self.gate.armed = True
-        try:
-            if self.gate.pending:
-                self.gate.pending = False
-                raise KeyboardInterrupt
-            yield
-        finally:
-            self.gate.armed = False
+        return UserCode(self.gate)
 
     # -- output --
     def publish(self, msg_type, content, metadata=None, buffers=None):
@@ -298,6 +290,27 @@ class Runner:
                 if op != "request":
                     raise EOFError("the session is shutting down")
             # other input_reply: stale answer to an interrupted prompt; dropped
+
+
+class UserCode:
+    """Runner.user_code()'s block: a class, not a generator context
+    manager, as it is entered on every request."""
+    __slots__ = ("gate",)
+
+    def __init__(self, gate):
+        self.gate = gate
+
+    def __enter__(self):
+        gate = self.gate
+        gate.armed = True
+        if gate.pending:
+            gate.pending = False
+            gate.armed = False
+            raise KeyboardInterrupt
+
+    def __exit__(self, etype, value, tb):
+        self.gate.armed = False
+        return False
 
 
 def _parse_args(argv):
