@@ -137,6 +137,7 @@ bench: deps all
 	$(PYTHON) tests/bench/pool_bench.py
 	$(PYTHON) tests/bench/flood_bench.py
 	$(PYTHON) tests/bench/density_bench.py
+	$(PYTHON) tests/bench/runner_bench.py --write --base f3972bc0123a
 
 # The message hot path alone (issue 11): executes/s over 50 sessions and
 # the daemon's CPU and instructions per execute; HOTPATHFLAGS may name

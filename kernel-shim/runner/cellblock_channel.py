@@ -10,6 +10,8 @@ import queue
 import struct
 import threading
 
+from cellblock_sigint import sigint_blocked
+
 MAX_FRAME = 64 * 1024 * 1024    # the daemon ends the interpreter above this
 _HEADER = struct.Struct(">I")
 _dumps = json.JSONEncoder(allow_nan=False, ensure_ascii=False,
@@ -84,9 +86,15 @@ def _reject_constant(name):
 class Channel:
     """One end of the daemon socketpair.
 
-    Writes come from any thread under one lock. Reads happen on a reader
-    thread that queues whole messages: the main thread then waits on a queue,
-    which a KeyboardInterrupt can break without ever losing half a frame.
+    Writes come from any thread under one lock. Reads: the main thread
+    reads frames itself while it waits between requests (a SIGINT then is
+    swallowed by the gate, so nothing breaks a read; one thread and no
+    hand-over per request). The first wait that an interrupt must be able
+    to break (input()) starts a reader thread that queues whole messages
+    from then on: the main thread then waits on a queue, which a
+    KeyboardInterrupt can break without ever losing half a frame. Bytes
+    read ahead of a frame stay in one buffer that both readers use, never
+    at the same time.
     """
 
     def __init__(self, fd, gate, log):
@@ -95,7 +103,9 @@ class Channel:
         self.log = log
         self.broken = None            # reason the inbound side failed, if it did
         self._lock = threading.Lock()
-        self._inbox = queue.SimpleQueue()
+        self._inbox = None            # the reader thread's queue, once it runs
+        self._ended = False           # the inbound side is done (direct reads)
+        self._rbuf = bytearray()      # read, not yet part of a returned frame
         self._closed = False
 
     def send(self, msg):
@@ -116,24 +126,49 @@ class Channel:
             raise ChannelClosed("channel write failed: %s" % e) from e
 
     def start_reader(self):
-        thread = threading.Thread(target=self._read_loop, name="cellblock-channel",
-                                  daemon=True)
-        thread.start()
+        """Hand reading to a thread for good (idempotent; main thread only).
+        It inherits a mask with SIGINT blocked, so interrupts stay ours."""
+        if self._inbox is not None:
+            return
+        self._inbox = queue.SimpleQueue()
+        if self._ended:
+            self._inbox.put(None)
+            return
+        with sigint_blocked():
+            threading.Thread(target=self._read_loop, name="cellblock-channel",
+                             daemon=True).start()
 
-    def receive(self):
-        """Next message from the daemon, or None once the channel ended."""
-        return self._inbox.get()
+    def receive(self, interruptible=False):
+        """Next message from the daemon, or None once the channel ended.
+        interruptible: a KeyboardInterrupt may break this wait."""
+        if interruptible:
+            self.start_reader()
+        if self._inbox is not None:
+            return self._inbox.get()
+        if self._ended:
+            return None
+        msg = self._next()
+        if msg is None:
+            self._ended = True
+        return msg
 
-    def _read_loop(self):
+    def _next(self):
+        """One message read here, or None (EOF, or broken: logged)."""
         try:
-            while True:
-                self._inbox.put(channel_decode(self._read_frame()))
+            return channel_decode(self._read_frame())
         except EOFError:
             pass
         except (OSError, ValueError) as e:
             self.broken = str(e)
             self.log("broken channel: %s" % e)
-        self._inbox.put(None)
+        return None
+
+    def _read_loop(self):
+        while True:
+            msg = self._next()
+            self._inbox.put(msg)
+            if msg is None:
+                return
 
     def _read_frame(self):
         header = self._read_exact(_HEADER.size, at_boundary=True)
@@ -143,13 +178,16 @@ class Channel:
         return self._read_exact(length, at_boundary=False)
 
     def _read_exact(self, count, at_boundary):
-        chunks, missing = [], count
-        while missing:
-            chunk = os.read(self.fd, min(missing, 1 << 20))
+        buf = self._rbuf
+        while len(buf) < count:
+            # Whatever is there, up to 1 MiB: a frame and its length
+            # usually come in one read; the rest waits in the buffer.
+            chunk = os.read(self.fd, min(max(count - len(buf), 65536), 1 << 20))
             if not chunk:
-                if at_boundary and missing == count:
+                if at_boundary and not buf:
                     raise EOFError
                 raise ValueError("short read: channel closed inside a frame")
-            chunks.append(chunk)
-            missing -= len(chunk)
-        return b"".join(chunks)
+            buf += chunk
+        data = bytes(buf[:count])
+        del buf[:count]
+        return data

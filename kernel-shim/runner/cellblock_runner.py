@@ -27,6 +27,7 @@ import cellblock_checkpoint     # checkpoint/restore ops (docs/CHECKPOINTS.md)
 import cellblock_comm
 import cellblock_debugger
 import cellblock_egress         # relays to the egress proxy (docs/SECURITY.md)
+import cellblock_fastpath       # cheaper IPython per execute, same result
 import cellblock_kernelargs
 import cellblock_requests
 from IPython.core.error import StdinNotImplementedError
@@ -225,18 +226,10 @@ class Runner:
             return {"status": "error", "ename": type(e).__name__, "evalue": str(e),
                     "traceback": traceback.format_exception_only(type(e), e)}
 
-    @contextlib.contextmanager
     def user_code(self):
         """SIGINT raises KeyboardInterrupt inside this block only. One that
         came since the request was read is raised as the block starts."""
-        self.gate.armed = True
-        try:
-            if self.gate.pending:
-                self.gate.pending = False
-                raise KeyboardInterrupt
-            yield
-        finally:
-            self.gate.armed = False
+        return UserCode(self.gate)
 
     # -- output --
     def publish(self, msg_type, content, metadata=None, buffers=None):
@@ -307,7 +300,7 @@ class Runner:
 
     def _wait_input_reply(self, rid):
         while True:
-            msg = self.channel.receive()    # SIGINT interrupts this wait
+            msg = self.channel.receive(interruptible=True)  # SIGINT interrupts this wait
             op = None if msg is None else msg.get("op")
             if op == "input_reply" and msg.get("id") == rid:
                 value = msg.get("value", "")
@@ -320,6 +313,27 @@ class Runner:
                 if op != "request":
                     raise EOFError("the session is shutting down")
             # other input_reply: stale answer to an interrupted prompt; dropped
+
+
+class UserCode:
+    """Runner.user_code()'s block: a class, not a generator context
+    manager, as it is entered on every request."""
+    __slots__ = ("gate",)
+
+    def __init__(self, gate):
+        self.gate = gate
+
+    def __enter__(self):
+        gate = self.gate
+        gate.armed = True
+        if gate.pending:
+            gate.pending = False
+            gate.armed = False
+            raise KeyboardInterrupt
+
+    def __exit__(self, etype, value, tb):
+        self.gate.armed = False
+        return False
 
 
 def _parse_args(argv):
@@ -429,9 +443,11 @@ def build(history=":memory:", ipython_dir=None):
     forks, so every session shares it (docs/ZYGOTE.md); attach() does the
     rest in the session's own process."""
     _default_environment()
+    cellblock_fastpath.fastpath_install()
     runner = Runner(None, InterruptGate(), FdCapture(), Logger(), "")
     runner.ipython_dir = ipython_dir or tempfile.mkdtemp(prefix="cellblock-ipython-")
     runner.shell = _make_shell(runner, history, runner.ipython_dir)
+    cellblock_fastpath.fastpath_transform_cache(runner.shell.input_transformer_manager)
     _install_stdin(runner)
     _install_comms(runner)
     cellblock_debugger.debugger_install(runner.shell)
@@ -497,7 +513,6 @@ def attach(runner, channel_fd, session_name, relocate=False):
             capture.capture(stream.fileno(), stream)
         capture.start()
         Flusher(streams).start()
-        runner.channel.start_reader()
         cellblock_egress.start()
     sys.stdout, sys.stderr = streams
     return runner

@@ -29,8 +29,14 @@ def shell_cell_hash(data, seed=CELL_SEED):
     n = len(data)
     h = (seed ^ n) & mask
     end = n & ~3
-    for i in range(0, end, 4):
-        k = (int.from_bytes(data[i:i + 4], "little") * m) & mask
+    # The 4-byte blocks as little-endian words, read in one go (a cell is
+    # hashed on every execute: slicing each block cost 1 us per 4 bytes).
+    if sys.byteorder == "little":
+        words = memoryview(data[:end]).cast("I") if end else ()
+    else:
+        words = [int.from_bytes(data[i:i + 4], "little") for i in range(0, end, 4)]
+    for k in words:
+        k = (k * m) & mask
         k = ((k ^ (k >> 24)) * m) & mask
         h = ((h * m) & mask) ^ k
     if n & 3:

@@ -43,20 +43,37 @@ class InterruptGate:
     def is_installed(self):
         return signal.getsignal(signal.SIGINT) == self.handler
 
-    @contextlib.contextmanager
     def deferred(self):
-        # Only the main thread runs signal handlers, so only it needs counting.
+        """A block in which SIGINT waits (writing a frame, moving stream
+        buffers); one that came meanwhile is raised as the block ends.
+        Only the main thread runs signal handlers, so only it counts."""
         if threading.get_ident() != self._main:
-            yield
-            return
-        self._depth += 1
-        try:
-            yield
-        finally:
-            self._depth -= 1
-        if not self._depth and self.pending and self.armed:
-            self.pending = False
+            return _NOTHING
+        return _Deferred(self)
+
+
+class _Deferred:
+    # A class, not a generator context manager: entered for every frame
+    # sent and every stream flush, where contextlib's machinery cost more
+    # than the work it guarded.
+    __slots__ = ("gate",)
+
+    def __init__(self, gate):
+        self.gate = gate
+
+    def __enter__(self):
+        self.gate._depth += 1
+
+    def __exit__(self, etype, value, tb):
+        gate = self.gate
+        gate._depth -= 1
+        if etype is None and not gate._depth and gate.pending and gate.armed:
+            gate.pending = False
             raise KeyboardInterrupt
+        return False
+
+
+_NOTHING = contextlib.nullcontext()
 
 
 @contextlib.contextmanager
