@@ -76,6 +76,9 @@ print(json.dumps(out))
 SETTLE = 0.1     # s after the pool is full before a timed start
 
 
+NO_POOL_WHY = ("Without the pool the start misses its 20 ms target here: what is left after the cgroup moves (below) is mostly the new process's own work, two copies of the zygote's page tables (its clone and pid 2's fork), about 40 mount calls and the runner's attach, against a floor (the first row) that already does the two forks; docs/ZYGOTE.md, \"Cgroup moves\", has the phases and the next cut (a pid 1 sharing the zygote's memory until its exec).")
+
+
 def floor(n):
     p = subprocess.run([B.PYTHON, "-c", FLOOR, str(n)], capture_output=True, text=True,
                        timeout=300)
@@ -510,6 +513,7 @@ def render(res):
              "runs, the ratio to the floor measured in the same run much less (four earlier "
              "runs on 2026-12-03, 1-minute load 3.9-7.3 before each: floor 12.7-30.1 ms, "
              "pool 14.2-24.5 ms, no pool 47.4-58.6 ms)." % (SETTLE * 1000), "",
+             "%s" % NO_POOL_WHY, "",
              ] + render_cgroup_moves(res.get("cgroup_moves"),
                                                 res.get("cgroup_moves_load")) + [
              "Pid 1 of a session is `%s`: %d kB RSS, %d kB PSS (the session's whole tree: "
