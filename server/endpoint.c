@@ -349,6 +349,32 @@ endpoint_write_file(struct endpoint *ep, const char *path, uid_t owner,
 	return (0);
 }
 
+/*
+ * The connection file, written before its session had a name (a warm-pool
+ * member's, server/pool.c), under the session's name and given to its
+ * owner: a rename and a chown, where writing it afresh would make a file.
+ */
+int
+endpoint_rename_file(struct endpoint *ep, const char *path, uid_t owner,
+    char **cause)
+{
+	if (ep->path == NULL) {
+		xasprintf(cause, "%s: no connection file to rename", path);
+		return (-1);
+	}
+	if (rename(ep->path, path) != 0) {
+		xasprintf(cause, "%s: %s", path, strerror(errno));
+		return (-1);
+	}
+	free(ep->path);
+	ep->path = xstrdup(path);
+	if (owner != (uid_t)-1 && lchown(path, owner, (gid_t)-1) != 0) {
+		xasprintf(cause, "%s: %s", path, strerror(errno));
+		return (-1);
+	}
+	return (0);
+}
+
 static void
 endpoint_send(void *conn, enum transport_channel which,
     const struct jmsg_out *out)

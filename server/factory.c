@@ -82,10 +82,45 @@ factory_endpoint(struct session *s, const struct conninfo *ci, char **cause)
 }
 
 /*
+ * A member came with the default endpoint and its connection file
+ * (pool_make), under the member's name: a session that asked for the
+ * default, as `new` does, takes both by a rename. Otherwise (ports or a
+ * key of its own, or the shared endpoint only) they go, and it gets what
+ * a fresh session would.
+ */
+static int
+factory_pool_endpoint(struct session *s, const struct conninfo *ci,
+    char **cause)
+{
+	struct conninfo	 d;
+	char		*path;
+	int		 r;
+
+	if (s->endpoint != NULL && ci != NULL) {
+		endpoint_default_ci(&d, s->name);
+		if (memcmp(&d, ci, sizeof d) == 0) {
+			xasprintf(&path, "%s/sessions/%s.json",
+			    server_state_dir, s->name);
+			r = endpoint_rename_file(s->endpoint, path, s->owner,
+			    cause);
+			free(path);
+			return (r);
+		}
+	}
+	if (s->endpoint != NULL) {
+		endpoint_close(s->endpoint);
+		s->endpoint = NULL;
+	}
+	return (ci != NULL ? factory_endpoint(s, ci, cause) : 0);
+}
+
+/*
  * A warm-pool member becomes the session (server/pool.c): listed under
  * its name, its work dir renamed as a fresh one would be named (the
  * sandbox has it bound by inode, so it sees no change), its endpoint
- * made. NULL with *cause NULL: no member fits, start one as before.
+ * and files taken over (made with the member, so that nothing here makes
+ * a file or binds a port). NULL with *cause NULL: no member fits, start
+ * one as before.
  */
 static struct session *
 factory_from_pool(const char *name, uid_t owner, const struct conninfo *ci,
@@ -110,7 +145,7 @@ factory_from_pool(const char *name, uid_t owner, const struct conninfo *ci,
 	s->workdir = workdir;
 	if (session_list(s, name, owner, cause) != 0)
 		goto fail;
-	if (ci != NULL && factory_endpoint(s, ci, cause) != 0) {
+	if (factory_pool_endpoint(s, ci, cause) != 0) {
 		kernel_end(s, "its endpoint could not be made");
 		return (NULL);
 	}

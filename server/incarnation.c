@@ -79,6 +79,22 @@ incarnation_send(struct session *s, json_t *m, char **cause)
 }
 
 /*
+ * The same, written when the loop next turns rather than now: the
+ * runner, woken by the write, would take the CPU from the request in
+ * hand (the scheduler favours a task that slept), which then waits for
+ * it. Order is kept: whatever is sent later goes behind it.
+ */
+int
+incarnation_send_later(struct session *s, json_t *m, char **cause)
+{
+	int	r;
+
+	r = channel_queue(&s->chan, m, cause);
+	incarnation_watch(s, 1);
+	return (r);
+}
+
+/*
  * A process that moved itself into its cgroup (sessions/contain.c) is
  * checked at its hello, before anyone sees the session: outside its group
  * it is killed, and the reaper says why.

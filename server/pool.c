@@ -10,7 +10,8 @@
  * dies, and hands one to the factory, which names it.
  *
  * Legend of a member's life:
- *	pool_make	work dir, uid, cgroup, kernel_start (zygote)
+ *	pool_make	work dir, uid, cgroup, endpoint and its file, the
+ *			record's file, kernel_start (zygote)
  *	HOOK_HELLO	ready: pool_take may hand it out
  *	pool_take	the factory names it (factory_new_session)
  *	HOOK_LOST	died unclaimed: cleaned, and the pool refilled
@@ -97,6 +98,31 @@ pool_mkdir(const char *path, uid_t owner, char **cause)
 	return (0);
 }
 
+/*
+ * What `new` would otherwise make inside the claimer's request, made now
+ * between requests: the default endpoint (five bound ports, a key) and
+ * its connection file under the member's name, which the claim renames
+ * (factory.c). Only for tcp: an ipc endpoint's paths carry the session's
+ * name.
+ */
+static int
+pool_endpoint(struct session *s, char **cause)
+{
+	struct conninfo	 ci;
+	char		*path;
+	int		 r;
+
+	if (strcmp(cfg.transport, "tcp") != 0)
+		return (0);
+	endpoint_default_ci(&ci, s->name);
+	if ((s->endpoint = endpoint_new(s, &ci, cause)) == NULL)
+		return (-1);
+	xasprintf(&path, "%s/sessions/%s.json", server_state_dir, s->name);
+	r = endpoint_write_file(s->endpoint, path, (uid_t)-1, cause);
+	free(path);
+	return (r);
+}
+
 /* One member: contained with the defaults, starting from the zygote. */
 static int
 pool_make(char **cause)
@@ -119,10 +145,11 @@ pool_make(char **cause)
 		return (-1);
 	}
 	if (pool_mkdir(s->workdir, s->host_uid, cause) != 0 ||
-	    kernel_start(s, cause) != 0) {
+	    pool_endpoint(s, cause) != 0 || kernel_start(s, cause) != 0) {
 		pool_discard(s);
 		return (-1);
 	}
+	record_prepare(s);
 	pool_members[pool_n++] = s;
 	pool_made++;
 	return (0);
@@ -267,8 +294,9 @@ pool_take(const char *name, const struct session_limits *l)
 		free(cause);
 		return (NULL);
 	}
+	/* Written after the claimer's reply: incarnation_send_later says why. */
 	m = json_pack("{s:s,s:s}", "op", "claim", "session", name);
-	if (incarnation_send(s, m, &cause) != 0) {
+	if (incarnation_send_later(s, m, &cause) != 0) {
 		json_decref(m);
 		pool_drop(s, cause);
 		free(cause);
@@ -296,10 +324,12 @@ pool_describe(int members)
 		s = pool_members[i];
 		ready += s->hello != NULL;
 		if (members)
-				json_array_append_new(list, json_pack(
-			    "{s:s,s:I,s:i,s:b,s:s}", "cgroup", s->cgroup, "pid",
-			    (json_int_t)s->pid, "uid", (int)s->host_uid, "ready",
-			    s->hello != NULL, "workdir", s->workdir));
+			json_array_append_new(list, json_pack(
+			    "{s:s,s:I,s:i,s:b,s:s,s:s?}", "cgroup", s->cgroup,
+			    "pid", (json_int_t)s->pid, "uid", (int)s->host_uid,
+			    "ready", s->hello != NULL, "workdir", s->workdir,
+			    "connection_file", s->endpoint != NULL ?
+			    s->endpoint->path : NULL));
 	}
 	return (json_pack("{s:b,s:I,s:I,s:I,s:I,s:I,s:I,s:o}", "on", pool_on,
 	    "size", (json_int_t)pool_want, "members", (json_int_t)pool_n,

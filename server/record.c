@@ -78,12 +78,11 @@ record_save(struct session *s)
 
 	sync = json_array_size(json_object_get(r, "checkpoints")) != 0;
 	text = json_dumps(r, JSON_COMPACT);
-	if (sync)
-		rc = file_write_atomic(path, text, strlen(text), 0600,
-		    (uid_t)-1, &cause);
-	else
-		rc = file_write_atomic_nosync(path, text, strlen(text), 0600,
-		    (uid_t)-1, &cause);
+	rc = file_write_atomic_spare(path, s->record_spare, text, strlen(text),
+	    0600, (uid_t)-1, sync, &cause);
+	/* Used (renamed to path) or not usable (removed): gone either way. */
+	free(s->record_spare);
+	s->record_spare = NULL;
 	if (rc != 0) {
 		log_warn("%s: cannot save %s: %s", s->name, path, cause);
 		free(cause);
@@ -100,6 +99,34 @@ record_forget(struct session *s)
 
 	unlink(path);
 	free(path);
+	if (s->record_spare != NULL) {
+		unlink(s->record_spare);
+		free(s->record_spare);
+		s->record_spare = NULL;
+	}
+}
+
+/*
+ * A warm-pool member's first record is written inside the claimer's
+ * `new`: its file is made now, with the member (NAME.state.tmp, which a
+ * restart's sweep removes), so that the claim writes into it and renames
+ * it rather than making one (file_make_spare says why). Without it the
+ * save makes its file as any other.
+ */
+void
+record_prepare(struct session *s)
+{
+	char	*path = record_path(s->name), *cause;
+
+	free(s->record_spare);
+	xasprintf(&s->record_spare, "%s.tmp", path);
+	free(path);
+	if (file_make_spare(s->record_spare, 0600, &cause) != 0) {
+		log_warn("%s: %s", s->name, cause);
+		free(cause);
+		free(s->record_spare);
+		s->record_spare = NULL;
+	}
 }
 
 /* The newest checkpoint, for `ls`. */

@@ -176,6 +176,8 @@ void		 endpoint_close(struct endpoint *);
 void		 endpoint_reap_all(void);
 int		 endpoint_write_file(struct endpoint *, const char *, uid_t,
 		     char **);
+int		 endpoint_rename_file(struct endpoint *, const char *, uid_t,
+		     char **);
 
 
 /*
@@ -245,6 +247,7 @@ struct waiter {
 /* server/record.c: the session record file */
 void		 record_save(struct session *);
 void		 record_forget(struct session *);
+void		 record_prepare(struct session *);
 json_t		*record_describe(struct session *);
 int		 record_limits(json_t *, struct session_limits *);
 struct record_ckpt {			/* one slot, as the record has it */
@@ -261,6 +264,7 @@ int		 incarnation_start(struct session *, char **);
 void		 incarnation_stop(struct session *, const char *);
 void		 incarnation_watch(struct session *, int);
 int		 incarnation_send(struct session *, json_t *, char **);
+int		 incarnation_send_later(struct session *, json_t *, char **);
 void		 incarnation_shutdown_all(void);
 
 /* server/kernel.c: the protocol core */

@@ -66,9 +66,13 @@ channel_reserve(char **buf, size_t *size, size_t need)
 	*size = newsize;
 }
 
-/* Queue one message and try to send it; 0 or -1 with a cause. */
+/*
+ * Queue one message behind what waits, not written yet: the caller's
+ * loop writes it when the channel is next writable (channel_flush), after
+ * the work in hand; 0 or -1 with a cause.
+ */
 int
-channel_send(struct channel *c, json_t *msg, char **cause)
+channel_queue(struct channel *c, json_t *msg, char **cause)
 {
 	struct jwrite	 w;
 	char		*s;
@@ -101,6 +105,15 @@ channel_send(struct channel *c, json_t *msg, char **cause)
 	memcpy(c->wbuf + c->wlen + 4, s, len);
 	c->wlen += 4 + len;
 	free(s);
+	return (0);
+}
+
+/* Queue one message and try to send it; 0 or -1 with a cause. */
+int
+channel_send(struct channel *c, json_t *msg, char **cause)
+{
+	if (channel_queue(c, msg, cause) != 0)
+		return (-1);
 	return (channel_flush(c, cause) == -1 ? -1 : 0);
 }
 

@@ -281,6 +281,7 @@ session_remove_ref(struct session *s)
 	json_decref(s->env);
 	free(s->username);
 	free(s->workdir);
+	free(s->record_spare);
 	free(s);
 }
 

@@ -44,6 +44,7 @@ struct channel {
 };
 void		 channel_init(struct channel *, int);
 void		 channel_close(struct channel *);
+int		 channel_queue(struct channel *, json_t *, char **);
 int		 channel_send(struct channel *, json_t *, char **);
 #define CHANNEL_FDS_MAX	8
 int		 channel_send_fds(struct channel *, json_t *, const int *, int,
@@ -137,6 +138,8 @@ struct session {
 	struct endpoint	*endpoint;	/* its own, NULL: shared only */
 	struct control_conn *attach;	/* the attach client, if any */
 	struct transport_sub *subs;	/* iopub subscribers (transport.c) */
+	char		*record_spare;	/* the file its next record is written
+					   into (server/record.c), or NULL */
 	/* The request queue: the protocol core's (server/kernel.c) alone. */
 	TAILQ_HEAD(, kernel_req) queue;
 	size_t		 queue_len;

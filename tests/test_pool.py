@@ -78,6 +78,79 @@ def test_new_claims_a_member_and_the_pool_refills(pd):
     pd.cli("kill", "claimed", check=True)
 
 
+def _listening_ports():
+    """Every TCP port listening on the host (IPv4), from /proc/net/tcp."""
+    with open("/proc/net/tcp") as f:
+        rows = [line.split() for line in f.readlines()[1:]]
+    return {int(r[1].split(":")[1], 16) for r in rows if r[3] == "0A"}
+
+
+def test_a_claim_takes_the_members_ports_and_files_as_they_are(pd):
+    """What `new` would make (five bound ports, the connection file, the
+    record's file) is made with the member, between requests: the claim
+    renames the files (same inodes) and the ports were listening before
+    it (docs/ZYGOTE.md, "The warm pool")."""
+    member = pd.wait_pool()["list"][0]     # the oldest ready: the one taken
+    mine = member["connection_file"]
+    assert mine == os.path.join(pd.state, "sessions", member["cgroup"] + ".json"), member
+    with open(mine) as f:
+        made = json.load(f)
+    spare = os.path.join(pd.state, "sessions", member["cgroup"] + ".state.tmp")
+    inodes = os.stat(mine).st_ino, os.stat(spare).st_ino
+    assert os.stat(spare).st_size == 0
+    ports = {made[k] for k in ("shell_port", "iopub_port", "stdin_port",
+                               "control_port", "hb_port")}
+    assert ports <= _listening_ports(), (ports, made)
+    conn = _new(pd, "ready-made")
+    try:
+        s = _ls(pd)["ready-made"]
+        assert s["born"] == "pool" and s["pid"] == member["pid"], (s, member)
+        assert conn == os.path.join(pd.state, "sessions", "ready-made.json")
+        with open(conn) as f:
+            assert json.load(f) == made
+        record = os.path.join(pd.state, "sessions", "ready-made.state")
+        assert (os.stat(conn).st_ino, os.stat(record).st_ino) == inodes
+        with open(record) as f:
+            r = json.load(f)
+        assert r["name"] == "ready-made" and r["connection"]["shell_port"] == made["shell_port"]
+        assert not os.path.exists(mine) and not os.path.exists(spare)
+        kc = pd.client(conn)
+        try:
+            assert _value(kc, "print(6 * 7)") == "42"
+        finally:
+            kc.stop_channels()
+        # The refill made the next member's the same way.
+        for m in pd.wait_pool()["list"]:
+            assert os.path.exists(m["connection_file"]), m
+    finally:
+        pd.cli("kill", "ready-made", check=True)
+    poll(lambda: not os.path.exists(conn) and not os.path.exists(record), 30,
+         "the session's files to go with it")
+
+
+def test_a_session_of_the_shared_endpoint_drops_the_members_own(pd):
+    """The shared endpoint's sessions have no endpoint of their own: a
+    member claimed for one closes what it was made with, file and ports."""
+    from test_sessions import shared_client
+    member = pd.wait_pool()["list"][0]
+    with open(member["connection_file"]) as f:
+        made = json.load(f)
+    kc = shared_client(pd, "pool-shared")
+    try:
+        reply, _ = run_cell(kc, "x = 5")
+        assert reply["content"]["status"] == "ok", reply["content"]
+        s = [v for n, v in _ls(pd).items() if v["pid"] == member["pid"]]
+        assert s and s[0]["born"] == "pool", (s, member)
+        assert not os.path.exists(member["connection_file"])
+        poll(lambda: made["shell_port"] not in _listening_ports(), 10,
+             "the member's ports to close")
+        name = s[0]["name"]
+        assert not os.path.exists(os.path.join(pd.state, "sessions", name + ".json"))
+    finally:
+        kc.stop_channels()
+    pd.cli("kill", name, check=True)
+
+
 def test_two_pool_born_sessions_share_no_random_state(pd):
     code = ("import random, uuid, os, numpy\n"
             "print(random.random(), numpy.random.random(), uuid.uuid4(), os.urandom(8).hex())")
@@ -243,11 +316,15 @@ def test_members_are_gone_after_a_clean_exit_and_after_a_crash():
         poll(lambda: not any(pid_alive(m["pid"]) for m in members), 30,
              "the members to die with the daemon")
         assert all(os.path.exists(m["workdir"]) for m in members)
+        files = [p for m in members for p in (
+            m["connection_file"], os.path.join(d.state, "sessions", m["cgroup"] + ".state.tmp"))]
+        assert all(os.path.exists(p) for p in files)
         start = len(d.log_text())
         d.proc = subprocess.Popen([CELLBLOCKD, "--foreground", "--state-dir", d.state,
                                    *d.args], stdout=d.log, stderr=subprocess.STDOUT)
         poll(lambda: "ready: control" in d.log_text()[start:], 30, "the restarted daemon")
         assert not any(os.path.exists(m["workdir"]) for m in members)
+        assert not any(os.path.exists(p) for p in files), files
         assert not (names & _groups(cgroup_parents(d)))
         again = d.wait_pool()["list"]
         assert not ({m["cgroup"] for m in again} & names)
@@ -256,6 +333,9 @@ def test_members_are_gone_after_a_clean_exit_and_after_a_crash():
         d.proc.wait(timeout=30)
         assert not any(pid_alive(m["pid"]) for m in again)
         assert not any(os.path.exists(m["workdir"]) for m in again)
+        assert not any(os.path.exists(m["connection_file"]) for m in again)
+        assert not [n for n in os.listdir(os.path.join(d.state, "sessions"))
+                    if n.startswith("cbpool-")]
         assert not any(os.path.isdir(p) and (names | {m["cgroup"] for m in again}) & _groups([p])
                        for p in parents)
     finally:

@@ -88,5 +88,8 @@ int		 file_write_atomic(const char *, const void *, size_t, mode_t,
 		     uid_t, char **);
 int		 file_write_atomic_nosync(const char *, const void *, size_t,
 		     mode_t, uid_t, char **);
+int		 file_make_spare(const char *, mode_t, char **);
+int		 file_write_atomic_spare(const char *, const char *,
+		     const void *, size_t, mode_t, uid_t, int, char **);
 
 #endif /* CELLBLOCK_BASE_H */

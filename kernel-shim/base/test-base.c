@@ -214,6 +214,65 @@ test_write_atomic(void)
 	free(p);
 }
 
+/* The spare: made once, written and renamed later; gone or odd: made afresh. */
+static void
+test_write_spare(void)
+{
+	struct stat	 st, sp;
+	char		*p, *spare, *fifo, *other, *cause = NULL;
+
+	mkdirs("s");
+	put("s/outside", "precious");
+	p = path("s/rec");
+	spare = path("s/member.tmp");
+	CHECK(file_make_spare(spare, 0600, &cause) == 0);
+	CHECK(stat(spare, &sp) == 0 && sp.st_size == 0 &&
+	    (sp.st_mode & 0777) == 0600);
+	CHECK(file_write_atomic_spare(p, spare, "one", 3, 0600, (uid_t)-1, 0,
+	    &cause) == 0);
+	/* The spare's inode is the file now: nothing was made. */
+	CHECK(stat(p, &st) == 0 && st.st_ino == sp.st_ino);
+	CHECK(same(get("s/rec"), "one") && !exists("s/member.tmp"));
+	CHECK(!exists("s/rec.tmp"));
+	/* Used up: the next write makes its temporary as without one. */
+	CHECK(file_write_atomic_spare(p, spare, "two", 3, 0600, (uid_t)-1, 1,
+	    &cause) == 0);
+	CHECK(same(get("s/rec"), "two") && !exists("s/rec.tmp"));
+	/* A spare with content is emptied first. */
+	put("s/member.tmp", "a much longer old text");
+	CHECK(file_write_atomic_spare(p, spare, "3", 1, 0600, (uid_t)-1, 0,
+	    &cause) == 0);
+	CHECK(same(get("s/rec"), "3"));
+	/* A link where the spare was is not written through, and goes. */
+	link_to("outside", "s/member.tmp");
+	CHECK(file_write_atomic_spare(p, spare, "4", 1, 0600, (uid_t)-1, 0,
+	    &cause) == 0);
+	CHECK(same(get("s/rec"), "4") && same(get("s/outside"), "precious"));
+	/* A FIFO (a write would block) is not used either, and goes. */
+	fifo = path("s/member.tmp");
+	CHECK(mkfifo(fifo, 0600) == 0);
+	CHECK(file_write_atomic_spare(p, spare, "5", 1, 0600, (uid_t)-1, 0,
+	    &cause) == 0);
+	CHECK(same(get("s/rec"), "5") && !exists("s/member.tmp"));
+	/* A second name for the spare (a hard link): not ours alone. */
+	put("s/other", "theirs");
+	other = path("s/other");
+	CHECK(link(other, spare) == 0);
+	free(other);
+	CHECK(file_write_atomic_spare(p, spare, "6", 1, 0600, (uid_t)-1, 0,
+	    &cause) == 0);
+	CHECK(same(get("s/rec"), "6") && same(get("s/other"), "theirs"));
+	CHECK(!exists("s/member.tmp"));
+	/* No directory: the spare cannot be made, and says where. */
+	free(spare);
+	spare = path("s/nodir/member.tmp");
+	CHECK(file_make_spare(spare, 0600, &cause) == -1);
+	CHECK(mentions(&cause, "nodir/member.tmp: No such file or directory"));
+	free(fifo);
+	free(spare);
+	free(p);
+}
+
 static void
 test_open(void)
 {
@@ -363,6 +422,7 @@ main(void)
 	test_log();
 	test_log_limit();
 	test_write_atomic();
+	test_write_spare();
 	test_open();
 	test_remove_tree();
 	cleanup();
