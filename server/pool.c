@@ -84,6 +84,8 @@ pool_discard(struct session *s)
 {
 	pool_forget(s);
 	hook_run(HOOK_ENDED, s, "warm pool member discarded");
+	/* Its own endpoint subscribed to it (pool_endpoint). */
+	transport_subs_free(s);
 	session_destroy(&s);
 }
 
