@@ -101,7 +101,7 @@ def rows(res):
             met = per <= 50
             reason = (f"{us(over)} per execute round trip, which relays {WIRE_MSGS} wire messages "
                       f"(1 request in, 5 out): ≈ {us(per)} per message; the daemon spends "
-                      f"{us(dcpu)} of CPU per execute (main + ZeroMQ I/O thread), see \"where the "
+                      f"{us(dcpu)} of CPU per execute (all its threads), see \"where the "
                       f"time goes\"")
             out.append(("rtt", "daemon's addition over the runner alone (p50 − p50), per message",
                         us(per), "—", "—", "≤ 50 µs per message", MET if met else NOT_MET, reason))
@@ -367,7 +367,7 @@ def where_time_goes(res):
     th = cb.get("daemon_threads_us") or {}
     L.append(f"| CPU in the daemon (all threads) | {us(cb.get('daemon_cpu_us'))} | — |")
     if th:
-        L.append(f"| … of which its main loop / ZeroMQ I/O thread / other threads | "
+        L.append(f"| … of which its main loop / libzmq's I/O thread / other threads (the heartbeat's) | "
                  f"{us(th.get('main'))} / {us(th.get('zmq_io'))} / {us(th.get('other'))} | — |")
     tp = get(res, "tput", "cellblock")
     if tp and tp.get("daemon_threads_us"):
@@ -469,7 +469,7 @@ def scale_section(res):
         err = (res.get("errors") or {}).get("scale")
         return f"Not measured in this run{': ' + err if err else ''}."
     L = ["| idle sessions | `new` reply, p50 | `new`, p99 | `1+1` round trip, C client, p50 | p99 "
-         "| daemon CPU per execute (main / ZeroMQ I/O) | daemon RSS |",
+         "| daemon CPU per execute (main / libzmq I/O) | daemon RSS |",
          "|---|---|---|---|---|---|---|"]
     for x in lv:
         th = x.get("daemon_threads_us") or {}
@@ -514,7 +514,8 @@ def scale_section(res):
           "and gone, and 0.3 s left for its cgroups' removal, before the next, so the count "
           "stays put), then the round trip runs. Daemon CPU "
           "is all its threads' time from `/proc/PID/task/*/schedstat` over the run, divided by the "
-          "executes."]
+          "executes; the session sockets are the daemon's own ZMTP (protocol/zmtp.c), which "
+          "leaves libzmq's I/O thread next to nothing."]
     if sc.get("stopped"):
         L += ["", f"Stopped early {sc['stopped']}."]
     return "\n".join(L)
