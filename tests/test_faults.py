@@ -196,6 +196,35 @@ def test_interpreter_killed_mid_execute(daemon, witness, victim):
     witness.check("an interpreter's death")
 
 
+def test_signal_handler_raising_while_idle(daemon, witness, victim):
+    """A cell's signal handler raises after the cell is done (ipykernel
+    6.17's process dies of that, its state with it): the traceback comes
+    as stderr under that cell, and the same interpreter keeps its state."""
+    reply, _ = run_cell(victim, "x = 41\n"
+                        "import os, signal, threading\n"
+                        "def boom(signum, frame):\n"
+                        "    raise RuntimeError('boom while idle')\n"
+                        "signal.signal(signal.SIGUSR1, boom)\n"
+                        "threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGUSR1)).start()",
+                        timeout=TIMEOUT)
+    assert reply["content"]["status"] == "ok", reply["content"]
+    cell = reply["parent_header"]["msg_id"]
+    incarnation = sessions(daemon)[victim.name]["incarnation"]
+    text, deadline = "", time.monotonic() + TIMEOUT
+    while "RuntimeError: boom while idle" not in text:
+        m = victim.get_iopub_msg(timeout=max(0.1, deadline - time.monotonic()))
+        if m["msg_type"] == "stream":
+            assert m["parent_header"]["msg_id"] == cell, m
+            assert m["content"]["name"] == "stderr", m
+            text += m["content"]["text"]
+    assert "the session goes on" in text and "in boom" in text, text
+    assert "cellblock_" not in text, "the runner's own frames shown:\n" + text
+    reply, value_ = value(victim, "x + 1")
+    assert reply["content"]["status"] == "ok" and value_ == "42", reply["content"]
+    assert sessions(daemon)[victim.name]["incarnation"] == incarnation
+    witness.check("a signal handler raising while idle")
+
+
 # ------------------------------------------------- the daemon, killed
 
 BUSY_CELL = "import time\nfor i in range(60000):\n    time.sleep(0.01)"

@@ -155,7 +155,7 @@ class Channel:
     def _next(self):
         """One message read here, or None (EOF, or broken: logged)."""
         try:
-            return channel_decode(self._read_frame())
+            return self._read_message()
         except EOFError:
             pass
         except (OSError, ValueError) as e:
@@ -170,14 +170,23 @@ class Channel:
             if msg is None:
                 return
 
-    def _read_frame(self):
-        header = self._read_exact(_HEADER.size, at_boundary=True)
-        (length,) = _HEADER.unpack(header)
+    def _read_message(self):
+        # Nothing leaves the buffer before the whole frame is in it and
+        # decoded: an exception that a signal handler raises meanwhile
+        # (in os.read, or where the loop below jumps back: the idle wait,
+        # cellblock_runner.Runner._wait_request) leaves the frame whole
+        # for the next read.
+        self._fill(_HEADER.size, at_boundary=True)
+        (length,) = _HEADER.unpack_from(self._rbuf)
         if length > MAX_FRAME:
             raise ValueError("frame length %d exceeds the limit" % length)
-        return self._read_exact(length, at_boundary=False)
+        end = _HEADER.size + length
+        self._fill(end, at_boundary=False)
+        msg = channel_decode(bytes(self._rbuf[_HEADER.size:end]))
+        del self._rbuf[:end]
+        return msg
 
-    def _read_exact(self, count, at_boundary):
+    def _fill(self, count, at_boundary):
         buf = self._rbuf
         while len(buf) < count:
             # Whatever is there, up to 1 MiB: a frame and its length
@@ -188,6 +197,3 @@ class Channel:
                     raise EOFError
                 raise ValueError("short read: channel closed inside a frame")
             buf += chunk
-        data = bytes(buf[:count])
-        del buf[:count]
-        return data

@@ -41,6 +41,7 @@ from cellblock_streams import ChannelStream, FdCapture, Flusher
 __all__ = ["Comm", "attach", "build", "main", "preload"]
 __version__ = "0.1.0"
 
+HERE = os.path.dirname(os.path.abspath(__file__))
 INLINE_BACKEND = "module://matplotlib_inline.backend_inline"
 PROTOCOL_VERSION = "5.3"
 LANGUAGE_INFO = {
@@ -100,7 +101,7 @@ class Runner:
     # -- main loop --
     def serve(self):
         while True:
-            msg = self.backlog.popleft() if self.backlog else self.channel.receive()
+            msg = self.backlog.popleft() if self.backlog else self._wait_request()
             if msg is None:
                 return 1 if self.channel.broken else 0
             op = msg.get("op")
@@ -120,6 +121,36 @@ class Runner:
                 self.warm()
             # Anything else is a stale input_reply (its input() was
             # interrupted) or an op from a newer daemon: ignored.
+
+    def _wait_request(self):
+        """The wait between requests, where an idle interpreter spends its
+        time, so where a user's signal handler (signal.signal in a cell)
+        most often runs. One that raises must not end the session: ipykernel
+        dies of it, and its state with it. The exception goes to stderr,
+        shown under the last cell as a background thread's output would
+        be, and the wait goes on; the channel keeps a half-read frame
+        whole. SystemExit from a handler still exits, as asked."""
+        while True:
+            try:
+                return self.channel.receive()
+            except SystemExit:
+                raise
+            except BaseException as e:  # a KeyboardInterrupt too: the user's own handler
+                self._idle_exception(e)
+
+    def _idle_exception(self, e):
+        self.log("exception while idle (a signal handler?), the session goes on: %s: %s"
+                 % (type(e).__name__, e))
+        try:
+            print("Exception raised while the interpreter was idle (by a signal "
+                  "handler?); the session goes on:", file=sys.stderr)
+            tb = e.__traceback__
+            while tb is not None and os.path.dirname(tb.tb_frame.f_code.co_filename) == HERE:
+                tb = tb.tb_next     # the runner's own frames (the wait) say nothing
+            traceback.print_exception(type(e), e, tb, file=sys.stderr)
+            sys.stderr.flush()
+        except Exception:
+            pass    # a replaced or broken sys.stderr: the log has it
 
     def claim(self, name):
         """Born in the warm pool (docs/ZYGOTE.md): the session's name

@@ -20,7 +20,8 @@ from traitlets import Any, Bool, Type
 RUNNER_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
 CELL_DIR = "/tmp"           # the sandbox's own /tmp; never a host path
 CELL_SEED = 0xC70F6907      # the seed ipykernel 6 names cells with
-SYSTEM_GRACE = 0.2          # s an interrupted `!cmd` may still write (pexpect's)
+SYSTEM_GRACE = 2.0          # s an interrupted `!cmd` has to exit before SIGKILL
+SYSTEM_POLL = 0.02          # s between looks at whether it has exited
 
 
 def shell_cell_hash(data, seed=CELL_SEED):
@@ -196,7 +197,7 @@ def shell_system(cmd):
         # what it still writes on its way out, briefly; then it is gone.
         _shell_signal(child, signal.SIGINT)
         try:
-            _shell_copy(child.stdout.fileno(), decoder, SYSTEM_GRACE)
+            _shell_copy(child.stdout.fileno(), decoder, SYSTEM_GRACE, child.pid)
         except KeyboardInterrupt:
             pass
         finally:
@@ -207,14 +208,21 @@ def shell_system(cmd):
     return -(code - 128) if code > 128 else code
 
 
-def _shell_copy(fd, decoder, timeout=None):
-    """Copy the command's output until EOF (or timeout seconds pass)."""
+def _shell_copy(fd, decoder, timeout=None, pid=None):
+    """Copy the command's output until EOF; with a timeout, until it passes
+    or sh (pid) has exited with nothing more to read. Its exit, not a fixed
+    wait, ends the grace after ^C: with the cores busy, sh took longer than
+    0.2 s to die of SIGINT and was SIGKILLed mid-exit (_exit_code -9)."""
     deadline = None if timeout is None else time.monotonic() + timeout
     while True:
         if deadline is not None:
             left = deadline - time.monotonic()
-            if left <= 0 or not select.select([fd], [], [], left)[0]:
+            if left <= 0:
                 return
+            if not select.select([fd], [], [], min(left, SYSTEM_POLL))[0]:
+                if pid is not None and _shell_exited(pid):
+                    return
+                continue
         data = os.read(fd, 65536)
         text = decoder.decode(data, final=not data)
         if text:
@@ -222,6 +230,15 @@ def _shell_copy(fd, decoder, timeout=None):
             sys.stdout.flush()
         if not data:
             return
+
+
+def _shell_exited(pid):
+    # WNOWAIT: sh stays a zombie, so its pid (and the group's id, which
+    # _shell_signal uses next) cannot be reused before child.wait().
+    try:
+        return os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
+    except ChildProcessError:
+        return True
 
 
 def _shell_signal(child, signum):

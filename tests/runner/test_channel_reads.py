@@ -99,3 +99,53 @@ def test_eof_inside_a_frame_is_broken(session):
     session.sock.shutdown(1)
     assert session.proc.wait(timeout=20) == 1
     assert "short read" in session.stderr_text()
+
+
+HANDLER = """
+import os, signal
+def boom(signum, frame):
+    raise RuntimeError('raised by boom')
+signal.signal(signal.SIGUSR1, boom)
+"""
+
+
+def test_raising_signal_handler_while_idle_keeps_the_session(session):
+    # A user's handler that raises between requests (ipykernel's process
+    # dies of it) is shown on stderr under the last cell; the interpreter
+    # and its state live on, and a frame half read meanwhile stays whole.
+    iopub, reply = session.execute("x = 41\n" + HANDLER)
+    assert reply["status"] == "ok"
+    last = session.next_id - 1
+    data = _frame(_request(100, "x + 1"))
+    for piece in (data[:2], data[2:9]):     # inside the length, then the body
+        session.sock.sendall(piece)
+        time.sleep(0.05)
+        os.kill(session.pid, signal.SIGUSR1)
+        time.sleep(0.1)
+    session.sock.sendall(data[9:])
+    stderr, result = "", None
+    while True:
+        msg = session.recv()
+        if msg["op"] == "reply":
+            assert msg["id"] == 100 and msg["content"]["status"] == "ok", msg
+            break
+        assert msg["op"] == "iopub", msg
+        if msg["msg_type"] == "stream":
+            assert msg["id"] == last and msg["content"]["name"] == "stderr", msg
+            stderr += msg["content"]["text"]
+        elif msg["msg_type"] == "execute_result":
+            result = msg["content"]["data"]["text/plain"]
+    assert result == "42"
+    assert stderr.count("RuntimeError: raised by boom") == 2, stderr
+    assert "the session goes on" in stderr
+    assert "exception while idle" in session.stderr_text()
+    assert session.proc.poll() is None
+
+
+def test_signal_handler_exiting_while_idle_ends_the_runner(session):
+    # sys.exit() in a handler is a request to exit, kept as one.
+    iopub, reply = session.execute(
+        "import signal, sys\nsignal.signal(signal.SIGUSR1, lambda s, f: sys.exit(3))")
+    assert reply["status"] == "ok"
+    os.kill(session.pid, signal.SIGUSR1)
+    assert session.proc.wait(timeout=20) == 3

@@ -258,6 +258,40 @@ def test_shell_escape_output(session):
     assert streams(iopub, "stdout") == "from-shell\r\n"
 
 
+def _interrupt_shell_escape(session, command):
+    """Run `!command` then print _exit_code; interrupt once it printed
+    'started'. -> (everything the cell printed, its reply)."""
+    rid = session.start("execute_request", {
+        "code": "!" + command + "\nprint('went on', _exit_code)", "silent": False})
+    seen = []
+    while "started" not in "".join(m["content"].get("text", "") for m in seen):
+        msg = session.recv()
+        assert msg["op"] == "iopub" and msg["id"] == rid, msg
+        seen.append(msg)
+    session.interrupt()
+    iopub, reply = session.collect(rid)
+    return streams(seen + iopub, "stdout"), reply
+
+
+def test_interrupted_shell_escape_waits_for_its_exit(session):
+    # sh takes 0.5 s to die of the ^C (a loaded machine can make any sh
+    # that slow): its status and last words are kept, not a SIGKILL's.
+    # The background sleep (SIGINT ignored, the pipe held open) is killed
+    # with the group once sh is gone.
+    out, reply = _interrupt_shell_escape(
+        session, "trap 'sleep 0.5; echo bye; exit 130' INT; echo started; sleep 60 & wait")
+    assert reply["status"] == "ok", reply
+    assert out.endswith("bye\r\nwent on -2\n"), out
+
+
+def test_interrupted_shell_escape_that_ignores_it_is_killed(session):
+    t0 = time.monotonic()
+    out, reply = _interrupt_shell_escape(session, "trap '' INT; echo started; sleep 60")
+    assert reply["status"] == "ok", reply
+    assert out.endswith("went on -9\n"), out
+    assert time.monotonic() - t0 < 30      # the grace, not the sleep
+
+
 def test_background_thread_output_uses_last_request_id(session):
     rid = session.start("execute_request", {
         "code": "import threading\nt = threading.Timer(0.05, print, args=('late',))\nt.start()",
