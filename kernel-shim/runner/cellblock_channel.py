@@ -73,7 +73,14 @@ def channel_encode(msg):
 
 def channel_decode(body):
     """Parse one frame body; raise ValueError unless it is a JSON object."""
-    msg = json.loads(body.decode("utf-8"), parse_constant=_reject_constant)
+    try:
+        msg = json.loads(body.decode("utf-8"), parse_constant=_reject_constant)
+    except RecursionError:
+        # Deeper than Python's parser goes. A ValueError ends the channel;
+        # anything else would be retried on the same frame, which stays
+        # buffered until decoded (Channel._read_message), by the idle wait
+        # that outlives exceptions (Runner._wait_request): a busy loop.
+        raise ValueError("frame nested too deeply to decode") from None
     if not isinstance(msg, dict):
         raise ValueError("frame is not a JSON object")
     return msg

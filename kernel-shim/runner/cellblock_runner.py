@@ -34,14 +34,13 @@ from IPython.core.error import StdinNotImplementedError
 
 from cellblock_channel import Channel, FrameTooLarge, channel_b64, channel_encode
 from cellblock_comm import Comm  # noqa: F401  (re-exported: `from cellblock_runner import Comm`)
-from cellblock_shell import CellblockShell
+from cellblock_shell import RUNNER_DIR, CellblockShell
 from cellblock_sigint import InterruptGate, sigint_blocked
 from cellblock_streams import ChannelStream, FdCapture, Flusher
 
 __all__ = ["Comm", "attach", "build", "main", "preload"]
 __version__ = "0.1.0"
 
-HERE = os.path.dirname(os.path.abspath(__file__))
 INLINE_BACKEND = "module://matplotlib_inline.backend_inline"
 PROTOCOL_VERSION = "5.3"
 LANGUAGE_INFO = {
@@ -145,7 +144,7 @@ class Runner:
             print("Exception raised while the interpreter was idle (by a signal "
                   "handler?); the session goes on:", file=sys.stderr)
             tb = e.__traceback__
-            while tb is not None and os.path.dirname(tb.tb_frame.f_code.co_filename) == HERE:
+            while tb is not None and tb.tb_frame.f_code.co_filename.startswith(RUNNER_DIR):
                 tb = tb.tb_next     # the runner's own frames (the wait) say nothing
             traceback.print_exception(type(e), e, tb, file=sys.stderr)
             sys.stderr.flush()

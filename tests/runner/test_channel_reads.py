@@ -149,3 +149,12 @@ def test_signal_handler_exiting_while_idle_ends_the_runner(session):
     assert reply["status"] == "ok"
     os.kill(session.pid, signal.SIGUSR1)
     assert session.proc.wait(timeout=20) == 3
+
+
+def test_frame_nested_deeper_than_python_parses_is_broken(session):
+    # Nesting Python's json cannot parse: the channel ends with a reason
+    # (the frame is never retried in a loop, never skipped).
+    body = b'{"op": "request", "x": ' + b"[" * 100000 + b"]" * 100000 + b"}"
+    session.sock.sendall(struct.pack(">I", len(body)) + body)
+    assert session.proc.wait(timeout=20) == 1
+    assert "nested too deeply" in session.stderr_text()
